@@ -1,0 +1,3 @@
+"""skin-lesion: Kedro pipelines for HAM10000 skin-lesion classification."""
+
+__version__ = "0.1.0"
