@@ -1,0 +1,148 @@
+"""Batches gathered by index from the in-memory (or on-GPU) image cache.
+
+The cache is decoded once by data_processing. Training gathers rows of that uint8 array by
+index: no per-item JPEG decode, no DataLoader workers. When the selected images fit on the
+GPU (``placement: auto``), they are copied there once and every batch is a device-side
+gather; otherwise batches are gathered in pinned host memory and copied asynchronously.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from typing import Literal
+
+import numpy as np
+import torch
+
+logger = logging.getLogger(__name__)
+
+Placement = Literal["auto", "device", "host"]
+Sampling = Literal["uniform", "balanced", "inverse", "sqrt_inverse"]
+# ``auto`` puts the images on the GPU when they take at most this share of free memory.
+AUTO_GPU_SHARE = 0.5
+
+
+def class_sampling_weights(labels: np.ndarray, sampling: Sampling) -> np.ndarray | None:
+    """Per-sample weights for class re-balancing, or None for uniform shuffling.
+
+    ``balanced``/``inverse`` weight each sample by 1/n_class (every class drawn equally
+    often); ``sqrt_inverse`` by 1/sqrt(n_class), a milder re-balancing.
+    """
+    if sampling == "uniform":
+        return None
+    counts = np.bincount(labels)
+    per_class = {
+        "balanced": 1.0 / counts,
+        "inverse": 1.0 / counts,
+        "sqrt_inverse": 1.0 / np.sqrt(counts),
+    }
+    if sampling not in per_class:
+        raise ValueError(
+            f"sampling must be one of uniform, balanced, inverse, sqrt_inverse; got {sampling!r}"
+        )
+    with np.errstate(divide="ignore"):
+        weights = per_class[sampling][labels]
+    return weights / weights.sum()
+
+
+class BatchSource:
+    """Seeded batches of ``(uint8 images NHWC, int64 labels)`` on ``device``.
+
+    The order of epoch ``e`` depends only on ``(seed, e)``, so a resumed run sees exactly
+    the batches an uninterrupted run would, without saving sampler state.
+    """
+
+    def __init__(
+        self,
+        images: np.ndarray,
+        labels: np.ndarray,
+        indices: np.ndarray,
+        *,
+        batch_size: int,
+        device: torch.device,
+        seed: int,
+        sampling: Sampling = "uniform",
+        placement: Placement = "auto",
+        drop_last: bool = True,
+    ) -> None:
+        """Select ``images[indices]`` and place them once.
+
+        Args:
+            images: The cache array ``(N, H, W, 3)`` uint8 (a memory map is fine).
+            labels: Class index of every cached image, shape ``(N,)``.
+            indices: Rows of ``images`` that this source draws from (e.g. the train split).
+            batch_size: Images per batch.
+            device: Where batches are delivered.
+            seed: Seed of the sampling order.
+            sampling: ``uniform`` shuffling, or class re-balancing with replacement.
+            placement: ``device`` copies the selected images to ``device`` once, ``host``
+                keeps them in (pinned) RAM, ``auto`` picks ``device`` when they fit.
+            drop_last: Drop a last incomplete batch (keeps batch statistics stable).
+        """
+        if len(indices) == 0:
+            raise ValueError("BatchSource needs at least one image; the selection is empty")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        self.batch_size = min(batch_size, len(indices)) if drop_last else batch_size
+        self.device = device
+        self.seed = seed
+        self.drop_last = drop_last
+        self.labels = torch.as_tensor(np.asarray(labels)[indices], dtype=torch.int64)
+        weights = class_sampling_weights(self.labels.numpy(), sampling)
+        self.weights = None if weights is None else torch.as_tensor(weights)
+        host = torch.from_numpy(np.ascontiguousarray(images[np.asarray(indices)]))
+        self.on_device = self._place(host, placement)
+        if self.on_device:
+            self.images = host.to(device)
+            self.labels = self.labels.to(device)
+        else:
+            self.images = host.pin_memory() if device.type == "cuda" else host
+        logger.info(
+            "BatchSource: %d images (%.1f MiB) on %s, batch %d, %s sampling",
+            len(indices),
+            host.numel() / 2**20,
+            device if self.on_device else "host",
+            self.batch_size,
+            sampling,
+        )
+
+    def _place(self, host: torch.Tensor, placement: Placement) -> bool:
+        if placement not in ("auto", "device", "host"):
+            raise ValueError(f"placement must be auto, device or host; got {placement!r}")
+        if self.device.type == "cpu" or placement == "host":
+            return False
+        if placement == "device" or self.device.type != "cuda":
+            return True
+        free, _ = torch.cuda.mem_get_info(self.device)
+        return host.numel() <= AUTO_GPU_SHARE * free
+
+    def __len__(self) -> int:
+        """Batches per epoch."""
+        n = len(self.labels)
+        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+
+    def order(self, epoch: int) -> torch.Tensor:
+        """The sample order of ``epoch`` (a function of the seed and the epoch only)."""
+        generator = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
+        n = len(self.labels)
+        if self.weights is None:
+            return torch.randperm(n, generator=generator)
+        return torch.multinomial(self.weights, n, replacement=True, generator=generator)
+
+    def epoch(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Yield the batches of ``epoch``."""
+        order = self.order(epoch)
+        for step in range(len(self)):
+            index = order[step * self.batch_size : (step + 1) * self.batch_size]
+            if self.on_device:
+                index = index.to(self.device, non_blocking=True)
+                yield self.images[index], self.labels[index]
+            else:
+                batch = self.images[index]
+                if self.device.type == "cuda":
+                    batch = batch.pin_memory()
+                yield (
+                    batch.to(self.device, non_blocking=True),
+                    self.labels[index].to(self.device, non_blocking=True),
+                )

@@ -1,0 +1,89 @@
+"""Self-describing checkpoints: atomic writes, safe loads, and a per-run store for resume.
+
+A checkpoint is a plain dict of tensors, numbers, strings, lists and dicts, so that
+``torch.load(..., weights_only=True)`` can read it without executing pickled code. It
+records everything needed to rebuild its model (architecture and constructor arguments)
+and to feed it (the preprocessing images must get), plus, for resume, the optimizer,
+scheduler, gradient-scaler and RNG states.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+LAST = "last.pt"
+
+
+def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> None:
+    """Write ``state`` to ``path`` atomically: a temporary file beside it, then a rename.
+
+    A crash mid-write leaves the previous checkpoint intact (timm's ``CheckpointSaver``
+    does the same).
+    """
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as file:
+            torch.save(state, file)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """Load a checkpoint on the CPU with ``weights_only=True``.
+
+    Raises:
+        FileNotFoundError: Naming the path when there is no file.
+    """
+    target = Path(path)
+    if not target.is_file():
+        raise FileNotFoundError(f"No checkpoint at '{target}'")
+    return torch.load(target, map_location="cpu", weights_only=True)
+
+
+def to_cpu(obj: Any) -> Any:
+    """Copy every tensor in a nested structure to the CPU (checkpoints are device-free)."""
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().cpu()
+    if isinstance(obj, dict):
+        return {k: to_cpu(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return type(obj)(to_cpu(v) for v in obj)
+    return obj
+
+
+class CheckpointStore:
+    """The folder where one training run keeps its latest epoch, for ``resume``.
+
+    The engine calls ``save`` at the end of every epoch; a resumed run calls ``latest``.
+    Kedro hands a store to a node through ``CheckpointStoreDataset``, so that the folder's
+    path lives in the catalog and the node never opens files itself.
+    """
+
+    def __init__(self, directory: str | os.PathLike) -> None:
+        """Use ``directory`` (created on first save)."""
+        self.directory = Path(directory)
+
+    def save(self, state: dict[str, Any]) -> None:
+        """Atomically replace the run's latest checkpoint."""
+        save_checkpoint(to_cpu(state), self.directory / LAST)
+
+    def latest(self) -> dict[str, Any] | None:
+        """The latest complete epoch's checkpoint, or ``None`` when the run has none."""
+        path = self.directory / LAST
+        return load_checkpoint(path) if path.is_file() else None
+
+    def clear(self) -> None:
+        """Forget the run (a fresh run that must not resume)."""
+        (self.directory / LAST).unlink(missing_ok=True)
+
+    def __repr__(self) -> str:
+        return f"CheckpointStore('{self.directory}')"

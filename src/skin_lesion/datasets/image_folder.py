@@ -1,0 +1,88 @@
+"""``ImageFolderDataset``: every image file under a folder, as lazy byte loaders."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from functools import partial
+from pathlib import PurePosixPath
+from typing import Any
+
+import fsspec
+from kedro.io.core import AbstractDataset, DatasetError, get_protocol_and_path
+
+from skin_lesion.datasets._help import WHERE_TO_PUT_HAM10000
+
+DEFAULT_EXTENSIONS = (".jpg", ".jpeg", ".png")
+
+
+class ImageFolderDataset(AbstractDataset[None, dict[str, Callable[[], bytes]]]):
+    """Read-only: all images below ``path``, in any subfolders, keyed by relative path.
+
+    ``load()`` returns ``{relative/path.jpg: callable}`` sorted by path, where each callable
+    returns the file's bytes (the convention of Kedro's ``PartitionedDataset``), so that a
+    node can decode thousands of images in parallel without opening files itself. Both
+    Kaggle's layout (``HAM10000_images_part_1/``, ``..._part_2/``) and a flat folder work.
+    Keys keep the subfolder so that two files with the same name in different folders are
+    both seen (and reported by validation), not silently merged.
+
+    A missing folder gets an error saying where HAM10000 belongs. Saving is not supported:
+    raw data is never written by the pipeline.
+
+    Example catalog entry::
+
+        raw_images:
+          type: skin_lesion.datasets.ImageFolderDataset
+          path: data/01_raw/HAM10000
+          extensions: [.jpg, .jpeg, .png]
+    """
+
+    def __init__(
+        self,
+        *,
+        path: str,
+        extensions: Sequence[str] = DEFAULT_EXTENSIONS,
+        credentials: dict[str, Any] | None = None,
+        fs_args: dict[str, Any] | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> None:
+        """Create the dataset.
+
+        Args:
+            path: Folder holding the images (local or any fsspec URL).
+            extensions: File name endings to include, matched case-insensitively.
+            credentials: Passed to the fsspec filesystem.
+            fs_args: Extra fsspec filesystem arguments.
+            metadata: Free-form metadata, ignored by Kedro (kedro-viz reads ``layer``).
+        """
+        protocol, folder = get_protocol_and_path(path)
+        self._protocol = protocol
+        self._path = folder.rstrip("/")
+        self._extensions = tuple(ext.lower() for ext in extensions)
+        self._fs = fsspec.filesystem(protocol, **(credentials or {}), **(fs_args or {}))
+        self.metadata = metadata
+
+    def load(self) -> dict[str, Callable[[], bytes]]:
+        """List the images; each value reads one file when called."""
+        if not self._fs.isdir(self._path):
+            raise DatasetError(
+                f"HAM10000 image folder not found: '{self._path}' is not a folder. "
+                + WHERE_TO_PUT_HAM10000
+            )
+        # find() returns paths as the filesystem spells them (absolute, for local files).
+        root = PurePosixPath(self._fs._strip_protocol(self._path))
+        files = {}
+        for full in self._fs.find(self._path):
+            if full.lower().endswith(self._extensions):
+                relative = PurePosixPath(full).relative_to(root)
+                files[str(relative)] = partial(self._fs.cat_file, full)
+        return dict(sorted(files.items()))
+
+    def save(self, data: None) -> None:
+        """Raw images are read-only."""
+        raise DatasetError(f"{type(self).__name__} is read-only; it never writes images")
+
+    def _exists(self) -> bool:
+        return self._fs.isdir(self._path)
+
+    def _describe(self) -> dict[str, Any]:
+        return {"path": self._path, "protocol": self._protocol, "extensions": self._extensions}

@@ -1,0 +1,350 @@
+"""The one training loop, shared by contrastive pretraining and classifier training.
+
+The two differ only in a small step function ``step(model, images, labels) -> loss`` that
+augments the uint8 batch and computes the loss. Everything is passed in (model, optimizer,
+scheduler, batch source): no global state, so the loop can later be wrapped for DDP.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import random
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+logger = logging.getLogger(__name__)
+
+StepFn = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
+# Check for a non-finite loss every this many steps: one host sync per window, not per step.
+SYNC_EVERY = 10
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The training loss became NaN or infinite."""
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """AdamW with linear warm-up then cosine decay, and gradient clipping.
+
+    Attributes:
+        lr: Peak learning rate (of the group with ``lr_scale`` 1).
+        weight_decay: AdamW decoupled weight decay.
+        warmup_epochs: Linear warm-up length in epochs (fractions allowed).
+        min_lr_ratio: Final learning rate as a fraction of the peak.
+        grad_clip: Max global gradient norm; null disables clipping.
+    """
+
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    warmup_epochs: float = 1.0
+    min_lr_ratio: float = 0.01
+    grad_clip: float | None = 1.0
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """``auto`` picks cuda, then mps, then cpu; any other name is used as given."""
+    if name != "auto":
+        device = torch.device(name)
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise RuntimeError(f"device {name!r} was requested but CUDA is not available")
+        return device
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (all devices); kornia draws from torch's RNG."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def rng_state() -> dict[str, Any]:
+    """Torch's RNG states (CPU and CUDA), for a checkpoint."""
+    state: dict[str, Any] = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    """Restore what ``rng_state`` returned."""
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+class Precision:
+    """Autocast and loss scaling: bf16 on CUDA where supported, else fp16 with a GradScaler.
+
+    On the CPU (and with ``enabled=False``) everything runs in float32.
+    """
+
+    def __init__(self, device: torch.device, enabled: bool = True) -> None:
+        """Choose the precision for ``device``."""
+        self.device = device
+        self.dtype: torch.dtype | None = None
+        if enabled and device.type == "cuda":
+            self.dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.dtype == torch.float16)
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        """The autocast context for forward passes."""
+        if self.dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.dtype)
+
+    @property
+    def name(self) -> str:
+        """``bf16``, ``fp16`` or ``fp32``."""
+        return {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(self.dtype, "fp32")
+
+
+def build_optimizer(param_groups: list[dict[str, Any]], config: OptimConfig) -> torch.optim.AdamW:
+    """AdamW over ``param_groups``; each group's ``lr_scale`` multiplies ``config.lr``.
+
+    Discriminative learning rates (encoder lower than head) are groups with different
+    ``lr_scale``. No weight decay on biases and norm weights (1-D tensors), as in timm.
+    """
+    groups = []
+    for group in param_groups:
+        scale = group.get("lr_scale", 1.0)
+        params = [p for p in group["params"] if p.requires_grad]
+        decay = [p for p in params if p.ndim > 1]
+        no_decay = [p for p in params if p.ndim <= 1]
+        name = group.get("name", "params")
+        for subset, wd, suffix in ((decay, config.weight_decay, ""), (no_decay, 0.0, "/no_decay")):
+            if subset:
+                groups.append(
+                    {
+                        "params": subset,
+                        "lr": config.lr * scale,
+                        "weight_decay": wd,
+                        "name": name + suffix,
+                    }
+                )
+    if not groups:
+        raise ValueError("no trainable parameters were given to the optimizer")
+    return torch.optim.AdamW(groups, lr=config.lr)
+
+
+def build_scheduler(
+    optimizer: torch.optim.Optimizer, config: OptimConfig, steps_per_epoch: int, epochs: int
+) -> torch.optim.lr_scheduler.LambdaLR:
+    """Per-step schedule: linear warm-up to each group's lr, then cosine to ``min_lr_ratio``."""
+    total = max(1, steps_per_epoch * epochs)
+    warmup = min(total, round(config.warmup_epochs * steps_per_epoch))
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = (step - warmup) / max(1, total - warmup)
+        cosine = 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+        return config.min_lr_ratio + (1.0 - config.min_lr_ratio) * cosine
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def train_one_epoch(
+    model: nn.Module,
+    step: StepFn,
+    batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    precision: Precision,
+    *,
+    epoch: int,
+    grad_clip: float | None,
+    total: int | None = None,
+    progress: bool = True,
+    desc: str = "train",
+) -> dict[str, float]:
+    """Run one epoch of optimisation.
+
+    Returns:
+        ``loss`` (mean), ``lr`` (first group's, at the end), ``img_per_s``, ``seconds``.
+
+    Raises:
+        NonFiniteLossError: Naming the epoch and step where the loss became NaN or inf.
+    """
+    model.train()
+    losses: list[torch.Tensor] = []
+    images_seen = 0
+    start = time.perf_counter()
+    bar = tqdm(
+        batches,
+        total=total,
+        desc=f"{desc} epoch {epoch}",
+        disable=not progress,
+        leave=False,
+        unit="batch",
+    )
+    for i, (images, labels) in enumerate(bar):
+        with precision.autocast():
+            loss = step(model, images, labels)
+        optimizer.zero_grad(set_to_none=True)
+        precision.scaler.scale(loss).backward()
+        if grad_clip:
+            precision.scaler.unscale_(optimizer)
+            nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+        precision.scaler.step(optimizer)
+        precision.scaler.update()
+        scheduler.step()
+        losses.append(loss.detach().float())
+        images_seen += len(images)
+        if (i + 1) % SYNC_EVERY == 0 or (total is not None and i + 1 == total):
+            _check_finite(losses, epoch)
+            rate = images_seen / (time.perf_counter() - start)
+            bar.set_postfix(
+                loss=f"{losses[-1].item():.4f}",
+                lr=f"{optimizer.param_groups[0]['lr']:.2e}",
+                img_s=f"{rate:.0f}",
+            )
+    _check_finite(losses, epoch)
+    if precision.device.type == "cuda":
+        torch.cuda.synchronize(precision.device)
+    seconds = time.perf_counter() - start
+    return {
+        "loss": float(torch.stack(losses).mean()) if losses else math.nan,
+        "lr": float(optimizer.param_groups[0]["lr"]),
+        "img_per_s": images_seen / seconds if seconds > 0 else math.nan,
+        "seconds": seconds,
+    }
+
+
+def _check_finite(losses: list[torch.Tensor], epoch: int) -> None:
+    """Raise at the epoch's first non-finite loss (one host sync for the whole list)."""
+    if not losses:
+        return
+    finite = torch.isfinite(torch.stack(losses))
+    if bool(finite.all()):
+        return
+    bad = int((~finite).nonzero()[0])
+    raise NonFiniteLossError(
+        f"the training loss became {losses[bad].item()} at epoch {epoch}, step {bad} "
+        "(0-based within the epoch); lower the learning rate, check the inputs, or "
+        "disable mixed precision"
+    )
+
+
+def fit(
+    model: nn.Module,
+    step: StepFn,
+    source: Any,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    precision: Precision,
+    *,
+    epochs: int,
+    grad_clip: float | None,
+    describe: Callable[[int, list[dict]], dict[str, Any]],
+    store: Any | None = None,
+    resume: bool = False,
+    evaluate: Callable[[nn.Module, int], dict[str, float]] | None = None,
+    progress: bool = True,
+    desc: str = "train",
+) -> list[dict[str, float]]:
+    """Train for ``epochs``, checkpointing every epoch, optionally resuming.
+
+    Args:
+        model: The model, already on its device.
+        step: ``step(model, images, labels) -> loss``.
+        source: A ``BatchSource`` (``len`` and ``epoch(e)``).
+        optimizer: Built with ``build_optimizer``.
+        scheduler: Stepped once per batch.
+        precision: Autocast and gradient scaling.
+        epochs: Total epochs of the run (a resumed run counts the ones already done).
+        grad_clip: Max gradient norm, or None.
+        describe: ``describe(epoch, history)`` returns the self-describing part of the
+            checkpoint (architecture, constructor arguments, state dict, parameters,
+            preprocessing). Its ``params`` must match on resume.
+        store: A ``CheckpointStore``; when given, the latest epoch is saved atomically.
+        resume: Continue from the store's latest checkpoint when there is one.
+        evaluate: Optional ``evaluate(model, epoch) -> metrics`` merged into the history.
+        progress: Show progress bars.
+        desc: Label of the progress bar and log lines.
+
+    Returns:
+        The per-epoch history: epoch, loss, lr, img_per_s, seconds (and evaluation metrics).
+    """
+    history: list[dict[str, float]] = []
+    start_epoch = 0
+    latest = store.latest() if (store is not None and resume) else None
+    if latest is not None:
+        _check_resumable(latest, describe(-1, []))
+        model.load_state_dict(latest["state_dict"])
+        optimizer.load_state_dict(latest["optimizer"])
+        scheduler.load_state_dict(latest["scheduler"])
+        precision.scaler.load_state_dict(latest["scaler"])
+        set_rng_state(latest["rng"])
+        history = list(latest["history"])
+        start_epoch = latest["epoch"] + 1
+        logger.info("%s: resuming after epoch %d from %s", desc, latest["epoch"], store)
+    elif store is not None:
+        store.clear()
+    for epoch in range(start_epoch, epochs):
+        stats = train_one_epoch(
+            model,
+            step,
+            source.epoch(epoch),
+            optimizer,
+            scheduler,
+            precision,
+            epoch=epoch,
+            grad_clip=grad_clip,
+            total=len(source),
+            progress=progress,
+            desc=desc,
+        )
+        if evaluate is not None:
+            stats.update(evaluate(model, epoch))
+        history.append({"epoch": epoch, **stats})
+        logger.info(
+            "%s epoch %d: %s", desc, epoch, ", ".join(f"{k}={v:.4g}" for k, v in stats.items())
+        )
+        if store is not None:
+            store.save(
+                {
+                    **describe(epoch, history),
+                    "epoch": epoch,
+                    "history": history,
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(),
+                    "scaler": precision.scaler.state_dict(),
+                    "rng": rng_state(),
+                }
+            )
+    return history
+
+
+# Parameters that may change between an interrupted run and its resumption.
+RESUME_EXEMPT_KEYS = frozenset({"resume", "progress", "compile"})
+
+
+def _strip(params: Any) -> Any:
+    if isinstance(params, dict):
+        return {k: _strip(v) for k, v in params.items() if k not in RESUME_EXEMPT_KEYS}
+    return params
+
+
+def _check_resumable(latest: dict[str, Any], current: dict[str, Any]) -> None:
+    """Refuse to resume a run whose parameters differ from the current ones."""
+    saved, now = _strip(latest.get("params")), _strip(current.get("params"))
+    if saved != now:
+        raise ValueError(
+            "cannot resume: the saved run used different parameters "
+            f"(saved {saved}, now {now}); set resume: false to start over"
+        )

@@ -1,0 +1,242 @@
+"""Validate HAM10000 metadata against the image files, and the policy for bad rows.
+
+Every problem becomes a row of a rejection table (``image_id, file, stage, reason``), so
+that whatever is set aside can be written to a report: nothing valid is dropped, and
+nothing invalid disappears without a trace.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+from typing import Literal
+
+import pandas as pd
+
+logger = logging.getLogger(__name__)
+
+REQUIRED_COLUMNS = ("lesion_id", "image_id", "dx", "dx_type", "age", "sex", "localization")
+REJECTION_COLUMNS = ("image_id", "file", "stage", "reason")
+# How many offending rows an error message lists before giving the count of the rest.
+SHOWN_IN_ERRORS = 5
+
+
+@dataclass(frozen=True)
+class MetadataConfig:
+    """What counts as a valid metadata row.
+
+    Attributes:
+        sexes: Allowed values of ``sex`` (HAM10000 uses male, female, unknown).
+        min_age: Smallest plausible age in years.
+        max_age: Largest plausible age in years.
+    """
+
+    sexes: tuple[str, ...] = ("male", "female", "unknown")
+    min_age: float = 0.0
+    max_age: float = 120.0
+
+
+class InvalidDataError(ValueError):
+    """Input rows or files that fail validation, named in the message."""
+
+
+def empty_rejections() -> pd.DataFrame:
+    """An empty rejection table with the standard columns."""
+    return pd.DataFrame({column: pd.Series(dtype=str) for column in REJECTION_COLUMNS})
+
+
+def index_image_files(files: Iterable[str]) -> dict[str, list[str]]:
+    """Group image file paths by image_id (the file name without its extension).
+
+    Args:
+        files: Paths relative to the dataset folder, e.g. ``part_1/ISIC_0024306.jpg``.
+
+    Returns:
+        ``{image_id: [paths...]}``; more than one path means a duplicate file.
+    """
+    by_id: dict[str, list[str]] = {}
+    for file in files:
+        by_id.setdefault(PurePosixPath(file).stem, []).append(file)
+    return by_id
+
+
+def validate_metadata(
+    raw: pd.DataFrame,
+    image_files: Iterable[str],
+    classes: Sequence[str],
+    config: MetadataConfig,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Check every metadata row and match it to exactly one image file.
+
+    Args:
+        raw: The metadata CSV with every cell as text (empty cells as ``""``).
+        image_files: Relative paths of the image files found.
+        classes: The allowed diagnoses, in label order.
+        config: Allowed sexes and ages.
+
+    Returns:
+        ``(valid, rejections)``. ``valid`` holds the good rows in their original order with
+        typed columns: ``age`` float (NaN when empty), ``label`` (index into ``classes``),
+        ``file`` (the image's relative path) and ``row`` (the CSV line number).
+        ``rejections`` holds one row per invalid metadata row (stage ``metadata``) and one
+        per image file without a metadata row (stage ``unmatched_file``).
+
+    Raises:
+        InvalidDataError: When required columns are missing (no row can be checked then).
+    """
+    missing = [c for c in REQUIRED_COLUMNS if c not in raw.columns]
+    if missing:
+        raise InvalidDataError(
+            f"Metadata is missing required column(s) {missing}; found {list(raw.columns)}. "
+            f"Expected HAM10000's columns {list(REQUIRED_COLUMNS)}."
+        )
+    frame = raw.loc[:, list(REQUIRED_COLUMNS)].fillna("").astype(str)
+    frame = frame.apply(lambda column: column.str.strip())
+    frame.insert(0, "row", frame.index.to_numpy() + 2)  # CSV line: header is line 1
+    files = index_image_files(image_files)
+    reasons: dict[int, list[str]] = {i: [] for i in frame.index}
+
+    for i, row in frame.iterrows():
+        for reason in _row_problems(row, classes, config, files):
+            reasons[i].append(reason)
+    _flag_duplicates(frame, reasons)
+    _flag_mixed_lesions(frame, reasons)
+
+    bad = [i for i, found in reasons.items() if found]
+    good = frame.drop(index=bad)
+    valid = good.assign(
+        age=pd.to_numeric(good["age"].replace("", math.nan)).astype(float),
+        label=good["dx"].map({name: k for k, name in enumerate(classes)}).astype("int64"),
+        file=good["image_id"].map(lambda image_id: files[image_id][0]),
+    ).reset_index(drop=True)
+    rejected = pd.DataFrame(
+        {
+            "image_id": frame.loc[bad, "image_id"].to_numpy(),
+            "file": [";".join(files.get(frame.at[i, "image_id"], [])) for i in bad],
+            "stage": "metadata",
+            "reason": [f"line {frame.at[i, 'row']}: " + "; ".join(reasons[i]) for i in bad],
+        }
+    )
+    known = set(frame["image_id"])
+    unmatched = sorted(
+        (f, image_id) for image_id, fs in files.items() if image_id not in known for f in fs
+    )
+    orphans = pd.DataFrame(
+        {
+            "image_id": [image_id for _, image_id in unmatched],
+            "file": [f for f, _ in unmatched],
+            "stage": "unmatched_file",
+            "reason": "image file has no metadata row; not used",
+        }
+    )
+    rejections = pd.concat([empty_rejections(), rejected, orphans], ignore_index=True)
+    return valid, rejections
+
+
+def _row_problems(
+    row: pd.Series, classes: Sequence[str], config: MetadataConfig, files: dict[str, list[str]]
+) -> list[str]:
+    """Everything wrong with one metadata row on its own."""
+    problems = []
+    if not row["image_id"]:
+        problems.append("empty image_id")
+    if not row["lesion_id"]:
+        problems.append("empty lesion_id")
+    if row["dx"] not in classes:
+        problems.append(f"dx {row['dx']!r} is not one of {list(classes)}")
+    if row["sex"] not in config.sexes:
+        problems.append(f"sex {row['sex']!r} is not one of {list(config.sexes)}")
+    if row["age"]:
+        try:
+            age = float(row["age"])
+        except ValueError:
+            age = math.nan
+        if not math.isfinite(age):
+            problems.append(f"age {row['age']!r} is not a number (leave it empty if unknown)")
+        elif not config.min_age <= age <= config.max_age:
+            problems.append(f"age {age:g} is outside [{config.min_age:g}, {config.max_age:g}]")
+    if row["image_id"]:
+        found = files.get(row["image_id"], [])
+        if not found:
+            problems.append("no image file for this image_id")
+        elif len(found) > 1:
+            problems.append(f"{len(found)} image files for this image_id: {', '.join(found)}")
+    return problems
+
+
+def _flag_duplicates(frame: pd.DataFrame, reasons: dict[int, list[str]]) -> None:
+    """Flag repeated image_ids: exact repeats after the first, or every conflicting copy."""
+    repeated = frame[frame["image_id"].ne("") & frame["image_id"].duplicated(keep=False)]
+    for _, group in repeated.groupby("image_id", sort=False):
+        columns = list(REQUIRED_COLUMNS)
+        identical = len(group[columns].drop_duplicates()) == 1
+        lines = ", ".join(str(r) for r in group["row"])
+        if identical:
+            first = group["row"].iloc[0]
+            for i in group.index[1:]:
+                reasons[i].append(f"duplicate of line {first}")
+        else:
+            for i in group.index:
+                reasons[i].append(f"image_id appears on lines {lines} with different values")
+
+
+def _flag_mixed_lesions(frame: pd.DataFrame, reasons: dict[int, list[str]]) -> None:
+    """Flag lesions whose images carry different diagnoses (a lesion has one diagnosis)."""
+    named = frame[frame["lesion_id"].ne("")]
+    counts = named.groupby("lesion_id")["dx"].nunique()
+    for lesion_id in counts[counts > 1].index:
+        members = named[named["lesion_id"] == lesion_id]
+        diagnoses = ", ".join(sorted(members["dx"].unique()))
+        for i in members.index:
+            reasons[i].append(f"lesion {lesion_id} has several diagnoses ({diagnoses})")
+
+
+def enforce_policy(
+    rejections: pd.DataFrame,
+    on_invalid: Literal["raise", "drop"],
+    what: str,
+    total: int,
+) -> None:
+    """Raise on rejected rows under ``raise``; under ``drop`` log them and go on.
+
+    Args:
+        rejections: Rows set aside (standard rejection columns). Rows of stage
+            ``unmatched_file`` are only reported, never fatal: they drop no metadata row.
+        on_invalid: ``raise`` or ``drop``.
+        what: What was checked, for the message (e.g. ``"metadata rows"``).
+        total: How many items were checked, for the message.
+
+    Raises:
+        InvalidDataError: Under ``raise`` when any fatal rejection exists, naming the first
+            few and the count.
+        ValueError: When ``on_invalid`` is neither ``raise`` nor ``drop``.
+    """
+    if on_invalid not in ("raise", "drop"):
+        raise ValueError(f"on_invalid must be 'raise' or 'drop', got {on_invalid!r}")
+    unmatched = rejections[rejections["stage"] == "unmatched_file"]
+    if len(unmatched):
+        logger.warning(
+            "%d image file(s) have no metadata row and are not used, e.g. %s "
+            "(listed in rejected_images)",
+            len(unmatched),
+            ", ".join(unmatched["file"].head(SHOWN_IN_ERRORS)),
+        )
+    fatal = rejections[rejections["stage"] != "unmatched_file"]
+    if fatal.empty:
+        return
+    shown = "\n".join(
+        f"  {r.image_id or '<empty image_id>'}: {r.reason}"
+        for r in fatal.head(SHOWN_IN_ERRORS).itertuples()
+    )
+    more = len(fatal) - SHOWN_IN_ERRORS
+    summary = f"{len(fatal)} of {total} {what} are invalid"
+    listing = shown + (f"\n  ... and {more} more" if more > 0 else "")
+    if on_invalid == "raise":
+        raise InvalidDataError(
+            f"{summary}:\n{listing}\nFix them, or set `data_processing.on_invalid: drop` "
+            "to set them aside in rejected_images and go on."
+        )
+    logger.warning("%s and were set aside (see rejected_images):\n%s", summary, listing)

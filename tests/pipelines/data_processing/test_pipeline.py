@@ -1,0 +1,67 @@
+"""End-to-end runs of data_processing through a Kedro session on generated data."""
+
+import json
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+from kedro.io import DatasetError
+from tests.conftest import TEST_IMAGES, run_kedro
+
+pytestmark = pytest.mark.slow
+
+
+def test_kedro_run_data_processing(kedro_project):
+    run_kedro(kedro_project, "data_processing")
+    root = kedro_project / "data"
+    splits = pd.read_parquet(root / "05_model_input" / "splits.parquet")
+    assert len(splits) == TEST_IMAGES
+    assert splits.groupby("lesion_id")["split"].nunique().max() == 1
+    for split in ("train", "val", "test"):
+        assert splits.loc[splits["split"] == split, "dx"].nunique() == 7
+    index = json.loads((root / "02_intermediate" / "image_cache" / "index.json").read_text())
+    images = np.load(root / "02_intermediate" / "image_cache" / "images.npy", mmap_mode="r")
+    assert images.shape == (TEST_IMAGES, 48, 64, 3)
+    assert set(index["image_ids"]) == set(splits["image_id"])
+    summary = json.loads((root / "05_model_input" / "split_summary.json").read_text())
+    assert sum(summary["images"].values()) == TEST_IMAGES
+    stats = json.loads((root / "05_model_input" / "class_statistics.json").read_text())
+    assert sum(stats["train_counts"]) == summary["images"]["train"]
+    rejected = pd.read_csv(root / "02_intermediate" / "rejected_images.csv")
+    assert list(rejected.columns) == ["image_id", "file", "stage", "reason"]
+    assert rejected.empty
+
+
+def test_bad_inputs_are_set_aside_with_drop(kedro_project):
+    raw = kedro_project / "data" / "01_raw" / "HAM10000"
+    meta = pd.read_csv(raw / "HAM10000_metadata.csv", dtype=str, keep_default_na=False)
+    corrupt = meta.loc[0, "image_id"]
+    next(raw.rglob(f"{corrupt}.jpg")).write_bytes(b"\xff\xd8 this is no jpeg")
+    meta.loc[1, "dx"] = "melanoma"
+    meta.to_csv(raw / "HAM10000_metadata.csv", index=False)
+    shutil.copy(next(raw.rglob("*.jpg")), raw / "ISIC_9999999.jpg")
+
+    with pytest.raises(Exception, match="metadata rows are invalid"):
+        run_kedro(kedro_project, "data_processing")
+
+    run_kedro(kedro_project, "data_processing", data_processing={"on_invalid": "drop"})
+    root = kedro_project / "data"
+    rejected = pd.read_csv(root / "02_intermediate" / "rejected_images.csv")
+    stages = dict(zip(rejected["image_id"], rejected["stage"]))
+    assert stages == {
+        meta.loc[1, "image_id"]: "metadata",
+        "ISIC_9999999": "unmatched_file",
+        corrupt: "decode",
+    }
+    splits = pd.read_parquet(root / "05_model_input" / "splits.parquet")
+    assert len(splits) == TEST_IMAGES - 2  # every valid image survives
+
+
+def test_raw_dir_runtime_param_and_missing_folder_message(kedro_project):
+    moved = kedro_project / "elsewhere"
+    (kedro_project / "data" / "01_raw" / "HAM10000").rename(moved)
+    with pytest.raises(DatasetError, match=r"not a folder.*make demo"):
+        run_kedro(kedro_project, "data_processing")
+    run_kedro(kedro_project, "data_processing", raw_dir=str(moved))
+    assert (kedro_project / "data" / "05_model_input" / "splits.parquet").is_file()

@@ -1,0 +1,72 @@
+import numpy as np
+import pytest
+import torch
+
+from skin_lesion.batches import BatchSource, class_sampling_weights
+
+
+def _source(**kwargs):
+    images = np.arange(20 * 2 * 2 * 3, dtype=np.uint8).reshape(20, 2, 2, 3)
+    labels = np.array([0] * 16 + [1] * 4)
+    defaults = {"batch_size": 4, "device": torch.device("cpu"), "seed": 3}
+    return BatchSource(images, labels, np.arange(20), **{**defaults, **kwargs}), images
+
+
+def test_batches_gather_the_right_rows_and_labels():
+    source, images = _source()
+    seen = []
+    for batch, labels in source.epoch(0):
+        assert batch.dtype == torch.uint8 and batch.shape == (4, 2, 2, 3)
+        for img, label in zip(batch, labels, strict=True):
+            row = int(np.flatnonzero((images == img.numpy()).all(axis=(1, 2, 3)))[0])
+            seen.append(row)
+            assert label == (0 if row < 16 else 1)
+    assert sorted(seen) == list(range(20))  # uniform: a permutation, each image once
+    assert len(source) == 5
+
+
+def test_order_depends_on_seed_and_epoch_only():
+    a, _ = _source()
+    b, _ = _source()
+    assert torch.equal(a.order(2), b.order(2))
+    assert not torch.equal(a.order(2), a.order(3))
+    c, _ = _source(seed=4)
+    assert not torch.equal(a.order(2), c.order(2))
+
+
+def test_balanced_sampling_draws_classes_equally():
+    source, _ = _source(sampling="balanced")
+    drawn = torch.cat([source.order(e) for e in range(200)])
+    minority = (drawn >= 16).float().mean()
+    assert minority == pytest.approx(0.5, abs=0.03)
+
+
+def test_sqrt_inverse_weights():
+    w = class_sampling_weights(np.array([0, 0, 0, 0, 1]), "sqrt_inverse")
+    # class 0: 4 * 1/2 = 2, class 1: 1 * 1 = 1 -> shares 2/3 and 1/3
+    assert w[:4].sum() == pytest.approx(2 / 3) and w[4] == pytest.approx(1 / 3)
+    assert class_sampling_weights(np.array([0, 1]), "uniform") is None
+    with pytest.raises(ValueError, match="'weighted'"):
+        class_sampling_weights(np.array([0, 1]), "weighted")
+
+
+def test_bad_arguments_are_named():
+    with pytest.raises(ValueError, match="selection is empty"):
+        BatchSource(
+            np.zeros((2, 1, 1, 3), np.uint8),
+            np.zeros(2, int),
+            np.array([], int),
+            batch_size=1,
+            device=torch.device("cpu"),
+            seed=0,
+        )
+    with pytest.raises(ValueError, match="'gpu'"):
+        _source(placement="gpu", device=torch.device("meta"))
+
+
+@pytest.mark.gpu
+def test_auto_placement_puts_small_cache_on_gpu():
+    source, _ = _source(device=torch.device("cuda"))
+    assert source.on_device and source.images.device.type == "cuda"
+    batch, labels = next(iter(source.epoch(0)))
+    assert batch.device.type == "cuda" and labels.device.type == "cuda"

@@ -1,0 +1,48 @@
+import pytest
+import torch
+
+from skin_lesion.checkpoints import CheckpointStore, load_checkpoint, save_checkpoint
+
+
+def test_save_load_round_trip_weights_only(tmp_path):
+    state = {
+        "kind": "x",
+        "state_dict": {"w": torch.arange(4.0)},
+        "epoch": 3,
+        "params": {"lr": 0.1, "names": ["a", "b"]},
+        "rng": torch.get_rng_state(),
+    }
+    save_checkpoint(state, tmp_path / "sub" / "c.pt")
+    loaded = load_checkpoint(tmp_path / "sub" / "c.pt")
+    assert torch.equal(loaded["state_dict"]["w"], state["state_dict"]["w"])
+    assert loaded["params"] == state["params"] and loaded["epoch"] == 3
+    assert [p.name for p in (tmp_path / "sub").iterdir()] == ["c.pt"]
+
+
+def test_failed_write_keeps_previous_checkpoint(tmp_path):
+    path = tmp_path / "c.pt"
+    save_checkpoint({"epoch": 1}, path)
+
+    class Unpicklable:
+        def __reduce__(self):
+            raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError, match="disk full"):
+        save_checkpoint({"epoch": 2, "bad": Unpicklable()}, path)
+    assert load_checkpoint(path)["epoch"] == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["c.pt"]
+
+
+def test_missing_checkpoint_names_path(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"nothing\.pt"):
+        load_checkpoint(tmp_path / "nothing.pt")
+
+
+def test_store_latest_and_clear(tmp_path):
+    store = CheckpointStore(tmp_path / "run")
+    assert store.latest() is None
+    store.save({"epoch": 0, "w": torch.ones(2)})
+    store.save({"epoch": 1, "w": torch.zeros(2)})
+    assert store.latest()["epoch"] == 1
+    store.clear()
+    assert store.latest() is None

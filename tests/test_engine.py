@@ -1,0 +1,163 @@
+import itertools
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from skin_lesion import engine
+from skin_lesion.batches import BatchSource
+from skin_lesion.checkpoints import CheckpointStore
+
+
+def _problem(n: int = 64):
+    g = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (n, 4, 4, 3), generator=g, dtype=torch.uint8).numpy()
+    labels = (images.reshape(n, -1).mean(1) > 127).astype("int64")
+    return images, labels
+
+
+def _step(model, images, labels):
+    x = images.float().flatten(1) / 255.0
+    return nn.functional.cross_entropy(model(x), labels)
+
+
+def _fit(store, epochs, resume=False, crash_at=None, monkeypatch=None):
+    torch.manual_seed(0)
+    images, labels = _problem()
+    model = nn.Sequential(nn.Linear(48, 16), nn.ReLU(), nn.Dropout(0.2), nn.Linear(16, 2))
+    source = BatchSource(
+        images, labels, torch.arange(64).numpy(), batch_size=8, device=torch.device("cpu"), seed=1
+    )
+    cfg = engine.OptimConfig(lr=0.05, warmup_epochs=0.5)
+    opt = engine.build_optimizer([{"params": model.parameters()}], cfg)
+    sched = engine.build_scheduler(opt, cfg, len(source), epochs)
+    step = _step
+    if crash_at is not None:
+
+        def step(model, images, labels, _seen=[0]):  # noqa: B006
+            _seen[0] += 1
+            if _seen[0] > crash_at * len(source):
+                raise RuntimeError("power cut")
+            return _step(model, images, labels)
+
+    history = engine.fit(
+        model,
+        step,
+        source,
+        opt,
+        sched,
+        engine.Precision(torch.device("cpu")),
+        epochs=epochs,
+        grad_clip=1.0,
+        store=store,
+        resume=resume,
+        progress=False,
+        describe=lambda e, h: {"state_dict": model.state_dict(), "params": {"lr": 0.05}},
+    )
+    return model, history
+
+
+def test_resume_after_interruption_matches_uninterrupted_run(tmp_path):
+    full, full_history = _fit(CheckpointStore(tmp_path / "a"), epochs=4)
+    store = CheckpointStore(tmp_path / "b")
+    with pytest.raises(RuntimeError, match="power cut"):
+        _fit(store, epochs=4, crash_at=2)
+    assert store.latest()["epoch"] == 1
+    resumed, history = _fit(store, epochs=4, resume=True)
+    assert [h["epoch"] for h in history] == [0, 1, 2, 3]
+    for (name, a), (_, b) in zip(
+        full.state_dict().items(), resumed.state_dict().items(), strict=True
+    ):
+        assert torch.equal(a, b), name
+    assert [h["loss"] for h in history] == [h["loss"] for h in full_history]
+
+
+def test_history_reports_falling_loss_and_throughput(tmp_path):
+    _, history = _fit(None, epochs=5)
+    assert set(history[0]) == {"epoch", "loss", "lr", "img_per_s", "seconds"}
+    assert history[-1]["loss"] < history[0]["loss"]
+    assert all(h["img_per_s"] > 0 for h in history)
+
+
+def test_fresh_run_clears_old_checkpoint(tmp_path):
+    store = CheckpointStore(tmp_path)
+    _fit(store, epochs=2)
+    _, history = _fit(store, epochs=1, resume=False)
+    assert len(history) == 1 and store.latest()["epoch"] == 0
+
+
+def test_resume_refuses_other_parameters(tmp_path):
+    store = CheckpointStore(tmp_path)
+    _fit(store, epochs=1)
+    state = store.latest()
+    state["params"] = {"lr": 0.1}
+    store.save(state)
+    with pytest.raises(ValueError, match=r"cannot resume.*'lr': 0.1"):
+        _fit(store, epochs=2, resume=True)
+
+
+def test_nan_loss_names_epoch_and_step():
+    model = nn.Linear(2, 1)
+    batches = [(torch.ones(4, 2), torch.zeros(4))] * 5
+    calls = []
+
+    def step(model, x, y):
+        calls.append(1)
+        loss = model(x).pow(2).mean()
+        return loss * math.nan if len(calls) == 4 else loss
+
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
+    with pytest.raises(engine.NonFiniteLossError, match="nan at epoch 7, step 3"):
+        engine.train_one_epoch(
+            model,
+            step,
+            batches,
+            opt,
+            sched,
+            engine.Precision(torch.device("cpu")),
+            epoch=7,
+            grad_clip=None,
+            progress=False,
+        )
+
+
+def test_scheduler_warms_up_then_decays_to_min():
+    p = nn.Parameter(torch.zeros(2, 2))
+    cfg = engine.OptimConfig(lr=1.0, warmup_epochs=1.0, min_lr_ratio=0.1)
+    opt = engine.build_optimizer([{"params": [p]}], cfg)
+    sched = engine.build_scheduler(opt, cfg, steps_per_epoch=10, epochs=3)
+    lrs = []
+    for _ in range(30):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert lrs[0] == pytest.approx(0.1) and lrs[9] == pytest.approx(1.0)
+    assert lrs[10] == pytest.approx(1.0) and lrs[-1] == pytest.approx(0.1, abs=0.01)
+    assert all(a >= b for a, b in itertools.pairwise(lrs[10:]))
+
+
+def test_optimizer_groups_scale_lr_and_skip_decay_on_biases():
+    enc, head = nn.Linear(3, 3), nn.Linear(3, 2)
+    cfg = engine.OptimConfig(lr=1e-3, weight_decay=0.05)
+    opt = engine.build_optimizer(
+        [
+            {"params": enc.parameters(), "lr_scale": 0.1, "name": "encoder"},
+            {"params": head.parameters(), "name": "head"},
+        ],
+        cfg,
+    )
+    groups = {g["name"]: g for g in opt.param_groups}
+    assert groups["encoder"]["lr"] == pytest.approx(1e-4)
+    assert groups["head"]["lr"] == pytest.approx(1e-3)
+    assert groups["head/no_decay"]["weight_decay"] == 0.0
+    assert groups["head"]["weight_decay"] == 0.05
+
+
+def test_resolve_device():
+    assert engine.resolve_device("cpu").type == "cpu"
+    assert engine.resolve_device("auto").type in {"cpu", "cuda", "mps"}
+    if not torch.cuda.is_available():
+        with pytest.raises(RuntimeError, match="'cuda'"):
+            engine.resolve_device("cuda")

@@ -1,0 +1,557 @@
+"""Tests for skin_lesion.images: decoding, preprocessing and the image cache."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+
+from skin_lesion.images import (
+    ClaheConfig,
+    HairRemovalConfig,
+    ImageCache,
+    ImageDecodeError,
+    PreprocessConfig,
+    apply_clahe,
+    build_image_cache,
+    decode_image,
+    preprocess_image,
+    remove_hair,
+    resize_cover,
+)
+
+SKIN = (200, 150, 130)
+RED, GREEN, BLUE = (255, 0, 0), (0, 255, 0), (0, 0, 255)
+
+
+def encode(image: Image.Image | np.ndarray, fmt: str = "PNG", **save_args) -> bytes:
+    """Return ``image`` saved in ``fmt`` as bytes."""
+    if isinstance(image, np.ndarray):
+        image = Image.fromarray(image)
+    buffer = io.BytesIO()
+    image.save(buffer, fmt, **save_args)
+    return buffer.getvalue()
+
+
+def noisy_rgb(height: int = 60, width: int = 80, seed: int = 0) -> np.ndarray:
+    """A random RGB image, so that JPEG needs real entropy-coded data."""
+    return np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
+
+
+def jpeg_scan_start(data: bytes) -> int:
+    """Offset of the first byte of entropy-coded data after the SOS header."""
+    pos = 2
+    while data[pos + 1] != 0xDA:
+        pos += 2 + int.from_bytes(data[pos + 2 : pos + 4], "big")
+    return pos + 2 + int.from_bytes(data[pos + 2 : pos + 4], "big")
+
+
+# --- decode_image: bad input -------------------------------------------------------------
+
+
+def test_decode_empty_bytes():
+    with pytest.raises(ImageDecodeError, match=r"^empty file \(0 bytes\)$"):
+        decode_image(b"")
+
+
+def test_decode_random_bytes():
+    data = np.random.default_rng(1).integers(0, 256, 1000, dtype=np.uint8).tobytes()
+    with pytest.raises(ImageDecodeError, match=r"^not an image \(cannot identify format\)$"):
+        decode_image(data)
+
+
+def test_decode_text_file():
+    with pytest.raises(ImageDecodeError, match=r"^not an image"):
+        decode_image(b"lesion_id,image_id,dx\nHAM_0000118,ISIC_0027419,bkl\n")
+
+
+def test_decode_truncated_jpeg():
+    data = encode(noisy_rgb(), "JPEG", quality=90)
+    with pytest.raises(ImageDecodeError, match=r"^truncated or corrupt image: .*truncated"):
+        decode_image(data[: len(data) // 2])
+
+
+def test_decode_corrupt_jpeg_with_marker_in_scan_data():
+    data = bytearray(encode(noisy_rgb(), "JPEG", quality=90))
+    middle = (jpeg_scan_start(data) + len(data)) // 2
+    data[middle : middle + 2] = b"\xff\xc4"  # a DHT marker where coded data should be
+    with pytest.raises(ImageDecodeError, match=r"^truncated or corrupt image: broken data"):
+        decode_image(bytes(data))
+
+
+def test_decode_corrupt_jpeg_with_broken_huffman_table():
+    data = bytearray(encode(noisy_rgb(), "JPEG", quality=90))
+    dht = data.index(b"\xff\xc4")
+    length = int.from_bytes(data[dht + 2 : dht + 4], "big")
+    data[dht + 4 : dht + 2 + length] = b"\x00" * (length - 2)
+    with pytest.raises(ImageDecodeError, match=r"^truncated or corrupt image: "):
+        decode_image(bytes(data))
+
+
+def test_decode_garbled_jpeg_scan_data_is_not_detected():
+    """libjpeg resynchronises over garbage in the coded data and Pillow does not raise.
+
+    Such an image decodes to damaged pixels; no decoder check can tell, so this documents
+    the limit of what decode_image rejects.
+    """
+    original = noisy_rgb()
+    data = bytearray(encode(original, "JPEG", quality=90))
+    middle = (jpeg_scan_start(data) + len(data)) // 2
+    garbage = np.random.default_rng(2).integers(0, 0xFF, 200, dtype=np.uint8)  # no 0xFF
+    data[middle : middle + 200] = garbage.tobytes()
+    decoded = decode_image(bytes(data))
+    assert decoded.shape == original.shape
+    assert decoded.dtype == np.uint8
+
+
+def test_decode_too_small_image():
+    with pytest.raises(ImageDecodeError, match=r"^image too small: 1x5$"):
+        decode_image(encode(np.zeros((5, 1, 3), dtype=np.uint8)))
+
+
+def test_decode_unsupported_mode():
+    with pytest.raises(ImageDecodeError, match=r"^unsupported mode 'LAB'$"):
+        decode_image(encode(Image.new("LAB", (4, 4)), "TIFF"))
+
+
+def test_decode_32bit_integer_out_of_16bit_range():
+    values = np.array([[0, 70000], [5, 6]], dtype=np.int32)
+    with pytest.raises(ImageDecodeError, match=r"\[0, 70000\]"):
+        decode_image(encode(Image.fromarray(values, mode="I"), "TIFF"))
+
+
+def test_decode_rejects_non_bytes():
+    with pytest.raises(TypeError, match="str"):
+        decode_image("ISIC_0024306.jpg")
+
+
+# --- decode_image: conversions -----------------------------------------------------------
+
+
+def assert_rgb(decoded: np.ndarray, expected: np.ndarray) -> None:
+    assert decoded.dtype == np.uint8
+    assert decoded.flags.c_contiguous
+    assert decoded.flags.writeable
+    np.testing.assert_array_equal(decoded, expected)
+
+
+def test_decode_rgb_png_exact():
+    image = noisy_rgb(7, 9)
+    assert_rgb(decode_image(encode(image)), image)
+
+
+def test_decode_grayscale_l():
+    gray = np.array([[0, 100], [200, 255]], dtype=np.uint8)
+    assert_rgb(decode_image(encode(gray)), np.stack([gray] * 3, axis=-1))
+
+
+def test_decode_bilevel_1():
+    image = Image.new("1", (3, 2), 0)
+    image.putpixel((1, 0), 1)
+    expected = np.zeros((2, 3, 3), dtype=np.uint8)
+    expected[0, 1] = 255
+    assert_rgb(decode_image(encode(image)), expected)
+
+
+def palette_image() -> Image.Image:
+    image = Image.fromarray(np.array([[0, 1], [2, 1]], dtype=np.uint8), mode="P")
+    image.putpalette([*RED, *GREEN, *BLUE] + [0] * (256 - 3) * 3)
+    return image
+
+
+def test_decode_palette_p():
+    expected = np.array([[RED, GREEN], [BLUE, GREEN]], dtype=np.uint8)
+    assert_rgb(decode_image(encode(palette_image())), expected)
+
+
+def test_decode_palette_with_transparency_is_composited_over_black():
+    data = encode(palette_image(), transparency=1)
+    assert Image.open(io.BytesIO(data)).info["transparency"] == 1
+    expected = np.array([[RED, (0, 0, 0)], [BLUE, (0, 0, 0)]], dtype=np.uint8)
+    assert_rgb(decode_image(data), expected)
+
+
+def test_decode_rgba_is_composited_over_black():
+    rgba = np.array([[[200, 100, 50, 255], [200, 100, 50, 0]], [[200, 100, 50, 128]] * 2])
+    decoded = decode_image(encode(rgba.astype(np.uint8)))
+    half = [round(200 * 128 / 255), round(100 * 128 / 255), round(50 * 128 / 255)]
+    expected = np.array([[[200, 100, 50], [0, 0, 0]], [half, half]], dtype=np.uint8)
+    assert_rgb(decoded, expected)
+
+
+def test_decode_la_is_composited_over_black():
+    la = np.array([[[90, 255], [90, 0]], [[255, 51], [0, 255]]], dtype=np.uint8)
+    decoded = decode_image(encode(Image.fromarray(la, mode="LA")))
+    gray = np.array([[90, 0], [51, 0]], dtype=np.uint8)
+    assert_rgb(decoded, np.stack([gray] * 3, axis=-1))
+
+
+def test_decode_cmyk_jpeg():
+    cmyk = Image.new("CMYK", (16, 16), (0, 255, 255, 0))  # red ink-free cyan: pure red
+    cmyk.paste((255, 0, 255, 0), (8, 0, 16, 16))  # pure green on the right half
+    data = encode(cmyk, "JPEG", quality=95)
+    assert Image.open(io.BytesIO(data)).mode == "CMYK"
+    decoded = decode_image(data)
+    assert decoded.shape == (16, 16, 3)
+    assert np.abs(decoded[4, 2].astype(int) - RED).max() <= 8
+    assert np.abs(decoded[4, 13].astype(int) - GREEN).max() <= 8
+
+
+def test_decode_16bit_grayscale_png_scales_not_clips():
+    # 400 -> round(1.56) = 2 tells rounding from truncation (400 >> 8 = 1)
+    values = np.array([[0, 32768, 400], [65535, 257, 32767]], dtype=np.uint16)
+    data = encode(Image.fromarray(values))
+    assert Image.open(io.BytesIO(data)).mode.startswith("I;16")
+    gray = np.array([[0, 128, 2], [255, 1, 127]], dtype=np.uint8)
+    assert_rgb(decode_image(data), np.stack([gray] * 3, axis=-1))
+
+
+def test_decode_16bit_big_endian_tiff():
+    values = np.array([[0, 32768, 400], [65535, 257, 32767]], dtype=">u2")
+    image = Image.frombytes("I;16B", (3, 2), values.tobytes())
+    gray = np.array([[0, 128, 2], [255, 1, 127]], dtype=np.uint8)
+    assert_rgb(decode_image(encode(image, "TIFF")), np.stack([gray] * 3, axis=-1))
+
+
+def test_decode_float_image_in_unit_range():
+    values = np.array([[0.0, 0.5], [1.0, 0.25]], dtype=np.float32)
+    decoded = decode_image(encode(Image.fromarray(values, mode="F"), "TIFF"))
+    gray = np.array([[0, 128], [255, 64]], dtype=np.uint8)
+    assert_rgb(decoded, np.stack([gray] * 3, axis=-1))
+
+
+def test_decode_applies_exif_orientation():
+    # 40 wide x 20 tall, red top-left quadrant; Orientation 6 = display rotated 90° clockwise.
+    stored = np.full((20, 40, 3), 255, dtype=np.uint8)
+    stored[:10, :20] = RED
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    decoded = decode_image(encode(stored, "JPEG", quality=95, exif=exif))
+    assert decoded.shape == (40, 20, 3)
+    assert np.abs(decoded[2, -3].astype(int) - RED).max() <= 10  # top-right after rotation
+    assert decoded[2, 2].min() >= 245  # top-left is white
+    assert decoded[-3, -3].min() >= 245
+
+
+# --- resize_cover ------------------------------------------------------------------------
+
+
+def test_resize_cover_same_aspect_keeps_everything():
+    image = np.full((300, 400, 3), 128, dtype=np.uint8)
+    image[:, :8] = RED
+    image[:, -8:] = BLUE
+    image[:8] = GREEN
+    out = resize_cover(image, 225, 300)
+    assert out.shape == (225, 300, 3)
+    assert out.dtype == np.uint8
+    assert out.flags.c_contiguous
+    np.testing.assert_array_equal(out[100, 0], RED)
+    np.testing.assert_array_equal(out[100, -1], BLUE)
+    np.testing.assert_array_equal(out[0, 150], GREEN)
+
+
+def test_resize_cover_ham10000_size_has_no_loss():
+    image = np.full((450, 600, 3), 128, dtype=np.uint8)
+    image[:, :3] = RED
+    image[:, -3:] = BLUE
+    out = resize_cover(image, 256, 341)
+    assert out.shape == (256, 341, 3)
+    assert out[128, 0, 0] > 200 and out[128, -1, 2] > 200
+
+
+def test_resize_cover_tall_image_keeps_centre_stripe():
+    image = np.zeros((300, 100, 3), dtype=np.uint8)
+    image[:100] = RED
+    image[100:200] = GREEN
+    image[200:] = BLUE
+    out = resize_cover(image, 50, 50)
+    assert out.shape == (50, 50, 3)
+    np.testing.assert_array_equal(out, np.broadcast_to(GREEN, (50, 50, 3)))
+
+
+def test_resize_cover_wide_image_crops_sides_without_distortion():
+    image = np.zeros((100, 300, 3), dtype=np.uint8)
+    cv2.circle(image, (150, 50), 40, (255, 255, 255), -1)
+    out = resize_cover(image, 100, 100)
+    ys, xs = np.nonzero(out[:, :, 0] > 127)
+    assert abs((xs.max() - xs.min()) - (ys.max() - ys.min())) <= 1  # still round
+
+
+def test_resize_cover_enlarges():
+    image = np.zeros((15, 20, 3), dtype=np.uint8)
+    image[:, :10] = RED
+    image[:, 10:] = BLUE
+    out = resize_cover(image, 60, 80)
+    assert out.shape == (60, 80, 3)
+    np.testing.assert_array_equal(out[30, 5], RED)
+    np.testing.assert_array_equal(out[30, -5], BLUE)
+
+
+def test_resize_cover_shrinking_averages_instead_of_aliasing():
+    checkerboard = ((np.indices((40, 40)).sum(axis=0) % 2) * 255).astype(np.uint8)
+    out = resize_cover(np.stack([checkerboard] * 3, axis=-1), 20, 20)
+    assert np.abs(out.astype(int) - 127.5).max() <= 1
+
+
+def test_resize_cover_same_size_returns_a_copy():
+    image = noisy_rgb(10, 12)
+    out = resize_cover(image, 10, 12)
+    np.testing.assert_array_equal(out, image)
+    assert not np.shares_memory(out, image)
+
+
+def test_resize_cover_rejects_bad_input():
+    with pytest.raises(ValueError, match=r"\(4, 4\)"):
+        resize_cover(np.zeros((4, 4), dtype=np.uint8), 2, 2)
+    with pytest.raises(ValueError, match="float32"):
+        resize_cover(np.zeros((4, 4, 3), dtype=np.float32), 2, 2)
+
+
+# --- remove_hair and apply_clahe ---------------------------------------------------------
+
+
+def skin_with_hair() -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(3)
+    skin = np.clip(rng.normal(SKIN, 3, (100, 120, 3)), 0, 255).astype(np.uint8)
+    hair_mask = np.zeros((100, 120), dtype=np.uint8)
+    cv2.line(hair_mask, (10, 15), (110, 85), 255, 2)
+    image = skin.copy()
+    image[hair_mask > 0] = (40, 25, 20)
+    return image, hair_mask > 0
+
+
+def test_remove_hair_restores_line_and_keeps_skin():
+    image, hair = skin_with_hair()
+    out = remove_hair(image, HairRemovalConfig(enabled=True))
+    assert out.shape == image.shape and out.dtype == np.uint8
+    before = np.abs(image[hair].astype(float) - SKIN).mean()
+    after = np.abs(out[hair].astype(float) - SKIN).mean()
+    assert after < 0.15 * before
+    far = cv2.dilate(hair.astype(np.uint8), np.ones((15, 15), np.uint8)) == 0
+    assert np.abs(out[far].astype(int) - image[far]).max() <= 2
+
+
+def test_remove_hair_without_hair_is_a_no_op():
+    image = np.full((40, 50, 3), SKIN, dtype=np.uint8)
+    out = remove_hair(image, HairRemovalConfig())
+    np.testing.assert_array_equal(out, image)
+    assert out is not image
+
+
+def test_apply_clahe_raises_contrast_and_keeps_hue():
+    # a faint brownish lesion on skin, plus sensor noise: low lightness contrast
+    rows, cols = np.mgrid[:96, :128]
+    blob = 12 * np.exp(-((rows - 48) ** 2 + (cols - 64) ** 2) / (2 * 20**2))
+    base = 140 - blob + np.random.default_rng(4).normal(0, 2, (96, 128))
+    image = np.clip(np.stack([base * 1.2, base, base * 0.85], axis=-1), 0, 255).astype(np.uint8)
+    out = apply_clahe(image, ClaheConfig(enabled=True))
+    assert out.shape == image.shape and out.dtype == np.uint8
+    lab_in = cv2.cvtColor(image, cv2.COLOR_RGB2LAB).astype(float)
+    lab_out = cv2.cvtColor(out, cv2.COLOR_RGB2LAB).astype(float)
+    assert lab_out[..., 0].std() > 1.5 * lab_in[..., 0].std()
+    ab_in = lab_in[..., 1:].mean(axis=(0, 1))
+    ab_out = lab_out[..., 1:].mean(axis=(0, 1))
+    assert np.abs(ab_out - ab_in).max() < 2
+
+
+# --- preprocess_image --------------------------------------------------------------------
+
+
+def test_preprocess_image_disabled_steps_equal_resize():
+    image = noisy_rgb(45, 60)
+    config = PreprocessConfig(height=30, width=40)
+    out = preprocess_image(image, config)
+    np.testing.assert_array_equal(out, resize_cover(image, 30, 40))
+
+
+def test_preprocess_image_resizes_before_hair_removal():
+    image, _ = skin_with_hair()
+    config = PreprocessConfig(height=50, width=60, hair_removal=HairRemovalConfig(enabled=True))
+    expected = remove_hair(resize_cover(image, 50, 60), config.hair_removal)
+    np.testing.assert_array_equal(preprocess_image(image, config), expected)
+
+
+def test_preprocess_image_all_steps():
+    image, _ = skin_with_hair()
+    config = PreprocessConfig(
+        height=50,
+        width=60,
+        hair_removal=HairRemovalConfig(enabled=True),
+        clahe=ClaheConfig(enabled=True),
+    )
+    expected = apply_clahe(
+        remove_hair(resize_cover(image, 50, 60), config.hair_removal), config.clahe
+    )
+    out = preprocess_image(image, config)
+    assert out.shape == (50, 60, 3)
+    np.testing.assert_array_equal(out, expected)
+
+
+# --- configs -----------------------------------------------------------------------------
+
+
+def test_preprocess_config_to_dict_is_plain_and_nested():
+    config = PreprocessConfig(hair_removal=HairRemovalConfig(enabled=True, kernel_size=11))
+    assert config.to_dict() == {
+        "height": 256,
+        "width": 341,
+        "hair_removal": {"enabled": True, "kernel_size": 11, "threshold": 10, "inpaint_radius": 3},
+        "clahe": {"enabled": False, "clip_limit": 2.0, "tile_grid_size": 8},
+    }
+
+
+@pytest.mark.parametrize(
+    ("make", "match"),
+    [
+        (lambda: HairRemovalConfig(kernel_size=8), "kernel_size.*8"),
+        (lambda: HairRemovalConfig(threshold=300), "threshold.*300"),
+        (lambda: HairRemovalConfig(inpaint_radius=0), "inpaint_radius.*0"),
+        (lambda: ClaheConfig(clip_limit=0.0), "clip_limit.*0.0"),
+        (lambda: ClaheConfig(tile_grid_size=0), "tile_grid_size.*0"),
+        (lambda: PreprocessConfig(height=0), "0x341"),
+    ],
+)
+def test_configs_reject_bad_values(make, match):
+    with pytest.raises(ValueError, match=match):
+        make()
+
+
+# --- ImageCache --------------------------------------------------------------------------
+
+
+def test_image_cache_index_of():
+    cache = ImageCache(np.zeros((2, 4, 5, 3), np.uint8), ("b", "a"), {"height": 4, "width": 5})
+    assert cache.index_of() == {"b": 0, "a": 1}
+
+
+@pytest.mark.parametrize(
+    ("images", "ids", "match"),
+    [
+        (np.zeros((2, 4, 5), np.uint8), ("a", "b"), r"\(2, 4, 5\)"),
+        (np.zeros((2, 4, 5, 4), np.uint8), ("a", "b"), r"\(2, 4, 5, 4\)"),
+        (np.zeros((2, 4, 5, 3), np.float32), ("a", "b"), "float32"),
+        (np.zeros((2, 4, 5, 3), np.uint8), ("a",), "1 image_ids for 2 images"),
+        (np.zeros((3, 4, 5, 3), np.uint8), ("a", "b", "a"), r"duplicated: \['a'\]"),
+        (np.zeros((2, 5, 4, 3), np.uint8)[:, ::-1], ("a", "b"), "C-contiguous"),
+        (np.zeros((2, 6, 5, 3), np.uint8), ("a", "b"), "6x5.*4x5"),
+    ],
+)
+def test_image_cache_validation_names_the_bad_value(images, ids, match):
+    with pytest.raises(ValueError, match=match):
+        ImageCache(images, ids, {"height": 4, "width": 5})
+
+
+# --- build_image_cache -------------------------------------------------------------------
+
+SMALL = PreprocessConfig(height=12, width=16)
+
+
+def write_images(tmp_path: Path, count: int) -> dict[str, Path]:
+    paths = {}
+    for i in range(count):
+        path = tmp_path / f"ISIC_{i:07d}.png"
+        path.write_bytes(encode(noisy_rgb(15 + i, 20 + 2 * i, seed=i)))
+        paths[path.stem] = path
+    return paths
+
+
+def failing_loader(exc: BaseException):
+    def load() -> bytes:
+        raise exc
+
+    return load
+
+
+def test_build_image_cache_order_values_and_failures(tmp_path):
+    paths = write_images(tmp_path, 6)
+    loaders = {image_id: path.read_bytes for image_id, path in paths.items()}
+    loaders["bad_bytes"] = lambda: b"not an image at all"
+    loaders["missing"] = (tmp_path / "missing.jpg").read_bytes
+    loaders["os_error"] = failing_loader(OSError("disk on fire"))
+    wrapped = RuntimeError("Failed while loading data from dataset")
+    wrapped.__cause__ = PermissionError("permission denied")
+    loaders["wrapped"] = failing_loader(wrapped)
+    loaders["empty"] = lambda: b""
+    # interleave the failures with the good ones
+    order = ["bad_bytes", *list(paths)[:3], "missing", "os_error", *list(paths)[3:], "wrapped"]
+    order.append("empty")
+    loaders = {image_id: loaders[image_id] for image_id in order}
+
+    cache, failures = build_image_cache(loaders, SMALL, workers=2, progress=False)
+
+    assert cache.image_ids == tuple(paths)
+    assert cache.images.shape == (6, 12, 16, 3)
+    assert cache.images.dtype == np.uint8
+    assert cache.images.flags.c_contiguous
+    assert cache.images.base is None  # shrunk in place, not a view of the full array
+    assert cache.preprocessing == SMALL.to_dict()
+    for row, path in enumerate(paths.values()):
+        expected = preprocess_image(decode_image(path.read_bytes()), SMALL)
+        np.testing.assert_array_equal(cache.images[row], expected)
+    assert list(failures) == ["bad_bytes", "missing", "os_error", "wrapped", "empty"]
+    assert failures["bad_bytes"] == "not an image (cannot identify format)"
+    assert failures["missing"].startswith("cannot read file: ")
+    assert "missing.jpg" in failures["missing"]
+    assert failures["os_error"] == "cannot read file: disk on fire"
+    assert failures["wrapped"].startswith("cannot read file: Failed while loading")
+    assert failures["empty"] == "empty file (0 bytes)"
+
+
+def test_build_image_cache_workers_give_identical_arrays(tmp_path):
+    loaders = {k: p.read_bytes for k, p in write_images(tmp_path, 8).items()}
+    config = PreprocessConfig(
+        height=12, width=16, hair_removal=HairRemovalConfig(enabled=True, kernel_size=3)
+    )
+    one, _ = build_image_cache(loaders, config, workers=1, progress=False)
+    two, _ = build_image_cache(loaders, config, workers=2, progress=False)
+    assert one.image_ids == two.image_ids
+    np.testing.assert_array_equal(one.images, two.images)
+
+
+def test_build_image_cache_with_progress_bar(tmp_path):
+    loaders = {k: p.read_bytes for k, p in write_images(tmp_path, 3).items()}
+    cache, failures = build_image_cache(loaders, SMALL, workers=2, progress=True)
+    assert len(cache.image_ids) == 3
+    assert failures == {}
+
+
+def test_build_image_cache_all_fail_gives_empty_cache():
+    loaders = {"a": lambda: b"", "b": lambda: b"xyz"}
+    cache, failures = build_image_cache(loaders, SMALL, progress=False)
+    assert cache.images.shape == (0, 12, 16, 3)
+    assert cache.images.dtype == np.uint8
+    assert cache.image_ids == ()
+    assert set(failures) == {"a", "b"}
+
+
+def test_build_image_cache_no_loaders():
+    cache, failures = build_image_cache({}, SMALL, progress=False)
+    assert cache.images.shape == (0, 12, 16, 3)
+    assert failures == {}
+
+
+def test_build_image_cache_restores_opencv_threads(tmp_path):
+    loaders = {k: p.read_bytes for k, p in write_images(tmp_path, 2).items()}
+    before = cv2.getNumThreads()
+    try:
+        cv2.setNumThreads(3)
+        build_image_cache(loaders, SMALL, progress=False)
+        assert cv2.getNumThreads() == 3
+    finally:
+        cv2.setNumThreads(before)
+
+
+def test_build_image_cache_propagates_programming_errors(tmp_path):
+    loaders = {k: p.read_bytes for k, p in write_images(tmp_path, 2).items()}
+    loaders["bug"] = failing_loader(KeyError("no such partition"))
+    with pytest.raises(KeyError, match="no such partition"):
+        build_image_cache(loaders, SMALL, workers=2, progress=False)
+
+
+def test_build_image_cache_rejects_zero_workers():
+    with pytest.raises(ValueError, match="workers must be >= 1, got 0"):
+        build_image_cache({}, SMALL, workers=0)

@@ -1,0 +1,149 @@
+import logging
+
+import pandas as pd
+import pytest
+
+from skin_lesion.metadata import (
+    InvalidDataError,
+    MetadataConfig,
+    enforce_policy,
+    validate_metadata,
+)
+
+CLASSES = ["akiec", "bcc", "bkl", "df", "mel", "nv", "vasc"]
+
+
+def _raw(rows: list[dict]) -> pd.DataFrame:
+    base = {"dx_type": "histo", "age": "45.0", "sex": "male", "localization": "back"}
+    return pd.DataFrame([{**base, **row} for row in rows])[
+        ["lesion_id", "image_id", "dx", "dx_type", "age", "sex", "localization"]
+    ]
+
+
+def _good(n: int) -> list[dict]:
+    return [
+        {"lesion_id": f"HAM_{i:07d}", "image_id": f"ISIC_{i:07d}", "dx": CLASSES[i % 7]}
+        for i in range(n)
+    ]
+
+
+def _files(ids: list[str]) -> list[str]:
+    return [f"part_1/{i}.jpg" for i in ids]
+
+
+def _validate(rows, files=None):
+    raw = _raw(rows)
+    files = _files(sorted(set(raw["image_id"]))) if files is None else files
+    return validate_metadata(raw, files, CLASSES, MetadataConfig())
+
+
+def test_valid_rows_are_typed_and_kept_in_order():
+    rows = _good(10)
+    rows[3]["age"] = ""
+    valid, rejected = _validate(rows)
+    assert list(valid["image_id"]) == [r["image_id"] for r in rows]
+    assert valid["age"].isna().sum() == 1 and valid.loc[0, "age"] == 45.0
+    assert list(valid["label"]) == [i % 7 for i in range(10)]
+    assert valid.loc[2, "file"] == "part_1/ISIC_0000002.jpg"
+    assert list(valid["row"]) == list(range(2, 12))
+    assert rejected.empty
+
+
+def test_missing_column_names_it():
+    raw = _raw(_good(3)).drop(columns=["sex"])
+    with pytest.raises(InvalidDataError, match=r"missing required column\(s\) \['sex'\]"):
+        validate_metadata(raw, _files(list(raw["image_id"])), CLASSES, MetadataConfig())
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        ({"dx": "melanoma"}, "dx 'melanoma' is not one of"),
+        ({"sex": "M"}, "sex 'M' is not one of"),
+        ({"age": "forty"}, "age 'forty' is not a number"),
+        ({"age": "nan"}, "age 'nan' is not a number"),
+        ({"age": "150.0"}, "age 150 is outside [0, 120]"),
+        ({"lesion_id": ""}, "empty lesion_id"),
+    ],
+)
+def test_bad_value_is_rejected_with_reason_and_others_survive(change, reason):
+    rows = _good(8)
+    rows[5].update(change)
+    valid, rejected = _validate(rows)
+    assert len(valid) == 7 and "ISIC_0000005" not in set(valid["image_id"])
+    assert list(rejected["image_id"]) == ["ISIC_0000005"]
+    assert rejected.loc[0, "stage"] == "metadata"
+    assert reason in rejected.loc[0, "reason"]
+    assert rejected.loc[0, "reason"].startswith("line 7:")
+
+
+def test_missing_and_duplicate_image_files():
+    rows = _good(5)
+    files = _files(["ISIC_0000000", "ISIC_0000001", "ISIC_0000003", "ISIC_0000004"])
+    files.append("part_2/ISIC_0000004.png")
+    valid, rejected = _validate(rows, files)
+    assert list(valid["image_id"]) == ["ISIC_0000000", "ISIC_0000001", "ISIC_0000003"]
+    reasons = dict(zip(rejected["image_id"], rejected["reason"]))
+    assert "no image file for this image_id" in reasons["ISIC_0000002"]
+    assert "2 image files" in reasons["ISIC_0000004"]
+    assert "part_2/ISIC_0000004.png" in reasons["ISIC_0000004"]
+
+
+def test_unmatched_files_are_reported_not_fatal(caplog):
+    rows = _good(3)
+    files = _files(["ISIC_0000000", "ISIC_0000001", "ISIC_0000002", "ISIC_9999999"])
+    valid, rejected = _validate(rows, files)
+    assert len(valid) == 3
+    assert list(rejected["stage"]) == ["unmatched_file"]
+    assert list(rejected["file"]) == ["part_1/ISIC_9999999.jpg"]
+    with caplog.at_level(logging.WARNING):
+        enforce_policy(rejected, "raise", "metadata rows", 3)
+    assert "ISIC_9999999" in caplog.text
+
+
+def test_duplicates_identical_keep_first_conflicting_reject_all():
+    rows = _good(4)
+    rows.append(dict(rows[1]))  # exact repeat of line 3
+    rows.append({**rows[2], "age": "70.0"})  # conflicting copy of line 4
+    valid, rejected = _validate(rows)
+    assert list(valid["image_id"]) == ["ISIC_0000000", "ISIC_0000001", "ISIC_0000003"]
+    reasons = list(rejected["reason"])
+    assert reasons[0] == "line 4: image_id appears on lines 4, 7 with different values"
+    assert reasons[1] == "line 6: duplicate of line 3"
+
+
+def test_lesion_with_two_diagnoses_is_rejected():
+    rows = _good(4)
+    rows[1]["lesion_id"] = rows[0]["lesion_id"]  # dx akiec and bcc on one lesion
+    valid, rejected = _validate(rows)
+    assert len(valid) == 2
+    assert all("several diagnoses (akiec, bcc)" in r for r in rejected["reason"])
+
+
+def test_policy_raise_names_first_rows_and_count():
+    rows = _good(12)
+    for row in rows[:7]:
+        row["dx"] = "xx"
+    _, rejected = _validate(rows)
+    with pytest.raises(InvalidDataError) as info:
+        enforce_policy(rejected, "raise", "metadata rows", 12)
+    message = str(info.value)
+    assert message.startswith("7 of 12 metadata rows are invalid")
+    assert "ISIC_0000000: line 2: dx 'xx'" in message
+    assert "... and 2 more" in message
+    assert "on_invalid: drop" in message
+
+
+def test_policy_drop_logs_and_continues(caplog):
+    rows = _good(5)
+    rows[0]["sex"] = "?"
+    valid, rejected = _validate(rows)
+    with caplog.at_level(logging.WARNING):
+        enforce_policy(rejected, "drop", "metadata rows", 5)
+    assert "1 of 5 metadata rows are invalid" in caplog.text
+    assert len(valid) == 4
+
+
+def test_policy_rejects_unknown_mode():
+    with pytest.raises(ValueError, match="'ignore'"):
+        enforce_policy(_validate(_good(2))[1], "ignore", "rows", 2)

@@ -1,0 +1,120 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from skin_lesion.splits import (
+    SplitConfig,
+    SplitError,
+    check_splits,
+    compute_class_statistics,
+    split_by_lesion,
+    summarize_splits,
+)
+
+CLASSES = ["akiec", "bcc", "bkl", "df", "mel", "nv", "vasc"]
+# HAM10000-like imbalance in lesions per class.
+LESIONS = {"akiec": 30, "bcc": 45, "bkl": 80, "df": 14, "mel": 90, "nv": 500, "vasc": 15}
+
+
+def _metadata(seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    rows = []
+    for label, (dx, n_lesions) in enumerate(LESIONS.items()):
+        for _ in range(n_lesions):
+            lesion = f"HAM_{len({r['lesion_id'] for r in rows}):07d}"
+            for _ in range(rng.choice([1, 1, 1, 2, 3, 5])):
+                rows.append(
+                    {
+                        "image_id": f"ISIC_{len(rows):07d}",
+                        "lesion_id": lesion,
+                        "dx": dx,
+                        "label": label,
+                    }
+                )
+    return pd.DataFrame(rows).sample(frac=1.0, random_state=seed).reset_index(drop=True)
+
+
+def test_no_lesion_crosses_splits_and_every_class_everywhere():
+    splits = split_by_lesion(_metadata(), SplitConfig(), seed=1)
+    assert splits.groupby("lesion_id")["split"].nunique().max() == 1
+    check_splits(splits, CLASSES)
+    for split in ("train", "val", "test"):
+        assert set(splits.loc[splits["split"] == split, "dx"]) == set(CLASSES)
+
+
+def test_fractions_and_class_shares_are_close():
+    meta = _metadata()
+    splits = split_by_lesion(meta, SplitConfig(), seed=1)
+    sizes = splits["split"].value_counts(normalize=True)
+    assert abs(sizes["train"] - 0.70) < 0.02
+    assert abs(sizes["val"] - 0.15) < 0.02
+    summary = summarize_splits(splits, CLASSES)
+    assert summary["max_share_gap_points"] < 2.0
+    assert sum(summary["images"].values()) == len(meta)
+
+
+def test_rows_keep_order_and_columns():
+    meta = _metadata()
+    splits = split_by_lesion(meta, SplitConfig(), seed=1)
+    assert list(splits.columns) == ["image_id", "lesion_id", "dx", "label", "split", "fold"]
+    assert list(splits["image_id"]) == list(meta["image_id"])
+
+
+def test_seeded_and_seed_sensitive():
+    meta = _metadata()
+    a = split_by_lesion(meta, SplitConfig(), seed=3)
+    b = split_by_lesion(meta, SplitConfig(), seed=3)
+    c = split_by_lesion(meta, SplitConfig(), seed=4)
+    pd.testing.assert_frame_equal(a, b)
+    assert (a["split"] != c["split"]).any()
+
+
+def test_folds_are_grouped_stratified_and_skip_test():
+    splits = split_by_lesion(_metadata(), SplitConfig(folds=5), seed=0)
+    assert (splits.loc[splits["split"] == "test", "fold"] == -1).all()
+    dev = splits[splits["split"] != "test"]
+    assert sorted(dev["fold"].unique()) == [0, 1, 2, 3, 4]
+    assert dev.groupby("lesion_id")["fold"].nunique().max() == 1
+    assert dev.groupby("fold")["dx"].nunique().min() == 7
+    no_folds = split_by_lesion(_metadata(), SplitConfig(folds=0), seed=0)
+    assert (no_folds["fold"] == -1).all()
+
+
+def test_check_splits_catches_leak_and_missing_class():
+    splits = split_by_lesion(_metadata(), SplitConfig(), seed=0)
+    leaky = splits.copy()
+    lesion = leaky.groupby("lesion_id").size().idxmax()
+    first = leaky.index[leaky["lesion_id"] == lesion][0]
+    leaky.loc[first, "split"] = "test" if leaky.loc[first, "split"] != "test" else "train"
+    with pytest.raises(SplitError, match=rf"1 lesion\(s\) appear.*{lesion}"):
+        check_splits(leaky, CLASSES)
+    no_df = splits[~((splits["dx"] == "df") & (splits["split"] == "val"))]
+    with pytest.raises(SplitError, match=r"\['df'\] have no image in the val split"):
+        check_splits(no_df, CLASSES)
+
+
+def test_class_with_three_lesions_reaches_all_splits():
+    meta = _metadata()
+    vasc = meta[meta["dx"] == "vasc"]
+    keep = set(vasc["lesion_id"].unique()[:3])
+    meta = meta[(meta["dx"] != "vasc") | meta["lesion_id"].isin(keep)]
+    splits = split_by_lesion(meta, SplitConfig(folds=0), seed=0)
+    check_splits(splits, CLASSES)
+
+
+def test_bad_fractions_are_named():
+    with pytest.raises(ValueError, match=r"sum to 1.*train=0.8, val=0.15, test=0.15"):
+        SplitConfig(train=0.8)
+    with pytest.raises(ValueError, match="got 1"):
+        SplitConfig(folds=1)
+
+
+def test_class_statistics_counts_and_weights():
+    splits = pd.DataFrame(
+        {"dx": ["nv"] * 6 + ["mel"] * 2 + ["nv"], "split": ["train"] * 8 + ["test"]}
+    )
+    stats = compute_class_statistics(splits, ["mel", "nv"])
+    assert stats["train_counts"] == [2, 6]
+    assert stats["counts"]["test"] == [0, 1]
+    # n / (K * n_c): 8 / (2 * 2) = 2, 8 / (2 * 6) = 0.666667
+    assert stats["inverse_frequency_weights"] == [2.0, 0.666667]
