@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -57,3 +58,17 @@ def run_kedro(project: Path, pipeline: str | None = None, **runtime_params) -> d
         project_path=project, env="test", runtime_params=runtime_params or None
     ) as session:
         return session.run(pipeline_names=[pipeline] if pipeline else None)
+
+
+def colour_images(n: int = 64, classes: int = 4, size: int = 24, seed: int = 0):
+    """Small images whose class is visible: its own colour and stripe direction, plus noise."""
+    rng = np.random.default_rng(seed)
+    labels = np.arange(n) % classes
+    colours = np.random.default_rng(99).integers(40, 220, size=(classes, 3))
+    yy, xx = np.mgrid[:size, :size]
+    images = np.empty((n, size, size, 3), np.uint8)
+    for i, label in enumerate(labels):
+        stripes = ((xx if label % 2 else yy) // 3 % 2)[..., None] * 60
+        noise = rng.normal(0, 12, size=(size, size, 3))
+        images[i] = np.clip(colours[label] + stripes + noise, 0, 255)
+    return images, labels

@@ -15,7 +15,8 @@ def _source(**kwargs):
 def test_batches_gather_the_right_rows_and_labels():
     source, images = _source()
     seen = []
-    for batch, labels in source.epoch(0):
+    for batch, labels, meta in source.epoch(0):
+        assert meta is None
         assert batch.dtype == torch.uint8 and batch.shape == (4, 2, 2, 3)
         for img, label in zip(batch, labels, strict=True):
             row = int(np.flatnonzero((images == img.numpy()).all(axis=(1, 2, 3)))[0])
@@ -68,5 +69,22 @@ def test_bad_arguments_are_named():
 def test_auto_placement_puts_small_cache_on_gpu():
     source, _ = _source(device=torch.device("cuda"))
     assert source.on_device and source.images.device.type == "cuda"
-    batch, labels = next(iter(source.epoch(0)))
+    batch, labels, _ = next(iter(source.epoch(0)))
     assert batch.device.type == "cuda" and labels.device.type == "cuda"
+
+
+def test_meta_features_travel_with_their_images():
+    images = np.arange(10, dtype=np.uint8).reshape(10, 1, 1, 1).repeat(3, axis=3)
+    meta = np.arange(10, dtype=np.float32)[:, None] * 2
+    source = BatchSource(
+        images,
+        np.zeros(10, int),
+        np.arange(10),
+        batch_size=5,
+        device=torch.device("cpu"),
+        seed=0,
+        meta=meta,
+    )
+    for batch in source.epoch(0):
+        assert batch.meta.dtype == torch.float32
+        assert torch.equal(batch.meta[:, 0], batch.images[:, 0, 0, 0].float() * 2)

@@ -17,9 +17,9 @@ def _problem(n: int = 64):
     return images, labels
 
 
-def _step(model, images, labels):
-    x = images.float().flatten(1) / 255.0
-    return nn.functional.cross_entropy(model(x), labels)
+def _step(model, batch):
+    x = batch.images.float().flatten(1) / 255.0
+    return nn.functional.cross_entropy(model(x), batch.labels)
 
 
 def _fit(store, epochs, resume=False, crash_at=None, monkeypatch=None):
@@ -35,11 +35,11 @@ def _fit(store, epochs, resume=False, crash_at=None, monkeypatch=None):
     step = _step
     if crash_at is not None:
 
-        def step(model, images, labels, _seen=[0]):  # noqa: B006
+        def step(model, batch, _seen=[0]):  # noqa: B006
             _seen[0] += 1
             if _seen[0] > crash_at * len(source):
                 raise RuntimeError("power cut")
-            return _step(model, images, labels)
+            return _step(model, batch)
 
     history = engine.fit(
         model,
@@ -102,9 +102,9 @@ def test_nan_loss_names_epoch_and_step():
     batches = [(torch.ones(4, 2), torch.zeros(4))] * 5
     calls = []
 
-    def step(model, x, y):
+    def step(model, batch):
         calls.append(1)
-        loss = model(x).pow(2).mean()
+        loss = model(batch[0]).pow(2).mean()
         return loss * math.nan if len(calls) == 4 else loss
 
     opt = torch.optim.SGD(model.parameters(), lr=0.1)

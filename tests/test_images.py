@@ -113,6 +113,12 @@ def test_decode_too_small_image():
         decode_image(encode(np.zeros((5, 1, 3), dtype=np.uint8)))
 
 
+def test_decode_decompression_bomb(monkeypatch):
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 10)  # 20x20 is over twice the limit
+    with pytest.raises(ImageDecodeError, match=r"^image too large: .*400 pixels"):
+        decode_image(encode(np.zeros((20, 20, 3), dtype=np.uint8)))
+
+
 def test_decode_unsupported_mode():
     with pytest.raises(ImageDecodeError, match=r"^unsupported mode 'LAB'$"):
         decode_image(encode(Image.new("LAB", (4, 4)), "TIFF"))

@@ -6,22 +6,13 @@ from skin_lesion import pretraining as supcon
 from skin_lesion.augment import AugmentConfig
 from skin_lesion.checkpoints import CheckpointStore
 from skin_lesion.engine import OptimConfig
+from tests.conftest import colour_images
 
 ENCODER = supcon.EncoderConfig(name="test_efficientnet", weights="none")
 
 
-def _images(n: int = 64, classes: int = 4, size: int = 24):
-    """Each class its own colour and stripe direction, with noise."""
-    rng = np.random.default_rng(0)
-    labels = np.arange(n) % classes
-    colours = rng.integers(40, 220, size=(classes, 3))
-    yy, xx = np.mgrid[:size, :size]
-    images = np.empty((n, size, size, 3), np.uint8)
-    for i, label in enumerate(labels):
-        stripes = ((xx if label % 2 else yy) // 3 % 2)[..., None] * 60
-        noise = rng.normal(0, 12, size=(size, size, 3))
-        images[i] = np.clip(colours[label] + stripes + noise, 0, 255)
-    return images, labels
+def _images(n: int = 64):
+    return colour_images(n)
 
 
 def _config(**kwargs):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import numpy as np
 import torch
@@ -21,6 +21,20 @@ Placement = Literal["auto", "device", "host"]
 Sampling = Literal["uniform", "balanced", "inverse", "sqrt_inverse"]
 # ``auto`` puts the images on the GPU when they take at most this share of free memory.
 AUTO_GPU_SHARE = 0.5
+
+
+class Batch(NamedTuple):
+    """One training batch on the device.
+
+    Attributes:
+        images: uint8 ``(B, H, W, 3)`` straight from the cache (augmentation happens later).
+        labels: int64 ``(B,)`` class indices.
+        meta: float32 ``(B, F)`` tabular features (metadata fusion), or None.
+    """
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    meta: torch.Tensor | None = None
 
 
 def class_sampling_weights(labels: np.ndarray, sampling: Sampling) -> np.ndarray | None:
@@ -47,7 +61,7 @@ def class_sampling_weights(labels: np.ndarray, sampling: Sampling) -> np.ndarray
 
 
 class BatchSource:
-    """Seeded batches of ``(uint8 images NHWC, int64 labels)`` on ``device``.
+    """Seeded ``Batch``es (uint8 images NHWC, int64 labels, optional features) on ``device``.
 
     The order of epoch ``e`` depends only on ``(seed, e)``, so a resumed run sees exactly
     the batches an uninterrupted run would, without saving sampler state.
@@ -65,6 +79,7 @@ class BatchSource:
         sampling: Sampling = "uniform",
         placement: Placement = "auto",
         drop_last: bool = True,
+        meta: np.ndarray | None = None,
     ) -> None:
         """Select ``images[indices]`` and place them once.
 
@@ -79,6 +94,7 @@ class BatchSource:
             placement: ``device`` copies the selected images to ``device`` once, ``host``
                 keeps them in (pinned) RAM, ``auto`` picks ``device`` when they fit.
             drop_last: Drop a last incomplete batch (keeps batch statistics stable).
+            meta: Optional per-image float features ``(N, F)``, gathered with the images.
         """
         if len(indices) == 0:
             raise ValueError("BatchSource needs at least one image; the selection is empty")
@@ -89,6 +105,9 @@ class BatchSource:
         self.seed = seed
         self.drop_last = drop_last
         self.labels = torch.as_tensor(np.asarray(labels)[indices], dtype=torch.int64)
+        self.meta = (
+            None if meta is None else torch.as_tensor(np.asarray(meta, dtype=np.float32)[indices])
+        )
         weights = class_sampling_weights(self.labels.numpy(), sampling)
         self.weights = None if weights is None else torch.as_tensor(weights)
         host = torch.from_numpy(np.ascontiguousarray(images[np.asarray(indices)]))
@@ -96,6 +115,7 @@ class BatchSource:
         if self.on_device:
             self.images = host.to(device)
             self.labels = self.labels.to(device)
+            self.meta = None if self.meta is None else self.meta.to(device)
         else:
             self.images = host.pin_memory() if device.type == "cuda" else host
         logger.info(
@@ -130,19 +150,20 @@ class BatchSource:
             return torch.randperm(n, generator=generator)
         return torch.multinomial(self.weights, n, replacement=True, generator=generator)
 
-    def epoch(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def epoch(self, epoch: int) -> Iterator[Batch]:
         """Yield the batches of ``epoch``."""
         order = self.order(epoch)
         for step in range(len(self)):
             index = order[step * self.batch_size : (step + 1) * self.batch_size]
             if self.on_device:
                 index = index.to(self.device, non_blocking=True)
-                yield self.images[index], self.labels[index]
-            else:
-                batch = self.images[index]
-                if self.device.type == "cuda":
-                    batch = batch.pin_memory()
-                yield (
-                    batch.to(self.device, non_blocking=True),
-                    self.labels[index].to(self.device, non_blocking=True),
-                )
+                meta = None if self.meta is None else self.meta[index]
+                yield Batch(self.images[index], self.labels[index], meta)
+                continue
+            parts = [self.images[index], self.labels[index]]
+            parts.append(None if self.meta is None else self.meta[index])
+            if self.device.type == "cuda":
+                parts = [None if p is None else p.pin_memory() for p in parts]
+            yield Batch(
+                *(None if p is None else p.to(self.device, non_blocking=True) for p in parts)
+            )

@@ -81,6 +81,10 @@ class CheckpointStore:
         path = self.directory / LAST
         return load_checkpoint(path) if path.is_file() else None
 
+    def child(self, name: str) -> CheckpointStore:
+        """A store in a subfolder, for one phase of a multi-phase run."""
+        return CheckpointStore(self.directory / name)
+
     def clear(self) -> None:
         """Forget the run (a fresh run that must not resume)."""
         (self.directory / LAST).unlink(missing_ok=True)

@@ -23,7 +23,8 @@ from tqdm.auto import tqdm
 
 logger = logging.getLogger(__name__)
 
-StepFn = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
+# step(model, batch) -> loss; the batch is a ``batches.Batch``.
+StepFn = Callable[[nn.Module, Any], torch.Tensor]
 # Check for a non-finite loss every this many steps: one host sync per window, not per step.
 SYNC_EVERY = 10
 
@@ -161,7 +162,7 @@ def build_scheduler(
 def train_one_epoch(
     model: nn.Module,
     step: StepFn,
-    batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    batches: Iterable[Any],
     optimizer: torch.optim.Optimizer,
     scheduler: torch.optim.lr_scheduler.LRScheduler,
     precision: Precision,
@@ -171,8 +172,11 @@ def train_one_epoch(
     total: int | None = None,
     progress: bool = True,
     desc: str = "train",
+    after_step: Callable[[nn.Module], None] | None = None,
 ) -> dict[str, float]:
     """Run one epoch of optimisation.
+
+    ``after_step(model)``, when given, runs after every optimizer step (an EMA update).
 
     Returns:
         ``loss`` (mean), ``lr`` (first group's, at the end), ``img_per_s``, ``seconds``.
@@ -192,9 +196,9 @@ def train_one_epoch(
         leave=False,
         unit="batch",
     )
-    for i, (images, labels) in enumerate(bar):
+    for i, batch in enumerate(bar):
         with precision.autocast():
-            loss = step(model, images, labels)
+            loss = step(model, batch)
         optimizer.zero_grad(set_to_none=True)
         precision.scaler.scale(loss).backward()
         if grad_clip:
@@ -204,7 +208,9 @@ def train_one_epoch(
         precision.scaler.update()
         scheduler.step()
         losses.append(loss.detach().float())
-        images_seen += len(images)
+        images_seen += len(batch[0])
+        if after_step is not None:
+            after_step(model)
         if (i + 1) % SYNC_EVERY == 0 or (total is not None and i + 1 == total):
             _check_finite(losses, epoch)
             rate = images_seen / (time.perf_counter() - start)
@@ -254,6 +260,9 @@ def fit(
     store: Any | None = None,
     resume: bool = False,
     evaluate: Callable[[nn.Module, int], dict[str, float]] | None = None,
+    after_step: Callable[[nn.Module], None] | None = None,
+    should_stop: Callable[[list[dict[str, float]]], bool] | None = None,
+    stateful: dict[str, Any] | None = None,
     progress: bool = True,
     desc: str = "train",
 ) -> list[dict[str, float]]:
@@ -261,7 +270,7 @@ def fit(
 
     Args:
         model: The model, already on its device.
-        step: ``step(model, images, labels) -> loss``.
+        step: ``step(model, batch) -> loss``.
         source: A ``BatchSource`` (``len`` and ``epoch(e)``).
         optimizer: Built with ``build_optimizer``.
         scheduler: Stepped once per batch.
@@ -274,12 +283,18 @@ def fit(
         store: A ``CheckpointStore``; when given, the latest epoch is saved atomically.
         resume: Continue from the store's latest checkpoint when there is one.
         evaluate: Optional ``evaluate(model, epoch) -> metrics`` merged into the history.
+        after_step: Optional ``after_step(model)`` after every optimizer step (EMA).
+        should_stop: Optional ``should_stop(history) -> bool`` after every epoch (early
+            stopping).
+        stateful: Further objects with ``state_dict``/``load_state_dict`` (an EMA model,
+            a best-model tracker) saved with each epoch and restored on resume.
         progress: Show progress bars.
         desc: Label of the progress bar and log lines.
 
     Returns:
         The per-epoch history: epoch, loss, lr, img_per_s, seconds (and evaluation metrics).
     """
+    stateful = stateful or {}
     history: list[dict[str, float]] = []
     start_epoch = 0
     latest = store.latest() if (store is not None and resume) else None
@@ -289,9 +304,11 @@ def fit(
         optimizer.load_state_dict(latest["optimizer"])
         scheduler.load_state_dict(latest["scheduler"])
         precision.scaler.load_state_dict(latest["scaler"])
+        for name, obj in stateful.items():
+            obj.load_state_dict(latest["stateful"][name])
         set_rng_state(latest["rng"])
         history = list(latest["history"])
-        start_epoch = latest["epoch"] + 1
+        start_epoch = epochs if latest.get("stopped") else latest["epoch"] + 1
         logger.info("%s: resuming after epoch %d from %s", desc, latest["epoch"], store)
     elif store is not None:
         store.clear()
@@ -308,6 +325,7 @@ def fit(
             total=len(source),
             progress=progress,
             desc=desc,
+            after_step=after_step,
         )
         if evaluate is not None:
             stats.update(evaluate(model, epoch))
@@ -315,18 +333,24 @@ def fit(
         logger.info(
             "%s epoch %d: %s", desc, epoch, ", ".join(f"{k}={v:.4g}" for k, v in stats.items())
         )
+        stop = should_stop is not None and should_stop(history)
         if store is not None:
             store.save(
                 {
                     **describe(epoch, history),
                     "epoch": epoch,
                     "history": history,
+                    "stopped": stop,
                     "optimizer": optimizer.state_dict(),
                     "scheduler": scheduler.state_dict(),
                     "scaler": precision.scaler.state_dict(),
+                    "stateful": {name: obj.state_dict() for name, obj in stateful.items()},
                     "rng": rng_state(),
                 }
             )
+        if stop:
+            logger.info("%s: stopping early after epoch %d", desc, epoch)
+            break
     return history
 
 

@@ -195,23 +195,31 @@ def decode_image(data: bytes) -> np.ndarray:
         img = Image.open(BytesIO(data))
     except UnidentifiedImageError:
         raise ImageDecodeError("not an image (cannot identify format)") from None
-    except Image.DecompressionBombError as exc:
-        raise ImageDecodeError(f"image too large: {exc}") from exc
+    except Exception as exc:
+        raise _load_error(exc) from exc
     with img:
         try:
             img.load()
-        except Image.DecompressionBombError as exc:
-            raise ImageDecodeError(f"image too large: {exc}") from exc
-        except MemoryError:
-            raise
-        # Pillow's decoders raise many types on malformed input (OSError, SyntaxError,
-        # struct.error, ValueError, EOFError, IndexError); all mean the same here.
         except Exception as exc:
-            raise ImageDecodeError(f"truncated or corrupt image: {exc}") from exc
+            raise _load_error(exc) from exc
         _apply_exif_orientation(img)
         if img.width < MIN_IMAGE_SIDE or img.height < MIN_IMAGE_SIDE:
             raise ImageDecodeError(f"image too small: {img.width}x{img.height}")
         return _to_rgb_array(img)
+
+
+def _load_error(exc: Exception) -> ImageDecodeError:
+    """Translate an exception from Pillow's open or load into an ImageDecodeError.
+
+    Pillow's plugins raise many types on malformed input (OSError, SyntaxError,
+    struct.error, ValueError, EOFError, IndexError); all mean the same here. MemoryError
+    is a state of this process, not of the file, and is re-raised.
+    """
+    if isinstance(exc, MemoryError):
+        raise exc
+    if isinstance(exc, Image.DecompressionBombError):
+        return ImageDecodeError(f"image too large: {exc}")
+    return ImageDecodeError(f"truncated or corrupt image: {exc}")
 
 
 def _apply_exif_orientation(img: Image.Image) -> None:

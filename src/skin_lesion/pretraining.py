@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 
 from skin_lesion import engine
 from skin_lesion.augment import AugmentConfig, build_eval_transform, build_train_augment, two_views
-from skin_lesion.batches import BatchSource, Placement
+from skin_lesion.batches import Batch, BatchSource, Placement
 from skin_lesion.checkpoints import CheckpointStore, to_cpu
 from skin_lesion.losses import SupConLoss
 from skin_lesion.models import ContrastiveModel, create_encoder, resolve_preprocessing
@@ -121,12 +121,12 @@ def make_supcon_step(augment: nn.Module, loss_fn: SupConLoss, channels_last: boo
     """The per-batch step: two augmented views per image, projections, SupCon loss."""
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
 
-    def step(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        views = two_views(augment, images)  # [B, 2, 3, S, S]
+    def step(model: nn.Module, batch: Batch) -> torch.Tensor:
+        views = two_views(augment, batch.images)  # [B, 2, 3, S, S]
         b, v = views.shape[:2]
         flat = views.flatten(0, 1).contiguous(memory_format=memory_format)
         projections = model(flat).view(b, v, -1)
-        return loss_fn(projections, labels)
+        return loss_fn(projections, batch.labels)
 
     return step
 

@@ -1,0 +1,585 @@
+"""The classifier: an encoder plus an MLP head, fine-tuned in two phases.
+
+Phase 1 (warm-up) trains the head on a frozen encoder; phase 2 unfreezes the whole encoder
+or its last K stages with a lower learning rate than the head (discriminative learning
+rates). Model choice uses validation only: the test split is never touched here.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+import torch
+from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score
+from timm.data import Mixup
+from timm.models import group_parameters
+from timm.utils import ModelEmaV3
+from torch import nn
+from tqdm.auto import tqdm
+
+from skin_lesion import engine
+from skin_lesion.augment import AugmentConfig, build_eval_transform, build_train_augment
+from skin_lesion.batches import Batch, BatchSource, Placement
+from skin_lesion.checkpoints import CheckpointStore, to_cpu
+from skin_lesion.losses import build_classification_loss
+from skin_lesion.models import create_encoder
+from skin_lesion.pretraining import model_from_checkpoint as pretrained_from_checkpoint
+from skin_lesion.tabular import MetadataEncoder, fit_metadata_encoder
+
+logger = logging.getLogger(__name__)
+
+CHECKPOINT_KIND = "classifier"
+METRICS = ("balanced_accuracy", "macro_f1")
+
+
+@dataclass(frozen=True)
+class HeadConfig:
+    """MLP head: ``hidden_dim`` 0 gives a single linear layer."""
+
+    hidden_dim: int = 512
+    dropout: float = 0.3
+
+
+@dataclass(frozen=True)
+class WarmupConfig:
+    """Phase 1: encoder frozen, head only."""
+
+    epochs: int = 2
+    optim: engine.OptimConfig = field(default_factory=lambda: engine.OptimConfig(lr=1e-3))
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    """Phase 2: unfreeze the encoder (all of it, or its last ``unfreeze_stages`` stages).
+
+    Attributes:
+        epochs: Maximum epochs (early stopping may end sooner).
+        encoder_lr_scale: Encoder learning rate as a fraction of the head's.
+        unfreeze_stages: Number of trailing encoder stages to train (timm's coarse
+            parameter groups: stem, each block stage, head conv); null trains all.
+        optim: Optimiser and schedule (``lr`` is the head's).
+    """
+
+    epochs: int = 20
+    encoder_lr_scale: float = 0.1
+    unfreeze_stages: int | None = None
+    optim: engine.OptimConfig = field(default_factory=lambda: engine.OptimConfig(lr=1e-3))
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    """``focal``, ``cross_entropy`` or ``weighted_cross_entropy``; alpha for focal."""
+
+    name: Literal["focal", "cross_entropy", "weighted_cross_entropy"] = "focal"
+    gamma: float = 2.0
+    alpha: str | tuple[float, ...] | None = "inverse"
+    label_smoothing: float = 0.0
+
+
+@dataclass(frozen=True)
+class MixConfig:
+    """timm ``Mixup``: MixUp and/or CutMix on the augmented batch (0 disables each)."""
+
+    mixup_alpha: float = 0.0
+    cutmix_alpha: float = 0.0
+    prob: float = 1.0
+    switch_prob: float = 0.5
+
+
+@dataclass(frozen=True)
+class EmaConfig:
+    """Exponential moving average of the weights in phase 2 (timm ``ModelEmaV3``)."""
+
+    enabled: bool = True
+    decay: float = 0.998
+
+
+@dataclass(frozen=True)
+class EarlyStoppingConfig:
+    """Choose the best epoch on ``metric`` (validation); stop after ``patience`` without gain."""
+
+    metric: Literal["balanced_accuracy", "macro_f1"] = "balanced_accuracy"
+    patience: int = 5
+
+
+@dataclass(frozen=True)
+class ClassifierConfig:
+    """``params:classifier_training``."""
+
+    batch_size: int = 64
+    eval_batch_size: int = 256
+    sampling: Literal["none", "inverse", "sqrt_inverse"] = "none"
+    metadata_fusion: bool = False
+    placement: Placement = "auto"
+    amp: bool = True
+    channels_last: bool = True
+    compile: bool = False
+    resume: bool = False
+    progress: bool = True
+    head: HeadConfig = field(default_factory=HeadConfig)
+    warmup: WarmupConfig = field(default_factory=WarmupConfig)
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    mix: MixConfig = field(default_factory=MixConfig)
+    ema: EmaConfig = field(default_factory=EmaConfig)
+    early_stopping: EarlyStoppingConfig = field(default_factory=EarlyStoppingConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+
+class Classifier(nn.Module):
+    """Encoder features (optionally joined with metadata features) -> MLP head -> logits."""
+
+    def __init__(
+        self,
+        encoder: nn.Module,
+        num_classes: int,
+        *,
+        hidden_dim: int = 512,
+        dropout: float = 0.3,
+        meta_features: int = 0,
+    ) -> None:
+        """Build the head on top of ``encoder`` (which exposes ``num_features``)."""
+        super().__init__()
+        self.encoder = encoder
+        self.meta_features = meta_features
+        width = encoder.num_features + meta_features
+        if hidden_dim:
+            self.head = nn.Sequential(
+                nn.Dropout(dropout),
+                nn.Linear(width, hidden_dim),
+                nn.ReLU(inplace=True),
+                nn.Dropout(dropout),
+                nn.Linear(hidden_dim, num_classes),
+            )
+        else:
+            self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(width, num_classes))
+        self.encoder_frozen = False
+
+    def forward(self, images: torch.Tensor, meta: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits ``(B, num_classes)``; ``meta`` is required when built with meta features."""
+        features = self.encoder(images)
+        if self.meta_features:
+            if meta is None:
+                raise ValueError("this classifier fuses metadata: pass meta (B, F)")
+            features = torch.cat([features, meta.to(features.dtype)], dim=1)
+        return self.head(features)
+
+    def freeze_encoder(self, frozen: bool) -> None:
+        """Freeze (or unfreeze) every encoder weight and keep its BatchNorm statistics."""
+        self.encoder_frozen = frozen
+        self.encoder.requires_grad_(not frozen)
+        self.train(self.training)
+
+    def train(self, mode: bool = True) -> Classifier:
+        """As ``nn.Module.train``, but a frozen encoder stays in eval mode (BN stats fixed)."""
+        super().train(mode)
+        if self.encoder_frozen:
+            self.encoder.eval()
+        return self
+
+
+def encoder_stages(encoder: nn.Module) -> list[list[nn.Parameter]]:
+    """The encoder's parameters in stages, first to last (timm's coarse groups)."""
+    names = dict(encoder.named_parameters())
+    if not hasattr(encoder, "group_matcher"):
+        return [list(names.values())]
+    groups = group_parameters(encoder, encoder.group_matcher(coarse=True))
+    return [[names[n] for n in members] for _, members in sorted(groups.items())]
+
+
+def unfreeze_last_stages(model: Classifier, stages: int | None) -> list[nn.Parameter]:
+    """Unfreeze all encoder stages (``None``) or the last ``stages``; return those params."""
+    model.freeze_encoder(False)
+    groups = encoder_stages(model.encoder)
+    if stages is not None:
+        if not 1 <= stages <= len(groups):
+            raise ValueError(
+                f"unfreeze_stages must be between 1 and {len(groups)} for this encoder, "
+                f"got {stages}"
+            )
+        for group in groups[:-stages]:
+            for p in group:
+                p.requires_grad_(False)
+        groups = groups[-stages:]
+    return [p for group in groups for p in group]
+
+
+def build_finetune_optimizer(model: Classifier, config: FinetuneConfig) -> torch.optim.AdamW:
+    """Unfreeze the encoder (or its last stages) and give it ``encoder_lr_scale`` x the lr."""
+    encoder_params = unfreeze_last_stages(model, config.unfreeze_stages)
+    return engine.build_optimizer(
+        [
+            {"params": encoder_params, "lr_scale": config.encoder_lr_scale, "name": "encoder"},
+            {"params": model.head.parameters(), "name": "head"},
+        ],
+        config.optim,
+    )
+
+
+@torch.no_grad()
+def predict_proba(
+    model: Classifier,
+    images: np.ndarray,
+    indices: np.ndarray,
+    *,
+    transform: nn.Module,
+    device: torch.device,
+    meta: np.ndarray | None = None,
+    batch_size: int = 256,
+    precision: engine.Precision | None = None,
+    progress: bool = False,
+) -> np.ndarray:
+    """Softmax probabilities ``(len(indices), K)`` of ``images[indices]``, in order."""
+    model.eval()
+    out = []
+    autocast = precision.autocast if precision is not None else engine.Precision(device).autocast
+    for start in tqdm(
+        range(0, len(indices), batch_size), desc="predict", disable=not progress, leave=False
+    ):
+        rows = indices[start : start + batch_size]
+        x = transform(torch.from_numpy(np.ascontiguousarray(images[rows])).to(device))
+        m = None if meta is None else torch.from_numpy(meta[rows]).to(device)
+        with autocast():
+            logits = model(x, m)
+        out.append(torch.softmax(logits.float(), dim=1).cpu())
+    return torch.cat(out).numpy() if out else np.zeros((0, model.head[-1].out_features))
+
+
+def classification_metrics(labels: np.ndarray, probs: np.ndarray) -> dict[str, float]:
+    """Balanced accuracy (mean per-class recall), macro-F1, accuracy and cross-entropy."""
+    predicted = probs.argmax(axis=1)
+    picked = probs[np.arange(len(labels)), labels]
+    return {
+        "val_loss": float(-np.log(np.clip(picked, 1e-12, 1.0)).mean()),
+        "balanced_accuracy": float(balanced_accuracy_score(labels, predicted)),
+        "macro_f1": float(f1_score(labels, predicted, average="macro", zero_division=0)),
+        "accuracy": float(accuracy_score(labels, predicted)),
+    }
+
+
+class BestTracker:
+    """Keeps the best validation score, its epoch and weights; counts epochs without gain.
+
+    Higher ``metric`` wins; a tie goes to the lower validation loss (small validation sets
+    make ties in balanced accuracy common).
+    """
+
+    def __init__(self, metric: str) -> None:
+        """Track ``metric`` (higher is better)."""
+        self.metric = metric
+        self.key: tuple[float, float] = (-np.inf, -np.inf)
+        self.where: dict[str, Any] = {}
+        self.state_dict_: dict[str, torch.Tensor] | None = None
+        self.stale = 0
+
+    def update(self, metrics: dict[str, float], model: nn.Module, where: dict[str, Any]) -> None:
+        """Record an epoch; keep a CPU copy of ``model``'s weights when it is the best."""
+        key = (metrics[self.metric], -metrics["val_loss"])
+        if key > self.key:
+            self.key, self.where, self.stale = key, dict(where), 0
+            self.state_dict_ = to_cpu(copy.deepcopy(model.state_dict()))
+        else:
+            self.stale += 1
+
+    def state_dict(self) -> dict[str, Any]:
+        """For checkpoints (resume)."""
+        return {
+            "key": list(self.key),
+            "where": self.where,
+            "stale": self.stale,
+            "weights": self.state_dict_,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what ``state_dict`` returned."""
+        self.key, self.where = tuple(state["key"]), state["where"]
+        self.stale, self.state_dict_ = state["stale"], state["weights"]
+
+
+def classifier_from_checkpoint(checkpoint: dict[str, Any]) -> Classifier:
+    """Rebuild the classifier from its checkpoint alone (no download, no parameters)."""
+    if checkpoint.get("kind") != CHECKPOINT_KIND:
+        raise ValueError(
+            f"expected a '{CHECKPOINT_KIND}' checkpoint, got kind {checkpoint.get('kind')!r}"
+        )
+    arch = checkpoint["architecture"]
+    model = Classifier(
+        create_encoder(arch["encoder"], weights="none"),
+        arch["num_classes"],
+        hidden_dim=arch["head"]["hidden_dim"],
+        dropout=arch["head"]["dropout"],
+        meta_features=arch["meta_features"],
+    )
+    model.load_state_dict(checkpoint["state_dict"])
+    return model.eval()
+
+
+def make_classifier_step(
+    augment: nn.Module, loss_fn: nn.Module, mixup: Mixup | None, channels_last: bool
+):
+    """The per-batch step: per-sample augmentation, optional MixUp/CutMix, loss."""
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+
+    def step(model: nn.Module, batch: Batch) -> torch.Tensor:
+        x = augment(batch.images).contiguous(memory_format=memory_format)
+        target = batch.labels
+        if mixup is not None:
+            x, target = mixup(x, target)
+        return loss_fn(model(x, batch.meta), target)
+
+    return step
+
+
+def _warn_double_reweighting(config: ClassifierConfig) -> None:
+    alpha_on = config.loss.name == "focal" and config.loss.alpha not in (None, "none")
+    weighted = config.loss.name == "weighted_cross_entropy" or alpha_on
+    if config.sampling != "none" and weighted:
+        logger.warning(
+            "sampling=%s and a class-weighted loss (%s, alpha=%s) are both on: the minority "
+            "classes are being re-weighted twice",
+            config.sampling,
+            config.loss.name,
+            config.loss.alpha,
+        )
+
+
+def train_classifier(
+    images: np.ndarray,
+    rows: pd.DataFrame,
+    pretrained: dict[str, Any],
+    *,
+    classes: list[str],
+    config: ClassifierConfig,
+    seed: int,
+    device: torch.device,
+    params: dict[str, Any],
+    store: CheckpointStore | None = None,
+) -> tuple[dict[str, Any], list[dict[str, Any]], pd.DataFrame]:
+    """Fine-tune a classifier on the train split, choosing the best epoch on validation.
+
+    Args:
+        images: The image cache array ``(N, H, W, 3)``.
+        rows: One row per cached image, in cache order: ``image_id, label, split`` and, for
+            metadata fusion, ``age, sex, localization``.
+        pretrained: The ``pretrained_encoder`` checkpoint.
+        classes: Class names in label order.
+        config: Training parameters.
+        seed: Seed for everything.
+        device: Where to train.
+        params: The parameters to record in the checkpoint (and compare on resume).
+        store: Where each epoch's state is kept for ``resume``.
+
+    Returns:
+        The ``classifier`` checkpoint (best validation epoch), the per-epoch history of
+        both phases, and the validation predictions of the chosen model.
+    """
+    engine.seed_everything(seed)
+    train_idx = np.flatnonzero(rows["split"].to_numpy() == "train")
+    val_idx = np.flatnonzero(rows["split"].to_numpy() == "val")
+    labels = rows["label"].to_numpy()
+    encoder = pretrained_from_checkpoint(pretrained).encoder
+    meta_encoder: MetadataEncoder | None = None
+    meta = None
+    if config.metadata_fusion:
+        meta_encoder = fit_metadata_encoder(rows.iloc[train_idx])
+        meta = meta_encoder.transform(rows)
+    model = Classifier(
+        encoder,
+        len(classes),
+        hidden_dim=config.head.hidden_dim,
+        dropout=config.head.dropout,
+        meta_features=meta_encoder.num_features if meta_encoder else 0,
+    )
+    model.to(device)
+    cuda = device.type == "cuda"
+    if config.channels_last and cuda:
+        model.to(memory_format=torch.channels_last)
+    preprocessing = dict(pretrained["preprocessing"], crop_size=config.augment.crop_size)
+    counts = np.bincount(labels[train_idx], minlength=len(classes)).tolist()
+    _warn_double_reweighting(config)
+    loss_fn = build_classification_loss(
+        config.loss.name,
+        num_classes=len(classes),
+        class_counts=counts,
+        gamma=config.loss.gamma,
+        alpha=config.loss.alpha,
+        label_smoothing=config.loss.label_smoothing,
+    ).to(device)
+    mixup = None
+    if config.mix.mixup_alpha > 0 or config.mix.cutmix_alpha > 0:
+        if config.batch_size % 2:
+            raise ValueError(
+                f"MixUp/CutMix pair images within a batch: batch_size must be even, "
+                f"got {config.batch_size}"
+            )
+        mixup = Mixup(
+            mixup_alpha=config.mix.mixup_alpha,
+            cutmix_alpha=config.mix.cutmix_alpha,
+            prob=config.mix.prob,
+            switch_prob=config.mix.switch_prob,
+            label_smoothing=0.0,
+            num_classes=len(classes),
+        )
+    sampling = "uniform" if config.sampling == "none" else config.sampling
+    source = BatchSource(
+        images,
+        labels,
+        train_idx,
+        batch_size=config.batch_size,
+        device=device,
+        seed=seed,
+        sampling=sampling,
+        placement=config.placement,
+        meta=meta,
+    )
+    augment = build_train_augment(config.augment, preprocessing["mean"], preprocessing["std"])
+    step = make_classifier_step(augment.to(device), loss_fn, mixup, config.channels_last and cuda)
+    transform = build_eval_transform(
+        config.augment.crop_size, preprocessing["mean"], preprocessing["std"]
+    ).to(device)
+    precision = engine.Precision(device, enabled=config.amp)
+    tracker = BestTracker(config.early_stopping.metric)
+    history: list[dict[str, Any]] = []
+
+    def make_evaluate(phase: str, ema: ModelEmaV3 | None):
+        def evaluate(trained: nn.Module, epoch: int) -> dict[str, float]:
+            evaluated = ema.module if ema is not None else model
+            probs = predict_proba(
+                evaluated,
+                images,
+                val_idx,
+                transform=transform,
+                device=device,
+                meta=meta,
+                batch_size=config.eval_batch_size,
+                precision=precision,
+            )
+            metrics = classification_metrics(labels[val_idx], probs)
+            tracker.update(metrics, evaluated, {"phase": phase, "epoch": epoch})
+            return metrics
+
+        return evaluate
+
+    def describe(phase: str):
+        def inner(epoch: int, phase_history: list[dict[str, Any]]) -> dict[str, Any]:
+            return {
+                "kind": f"{CHECKPOINT_KIND}_run",
+                "phase": phase,
+                "state_dict": model.state_dict(),
+                "params": params,
+            }
+
+        return inner
+
+    # Phase 1: the head learns on frozen features.
+    model.freeze_encoder(True)
+    optimizer = engine.build_optimizer(
+        [{"params": model.head.parameters(), "name": "head"}], config.warmup.optim
+    )
+    scheduler = engine.build_scheduler(
+        optimizer, config.warmup.optim, len(source), config.warmup.epochs
+    )
+    logger.info(
+        "Classifier phase 1 (warm-up, encoder frozen): %d epochs on %s (%s)",
+        config.warmup.epochs,
+        device,
+        precision.name,
+    )
+    warm = engine.fit(
+        model,
+        step,
+        source,
+        optimizer,
+        scheduler,
+        precision,
+        epochs=config.warmup.epochs,
+        grad_clip=config.warmup.optim.grad_clip,
+        describe=describe("warmup"),
+        store=store.child("warmup") if store else None,
+        resume=config.resume,
+        evaluate=make_evaluate("warmup", None),
+        stateful={"tracker": tracker},
+        progress=config.progress,
+        desc="warm-up",
+    )
+    history += [{"phase": "warmup", **h} for h in warm]
+
+    # Phase 2: unfreeze, encoder at a fraction of the head's learning rate.
+    optimizer = build_finetune_optimizer(model, config.finetune)
+    scheduler = engine.build_scheduler(
+        optimizer, config.finetune.optim, len(source), config.finetune.epochs
+    )
+    ema = ModelEmaV3(model, decay=config.ema.decay) if config.ema.enabled else None
+    tracker.stale = 0
+    stateful: dict[str, Any] = {"tracker": tracker}
+    if ema is not None:
+        stateful["ema"] = ema
+    compiled = torch.compile(model) if config.compile else model
+    logger.info("Classifier phase 2 (fine-tuning): up to %d epochs", config.finetune.epochs)
+    tune = engine.fit(
+        compiled,
+        step,
+        source,
+        optimizer,
+        scheduler,
+        precision,
+        epochs=config.finetune.epochs,
+        grad_clip=config.finetune.optim.grad_clip,
+        describe=describe("finetune"),
+        store=store.child("finetune") if store else None,
+        resume=config.resume,
+        evaluate=make_evaluate("finetune", ema),
+        after_step=(lambda m: ema.update(model)) if ema is not None else None,
+        should_stop=lambda h: tracker.stale >= config.early_stopping.patience,
+        stateful=stateful,
+        progress=config.progress,
+        desc="fine-tune",
+    )
+    history += [{"phase": "finetune", **h} for h in tune]
+
+    model.load_state_dict(tracker.state_dict_)
+    probs = predict_proba(
+        model,
+        images,
+        val_idx,
+        transform=transform,
+        device=device,
+        meta=meta,
+        batch_size=config.eval_batch_size,
+        precision=precision,
+    )
+    best_metrics = classification_metrics(labels[val_idx], probs)
+    logger.info(
+        "Chosen on validation: %s epoch %s, %s",
+        tracker.where.get("phase"),
+        tracker.where.get("epoch"),
+        ", ".join(f"{k}={v:.4f}" for k, v in best_metrics.items()),
+    )
+    checkpoint = {
+        "kind": CHECKPOINT_KIND,
+        "architecture": {
+            "encoder": pretrained["architecture"]["encoder"],
+            "num_features": model.encoder.num_features,
+            "num_classes": len(classes),
+            "head": asdict(config.head),
+            "meta_features": model.meta_features,
+        },
+        "class_names": list(classes),
+        "metadata_encoder": meta_encoder.to_dict() if meta_encoder else None,
+        "preprocessing": preprocessing,
+        "state_dict": model.state_dict(),
+        "selected": {**tracker.where, "metric": tracker.metric, "ema": ema is not None},
+        "metrics": {"val": best_metrics},
+        "params": params,
+        "history": history,
+    }
+    predictions = pd.DataFrame(probs, columns=[f"p_{c}" for c in classes])
+    predictions.insert(0, "image_id", rows["image_id"].to_numpy()[val_idx])
+    predictions.insert(1, "label", labels[val_idx])
+    predictions.insert(2, "dx", [classes[k] for k in labels[val_idx]])
+    return to_cpu(checkpoint), history, predictions

@@ -1,0 +1,238 @@
+"""Encode HAM10000's patient metadata (age, sex, localization) as features for fusion.
+
+A classifier with metadata fusion joins these features to the image features before its
+head. The encoder is fitted on the training rows only, so that no statistic of the
+validation or test rows leaks into training, and stores nothing but JSON-able values, so
+that a checkpoint can carry it and rebuild the exact same features at inference.
+
+Features, in this order (see :attr:`MetadataEncoder.feature_names`):
+
+* ``age``: standardised age, ``(age - mean) / std`` with the training mean and population
+  standard deviation (as sklearn's ``StandardScaler``); ``0`` (the training mean) when the
+  age is missing.
+* ``age_missing``: ``1`` when the age is missing, else ``0``. With the imputed ``0`` above
+  this is the missing-indicator method: the model can tell "unknown" from "average".
+* ``sex=<value>``: one-hot over a fixed vocabulary (``female``, ``male``, ``unknown``).
+* ``localization=<value>``: one-hot over the localizations seen in training, then
+  ``unknown``.
+
+Text values are compared after stripping spaces and lower-casing; an empty or missing value
+counts as ``unknown``, which is how HAM10000 itself records a value nobody knows. A value
+outside the vocabulary (a sex other than the three, or a localization that training never
+saw) is also encoded as ``unknown`` rather than rejected, because metadata validation has
+already decided which rows are usable; every such value is counted in a logged warning, so
+none is changed silently.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from skin_lesion import config
+
+logger = logging.getLogger(__name__)
+
+REQUIRED_COLUMNS = ("age", "sex", "localization")
+UNKNOWN = "unknown"
+SEX_VOCABULARY = ("female", "male", UNKNOWN)
+# How many offending values an error message lists before giving the count of the rest.
+SHOWN_IN_ERRORS = 5
+
+
+@dataclass(frozen=True)
+class MetadataEncoder:
+    """A fitted metadata encoder; build it with :func:`fit_metadata_encoder`.
+
+    Attributes:
+        age_mean: Mean training age, in years.
+        age_std: Population standard deviation of the training ages; positive (``1.0``
+            when every training age is the same, as in sklearn's ``StandardScaler``).
+        sex_vocabulary: The one-hot categories of ``sex``; must contain ``unknown``.
+        localization_vocabulary: The one-hot categories of ``localization``; must
+            contain ``unknown``.
+    """
+
+    age_mean: float
+    age_std: float
+    sex_vocabulary: tuple[str, ...] = SEX_VOCABULARY
+    localization_vocabulary: tuple[str, ...] = (UNKNOWN,)
+
+    def __post_init__(self) -> None:
+        """Check the statistics and vocabularies, naming the bad value."""
+        if not math.isfinite(self.age_mean):
+            raise ValueError(f"age_mean must be finite, got {self.age_mean}")
+        if not (math.isfinite(self.age_std) and self.age_std > 0):
+            raise ValueError(f"age_std must be finite and positive, got {self.age_std}")
+        for name in ("sex_vocabulary", "localization_vocabulary"):
+            vocabulary = getattr(self, name)
+            if UNKNOWN not in vocabulary:
+                raise ValueError(f"{name} must contain {UNKNOWN!r}, got {list(vocabulary)}")
+            repeated = sorted({v for v in vocabulary if vocabulary.count(v) > 1})
+            if repeated:
+                raise ValueError(f"{name} repeats {repeated}: {list(vocabulary)}")
+            odd = [v for v in vocabulary if v != _normalise_text(v)]
+            if odd:
+                raise ValueError(
+                    f"{name} entries must be stripped lower-case text, got {odd} in "
+                    f"{list(vocabulary)}"
+                )
+
+    @property
+    def feature_names(self) -> list[str]:
+        """The name of each output column, in order."""
+        return [
+            "age",
+            "age_missing",
+            *(f"sex={value}" for value in self.sex_vocabulary),
+            *(f"localization={value}" for value in self.localization_vocabulary),
+        ]
+
+    @property
+    def num_features(self) -> int:
+        """The number of output columns ``F``."""
+        return 2 + len(self.sex_vocabulary) + len(self.localization_vocabulary)
+
+    def transform(self, frame: pd.DataFrame) -> np.ndarray:
+        """Encode metadata rows as features.
+
+        Args:
+            frame: Rows with columns ``age`` (number, NaN or ``""`` when missing), ``sex``
+                and ``localization``; other columns are ignored.
+
+        Returns:
+            A float32 array of shape ``(len(frame), num_features)``, rows in frame order,
+            columns as in :attr:`feature_names`.
+
+        Raises:
+            ValueError: Naming the columns when one is missing, or naming the rows and
+                values of ages that are not numbers, not finite or negative.
+        """
+        _check_columns(frame)
+        ages = _parse_ages(frame["age"])
+        missing = np.isnan(ages)
+        scaled = np.where(missing, 0.0, (ages - self.age_mean) / self.age_std)
+        sex = _one_hot(frame["sex"], self.sex_vocabulary, "sex")
+        place = _one_hot(frame["localization"], self.localization_vocabulary, "localization")
+        return np.column_stack([scaled, missing, sex, place]).astype(np.float32)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The encoder as plain JSON-able values; :meth:`from_dict` rebuilds it exactly."""
+        return {
+            key: list(value) if isinstance(value, tuple) else value
+            for key, value in asdict(self).items()
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> MetadataEncoder:
+        """Rebuild an encoder from :meth:`to_dict`'s output (e.g. read from a checkpoint).
+
+        Raises:
+            ValueError: (a :class:`skin_lesion.config.ConfigError`) naming unknown or
+                missing keys and values of the wrong kind, or the value that fails the
+                checks of the encoder itself.
+        """
+        return config.from_dict(cls, data, path="metadata_encoder")
+
+
+def fit_metadata_encoder(
+    frame: pd.DataFrame, sex_vocabulary: Sequence[str] = SEX_VOCABULARY
+) -> MetadataEncoder:
+    """Fit the encoder's statistics on the training rows.
+
+    Pass only the training split: the age mean and standard deviation and the localization
+    vocabulary all come from ``frame``.
+
+    Args:
+        frame: The training rows, with columns ``age``, ``sex`` and ``localization``.
+        sex_vocabulary: The one-hot categories of ``sex``; fixed rather than fitted, so
+            that every split and every checkpoint has the same columns. Must contain
+            ``unknown``.
+
+    Returns:
+        The fitted encoder. Its localization vocabulary is the sorted set of localizations
+        in ``frame`` other than ``unknown``, followed by ``unknown``.
+
+    Raises:
+        ValueError: Naming the columns when one is missing, when ``frame`` has no known
+            age to fit on, or naming the rows and values of ages that are not valid.
+    """
+    _check_columns(frame)
+    ages = _parse_ages(frame["age"])
+    known = ages[~np.isnan(ages)]
+    if known.size == 0:
+        raise ValueError(
+            f"Cannot fit the age scaling: none of the {len(frame)} training rows has an age"
+        )
+    std = float(known.std())  # population std (ddof=0), as sklearn's StandardScaler
+    seen = set(_normalise_column(frame["localization"])) - {UNKNOWN}
+    return MetadataEncoder(
+        age_mean=float(known.mean()),
+        age_std=std if std > 0 else 1.0,
+        sex_vocabulary=tuple(sex_vocabulary),
+        localization_vocabulary=(*sorted(seen), UNKNOWN),
+    )
+
+
+def _check_columns(frame: pd.DataFrame) -> None:
+    """Raise a ValueError naming the required columns that ``frame`` lacks."""
+    missing = [column for column in REQUIRED_COLUMNS if column not in frame.columns]
+    if missing:
+        raise ValueError(
+            f"Metadata frame is missing column(s) {missing}; found {list(frame.columns)}, "
+            f"need {list(REQUIRED_COLUMNS)}"
+        )
+
+
+def _parse_ages(column: pd.Series) -> np.ndarray:
+    """Ages as float64 with NaN where missing (NaN, None or blank text).
+
+    Anything else that is not a finite non-negative number is an error, not a missing age:
+    turning ``"forty"`` into NaN would drop a value without a trace.
+    """
+    blank = column.isna() | column.astype(str).str.strip().eq("")
+    numbers = pd.to_numeric(column.where(~blank, np.nan), errors="coerce").astype(float)
+    bad = ~blank & ~(np.isfinite(numbers) & (numbers >= 0))
+    if bad.any():
+        shown = ", ".join(f"row {i}: {v!r}" for i, v in column[bad].head(SHOWN_IN_ERRORS).items())
+        more = int(bad.sum()) - SHOWN_IN_ERRORS
+        raise ValueError(
+            f"{int(bad.sum())} age value(s) are not finite non-negative numbers "
+            f"(leave an unknown age empty): {shown}" + (f" and {more} more" if more > 0 else "")
+        )
+    return numbers.to_numpy(dtype=np.float64)
+
+
+def _normalise_text(value: str) -> str:
+    """Stripped, lower-case text; empty text means ``unknown``."""
+    text = value.strip().lower()
+    return text or UNKNOWN
+
+
+def _normalise_column(column: pd.Series) -> pd.Series:
+    """Apply :func:`_normalise_text` to a column, missing values becoming ``unknown``."""
+    return column.where(column.notna(), "").astype(str).map(_normalise_text)
+
+
+def _one_hot(column: pd.Series, vocabulary: Sequence[str], name: str) -> np.ndarray:
+    """One-hot encode ``column`` over ``vocabulary``; values outside it count as unknown."""
+    values = _normalise_column(column)
+    outside = values[~values.isin(vocabulary)]
+    if len(outside):
+        logger.warning(
+            "%d %s value(s) outside %s encoded as %r: %s",
+            len(outside),
+            name,
+            list(vocabulary),
+            UNKNOWN,
+            outside.value_counts().to_dict(),
+        )
+    index = {value: k for k, value in enumerate(vocabulary)}
+    positions = values.map(index).fillna(index[UNKNOWN]).to_numpy(dtype=np.int64)
+    return np.eye(len(vocabulary), dtype=np.float32)[positions]

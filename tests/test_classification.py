@@ -1,0 +1,169 @@
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from skin_lesion import classification as clf
+from skin_lesion import pretraining as supcon
+from skin_lesion.augment import AugmentConfig
+from skin_lesion.engine import OptimConfig
+from tests.conftest import colour_images
+
+CLASSES = ["a", "b", "c", "d"]
+ENCODER = supcon.EncoderConfig(name="test_efficientnet", weights="none")
+
+
+def _pretrained():
+    images, labels = colour_images(8)
+    checkpoint, _ = supcon.pretrain(
+        images,
+        labels,
+        np.arange(8),
+        encoder=ENCODER,
+        config=supcon.PretrainConfig(enabled=False, augment=AugmentConfig(crop_size=24)),
+        seed=0,
+        device=torch.device("cpu"),
+        cache_preprocessing={},
+        params={},
+    )
+    return checkpoint
+
+
+def _rows(n: int, labels: np.ndarray) -> pd.DataFrame:
+    split = np.where((np.arange(n) // 4) % 4 == 3, "val", "train")  # every class in val
+    return pd.DataFrame(
+        {
+            "image_id": [f"ISIC_{i:07d}" for i in range(n)],
+            "label": labels,
+            "split": split,
+            "age": [np.nan if i % 5 == 0 else 30.0 + i for i in range(n)],
+            "sex": ["unknown" if i % 7 == 0 else ("male", "female")[i % 2] for i in range(n)],
+            "localization": ["back", "face", "trunk", "unknown"] * (n // 4),
+        }
+    )
+
+
+def _config(**kwargs):
+    fast = OptimConfig(lr=1e-2, warmup_epochs=0.2)
+    defaults = dict(
+        batch_size=16,
+        eval_batch_size=64,
+        progress=False,
+        head=clf.HeadConfig(hidden_dim=32, dropout=0.1),
+        warmup=clf.WarmupConfig(epochs=2, optim=fast),
+        finetune=clf.FinetuneConfig(epochs=10, encoder_lr_scale=0.3, optim=fast),
+        ema=clf.EmaConfig(enabled=True, decay=0.5),
+        early_stopping=clf.EarlyStoppingConfig(patience=10),
+        augment=AugmentConfig(crop_size=24, crop_scale=(0.6, 1.0), rotation_p=0.0),
+    )
+    return clf.ClassifierConfig(**{**defaults, **kwargs})
+
+
+def _train(config, n=128, pretrained=None):
+    images, labels = colour_images(n)
+    rows = _rows(n, labels)
+    return (
+        clf.train_classifier(
+            images,
+            rows,
+            pretrained or _pretrained(),
+            classes=CLASSES,
+            config=config,
+            seed=0,
+            device=torch.device("cpu"),
+            params={"p": 1},
+        ),
+        images,
+        rows,
+    )
+
+
+def test_tiny_run_learns_separable_classes_and_checkpoint_rebuilds():
+    (checkpoint, history, preds), images, rows = _train(_config())
+    assert checkpoint["metrics"]["val"]["balanced_accuracy"] >= 0.9  # chance is 0.25
+    assert [h["phase"] for h in history] == ["warmup"] * 2 + ["finetune"] * 10
+    assert {
+        "loss",
+        "val_loss",
+        "balanced_accuracy",
+        "macro_f1",
+        "accuracy",
+        "lr",
+        "img_per_s",
+    } <= set(history[-1])
+    assert list(preds.columns) == ["image_id", "label", "dx", "p_a", "p_b", "p_c", "p_d"]
+    assert len(preds) == (rows["split"] == "val").sum()
+    np.testing.assert_allclose(preds.filter(like="p_").sum(axis=1), 1.0, atol=1e-5)
+    model = clf.classifier_from_checkpoint(checkpoint)
+    transform = clf.build_eval_transform(
+        24, checkpoint["preprocessing"]["mean"], checkpoint["preprocessing"]["std"]
+    )
+    val = np.flatnonzero(rows["split"] == "val")
+    probs = clf.predict_proba(model, images, val, transform=transform, device=torch.device("cpu"))
+    np.testing.assert_allclose(probs, preds.filter(like="p_").to_numpy(), atol=1e-5)
+    assert checkpoint["class_names"] == CLASSES
+    assert checkpoint["selected"]["metric"] == "balanced_accuracy"
+
+
+def test_warmup_leaves_every_encoder_weight_unchanged():
+    pretrained = _pretrained()
+    (checkpoint, history, _), _, _ = _train(
+        _config(finetune=clf.FinetuneConfig(epochs=0), ema=clf.EmaConfig(enabled=False)),
+        pretrained=pretrained,
+    )
+    assert len(history) == 2 and checkpoint["selected"]["phase"] == "warmup"
+    for name, value in pretrained["state_dict"].items():
+        if name.startswith("encoder."):
+            assert torch.equal(checkpoint["state_dict"][name], value), name  # BN stats too
+    head = [k for k in checkpoint["state_dict"] if k.startswith("head.")]
+    assert head
+
+
+def test_finetune_groups_carry_the_intended_learning_rates():
+    model = clf.Classifier(supcon.build_model(ENCODER, supcon.ProjectionConfig()).encoder, 4)
+    model.freeze_encoder(True)
+    config = clf.FinetuneConfig(encoder_lr_scale=0.1, unfreeze_stages=2, optim=OptimConfig(lr=1e-3))
+    optimizer = clf.build_finetune_optimizer(model, config)
+    lrs = {g["name"]: g["lr"] for g in optimizer.param_groups}
+    assert lrs["encoder"] == pytest.approx(1e-4) and lrs["head"] == pytest.approx(1e-3)
+    stages = clf.encoder_stages(model.encoder)
+    trainable = {id(p) for g in optimizer.param_groups for p in g["params"]}
+    assert all(id(p) in trainable and p.requires_grad for s in stages[-2:] for p in s)
+    assert not any(p.requires_grad or id(p) in trainable for s in stages[:-2] for p in s)
+    with pytest.raises(ValueError, match=r"between 1 and 6.*got 9"):
+        clf.unfreeze_last_stages(model, 9)
+
+
+def test_metadata_fusion_handles_missing_age_and_unknown_sex():
+    (checkpoint, _, preds), _, rows = _train(
+        _config(
+            metadata_fusion=True,
+            warmup=clf.WarmupConfig(epochs=1),
+            finetune=clf.FinetuneConfig(epochs=1),
+        ),
+        n=64,
+    )
+    assert rows["age"].isna().any() and (rows["sex"] == "unknown").any()
+    assert checkpoint["architecture"]["meta_features"] > 0
+    assert checkpoint["metadata_encoder"] is not None
+    model = clf.classifier_from_checkpoint(checkpoint)
+    assert model.meta_features == checkpoint["architecture"]["meta_features"]
+    assert np.isfinite(preds.filter(like="p_").to_numpy()).all()
+    with pytest.raises(ValueError, match="pass meta"):
+        model(torch.zeros(1, 3, 24, 24))
+
+
+def test_double_reweighting_is_warned(caplog):
+    config = _config(sampling="inverse", loss=clf.LossConfig(name="focal", alpha="inverse"))
+    clf._warn_double_reweighting(config)
+    assert "re-weighted twice" in caplog.text
+    caplog.clear()
+    clf._warn_double_reweighting(
+        _config(sampling="inverse", loss=clf.LossConfig(name="focal", alpha="none"))
+    )
+    assert "re-weighted twice" not in caplog.text
+
+
+def test_mixup_needs_even_batch():
+    with pytest.raises(ValueError, match="batch_size must be even, got 15"):
+        _train(_config(batch_size=15, mix=clf.MixConfig(mixup_alpha=0.2)), n=64)
