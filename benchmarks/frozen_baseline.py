@@ -1,0 +1,94 @@
+"""Frozen-feature baseline: class-balanced logistic regression on ImageNet encoder features.
+
+Usage (after `kedro run --env cpu_quick --pipeline data_processing`):
+    python benchmarks/frozen_baseline.py [--data-dir data/cpu_quick] [--crop 96]
+
+Embeds the train and val images of an existing image cache with the frozen encoder (the
+same eval transform the classifier uses), fits scikit-learn's LogisticRegression with
+``class_weight='balanced'`` on standardised train features, and reports validation balanced
+accuracy and macro-F1: the bar a fine-tuned classifier has to clear. Writes JSON to
+benchmarks/results/frozen_baseline.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import balanced_accuracy_score, f1_score
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from skin_lesion.augment import build_eval_transform
+from skin_lesion.datasets import ImageCacheDataset
+from skin_lesion.engine import resolve_device
+from skin_lesion.models import create_encoder, resolve_preprocessing
+from skin_lesion.splits import align_to_cache
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@torch.no_grad()
+def _features(encoder, images, indices, transform, device, batch_size=256) -> np.ndarray:
+    out = []
+    for start in range(0, len(indices), batch_size):
+        rows = indices[start : start + batch_size]
+        batch = torch.from_numpy(np.ascontiguousarray(images[rows])).to(device)
+        out.append(encoder(transform(batch)).float().cpu())
+    return torch.cat(out).numpy()
+
+
+def main() -> None:
+    """Run the baseline and print its validation scores."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-dir", type=Path, default=ROOT / "data/cpu_quick")
+    parser.add_argument("--encoder", default="tf_efficientnet_lite0")
+    parser.add_argument("--weights", default="imagenet-offline")
+    parser.add_argument("--crop", type=int, default=96)
+    parser.add_argument(
+        "--out", type=Path, default=ROOT / "benchmarks/results/frozen_baseline.json"
+    )
+    args = parser.parse_args()
+    cache = ImageCacheDataset(path=str(args.data_dir / "02_intermediate/image_cache")).load()
+    splits = pd.read_parquet(args.data_dir / "05_model_input/splits.parquet")
+    rows = align_to_cache(cache.image_ids, splits)
+    device = resolve_device("auto")
+    encoder = create_encoder(args.encoder, weights=args.weights).eval().to(device)
+    prep = resolve_preprocessing(encoder)
+    transform = build_eval_transform(args.crop, prep["mean"], prep["std"]).to(device)
+    start = time.perf_counter()
+    split = rows["split"].to_numpy()
+    train, val = np.flatnonzero(split == "train"), np.flatnonzero(split == "val")
+    x_train = _features(encoder, cache.images, train, transform, device)
+    x_val = _features(encoder, cache.images, val, transform, device)
+    labels = rows["label"].to_numpy()
+    model = make_pipeline(
+        StandardScaler(), LogisticRegression(class_weight="balanced", max_iter=3000, C=0.1)
+    )
+    model.fit(x_train, labels[train])
+    predicted = model.predict(x_val)
+    result = {
+        "encoder": args.encoder,
+        "weights": args.weights,
+        "crop": args.crop,
+        "cache": cache.preprocessing,
+        "device": str(device),
+        "train_images": len(train),
+        "val_images": len(val),
+        "val_balanced_accuracy": round(float(balanced_accuracy_score(labels[val], predicted)), 4),
+        "val_macro_f1": round(float(f1_score(labels[val], predicted, average="macro")), 4),
+        "seconds": round(time.perf_counter() - start, 1),
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
