@@ -167,3 +167,55 @@ def test_double_reweighting_is_warned(caplog):
 def test_mixup_needs_even_batch():
     with pytest.raises(ValueError, match="batch_size must be even, got 15"):
         _train(_config(batch_size=15, mix=clf.MixConfig(mixup_alpha=0.2)), n=64)
+
+
+def test_training_never_reads_the_test_split():
+    images, labels = colour_images(96)
+    rows = _rows(96, labels)
+    rows.loc[rows.index % 8 == 0, "split"] = "test"
+    test = np.flatnonzero(rows["split"] == "test")
+    config = _config(warmup=clf.WarmupConfig(epochs=1), finetune=clf.FinetuneConfig(epochs=1))
+    pretrained = _pretrained()
+    results = []
+    for fill in (0, 255):  # the test images change completely between the two runs
+        changed = images.copy()
+        changed[test] = fill
+        checkpoint, _, preds = clf.train_classifier(
+            changed,
+            rows,
+            pretrained,
+            classes=CLASSES,
+            config=config,
+            seed=0,
+            device=torch.device("cpu"),
+            params={},
+        )
+        results.append((checkpoint, preds))
+    (a, pa), (b, pb) = results
+    for name, value in a["state_dict"].items():
+        assert torch.equal(value, b["state_dict"][name]), name
+    pd.testing.assert_frame_equal(pa, pb)
+    assert not set(pa["image_id"]) & set(rows.loc[test, "image_id"])
+
+
+def test_tta_views_are_the_eight_symmetries_and_average():
+    x = torch.arange(9.0).view(1, 1, 3, 3)
+    views = {tuple(clf._dihedral(x, k).flatten().tolist()) for k in range(8)}
+    assert len(views) == 8
+    (checkpoint, _, preds), images, rows = _train(
+        _config(warmup=clf.WarmupConfig(epochs=1), finetune=clf.FinetuneConfig(epochs=1)), n=64
+    )
+    val = np.flatnonzero(rows["split"] == "val")
+    plain = clf.predict_with_checkpoint(
+        checkpoint, images, rows, val, device=torch.device("cpu"), progress=False
+    )
+    np.testing.assert_allclose(plain, preds.filter(like="p_").to_numpy(), atol=1e-5)
+    tta = clf.predict_with_checkpoint(
+        checkpoint, images, rows, val, device=torch.device("cpu"), tta="dihedral", progress=False
+    )
+    np.testing.assert_allclose(tta.sum(axis=1), 1.0, atol=1e-5)
+    assert not np.allclose(tta, plain)
+    with pytest.raises(ValueError, match="'rot'"):
+        clf.predict_with_checkpoint(
+            checkpoint, images, rows, val, device=torch.device("cpu"), tta="rot"
+        )

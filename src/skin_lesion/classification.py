@@ -221,6 +221,23 @@ def build_finetune_optimizer(model: Classifier, config: FinetuneConfig) -> torch
     )
 
 
+# Test-time augmentation: views of a square NCHW batch. Dermoscopy has no canonical
+# orientation, so flips and 90-degree rotations are label-preserving.
+TTA_VIEWS = {
+    "none": (0,),
+    "flips": (0, 1, 2, 3),
+    "dihedral": (0, 1, 2, 3, 4, 5, 6, 7),
+}
+
+
+def _dihedral(x: torch.Tensor, k: int) -> torch.Tensor:
+    """The k-th element of the dihedral group D4 acting on the last two dims."""
+    if k >= 4:
+        x = x.transpose(-1, -2)
+        k -= 4
+    return {0: x, 1: x.flip(-1), 2: x.flip(-2), 3: x.flip(-1).flip(-2)}[k]
+
+
 @torch.no_grad()
 def predict_proba(
     model: Classifier,
@@ -233,8 +250,16 @@ def predict_proba(
     batch_size: int = 256,
     precision: engine.Precision | None = None,
     progress: bool = False,
+    tta: str = "none",
 ) -> np.ndarray:
-    """Softmax probabilities ``(len(indices), K)`` of ``images[indices]``, in order."""
+    """Softmax probabilities ``(len(indices), K)`` of ``images[indices]``, in order.
+
+    ``tta``: ``none``; ``flips`` (identity, horizontal, vertical, both = 180-degree
+    rotation); ``dihedral`` (those and their transposes: all flips and 90-degree
+    rotations). The probabilities are the mean of the views' softmax outputs.
+    """
+    if tta not in TTA_VIEWS:
+        raise ValueError(f"tta must be one of {sorted(TTA_VIEWS)}, got {tta!r}")
     model.eval()
     out = []
     autocast = precision.autocast if precision is not None else engine.Precision(device).autocast
@@ -244,10 +269,48 @@ def predict_proba(
         rows = indices[start : start + batch_size]
         x = transform(torch.from_numpy(np.ascontiguousarray(images[rows])).to(device))
         m = None if meta is None else torch.from_numpy(meta[rows]).to(device)
-        with autocast():
-            logits = model(x, m)
-        out.append(torch.softmax(logits.float(), dim=1).cpu())
+        probs = 0.0
+        for k in TTA_VIEWS[tta]:
+            with autocast():
+                logits = model(_dihedral(x, k), m)
+            probs = probs + torch.softmax(logits.float(), dim=1)
+        out.append((probs / len(TTA_VIEWS[tta])).cpu())
     return torch.cat(out).numpy() if out else np.zeros((0, model.head[-1].out_features))
+
+
+def predict_with_checkpoint(
+    checkpoint: dict[str, Any],
+    images: np.ndarray,
+    rows: pd.DataFrame,
+    indices: np.ndarray,
+    *,
+    device: torch.device,
+    batch_size: int = 256,
+    tta: str = "none",
+    progress: bool = True,
+) -> np.ndarray:
+    """Probabilities of ``images[indices]`` with the model and preprocessing a checkpoint records.
+
+    ``rows`` (aligned with ``images``) supplies age, sex and localization when the
+    classifier fuses metadata.
+    """
+    model = classifier_from_checkpoint(checkpoint).to(device)
+    prep = checkpoint["preprocessing"]
+    transform = build_eval_transform(prep["crop_size"], prep["mean"], prep["std"]).to(device)
+    meta = None
+    if checkpoint.get("metadata_encoder"):
+        meta = MetadataEncoder.from_dict(checkpoint["metadata_encoder"]).transform(rows)
+    return predict_proba(
+        model,
+        images,
+        indices,
+        transform=transform,
+        device=device,
+        meta=meta,
+        batch_size=batch_size,
+        tta=tta,
+        progress=progress,
+    )
 
 
 def classification_metrics(labels: np.ndarray, probs: np.ndarray) -> dict[str, float]:

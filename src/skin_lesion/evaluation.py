@@ -1,0 +1,288 @@
+"""Test-set evaluation: predictions, metrics with calibration and lesion-bootstrap intervals.
+
+Everything chosen from data (the temperature, the melanoma threshold) is fitted on the
+validation predictions and only applied to the test predictions, which are touched once.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+import torch
+
+from skin_lesion import metrics as m
+from skin_lesion.augment import AugmentConfig, build_eval_transform, build_train_augment
+from skin_lesion.classification import classifier_from_checkpoint, predict_with_checkpoint
+from skin_lesion.config import from_dict
+from skin_lesion.gradcam import gradcam_heatmaps
+from skin_lesion.tabular import MetadataEncoder
+
+logger = logging.getLogger(__name__)
+
+ISIC_ORDER = ("mel", "nv", "bcc", "akiec", "bkl", "df", "vasc")
+POSITIVE_CLASS = "mel"
+
+
+@dataclass(frozen=True)
+class BootstrapConfig:
+    """Lesion-level percentile bootstrap."""
+
+    n_resamples: int = 1000
+    confidence: float = 0.95
+
+
+@dataclass(frozen=True)
+class ReportingConfig:
+    """``params:reporting``.
+
+    Attributes:
+        tta: Test-time augmentation: ``none``, ``flips`` or ``dihedral``.
+        batch_size: Prediction batch size.
+        target_sensitivity: Melanoma sensitivity the validated threshold aims for.
+        calibration_bins: Bins of the expected calibration error and reliability diagram.
+        bootstrap: Resamples and confidence level of the lesion bootstrap.
+        tsne_perplexity: Perplexity of the embedding map.
+        gradcam_per_class: Correct and wrong test examples per class for Grad-CAM.
+        augment_examples: Images in the augmentation grid.
+        augment_views: Augmented views per image in the grid.
+        progress: Progress bars.
+    """
+
+    tta: Literal["none", "flips", "dihedral"] = "flips"
+    batch_size: int = 256
+    target_sensitivity: float = 0.90
+    calibration_bins: int = 15
+    bootstrap: BootstrapConfig = field(default_factory=BootstrapConfig)
+    tsne_perplexity: float = 30.0
+    gradcam_per_class: int = 1
+    augment_examples: int = 4
+    augment_views: int = 5
+    progress: bool = True
+
+
+def predict_split(
+    checkpoint: dict[str, Any],
+    images: np.ndarray,
+    rows: pd.DataFrame,
+    split: str,
+    *,
+    device: torch.device,
+    config: ReportingConfig,
+) -> pd.DataFrame:
+    """Predict every image of ``split`` with the classifier checkpoint.
+
+    Args:
+        checkpoint: The ``classifier`` checkpoint.
+        images: The image cache array.
+        rows: Cache-aligned rows with ``image_id, lesion_id, dx, label, split`` (and
+            ``age, sex, localization`` for metadata fusion).
+        split: Which split to predict (``test`` in the reporting pipeline).
+        device: Where to run.
+        config: Reporting parameters (TTA, batch size).
+
+    Returns:
+        ``image_id, lesion_id, label, dx`` and ``p_<class>`` for every class.
+    """
+    classes = checkpoint["class_names"]
+    chosen = np.flatnonzero(rows["split"].to_numpy() == split)
+    probs = predict_with_checkpoint(
+        checkpoint,
+        images,
+        rows,
+        chosen,
+        device=device,
+        batch_size=config.batch_size,
+        tta=config.tta,
+        progress=config.progress,
+    )
+    out = rows.iloc[chosen][["image_id", "lesion_id", "label", "dx"]].reset_index(drop=True)
+    return pd.concat([out, pd.DataFrame(probs, columns=[f"p_{c}" for c in classes])], axis=1)
+
+
+def to_isic_format(predictions: pd.DataFrame) -> pd.DataFrame:
+    """The ISIC 2018 Task 3 submission layout: ``image,MEL,NV,BCC,AKIEC,BKL,DF,VASC``."""
+    out = pd.DataFrame({"image": predictions["image_id"]})
+    for name in ISIC_ORDER:
+        out[name.upper()] = predictions[f"p_{name}"].clip(0.0, 1.0)
+    return out
+
+
+def probabilities(predictions: pd.DataFrame, classes: Sequence[str]) -> np.ndarray:
+    """The ``p_<class>`` columns as an ``(N, K)`` array in class order."""
+    return predictions[[f"p_{c}" for c in classes]].to_numpy(dtype=np.float64)
+
+
+def evaluate_test(
+    test: pd.DataFrame,
+    val: pd.DataFrame,
+    classes: Sequence[str],
+    *,
+    config: ReportingConfig,
+    seed: int,
+) -> dict[str, Any]:
+    """All test metrics; calibration and the melanoma threshold are fitted on validation.
+
+    Returns:
+        A JSON-ready dict: ``test`` (summary metrics, per class, confusion matrix),
+        ``melanoma`` (argmax and validated-threshold operating points), ``calibration``
+        (temperature, ECE before and after), ``bootstrap`` (lesion-level intervals) and
+        ``operating_point`` (what inference needs: temperature and threshold).
+    """
+    classes = list(classes)
+    mel = classes.index(POSITIVE_CLASS)
+    val_probs, test_probs = probabilities(val, classes), probabilities(test, classes)
+    val_labels, test_labels = val["label"].to_numpy(), test["label"].to_numpy()
+    temperature = m.fit_temperature(val_probs, val_labels)
+    val_cal = m.apply_temperature(val_probs, temperature)
+    test_cal = m.apply_temperature(test_probs, temperature)
+    melanoma = m.melanoma_summary(
+        val_labels,
+        val_cal,
+        test_labels,
+        test_cal,
+        positive_index=mel,
+        target_sensitivity=config.target_sensitivity,
+    )
+    threshold = melanoma["validated_threshold"]["threshold"]
+    bootstrap_metrics = m.standard_bootstrap_metrics(classes, mel)
+    bootstrap_metrics["melanoma_sensitivity_at_threshold"] = m.standard_bootstrap_metrics(
+        classes, mel, threshold=threshold
+    )["melanoma_sensitivity"]
+    bootstrap = m.lesion_bootstrap(
+        test_labels,
+        test_cal,
+        test["lesion_id"].to_numpy(),
+        bootstrap_metrics,
+        n_resamples=config.bootstrap.n_resamples,
+        confidence=config.bootstrap.confidence,
+        seed=seed,
+    )
+    bins = config.calibration_bins
+    return {
+        "classes": classes,
+        "test_images": len(test),
+        "test_lesions": int(test["lesion_id"].nunique()),
+        "tta": config.tta,
+        "test": m.classification_summary(test_labels, test_cal, classes),
+        "melanoma": melanoma,
+        "calibration": {
+            "temperature": float(temperature),
+            "fitted_on": "validation",
+            "evaluated_on": "test",
+            "ece_before": m.expected_calibration_error(test_labels, test_probs, bins),
+            "ece_after": m.expected_calibration_error(test_labels, test_cal, bins),
+            "bins": bins,
+        },
+        "bootstrap": bootstrap,
+        "operating_point": {
+            "temperature": float(temperature),
+            "melanoma_threshold": threshold,
+            "target_sensitivity": config.target_sensitivity,
+            "note": "probabilities are calibrated with the temperature before the threshold",
+        },
+    }
+
+
+def pick_gradcam_examples(
+    test: pd.DataFrame, classes: Sequence[str], per_class: int
+) -> pd.DataFrame:
+    """For each class, the most confident correct and the most confident wrong test images.
+
+    Returns:
+        Rows of ``test`` with ``predicted`` (class index), ``confidence`` and ``outcome``
+        (``correct``/``wrong``), ordered by class then outcome.
+    """
+    probs = probabilities(test, classes)
+    scored = test.assign(predicted=probs.argmax(1), confidence=probs.max(1))
+    scored["outcome"] = np.where(scored["predicted"] == scored["label"], "correct", "wrong")
+    picked = (
+        scored.sort_values("confidence", ascending=False)
+        .groupby(["label", "outcome"], sort=True)
+        .head(per_class)
+    )
+    return picked.sort_values(["label", "outcome", "confidence"], ascending=[True, True, False])
+
+
+def augmented_views(
+    images: np.ndarray,
+    augment: AugmentConfig,
+    mean: Sequence[float],
+    std: Sequence[float],
+    views: int,
+    seed: int,
+) -> np.ndarray:
+    """``views`` training-augmented versions of each image, de-normalised to uint8.
+
+    Returns:
+        ``(n, views, S, S, 3)`` uint8.
+    """
+    torch.manual_seed(seed)
+    module = build_train_augment(augment, mean, std)
+    batch = torch.from_numpy(np.ascontiguousarray(images)).repeat_interleave(views, dim=0)
+    out = module(batch)
+    mean_t = torch.tensor(mean).view(1, 3, 1, 1)
+    std_t = torch.tensor(std).view(1, 3, 1, 1)
+    pixels = ((out * std_t + mean_t).clamp(0, 1) * 255).round().to(torch.uint8)
+    n, size = len(images), pixels.shape[-1]
+    return pixels.permute(0, 2, 3, 1).reshape(n, views, size, size, 3).numpy()
+
+
+def augment_config_of(checkpoint: dict[str, Any]) -> AugmentConfig:
+    """The classifier's training augmentation, as recorded in its checkpoint."""
+    params = checkpoint["params"]["classifier_training"].get("augment", {})
+    return from_dict(AugmentConfig, params, "classifier_training.augment")
+
+
+def _to_uint8(x: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
+    """Undo normalisation: ``(B, 3, S, S)`` float -> ``(B, S, S, 3)`` uint8."""
+    mean_t = torch.tensor(mean, device=x.device).view(1, 3, 1, 1)
+    std_t = torch.tensor(std, device=x.device).view(1, 3, 1, 1)
+    pixels = ((x * std_t + mean_t).clamp(0, 1) * 255).round().to(torch.uint8)
+    return pixels.permute(0, 2, 3, 1).cpu().numpy()
+
+
+def gradcam_panels(
+    checkpoint: dict[str, Any],
+    images: np.ndarray,
+    rows: pd.DataFrame,
+    chosen: pd.DataFrame,
+    *,
+    device: torch.device,
+) -> list[dict[str, Any]]:
+    """Grad-CAM of the predicted class for each chosen test image, ready to plot.
+
+    Returns:
+        One dict per image: ``image`` (the model's input crop, uint8), ``heatmap`` (in
+        [0, 1]) and ``title`` (true and predicted class, confidence, outcome).
+    """
+    if chosen.empty:
+        return []
+    classes = checkpoint["class_names"]
+    prep = checkpoint["preprocessing"]
+    model = classifier_from_checkpoint(checkpoint).to(device)
+    transform = build_eval_transform(prep["crop_size"], prep["mean"], prep["std"]).to(device)
+    position = {image_id: i for i, image_id in enumerate(rows["image_id"])}
+    index = np.array([position[i] for i in chosen["image_id"]])
+    x = transform(torch.from_numpy(np.ascontiguousarray(images[index])).to(device))
+    meta = None
+    if checkpoint.get("metadata_encoder"):
+        encoder = MetadataEncoder.from_dict(checkpoint["metadata_encoder"])
+        meta = torch.from_numpy(encoder.transform(rows.iloc[index])).to(device)
+    targets = chosen["predicted"].to_numpy()
+    heatmaps = gradcam_heatmaps(model, x, [int(t) for t in targets], meta=meta)
+    crops = _to_uint8(x, prep["mean"], prep["std"])
+    return [
+        {
+            "image": crop,
+            "heatmap": heat,
+            "row": classes[r.label],
+            "title": f"{classes[r.label]} -> {classes[r.predicted]} "
+            f"({r.confidence:.2f}, {r.outcome})",
+        }
+        for crop, heat, r in zip(crops, heatmaps, chosen.itertuples(), strict=True)
+    ]

@@ -1,0 +1,217 @@
+"""Nodes of the reporting pipeline: thin calls into the library.
+
+Each figure node returns the figure twice: as a ``Figure`` for its PNG file
+(``matplotlib.MatplotlibDataset``) and as PNG bytes kept in memory for the HTML report.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from skin_lesion import evaluation as ev
+from skin_lesion import figures, metrics, report
+from skin_lesion.config import from_dict
+from skin_lesion.engine import resolve_device
+from skin_lesion.images import ImageCache
+from skin_lesion.splits import align_to_cache
+
+METADATA_COLUMNS = ["image_id", "age", "sex", "localization"]
+
+
+def _config(params: dict[str, Any]) -> ev.ReportingConfig:
+    return from_dict(ev.ReportingConfig, params, "reporting")
+
+
+def _both(fig: Figure) -> tuple[Figure, bytes]:
+    return fig, figures.figure_to_png(fig)
+
+
+def _rows(image_cache: ImageCache, splits: pd.DataFrame, cached_metadata: pd.DataFrame):
+    return align_to_cache(image_cache.image_ids, splits).merge(
+        cached_metadata[METADATA_COLUMNS], on="image_id", how="left", validate="one_to_one"
+    )
+
+
+def predict_test(
+    classifier: dict[str, Any],
+    image_cache: ImageCache,
+    splits: pd.DataFrame,
+    cached_metadata: pd.DataFrame,
+    params: dict[str, Any],
+    device: str,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Predict the test split once (optional TTA); also in the ISIC challenge CSV format."""
+    rows = _rows(image_cache, splits, cached_metadata)
+    predictions = ev.predict_split(
+        classifier,
+        image_cache.images,
+        rows,
+        "test",
+        device=resolve_device(device),
+        config=_config(params),
+    )
+    return predictions, ev.to_isic_format(predictions)
+
+
+def evaluate_test(
+    test_predictions: pd.DataFrame,
+    val_predictions: pd.DataFrame,
+    classes: list[str],
+    params: dict[str, Any],
+    seed: int,
+) -> dict[str, Any]:
+    """Metrics, calibration (fitted on val), melanoma operating points, lesion bootstrap."""
+    return ev.evaluate_test(
+        test_predictions, val_predictions, classes, config=_config(params), seed=seed
+    )
+
+
+def plot_confusion_matrix(test_metrics: dict[str, Any]) -> tuple[Figure, bytes]:
+    """Confusion matrix, counts and row-normalised."""
+    return _both(
+        figures.plot_confusion_matrix(
+            test_metrics["test"]["confusion_matrix"], test_metrics["classes"]
+        )
+    )
+
+
+def plot_roc_curves(test_predictions: pd.DataFrame, classes: list[str]) -> tuple[Figure, bytes]:
+    """One-vs-rest ROC curves per class."""
+    probs = ev.probabilities(test_predictions, classes)
+    return _both(figures.plot_roc_curves(test_predictions["label"].to_numpy(), probs, classes))
+
+
+def plot_melanoma_pr(
+    test_predictions: pd.DataFrame, test_metrics: dict[str, Any], classes: list[str]
+) -> tuple[Figure, bytes]:
+    """Melanoma precision-recall on calibrated test probabilities, validated threshold marked."""
+    probs = metrics.apply_temperature(
+        ev.probabilities(test_predictions, classes), test_metrics["calibration"]["temperature"]
+    )
+    mel = classes.index(ev.POSITIVE_CLASS)
+    is_mel = (test_predictions["label"].to_numpy() == mel).astype(int)
+    threshold = test_metrics["melanoma"]["validated_threshold"]["threshold"]
+    return _both(figures.plot_precision_recall(is_mel, probs[:, mel], threshold=threshold))
+
+
+def plot_training_curves(
+    pretraining_history: list[dict], training_history: list[dict]
+) -> tuple[Figure, bytes]:
+    """SupCon loss, classifier losses, validation metrics and learning rates."""
+    return _both(figures.plot_training_curves(pretraining_history, training_history))
+
+
+def plot_per_class_f1(test_metrics: dict[str, Any]) -> tuple[Figure, bytes]:
+    """F1 (with precision and recall) per class on test."""
+    return _both(
+        figures.plot_per_class_f1(test_metrics["test"]["per_class"], test_metrics["classes"])
+    )
+
+
+def plot_class_distribution(splits: pd.DataFrame, classes: list[str]) -> tuple[Figure, bytes]:
+    """Images per class per split."""
+    return _both(figures.plot_class_distribution(splits, classes))
+
+
+def plot_augmentations(
+    image_cache: ImageCache,
+    splits: pd.DataFrame,
+    classifier: dict[str, Any],
+    params: dict[str, Any],
+    seed: int,
+) -> tuple[Figure, bytes]:
+    """A grid of training images and their per-sample augmented views."""
+    config = _config(params)
+    rows = align_to_cache(image_cache.image_ids, splits)
+    train = np.flatnonzero(rows["split"].to_numpy() == "train")
+    picked = np.random.default_rng(seed).choice(train, config.augment_examples, replace=False)
+    prep = classifier["preprocessing"]
+    views = ev.augmented_views(
+        image_cache.images[np.sort(picked)],
+        ev.augment_config_of(classifier),
+        prep["mean"],
+        prep["std"],
+        config.augment_views,
+        seed,
+    )
+    titles = list(rows.iloc[np.sort(picked)]["dx"])
+    return _both(
+        figures.plot_augmentation_grid(image_cache.images[np.sort(picked)], views, titles=titles)
+    )
+
+
+def plot_reliability(
+    test_predictions: pd.DataFrame, test_metrics: dict[str, Any], classes: list[str]
+) -> tuple[Figure, bytes]:
+    """Reliability diagram before and after temperature scaling."""
+    calibration = test_metrics["calibration"]
+    labels = test_predictions["label"].to_numpy()
+    before = ev.probabilities(test_predictions, classes)
+    after = metrics.apply_temperature(before, calibration["temperature"])
+    return _both(
+        figures.plot_reliability_diagram(
+            metrics.reliability_bins(labels, before, calibration["bins"]),
+            metrics.reliability_bins(labels, after, calibration["bins"]),
+            ece_before=calibration["ece_before"],
+            ece_after=calibration["ece_after"],
+        )
+    )
+
+
+def plot_embedding_map(
+    contrastive_embeddings: pd.DataFrame, classes: list[str], params: dict[str, Any], seed: int
+) -> tuple[Figure, bytes]:
+    """t-SNE of the contrastive embeddings of the val and test images, coloured by class."""
+    z = contrastive_embeddings.filter(regex=r"^z\d+$").to_numpy()
+    return _both(
+        figures.plot_embedding_map(
+            z,
+            contrastive_embeddings["label"].to_numpy(),
+            classes,
+            seed=seed,
+            perplexity=_config(params).tsne_perplexity,
+        )
+    )
+
+
+def plot_gradcam(
+    classifier: dict[str, Any],
+    image_cache: ImageCache,
+    splits: pd.DataFrame,
+    cached_metadata: pd.DataFrame,
+    test_predictions: pd.DataFrame,
+    params: dict[str, Any],
+    device: str,
+) -> tuple[Figure, bytes]:
+    """Grad-CAM overlays for correct and wrong test images of each class."""
+    classes = classifier["class_names"]
+    chosen = ev.pick_gradcam_examples(test_predictions, classes, _config(params).gradcam_per_class)
+    rows = _rows(image_cache, splits, cached_metadata)
+    panels = ev.gradcam_panels(
+        classifier, image_cache.images, rows, chosen, device=resolve_device(device)
+    )
+    return _both(figures.plot_gradcam_grid(panels))
+
+
+def build_report(
+    test_metrics: dict[str, Any],
+    split_summary: dict[str, Any],
+    cached_metadata: pd.DataFrame,
+    parameters: dict[str, Any],
+    device: str,
+    **figure_pngs: bytes,
+) -> str:
+    """One self-contained HTML file: metrics, intervals, protocol, parameters, figures."""
+    return report.render_report(
+        title="skin-lesion: HAM10000 classifier report",
+        metrics=test_metrics,
+        split_summary=split_summary,
+        params=parameters,
+        fingerprint=report.dataset_fingerprint(cached_metadata),
+        environment=report.environment_info(str(resolve_device(device))),
+        figures=figure_pngs,
+    )

@@ -1,0 +1,97 @@
+"""Wiring of the reporting pipeline."""
+
+from kedro.pipeline import Node, Pipeline
+
+from skin_lesion.pipelines.reporting import nodes
+
+# figure name -> (node function, its inputs)
+FIGURES = {
+    "confusion_matrix": (nodes.plot_confusion_matrix, ["test_metrics"]),
+    "roc_curves": (nodes.plot_roc_curves, ["test_predictions", "params:classes"]),
+    "melanoma_pr_curve": (
+        nodes.plot_melanoma_pr,
+        ["test_predictions", "test_metrics", "params:classes"],
+    ),
+    "training_curves": (
+        nodes.plot_training_curves,
+        ["pretraining_history", "training_history"],
+    ),
+    "per_class_f1": (nodes.plot_per_class_f1, ["test_metrics"]),
+    "class_distribution": (nodes.plot_class_distribution, ["splits", "params:classes"]),
+    "augmentation_grid": (
+        nodes.plot_augmentations,
+        ["image_cache", "splits", "classifier", "params:reporting", "params:seed"],
+    ),
+    "reliability_diagram": (
+        nodes.plot_reliability,
+        ["test_predictions", "test_metrics", "params:classes"],
+    ),
+    "embedding_map": (
+        nodes.plot_embedding_map,
+        ["contrastive_embeddings", "params:classes", "params:reporting", "params:seed"],
+    ),
+    "gradcam_examples": (
+        nodes.plot_gradcam,
+        [
+            "classifier",
+            "image_cache",
+            "splits",
+            "cached_metadata",
+            "test_predictions",
+            "params:reporting",
+            "params:device",
+        ],
+    ),
+}
+
+
+def create_pipeline(**kwargs) -> Pipeline:
+    """Predict test once, evaluate (calibration and threshold from val), plot, report."""
+    figure_nodes = [
+        Node(func, inputs, [f"{name}_plot", f"{name}_png"], name=f"plot_{name}")
+        for name, (func, inputs) in FIGURES.items()
+    ]
+    return Pipeline(
+        [
+            Node(
+                nodes.predict_test,
+                [
+                    "classifier",
+                    "image_cache",
+                    "splits",
+                    "cached_metadata",
+                    "params:reporting",
+                    "params:device",
+                ],
+                ["test_predictions", "isic_predictions"],
+                name="predict_test",
+                tags=["gpu"],
+            ),
+            Node(
+                nodes.evaluate_test,
+                [
+                    "test_predictions",
+                    "val_predictions",
+                    "params:classes",
+                    "params:reporting",
+                    "params:seed",
+                ],
+                "test_metrics",
+                name="evaluate_test",
+            ),
+            *figure_nodes,
+            Node(
+                nodes.build_report,
+                {
+                    "test_metrics": "test_metrics",
+                    "split_summary": "split_summary",
+                    "cached_metadata": "cached_metadata",
+                    "parameters": "parameters",
+                    "device": "params:device",
+                    **{name: f"{name}_png" for name in FIGURES},
+                },
+                "report",
+                name="build_report",
+            ),
+        ]
+    )

@@ -1,0 +1,500 @@
+"""A self-contained HTML report of one classifier run: metrics, protocol, data and environment.
+
+The report is a single UTF-8 file with inline CSS and PNG figures embedded as data URIs, so it
+can be mailed, archived next to a checkpoint, or opened offline years later. It references no
+external resource; a Content-Security-Policy in the page makes the browser enforce that.
+
+``render_report`` is tolerant of the metrics it gets: a missing key or a ``None`` shows as
+"n/a" rather than failing the end of a long run. The only script is a few lines that record,
+on load, how many images decoded (``<body data-images-loaded="N/M">``) for browser tests.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import html
+import importlib.metadata
+import json
+import logging
+import math
+import numbers
+import platform
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime, timezone
+
+import numpy as np
+import pandas as pd
+
+logger = logging.getLogger(__name__)
+
+NA = "n/a"
+DECIMALS = 3
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+PACKAGES = (
+    "torch",
+    "torchvision",
+    "timm",
+    "kornia",
+    "kedro",
+    "kedro-datasets",
+    "numpy",
+    "pandas",
+    "scikit-learn",
+    "matplotlib",
+)
+SUMMARY_METRICS = (
+    ("accuracy", "Accuracy"),
+    ("balanced_accuracy", "Balanced accuracy"),
+    ("macro_f1", "Macro-F1"),
+    ("weighted_f1", "Weighted F1"),
+    ("macro_auc", "Macro AUC (one-vs-rest)"),
+)
+PER_CLASS_COLUMNS = (
+    ("precision", "Precision"),
+    ("recall", "Recall"),
+    ("f1", "F1"),
+    ("auc", "AUC"),
+    ("support", "Support"),
+)
+
+# The one script: counts decoded images so a headless browser test can read the result
+# from the DOM. Its hash goes into the CSP, so no other script can run in the page.
+_IMAGES_LOADED_SCRIPT = """
+window.addEventListener("load", function () {
+  var images = Array.prototype.slice.call(document.images);
+  var loaded = images.filter(function (img) {
+    return img.complete && img.naturalWidth > 0;
+  }).length;
+  document.body.dataset.imagesLoaded = loaded + "/" + images.length;
+});
+"""
+
+_CSS = """
+:root { color-scheme: light; }
+body {
+  font-family: system-ui, -apple-system, "Segoe UI", Roboto, "Helvetica Neue", Arial, sans-serif;
+  max-width: 1100px; margin: 0 auto; padding: 1.5rem; color: #1f2328; background: #fff;
+  line-height: 1.45;
+}
+header { border-bottom: 2px solid #d0d7de; margin-bottom: 1rem; }
+h1 { margin: 0 0 0.25rem; font-size: 1.7rem; }
+h2 { margin-top: 2rem; font-size: 1.25rem; border-bottom: 1px solid #d0d7de; }
+h3 { font-size: 1.05rem; }
+.meta, .note { color: #57606a; font-size: 0.9rem; }
+table { border-collapse: collapse; margin: 0.5rem 0 1rem; font-size: 0.92rem; }
+th, td { border: 1px solid #d0d7de; padding: 0.3rem 0.6rem; text-align: left; }
+th { background: #f6f8fa; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; }
+td.diag { font-weight: 600; background: #eef6ee; }
+pre {
+  background: #f6f8fa; border: 1px solid #d0d7de; padding: 0.75rem; overflow-x: auto;
+  font-size: 0.85rem;
+}
+figure { margin: 1rem 0 2rem; }
+figure img { max-width: 100%; height: auto; border: 1px solid #d0d7de; }
+figcaption { color: #57606a; font-size: 0.9rem; margin-top: 0.3rem; }
+"""
+
+
+def dataset_fingerprint(metadata: pd.DataFrame) -> dict:
+    """Hashes that identify a metadata table whatever its row or column order.
+
+    Args:
+        metadata: HAM10000-style metadata with at least ``image_id`` and ``lesion_id``.
+
+    Returns:
+        ``{"images", "lesions", "metadata_sha256", "image_ids_sha256"}``. The metadata hash
+        is over a canonical CSV: columns sorted by name, rows sorted by ``image_id`` (then by
+        the other columns, so duplicate ids still sort deterministically), no index, missing
+        values as empty fields.
+
+    Raises:
+        ValueError: If ``image_id`` or ``lesion_id`` is missing.
+    """
+    missing = [c for c in ("image_id", "lesion_id") if c not in metadata.columns]
+    if missing:
+        raise ValueError(
+            f"metadata needs columns {missing} for a fingerprint; it has {list(metadata.columns)}"
+        )
+    columns = sorted(metadata.columns, key=str)
+    sort_keys = ["image_id", *(c for c in columns if c != "image_id")]
+    canonical = metadata[columns].sort_values(sort_keys, kind="mergesort", na_position="last")
+    text = canonical.to_csv(index=False, na_rep="", lineterminator="\n")
+    image_ids = "\n".join(sorted(metadata["image_id"].astype(str)))
+    return {
+        "images": len(metadata),
+        "lesions": int(metadata["lesion_id"].nunique()),
+        "metadata_sha256": hashlib.sha256(text.encode("utf-8")).hexdigest(),
+        "image_ids_sha256": hashlib.sha256(image_ids.encode("utf-8")).hexdigest(),
+    }
+
+
+def environment_info(device: str | None = None) -> dict:
+    """Python, platform, package versions and accelerator of the running process.
+
+    Args:
+        device: The device the run used (e.g. ``"cuda:0"``), recorded as given.
+
+    Returns:
+        ``{"python", "platform", "device", "torch_build", "torch_cuda_build",
+        "cuda_available", "gpu", "packages"}`` where ``packages`` maps distribution name to
+        version or ``"not installed"``; torch fields are None without torch.
+    """
+    packages = {}
+    for name in PACKAGES:
+        try:
+            packages[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            packages[name] = "not installed"
+    cuda_available, gpu, torch_build, cuda_build = False, None, None, None
+    try:
+        import torch
+
+        # The wheel's local tag (e.g. "+cu130") is in __version__, not in the metadata.
+        torch_build, cuda_build = str(torch.__version__), torch.version.cuda
+        cuda_available = bool(torch.cuda.is_available())
+        if cuda_available:
+            gpu = torch.cuda.get_device_name(torch.cuda.current_device())
+    except ImportError:
+        logger.debug("torch is not installed; recording no GPU")
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "device": device,
+        "torch_build": torch_build,
+        "torch_cuda_build": cuda_build,
+        "cuda_available": cuda_available,
+        "gpu": gpu,
+        "packages": packages,
+    }
+
+
+def render_report(
+    *,
+    title: str,
+    metrics: dict,
+    split_summary: dict,
+    params: dict,
+    fingerprint: dict,
+    environment: dict,
+    figures: Mapping[str, bytes],
+    figure_captions: Mapping[str, str] | None = None,
+    generated_at: datetime | None = None,
+) -> str:
+    """Render one run as a self-contained HTML5 page.
+
+    Args:
+        title: Page and header title.
+        metrics: The evaluation's metrics (test scores, bootstrap intervals, melanoma
+            operating points, calibration); missing keys show as "n/a".
+        split_summary: ``splits.summarize_splits`` output (images and lesions per split).
+        params: The run's parameters, shown as pretty-printed JSON.
+        fingerprint: ``dataset_fingerprint`` output.
+        environment: ``environment_info`` output.
+        figures: Name to PNG bytes, embedded in the given order.
+        figure_captions: Name to caption; the name is used where none is given.
+        generated_at: Timestamp to print (default: now, UTC).
+
+    Returns:
+        The HTML document.
+
+    Raises:
+        ValueError: If a figure's bytes are not a PNG.
+    """
+    captions = dict(figure_captions or {})
+    unknown = sorted(set(captions) - set(figures))
+    if unknown:
+        logger.warning("Captions for figures that were not given are ignored: %s", unknown)
+    when = (generated_at or datetime.now(timezone.utc)).astimezone(timezone.utc)
+    script_hash = base64.b64encode(
+        hashlib.sha256(_IMAGES_LOADED_SCRIPT.encode("utf-8")).digest()
+    ).decode("ascii")
+    csp = (
+        "default-src 'none'; img-src data:; style-src 'unsafe-inline'; "
+        f"script-src 'sha256-{script_hash}'"
+    )
+    test = metrics.get("test") or {}
+    subtitle = (
+        f"Generated {when:%Y-%m-%d %H:%M:%S} UTC · test set: "
+        f"{_fmt(metrics.get('test_images'))} images, {_fmt(metrics.get('test_lesions'))} lesions"
+    )
+    body = [
+        f"<header><h1>{_esc(title)}</h1><p class='meta'>{_esc(subtitle)}</p></header>",
+        _section("Test metrics", _summary_table(test, metrics.get("bootstrap") or {})),
+        _section("Per-class metrics", _per_class_table(metrics)),
+        _section("Melanoma", _melanoma_section(metrics)),
+        _section("Calibration", _calibration_table(metrics.get("calibration") or {})),
+        _section("Confusion matrix", _confusion_table(metrics)),
+        _section("Split protocol", _split_section(split_summary)),
+        _section("Parameters", _params_block(params)),
+        _section("Dataset", _key_value_table(fingerprint)),
+        _section("Environment", _environment_tables(environment)),
+        _section("Figures", _figures(figures, captions)),
+    ]
+    return "\n".join(
+        [
+            "<!DOCTYPE html>",
+            '<html lang="en">',
+            "<head>",
+            '<meta charset="utf-8">',
+            f'<meta http-equiv="Content-Security-Policy" content="{csp}">',
+            '<meta name="viewport" content="width=device-width, initial-scale=1">',
+            f"<title>{_esc(title)}</title>",
+            f"<style>{_CSS}</style>",
+            f"<script>{_IMAGES_LOADED_SCRIPT}</script>",
+            "</head>",
+            "<body>",
+            *body,
+            "</body>",
+            "</html>",
+            "",
+        ]
+    )
+
+
+def _esc(value: object) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def _is_missing(value: object) -> bool:
+    if value is None or value is pd.NA:
+        return True
+    return (
+        isinstance(value, numbers.Real)
+        and not isinstance(value, numbers.Integral)
+        and (math.isnan(value))
+    )
+
+
+def _fmt(value: object) -> str:
+    """A value as escaped cell text: "n/a" for missing, 3 decimals for floats."""
+    if _is_missing(value):
+        return NA
+    if isinstance(value, (bool, np.bool_)):
+        return "yes" if value else "no"
+    if isinstance(value, numbers.Integral):
+        return str(int(value))
+    if isinstance(value, numbers.Real):
+        return f"{float(value):.{DECIMALS}f}"
+    return _esc(value)
+
+
+def _get(mapping: object, *keys: str) -> object:
+    """``mapping[k1][k2]...`` or None where any level is missing or not a mapping."""
+    for key in keys:
+        if not isinstance(mapping, Mapping):
+            return None
+        mapping = mapping.get(key)
+    return mapping
+
+
+def _interval(bootstrap: object) -> str:
+    low, high = _get(bootstrap, "low"), _get(bootstrap, "high")
+    if _is_missing(low) or _is_missing(high):
+        return NA
+    return f"{_fmt(low)} – {_fmt(high)}"
+
+
+def _resamples(bootstrap: object) -> str:
+    valid, total = _get(bootstrap, "n_valid"), _get(bootstrap, "n_resamples")
+    if _is_missing(valid) and _is_missing(total):
+        return NA
+    return f"{_fmt(valid)} / {_fmt(total)}"
+
+
+def _cell(value: object, *, header: bool = False, css: str = "") -> str:
+    tag = "th" if header else "td"
+    if not css and not header and (_is_missing(value) or isinstance(value, numbers.Real)):
+        css = "num"
+    attr = f' class="{css}"' if css else ""
+    return f"<{tag}{attr}>{_fmt(value) if not header else _esc(value)}</{tag}>"
+
+
+def _table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
+    """A table from a header of plain strings and rows of ready-made ``<td>``/``<th>`` cells."""
+    head = "".join(f"<th>{_esc(h)}</th>" for h in header)
+    body = "".join(f"<tr>{''.join(row)}</tr>" for row in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _section(name: str, content: str) -> str:
+    anchor = name.lower().replace(" ", "-")
+    return f'<section id="{_esc(anchor)}"><h2>{_esc(name)}</h2>\n{content}\n</section>'
+
+
+def _summary_table(test: Mapping, bootstrap: Mapping) -> str:
+    rows = [
+        [
+            _cell(label, header=True),
+            _cell(test.get(key)),
+            _cell(_interval(bootstrap.get(key)), css="num"),
+            _cell(_resamples(bootstrap.get(key)), css="num"),
+        ]
+        for key, label in SUMMARY_METRICS
+    ]
+    note = (
+        "<p class='note'>Intervals are 95% percentile intervals from a bootstrap that resamples "
+        "lesions (all images of a lesion together), so near-duplicate images do not narrow "
+        "them. Valid resamples are those in which the metric is defined.</p>"
+    )
+    header = ["Metric", "Test value", "95% interval (lesion bootstrap)", "Valid / resamples"]
+    return _table(header, rows) + note
+
+
+def _class_names(metrics: Mapping) -> list[str]:
+    classes = metrics.get("classes")
+    if classes:
+        return [str(c) for c in classes]
+    return [str(c) for c in (_get(metrics, "test", "per_class") or {})]
+
+
+def _per_class_table(metrics: Mapping) -> str:
+    per_class = _get(metrics, "test", "per_class") or {}
+    classes = _class_names(metrics)
+    if not classes:
+        return f"<p>{NA}</p>"
+    rows = [
+        [_cell(name, header=True)]
+        + [_cell(_get(per_class, name, key)) for key, _ in PER_CLASS_COLUMNS]
+        for name in classes
+    ]
+    header = ["Class", *(label for _, label in PER_CLASS_COLUMNS)]
+    return _table(header, rows) + "<p class='note'>AUC is one-vs-rest; support is images.</p>"
+
+
+def _melanoma_section(metrics: Mapping) -> str:
+    melanoma = metrics.get("melanoma") or {}
+    argmax = melanoma.get("argmax") or {}
+    tuned = melanoma.get("validated_threshold") or {}
+    rows = [
+        [
+            _cell("A: argmax (predicted class is melanoma)", header=True),
+            _cell(argmax.get("rule")),
+            _cell(NA, css="num"),
+            _cell(argmax.get("sensitivity")),
+            _cell(argmax.get("specificity")),
+        ],
+        [
+            _cell("B: validated threshold on P(melanoma)", header=True),
+            _cell(tuned.get("rule")),
+            _cell(tuned.get("threshold")),
+            _cell(tuned.get("sensitivity")),
+            _cell(tuned.get("specificity")),
+        ],
+    ]
+    table = _table(
+        ["Operating point", "Rule", "Threshold", "Test sensitivity", "Test specificity"], rows
+    )
+    chosen_on = tuned.get("chosen_on") or "validation"
+    how = (
+        f"<p>Threshold B = {_fmt(tuned.get('threshold'))} was chosen on the "
+        f"<strong>{_esc(chosen_on)}</strong> set to reach a target sensitivity of "
+        f"{_fmt(tuned.get('target_sensitivity'))}; there it achieved sensitivity "
+        f"{_fmt(tuned.get('val_sensitivity'))} and specificity "
+        f"{_fmt(tuned.get('val_specificity'))}. The test columns above are its result on the "
+        "held-out test set, where it was not tuned.</p>"
+    )
+    boot = _get(metrics, "bootstrap", "melanoma_sensitivity")
+    rule = _get(boot, "rule")
+    boot_line = (
+        "<p>Melanoma test sensitivity, lesion bootstrap"
+        + (f" ({_esc(rule)})" if rule else "")
+        + f": estimate {_fmt(_get(boot, 'estimate'))}, 95% interval {_interval(boot)} "
+        f"({_resamples(boot)} valid resamples).</p>"
+    )
+    return table + how + boot_line
+
+
+def _calibration_table(calibration: Mapping) -> str:
+    rows = [
+        [_cell("Temperature", header=True), _cell(calibration.get("temperature"))],
+        [_cell("ECE before scaling", header=True), _cell(calibration.get("ece_before"))],
+        [_cell("ECE after scaling", header=True), _cell(calibration.get("ece_after"))],
+        [_cell("Fitted on", header=True), _cell(calibration.get("fitted_on"))],
+        [_cell("Evaluated on", header=True), _cell(calibration.get("evaluated_on"))],
+    ]
+    note = (
+        "<p class='note'>Temperature scaling (Guo et al., 2017) divides the logits by one "
+        "scalar; ECE is the expected calibration error of the top-class probability.</p>"
+    )
+    return _table(["Quantity", "Value"], rows) + note
+
+
+def _confusion_table(metrics: Mapping) -> str:
+    matrix = _get(metrics, "test", "confusion_matrix")
+    if not isinstance(matrix, (Sequence, np.ndarray)) or len(matrix) == 0:
+        return f"<p>{NA}</p>"
+    matrix = [list(row) if isinstance(row, (Sequence, np.ndarray)) else [row] for row in matrix]
+    classes = _class_names(metrics)
+    width = max(len(row) for row in matrix)
+    names = [classes[i] if i < len(classes) else str(i) for i in range(max(width, len(matrix)))]
+    rows = [
+        [_cell(names[i], header=True)]
+        + [_cell(v, css="num diag" if i == j else "num") for j, v in enumerate(row)]
+        for i, row in enumerate(matrix)
+    ]
+    header = ["true \\ predicted", *names[:width]]
+    return _table(header, rows) + "<p class='note'>Counts of test images.</p>"
+
+
+def _split_section(split_summary: Mapping) -> str:
+    protocol = split_summary.get("protocol") or (
+        "grouped by lesion_id (every image of a lesion in one split), stratified by diagnosis"
+    )
+    images = split_summary.get("images") or {}
+    lesions = split_summary.get("lesions") or {}
+    names = list(dict.fromkeys([*images, *lesions]))
+    rows = [
+        [_cell(name, header=True), _cell(_get(images, name)), _cell(_get(lesions, name))]
+        for name in names
+    ]
+    parts = [f"<p>Protocol: {_esc(protocol)}.</p>"]
+    parts.append(_table(["Split", "Images", "Lesions"], rows) if rows else f"<p>{NA}</p>")
+    gap = split_summary.get("max_share_gap_points")
+    parts.append(
+        "<p class='note'>Largest gap between a class's share of a split and its overall "
+        f"share: {_fmt(gap)} percentage points.</p>"
+    )
+    return "\n".join(parts)
+
+
+def _params_block(params: Mapping) -> str:
+    text = json.dumps(params, indent=2, sort_keys=True, default=str, ensure_ascii=False)
+    return f"<pre>{_esc(text)}</pre>"
+
+
+def _key_value_table(values: Mapping) -> str:
+    # Plain cells: a column that mixes hashes, names and counts reads best left-aligned.
+    rows = [[_cell(key, header=True), f"<td>{_fmt(value)}</td>"] for key, value in values.items()]
+    return _table(["Field", "Value"], rows) if rows else f"<p>{NA}</p>"
+
+
+def _environment_tables(environment: Mapping) -> str:
+    scalars = {k: v for k, v in environment.items() if not isinstance(v, Mapping)}
+    packages = environment.get("packages") or {}
+    out = _key_value_table(scalars)
+    if packages:
+        rows = [[_cell(name, header=True), f"<td>{_fmt(v)}</td>"] for name, v in packages.items()]
+        out += "<h3>Package versions</h3>" + _table(["Package", "Version"], rows)
+    return out
+
+
+def _figures(figures: Mapping[str, bytes], captions: Mapping[str, str]) -> str:
+    if not figures:
+        return "<p>No figures.</p>"
+    parts = []
+    for name, data in figures.items():
+        if not bytes(data[:8]) == PNG_SIGNATURE:
+            raise ValueError(
+                f"figure {name!r} is not a PNG: it starts with {bytes(data[:8])!r}, "
+                f"expected {PNG_SIGNATURE!r}"
+            )
+        caption = captions.get(name, name)
+        encoded = base64.b64encode(data).decode("ascii")
+        parts.append(
+            f'<figure id="figure-{_esc(name)}">'
+            f'<img src="data:image/png;base64,{encoded}" alt="{_esc(caption)}">'
+            f"<figcaption>{_esc(caption)}</figcaption></figure>"
+        )
+    return "\n".join(parts)

@@ -1,0 +1,49 @@
+"""End-to-end: every pipeline through a Kedro session, then the report's contents."""
+
+import json
+import re
+
+import pandas as pd
+import pytest
+from tests.conftest import run_kedro
+
+pytestmark = pytest.mark.slow
+
+FIGURES = [
+    "confusion_matrix", "roc_curves", "melanoma_pr_curve", "training_curves", "per_class_f1",
+    "class_distribution", "augmentation_grid", "reliability_diagram", "embedding_map",
+    "gradcam_examples",
+]  # fmt: skip
+
+
+def test_kedro_run_everything_ends_with_the_report(kedro_project):
+    run_kedro(kedro_project)  # the default pipeline: all four, in order
+    root = kedro_project / "data"
+    metrics = json.loads((root / "08_reporting" / "test_metrics.json").read_text())
+    splits = pd.read_parquet(root / "05_model_input" / "splits.parquet")
+    test_ids = set(splits.loc[splits["split"] == "test", "image_id"])
+    assert metrics["test_images"] == len(test_ids)
+    assert metrics["calibration"]["fitted_on"] == "validation"
+    assert metrics["melanoma"]["validated_threshold"]["chosen_on"] == "validation"
+    assert set(metrics["bootstrap"]) >= {
+        "balanced_accuracy",
+        "macro_f1",
+        "macro_auc",
+        "melanoma_sensitivity",
+    }
+    cm = metrics["test"]["confusion_matrix"]
+    assert sum(map(sum, cm)) == len(test_ids)
+
+    isic = pd.read_csv(root / "07_model_output" / "isic_predictions.csv")
+    assert list(isic.columns) == ["image", "MEL", "NV", "BCC", "AKIEC", "BKL", "DF", "VASC"]
+    assert set(isic["image"]) == test_ids
+    assert isic.iloc[:, 1:].to_numpy().min() >= 0 and isic.iloc[:, 1:].to_numpy().max() <= 1
+
+    for name in FIGURES:
+        png = root / "08_reporting" / "figures" / f"{name}.png"
+        assert png.read_bytes()[:4] == b"\x89PNG", name
+
+    html = (root / "08_reporting" / "report.html").read_text()
+    assert len(re.findall(r'src="data:image/png;base64,', html)) == len(FIGURES)
+    assert not re.search(r'(src|href)="https?://', html)
+    assert "Split protocol" in html and "lesion" in html

@@ -1,0 +1,275 @@
+"""The HTML run report: content, escaping, self-containment, fingerprints, and a real browser."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import re
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from matplotlib.figure import Figure
+from PIL import Image
+
+from skin_lesion.report import dataset_fingerprint, environment_info, render_report
+from tests.browser import dump_dom, ensure_chromium, screenshot
+
+CLASSES = ["akiec", "bcc", "bkl", "df", "mel", "nv", "vasc"]
+SUPPORT = [49, 77, 165, 17, 167, 1006, 22]
+
+
+def _metrics() -> dict:
+    """Metrics shaped like the metrics module's output, with a few values left out."""
+    per_class = {
+        name: {
+            "precision": 0.5 + 0.05 * i,
+            "recall": 0.45 + 0.06 * i,
+            "f1": 0.47 + 0.055 * i,
+            "support": support,
+            "auc": 0.9 + 0.01 * i,
+        }
+        for i, (name, support) in enumerate(zip(CLASSES, SUPPORT))
+    }
+    per_class["df"]["auc"] = None  # e.g. undefined on a tiny class
+    matrix = np.diag(SUPPORT) // 2 + 1
+    return {
+        "classes": CLASSES,
+        "test": {
+            "accuracy": 0.84567,
+            "balanced_accuracy": 0.71234,
+            "macro_f1": 0.6789,
+            "weighted_f1": 0.8321,
+            "macro_auc": None,
+            "per_class": per_class,
+            "confusion_matrix": matrix.tolist(),
+        },
+        "bootstrap": {
+            "balanced_accuracy": {
+                "estimate": 0.712,
+                "low": 0.6543,
+                "high": 0.7654,
+                "n_resamples": 1000,
+                "n_valid": 998,
+            },
+            "macro_f1": {"estimate": 0.679, "low": 0.6111, "high": 0.7222},
+            "melanoma_sensitivity": {"estimate": 0.61, "low": 0.5321, "high": 0.6843},
+        },
+        "melanoma": {
+            "argmax": {"sensitivity": 0.5988, "specificity": 0.9612, "rule": "argmax"},
+            "validated_threshold": {
+                "threshold": 0.1875,
+                "target_sensitivity": 0.85,
+                "chosen_on": "validation",
+                "val_sensitivity": 0.8571,
+                "val_specificity": 0.8123,
+                "sensitivity": 0.8204,
+                "specificity": 0.7956,
+                "rule": "p_mel >= threshold",
+            },
+        },
+        "calibration": {
+            "temperature": 1.4321,
+            "ece_before": 0.0876,
+            "ece_after": 0.0234,
+            "fitted_on": "validation",
+            "evaluated_on": "test",
+        },
+        "test_images": sum(SUPPORT),
+        "test_lesions": 1101,
+    }
+
+
+def _split_summary() -> dict:
+    return {
+        "protocol": "grouped by lesion_id, stratified by dx; test rows have fold -1",
+        "images": {"train": 7009, "val": 1503, "test": 1503},
+        "lesions": {"train": 5228, "val": 1141, "test": 1101},
+        "max_share_gap_points": 0.412,
+    }
+
+
+def _png(kind: str) -> bytes:
+    """A small matplotlib figure as PNG bytes, no pyplot state involved."""
+    fig = Figure(figsize=(4, 3), dpi=60)
+    ax = fig.subplots()
+    x = np.linspace(0, 1, 50)
+    if kind == "bars":
+        ax.bar(CLASSES, SUPPORT)
+    elif kind == "image":
+        ax.imshow(np.arange(49).reshape(7, 7))
+    else:
+        ax.plot(x, np.sqrt(x))
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    return buffer.getvalue()
+
+
+@pytest.fixture
+def figures() -> dict[str, bytes]:
+    return {"roc": _png("line"), "class_counts": _png("bars"), "confusion": _png("image")}
+
+
+@pytest.fixture
+def report_path(tmp_path: Path, figures: dict[str, bytes]) -> Path:
+    metadata = _metadata()
+    html = render_report(
+        title="HAM10000 <run 7> & co",
+        metrics=_metrics(),
+        split_summary=_split_summary(),
+        params={"lr": 3e-4, "model": "efficientnet_b0", "note": "<script>alert(1)</script>"},
+        fingerprint=dataset_fingerprint(metadata),
+        environment=environment_info(device="cpu"),
+        figures=figures,
+        figure_captions={"roc": "ROC curves, one-vs-rest", "confusion": "Confusion matrix"},
+        generated_at=datetime(2024, 5, 6, 7, 8, 9, tzinfo=timezone.utc),
+    )
+    path = tmp_path / "report.html"
+    path.write_text(html, encoding="utf-8")
+    return path
+
+
+def _metadata() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "lesion_id": ["HAM_1", "HAM_1", "HAM_2", "HAM_3", "HAM_4"],
+            "image_id": ["ISIC_5", "ISIC_2", "ISIC_3", "ISIC_1", "ISIC_4"],
+            "dx": ["mel", "mel", "nv", "bkl", "nv"],
+            "age": [45.0, 45.0, None, 60.0, 30.0],
+            "sex": ["male", "male", "female", "unknown", "female"],
+        }
+    )
+
+
+def test_report_references_nothing_external(report_path: Path) -> None:
+    html = report_path.read_text(encoding="utf-8")
+    assert html.startswith("<!DOCTYPE html>")
+    assert '<meta charset="utf-8">' in html
+    references = re.findall(r"""(?:src|href)\s*=\s*["']?([^"'\s>]+)""", html, re.IGNORECASE)
+    assert references, "expected the figures' src attributes"
+    assert all(ref.startswith("data:image/png;base64,") for ref in references), references
+    assert not re.search(r"""(?:src|href)\s*=\s*["']?\s*(?:https?:)?//""", html, re.I)
+    assert "@import" not in html and "url(" not in html
+    assert html.count("<script") == 1
+
+
+def test_report_embeds_every_figure_with_alt_and_caption(
+    report_path: Path, figures: dict[str, bytes]
+) -> None:
+    html = report_path.read_text(encoding="utf-8")
+    for data in figures.values():
+        assert f"data:image/png;base64,{base64.b64encode(data).decode('ascii')}" in html
+    assert html.count("<img ") == 3
+    assert 'alt="ROC curves, one-vs-rest"' in html
+    assert "<figcaption>Confusion matrix</figcaption>" in html
+    assert "<figcaption>class_counts</figcaption>" in html  # name when no caption given
+
+
+def test_report_formats_numbers_and_shows_missing_as_na(report_path: Path) -> None:
+    html = report_path.read_text(encoding="utf-8")
+    for text in ("0.846", "0.712", "0.679", "0.832", "0.654 – 0.765", "998 / 1000"):
+        assert text in html, text
+    macro_auc_row = re.search(r"Macro AUC[^<]*</th>(.*?)</tr>", html).group(1)
+    assert macro_auc_row.count("n/a") == 3  # value, interval, resamples
+    df_row = re.search(r"<th>df</th>(.*?)</tr>", html).group(1)
+    assert re.findall(r">([^<]*)</td>", df_row) == ["0.650", "0.630", "0.635", "n/a", "17"]
+    # Melanoma: both operating points, labelled, and the validation result of the threshold.
+    assert "A: argmax" in html and "B: validated threshold" in html
+    assert "0.599" in html and "0.961" in html and "0.820" in html and "0.796" in html
+    assert "Threshold B = 0.188" in html and "target sensitivity of 0.850" in html
+    assert "sensitivity 0.857" in html and "0.532 – 0.684" in html
+    # Calibration, confusion matrix diagonal, split sizes, header facts.
+    assert "1.432" in html and "0.088" in html and "0.023" in html
+    assert '<td class="num diag">504</td>' in html  # nv: 1006 // 2 + 1
+    assert '<td class="num">5228</td>' in html
+    assert "2024-05-06 07:08:09 UTC" in html and "1503 images, 1101 lesions" in html
+
+
+def test_report_escapes_strings(report_path: Path) -> None:
+    html = report_path.read_text(encoding="utf-8")
+    assert "<script>alert(1)</script>" not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert "<title>HAM10000 &lt;run 7&gt; &amp; co</title>" in html
+    params = re.search(r"<pre>(.*?)</pre>", html, re.S).group(1)
+    assert "&quot;lr&quot;: 0.0003" in params
+
+
+def test_report_survives_empty_inputs() -> None:
+    html = render_report(
+        title="empty",
+        metrics={},
+        split_summary={},
+        params={},
+        fingerprint={},
+        environment={},
+        figures={},
+    )
+    assert "n/a" in html and "<img" not in html
+
+
+def test_report_rejects_a_figure_that_is_not_png() -> None:
+    with pytest.raises(ValueError, match="'roc' is not a PNG"):
+        render_report(
+            title="t",
+            metrics={},
+            split_summary={},
+            params={},
+            fingerprint={},
+            environment={},
+            figures={"roc": b"GIF89a..."},
+        )
+
+
+def test_fingerprint_ignores_row_and_column_order() -> None:
+    metadata = _metadata()
+    shuffled = metadata.sample(frac=1.0, random_state=3).reset_index(drop=True)
+    shuffled = shuffled[list(reversed(shuffled.columns))]
+    first, second = dataset_fingerprint(metadata), dataset_fingerprint(shuffled)
+    assert first == second
+    assert first["images"] == 5 and first["lesions"] == 4
+    assert re.fullmatch(r"[0-9a-f]{64}", first["metadata_sha256"])
+
+
+def test_fingerprint_changes_with_one_value() -> None:
+    metadata = _metadata()
+    changed = metadata.copy()
+    changed.loc[2, "dx"] = "mel"
+    before, after = dataset_fingerprint(metadata), dataset_fingerprint(changed)
+    assert after["metadata_sha256"] != before["metadata_sha256"]
+    assert after["image_ids_sha256"] == before["image_ids_sha256"]
+
+
+def test_fingerprint_names_missing_columns() -> None:
+    with pytest.raises(ValueError, match="lesion_id"):
+        dataset_fingerprint(pd.DataFrame({"image_id": ["ISIC_1"]}))
+
+
+def test_environment_info_records_versions_and_device() -> None:
+    import torch
+
+    info = environment_info(device="cuda:0")
+    assert info["device"] == "cuda:0"
+    assert info["torch_build"] == str(torch.__version__)
+    assert info["packages"]["torch"] == str(torch.__version__).split("+")[0]
+    assert set(info["packages"]) >= {"numpy", "pandas", "kedro", "scikit-learn", "timm"}
+    assert info["cuda_available"] == torch.cuda.is_available()
+    json.dumps(info)  # JSON-ready, so it can be saved next to the run
+
+
+@pytest.mark.browser
+def test_report_renders_in_headless_chromium(report_path: Path, tmp_path: Path) -> None:
+    ensure_chromium()
+    dom = dump_dom(report_path)
+    assert 'data-images-loaded="3/3"' in dom
+
+    png = screenshot(report_path, tmp_path / "report.png", width=1200, height=3000)
+    with Image.open(png) as image:
+        assert image.format == "PNG"
+        assert image.size == (1200, 3000)
+        rgb = image.convert("RGB")
+    colours = rgb.getcolors(maxcolors=1 << 24)  # fast; np.unique(axis=0) takes ~10 s here
+    assert len(colours) > 2, "screenshot is blank"
+    assert np.asarray(rgb).std() > 0
