@@ -49,6 +49,12 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     return torch.load(target, map_location="cpu", weights_only=True)
 
 
+def require_kind(checkpoint: dict[str, Any], kind: str) -> None:
+    """Fail with a clear message when ``checkpoint`` is not of the expected ``kind``."""
+    if checkpoint.get("kind") != kind:
+        raise ValueError(f"expected a '{kind}' checkpoint, got kind {checkpoint.get('kind')!r}")
+
+
 def to_cpu(obj: Any) -> Any:
     """Copy every tensor in a nested structure to the CPU (checkpoints are device-free)."""
     if isinstance(obj, torch.Tensor):

@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 from skin_lesion import engine
 from skin_lesion.augment import AugmentConfig, build_eval_transform, build_train_augment
 from skin_lesion.batches import Batch, BatchSource, Placement
-from skin_lesion.checkpoints import CheckpointStore, to_cpu
+from skin_lesion.checkpoints import CheckpointStore, require_kind, to_cpu
 from skin_lesion.losses import build_classification_loss
 from skin_lesion.models import create_encoder
 from skin_lesion.pretraining import model_from_checkpoint as pretrained_from_checkpoint
@@ -93,10 +93,46 @@ class MixConfig:
 
 @dataclass(frozen=True)
 class EmaConfig:
-    """Exponential moving average of the weights in phase 2 (timm ``ModelEmaV3``)."""
+    """Exponential moving average of the weights in phase 2 (timm ``ModelEmaV3``).
+
+    Attributes:
+        enabled: Evaluate and keep the EMA weights instead of the raw ones.
+        decay: The largest decay.
+        warmup: Ramp the decay up as ``1 - (1 + step)^(-2/3)`` (timm's warm-up), so that a
+            short run is not dominated by the weights it started from.
+    """
 
     enabled: bool = True
     decay: float = 0.998
+    warmup: bool = True
+
+
+class StepEma:
+    """timm's ``ModelEmaV3`` driven by our own step count, which resume restores."""
+
+    def __init__(self, model: nn.Module, config: EmaConfig) -> None:
+        """Start the average at ``model``'s current weights."""
+        self.ema = ModelEmaV3(model, decay=config.decay, use_warmup=config.warmup)
+        self.step = 0
+
+    @property
+    def module(self) -> nn.Module:
+        """The averaged model."""
+        return self.ema.module
+
+    def update(self, model: nn.Module) -> None:
+        """Fold ``model``'s weights into the average (after an optimizer step)."""
+        self.step += 1
+        self.ema.update(model, step=self.step)
+
+    def state_dict(self) -> dict[str, Any]:
+        """For checkpoints (resume)."""
+        return {"ema": self.ema.state_dict(), "step": self.step}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what ``state_dict`` returned."""
+        self.ema.load_state_dict(state["ema"])
+        self.step = state["step"]
 
 
 @dataclass(frozen=True)
@@ -366,10 +402,7 @@ class BestTracker:
 
 def classifier_from_checkpoint(checkpoint: dict[str, Any]) -> Classifier:
     """Rebuild the classifier from its checkpoint alone (no download, no parameters)."""
-    if checkpoint.get("kind") != CHECKPOINT_KIND:
-        raise ValueError(
-            f"expected a '{CHECKPOINT_KIND}' checkpoint, got kind {checkpoint.get('kind')!r}"
-        )
+    require_kind(checkpoint, CHECKPOINT_KIND)
     arch = checkpoint["architecture"]
     model = Classifier(
         create_encoder(arch["encoder"], weights="none"),
@@ -509,7 +542,7 @@ def train_classifier(
     tracker = BestTracker(config.early_stopping.metric)
     history: list[dict[str, Any]] = []
 
-    def make_evaluate(phase: str, ema: ModelEmaV3 | None):
+    def make_evaluate(phase: str, ema: StepEma | None):
         def evaluate(trained: nn.Module, epoch: int) -> dict[str, float]:
             evaluated = ema.module if ema is not None else model
             probs = predict_proba(
@@ -577,7 +610,7 @@ def train_classifier(
     scheduler = engine.build_scheduler(
         optimizer, config.finetune.optim, len(source), config.finetune.epochs
     )
-    ema = ModelEmaV3(model, decay=config.ema.decay) if config.ema.enabled else None
+    ema = StepEma(model, config.ema) if config.ema.enabled else None
     tracker.stale = 0
     stateful: dict[str, Any] = {"tracker": tracker}
     if ema is not None:

@@ -224,12 +224,9 @@ def augmented_views(
     torch.manual_seed(seed)
     module = build_train_augment(augment, mean, std)
     batch = torch.from_numpy(np.ascontiguousarray(images)).repeat_interleave(views, dim=0)
-    out = module(batch)
-    mean_t = torch.tensor(mean).view(1, 3, 1, 1)
-    std_t = torch.tensor(std).view(1, 3, 1, 1)
-    pixels = ((out * std_t + mean_t).clamp(0, 1) * 255).round().to(torch.uint8)
-    n, size = len(images), pixels.shape[-1]
-    return pixels.permute(0, 2, 3, 1).reshape(n, views, size, size, 3).numpy()
+    pixels = _to_uint8(module(batch), mean, std)
+    n, size = len(images), pixels.shape[1]
+    return pixels.reshape(n, views, size, size, 3)
 
 
 def augment_config_of(checkpoint: dict[str, Any]) -> AugmentConfig:

@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 from skin_lesion import engine
 from skin_lesion.augment import AugmentConfig, build_eval_transform, build_train_augment, two_views
 from skin_lesion.batches import Batch, BatchSource, Placement
-from skin_lesion.checkpoints import CheckpointStore, to_cpu
+from skin_lesion.checkpoints import CheckpointStore, require_kind, to_cpu
 from skin_lesion.losses import SupConLoss
 from skin_lesion.models import ContrastiveModel, create_encoder, resolve_preprocessing
 
@@ -104,10 +104,7 @@ def build_model(encoder: EncoderConfig, projection: ProjectionConfig) -> Contras
 
 def model_from_checkpoint(checkpoint: dict[str, Any]) -> ContrastiveModel:
     """Rebuild the pretrained model from its checkpoint alone (no download, no params)."""
-    if checkpoint.get("kind") != CHECKPOINT_KIND:
-        raise ValueError(
-            f"expected a '{CHECKPOINT_KIND}' checkpoint, got kind {checkpoint.get('kind')!r}"
-        )
+    require_kind(checkpoint, CHECKPOINT_KIND)
     arch = checkpoint["architecture"]
     model = build_model(
         EncoderConfig(name=arch["encoder"], weights="none"),
