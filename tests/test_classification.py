@@ -219,3 +219,49 @@ def test_tta_views_are_the_eight_symmetries_and_average():
         clf.predict_with_checkpoint(
             checkpoint, images, rows, val, device=torch.device("cpu"), tta="rot"
         )
+
+
+def test_resume_in_phase_two_equals_uninterrupted(tmp_path, monkeypatch):
+    from skin_lesion.checkpoints import CheckpointStore
+
+    config = _config(
+        resume=True,
+        warmup=clf.WarmupConfig(epochs=1),
+        finetune=clf.FinetuneConfig(epochs=3),
+    )
+    images, labels = colour_images(64)
+    rows, pretrained = _rows(64, labels), _pretrained()
+
+    def run(store):
+        return clf.train_classifier(
+            images,
+            rows,
+            pretrained,
+            classes=CLASSES,
+            config=config,
+            seed=0,
+            device=torch.device("cpu"),
+            params={"p": 1},
+            store=store,
+        )
+
+    full, full_history, full_preds = run(CheckpointStore(tmp_path / "a"))
+    original = clf.engine.train_one_epoch
+
+    def crash(*args, **kwargs):
+        if kwargs["desc"] == "fine-tune" and kwargs["epoch"] == 2:
+            raise KeyboardInterrupt
+        return original(*args, **kwargs)
+
+    store = CheckpointStore(tmp_path / "b")
+    monkeypatch.setattr(clf.engine, "train_one_epoch", crash)
+    with pytest.raises(KeyboardInterrupt):
+        run(store)
+    monkeypatch.setattr(clf.engine, "train_one_epoch", original)
+    resumed, history, preds = run(store)
+    assert [h["phase"] for h in history] == ["warmup", "finetune", "finetune", "finetune"]
+    assert resumed["selected"] == full["selected"]
+    for name, value in full["state_dict"].items():
+        assert torch.equal(value, resumed["state_dict"][name]), name
+    pd.testing.assert_frame_equal(preds, full_preds)
+    assert [h["loss"] for h in history] == [h["loss"] for h in full_history]
