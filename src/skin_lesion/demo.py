@@ -74,19 +74,19 @@ class _ClassStyle:
 
 
 _STYLES = {
-    "akiec": _ClassStyle(327, 228, (205, 70, 75), "dots", "speckles", (0.20, 0.28), 67,
+    "akiec": _ClassStyle(327, 228, (205, 70, 75), "dots", "speckles", (0.26, 0.34), 67,
                          {"histo": 1.0}),
-    "bcc": _ClassStyle(514, 327, (225, 125, 205), "ring", "smooth", (0.18, 0.26), 66,
+    "bcc": _ClassStyle(514, 327, (225, 125, 205), "ring", "smooth", (0.24, 0.32), 66,
                        {"histo": 1.0}),
-    "bkl": _ClassStyle(1099, 727, (200, 170, 85), "ellipse", "stripes", (0.18, 0.26), 60,
+    "bkl": _ClassStyle(1099, 727, (200, 170, 85), "ellipse", "stripes", (0.24, 0.32), 60,
                        {"histo": 0.5, "consensus": 0.35, "confocal": 0.15}),
-    "df": _ClassStyle(115, 73, (215, 115, 30), "blob", "grid", (0.10, 0.16), 52,
+    "df": _ClassStyle(115, 73, (215, 115, 30), "blob", "grid", (0.16, 0.22), 52,
                       {"histo": 0.45, "consensus": 0.55}),
-    "mel": _ClassStyle(1113, 614, (45, 35, 70), "star", "speckles", (0.20, 0.28), 61,
+    "mel": _ClassStyle(1113, 614, (45, 35, 70), "star", "speckles", (0.26, 0.34), 61,
                        {"histo": 1.0}),
-    "nv": _ClassStyle(6705, 5403, (115, 70, 45), "blob", "smooth", (0.14, 0.24), 47,
+    "nv": _ClassStyle(6705, 5403, (115, 70, 45), "blob", "smooth", (0.20, 0.30), 47,
                       {"follow_up": 0.55, "histo": 0.35, "consensus": 0.09, "confocal": 0.01}),
-    "vasc": _ClassStyle(142, 98, (125, 35, 150), "lobes", "grid", (0.13, 0.19), 50,
+    "vasc": _ClassStyle(142, 98, (125, 35, 150), "lobes", "grid", (0.20, 0.26), 50,
                         {"histo": 0.45, "consensus": 0.55}),
 }  # fmt: skip
 
@@ -113,7 +113,16 @@ def allocate_images(n_images: int) -> dict[str, int]:
 
     Returns:
         Images per class, summing to ``n_images``; no class below ``MIN_LESIONS_PER_CLASS``.
+
+    Raises:
+        ValueError: If ``n_images`` is below ``MIN_IMAGES``.
     """
+    if n_images < MIN_IMAGES:
+        raise ValueError(
+            f"n_images={n_images} is too small: the demo needs at least {MIN_IMAGES} images "
+            f"({MIN_LESIONS_PER_CLASS} lesions for each of the {len(CLASSES)} classes, so every "
+            "class reaches every split and fold)"
+        )
     counts: dict[str, int] = {}
     free = {dx: style.ham_images for dx, style in _STYLES.items()}
     remaining = n_images
@@ -161,7 +170,8 @@ def _sample_metadata(rng: np.random.Generator, n_images: int) -> pd.DataFrame:
     for dx in _CSV_DX_ORDER:  # grouped by diagnosis, like the Kaggle CSV
         style = _STYLES[dx]
         for size in _lesion_sizes(rng, dx, counts[dx]):
-            age = float(np.clip(np.round(rng.normal(style.age_mean, 15) / 5) * 5, 0, 85))
+            # HAM10000 ages are multiples of 5 from 0 to 85; `+ 0.0` turns -0.0 into 0.0
+            age = float(np.clip(np.round(rng.normal(style.age_mean, 15) / 5) * 5, 0, 85)) + 0.0
             lesions.append(
                 {
                     "dx": dx,
@@ -224,7 +234,7 @@ def _sample_polygons(rng: np.random.Generator, shape: str) -> tuple[tuple[np.nda
     aspect = rng.uniform(0.4, 0.55) if shape == "ellipse" else rng.uniform(0.85, 1.0)
     outline = np.stack([radius * np.cos(theta), aspect * radius * np.sin(theta)], 1)
     if shape == "ellipse":
-        outline[:, 0] *= 1.3  # keep the area near a circle's, so size does not give it away
+        outline[:, 0] *= 1.3  # a longer major axis keeps it about as big as the others
     polygons = [(outline, 255)]
     if shape == "ring":
         polygons.append((outline * rng.uniform(0.5, 0.62), 0))
@@ -234,14 +244,14 @@ def _sample_polygons(rng: np.random.Generator, shape: str) -> tuple[tuple[np.nda
 def _sample_look(rng: np.random.Generator, dx: str) -> _Look:
     """Draw what every image of one lesion shares: outline, colours, placement."""
     style = _STYLES[dx]
-    tone = rng.uniform(0.0, 0.7)
+    tone = rng.uniform(0.0, 0.5)
     return _Look(
         polygons=_sample_polygons(rng, style.shape),
         colour=np.array(style.colour, dtype=np.float32)
         * rng.uniform(0.9, 1.1, 3).astype(np.float32),
         skin=(1 - tone) * _SKIN_LIGHT + tone * _SKIN_DARK,
         texture=style.texture,
-        offset=(rng.uniform(-0.12, 0.12), rng.uniform(-0.12, 0.12)),
+        offset=(rng.uniform(-0.08, 0.08), rng.uniform(-0.08, 0.08)),
         radius=rng.uniform(*style.radius),
         angle=rng.uniform(0, 2 * np.pi),
         frequency=rng.uniform(2.5, 3.5),
@@ -379,18 +389,12 @@ def generate_demo_dataset(
     Raises:
         ValueError: If ``n_images`` is below ``MIN_IMAGES`` or a side below ``MIN_SIDE``.
     """
-    if n_images < MIN_IMAGES:
-        raise ValueError(
-            f"n_images={n_images} is too small: the demo needs at least {MIN_IMAGES} images "
-            f"({MIN_LESIONS_PER_CLASS} lesions for each of the {len(CLASSES)} classes, so every "
-            "class reaches every split and fold)"
-        )
     width, height = size
     if min(width, height) < MIN_SIDE:
         raise ValueError(f"size={width}x{height} is too small: both sides must be >= {MIN_SIDE}")
     out_dir = Path(out_dir)
     rng = np.random.default_rng(seed)
-    metadata = _sample_metadata(rng, n_images)
+    metadata = _sample_metadata(rng, n_images)  # validates n_images before any deletion
     _clear_dataset(out_dir)
     for part in PART_DIRS:
         (out_dir / part).mkdir(parents=True)
