@@ -461,7 +461,11 @@ def _split_section(split_summary: Mapping) -> str:
 
 def _params_block(params: Mapping) -> str:
     text = json.dumps(params, indent=2, sort_keys=True, default=str, ensure_ascii=False)
-    return f"<pre>{_esc(text)}</pre>"
+    # Folded by default: the full parameter set is long and would push the figures far down.
+    return (
+        f"<details><summary>All {len(params)} parameter groups of the run (JSON)</summary>"
+        f"<pre>{_esc(text)}</pre></details>"
+    )
 
 
 def _key_value_table(values: Mapping) -> str:
