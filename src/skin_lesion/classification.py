@@ -422,7 +422,10 @@ def make_classifier_step(
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
 
     def step(model: nn.Module, batch: Batch) -> torch.Tensor:
-        x = augment(batch.images).contiguous(memory_format=memory_format)
+        # Augmentation in float32: the step runs under autocast, which would otherwise send
+        # kornia's resampling and colour ops through bf16/fp16.
+        with torch.autocast(batch.images.device.type, enabled=False):
+            x = augment(batch.images).contiguous(memory_format=memory_format)
         target = batch.labels
         if mixup is not None:
             x, target = mixup(x, target)

@@ -119,7 +119,9 @@ def make_supcon_step(augment: nn.Module, loss_fn: SupConLoss, channels_last: boo
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
 
     def step(model: nn.Module, batch: Batch) -> torch.Tensor:
-        views = two_views(augment, batch.images)  # [B, 2, 3, S, S]
+        # Augmentation in float32: the step runs under autocast (see make_classifier_step).
+        with torch.autocast(batch.images.device.type, enabled=False):
+            views = two_views(augment, batch.images)  # [B, 2, 3, S, S]
         b, v = views.shape[:2]
         flat = views.flatten(0, 1).contiguous(memory_format=memory_format)
         projections = model(flat).view(b, v, -1)
