@@ -8,8 +8,11 @@ def register_pipelines() -> dict[str, Pipeline]:
     """Register the project's pipelines.
 
     Returns:
-        A mapping from pipeline names to ``Pipeline`` objects; ``__default__`` runs them all.
+        A mapping from pipeline names to ``Pipeline`` objects; ``__default__`` runs all but
+        ``inference``.
     """
     pipelines = find_pipelines(raise_errors=True)
-    pipelines["__default__"] = sum(pipelines.values(), Pipeline([]))
+    # Inference classifies a folder the user names at run time; it is not part of a training run.
+    training = [p for name, p in pipelines.items() if name != "inference"]
+    pipelines["__default__"] = sum(training, Pipeline([]))
     return pipelines

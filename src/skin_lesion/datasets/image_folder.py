@@ -41,6 +41,8 @@ class ImageFolderDataset(AbstractDataset[None, dict[str, Callable[[], bytes]]]):
         *,
         path: str,
         extensions: Sequence[str] = DEFAULT_EXTENSIONS,
+        description: str = "HAM10000 image folder",
+        hint: str = WHERE_TO_PUT_HAM10000,
         credentials: dict[str, Any] | None = None,
         fs_args: dict[str, Any] | None = None,
         metadata: dict[str, Any] | None = None,
@@ -50,6 +52,8 @@ class ImageFolderDataset(AbstractDataset[None, dict[str, Callable[[], bytes]]]):
         Args:
             path: Folder holding the images (local or any fsspec URL).
             extensions: File name endings to include, matched case-insensitively.
+            description: What the folder is, for the missing-folder error.
+            hint: What to do about a missing folder (default: where HAM10000 belongs).
             credentials: Passed to the fsspec filesystem.
             fs_args: Extra fsspec filesystem arguments.
             metadata: Free-form metadata, ignored by Kedro (kedro-viz reads ``layer``).
@@ -58,6 +62,8 @@ class ImageFolderDataset(AbstractDataset[None, dict[str, Callable[[], bytes]]]):
         self._protocol = protocol
         self._path = folder.rstrip("/")
         self._extensions = tuple(ext.lower() for ext in extensions)
+        self._description = description
+        self._hint = hint
         self._fs = fsspec.filesystem(protocol, **(credentials or {}), **(fs_args or {}))
         self.metadata = metadata
 
@@ -65,8 +71,7 @@ class ImageFolderDataset(AbstractDataset[None, dict[str, Callable[[], bytes]]]):
         """List the images; each value reads one file when called."""
         if not self._fs.isdir(self._path):
             raise DatasetError(
-                f"HAM10000 image folder not found: '{self._path}' is not a folder. "
-                + WHERE_TO_PUT_HAM10000
+                f"{self._description} not found: '{self._path}' is not a folder. {self._hint}"
             )
         # find() returns paths as the filesystem spells them (absolute, for local files).
         root = PurePosixPath(self._fs._strip_protocol(self._path))

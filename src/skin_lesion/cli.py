@@ -1,0 +1,82 @@
+"""``skin-lesion predict IMAGE_OR_FOLDER... [--checkpoint PATH]``: classify images from a shell."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from skin_lesion.checkpoints import load_checkpoint
+from skin_lesion.engine import resolve_device
+from skin_lesion.inference import InferenceConfig, file_loaders, predict_images
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="skin-lesion", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    predict = commands.add_parser("predict", help="classify images with a trained classifier")
+    predict.add_argument("paths", nargs="+", help="image files and/or folders (.jpg/.jpeg/.png)")
+    predict.add_argument(
+        "--checkpoint",
+        default="data/06_models/classifier.pt",
+        help="classifier checkpoint (default: %(default)s)",
+    )
+    predict.add_argument(
+        "--metrics",
+        default="data/08_reporting/test_metrics.json",
+        help="reporting output with the validated operating point (default: %(default)s)",
+    )
+    predict.add_argument("--csv", help="also write the predictions to this CSV file")
+    predict.add_argument("--rejects", help="write unreadable files and reasons to this CSV")
+    predict.add_argument("--tta", choices=["none", "flips", "dihedral"], default="none")
+    predict.add_argument("--device", default="auto")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line; returns the exit status."""
+    args = _parser().parse_args(argv)
+    # The table goes to stdout; log lines (warnings only) go to stderr.
+    logging.basicConfig(
+        level=logging.WARNING, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s"
+    )
+    package_logger = logging.getLogger("skin_lesion")
+    level = package_logger.level
+    package_logger.setLevel(logging.WARNING)
+    try:
+        return _predict(args)
+    finally:
+        package_logger.setLevel(level)
+
+
+def _predict(args: argparse.Namespace) -> int:
+    try:
+        checkpoint = load_checkpoint(args.checkpoint)
+        metrics = json.loads(Path(args.metrics).read_text())
+        predictions, rejects = predict_images(
+            checkpoint,
+            metrics.get("operating_point", {}),
+            file_loaders(args.paths),
+            device=resolve_device(args.device),
+            config=InferenceConfig(tta=args.tta, progress=False),
+        )
+    except (FileNotFoundError, ValueError) as error:
+        print(f"skin-lesion predict: {error}", file=sys.stderr)
+        return 2
+    shown = predictions[["image", "predicted", "p_mel", "melanoma_flag"]].copy()
+    shown["confidence"] = predictions.filter(like="p_").max(axis=1).round(3)
+    shown["p_mel"] = shown["p_mel"].round(3)
+    print(shown.to_string(index=False))
+    for row in rejects.itertuples():
+        print(f"rejected {row.image}: {row.reason}", file=sys.stderr)
+    if args.csv:
+        predictions.to_csv(args.csv, index=False)
+    if args.rejects:
+        rejects.to_csv(args.rejects, index=False)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

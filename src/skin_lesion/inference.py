@@ -1,0 +1,149 @@
+"""Classify new images with a trained classifier checkpoint.
+
+The images get exactly the preprocessing the checkpoint records (decode, optional hair
+removal and CLAHE, resize to the cache size, then the eval crop and normalisation), not
+whatever the current parameters say. Probabilities are calibrated with the temperature
+fitted on validation, and the melanoma flag uses the threshold chosen on validation (both
+from the reporting pipeline's ``test_metrics["operating_point"]``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+import torch
+
+from skin_lesion.checkpoints import require_kind
+from skin_lesion.classification import CHECKPOINT_KIND, predict_with_checkpoint
+from skin_lesion.config import from_dict
+from skin_lesion.images import PreprocessConfig, build_image_cache
+from skin_lesion.metrics import apply_temperature
+
+logger = logging.getLogger(__name__)
+
+REJECT_COLUMNS = ("image", "reason")
+
+
+@dataclass(frozen=True)
+class InferenceConfig:
+    """``params:inference``.
+
+    Attributes:
+        input_dir: The folder to classify, given at run time
+            (``--params inference.input_dir=PATH``); the catalog's ``inference_images``
+            reads it, so the node itself never opens files.
+        tta: Test-time augmentation: ``none``, ``flips`` or ``dihedral``.
+        batch_size: Images per forward pass.
+        workers: Decoding threads; null uses every core.
+        progress: Progress bars.
+    """
+
+    input_dir: str | None = None
+    tta: Literal["none", "flips", "dihedral"] = "none"
+    batch_size: int = 64
+    workers: int | None = None
+    progress: bool = True
+
+
+def check_operating_point(operating_point: Mapping[str, Any]) -> tuple[float, float]:
+    """The temperature and melanoma threshold, or an error naming what is missing."""
+    missing = [k for k in ("temperature", "melanoma_threshold") if k not in operating_point]
+    if missing:
+        raise ValueError(
+            f"the operating point lacks {missing}; it comes from the reporting pipeline's "
+            "test_metrics.json ('operating_point'): run `kedro run --pipeline reporting` first"
+        )
+    return float(operating_point["temperature"]), float(operating_point["melanoma_threshold"])
+
+
+def predict_images(
+    checkpoint: dict[str, Any],
+    operating_point: Mapping[str, Any],
+    loaders: Mapping[str, Callable[[], bytes]],
+    *,
+    device: torch.device,
+    config: InferenceConfig,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Classify every image; unreadable files go to the rejects with their reason.
+
+    Args:
+        checkpoint: A ``classifier`` checkpoint.
+        operating_point: ``temperature`` and ``melanoma_threshold`` chosen on validation.
+        loaders: Image name (e.g. a relative path) -> zero-argument callable returning bytes.
+        device: Where to run the model.
+        config: TTA, batch size, decoding threads.
+
+    Returns:
+        ``predictions`` (``image``, the calibrated ``p_<class>``, ``predicted``,
+        ``melanoma_flag``, ``melanoma_threshold``) and ``rejects`` (``image``, ``reason``).
+
+    Raises:
+        ValueError: For a checkpoint of the wrong kind, one that needs metadata, an empty
+            folder, or an incomplete operating point.
+    """
+    require_kind(checkpoint, CHECKPOINT_KIND)
+    if checkpoint.get("metadata_encoder"):
+        raise ValueError(
+            "this classifier fuses metadata (age, sex, localization), which a folder of "
+            "images does not provide; use a classifier trained with metadata_fusion: false"
+        )
+    if not loaders:
+        raise ValueError("no images to classify: the input is empty (.jpg, .jpeg, .png)")
+    temperature, threshold = check_operating_point(operating_point)
+    preprocessing = from_dict(
+        PreprocessConfig, checkpoint["preprocessing"]["cache"], "checkpoint.preprocessing.cache"
+    )
+    cache, failures = build_image_cache(
+        loaders, preprocessing, workers=config.workers, progress=config.progress
+    )
+    rejects = pd.DataFrame(list(failures.items()), columns=list(REJECT_COLUMNS))
+    classes = checkpoint["class_names"]
+    rows = pd.DataFrame({"image_id": list(cache.image_ids)})
+    probs = (
+        predict_with_checkpoint(
+            checkpoint,
+            cache.images,
+            rows,
+            np.arange(len(rows)),
+            device=device,
+            batch_size=config.batch_size,
+            tta=config.tta,
+            progress=config.progress,
+        )
+        if len(rows)
+        else np.zeros((0, len(classes)))
+    )
+    calibrated = apply_temperature(probs, temperature) if len(rows) else probs
+    mel = classes.index("mel")
+    predictions = pd.DataFrame(calibrated, columns=[f"p_{c}" for c in classes])
+    predictions.insert(0, "image", list(cache.image_ids))
+    predictions["predicted"] = [classes[k] for k in calibrated.argmax(axis=1)]
+    predictions["melanoma_flag"] = calibrated[:, mel] >= threshold
+    predictions["melanoma_threshold"] = threshold
+    logger.info("Classified %d image(s); %d rejected", len(predictions), len(rejects))
+    return predictions, rejects
+
+
+def file_loaders(paths: list[str]) -> dict[str, Callable[[], bytes]]:
+    """Loaders for local files or folders (searched recursively for .jpg/.jpeg/.png)."""
+    from pathlib import Path
+
+    loaders: dict[str, Callable[[], bytes]] = {}
+    for given in paths:
+        path = Path(given)
+        if path.is_dir():
+            found = sorted(
+                p for p in path.rglob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png")
+            )
+            loaders.update({str(PurePosixPath(p.as_posix())): p.read_bytes for p in found})
+        elif path.exists():
+            loaders[str(PurePosixPath(path.as_posix()))] = path.read_bytes
+        else:
+            raise FileNotFoundError(f"no such image or folder: '{given}'")
+    return loaders

@@ -1,0 +1,34 @@
+"""Nodes of the inference pipeline: thin calls into the library."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pandas as pd
+
+from skin_lesion import inference
+from skin_lesion.config import from_dict
+from skin_lesion.engine import resolve_device
+
+
+def classify_images(
+    inference_images: dict[str, Callable[[], bytes]],
+    classifier: dict[str, Any],
+    test_metrics: dict[str, Any],
+    params: dict[str, Any],
+    device: str,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Calibrated probabilities, predicted class and melanoma flag for every image.
+
+    Returns:
+        ``inference_predictions`` and ``inference_rejects`` (unreadable files, with reasons).
+    """
+    config = from_dict(inference.InferenceConfig, params, "inference")
+    return inference.predict_images(
+        classifier,
+        test_metrics.get("operating_point", {}),
+        inference_images,
+        device=resolve_device(device),
+        config=config,
+    )

@@ -1,0 +1,102 @@
+"""Inference on generated images: the pipeline, the command, and agreement with reporting."""
+
+import json
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+from kedro.io import DatasetError
+from tests.conftest import run_kedro
+
+from skin_lesion.cli import main
+from skin_lesion.metrics import apply_temperature
+
+pytestmark = pytest.mark.slow
+CLASSES = ["akiec", "bcc", "bkl", "df", "mel", "nv", "vasc"]
+
+
+@pytest.fixture
+def trained(kedro_project):
+    """A project that has run every training and reporting pipeline (TTA off, to compare)."""
+    run_kedro(kedro_project, reporting={"tta": "none"})
+    return kedro_project
+
+
+def test_inference_matches_reporting_and_sets_bad_files_aside(trained, tmp_path):
+    root = trained / "data"
+    raw = root / "01_raw" / "HAM10000"
+    test = pd.read_csv(root / "07_model_output" / "test_predictions.csv")
+    folder = tmp_path / "new images"
+    folder.mkdir()
+    for image_id in test["image_id"]:
+        shutil.copy(next(raw.rglob(f"{image_id}.jpg")), folder / f"{image_id}.jpg")
+    (folder / "notes.png").write_bytes(b"this is not a png")
+    (folder / "empty.jpg").write_bytes(b"")
+
+    run_kedro(trained, "inference", inference={"input_dir": str(folder)})
+    out = pd.read_csv(root / "07_model_output" / "inference_predictions.csv")
+    rejects = pd.read_csv(root / "07_model_output" / "inference_rejects.csv")
+    assert sorted(rejects["image"]) == ["empty.jpg", "notes.png"]
+    assert rejects["reason"].str.len().min() > 0
+
+    metrics = json.loads((root / "08_reporting" / "test_metrics.json").read_text())
+    point = metrics["operating_point"]
+    expected = apply_temperature(test[[f"p_{c}" for c in CLASSES]].to_numpy(), point["temperature"])
+    out = out.assign(image_id=out["image"].str.replace(".jpg", "", regex=False))
+    out = out.set_index("image_id").loc[test["image_id"]]
+    np.testing.assert_allclose(out[[f"p_{c}" for c in CLASSES]].to_numpy(), expected, atol=1e-4)
+    assert list(out["predicted"]) == [CLASSES[k] for k in expected.argmax(1)]
+    assert (out["melanoma_flag"] == (expected[:, 4] >= point["melanoma_threshold"])).all()
+
+
+def test_command_prints_a_table_and_writes_csv(trained, tmp_path, capsys):
+    raw = trained / "data" / "01_raw" / "HAM10000"
+    images = sorted(raw.rglob("*.jpg"))[:3]
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"\xff\xd8 broken")
+    csv = tmp_path / "out.csv"
+    code = main(
+        [
+            "predict",
+            *map(str, images),
+            str(bad),
+            "--csv",
+            str(csv),
+            "--checkpoint",
+            str(trained / "data/06_models/classifier.pt"),
+            "--metrics",
+            str(trained / "data/08_reporting/test_metrics.json"),
+        ]
+    )
+    captured = capsys.readouterr()
+    assert code == 0
+    lines = captured.out.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.split()[:1] == ["image"])
+    assert lines[start].split() == ["image", "predicted", "p_mel", "melanoma_flag", "confidence"]
+    rows = [line.split() for line in lines[start + 1 : start + 4]]
+    assert [r[0] for r in rows] == [str(p) for p in images]
+    assert all(r[1] in CLASSES and r[3] in {"True", "False"} for r in rows)
+    assert "rejected" in captured.err and "bad.jpg" in captured.err
+    assert len(pd.read_csv(csv)) == 3
+
+
+def test_clear_errors(trained, tmp_path, capsys):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(ValueError, match="no images to classify"):
+        run_kedro(trained, "inference", inference={"input_dir": str(empty)})
+    with pytest.raises(DatasetError, match=r"Inference image folder not found.*input_dir"):
+        run_kedro(trained, "inference", inference={"input_dir": str(tmp_path / "nowhere")})
+    code = main(
+        [
+            "predict",
+            str(empty),
+            "--checkpoint",
+            str(trained / "data/06_models/pretrained_encoder.pt"),
+            "--metrics",
+            str(trained / "data/08_reporting/test_metrics.json"),
+        ]
+    )
+    assert code == 2
+    assert "expected a 'classifier' checkpoint" in capsys.readouterr().err
