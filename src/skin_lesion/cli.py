@@ -55,7 +55,7 @@ def _predict(args: argparse.Namespace) -> int:
     try:
         checkpoint = load_checkpoint(args.checkpoint)
         metrics = json.loads(Path(args.metrics).read_text())
-        predictions, rejects = predict_images(
+        predictions, rejects, _ = predict_images(
             checkpoint,
             metrics.get("operating_point", {}),
             file_loaders(args.paths),

@@ -224,7 +224,7 @@ def augmented_views(
     torch.manual_seed(seed)
     module = build_train_augment(augment, mean, std)
     batch = torch.from_numpy(np.ascontiguousarray(images)).repeat_interleave(views, dim=0)
-    pixels = _to_uint8(module(batch), mean, std)
+    pixels = to_uint8(module(batch), mean, std)
     n, size = len(images), pixels.shape[1]
     return pixels.reshape(n, views, size, size, 3)
 
@@ -235,7 +235,7 @@ def augment_config_of(checkpoint: dict[str, Any]) -> AugmentConfig:
     return from_dict(AugmentConfig, params, "classifier_training.augment")
 
 
-def _to_uint8(x: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
+def to_uint8(x: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
     """Undo normalisation: ``(B, 3, S, S)`` float -> ``(B, S, S, 3)`` uint8."""
     mean_t = torch.tensor(mean, device=x.device).view(1, 3, 1, 1)
     std_t = torch.tensor(std, device=x.device).view(1, 3, 1, 1)
@@ -272,7 +272,7 @@ def gradcam_panels(
         meta = torch.from_numpy(encoder.transform(rows.iloc[index])).to(device)
     targets = chosen["predicted"].to_numpy()
     heatmaps = gradcam_heatmaps(model, x, [int(t) for t in targets], meta=meta)
-    crops = _to_uint8(x, prep["mean"], prep["std"])
+    crops = to_uint8(x, prep["mean"], prep["std"])
     return [
         {
             "image": crop,

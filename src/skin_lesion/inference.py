@@ -19,9 +19,16 @@ import numpy as np
 import pandas as pd
 import torch
 
+from skin_lesion.augment import build_eval_transform
 from skin_lesion.checkpoints import require_kind
-from skin_lesion.classification import CHECKPOINT_KIND, predict_with_checkpoint
+from skin_lesion.classification import (
+    CHECKPOINT_KIND,
+    classifier_from_checkpoint,
+    predict_with_checkpoint,
+)
 from skin_lesion.config import from_dict
+from skin_lesion.evaluation import to_uint8
+from skin_lesion.gradcam import gradcam_heatmaps
 from skin_lesion.images import PreprocessConfig, build_image_cache
 from skin_lesion.metrics import apply_temperature
 
@@ -41,6 +48,7 @@ class InferenceConfig:
         tta: Test-time augmentation: ``none``, ``flips`` or ``dihedral``.
         batch_size: Images per forward pass.
         workers: Decoding threads; null uses every core.
+        gradcam: Also return a Grad-CAM overlay of the predicted class for every image.
         progress: Progress bars.
     """
 
@@ -48,6 +56,7 @@ class InferenceConfig:
     tta: Literal["none", "flips", "dihedral"] = "none"
     batch_size: int = 64
     workers: int | None = None
+    gradcam: bool = False
     progress: bool = True
 
 
@@ -69,7 +78,7 @@ def predict_images(
     *,
     device: torch.device,
     config: InferenceConfig,
-) -> tuple[pd.DataFrame, pd.DataFrame]:
+) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, dict[str, Any]]]:
     """Classify every image; unreadable files go to the rejects with their reason.
 
     Args:
@@ -81,7 +90,9 @@ def predict_images(
 
     Returns:
         ``predictions`` (``image``, the calibrated ``p_<class>``, ``predicted``,
-        ``melanoma_flag``, ``melanoma_threshold``) and ``rejects`` (``image``, ``reason``).
+        ``melanoma_flag``, ``melanoma_threshold``), ``rejects`` (``image``, ``reason``) and,
+        with ``config.gradcam``, Grad-CAM panels per image (``image``, ``heatmap``,
+        ``title``; empty otherwise).
 
     Raises:
         ValueError: For a checkpoint of the wrong kind, one that needs metadata, an empty
@@ -127,7 +138,41 @@ def predict_images(
     predictions["melanoma_flag"] = calibrated[:, mel] >= threshold
     predictions["melanoma_threshold"] = threshold
     logger.info("Classified %d image(s); %d rejected", len(predictions), len(rejects))
-    return predictions, rejects
+    panels = {}
+    if config.gradcam and len(rows):
+        panels = gradcam_panels(checkpoint, cache.images, predictions, device=device)
+    return predictions, rejects, panels
+
+
+def gradcam_panels(
+    checkpoint: dict[str, Any],
+    images: np.ndarray,
+    predictions: pd.DataFrame,
+    *,
+    device: torch.device,
+    batch_size: int = 16,
+) -> dict[str, dict[str, Any]]:
+    """Grad-CAM (captum) of the predicted class on each image's model input crop."""
+    classes = checkpoint["class_names"]
+    prep = checkpoint["preprocessing"]
+    model = classifier_from_checkpoint(checkpoint).to(device)
+    transform = build_eval_transform(prep["crop_size"], prep["mean"], prep["std"]).to(device)
+    targets = [classes.index(c) for c in predictions["predicted"]]
+    panels: dict[str, dict[str, Any]] = {}
+    for start in range(0, len(predictions), batch_size):
+        x = transform(torch.from_numpy(np.ascontiguousarray(images[start : start + batch_size])))
+        x = x.to(device)
+        heat = gradcam_heatmaps(model, x, targets[start : start + batch_size])
+        crops = to_uint8(x, prep["mean"], prep["std"])
+        for i, (crop, h) in enumerate(zip(crops, heat, strict=True)):
+            row = predictions.iloc[start + i]
+            panels[row["image"]] = {
+                "image": crop,
+                "heatmap": h,
+                "title": f"{row['image']}: {row['predicted']} "
+                f"(p={row['p_' + row['predicted']]:.2f})",
+            }
+    return panels
 
 
 def file_loaders(paths: list[str]) -> dict[str, Callable[[], bytes]]:

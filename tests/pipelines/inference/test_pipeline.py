@@ -34,11 +34,13 @@ def test_inference_matches_reporting_and_sets_bad_files_aside(trained, tmp_path)
     (folder / "notes.png").write_bytes(b"this is not a png")
     (folder / "empty.jpg").write_bytes(b"")
 
-    run_kedro(trained, "inference", inference={"input_dir": str(folder)})
+    run_kedro(trained, "inference", inference={"input_dir": str(folder), "gradcam": True})
     out = pd.read_csv(root / "07_model_output" / "inference_predictions.csv")
     rejects = pd.read_csv(root / "07_model_output" / "inference_rejects.csv")
     assert sorted(rejects["image"]) == ["empty.jpg", "notes.png"]
     assert rejects["reason"].str.len().min() > 0
+    overlays = sorted(p.name for p in (root / "07_model_output" / "inference_gradcam").iterdir())
+    assert overlays == sorted(f"{i}.jpg.png" for i in test["image_id"])
 
     metrics = json.loads((root / "08_reporting" / "test_metrics.json").read_text())
     point = metrics["operating_point"]

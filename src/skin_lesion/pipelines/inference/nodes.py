@@ -6,8 +6,9 @@ from collections.abc import Callable
 from typing import Any
 
 import pandas as pd
+from matplotlib.figure import Figure
 
-from skin_lesion import inference
+from skin_lesion import figures, inference
 from skin_lesion.config import from_dict
 from skin_lesion.engine import resolve_device
 
@@ -18,17 +19,23 @@ def classify_images(
     test_metrics: dict[str, Any],
     params: dict[str, Any],
     device: str,
-) -> tuple[pd.DataFrame, pd.DataFrame]:
+) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Figure]]:
     """Calibrated probabilities, predicted class and melanoma flag for every image.
 
     Returns:
-        ``inference_predictions`` and ``inference_rejects`` (unreadable files, with reasons).
+        ``inference_predictions``, ``inference_rejects`` (unreadable files, with reasons)
+        and ``inference_gradcam``: one overlay figure per image when ``gradcam: true``.
     """
     config = from_dict(inference.InferenceConfig, params, "inference")
-    return inference.predict_images(
+    predictions, rejects, panels = inference.predict_images(
         classifier,
         test_metrics.get("operating_point", {}),
         inference_images,
         device=resolve_device(device),
         config=config,
     )
+    overlays = {
+        name.replace("/", "__") + ".png": figures.plot_gradcam_grid([panel])
+        for name, panel in panels.items()
+    }
+    return predictions, rejects, overlays

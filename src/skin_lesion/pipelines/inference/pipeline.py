@@ -18,7 +18,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                     "params:inference",
                     "params:device",
                 ],
-                ["inference_predictions", "inference_rejects"],
+                ["inference_predictions", "inference_rejects", "inference_gradcam"],
                 name="classify_images",
                 tags=["gpu"],
             )
