@@ -9,7 +9,7 @@ import pytest
 from kedro.io import DatasetError
 from tests.conftest import run_kedro
 
-from skin_lesion.cli import main
+from skin_lesion.command import main
 from skin_lesion.metrics import apply_temperature
 
 pytestmark = pytest.mark.slow

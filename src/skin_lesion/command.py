@@ -1,4 +1,7 @@
-"""``skin-lesion predict IMAGE_OR_FOLDER... [--checkpoint PATH]``: classify images from a shell."""
+"""``skin-lesion predict IMAGE_OR_FOLDER... [--checkpoint PATH]``: classify images from a shell.
+
+(Not named ``cli.py``: Kedro loads a project's ``<package>.cli`` as its own CLI plugin.)
+"""
 
 from __future__ import annotations
 
