@@ -243,6 +243,34 @@ def to_uint8(x: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> np
     return pixels.permute(0, 2, 3, 1).cpu().numpy()
 
 
+def explain(
+    checkpoint: dict[str, Any],
+    images: np.ndarray,
+    targets: Sequence[int],
+    *,
+    device: torch.device,
+    meta: np.ndarray | None = None,
+    batch_size: int = 16,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Grad-CAM of ``targets`` on cached ``images`` as the checkpoint's model sees them.
+
+    Returns:
+        ``(crops, heatmaps)``: the model's input crops as uint8 ``(n, S, S, 3)`` and the
+        heatmaps ``(n, S, S)`` in [0, 1].
+    """
+    prep = checkpoint["preprocessing"]
+    model = classifier_from_checkpoint(checkpoint).to(device)
+    transform = build_eval_transform(prep["crop_size"], prep["mean"], prep["std"]).to(device)
+    crops, heatmaps = [], []
+    for start in range(0, len(images), batch_size):
+        stop = start + batch_size
+        x = transform(torch.from_numpy(np.ascontiguousarray(images[start:stop])).to(device))
+        m = None if meta is None else torch.from_numpy(meta[start:stop]).to(device)
+        heatmaps.append(gradcam_heatmaps(model, x, [int(t) for t in targets[start:stop]], meta=m))
+        crops.append(to_uint8(x, prep["mean"], prep["std"]))
+    return np.concatenate(crops), np.concatenate(heatmaps)
+
+
 def gradcam_panels(
     checkpoint: dict[str, Any],
     images: np.ndarray,
@@ -260,19 +288,15 @@ def gradcam_panels(
     if chosen.empty:
         return []
     classes = checkpoint["class_names"]
-    prep = checkpoint["preprocessing"]
-    model = classifier_from_checkpoint(checkpoint).to(device)
-    transform = build_eval_transform(prep["crop_size"], prep["mean"], prep["std"]).to(device)
     position = {image_id: i for i, image_id in enumerate(rows["image_id"])}
     index = np.array([position[i] for i in chosen["image_id"]])
-    x = transform(torch.from_numpy(np.ascontiguousarray(images[index])).to(device))
     meta = None
     if checkpoint.get("metadata_encoder"):
         encoder = MetadataEncoder.from_dict(checkpoint["metadata_encoder"])
-        meta = torch.from_numpy(encoder.transform(rows.iloc[index])).to(device)
-    targets = chosen["predicted"].to_numpy()
-    heatmaps = gradcam_heatmaps(model, x, [int(t) for t in targets], meta=meta)
-    crops = to_uint8(x, prep["mean"], prep["std"])
+        meta = encoder.transform(rows.iloc[index])
+    crops, heatmaps = explain(
+        checkpoint, images[index], chosen["predicted"].to_numpy(), device=device, meta=meta
+    )
     return [
         {
             "image": crop,

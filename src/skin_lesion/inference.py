@@ -19,16 +19,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-from skin_lesion.augment import build_eval_transform
 from skin_lesion.checkpoints import require_kind
-from skin_lesion.classification import (
-    CHECKPOINT_KIND,
-    classifier_from_checkpoint,
-    predict_with_checkpoint,
-)
+from skin_lesion.classification import CHECKPOINT_KIND, predict_with_checkpoint
 from skin_lesion.config import from_dict
-from skin_lesion.evaluation import to_uint8
-from skin_lesion.gradcam import gradcam_heatmaps
+from skin_lesion.evaluation import explain
 from skin_lesion.images import PreprocessConfig, build_image_cache
 from skin_lesion.metrics import apply_temperature
 
@@ -150,29 +144,19 @@ def gradcam_panels(
     predictions: pd.DataFrame,
     *,
     device: torch.device,
-    batch_size: int = 16,
 ) -> dict[str, dict[str, Any]]:
     """Grad-CAM (captum) of the predicted class on each image's model input crop."""
     classes = checkpoint["class_names"]
-    prep = checkpoint["preprocessing"]
-    model = classifier_from_checkpoint(checkpoint).to(device)
-    transform = build_eval_transform(prep["crop_size"], prep["mean"], prep["std"]).to(device)
     targets = [classes.index(c) for c in predictions["predicted"]]
-    panels: dict[str, dict[str, Any]] = {}
-    for start in range(0, len(predictions), batch_size):
-        x = transform(torch.from_numpy(np.ascontiguousarray(images[start : start + batch_size])))
-        x = x.to(device)
-        heat = gradcam_heatmaps(model, x, targets[start : start + batch_size])
-        crops = to_uint8(x, prep["mean"], prep["std"])
-        for i, (crop, h) in enumerate(zip(crops, heat, strict=True)):
-            row = predictions.iloc[start + i]
-            panels[row["image"]] = {
-                "image": crop,
-                "heatmap": h,
-                "title": f"{row['image']}: {row['predicted']} "
-                f"(p={row['p_' + row['predicted']]:.2f})",
-            }
-    return panels
+    crops, heatmaps = explain(checkpoint, images, targets, device=device)
+    return {
+        row.image: {
+            "image": crop,
+            "heatmap": heat,
+            "title": f"{row.image}: {row.predicted} (p={getattr(row, 'p_' + row.predicted):.2f})",
+        }
+        for crop, heat, row in zip(crops, heatmaps, predictions.itertuples(), strict=True)
+    }
 
 
 def file_loaders(paths: list[str]) -> dict[str, Callable[[], bytes]]:
