@@ -1,0 +1,362 @@
+"""Real-data accuracy of the whole pipeline, over several training seeds.
+
+Usage:
+    python benchmarks/accuracy.py --setting cpu-quick [--data DIR] [--seeds 0 1 2]
+        [--ablation NAME] [--params key=value ...] [--work-dir data/benchmarks]
+
+A setting is a Kedro environment (``cpu-quick`` -> ``conf/cpu_quick``, ``gpu-full`` ->
+``conf/gpu_full``); an ablation is a named set of parameter overrides on top of it (see
+``ABLATIONS``). For each run the command copies ``conf/`` and ``pyproject.toml`` into
+``<work-dir>/<name>/`` (a throwaway Kedro project, so nothing under ``data/`` of the checkout
+is touched), runs ``data_processing`` once (the lesion-grouped split uses the environment's
+``seed``, so every training seed is scored on the same test lesions), then for each training
+seed runs ``contrastive_pretraining``, ``classifier_training`` and ``reporting`` with
+``--params seed=<k>``. Each pipeline runs in its own process, which gives its wall time and
+peak host memory (the child's ``ru_maxrss``) and, on CUDA, its peak GPU memory.
+
+Writes ``benchmarks/results/accuracy/<name>/seed<k>.json`` per seed (so seeds can run in
+separate invocations) and aggregates every seed file present into
+``benchmarks/results/accuracy-<name>.json`` and ``.md``: mean and standard deviation over seeds
+of balanced accuracy, macro-F1, macro AUC, accuracy, melanoma sensitivity at argmax and at the
+threshold chosen on validation, each seed's lesion-bootstrap 95% interval, device, package
+versions and the dataset's SHA-256 (of the metadata file and the sorted image list).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from importlib import metadata as importlib_metadata
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+DEFAULT_DATA = ROOT.parent / "shared" / "data" / "ham10000_200x150"
+SETTINGS = {"cpu-quick": "cpu_quick", "gpu-full": "gpu_full"}
+TRAINING_PIPELINES = ("contrastive_pretraining", "classifier_training", "reporting")
+# Named parameter overrides for the ablations; each flips one choice of the method.
+ABLATIONS = {
+    "no-contrastive": {"contrastive_pretraining.enabled": False},
+    "metadata-fusion": {"classifier_training.metadata_fusion": True},
+    # Same inverse-frequency class weights, without the focal term.
+    "cross-entropy": {"classifier_training.loss.name": "weighted_cross_entropy"},
+    # Re-balance by sampling instead of by loss weights (never both: see the README).
+    "weighted-sampling": {
+        "classifier_training.sampling": "inverse",
+        "classifier_training.loss.alpha": "none",
+    },
+}
+PACKAGES = ("torch", "torchvision", "timm", "kornia", "kedro", "scikit-learn", "numpy")
+# (label, path in test_metrics.json, bootstrap key or None)
+METRICS = (
+    ("balanced_accuracy", ("test", "balanced_accuracy"), "balanced_accuracy"),
+    ("macro_f1", ("test", "macro_f1"), "macro_f1"),
+    ("macro_auc", ("test", "macro_auc"), "macro_auc"),
+    ("accuracy", ("test", "accuracy"), None),
+    ("mel_sensitivity_argmax", ("melanoma", "argmax", "sensitivity"), "melanoma_sensitivity"),
+    (
+        "mel_sensitivity_threshold",
+        ("melanoma", "validated_threshold", "sensitivity"),
+        "melanoma_sensitivity_at_threshold",
+    ),
+    ("mel_specificity_threshold", ("melanoma", "validated_threshold", "specificity"), None),
+)
+
+
+def dataset_sha256(data: Path) -> str:
+    """SHA-256 of the metadata CSV's bytes and the sorted list of image paths under ``data``."""
+    metadata = data / "HAM10000_metadata.csv"
+    if not metadata.is_file():
+        raise FileNotFoundError(f"{data} has no HAM10000_metadata.csv; is it a HAM10000 folder?")
+    digest = hashlib.sha256(metadata.read_bytes())
+    images = sorted(
+        p.relative_to(data).as_posix()
+        for p in data.rglob("*")
+        if p.suffix.lower() in {".jpg", ".jpeg", ".png"}
+    )
+    digest.update("\n".join(images).encode())
+    return digest.hexdigest()
+
+
+def device_name() -> str:
+    """The CUDA device's name, else the CPU model and core count."""
+    import torch
+
+    if torch.cuda.is_available():
+        return torch.cuda.get_device_name(0)
+    model = platform.processor() or platform.machine()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    return f"CPU {model}, {os.cpu_count()} cores"
+
+
+def run_stage(project: Path, env: str, pipeline: str, params: dict, out: Path) -> dict:
+    """Run one pipeline in a child process; return wall seconds and peak memory."""
+    command = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "_stage",
+        "--project",
+        str(project),
+        "--env",
+        env,
+        "--pipeline",
+        pipeline,
+        "--params",
+        json.dumps(params),
+        "--out",
+        str(out),
+    ]
+    shown = {k: v for k, v in params.items() if k != "raw_dir"}
+    print(f"[accuracy] {project.name}: {pipeline} {shown}", flush=True)
+    start = time.perf_counter()
+    child = subprocess.Popen(command, cwd=project)
+    _, status, usage = os.wait4(child.pid, 0)
+    seconds = time.perf_counter() - start
+    code = os.waitstatus_to_exitcode(status)
+    if code != 0:
+        raise SystemExit(f"{pipeline} failed with exit code {code} in {project}")
+    stage = json.loads(out.read_text())
+    # ru_maxrss is in KiB on Linux.
+    return {
+        "pipeline": pipeline,
+        "seconds": round(seconds, 1),
+        "peak_host_mib": round(usage.ru_maxrss / 1024, 1),
+        "peak_gpu_mib": stage["peak_gpu_mib"],
+    }
+
+
+def stage_main(args: argparse.Namespace) -> None:
+    """Child process: run one pipeline in a KedroSession and record peak GPU memory."""
+    import torch
+    from kedro.framework.session import KedroSession
+    from kedro.framework.startup import bootstrap_project
+
+    bootstrap_project(args.project)
+    params = json.loads(args.params)
+    with KedroSession.create(
+        project_path=args.project, env=args.env, runtime_params=params or None
+    ) as session:
+        session.run(pipeline_names=[args.pipeline])
+    peak = torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available() else None
+    Path(args.out).write_text(json.dumps({"peak_gpu_mib": peak and round(peak, 1)}))
+
+
+def make_project(work: Path, env: str) -> Path:
+    """A throwaway copy of the project's configuration (data lands under it)."""
+    work.mkdir(parents=True, exist_ok=True)
+    shutil.copy(ROOT / "pyproject.toml", work / "pyproject.toml")
+    shutil.rmtree(work / "conf", ignore_errors=True)
+    shutil.copytree(ROOT / "conf", work / "conf")
+    (work / "src").mkdir(exist_ok=True)  # bootstrap_project wants it; the package is installed
+    return work
+
+
+def data_dir(project: Path, env: str) -> Path:
+    """The environment's ``data_dir`` global, inside ``project``."""
+    globals_file = project / "conf" / env / "globals.yml"
+    value = yaml.safe_load(globals_file.read_text()).get("data_dir", "data")
+    return project / value
+
+
+def seed_summary(metrics: dict) -> dict:
+    """The headline figures of one seed's ``test_metrics.json``, with bootstrap intervals."""
+    summary = {}
+    for label, path, boot in METRICS:
+        value = metrics
+        for key in path:
+            value = value[key]
+        entry = {"value": value}
+        if boot is not None:
+            interval = metrics["bootstrap"][boot]
+            entry["ci95"] = [interval["low"], interval["high"]]
+        summary[label] = entry
+    summary["melanoma_threshold"] = metrics["melanoma"]["validated_threshold"]["threshold"]
+    summary["test_images"] = metrics["test_images"]
+    summary["test_lesions"] = metrics["test_lesions"]
+    return summary
+
+
+def parse_overrides(pairs: list[str]) -> dict:
+    """``key=value`` strings to a dict, values parsed as YAML (``3`` -> int, ``null``)."""
+    overrides = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"--params expects key=value, got {pair!r}")
+        overrides[key] = yaml.safe_load(value)
+    return overrides
+
+
+def nest(flat: dict) -> dict:
+    """``{"a.b": 1}`` -> ``{"a": {"b": 1}}``, as ``kedro run --params a.b=1`` does."""
+    nested: dict = {}
+    for key, value in flat.items():
+        *parents, leaf = key.split(".")
+        node = nested
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return nested
+
+
+def aggregate(name: str, results: Path = RESULTS) -> dict:
+    """Mean and standard deviation over every ``seed*.json`` of run ``name``."""
+    folder = results / "accuracy" / name
+    seeds = [json.loads(p.read_text()) for p in sorted(folder.glob("seed*.json"))]
+    if not seeds:
+        raise SystemExit(f"no seed results under {folder}")
+    first = seeds[0]
+    for other in seeds[1:]:
+        for key in ("setting", "ablation", "overrides", "data_sha256", "device"):
+            if other[key] != first[key]:
+                raise SystemExit(
+                    f"{folder}: seed {other['seed']} differs from seed {first['seed']} in "
+                    f"{key!r} ({other[key]!r} vs {first[key]!r}); rerun or move one aside"
+                )
+    summary = {}
+    for label, _, _ in METRICS:
+        values = [s["metrics"][label]["value"] for s in seeds]
+        summary[label] = {
+            "mean": statistics.fmean(values),
+            "sd": statistics.stdev(values) if len(values) > 1 else None,
+            "per_seed": values,
+        }
+        if "ci95" in seeds[0]["metrics"][label]:
+            summary[label]["ci95_per_seed"] = [s["metrics"][label]["ci95"] for s in seeds]
+    stages = {}
+    for pipeline in ("data_processing", *TRAINING_PIPELINES):
+        runs = [st for s in seeds for st in s["stages"] if st["pipeline"] == pipeline]
+        if runs:
+            stages[pipeline] = {
+                "seconds_mean": round(statistics.fmean(r["seconds"] for r in runs), 1),
+                "peak_host_mib": max(r["peak_host_mib"] for r in runs),
+                "peak_gpu_mib": max((r["peak_gpu_mib"] or 0) for r in runs) or None,
+            }
+    result = {
+        key: first[key]
+        for key in ("setting", "env", "ablation", "overrides", "data", "data_sha256", "device")
+    }
+    result.update(
+        seeds=[s["seed"] for s in seeds],
+        test_images=first["metrics"]["test_images"],
+        test_lesions=first["metrics"]["test_lesions"],
+        metrics=summary,
+        stages=stages,
+        packages=first["packages"],
+    )
+    (results / f"accuracy-{name}.json").write_text(json.dumps(result, indent=2) + "\n")
+    (results / f"accuracy-{name}.md").write_text(markdown(name, result))
+    return result
+
+
+def markdown(name: str, result: dict) -> str:
+    """A markdown table of ``result`` for the README."""
+    n = len(result["seeds"])
+    lines = [
+        f"**{name}** on {result['device']}; data `{result['data']}` "
+        f"(SHA-256 `{result['data_sha256'][:12]}…`), test split {result['test_images']} "
+        f"images of {result['test_lesions']} lesions; seeds {result['seeds']}.",
+        "",
+        f"| metric (test) | mean ± sd over {n} seeds | per seed [lesion-bootstrap 95% CI] |",
+        "|---|---|---|",
+    ]
+    for label, entry in result["metrics"].items():
+        sd = f" ± {entry['sd']:.3f}" if entry["sd"] is not None else ""
+        cis = entry.get("ci95_per_seed") or [None] * len(entry["per_seed"])
+        per_seed = ", ".join(
+            f"{v:.3f}" + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "")
+            for v, ci in zip(entry["per_seed"], cis)
+        )
+        lines.append(f"| {label} | {entry['mean']:.3f}{sd} | {per_seed} |")
+    lines += [
+        "",
+        "| pipeline | wall s (mean) | peak host MiB | peak GPU MiB |",
+        "|---|---|---|---|",
+    ]
+    for pipeline, stage in result["stages"].items():
+        gpu = stage["peak_gpu_mib"] if stage["peak_gpu_mib"] is not None else "-"
+        lines.append(f"| {pipeline} | {stage['seconds_mean']} | {stage['peak_host_mib']} | {gpu} |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    """Parse arguments and run the benchmark (or, with ``_stage``, one child pipeline)."""
+    if len(sys.argv) > 1 and sys.argv[1] == "_stage":
+        parser = argparse.ArgumentParser()
+        for flag in ("--project", "--env", "--pipeline", "--params", "--out"):
+            parser.add_argument(flag, required=True)
+        stage_main(parser.parse_args(sys.argv[2:]))
+        return
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--setting", choices=sorted(SETTINGS), required=True)
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="a HAM10000 folder")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--ablation", choices=sorted(ABLATIONS))
+    parser.add_argument("--params", nargs="*", default=[], help="extra key=value overrides")
+    parser.add_argument("--name", help="result name (default: setting[-ablation])")
+    parser.add_argument("--work-dir", type=Path, default=ROOT / "data" / "benchmarks")
+    parser.add_argument("--results-dir", type=Path, default=RESULTS)
+    parser.add_argument(
+        "--aggregate-only", action="store_true", help="only rebuild the JSON/markdown summary"
+    )
+    args = parser.parse_args()
+    name = args.name or "-".join(filter(None, [args.setting, args.ablation]))
+    if args.aggregate_only:
+        print(markdown(name, aggregate(name, args.results_dir)))
+        return
+    data = args.data.resolve()
+    if not data.is_dir():
+        raise SystemExit(f"--data {data} is not a folder; download HAM10000 first (README)")
+    env = SETTINGS[args.setting]
+    overrides = {**ABLATIONS.get(args.ablation, {}), **parse_overrides(args.params)}
+    sha = dataset_sha256(data)
+    project = make_project(args.work_dir.resolve() / name, env)
+    base_params = {"raw_dir": str(data), **nest(overrides)}
+    out = args.results_dir / "accuracy" / name
+    out.mkdir(parents=True, exist_ok=True)
+    stage_file = project / "stage.json"
+    common = {
+        "setting": args.setting,
+        "env": env,
+        "ablation": args.ablation,
+        "overrides": overrides,
+        "data": data.name,
+        "data_sha256": sha,
+        "device": device_name(),
+        "packages": {p: importlib_metadata.version(p) for p in PACKAGES},
+    }
+    processing = run_stage(project, env, "data_processing", base_params, stage_file)
+    for seed in args.seeds:
+        stages = [processing] if seed == args.seeds[0] else []
+        for pipeline in TRAINING_PIPELINES:
+            params = {**base_params, "seed": seed}
+            stages.append(run_stage(project, env, pipeline, params, stage_file))
+        metrics_file = data_dir(project, env) / "08_reporting" / "test_metrics.json"
+        record = {
+            **common,
+            "seed": seed,
+            "stages": stages,
+            "metrics": seed_summary(json.loads(metrics_file.read_text())),
+        }
+        (out / f"seed{seed}.json").write_text(json.dumps(record, indent=2) + "\n")
+        print(f"[accuracy] seed {seed}: {record['metrics']['balanced_accuracy']}", flush=True)
+    print(markdown(name, aggregate(name, args.results_dir)))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,120 @@
+"""The accuracy benchmark's bookkeeping: overrides, dataset hash, per-seed and summary files."""
+
+import json
+from pathlib import Path
+
+import pytest
+from benchmarks import accuracy
+
+
+def _metrics(balanced: float) -> dict:
+    """A ``test_metrics.json`` shaped like the reporting pipeline's."""
+    boot = {"low": balanced - 0.05, "high": balanced + 0.05}
+    return {
+        "test_images": 30,
+        "test_lesions": 25,
+        "test": {"balanced_accuracy": balanced, "macro_f1": 0.5, "macro_auc": 0.9, "accuracy": 0.8},
+        "melanoma": {
+            "argmax": {"sensitivity": 0.6},
+            "validated_threshold": {"sensitivity": 0.9, "specificity": 0.7, "threshold": 0.1},
+        },
+        "bootstrap": {
+            key: boot
+            for key in (
+                "balanced_accuracy",
+                "macro_f1",
+                "macro_auc",
+                "melanoma_sensitivity",
+                "melanoma_sensitivity_at_threshold",
+            )
+        },
+    }
+
+
+def test_nest_builds_the_dicts_kedro_params_would() -> None:
+    flat = {"a.b": 1, "a.c.d": None, "e": False}
+    assert accuracy.nest(flat) == {"a": {"b": 1, "c": {"d": None}}, "e": False}
+
+
+def test_parse_overrides_reads_yaml_values_and_names_a_bad_pair() -> None:
+    parsed = accuracy.parse_overrides(["x.y=3", "z=null", "w=false", "s=focal"])
+    assert parsed == {"x.y": 3, "z": None, "w": False, "s": "focal"}
+    with pytest.raises(SystemExit, match="'oops'"):
+        accuracy.parse_overrides(["oops"])
+
+
+def test_ablations_name_parameters_that_exist() -> None:
+    import yaml
+
+    conf = Path(__file__).resolve().parents[1] / "conf" / "base"
+    params = {}
+    for path in conf.glob("parameters*.yml"):
+        params.update(yaml.safe_load(path.read_text()))
+    for name, overrides in accuracy.ABLATIONS.items():
+        for key in overrides:
+            node = params
+            for part in key.split("."):
+                assert part in node, f"ablation {name}: {key} is not a base parameter"
+                node = node[part]
+
+
+def test_dataset_hash_changes_with_metadata_and_image_list(tmp_path: Path) -> None:
+    (tmp_path / "HAM10000_metadata.csv").write_text("image_id,dx\nA,nv\n")
+    (tmp_path / "part_1").mkdir()
+    (tmp_path / "part_1" / "A.jpg").write_bytes(b"x")
+    first = accuracy.dataset_sha256(tmp_path)
+    assert first == accuracy.dataset_sha256(tmp_path)
+    (tmp_path / "part_1" / "B.jpg").write_bytes(b"y")
+    second = accuracy.dataset_sha256(tmp_path)
+    assert second != first
+    (tmp_path / "HAM10000_metadata.csv").write_text("image_id,dx\nA,mel\n")
+    assert accuracy.dataset_sha256(tmp_path) not in {first, second}
+    with pytest.raises(FileNotFoundError, match=r"HAM10000_metadata\.csv"):
+        accuracy.dataset_sha256(tmp_path / "part_1")
+
+
+def _write_seed(results: Path, seed: int, balanced: float, device: str = "cpu") -> None:
+    record = {
+        "setting": "cpu-quick",
+        "env": "cpu_quick",
+        "ablation": None,
+        "overrides": {},
+        "data": "demo",
+        "data_sha256": "ab" * 32,
+        "device": device,
+        "packages": {"torch": "x"},
+        "seed": seed,
+        "stages": [
+            {
+                "pipeline": "classifier_training",
+                "seconds": 10.0 + seed,
+                "peak_host_mib": 100.0,
+                "peak_gpu_mib": None,
+            },
+        ],
+        "metrics": accuracy.seed_summary(_metrics(balanced)),
+    }
+    folder = results / "accuracy" / "run"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"seed{seed}.json").write_text(json.dumps(record))
+
+
+def test_aggregate_gives_mean_sd_and_per_seed_intervals(tmp_path: Path) -> None:
+    for seed, balanced in enumerate([0.6, 0.7, 0.8]):
+        _write_seed(tmp_path, seed, balanced)
+    result = accuracy.aggregate("run", tmp_path)
+    entry = result["metrics"]["balanced_accuracy"]
+    assert entry["mean"] == pytest.approx(0.7)
+    assert entry["sd"] == pytest.approx(0.1)
+    assert entry["ci95_per_seed"][2] == pytest.approx([0.75, 0.85])
+    assert result["stages"]["classifier_training"]["seconds_mean"] == 11.0
+    assert json.loads((tmp_path / "accuracy-run.json").read_text()) == result
+    table = (tmp_path / "accuracy-run.md").read_text()
+    assert "| balanced_accuracy | 0.700 ± 0.100 |" in table
+
+
+def test_aggregate_refuses_to_mix_devices(tmp_path: Path) -> None:
+    _write_seed(tmp_path, 0, 0.6, device="cpu")
+    _write_seed(tmp_path, 1, 0.7, device="NVIDIA H100")
+    with pytest.raises(SystemExit, match="'device'"):
+        accuracy.aggregate("run", tmp_path)
