@@ -1,20 +1,27 @@
-"""Headless Chromium for tests: find or install it, screenshot a page, dump its DOM.
+"""Headless Chromium for tests: find or install it, serve a folder, screenshot, dump the DOM.
 
 The flags switch off everything that reaches for the network in the background (sync,
 component updates, QUIC, ...): on a machine with no network Chromium otherwise waits on those
-connections and the run hangs until its timeout. ``--no-sandbox`` is needed to run as root
-(containers, CI). Each run gets a fresh profile directory, removed afterwards.
+connections and the run hangs until its timeout. Host names do not resolve (only 127.0.0.1 is
+reachable), so a page's external resources, such as kedro-viz's web fonts, fail at once instead
+of waiting. ``--no-sandbox`` is needed to run as root (containers, CI). Each run gets a fresh
+profile directory, removed afterwards.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import http.server
 import logging
 import os
 import shutil
 import signal
 import subprocess
 import tempfile
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -101,6 +108,11 @@ def chromium_flags(user_data_dir: str | Path | None = None) -> list[str]:
         "--disable-default-apps",
         "--disable-extensions",
         "--disable-breakpad",
+        "--disable-domain-reliability",
+        "--disable-client-side-phishing-detection",
+        "--no-pings",
+        # Only the local test server resolves: nothing else on the network can be reached.
+        "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
         "--mute-audio",
         "--hide-scrollbars",
         f"--user-data-dir={user_data_dir}",
@@ -108,33 +120,119 @@ def chromium_flags(user_data_dir: str | Path | None = None) -> list[str]:
 
 
 def screenshot(
-    html_path: str | Path, png_path: str | Path, width: int = 1200, height: int = 3000
+    page: str | Path,
+    png_path: str | Path,
+    width: int = 1200,
+    height: int = 3000,
+    *,
+    virtual_time_budget_ms: int | None = None,
+    scale: float = 1.0,
 ) -> Path:
-    """Render ``html_path`` headless and save a ``width`` x ``height`` PNG to ``png_path``.
+    """Render ``page`` headless and save a ``width`` x ``height`` window as a PNG.
+
+    Args:
+        page: An HTML file, or an ``http://`` URL (e.g. from :func:`serve_directory`).
+        png_path: Where the PNG goes.
+        width: Window width in CSS pixels.
+        height: Window height in CSS pixels.
+        virtual_time_budget_ms: Let the page's scripts, fetches and timers run this long (in
+            virtual time) before the capture; pages that render after load need it.
+        scale: Device scale factor: the PNG is ``scale`` times the window size.
 
     Raises:
         RuntimeError: If Chromium fails, times out, or writes no file.
     """
     png_path = Path(png_path).resolve()
-    _run_chromium([f"--screenshot={png_path}", f"--window-size={width},{height}"], html_path)
+    _run_chromium(_screenshot_args(png_path, width, height, virtual_time_budget_ms, scale), page)
     if not png_path.is_file():
         raise RuntimeError(f"chromium exited cleanly but wrote no screenshot at {png_path}")
     return png_path
 
 
-def dump_dom(html_path: str | Path, *, virtual_time_budget_ms: int = 3000) -> str:
-    """The DOM of ``html_path`` after load (scripts run) as serialized HTML.
+def render(
+    page: str | Path,
+    png_path: str | Path,
+    width: int,
+    height: int,
+    *,
+    virtual_time_budget_ms: int,
+    scale: float = 1.0,
+) -> str:
+    """One Chromium run: screenshot ``page`` to ``png_path`` and return its DOM, serialized.
+
+    Same arguments as :func:`screenshot`; for pages slow to render, one run instead of two.
+
+    Raises:
+        RuntimeError: If Chromium fails, times out, or writes no file.
+    """
+    png_path = Path(png_path).resolve()
+    args = _screenshot_args(png_path, width, height, virtual_time_budget_ms, scale)
+    dom = _run_chromium(["--dump-dom", *args], page)
+    if not png_path.is_file():
+        raise RuntimeError(f"chromium exited cleanly but wrote no screenshot at {png_path}")
+    return dom
+
+
+def _screenshot_args(
+    png_path: Path, width: int, height: int, virtual_time_budget_ms: int | None, scale: float
+) -> list[str]:
+    args = [f"--screenshot={png_path}", f"--window-size={width},{height}"]
+    if virtual_time_budget_ms is not None:
+        args.append(f"--virtual-time-budget={virtual_time_budget_ms}")
+    if scale != 1.0:
+        args.append(f"--force-device-scale-factor={scale}")
+    return args
+
+
+def dump_dom(page: str | Path, *, virtual_time_budget_ms: int = 3000) -> str:
+    """The DOM of ``page`` (an HTML file or an ``http://`` URL) after load, serialized.
 
     ``--virtual-time-budget`` lets the page's load handlers and timers run before the dump.
     """
-    return _run_chromium(
-        ["--dump-dom", f"--virtual-time-budget={virtual_time_budget_ms}"], html_path
-    )
+    return _run_chromium(["--dump-dom", f"--virtual-time-budget={virtual_time_budget_ms}"], page)
 
 
-def _run_chromium(args: list[str], html_path: str | Path) -> str:
-    """Run Chromium on a file:// URL; kills its whole process group on timeout."""
-    url = Path(html_path).resolve().as_uri()
+@contextlib.contextmanager
+def serve_directory(root: str | Path, extra_pages: dict[str, str] | None = None) -> Iterator[str]:
+    """Serve ``root`` over HTTP on 127.0.0.1 (a free port) in a thread; yields the base URL.
+
+    Pages that fetch their data (single-page apps such as a kedro-viz build) do not work from
+    ``file://``. ``extra_pages`` maps a path (``"/prepare.html"``) to HTML served from memory,
+    so nothing is written into ``root``.
+    """
+    pages = {path: html.encode() for path, html in (extra_pages or {}).items()}
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = pages.get(self.path.split("?", 1)[0])
+            if body is None:
+                super().do_GET()
+                return
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html; charset=utf-8")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args) -> None:
+            logger.debug("%s: " + format, self.address_string(), *args)
+
+    handler = functools.partial(Handler, directory=str(root))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, name="serve_directory", daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+def _run_chromium(args: list[str], page: str | Path) -> str:
+    """Run Chromium on a file or an http(s) URL; kills its whole process group on timeout."""
+    is_url = isinstance(page, str) and page.startswith(("http://", "https://"))
+    url = page if is_url else Path(page).resolve().as_uri()
     with tempfile.TemporaryDirectory(prefix="chromium-profile-") as profile:
         command = [ensure_chromium(), *chromium_flags(profile), *args, url]
         # Chromium forks zygote/renderer/GPU helpers; a session of its own lets a timeout
