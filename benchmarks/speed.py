@@ -1,0 +1,610 @@
+"""Training-step throughput on HAM10000: the compute limit, a conventional DataLoader, ours.
+
+Usage:
+    python benchmarks/speed.py [--encoder efficientnet_b0] [--crop 224] [--batch 128]
+        [--cache 256x341] [--steps 30] [--device auto] [--workers N] [--images N]
+        [--threads N] [--data ../shared/data/ham10000_200x150]
+
+For SupCon pretraining and for classifier fine-tuning (whole encoder trained), measures
+training images/s through the project's engine (``engine.train_one_epoch``: forward,
+backward, gradient clipping, AdamW step; bf16/fp16 autocast and channels_last on CUDA, as
+the pipelines' defaults), with the same model, batch size, precision and device, fed three
+ways:
+
+* ``limit``: one batch of crop-sized float tensors made once on the device and reused every
+  step: pure compute, no input pipeline, no augmentation.
+* ``conventional``: a ``torch.utils.data.DataLoader`` over the JPEG files whose Dataset
+  decodes each file with PIL and augments it on the CPU with torchvision transforms
+  (RandomResizedCrop, flips, rotation, ColorJitter, ToTensor, Normalize; two views per image
+  for SupCon), ``--workers`` worker processes, pinned memory and non-blocking copies on CUDA.
+* ``ours``: the images decoded once with ``skin_lesion.images`` into the uint8 cache at
+  ``--cache``, saved and memory-mapped as the catalog's ``ImageCacheDataset`` does, gathered
+  by ``skin_lesion.batches.BatchSource`` (on the GPU when it fits) and augmented per sample
+  on the device by ``skin_lesion.augment``, through the pipelines' own step functions.
+
+Augmentation parameters, losses, heads, optimizer settings and precision come from
+``conf/base/parameters_{contrastive_pretraining,classifier_training}.yml``; ``--crop`` and
+``--batch`` override the crop size and batch size of both. SupCon counts images, each giving
+two views. Every (stage, feed) runs in its own process after ``WARMUP_STEPS`` untimed steps
+(at least two per DataLoader worker, so the loader reaches its steady state), so that its
+memory figures are its own; they are read at the end of the timed steps:
+
+* host peak RSS: the kernel's high-water mark of the training process's resident memory
+  (``VmHWM``), and the sum of its DataLoader workers' high-water marks (shared pages, e.g.
+  torch's libraries, count once per process there, so that sum is an upper bound);
+* host PSS: the proportional set size of the process plus its workers at that moment
+  (each shared page split among the processes that map it), the memory the feed occupies
+  in its steady state;
+* GPU peak: ``torch.cuda.max_memory_allocated`` of the process (tensors, not the caching
+  allocator's reserve or the CUDA context).
+
+``--data`` takes any folder in HAM10000's layout (``HAM10000_metadata.csv`` and JPEGs in any
+subfolders), e.g. the demo generator's ``python -m skin_lesion.demo DIR``. Writes
+benchmarks/results/speed-<device>-<encoder>-<crop>.json and .md and prints the markdown.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import logging
+import os
+import platform
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import kornia
+import numpy as np
+import pandas as pd
+import timm
+import torch
+import torchvision
+import yaml
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset
+from torchvision import transforms as T
+
+from skin_lesion import engine
+from skin_lesion.augment import NUM_VIEWS, AugmentConfig, build_train_augment
+from skin_lesion.batches import Batch, BatchSource
+from skin_lesion.classification import (
+    Classifier,
+    ClassifierConfig,
+    build_finetune_optimizer,
+    make_classifier_step,
+)
+from skin_lesion.config import from_dict
+from skin_lesion.datasets import ImageCacheDataset
+from skin_lesion.images import PreprocessConfig, build_image_cache
+from skin_lesion.losses import SupConLoss, build_classification_loss
+from skin_lesion.models import ContrastiveModel, create_encoder, resolve_preprocessing
+from skin_lesion.pretraining import PretrainConfig, make_supcon_step
+
+logger = logging.getLogger("speed")
+
+ROOT = Path(__file__).resolve().parents[1]
+CONF = ROOT / "conf/base"
+RESULTS = ROOT / "benchmarks/results"
+METADATA_FILE = "HAM10000_metadata.csv"
+ITEMS_FILE = "items.json"
+STAGES = ("supcon", "classifier")
+FEEDS = ("limit", "conventional", "ours")
+STAGE_NAMES = {"supcon": "SupCon pretraining (2 views/image)", "classifier": "classifier"}
+WARMUP_STEPS = 5
+MAX_DEFAULT_WORKERS = 8
+MIB = 2**20
+
+
+# ----------------------------------------------------------------------------- the three feeds
+
+
+class JpegDataset(Dataset):
+    """The conventional Dataset: decode one JPEG with PIL, augment it with torchvision."""
+
+    def __init__(self, files: list[str], labels: list[int], transform: T.Compose, views: int):
+        """Serve ``files[i]`` as ``views`` augmented tensors (stacked if more than one)."""
+        self.files, self.labels, self.transform, self.views = files, labels, transform, views
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        with Image.open(self.files[i]) as img:
+            rgb = img.convert("RGB")
+        if self.views == 1:
+            return self.transform(rgb), self.labels[i]
+        return torch.stack([self.transform(rgb) for _ in range(self.views)]), self.labels[i]
+
+
+def torchvision_augment(config: AugmentConfig, mean: list[float], std: list[float]) -> T.Compose:
+    """torchvision's CPU counterpart of ``skin_lesion.augment.TrainAugment`` for ``config``.
+
+    Same operations, order and strengths; rotation pads with zeros (torchvision's
+    ``RandomRotation`` has no reflection padding).
+    """
+    ops = [
+        T.RandomResizedCrop(config.crop_size, scale=config.crop_scale, ratio=config.crop_ratio),
+        T.RandomHorizontalFlip(config.hflip_p),
+        T.RandomVerticalFlip(config.vflip_p),
+        T.RandomApply([T.RandomRotation(config.rotation_degrees)], p=config.rotation_p),
+        T.RandomApply([T.ColorJitter(*config.color_jitter)], p=config.color_jitter_p),
+    ]
+    if config.blur_p > 0:
+        blur = T.GaussianBlur(config.blur_kernel, config.blur_sigma)
+        ops.append(T.RandomApply([blur], p=config.blur_p))
+    return T.Compose([*ops, T.ToTensor(), T.Normalize(mean, std)])
+
+
+def _repeat_epochs(loader: DataLoader) -> Iterator[Any]:
+    for _ in itertools.count():
+        yield from loader
+
+
+def _on_device(batches: Iterator[Any], device: torch.device) -> Iterator[Batch]:
+    for images, labels in batches:
+        yield Batch(images.to(device, non_blocking=True), labels.to(device, non_blocking=True))
+
+
+def tensor_step(stage: str, loss_fn: torch.nn.Module, channels_last: bool) -> engine.StepFn:
+    """The step for already-augmented float batches: the pipelines' steps minus augmentation."""
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+
+    def step(model: torch.nn.Module, batch: Batch) -> torch.Tensor:
+        x = batch.images
+        if stage == "supcon":
+            b, v = x.shape[:2]
+            flat = x.flatten(0, 1).contiguous(memory_format=memory_format)
+            return loss_fn(model(flat).view(b, v, -1), batch.labels)
+        return loss_fn(model(x.contiguous(memory_format=memory_format)), batch.labels)
+
+    return step
+
+
+# ----------------------------------------------------------------------------- one measurement
+
+
+def load_stage_config(stage: str, crop: int, batch: int) -> PretrainConfig | ClassifierConfig:
+    """The stage's parameters from conf/base, with ``crop`` and ``batch`` overridden."""
+    group = "contrastive_pretraining" if stage == "supcon" else "classifier_training"
+    params = yaml.safe_load((CONF / f"parameters_{group}.yml").read_text())[group]
+    params["batch_size"] = batch
+    params["augment"]["crop_size"] = crop
+    return from_dict(PretrainConfig if stage == "supcon" else ClassifierConfig, params, group)
+
+
+def build_model(
+    stage: str, config: PretrainConfig | ClassifierConfig, encoder: torch.nn.Module, counts: list
+) -> tuple[torch.nn.Module, torch.nn.Module]:
+    """The stage's model and loss, as the pipelines build them from ``config``."""
+    if stage == "supcon":
+        projection = config.projection
+        model = ContrastiveModel(
+            encoder, hidden_dim=projection.hidden_dim, out_dim=projection.out_dim
+        )
+        return model, SupConLoss(config.temperature)
+    head, loss = config.head, config.loss
+    model = Classifier(encoder, len(counts), hidden_dim=head.hidden_dim, dropout=head.dropout)
+    loss_fn = build_classification_loss(
+        loss.name,
+        num_classes=len(counts),
+        class_counts=counts,
+        gamma=loss.gamma,
+        alpha=loss.alpha,
+        label_smoothing=loss.label_smoothing,
+    )
+    return model, loss_fn
+
+
+def limit_feed(
+    stage: str, batch: int, crop: int, labels: np.ndarray, device: torch.device, cl: bool
+) -> Iterator[Batch]:
+    """(a): one random batch, already augmented-sized, normalised and laid out, forever."""
+    views = NUM_VIEWS if stage == "supcon" else 1
+    shape = (batch * views, 3, crop, crop)
+    memory_format = torch.channels_last if cl else torch.contiguous_format
+    x = torch.randn(shape, device=device).contiguous(memory_format=memory_format)
+    if stage == "supcon":
+        x = x.view(batch, views, *shape[1:])  # the step's flatten(0, 1) gives x back, no copy
+    return itertools.repeat(Batch(x, torch.as_tensor(labels[:batch], device=device)))
+
+
+def conventional_feed(
+    stage: str, config: Any, items: dict, prep: dict, args: argparse.Namespace
+) -> tuple[Iterator[Batch], DataLoader]:
+    """(b): PIL decode and torchvision augmentation per item in DataLoader workers."""
+    device = torch.device(args.device)
+    transform = torchvision_augment(config.augment, prep["mean"], prep["std"])
+    views = NUM_VIEWS if stage == "supcon" else 1
+    loader = DataLoader(
+        JpegDataset(items["files"], items["labels"], transform, views),
+        batch_size=args.batch,
+        shuffle=True,
+        drop_last=True,
+        num_workers=args.workers,
+        pin_memory=device.type == "cuda",
+        persistent_workers=args.workers > 0,
+        generator=torch.Generator().manual_seed(0),
+    )
+    return _on_device(_repeat_epochs(loader), device), loader
+
+
+def our_feed(
+    config: Any, labels: np.ndarray, args: argparse.Namespace
+) -> tuple[Iterator[Batch], BatchSource]:
+    """Ours: the memory-mapped cache, gathered by index by the pipelines' BatchSource."""
+    cache = ImageCacheDataset(path=str(args.cache_dir)).load()
+    source = BatchSource(
+        cache.images,
+        labels,
+        np.arange(len(labels)),
+        batch_size=args.batch,
+        device=torch.device(args.device),
+        seed=0,
+        placement=config.placement,
+    )
+    return itertools.chain.from_iterable(source.epoch(e) for e in itertools.count()), source
+
+
+def measure(args: argparse.Namespace, stage: str, feed: str) -> dict[str, Any]:
+    """Train ``args.steps`` timed steps of ``stage`` fed by ``feed``: images/s and memory."""
+    device = torch.device(args.device)
+    cuda = device.type == "cuda"
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    items = json.loads((args.cache_dir / ITEMS_FILE).read_text())
+    labels = np.asarray(items["labels"])
+    counts = np.bincount(labels, minlength=len(items["classes"])).tolist()
+    config = load_stage_config(stage, args.crop, args.batch)
+    cl = config.channels_last and cuda
+    encoder = create_encoder(args.encoder, weights="none")
+    prep = resolve_preprocessing(encoder)
+    model, loss_fn = build_model(stage, config, encoder, counts)
+    model.to(device)
+    if cl:
+        model.to(memory_format=torch.channels_last)
+    loss_fn.to(device)
+    warmup, extra = WARMUP_STEPS, {}
+    if feed == "limit":
+        batches = limit_feed(stage, args.batch, args.crop, labels, device, cl)
+        step = tensor_step(stage, loss_fn, cl)
+    elif feed == "conventional":
+        batches, _ = conventional_feed(stage, config, items, prep, args)
+        step = tensor_step(stage, loss_fn, cl)
+        # Workers deliver their first batches together; let the loader reach steady state.
+        warmup = max(WARMUP_STEPS, 2 * args.workers)
+    else:
+        batches, source = our_feed(config, labels, args)
+        extra["cache_on_device"] = source.on_device
+        augment = build_train_augment(config.augment, prep["mean"], prep["std"]).to(device)
+        if stage == "supcon":
+            step = make_supcon_step(augment, loss_fn, cl)
+        else:
+            step = make_classifier_step(augment, loss_fn, None, cl)
+    if stage == "supcon":
+        optim = config.optim
+        optimizer = engine.build_optimizer([{"params": model.parameters()}], optim)
+    else:
+        optim = config.finetune.optim
+        optimizer = build_finetune_optimizer(model, config.finetune)
+    scheduler = engine.build_scheduler(optimizer, optim, warmup + args.steps, 1)
+    precision = engine.Precision(device, enabled=config.amp)
+    common = {"grad_clip": optim.grad_clip, "progress": False}
+    warm = itertools.islice(batches, warmup)
+    engine.train_one_epoch(
+        model, step, warm, optimizer, scheduler, precision, epoch=0, total=warmup, **common
+    )
+    load_before = os.getloadavg()[0]
+    timed = itertools.islice(batches, args.steps)
+    stats = engine.train_one_epoch(
+        model, step, timed, optimizer, scheduler, precision, epoch=1, total=args.steps, **common
+    )
+    return {
+        "img_per_s": round(stats["img_per_s"], 1),
+        "seconds": round(stats["seconds"], 2),
+        "warmup_steps": warmup,
+        "precision": precision.name,
+        "channels_last": cl,
+        "torch_threads": torch.get_num_threads(),
+        "load_avg_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)],
+        **host_memory(),  # while the DataLoader's workers are still alive
+        "gpu_peak_mib": round(torch.cuda.max_memory_allocated(device) / MIB) if cuda else None,
+        **extra,
+    }
+
+
+# ----------------------------------------------------------------------------- host memory
+
+
+def _children_of(pid: int) -> list[int]:
+    """Every live descendant of ``pid`` (from /proc/*/stat's parent ids)."""
+    parents: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parents.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = [], [pid]
+    while todo:
+        kids = parents.get(todo.pop(), [])
+        found += kids
+        todo += kids
+    return found
+
+
+def _proc_kib(path: str, key: str) -> int:
+    """A ``key:  N kB`` line of a /proc file, in KiB (0 if the process is gone)."""
+    try:
+        text = Path(path).read_text()
+    except OSError:
+        return 0
+    match = re.search(rf"^{key}:\s+(\d+) kB", text, re.MULTILINE)
+    return int(match.group(1)) if match else 0
+
+
+def host_memory() -> dict[str, Any]:
+    """Peak RSS of this process and of its workers, and their PSS now (Linux /proc)."""
+    workers = _children_of(os.getpid())
+    pss = sum(_proc_kib(f"/proc/{p}/smaps_rollup", "Pss") for p in ["self", *workers])
+    return {
+        "host_peak_rss_mib": round(_proc_kib("/proc/self/status", "VmHWM") / 1024),
+        "workers": len(workers),
+        "workers_peak_rss_mib": round(
+            sum(_proc_kib(f"/proc/{p}/status", "VmHWM") for p in workers) / 1024
+        ),
+        "host_pss_mib": round(pss / 1024),
+    }
+
+
+def run_isolated(args: argparse.Namespace, stage: str, feed: str) -> dict[str, Any]:
+    """Run ``measure`` for one (stage, feed) in a fresh process, so memory peaks are its own."""
+    command = [
+        sys.executable,
+        __file__,
+        f"--child={stage}:{feed}",
+        f"--cache-dir={args.cache_dir}",
+        f"--device={args.device}",
+        f"--encoder={args.encoder}",
+        f"--crop={args.crop}",
+        f"--batch={args.batch}",
+        f"--steps={args.steps}",
+        f"--workers={args.workers}",
+        f"--threads={args.threads}",
+    ]
+    subprocess.run(command, check=True)
+    result = json.loads((args.cache_dir / f"result-{stage}-{feed}.json").read_text())
+    logger.info("%s / %s: %s", stage, feed, result)
+    return result
+
+
+# ----------------------------------------------------------------------------- data and report
+
+
+def list_images(data: Path, limit: int, classes: list[str]) -> pd.DataFrame:
+    """``image_id, file, label`` of the JPEGs under ``data`` (all, or ``limit`` drawn at random)."""
+    metadata_path = data / METADATA_FILE
+    if not metadata_path.is_file():
+        raise FileNotFoundError(
+            f"no {METADATA_FILE} in '{data}': pass --data a folder in HAM10000's layout "
+            "(or make one with `python -m skin_lesion.demo DIR`)"
+        )
+    metadata = pd.read_csv(metadata_path, dtype=str).set_index("image_id")
+    files = sorted(data.rglob("*.jpg"))
+    unknown = [f.name for f in files if f.stem not in metadata.index]
+    if not files or unknown:
+        raise ValueError(f"'{data}': {len(files)} JPEGs, without a metadata row: {unknown[:5]}")
+    table = pd.DataFrame({"image_id": [f.stem for f in files], "file": [str(f) for f in files]})
+    table["label"] = metadata.loc[table["image_id"], "dx"].map(classes.index).to_numpy()
+    if 0 < limit < len(table):
+        table = table.sample(limit, random_state=0).sort_index()
+    return table.reset_index(drop=True)
+
+
+def build_cache(table: pd.DataFrame, cache: str, folder: Path, classes: list[str]) -> dict:
+    """Decode the images once into ``folder`` as the catalog's image cache; decode stats."""
+    height, width = (int(v) for v in cache.split("x"))
+    loaders = {row.image_id: Path(row.file).read_bytes for row in table.itertuples()}
+    start = time.perf_counter()
+    built, failures = build_image_cache(loaders, PreprocessConfig(height=height, width=width))
+    seconds = time.perf_counter() - start
+    if failures:
+        raise ValueError(f"{len(failures)} images could not be decoded, e.g. {failures}")
+    ImageCacheDataset(path=str(folder)).save(built)
+    items = {"classes": classes, "files": list(table["file"]), "labels": table["label"].tolist()}
+    (folder / ITEMS_FILE).write_text(json.dumps(items))
+    return {
+        "images": len(table),
+        "seconds": round(seconds, 1),
+        "img_per_s": round(len(table) / seconds),
+    }
+
+
+def device_name(device: torch.device) -> str:
+    """The GPU's name, or the CPU model from /proc/cpuinfo."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        match = re.search(r"^model name\s*:\s*(.+)$", cpuinfo.read_text(), re.MULTILINE)
+        if match:
+            return match.group(1).strip()
+    return platform.processor() or platform.machine()
+
+
+def device_slug(device: torch.device, name: str) -> str:
+    """``cpu``, or the GPU's name in lower case with dashes (``h100-80gb-hbm3``)."""
+    if device.type != "cuda":
+        return device.type
+    return re.sub(r"[^a-z0-9]+", "-", name.lower().replace("nvidia", "")).strip("-")
+
+
+def _fmt(value: float | None, suffix: str = "") -> str:
+    return "n/a" if value is None else f"{value:,.1f}{suffix}"
+
+
+def markdown(result: dict[str, Any]) -> str:
+    """The README's tables: throughput with the ratios, then memory per stage and feed."""
+    s = result["settings"]
+    loads = [
+        v
+        for stage in STAGES
+        for feed in FEEDS
+        for v in result["stages"][stage][feed]["load_avg_1min"]
+    ]
+    lines = [
+        f"{result['device']} ({result['cpu_count']} CPU cores), {s['encoder']} (random init), "
+        f"{s['crop']} px crops, batch {s['batch']}, {s['precision']}"
+        f"{', channels_last' if s['channels_last'] else ''}; {s['images']:,} HAM10000 JPEGs "
+        f"({s['source_size']}) from `{s['data']}`, cache {s['cache']} (HxW), "
+        f"{s['workers']} DataLoader workers, {s['steps']} timed steps; torch {result['torch']}, "
+        f"timm {result['timm']}, kornia {result['kornia']}, torchvision {result['torchvision']}; "
+        f"{result['torch_threads']} torch threads; 1-minute load average during the timed steps "
+        f"{min(loads):.1f}-{max(loads):.1f}.",
+        "",
+        "| stage | (a) limit: synthetic tensors on the device (img/s) "
+        "| (b) DataLoader, PIL decode + torchvision (img/s) "
+        "| ours: cache + BatchSource + kornia (img/s) | ours / (a) | ours / (b) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for stage in STAGES:
+        r = result["stages"][stage]
+        lines.append(
+            f"| {STAGE_NAMES[stage]} | {_fmt(r['limit']['img_per_s'])} "
+            f"| {_fmt(r['conventional']['img_per_s'])} | {_fmt(r['ours']['img_per_s'])} "
+            f"| {r['ours_fraction_of_limit']:.2f} | {r['ours_multiple_of_conventional']:.2f}x |"
+        )
+    if any(result["stages"][stage]["ours_fraction_of_limit"] > 1 for stage in STAGES):
+        lines += [
+            "",
+            "Ours above the limit means noise: the machine's load changed between the runs.",
+        ]
+    lines += [
+        "",
+        "| stage | feed | host peak RSS, process (MiB) | host peak RSS, workers, sum (MiB) "
+        "| host PSS, process + workers (MiB) | GPU peak allocated (MiB) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for stage in STAGES:
+        for feed in FEEDS:
+            r = result["stages"][stage][feed]
+            workers = f"{r['workers_peak_rss_mib']:,} ({r['workers']})" if r["workers"] else "-"
+            lines.append(
+                f"| {STAGE_NAMES[stage]} | {feed} | {r['host_peak_rss_mib']:,} | {workers} "
+                f"| {r['host_pss_mib']:,} | {_fmt(r['gpu_peak_mib'])} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
+def parse_args() -> argparse.Namespace:
+    """The command line; ``--child`` and ``--cache-dir`` are internal."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--encoder", default="efficientnet_b0")
+    parser.add_argument("--crop", type=int, default=224)
+    parser.add_argument("--batch", type=int, default=128)
+    parser.add_argument("--cache", default="256x341", help="HxW of the cached images")
+    parser.add_argument("--steps", type=int, default=30, help="timed steps per measurement")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared/data/ham10000_200x150")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=min(MAX_DEFAULT_WORKERS, os.cpu_count() or 1),
+        help="DataLoader workers of the conventional pipeline",
+    )
+    parser.add_argument("--images", type=int, default=0, help="use N images (0: all)")
+    parser.add_argument(
+        "--threads", type=int, default=0, help="torch intra-op threads (0: torch's default)"
+    )
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--cache-dir", type=Path, help=argparse.SUPPRESS)
+    return parser.parse_args()
+
+
+def main() -> None:
+    """Decode the cache, measure every (stage, feed) in its own process, write the results."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    args = parse_args()
+    if args.child:
+        stage, feed = args.child.split(":")
+        result = measure(args, stage, feed)
+        (args.cache_dir / f"result-{stage}-{feed}.json").write_text(json.dumps(result))
+        return
+    device = engine.resolve_device(args.device)
+    args.device = str(device)
+    classes = yaml.safe_load((CONF / "parameters.yml").read_text())["classes"]
+    table = list_images(args.data.resolve(), args.images, classes)
+    with Image.open(table["file"][0]) as img:
+        source_size = f"{img.width}x{img.height}"
+    stages: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="skin-lesion-speed-") as tmp:
+        args.cache_dir = Path(tmp)
+        decode = build_cache(table, args.cache, args.cache_dir, classes)
+        logger.info("decoded into the cache: %s", decode)
+        for stage in STAGES:
+            feeds = {feed: run_isolated(args, stage, feed) for feed in FEEDS}
+            ours = feeds["ours"]["img_per_s"]
+            stages[stage] = {
+                **feeds,
+                "ours_fraction_of_limit": round(ours / feeds["limit"]["img_per_s"], 3),
+                "ours_multiple_of_conventional": round(
+                    ours / feeds["conventional"]["img_per_s"], 2
+                ),
+            }
+    name = device_name(device)
+    result = {
+        "device": name,
+        "torch": torch.__version__,
+        "timm": timm.__version__,
+        "kornia": kornia.__version__,
+        "torchvision": torchvision.__version__,
+        "python": platform.python_version(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": stages["supcon"]["limit"]["torch_threads"],
+        "settings": {
+            "encoder": args.encoder,
+            "weights": "none",
+            "crop": args.crop,
+            "batch": args.batch,
+            "cache": args.cache,
+            "steps": args.steps,
+            "workers": args.workers,
+            "device": args.device,
+            "precision": stages["supcon"]["ours"]["precision"],
+            "channels_last": stages["supcon"]["ours"]["channels_last"],
+            "data": str(args.data),
+            "images": len(table),
+            "source_size": source_size,
+        },
+        "decode": decode,
+        "measures": {
+            "img_per_s": "images per second over the timed steps, after the warm-up steps; "
+            "a SupCon image gives two views",
+            "host_peak_rss_mib": "VmHWM (peak resident memory) of the training process",
+            "workers_peak_rss_mib": "sum of the DataLoader workers' VmHWM (shared pages "
+            "counted in each: an upper bound)",
+            "host_pss_mib": "PSS of the training process plus its workers at the end of the "
+            "timed steps (shared pages split among the processes mapping them)",
+            "load_avg_1min": "the machine's 1-minute load average before and after the timed "
+            "steps (other work on the machine slows every feed)",
+            "gpu_peak_mib": "torch.cuda.max_memory_allocated of the training process",
+        },
+        "stages": stages,
+    }
+    stem = f"speed-{device_slug(device, name)}-{args.encoder}-{args.crop}"
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"{stem}.json").write_text(json.dumps(result, indent=2) + "\n")
+    table_md = markdown(result)
+    (RESULTS / f"{stem}.md").write_text(table_md)
+    print(table_md)
+
+
+if __name__ == "__main__":
+    main()
