@@ -1,0 +1,175 @@
+"""Project hooks: log each run's training curves, test metrics and key files to MLflow.
+
+kedro-mlflow (a Kedro plugin that registers itself) opens one MLflow run per ``kedro run``
+and logs the parameters every node reads, flattened (``classifier_training.finetune.epochs``).
+``MlflowOutputsHook`` adds what the plugin cannot know about, as each output is saved:
+
+- ``pretraining_history``: ``pretraining/<key>`` per epoch (``loss``, ``lr``, ...).
+- ``training_history``: ``<phase>/<key>`` per epoch and phase (``warmup/loss``,
+  ``finetune/balanced_accuracy``, ...). The step is the epoch within its phase, so each
+  phase's curves start at step 0 and hold one point per epoch that ran.
+- ``test_metrics``: every number of the JSON as ``test/<path>`` (``test/balanced_accuracy``,
+  ``test/per_class/mel/recall``, ``test/bootstrap/macro_f1/low``, ...), step 0.
+- Files: ``classifier`` and ``pretrained_encoder`` under ``checkpoints/``, ``report`` and
+  ``test_metrics`` under ``reporting/``.
+
+It logs only while an MLflow run is active, i.e. while kedro-mlflow tracks this run; with
+tracking off (``disable_tracking`` in ``mlflow.yml``) it does nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import mlflow
+from kedro.framework.hooks import hook_impl
+from kedro.io import AbstractDataset, AbstractVersionedDataset, CatalogProtocol
+from kedro.pipeline import Pipeline
+
+logger = logging.getLogger(__name__)
+
+# Per-epoch histories: dataset -> metric prefix for records without a ``phase`` key.
+HISTORIES = {"pretraining_history": "pretraining", "training_history": "training"}
+TEST_METRICS = "test_metrics"
+# Files logged as artifacts: dataset -> folder in the run's artifacts.
+ARTIFACTS = {
+    "classifier": "checkpoints",
+    "pretrained_encoder": "checkpoints",
+    "report": "reporting",
+    "test_metrics": "reporting",
+}
+# test_metrics leaves that are settings (already logged as parameters), not results.
+TEST_SETTINGS = {"operating_point", "n_resamples", "confidence", "bins", "target_sensitivity"}
+# Characters MLflow accepts in a metric name (mlflow.utils.validation); others become "_".
+_INVALID_NAME_CHARS = re.compile(r"[^\w\-. /]")
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _metric_name(*parts: str) -> str:
+    return _INVALID_NAME_CHARS.sub("_", "/".join(parts))
+
+
+def history_metrics(
+    records: Iterable[Mapping[str, Any]], default_phase: str
+) -> list[tuple[int, dict[str, float]]]:
+    """One ``(step, {name: value})`` per epoch record of a training history.
+
+    Args:
+        records: Dicts with ``epoch`` and optionally ``phase``; every other numeric key
+            becomes the metric ``<phase>/<key>``.
+        default_phase: The prefix for records without a ``phase``.
+
+    Returns:
+        ``(epoch, metrics)`` pairs in record order; the step is the epoch within its phase.
+    """
+    out = []
+    for record in records:
+        phase = str(record.get("phase", default_phase))
+        values = {
+            _metric_name(phase, key): float(value)
+            for key, value in record.items()
+            if key not in ("phase", "epoch") and _is_number(value)
+        }
+        out.append((int(record["epoch"]), values))
+    return out
+
+
+def _numbers(tree: Mapping[str, Any], prefix: str) -> dict[str, float]:
+    """The finite numeric leaves of nested dicts, named by their key path joined with ``/``."""
+    out: dict[str, float] = {}
+    for key, value in tree.items():
+        if key in TEST_SETTINGS:
+            continue
+        if isinstance(value, Mapping):
+            out.update(_numbers(value, _metric_name(prefix, str(key))))
+        elif _is_number(value):
+            out[_metric_name(prefix, str(key))] = float(value)
+    return out
+
+
+def scalar_test_metrics(metrics: Mapping[str, Any]) -> dict[str, float]:
+    """The scalar results of ``test_metrics`` as ``test/<path>`` metric names.
+
+    The JSON's ``test`` section (accuracy, balanced accuracy, F1, AUC, per class) moves up
+    one level (``test/accuracy``, not ``test/test/accuracy``). Lists (the confusion matrix),
+    strings and undefined values (``None``) are left out; the JSON itself is an artifact.
+    Settings repeated in the JSON (the operating point, bootstrap size) are left out too.
+    """
+    results = {**metrics.get("test", {}), **{k: v for k, v in metrics.items() if k != "test"}}
+    return _numbers(results, "test")
+
+
+def _saved_file(dataset: AbstractDataset) -> Path | None:
+    """The local file a dataset has just written, or ``None`` if it is not one."""
+    # Kedro has no public API for "the path just saved"; kedro-mlflow's MlflowArtifactDataset
+    # reads the same attributes. A versioned save goes to <filepath>/<save version>/<name>.
+    filepath = getattr(dataset, "_filepath", None)
+    if filepath is None or getattr(dataset, "_protocol", "file") not in ("file", "local"):
+        return None
+    if isinstance(dataset, AbstractVersionedDataset):
+        version = dataset.resolve_save_version()
+        if version is not None:
+            filepath = dataset._get_versioned_path(version)
+    path = Path(str(filepath))
+    return path if path.is_file() else None
+
+
+class MlflowOutputsHook:
+    """Logs training histories, test metrics and checkpoint/report files to the active run."""
+
+    def __init__(self) -> None:
+        """Start with no catalog; ``before_pipeline_run`` hands it over."""
+        self._catalog: CatalogProtocol | None = None
+
+    @hook_impl
+    def before_pipeline_run(
+        self, run_params: dict[str, Any], pipeline: Pipeline, catalog: CatalogProtocol
+    ) -> None:
+        """Keep the run's catalog: ``after_dataset_saved`` needs it to find saved files."""
+        self._catalog = catalog
+
+    @hook_impl
+    def after_dataset_saved(self, dataset_name: str, data: Any, node: Any) -> None:
+        """Log a saved output that MLflow should hold, if an MLflow run is active."""
+        if mlflow.active_run() is None:
+            return
+        if dataset_name in HISTORIES:
+            for step, values in history_metrics(data, HISTORIES[dataset_name]):
+                mlflow.log_metrics(values, step=step)
+        if dataset_name == TEST_METRICS:
+            mlflow.log_metrics(scalar_test_metrics(data), step=0)
+        if dataset_name in ARTIFACTS and self._catalog is not None:
+            self._log_file(dataset_name)
+
+    def _log_file(self, dataset_name: str) -> None:
+        path = _saved_file(self._catalog.get(dataset_name))
+        if path is None:
+            logger.warning("MLflow: '%s' is not a local file; not logged", dataset_name)
+            return
+        mlflow.log_artifact(str(path), artifact_path=ARTIFACTS[dataset_name])
+
+    @hook_impl
+    def after_pipeline_run(
+        self, run_params: dict[str, Any], pipeline: Pipeline, catalog: CatalogProtocol
+    ) -> None:
+        """Drop the catalog at the end of the run."""
+        self._catalog = None
+
+    @hook_impl
+    def on_pipeline_error(
+        self,
+        error: Exception,
+        run_params: dict[str, Any],
+        pipeline: Pipeline,
+        catalog: CatalogProtocol,
+    ) -> None:
+        """Drop the catalog when the run fails."""
+        self._catalog = None

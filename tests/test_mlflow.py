@@ -1,0 +1,150 @@
+"""MLflow tracking: what one tracked `kedro run` holds, and silence when tracking is off."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import mlflow
+import pytest
+import yaml
+from kedro_mlflow.framework.hooks import mlflow_hook
+from mlflow.tracking import MlflowClient
+
+from skin_lesion.hooks import MlflowOutputsHook, history_metrics, scalar_test_metrics
+from tests.conftest import run_kedro
+
+HISTORY = [
+    {"phase": "warmup", "epoch": 0, "loss": 1.5, "lr": 0.001, "balanced_accuracy": 0.4},
+    {"phase": "finetune", "epoch": 0, "loss": 1.0, "lr": 0.0005, "balanced_accuracy": 0.6},
+    {"phase": "finetune", "epoch": 1, "loss": 0.8, "lr": 0.0001, "balanced_accuracy": None},
+]
+
+
+@pytest.fixture
+def tracked_project(kedro_project: Path):
+    """The test project with tracking on, into ``mlflow.db`` inside it; its tracking URI."""
+    uri = f"sqlite:///{(kedro_project / 'mlflow.db').as_posix()}"
+    config = {
+        "server": {"mlflow_tracking_uri": uri},
+        "tracking": {"disable_tracking": {"pipelines": []}},  # conf/test lists them all
+    }
+    (kedro_project / "conf" / "test" / "mlflow.yml").write_text(yaml.safe_dump(config))
+    yield kedro_project, uri
+    # kedro-mlflow 2.0.3 keeps the last run's id in its process-wide hook and re-opens that
+    # run before each node of a later session whose tracking is off; forget it here.
+    mlflow_hook.run_id = None
+
+
+def test_history_metrics_prefix_the_phase_and_step_by_epoch():
+    steps = history_metrics(HISTORY, "training")
+    assert steps == [
+        (0, {"warmup/loss": 1.5, "warmup/lr": 0.001, "warmup/balanced_accuracy": 0.4}),
+        (0, {"finetune/loss": 1.0, "finetune/lr": 0.0005, "finetune/balanced_accuracy": 0.6}),
+        (1, {"finetune/loss": 0.8, "finetune/lr": 0.0001}),
+    ]
+    assert history_metrics([{"epoch": 3, "loss": 4.7}], "pretraining") == [
+        (3, {"pretraining/loss": 4.7})
+    ]
+
+
+def test_scalar_test_metrics_flatten_numbers_and_leave_out_settings():
+    metrics = {
+        "test_images": 24,
+        "tta": "flips",
+        "test": {
+            "balanced_accuracy": 0.5,
+            "macro_auc": None,
+            "confusion_matrix": [[1, 0], [0, 1]],
+            "per_class": {"mel": {"recall": 0.25, "support": 4, "auc": None}},
+        },
+        "bootstrap": {"macro_f1": {"estimate": 0.4, "low": 0.3, "high": 0.5, "n_resamples": 50}},
+        "operating_point": {"temperature": 1.2},
+    }
+    assert scalar_test_metrics(metrics) == {
+        "test/test_images": 24.0,
+        "test/balanced_accuracy": 0.5,
+        "test/per_class/mel/recall": 0.25,
+        "test/per_class/mel/support": 4.0,
+        "test/bootstrap/macro_f1/estimate": 0.4,
+        "test/bootstrap/macro_f1/low": 0.3,
+        "test/bootstrap/macro_f1/high": 0.5,
+    }
+
+
+def test_hook_does_nothing_without_an_active_run(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert mlflow.active_run() is None
+    hook = MlflowOutputsHook()
+    hook.after_dataset_saved("training_history", HISTORY, node=None)
+    hook.after_dataset_saved("report", "<html></html>", node=None)
+    assert mlflow.active_run() is None
+    assert list(tmp_path.iterdir()) == []  # no store, no mlruns/
+
+
+@pytest.mark.slow
+def test_kedro_run_logs_parameters_curves_test_metrics_and_files(tracked_project):
+    project, uri = tracked_project
+    run_kedro(project)  # the default pipeline: all four, in order
+    client = MlflowClient(tracking_uri=uri)
+    experiment = client.get_experiment_by_name("skin_lesion")
+    (run,) = client.search_runs([experiment.experiment_id])
+    run_id, params = run.info.run_id, run.data.params
+    assert run.info.status == "FINISHED"
+
+    # Parameters: flattened by kedro-mlflow, as the test environment sets them.
+    assert params["encoder.name"] == "test_efficientnet"
+    assert params["contrastive_pretraining.epochs"] == "2"
+    assert params["classifier_training.warmup.epochs"] == "1"
+    assert params["classifier_training.finetune.epochs"] == "2"
+    assert params["reporting.bootstrap.n_resamples"] == "50"
+    assert params["seed"] == "42"
+
+    # Curves: one point per epoch that ran, step = epoch within the phase, values as saved.
+    reporting = project / "data" / "08_reporting"
+    saved = json.loads((reporting / "pretraining_history.json").read_text())
+    saved += json.loads((reporting / "training_history.json").read_text())
+    curves = {  # phase: (epochs set in conf/test, metrics to check)
+        "pretraining": (params["contrastive_pretraining.epochs"], ("loss", "lr")),
+        "warmup": (params["classifier_training.warmup.epochs"], ("loss", "val_loss")),
+        "finetune": (params["classifier_training.finetune.epochs"], ("loss", "macro_f1")),
+    }
+    for phase, (epochs, keys) in curves.items():
+        records = [r for r in saved if r.get("phase", "pretraining") == phase]
+        for key in keys:
+            history = sorted(
+                (m.step, m.value) for m in client.get_metric_history(run_id, f"{phase}/{key}")
+            )
+            assert [step for step, _ in history] == list(range(int(epochs)))
+            assert [value for _, value in history] == pytest.approx([r[key] for r in records])
+
+    # Test metrics: headline numbers, bootstrap bounds and per-class scores, as in the JSON.
+    metrics = json.loads((reporting / "test_metrics.json").read_text())
+    logged = run.data.metrics
+    assert logged["test/balanced_accuracy"] == pytest.approx(metrics["test"]["balanced_accuracy"])
+    assert logged["test/macro_f1"] == pytest.approx(metrics["test"]["macro_f1"])
+    for name in ("balanced_accuracy", "macro_f1", "melanoma_sensitivity"):
+        bounds = metrics["bootstrap"][name]
+        assert logged[f"test/bootstrap/{name}/low"] == pytest.approx(bounds["low"])
+        assert logged[f"test/bootstrap/{name}/high"] == pytest.approx(bounds["high"])
+    for name, scores in metrics["test"]["per_class"].items():
+        assert logged[f"test/per_class/{name}/support"] == scores["support"]
+        assert logged[f"test/per_class/{name}/recall"] == pytest.approx(scores["recall"])
+    assert logged["test/calibration/ece_after"] == pytest.approx(
+        metrics["calibration"]["ece_after"]
+    )
+    assert not any(name.startswith("test/operating_point") for name in logged)
+
+    # Files: the checkpoints, the report and the metrics JSON, byte for byte in size.
+    files = {
+        "checkpoints/classifier.pt": project / "data" / "06_models" / "classifier.pt",
+        "checkpoints/pretrained_encoder.pt": project / "data/06_models/pretrained_encoder.pt",
+        "reporting/report.html": reporting / "report.html",
+        "reporting/test_metrics.json": reporting / "test_metrics.json",
+    }
+    logged_files = {
+        info.path: info.file_size
+        for folder in ("checkpoints", "reporting")
+        for info in client.list_artifacts(run_id, folder)
+    }
+    assert logged_files == {name: path.stat().st_size for name, path in files.items()}
