@@ -48,8 +48,14 @@ def kedro_project(tmp_path: Path, demo_raw_dir: Path, monkeypatch: pytest.Monkey
     return tmp_path
 
 
-def run_kedro(project: Path, pipeline: str | None = None, **runtime_params) -> dict:
-    """Run a pipeline of the copied project in the ``test`` environment."""
+def run_kedro(
+    project: Path,
+    pipeline: str | None = None,
+    *,
+    from_nodes: list[str] | None = None,
+    **runtime_params,
+) -> dict:
+    """Run a pipeline (from ``from_nodes`` on) of the copied project in the ``test`` env."""
     from kedro.framework.session import KedroSession
     from kedro.framework.startup import bootstrap_project
 
@@ -57,7 +63,7 @@ def run_kedro(project: Path, pipeline: str | None = None, **runtime_params) -> d
     with KedroSession.create(
         project_path=project, env="test", runtime_params=runtime_params or None
     ) as session:
-        return session.run(pipeline_names=[pipeline] if pipeline else None)
+        return session.run(pipeline_names=[pipeline] if pipeline else None, from_nodes=from_nodes)
 
 
 def colour_images(n: int = 64, classes: int = 4, size: int = 24, seed: int = 0):

@@ -148,3 +148,26 @@ def test_kedro_run_logs_parameters_curves_test_metrics_and_files(tracked_project
         for info in client.list_artifacts(run_id, folder)
     }
     assert logged_files == {name: path.stat().st_size for name, path in files.items()}
+
+
+def test_store_and_artifacts_sit_at_the_project_root_from_any_working_folder(
+    kedro_project: Path, monkeypatch
+):
+    """A kernel started in notebooks/ tracks into the root's mlflow.db, not notebooks/."""
+    from kedro.config import OmegaConfigLoader
+
+    from skin_lesion.settings import CONFIG_LOADER_ARGS
+
+    root = kedro_project.resolve()
+    (root / "notebooks").mkdir()
+    for cwd in (root, root / "notebooks"):
+        monkeypatch.chdir(cwd)
+        for env, experiment in (("local", "skin_lesion"), ("demo", "skin_lesion_demo")):
+            loader = OmegaConfigLoader(str(root / "conf"), env=env, **CONFIG_LOADER_ARGS)
+            loader.config_patterns["mlflow"] = ["mlflow*", "mlflow*/**", "**/mlflow*"]
+            config = loader["mlflow"]
+            assert (
+                config["server"]["mlflow_tracking_uri"] == f"sqlite:///{root.as_posix()}/mlflow.db"
+            )
+            kwargs = config["tracking"]["experiment"]["create_experiment_kwargs"]
+            assert kwargs["artifact_location"] == f"mlruns/{experiment}"  # kedro-mlflow: root

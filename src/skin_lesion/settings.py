@@ -1,12 +1,27 @@
 """Kedro project settings."""
 
+from pathlib import Path
+
 from kedro.config import OmegaConfigLoader
+from kedro.utils import find_kedro_project
 
 from skin_lesion.hooks import MlflowOutputsHook
 
 # kedro-mlflow registers its own hook (one MLflow run per `kedro run`, parameters logged);
 # this one adds the training curves, test metrics, checkpoints and report to that run.
 HOOKS = (MlflowOutputsHook(),)
+
+
+def project_root() -> str:
+    """The Kedro project holding the working folder (or the folder itself), as a POSIX path.
+
+    ``${project_root:}`` in config anchors paths that Kedro would otherwise take relative
+    to the working folder, e.g. the MLflow SQLite file: a notebook kernel started in
+    ``notebooks/`` then tracks into the same ``mlflow.db`` as ``kedro run`` at the root.
+    """
+    cwd = Path.cwd()
+    return (find_kedro_project(cwd) or cwd).resolve().as_posix()
+
 
 CONFIG_LOADER_CLASS = OmegaConfigLoader
 CONFIG_LOADER_ARGS = {
@@ -15,4 +30,5 @@ CONFIG_LOADER_ARGS = {
     # Environments (demo, test, local) override single keys of base parameters, globals
     # and mlflow.yml instead of replacing whole top-level groups.
     "merge_strategy": {"parameters": "soft", "globals": "soft", "mlflow": "soft"},
+    "custom_resolvers": {"project_root": project_root},
 }

@@ -1,5 +1,6 @@
 """End-to-end: every pipeline through a Kedro session, then the report's contents."""
 
+import base64
 import json
 import re
 
@@ -47,3 +48,16 @@ def test_kedro_run_everything_ends_with_the_report(kedro_project):
     assert len(re.findall(r'src="data:image/png;base64,', html)) == len(FIGURES)
     assert not re.search(r'(src|href)="https?://', html)
     assert "Split protocol" in html and "lesion" in html
+
+    # The report embeds exactly the PNG files on disk...
+    embedded = {base64.b64decode(b) for b in re.findall(r'data:image/png;base64,([^"]+)"', html)}
+    on_disk = {(root / "08_reporting" / "figures" / f"{n}.png").read_bytes() for n in FIGURES}
+    assert embedded == on_disk
+
+    # ...so the report can be rebuilt on its own, from the saved figures.
+    (root / "08_reporting" / "report.html").unlink()
+    run_kedro(kedro_project, "reporting", from_nodes=["build_report"])
+    rebuilt = (root / "08_reporting" / "report.html").read_text()
+    assert re.findall(r'data:image/png;base64,([^"]+)"', rebuilt) == re.findall(
+        r'data:image/png;base64,([^"]+)"', html
+    )

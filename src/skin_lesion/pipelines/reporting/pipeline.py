@@ -43,12 +43,14 @@ FIGURES = {
         ],
     ),
 }
+# Figures that run the classifier: tagged like the other nodes worth a GPU.
+GPU_FIGURES = {"gradcam_examples": ["gpu"]}
 
 
 def create_pipeline(**kwargs) -> Pipeline:
     """Predict test once, evaluate (calibration and threshold from val), plot, report."""
     figure_nodes = [
-        Node(func, inputs, [f"{name}_plot", f"{name}_png"], name=f"plot_{name}")
+        Node(func, inputs, f"{name}_plot", name=f"plot_{name}", tags=GPU_FIGURES.get(name))
         for name, (func, inputs) in FIGURES.items()
     ]
     return Pipeline(
@@ -88,7 +90,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                     "cached_metadata": "cached_metadata",
                     "parameters": "parameters",
                     "device": "params:device",
-                    **{name: f"{name}_png" for name in FIGURES},
+                    **{name: f"{name}_plot" for name in FIGURES},
                 },
                 "report",
                 name="build_report",
