@@ -263,7 +263,7 @@ def measure(args: argparse.Namespace, stage: str, feed: str) -> dict[str, Any]:
     labels = np.asarray(items["labels"])
     counts = np.bincount(labels, minlength=len(items["classes"])).tolist()
     config = load_stage_config(stage, args.crop, args.batch)
-    cl = config.channels_last and cuda
+    cl = engine.use_channels_last(device, config.channels_last)
     encoder = create_encoder(args.encoder, weights="none")
     prep = resolve_preprocessing(encoder)
     model, loss_fn = build_model(stage, config, encoder, counts)

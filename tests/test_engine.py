@@ -1,5 +1,6 @@
 import itertools
 import math
+import warnings
 
 import pytest
 import torch
@@ -161,3 +162,32 @@ def test_resolve_device():
     if not torch.cuda.is_available():
         with pytest.raises(RuntimeError, match="'cuda'"):
             engine.resolve_device("cuda")
+
+
+def test_fp16_steps_skipped_for_overflow_do_not_advance_the_schedule(monkeypatch):
+    """With loss scaling, a step whose gradients overflow is skipped; so is its LR step."""
+    monkeypatch.setattr(engine, "autocast_dtype", lambda device: torch.float16)
+    precision = engine.Precision(torch.device("cpu"))
+    assert precision.name == "fp16" and precision.scaler.is_enabled()
+    precision.scaler = torch.amp.GradScaler("cpu", init_scale=2.0**30)  # overflows at first
+    model = nn.Linear(2, 1)
+    batches = [(torch.ones(4, 2), torch.zeros(4))] * 30
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        engine.train_one_epoch(
+            model,
+            lambda m, b: m(b[0]).float().pow(2).mean(),
+            batches,
+            opt,
+            sched,
+            precision,
+            epoch=0,
+            grad_clip=1.0,
+            progress=False,
+        )
+    skipped = round(math.log2(2.0**30 / precision.scaler.get_scale()))
+    assert 0 < skipped < len(batches)
+    assert sched.last_epoch == len(batches) - skipped
+    assert not [w for w in caught if "lr_scheduler.step()" in str(w.message)]

@@ -495,8 +495,8 @@ def train_classifier(
         meta_features=meta_encoder.num_features if meta_encoder else 0,
     )
     model.to(device)
-    cuda = device.type == "cuda"
-    if config.channels_last and cuda:
+    channels_last = engine.use_channels_last(device, config.channels_last)
+    if channels_last:
         model.to(memory_format=torch.channels_last)
     preprocessing = dict(pretrained["preprocessing"], crop_size=config.augment.crop_size)
     counts = np.bincount(labels[train_idx], minlength=len(classes)).tolist()
@@ -537,7 +537,7 @@ def train_classifier(
         meta=meta,
     )
     augment = build_train_augment(config.augment, preprocessing["mean"], preprocessing["std"])
-    step = make_classifier_step(augment.to(device), loss_fn, mixup, config.channels_last and cuda)
+    step = make_classifier_step(augment.to(device), loss_fn, mixup, channels_last)
     transform = build_eval_transform(
         config.augment.crop_size, preprocessing["mean"], preprocessing["std"]
     ).to(device)

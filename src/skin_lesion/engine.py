@@ -88,6 +88,19 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def autocast_dtype(device: torch.device) -> torch.dtype | None:
+    """The autocast dtype for ``device``: bf16 on CUDA where supported, else fp16; ``None``
+    (float32) on other devices."""
+    if device.type != "cuda":
+        return None
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+def use_channels_last(device: torch.device, requested: bool) -> bool:
+    """NHWC memory format where it pays (CUDA tensor cores); contiguous elsewhere."""
+    return requested and device.type == "cuda"
+
+
 class Precision:
     """Autocast and loss scaling: bf16 on CUDA where supported, else fp16 with a GradScaler.
 
@@ -95,12 +108,10 @@ class Precision:
     """
 
     def __init__(self, device: torch.device, enabled: bool = True) -> None:
-        """Choose the precision for ``device``."""
+        """Choose the precision for ``device`` (``autocast_dtype``)."""
         self.device = device
-        self.dtype: torch.dtype | None = None
-        if enabled and device.type == "cuda":
-            self.dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        self.scaler = torch.amp.GradScaler("cuda", enabled=self.dtype == torch.float16)
+        self.dtype: torch.dtype | None = autocast_dtype(device) if enabled else None
+        self.scaler = torch.amp.GradScaler(device.type, enabled=self.dtype == torch.float16)
 
     def autocast(self) -> contextlib.AbstractContextManager:
         """The autocast context for forward passes."""
@@ -204,9 +215,13 @@ def train_one_epoch(
         if grad_clip:
             precision.scaler.unscale_(optimizer)
             nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+        scale = precision.scaler.get_scale() if precision.scaler.is_enabled() else None
         precision.scaler.step(optimizer)
         precision.scaler.update()
-        scheduler.step()
+        # fp16: a step whose gradients overflowed is skipped and the scale lowered; the
+        # schedule follows the optimizer's real steps (torch warns otherwise).
+        if scale is None or precision.scaler.get_scale() >= scale:
+            scheduler.step()
         losses.append(loss.detach().float())
         images_seen += len(batch[0])
         if after_step is not None:

@@ -178,7 +178,8 @@ def pretrain(
         logger.info("Contrastive pretraining disabled: passing on the initial weights")
         return to_cpu(describe(-1, [])), []
     model.to(device)
-    if config.channels_last and device.type == "cuda":
+    channels_last = engine.use_channels_last(device, config.channels_last)
+    if channels_last:
         model.to(memory_format=torch.channels_last)
     source = BatchSource(
         images,
@@ -194,7 +195,7 @@ def pretrain(
     step = make_supcon_step(
         augment.to(device),
         SupConLoss(config.temperature),
-        config.channels_last and device.type == "cuda",
+        channels_last,
     )
     optimizer = engine.build_optimizer([{"params": model.parameters()}], config.optim)
     scheduler = engine.build_scheduler(optimizer, config.optim, len(source), epochs)

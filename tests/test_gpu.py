@@ -1,0 +1,77 @@
+"""The pipelines on a CUDA GPU, end to end (skipped without one).
+
+What the CPU suite cannot see: the image cache placed in GPU memory, bf16 autocast chosen
+on the device, channels_last, and every output back on the host as float32.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from skin_lesion import batches, engine
+from tests.conftest import run_kedro
+
+pytestmark = [pytest.mark.gpu, pytest.mark.slow]
+
+
+@pytest.fixture
+def spy(monkeypatch: pytest.MonkeyPatch) -> dict:
+    """Record the precision, memory format and cache placement the nodes choose."""
+    seen: dict = {"dtypes": set(), "channels_last": [], "on_device": []}
+    original_precision = engine.Precision.__init__
+    original_cl = engine.use_channels_last
+    original_source = batches.BatchSource.__init__
+
+    def precision(self, device, enabled=True):
+        original_precision(self, device, enabled)
+        seen["dtypes"].add(self.dtype)
+
+    def channels_last(device, requested):
+        seen["channels_last"].append(original_cl(device, requested))
+        return seen["channels_last"][-1]
+
+    def source(self, *args, **kwargs):
+        original_source(self, *args, **kwargs)
+        seen["on_device"].append(self.on_device)
+
+    monkeypatch.setattr(engine.Precision, "__init__", precision)
+    monkeypatch.setattr(engine, "use_channels_last", channels_last)
+    monkeypatch.setattr(batches.BatchSource, "__init__", source)
+    return seen
+
+
+def test_every_pipeline_on_cuda(kedro_project, spy):
+    run_kedro(kedro_project, device="cuda")
+    expected = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    assert expected in spy["dtypes"]
+    assert spy["channels_last"] and all(spy["channels_last"])
+    assert spy["on_device"] and all(spy["on_device"])  # the small cache fits: auto -> device
+    data = kedro_project / "data"
+    checkpoint = torch.load(
+        data / "06_models" / "classifier.pt", map_location="cpu", weights_only=False
+    )
+    assert {v.dtype for v in checkpoint["state_dict"].values() if v.is_floating_point()} == {
+        torch.float32
+    }
+    probs = pd.read_csv(data / "07_model_output" / "test_predictions.csv").filter(regex="^p_")
+    assert np.isfinite(probs.to_numpy()).all()
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-3)
+    assert torch.cuda.get_device_name() in (data / "08_reporting" / "report.html").read_text()
+
+
+def test_classifier_resumes_on_cuda(kedro_project):
+    run_kedro(kedro_project, "data_processing")
+    run_kedro(kedro_project, "contrastive_pretraining", device="cuda")
+    run_kedro(kedro_project, "classifier_training", device="cuda")
+    run_kedro(
+        kedro_project, "classifier_training", device="cuda", **{"classifier_training.resume": True}
+    )
+    history = json.loads(
+        (kedro_project / "data" / "08_reporting" / "training_history.json").read_text()
+    )
+    assert history and all(np.isfinite(r["loss"]) for r in history)
