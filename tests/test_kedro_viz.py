@@ -28,6 +28,8 @@ from kedro_datasets.matplotlib import MatplotlibDataset
 from matplotlib.figure import Figure
 from PIL import Image
 
+from skin_lesion.datasets import PngDataset
+from skin_lesion.figures import figure_to_png
 from tests.browser import ensure_chromium, render, serve_directory
 
 pytestmark = pytest.mark.slow
@@ -223,10 +225,10 @@ def _sample(dataset) -> object | None:
         return pd.DataFrame({"image_id": [f"ISIC_{i:07d}" for i in range(30)], "x": range(30)})
     if kind.startswith("kedro_datasets.json."):
         return {"balanced_accuracy": 0.5, "classes": ["mel", "nv"]}
-    if isinstance(dataset, MatplotlibDataset):  # ours (PngFigureDataset) included
+    if isinstance(dataset, MatplotlibDataset | PngDataset):
         fig = Figure(figsize=(2, 2))
         fig.add_subplot().plot([0, 1], [1, 0])
-        return fig
+        return figure_to_png(fig) if isinstance(dataset, PngDataset) else fig
     return None
 
 

@@ -1,16 +1,16 @@
 """Custom Kedro datasets, one per storage format."""
 
 from skin_lesion.datasets.checkpoint import CheckpointStoreDataset, TorchCheckpointDataset
-from skin_lesion.datasets.figure import PngFigureDataset
 from skin_lesion.datasets.image_cache import ImageCacheDataset
 from skin_lesion.datasets.image_folder import ImageFolderDataset
+from skin_lesion.datasets.png import PngDataset
 from skin_lesion.datasets.raw_metadata import RawMetadataDataset
 
 __all__ = [
     "CheckpointStoreDataset",
     "ImageCacheDataset",
     "ImageFolderDataset",
-    "PngFigureDataset",
+    "PngDataset",
     "RawMetadataDataset",
     "TorchCheckpointDataset",
 ]

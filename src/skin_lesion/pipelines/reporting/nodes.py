@@ -1,7 +1,8 @@
 """Nodes of the reporting pipeline: thin calls into the library.
 
-Each figure node returns a ``Figure``; the catalog saves it as a PNG file
-(``PngFigureDataset``), and ``build_report`` loads those files back as bytes to embed.
+Each figure node renders its figure to PNG bytes once (``figures.figure_to_png``); the
+catalog writes them to a file (``PngDataset``) and ``build_report`` loads the same bytes back
+to embed.
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from matplotlib.figure import Figure
 
 from skin_lesion import evaluation as ev
 from skin_lesion import figures, metrics, report
@@ -24,6 +24,10 @@ METADATA_COLUMNS = ["image_id", "age", "sex", "localization"]
 
 def _config(params: dict[str, Any]) -> ev.ReportingConfig:
     return from_dict(ev.ReportingConfig, params, "reporting")
+
+
+def _png(fig) -> bytes:
+    return figures.figure_to_png(fig)
 
 
 def _rows(image_cache: ImageCache, splits: pd.DataFrame, cached_metadata: pd.DataFrame):
@@ -66,22 +70,24 @@ def evaluate_test(
     )
 
 
-def plot_confusion_matrix(test_metrics: dict[str, Any]) -> Figure:
+def plot_confusion_matrix(test_metrics: dict[str, Any]) -> bytes:
     """Confusion matrix, counts and row-normalised."""
-    return figures.plot_confusion_matrix(
-        test_metrics["test"]["confusion_matrix"], test_metrics["classes"]
+    return _png(
+        figures.plot_confusion_matrix(
+            test_metrics["test"]["confusion_matrix"], test_metrics["classes"]
+        )
     )
 
 
-def plot_roc_curves(test_predictions: pd.DataFrame, classes: list[str]) -> Figure:
+def plot_roc_curves(test_predictions: pd.DataFrame, classes: list[str]) -> bytes:
     """One-vs-rest ROC curves per class."""
     probs = ev.probabilities(test_predictions, classes)
-    return figures.plot_roc_curves(test_predictions["label"].to_numpy(), probs, classes)
+    return _png(figures.plot_roc_curves(test_predictions["label"].to_numpy(), probs, classes))
 
 
 def plot_melanoma_pr(
     test_predictions: pd.DataFrame, test_metrics: dict[str, Any], classes: list[str]
-) -> Figure:
+) -> bytes:
     """Melanoma precision-recall on calibrated test probabilities, validated threshold marked."""
     probs = metrics.apply_temperature(
         ev.probabilities(test_predictions, classes), test_metrics["calibration"]["temperature"]
@@ -89,22 +95,24 @@ def plot_melanoma_pr(
     mel = classes.index(ev.POSITIVE_CLASS)
     is_mel = (test_predictions["label"].to_numpy() == mel).astype(int)
     threshold = test_metrics["melanoma"]["validated_threshold"]["threshold"]
-    return figures.plot_precision_recall(is_mel, probs[:, mel], threshold=threshold)
+    return _png(figures.plot_precision_recall(is_mel, probs[:, mel], threshold=threshold))
 
 
-def plot_training_curves(pretraining_history: list[dict], training_history: list[dict]) -> Figure:
+def plot_training_curves(pretraining_history: list[dict], training_history: list[dict]) -> bytes:
     """SupCon loss, classifier losses, validation metrics and learning rates."""
-    return figures.plot_training_curves(pretraining_history, training_history)
+    return _png(figures.plot_training_curves(pretraining_history, training_history))
 
 
-def plot_per_class_f1(test_metrics: dict[str, Any]) -> Figure:
+def plot_per_class_f1(test_metrics: dict[str, Any]) -> bytes:
     """F1 (with precision and recall) per class on test."""
-    return figures.plot_per_class_f1(test_metrics["test"]["per_class"], test_metrics["classes"])
+    return _png(
+        figures.plot_per_class_f1(test_metrics["test"]["per_class"], test_metrics["classes"])
+    )
 
 
-def plot_class_distribution(splits: pd.DataFrame, classes: list[str]) -> Figure:
+def plot_class_distribution(splits: pd.DataFrame, classes: list[str]) -> bytes:
     """Images per class per split."""
-    return figures.plot_class_distribution(splits, classes)
+    return _png(figures.plot_class_distribution(splits, classes))
 
 
 def plot_augmentations(
@@ -113,7 +121,7 @@ def plot_augmentations(
     classifier: dict[str, Any],
     params: dict[str, Any],
     seed: int,
-) -> Figure:
+) -> bytes:
     """A grid of training images and their per-sample augmented views."""
     config = _config(params)
     rows = align_to_cache(image_cache.image_ids, splits)
@@ -129,36 +137,42 @@ def plot_augmentations(
         seed,
     )
     titles = list(rows.iloc[np.sort(picked)]["dx"])
-    return figures.plot_augmentation_grid(image_cache.images[np.sort(picked)], views, titles=titles)
+    return _png(
+        figures.plot_augmentation_grid(image_cache.images[np.sort(picked)], views, titles=titles)
+    )
 
 
 def plot_reliability(
     test_predictions: pd.DataFrame, test_metrics: dict[str, Any], classes: list[str]
-) -> Figure:
+) -> bytes:
     """Reliability diagram before and after temperature scaling."""
     calibration = test_metrics["calibration"]
     labels = test_predictions["label"].to_numpy()
     before = ev.probabilities(test_predictions, classes)
     after = metrics.apply_temperature(before, calibration["temperature"])
-    return figures.plot_reliability_diagram(
-        metrics.reliability_bins(labels, before, calibration["bins"]),
-        metrics.reliability_bins(labels, after, calibration["bins"]),
-        ece_before=calibration["ece_before"],
-        ece_after=calibration["ece_after"],
+    return _png(
+        figures.plot_reliability_diagram(
+            metrics.reliability_bins(labels, before, calibration["bins"]),
+            metrics.reliability_bins(labels, after, calibration["bins"]),
+            ece_before=calibration["ece_before"],
+            ece_after=calibration["ece_after"],
+        )
     )
 
 
 def plot_embedding_map(
     contrastive_embeddings: pd.DataFrame, classes: list[str], params: dict[str, Any], seed: int
-) -> Figure:
+) -> bytes:
     """t-SNE of the contrastive embeddings of the val and test images, coloured by class."""
     z = contrastive_embeddings.filter(regex=r"^z\d+$").to_numpy()
-    return figures.plot_embedding_map(
-        z,
-        contrastive_embeddings["label"].to_numpy(),
-        classes,
-        seed=seed,
-        perplexity=_config(params).tsne_perplexity,
+    return _png(
+        figures.plot_embedding_map(
+            z,
+            contrastive_embeddings["label"].to_numpy(),
+            classes,
+            seed=seed,
+            perplexity=_config(params).tsne_perplexity,
+        )
     )
 
 
@@ -170,7 +184,7 @@ def plot_gradcam(
     test_predictions: pd.DataFrame,
     params: dict[str, Any],
     device: str,
-) -> Figure:
+) -> bytes:
     """Grad-CAM overlays for correct and wrong test images of each class."""
     classes = classifier["class_names"]
     chosen = ev.pick_gradcam_examples(test_predictions, classes, _config(params).gradcam_per_class)
@@ -178,7 +192,7 @@ def plot_gradcam(
     panels = ev.gradcam_panels(
         classifier, image_cache.images, rows, chosen, device=resolve_device(device)
     )
-    return figures.plot_gradcam_grid(panels)
+    return _png(figures.plot_gradcam_grid(panels))
 
 
 def build_report(
