@@ -146,8 +146,15 @@ def test_kedro_run_logs_parameters_curves_test_metrics_and_files(tracked_project
         info.path: info.file_size
         for folder in ("checkpoints", "reporting")
         for info in client.list_artifacts(run_id, folder)
+        if not info.is_dir
     }
     assert logged_files == {name: path.stat().st_size for name, path in files.items()}
+    figures = sorted((reporting / "figures").glob("*.png"))
+    assert len(figures) == 10
+    logged_figures = {
+        info.path: info.file_size for info in client.list_artifacts(run_id, "reporting/figures")
+    }
+    assert logged_figures == {f"reporting/figures/{p.name}": p.stat().st_size for p in figures}
 
 
 def test_store_and_artifacts_sit_at_the_project_root_from_any_working_folder(

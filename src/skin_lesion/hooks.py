@@ -11,7 +11,7 @@ and logs the parameters every node reads, flattened (``classifier_training.finet
 - ``test_metrics``: every number of the JSON as ``test/<path>`` (``test/balanced_accuracy``,
   ``test/per_class/mel/recall``, ``test/bootstrap/macro_f1/low``, ...), step 0.
 - Files: ``classifier`` and ``pretrained_encoder`` under ``checkpoints/``, ``report`` and
-  ``test_metrics`` under ``reporting/``.
+  ``test_metrics`` under ``reporting/``, every ``*_plot`` figure under ``reporting/figures/``.
 
 It logs only while an MLflow run is active, i.e. while kedro-mlflow tracks this run; with
 tracking off (``disable_tracking`` in ``mlflow.yml``) it does nothing.
@@ -43,6 +43,8 @@ ARTIFACTS = {
     "report": "reporting",
     "test_metrics": "reporting",
 }
+# The reporting figures ("{name}_plot" in the catalog) go to reporting/figures/.
+FIGURE_SUFFIX, FIGURE_FOLDER = "_plot", "reporting/figures"
 # test_metrics leaves that are settings (already logged as parameters), not results.
 TEST_SETTINGS = {"operating_point", "n_resamples", "confidence", "bins", "target_sensitivity"}
 # Characters MLflow accepts in a metric name (mlflow.utils.validation); others become "_".
@@ -146,15 +148,18 @@ class MlflowOutputsHook:
                 mlflow.log_metrics(values, step=step)
         if dataset_name == TEST_METRICS:
             mlflow.log_metrics(scalar_test_metrics(data), step=0)
-        if dataset_name in ARTIFACTS and self._catalog is not None:
-            self._log_file(dataset_name)
+        folder = ARTIFACTS.get(dataset_name)
+        if folder is None and dataset_name.endswith(FIGURE_SUFFIX):
+            folder = FIGURE_FOLDER
+        if folder is not None and self._catalog is not None:
+            self._log_file(dataset_name, folder)
 
-    def _log_file(self, dataset_name: str) -> None:
+    def _log_file(self, dataset_name: str, folder: str) -> None:
         path = _saved_file(self._catalog.get(dataset_name))
         if path is None:
             logger.warning("MLflow: '%s' is not a local file; not logged", dataset_name)
             return
-        mlflow.log_artifact(str(path), artifact_path=ARTIFACTS[dataset_name])
+        mlflow.log_artifact(str(path), artifact_path=folder)
 
     @hook_impl
     def after_pipeline_run(
