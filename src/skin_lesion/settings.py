@@ -4,6 +4,7 @@ from pathlib import Path
 
 from kedro.config import OmegaConfigLoader
 from kedro.utils import find_kedro_project
+from omegaconf import OmegaConf
 
 from skin_lesion.hooks import MlflowOutputsHook
 
@@ -23,6 +24,14 @@ def project_root() -> str:
     return (find_kedro_project(cwd) or cwd).resolve().as_posix()
 
 
+# Registered here, not through CONFIG_LOADER_ARGS["custom_resolvers"]: Kedro registers
+# those with OmegaConf.register_new_resolver, which OmegaConf 2.4 deprecates with a warning
+# on every run. Kedro skips a name that is already registered.
+if not OmegaConf.has_resolver("project_root"):
+    getattr(OmegaConf, "register_resolver", OmegaConf.register_new_resolver)(
+        "project_root", project_root
+    )
+
 CONFIG_LOADER_CLASS = OmegaConfigLoader
 CONFIG_LOADER_ARGS = {
     "base_env": "base",
@@ -30,5 +39,4 @@ CONFIG_LOADER_ARGS = {
     # Environments (demo, test, local) override single keys of base parameters, globals
     # and mlflow.yml instead of replacing whole top-level groups.
     "merge_strategy": {"parameters": "soft", "globals": "soft", "mlflow": "soft"},
-    "custom_resolvers": {"project_root": project_root},
 }
