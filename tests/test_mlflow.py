@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import mlflow
@@ -178,3 +180,14 @@ def test_store_and_artifacts_sit_at_the_project_root_from_any_working_folder(
             )
             kwargs = config["tracking"]["experiment"]["create_experiment_kwargs"]
             assert kwargs["artifact_location"] == f"mlruns/{experiment}"  # kedro-mlflow: root
+
+
+def test_without_mlflow_installed_runs_go_untracked():
+    """A box with the training stack but no mlflow still loads the project settings."""
+    code = (
+        "import sys; sys.modules['mlflow'] = None\n"  # `import mlflow` now fails as if absent
+        "from skin_lesion import settings\n"
+        "assert settings.HOOKS == (), settings.HOOKS\n"
+        "assert settings.CONFIG_LOADER_ARGS['merge_strategy']['parameters'] == 'soft'\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
