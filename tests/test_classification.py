@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from skin_lesion import classification as clf
+from skin_lesion import prediction
 from skin_lesion import pretraining as supcon
 from skin_lesion.augment import AugmentConfig
 from skin_lesion.engine import OptimConfig
@@ -99,7 +100,9 @@ def test_tiny_run_learns_separable_classes_and_checkpoint_rebuilds():
         24, checkpoint["preprocessing"]["mean"], checkpoint["preprocessing"]["std"]
     )
     val = np.flatnonzero(rows["split"] == "val")
-    probs = clf.predict_proba(model, images, val, transform=transform, device=torch.device("cpu"))
+    probs = prediction.predict_proba(
+        model, images, val, transform=transform, device=torch.device("cpu")
+    )
     np.testing.assert_allclose(probs, preds.filter(like="p_").to_numpy(), atol=1e-5)
     assert checkpoint["class_names"] == CLASSES
     assert checkpoint["selected"]["metric"] == "balanced_accuracy"
@@ -200,7 +203,7 @@ def test_training_never_reads_the_test_split():
 
 def test_tta_views_are_the_eight_symmetries_and_average():
     x = torch.arange(9.0).view(1, 1, 3, 3)
-    views = {tuple(clf._dihedral(x, k).flatten().tolist()) for k in range(8)}
+    views = {tuple(prediction.dihedral(x, k).flatten().tolist()) for k in range(8)}
     assert len(views) == 8
     (checkpoint, _, preds), images, rows = _train(
         _config(warmup=clf.WarmupConfig(epochs=1), finetune=clf.FinetuneConfig(epochs=1)), n=64

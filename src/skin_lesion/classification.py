@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import logging
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -20,7 +21,6 @@ from timm.data import Mixup
 from timm.models import group_parameters
 from timm.utils import ModelEmaV3
 from torch import nn
-from tqdm.auto import tqdm
 
 from skin_lesion import engine
 from skin_lesion.augment import AugmentConfig, build_eval_transform, build_train_augment
@@ -28,6 +28,7 @@ from skin_lesion.batches import Batch, BatchSource, Placement
 from skin_lesion.checkpoints import CheckpointStore, require_kind, to_cpu
 from skin_lesion.losses import build_classification_loss
 from skin_lesion.models import create_encoder
+from skin_lesion.prediction import predict_proba
 from skin_lesion.pretraining import model_from_checkpoint as pretrained_from_checkpoint
 from skin_lesion.tabular import MetadataEncoder, fit_metadata_encoder
 
@@ -257,63 +258,6 @@ def build_finetune_optimizer(model: Classifier, config: FinetuneConfig) -> torch
     )
 
 
-# Test-time augmentation: views of a square NCHW batch. Dermoscopy has no canonical
-# orientation, so flips and 90-degree rotations are label-preserving.
-TTA_VIEWS = {
-    "none": (0,),
-    "flips": (0, 1, 2, 3),
-    "dihedral": (0, 1, 2, 3, 4, 5, 6, 7),
-}
-
-
-def _dihedral(x: torch.Tensor, k: int) -> torch.Tensor:
-    """The k-th element of the dihedral group D4 acting on the last two dims."""
-    if k >= 4:
-        x = x.transpose(-1, -2)
-        k -= 4
-    return {0: x, 1: x.flip(-1), 2: x.flip(-2), 3: x.flip(-1).flip(-2)}[k]
-
-
-@torch.no_grad()
-def predict_proba(
-    model: Classifier,
-    images: np.ndarray,
-    indices: np.ndarray,
-    *,
-    transform: nn.Module,
-    device: torch.device,
-    meta: np.ndarray | None = None,
-    batch_size: int = 256,
-    precision: engine.Precision | None = None,
-    progress: bool = False,
-    tta: str = "none",
-) -> np.ndarray:
-    """Softmax probabilities ``(len(indices), K)`` of ``images[indices]``, in order.
-
-    ``tta``: ``none``; ``flips`` (identity, horizontal, vertical, both = 180-degree
-    rotation); ``dihedral`` (those and their transposes: all flips and 90-degree
-    rotations). The probabilities are the mean of the views' softmax outputs.
-    """
-    if tta not in TTA_VIEWS:
-        raise ValueError(f"tta must be one of {sorted(TTA_VIEWS)}, got {tta!r}")
-    model.eval()
-    out = []
-    autocast = precision.autocast if precision is not None else engine.Precision(device).autocast
-    for start in tqdm(
-        range(0, len(indices), batch_size), desc="predict", disable=not progress, leave=False
-    ):
-        rows = indices[start : start + batch_size]
-        x = transform(torch.from_numpy(np.ascontiguousarray(images[rows])).to(device))
-        m = None if meta is None else torch.from_numpy(meta[rows]).to(device)
-        probs = 0.0
-        for k in TTA_VIEWS[tta]:
-            with autocast():
-                logits = model(_dihedral(x, k), m)
-            probs = probs + torch.softmax(logits.float(), dim=1)
-        out.append((probs / len(TTA_VIEWS[tta])).cpu())
-    return torch.cat(out).numpy() if out else np.zeros((0, model.head[-1].out_features))
-
-
 def predict_with_checkpoint(
     checkpoint: dict[str, Any],
     images: np.ndarray,
@@ -447,6 +391,184 @@ def _warn_double_reweighting(config: ClassifierConfig) -> None:
         )
 
 
+def build_mixup(config: ClassifierConfig, num_classes: int) -> Mixup | None:
+    """timm's MixUp/CutMix on the batch, or ``None`` when both alphas are 0."""
+    if config.mix.mixup_alpha <= 0 and config.mix.cutmix_alpha <= 0:
+        return None
+    if config.batch_size % 2:
+        raise ValueError(
+            f"MixUp/CutMix pair images within a batch: batch_size must be even, "
+            f"got {config.batch_size}"
+        )
+    return Mixup(
+        mixup_alpha=config.mix.mixup_alpha,
+        cutmix_alpha=config.mix.cutmix_alpha,
+        prob=config.mix.prob,
+        switch_prob=config.mix.switch_prob,
+        label_smoothing=0.0,
+        num_classes=num_classes,
+    )
+
+
+def predictions_frame(probs: np.ndarray, rows: pd.DataFrame, classes: list[str]) -> pd.DataFrame:
+    """``image_id, label, dx, p_<class>...``: one row per image of ``rows``, in order."""
+    frame = pd.DataFrame(probs, columns=[f"p_{c}" for c in classes])
+    labels = rows["label"].to_numpy()
+    frame.insert(0, "image_id", rows["image_id"].to_numpy())
+    frame.insert(1, "label", labels)
+    frame.insert(2, "dx", [classes[k] for k in labels])
+    return frame
+
+
+@dataclass
+class _Setup:
+    """What both training phases share."""
+
+    model: Classifier
+    source: BatchSource
+    step: engine.StepFn
+    precision: engine.Precision
+    validate: Callable[[nn.Module], np.ndarray]  # a model -> its val probabilities
+    val_idx: np.ndarray
+    val_labels: np.ndarray
+    preprocessing: dict[str, Any]
+    meta_encoder: MetadataEncoder | None
+
+
+def _set_up(
+    images: np.ndarray,
+    rows: pd.DataFrame,
+    pretrained: dict[str, Any],
+    classes: list[str],
+    config: ClassifierConfig,
+    seed: int,
+    device: torch.device,
+) -> _Setup:
+    """Model, metadata encoder, loss, batch source, augmentation and validation."""
+    train_idx = np.flatnonzero(rows["split"].to_numpy() == "train")
+    val_idx = np.flatnonzero(rows["split"].to_numpy() == "val")
+    labels = rows["label"].to_numpy()
+    meta_encoder, meta = None, None
+    if config.metadata_fusion:
+        meta_encoder = fit_metadata_encoder(rows.iloc[train_idx])
+        meta = meta_encoder.transform(rows)
+    model = Classifier(
+        pretrained_from_checkpoint(pretrained).encoder,
+        len(classes),
+        hidden_dim=config.head.hidden_dim,
+        dropout=config.head.dropout,
+        meta_features=meta_encoder.num_features if meta_encoder else 0,
+    ).to(device)
+    channels_last = engine.use_channels_last(device, config.channels_last)
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+    prep = dict(pretrained["preprocessing"], crop_size=config.augment.crop_size)
+    _warn_double_reweighting(config)
+    loss_fn = build_classification_loss(
+        config.loss.name,
+        num_classes=len(classes),
+        class_counts=np.bincount(labels[train_idx], minlength=len(classes)).tolist(),
+        gamma=config.loss.gamma,
+        alpha=config.loss.alpha,
+        label_smoothing=config.loss.label_smoothing,
+    ).to(device)
+    source = BatchSource(
+        images,
+        labels,
+        train_idx,
+        batch_size=config.batch_size,
+        device=device,
+        seed=seed,
+        sampling="uniform" if config.sampling == "none" else config.sampling,
+        placement=config.placement,
+        meta=meta,
+    )
+    augment = build_train_augment(config.augment, prep["mean"], prep["std"]).to(device)
+    mixup = build_mixup(config, len(classes))
+    transform = build_eval_transform(prep["crop_size"], prep["mean"], prep["std"]).to(device)
+    precision = engine.Precision(device, enabled=config.amp)
+
+    def validate(evaluated: nn.Module) -> np.ndarray:
+        return predict_proba(
+            evaluated,
+            images,
+            val_idx,
+            transform=transform,
+            device=device,
+            meta=meta,
+            batch_size=config.eval_batch_size,
+            precision=precision,
+        )
+
+    return _Setup(
+        model=model,
+        source=source,
+        step=make_classifier_step(augment, loss_fn, mixup, channels_last),
+        precision=precision,
+        validate=validate,
+        val_idx=val_idx,
+        val_labels=labels[val_idx],
+        preprocessing=prep,
+        meta_encoder=meta_encoder,
+    )
+
+
+def _fit_phase(
+    setup: _Setup,
+    phase: Literal["warmup", "finetune"],
+    optimizer: torch.optim.Optimizer,
+    optim: engine.OptimConfig,
+    epochs: int,
+    *,
+    config: ClassifierConfig,
+    tracker: BestTracker,
+    params: dict[str, Any],
+    store: CheckpointStore | None,
+    ema: StepEma | None = None,
+) -> list[dict[str, Any]]:
+    """One phase through the engine's loop; every epoch is scored on val (EMA weights if on)."""
+    model = setup.model
+    scheduler = engine.build_scheduler(optimizer, optim, len(setup.source), epochs)
+
+    def evaluate(trained: nn.Module, epoch: int) -> dict[str, float]:
+        evaluated = ema.module if ema is not None else model
+        metrics = classification_metrics(setup.val_labels, setup.validate(evaluated))
+        tracker.update(metrics, evaluated, {"phase": phase, "epoch": epoch})
+        return metrics
+
+    def describe(epoch: int, phase_history: list[dict[str, Any]]) -> dict[str, Any]:
+        return {
+            "kind": f"{CHECKPOINT_KIND}_run",
+            "phase": phase,
+            "state_dict": model.state_dict(),
+            "params": params,
+        }
+
+    finetune = phase == "finetune"
+    history = engine.fit(
+        torch.compile(model) if config.compile and finetune else model,
+        setup.step,
+        setup.source,
+        optimizer,
+        scheduler,
+        setup.precision,
+        epochs=epochs,
+        grad_clip=optim.grad_clip,
+        describe=describe,
+        store=store.child(phase) if store else None,
+        resume=config.resume,
+        evaluate=evaluate,
+        after_step=(lambda m: ema.update(model)) if ema is not None else None,
+        should_stop=(lambda h: tracker.stale >= config.early_stopping.patience)
+        if finetune
+        else None,
+        stateful={"tracker": tracker} | ({"ema": ema} if ema is not None else {}),
+        progress=config.progress,
+        desc="fine-tune" if finetune else "warm-up",
+    )
+    return [{"phase": phase, **h} for h in history]
+
+
 def train_classifier(
     images: np.ndarray,
     rows: pd.DataFrame,
@@ -478,181 +600,43 @@ def train_classifier(
         both phases, and the validation predictions of the chosen model.
     """
     engine.seed_everything(seed)
-    train_idx = np.flatnonzero(rows["split"].to_numpy() == "train")
-    val_idx = np.flatnonzero(rows["split"].to_numpy() == "val")
-    labels = rows["label"].to_numpy()
-    encoder = pretrained_from_checkpoint(pretrained).encoder
-    meta_encoder: MetadataEncoder | None = None
-    meta = None
-    if config.metadata_fusion:
-        meta_encoder = fit_metadata_encoder(rows.iloc[train_idx])
-        meta = meta_encoder.transform(rows)
-    model = Classifier(
-        encoder,
-        len(classes),
-        hidden_dim=config.head.hidden_dim,
-        dropout=config.head.dropout,
-        meta_features=meta_encoder.num_features if meta_encoder else 0,
-    )
-    model.to(device)
-    channels_last = engine.use_channels_last(device, config.channels_last)
-    if channels_last:
-        model.to(memory_format=torch.channels_last)
-    preprocessing = dict(pretrained["preprocessing"], crop_size=config.augment.crop_size)
-    counts = np.bincount(labels[train_idx], minlength=len(classes)).tolist()
-    _warn_double_reweighting(config)
-    loss_fn = build_classification_loss(
-        config.loss.name,
-        num_classes=len(classes),
-        class_counts=counts,
-        gamma=config.loss.gamma,
-        alpha=config.loss.alpha,
-        label_smoothing=config.loss.label_smoothing,
-    ).to(device)
-    mixup = None
-    if config.mix.mixup_alpha > 0 or config.mix.cutmix_alpha > 0:
-        if config.batch_size % 2:
-            raise ValueError(
-                f"MixUp/CutMix pair images within a batch: batch_size must be even, "
-                f"got {config.batch_size}"
-            )
-        mixup = Mixup(
-            mixup_alpha=config.mix.mixup_alpha,
-            cutmix_alpha=config.mix.cutmix_alpha,
-            prob=config.mix.prob,
-            switch_prob=config.mix.switch_prob,
-            label_smoothing=0.0,
-            num_classes=len(classes),
-        )
-    sampling = "uniform" if config.sampling == "none" else config.sampling
-    source = BatchSource(
-        images,
-        labels,
-        train_idx,
-        batch_size=config.batch_size,
-        device=device,
-        seed=seed,
-        sampling=sampling,
-        placement=config.placement,
-        meta=meta,
-    )
-    augment = build_train_augment(config.augment, preprocessing["mean"], preprocessing["std"])
-    step = make_classifier_step(augment.to(device), loss_fn, mixup, channels_last)
-    transform = build_eval_transform(
-        config.augment.crop_size, preprocessing["mean"], preprocessing["std"]
-    ).to(device)
-    precision = engine.Precision(device, enabled=config.amp)
-    tracker = BestTracker(config.early_stopping.metric)
-    history: list[dict[str, Any]] = []
-
-    def make_evaluate(phase: str, ema: StepEma | None):
-        def evaluate(trained: nn.Module, epoch: int) -> dict[str, float]:
-            evaluated = ema.module if ema is not None else model
-            probs = predict_proba(
-                evaluated,
-                images,
-                val_idx,
-                transform=transform,
-                device=device,
-                meta=meta,
-                batch_size=config.eval_batch_size,
-                precision=precision,
-            )
-            metrics = classification_metrics(labels[val_idx], probs)
-            tracker.update(metrics, evaluated, {"phase": phase, "epoch": epoch})
-            return metrics
-
-        return evaluate
-
-    def describe(phase: str):
-        def inner(epoch: int, phase_history: list[dict[str, Any]]) -> dict[str, Any]:
-            return {
-                "kind": f"{CHECKPOINT_KIND}_run",
-                "phase": phase,
-                "state_dict": model.state_dict(),
-                "params": params,
-            }
-
-        return inner
+    setup = _set_up(images, rows, pretrained, classes, config, seed, device)
+    model, tracker = setup.model, BestTracker(config.early_stopping.metric)
+    common = {"config": config, "tracker": tracker, "params": params, "store": store}
 
     # Phase 1: the head learns on frozen features.
     model.freeze_encoder(True)
     optimizer = engine.build_optimizer(
         [{"params": model.head.parameters(), "name": "head"}], config.warmup.optim
     )
-    scheduler = engine.build_scheduler(
-        optimizer, config.warmup.optim, len(source), config.warmup.epochs
-    )
     logger.info(
         "Classifier phase 1 (warm-up, encoder frozen): %d epochs on %s (%s)",
         config.warmup.epochs,
         device,
-        precision.name,
+        setup.precision.name,
     )
-    warm = engine.fit(
-        model,
-        step,
-        source,
-        optimizer,
-        scheduler,
-        precision,
-        epochs=config.warmup.epochs,
-        grad_clip=config.warmup.optim.grad_clip,
-        describe=describe("warmup"),
-        store=store.child("warmup") if store else None,
-        resume=config.resume,
-        evaluate=make_evaluate("warmup", None),
-        stateful={"tracker": tracker},
-        progress=config.progress,
-        desc="warm-up",
+    history = _fit_phase(
+        setup, "warmup", optimizer, config.warmup.optim, config.warmup.epochs, **common
     )
-    history += [{"phase": "warmup", **h} for h in warm]
 
     # Phase 2: unfreeze, encoder at a fraction of the head's learning rate.
     optimizer = build_finetune_optimizer(model, config.finetune)
-    scheduler = engine.build_scheduler(
-        optimizer, config.finetune.optim, len(source), config.finetune.epochs
-    )
     ema = StepEma(model, config.ema) if config.ema.enabled else None
     tracker.stale = 0
-    stateful: dict[str, Any] = {"tracker": tracker}
-    if ema is not None:
-        stateful["ema"] = ema
-    compiled = torch.compile(model) if config.compile else model
     logger.info("Classifier phase 2 (fine-tuning): up to %d epochs", config.finetune.epochs)
-    tune = engine.fit(
-        compiled,
-        step,
-        source,
+    history += _fit_phase(
+        setup,
+        "finetune",
         optimizer,
-        scheduler,
-        precision,
-        epochs=config.finetune.epochs,
-        grad_clip=config.finetune.optim.grad_clip,
-        describe=describe("finetune"),
-        store=store.child("finetune") if store else None,
-        resume=config.resume,
-        evaluate=make_evaluate("finetune", ema),
-        after_step=(lambda m: ema.update(model)) if ema is not None else None,
-        should_stop=lambda h: tracker.stale >= config.early_stopping.patience,
-        stateful=stateful,
-        progress=config.progress,
-        desc="fine-tune",
+        config.finetune.optim,
+        config.finetune.epochs,
+        ema=ema,
+        **common,
     )
-    history += [{"phase": "finetune", **h} for h in tune]
 
     model.load_state_dict(tracker.state_dict_)
-    probs = predict_proba(
-        model,
-        images,
-        val_idx,
-        transform=transform,
-        device=device,
-        meta=meta,
-        batch_size=config.eval_batch_size,
-        precision=precision,
-    )
-    best_metrics = classification_metrics(labels[val_idx], probs)
+    probs = setup.validate(model)
+    best_metrics = classification_metrics(setup.val_labels, probs)
     logger.info(
         "Chosen on validation: %s epoch %s, %s",
         tracker.where.get("phase"),
@@ -669,16 +653,13 @@ def train_classifier(
             "meta_features": model.meta_features,
         },
         "class_names": list(classes),
-        "metadata_encoder": meta_encoder.to_dict() if meta_encoder else None,
-        "preprocessing": preprocessing,
+        "metadata_encoder": setup.meta_encoder.to_dict() if setup.meta_encoder else None,
+        "preprocessing": setup.preprocessing,
         "state_dict": model.state_dict(),
         "selected": {**tracker.where, "metric": tracker.metric, "ema": ema is not None},
         "metrics": {"val": best_metrics},
         "params": params,
         "history": history,
     }
-    predictions = pd.DataFrame(probs, columns=[f"p_{c}" for c in classes])
-    predictions.insert(0, "image_id", rows["image_id"].to_numpy()[val_idx])
-    predictions.insert(1, "label", labels[val_idx])
-    predictions.insert(2, "dx", [classes[k] for k in labels[val_idx]])
+    predictions = predictions_frame(probs, rows.iloc[setup.val_idx], classes)
     return to_cpu(checkpoint), history, predictions
