@@ -28,7 +28,6 @@ import argparse
 import hashlib
 import json
 import os
-import platform
 import shutil
 import statistics
 import subprocess
@@ -38,6 +37,8 @@ from importlib import metadata as importlib_metadata
 from pathlib import Path
 
 import yaml
+
+from skin_lesion.report import cpu_name
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -94,14 +95,7 @@ def device_name() -> str:
 
     if torch.cuda.is_available():
         return torch.cuda.get_device_name(0)
-    model = platform.processor() or platform.machine()
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    return f"CPU {model}, {os.cpu_count()} cores"
+    return f"CPU {cpu_name()}, {os.cpu_count()} cores"
 
 
 def run_stage(project: Path, env: str, pipeline: str, params: dict, out: Path) -> dict:

@@ -32,7 +32,6 @@ import argparse
 import json
 import logging
 import os
-import platform
 import re
 import tempfile
 import time
@@ -46,6 +45,7 @@ from PIL import Image
 
 from skin_lesion.demo import generate_demo_dataset
 from skin_lesion.pipelines.data_processing.nodes import decode_images
+from skin_lesion.report import cpu_name
 
 ROOT = Path(__file__).resolve().parents[1]
 FULL_SIZE = (600, 450)
@@ -161,15 +161,6 @@ def markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _cpu_name() -> str:
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.is_file():
-        match = re.search(r"^model name\s*:\s*(.+)$", cpuinfo.read_text(), re.MULTILINE)
-        if match:
-            return match.group(1).strip()
-    return platform.processor() or platform.machine()
-
-
 def main() -> None:
     """Run the benchmark, write JSON and markdown, print the table."""
     logging.basicConfig(level=logging.WARNING)
@@ -192,7 +183,7 @@ def main() -> None:
         demo = Path(tmp) / "demo"
         generate_demo_dataset(demo, n_images=full, seed=0, size=FULL_SIZE)
         rows.append(measure("demo generator", _files(demo, full), height, width, args.repeats))
-    result = {"cpu": _cpu_name(), "cores": os.cpu_count(), "rows": rows}
+    result = {"cpu": cpu_name(), "cores": os.cpu_count(), "rows": rows}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     table = markdown(result)

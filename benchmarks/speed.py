@@ -86,6 +86,7 @@ from skin_lesion.images import PreprocessConfig, build_image_cache
 from skin_lesion.losses import SupConLoss, build_classification_loss
 from skin_lesion.models import ContrastiveModel, create_encoder, resolve_preprocessing
 from skin_lesion.pretraining import PretrainConfig, make_supcon_step
+from skin_lesion.report import cpu_name
 
 logger = logging.getLogger("speed")
 
@@ -428,15 +429,10 @@ def build_cache(table: pd.DataFrame, cache: str, folder: Path, classes: list[str
 
 
 def device_name(device: torch.device) -> str:
-    """The GPU's name, or the CPU model from /proc/cpuinfo."""
+    """The GPU's name, or the CPU model."""
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.is_file():
-        match = re.search(r"^model name\s*:\s*(.+)$", cpuinfo.read_text(), re.MULTILINE)
-        if match:
-            return match.group(1).strip()
-    return platform.processor() or platform.machine()
+    return cpu_name()
 
 
 def device_slug(device: torch.device, name: str) -> str:

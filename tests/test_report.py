@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import os
 import re
 from datetime import datetime, timezone
 from pathlib import Path
@@ -15,7 +16,7 @@ import pytest
 from matplotlib.figure import Figure
 from PIL import Image
 
-from skin_lesion.report import dataset_fingerprint, environment_info, render_report
+from skin_lesion.report import cpu_name, dataset_fingerprint, environment_info, render_report
 from tests.browser import dump_dom, ensure_chromium, screenshot
 
 CLASSES = ["akiec", "bcc", "bkl", "df", "mel", "nv", "vasc"]
@@ -256,6 +257,7 @@ def test_environment_info_records_versions_and_device() -> None:
     assert info["packages"]["torch"] == str(torch.__version__).split("+")[0]
     assert set(info["packages"]) >= {"numpy", "pandas", "kedro", "scikit-learn", "timm"}
     assert info["cuda_available"] == torch.cuda.is_available()
+    assert info["cpu"] and info["cpu"] == cpu_name() and info["cpu_cores"] == os.cpu_count()
     json.dumps(info)  # JSON-ready, so it can be saved next to the run
 
 
@@ -273,3 +275,17 @@ def test_report_renders_in_headless_chromium(report_path: Path, tmp_path: Path) 
     colours = rgb.getcolors(maxcolors=1 << 24)  # fast; np.unique(axis=0) takes ~10 s here
     assert len(colours) > 2, "screenshot is blank"
     assert np.asarray(rgb).std() > 0
+
+
+def test_cpu_name_reads_the_model_from_cpuinfo(tmp_path: Path, monkeypatch) -> None:
+    from skin_lesion import report
+
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nvendor_id\t: X\nmodel name\t: Example CPU 9000 @ 3GHz\n")
+    real_path = report.Path
+    monkeypatch.setattr(
+        report, "Path", lambda p: real_path(cpuinfo) if p == "/proc/cpuinfo" else real_path(p)
+    )
+    assert report.cpu_name() == "Example CPU 9000 @ 3GHz"
+    cpuinfo.write_text("processor\t: 0\n")  # no model name: fall back to platform
+    assert report.cpu_name() == (report.platform.processor() or report.platform.machine())

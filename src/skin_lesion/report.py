@@ -19,9 +19,12 @@ import json
 import logging
 import math
 import numbers
+import os
 import platform
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timezone
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -130,6 +133,17 @@ def dataset_fingerprint(metadata: pd.DataFrame) -> dict:
     }
 
 
+def cpu_name() -> str:
+    """The CPU model: ``model name`` of ``/proc/cpuinfo`` on Linux, else what platform says."""
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        text = cpuinfo.read_text(errors="replace")
+        match = re.search(r"^model name\s*:\s*(.+)$", text, re.MULTILINE)
+        if match:
+            return match.group(1).strip()
+    return platform.processor() or platform.machine()
+
+
 def environment_info(device: str | None = None) -> dict:
     """Python, platform, package versions and accelerator of the running process.
 
@@ -137,9 +151,10 @@ def environment_info(device: str | None = None) -> dict:
         device: The device the run used (e.g. ``"cuda:0"``), recorded as given.
 
     Returns:
-        ``{"python", "platform", "device", "torch_build", "torch_cuda_build",
-        "cuda_available", "gpu", "packages"}`` where ``packages`` maps distribution name to
-        version or ``"not installed"``; torch fields are None without torch.
+        ``{"python", "platform", "cpu", "cpu_cores", "device", "torch_build",
+        "torch_cuda_build", "cuda_available", "gpu", "packages"}`` where ``packages`` maps
+        distribution name to version or ``"not installed"``; torch fields are None without
+        torch.
     """
     packages = {}
     for name in PACKAGES:
@@ -161,6 +176,8 @@ def environment_info(device: str | None = None) -> dict:
     return {
         "python": platform.python_version(),
         "platform": platform.platform(),
+        "cpu": cpu_name(),
+        "cpu_cores": os.cpu_count(),
         "device": device,
         "torch_build": torch_build,
         "torch_cuda_build": cuda_build,
