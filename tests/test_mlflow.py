@@ -101,6 +101,8 @@ def test_kedro_run_logs_parameters_curves_test_metrics_and_files(tracked_project
     assert params["classifier_training.finetune.epochs"] == "2"
     assert params["reporting.bootstrap.n_resamples"] == "50"
     assert params["seed"] == "42"
+    # Each parameter once: no copy under `parameters.` (Kedro's whole-parameters input).
+    assert not [name for name in params if name.startswith("parameters.")]
 
     # Curves: one point per epoch that ran, step = epoch within the phase, values as saved.
     reporting = project / "data" / "08_reporting"

@@ -48,6 +48,7 @@ def test_kedro_run_everything_ends_with_the_report(kedro_project):
     assert len(re.findall(r'src="data:image/png;base64,', html)) == len(FIGURES)
     assert not re.search(r'(src|href)="https?://', html)
     assert "Split protocol" in html and "lesion" in html
+    assert all(group in html for group in ("classifier_training", "encoder", "seed"))
 
     # The report embeds exactly the PNG files on disk...
     embedded = {base64.b64decode(b) for b in re.findall(r'data:image/png;base64,([^"]+)"', html)}
@@ -61,3 +62,18 @@ def test_kedro_run_everything_ends_with_the_report(kedro_project):
     assert re.findall(r'data:image/png;base64,([^"]+)"', rebuilt) == re.findall(
         r'data:image/png;base64,([^"]+)"', html
     )
+
+
+def test_report_lists_every_parameter_group_but_inference():
+    """A new top-level parameter group must be added to the report (or excluded here)."""
+    from pathlib import Path
+
+    import yaml
+
+    from skin_lesion.pipelines.reporting.pipeline import REPORTED_PARAMETERS
+
+    conf = Path(__file__).resolve().parents[3] / "conf" / "base"
+    groups = set()
+    for path in conf.glob("parameters*.yml"):
+        groups |= set(yaml.safe_load(path.read_text()) or {})
+    assert set(REPORTED_PARAMETERS) == groups - {"inference"}

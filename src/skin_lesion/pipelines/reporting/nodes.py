@@ -20,6 +20,8 @@ from skin_lesion.images import ImageCache
 from skin_lesion.splits import align_to_cache
 
 METADATA_COLUMNS = ["image_id", "age", "sex", "localization"]
+# build_report's inputs with this prefix are parameter groups; the others are figures.
+PARAM_PREFIX = "param_"
 
 
 def _config(params: dict[str, Any]) -> ev.ReportingConfig:
@@ -199,17 +201,22 @@ def build_report(
     test_metrics: dict[str, Any],
     split_summary: dict[str, Any],
     cached_metadata: pd.DataFrame,
-    parameters: dict[str, Any],
-    device: str,
-    **figure_pngs: bytes,
+    **inputs: Any,
 ) -> str:
-    """One self-contained HTML file: metrics, intervals, protocol, parameters, figures."""
+    """One self-contained HTML file: metrics, intervals, protocol, parameters, figures.
+
+    ``inputs``: the parameter groups as ``param_<group>`` (``param_device`` among them) and
+    the figures' PNG bytes by figure name, embedded in the pipeline's order.
+    """
+    params = {
+        k.removeprefix(PARAM_PREFIX): v for k, v in inputs.items() if k.startswith(PARAM_PREFIX)
+    }
     return report.render_report(
         title="skin-lesion: HAM10000 classifier report",
         metrics=test_metrics,
         split_summary=split_summary,
-        params=parameters,
+        params=params,
         fingerprint=report.dataset_fingerprint(cached_metadata),
-        environment=report.environment_info(str(resolve_device(device))),
-        figures=figure_pngs,
+        environment=report.environment_info(str(resolve_device(params["device"]))),
+        figures={k: v for k, v in inputs.items() if not k.startswith(PARAM_PREFIX)},
     )

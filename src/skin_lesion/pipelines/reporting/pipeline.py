@@ -43,6 +43,19 @@ FIGURES = {
         ],
     ),
 }
+# The parameter groups the report lists: every top-level key of conf/base/parameters*.yml but
+# `inference`, which a reporting run does not use. Named one by one, not as Kedro's whole
+# `parameters` input, which kedro-mlflow would log a second time as `parameters.*`.
+REPORTED_PARAMETERS = (
+    "seed",
+    "device",
+    "classes",
+    "encoder",
+    "data_processing",
+    "contrastive_pretraining",
+    "classifier_training",
+    "reporting",
+)
 # Figures that run the classifier: tagged like the other nodes worth a GPU.
 GPU_FIGURES = {"gradcam_examples": ["gpu"]}
 
@@ -88,8 +101,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                     "test_metrics": "test_metrics",
                     "split_summary": "split_summary",
                     "cached_metadata": "cached_metadata",
-                    "parameters": "parameters",
-                    "device": "params:device",
+                    **{f"{nodes.PARAM_PREFIX}{k}": f"params:{k}" for k in REPORTED_PARAMETERS},
                     **{name: f"{name}_plot" for name in FIGURES},
                 },
                 "report",
