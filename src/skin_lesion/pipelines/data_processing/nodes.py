@@ -12,7 +12,8 @@ import pandas as pd
 from skin_lesion import metadata as meta
 from skin_lesion import splits as splitting
 from skin_lesion.config import from_dict
-from skin_lesion.images import ImageCache, PreprocessConfig, build_image_cache
+from skin_lesion.images import ImageCache, build_image_cache
+from skin_lesion.preprocessing import PreprocessConfig
 
 logger = logging.getLogger(__name__)
 
