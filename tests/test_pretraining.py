@@ -99,3 +99,13 @@ def test_resume_equals_uninterrupted(tmp_path, monkeypatch):
     assert [h["epoch"] for h in history] == [0, 1, 2]
     for name, value in full["state_dict"].items():
         assert torch.equal(value, resumed["state_dict"][name]), name
+
+
+@pytest.mark.slow
+def test_compiled_pretraining_saves_a_plain_checkpoint():
+    """``compile: true`` (torch.compile on the CPU): no ``_orig_mod.`` keys, loss falls."""
+    checkpoint, history = _pretrain(_config(compile=True))
+    assert not [k for k in checkpoint["state_dict"] if "_orig_mod" in k]
+    assert all(np.isfinite(h["loss"]) for h in history)
+    assert np.mean([h["loss"] for h in history[-2:]]) < history[0]["loss"]
+    supcon.model_from_checkpoint(checkpoint)  # strict load of every key
