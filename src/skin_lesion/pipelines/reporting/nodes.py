@@ -28,10 +28,6 @@ def _config(params: dict[str, Any]) -> ev.ReportingConfig:
     return from_dict(ev.ReportingConfig, params, "reporting")
 
 
-def _png(fig) -> bytes:
-    return figures.figure_to_png(fig)
-
-
 def _rows(image_cache: ImageCache, splits: pd.DataFrame, cached_metadata: pd.DataFrame):
     return align_to_cache(image_cache.image_ids, splits).merge(
         cached_metadata[METADATA_COLUMNS], on="image_id", how="left", validate="one_to_one"
@@ -74,7 +70,7 @@ def evaluate_test(
 
 def plot_confusion_matrix(test_metrics: dict[str, Any]) -> bytes:
     """Confusion matrix, counts and row-normalised."""
-    return _png(
+    return figures.figure_to_png(
         figures.plot_confusion_matrix(
             test_metrics["test"]["confusion_matrix"], test_metrics["classes"]
         )
@@ -84,7 +80,9 @@ def plot_confusion_matrix(test_metrics: dict[str, Any]) -> bytes:
 def plot_roc_curves(test_predictions: pd.DataFrame, classes: list[str]) -> bytes:
     """One-vs-rest ROC curves per class."""
     probs = ev.probabilities(test_predictions, classes)
-    return _png(figures.plot_roc_curves(test_predictions["label"].to_numpy(), probs, classes))
+    return figures.figure_to_png(
+        figures.plot_roc_curves(test_predictions["label"].to_numpy(), probs, classes)
+    )
 
 
 def plot_melanoma_pr(
@@ -97,24 +95,28 @@ def plot_melanoma_pr(
     mel = classes.index(ev.POSITIVE_CLASS)
     is_mel = (test_predictions["label"].to_numpy() == mel).astype(int)
     threshold = test_metrics["melanoma"]["validated_threshold"]["threshold"]
-    return _png(figures.plot_precision_recall(is_mel, probs[:, mel], threshold=threshold))
+    return figures.figure_to_png(
+        figures.plot_precision_recall(is_mel, probs[:, mel], threshold=threshold)
+    )
 
 
 def plot_training_curves(pretraining_history: list[dict], training_history: list[dict]) -> bytes:
     """SupCon loss, classifier losses, validation metrics and learning rates."""
-    return _png(figures.plot_training_curves(pretraining_history, training_history))
+    return figures.figure_to_png(
+        figures.plot_training_curves(pretraining_history, training_history)
+    )
 
 
 def plot_per_class_f1(test_metrics: dict[str, Any]) -> bytes:
     """F1 (with precision and recall) per class on test."""
-    return _png(
+    return figures.figure_to_png(
         figures.plot_per_class_f1(test_metrics["test"]["per_class"], test_metrics["classes"])
     )
 
 
 def plot_class_distribution(splits: pd.DataFrame, classes: list[str]) -> bytes:
     """Images per class per split."""
-    return _png(figures.plot_class_distribution(splits, classes))
+    return figures.figure_to_png(figures.plot_class_distribution(splits, classes))
 
 
 def plot_augmentations(
@@ -139,7 +141,7 @@ def plot_augmentations(
         seed,
     )
     titles = list(rows.iloc[np.sort(picked)]["dx"])
-    return _png(
+    return figures.figure_to_png(
         figures.plot_augmentation_grid(image_cache.images[np.sort(picked)], views, titles=titles)
     )
 
@@ -152,7 +154,7 @@ def plot_reliability(
     labels = test_predictions["label"].to_numpy()
     before = ev.probabilities(test_predictions, classes)
     after = metrics.apply_temperature(before, calibration["temperature"])
-    return _png(
+    return figures.figure_to_png(
         figures.plot_reliability_diagram(
             metrics.reliability_bins(labels, before, calibration["bins"]),
             metrics.reliability_bins(labels, after, calibration["bins"]),
@@ -167,7 +169,7 @@ def plot_embedding_map(
 ) -> bytes:
     """t-SNE of the contrastive embeddings of the val and test images, coloured by class."""
     z = contrastive_embeddings.filter(regex=r"^z\d+$").to_numpy()
-    return _png(
+    return figures.figure_to_png(
         figures.plot_embedding_map(
             z,
             contrastive_embeddings["label"].to_numpy(),
@@ -194,7 +196,7 @@ def plot_gradcam(
     panels = ev.gradcam_panels(
         classifier, image_cache.images, rows, chosen, device=resolve_device(device)
     )
-    return _png(figures.plot_gradcam_grid(panels))
+    return figures.figure_to_png(figures.plot_gradcam_grid(panels))
 
 
 def build_report(
