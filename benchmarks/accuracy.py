@@ -3,6 +3,7 @@
 Usage:
     python benchmarks/accuracy.py --setting cpu-quick [--data DIR] [--seeds 0 1 2]
         [--ablation NAME] [--params key=value ...] [--work-dir data/benchmarks]
+    python benchmarks/accuracy.py --setting cpu-quick --compare
 
 A setting is a Kedro environment (``cpu-quick`` -> ``conf/cpu_quick``, ``gpu-full`` ->
 ``conf/gpu_full``); an ablation is a named set of parameter overrides on top of it (see
@@ -20,6 +21,10 @@ separate invocations) and aggregates every seed file present into
 of balanced accuracy, macro-F1, macro AUC, accuracy, melanoma sensitivity at argmax and at the
 threshold chosen on validation, each seed's lesion-bootstrap 95% interval, device, package
 versions and the dataset's SHA-256 (of the metadata file and the sorted image list).
+
+An ablation that would change nothing in the setting (``no-contrastive`` where SupCon is
+already off) is refused. ``--compare`` sets each ablation run of a setting beside the setting
+on the seeds both have, difference taken seed by seed (``accuracy-<setting>-ablations.md``).
 """
 
 from __future__ import annotations
@@ -48,7 +53,9 @@ TRAINING_PIPELINES = ("contrastive_pretraining", "classifier_training", "reporti
 # Named parameter overrides for the ablations; each flips one choice of the method.
 ABLATIONS = {
     "no-contrastive": {"contrastive_pretraining.enabled": False},
+    "contrastive": {"contrastive_pretraining.enabled": True},
     "metadata-fusion": {"classifier_training.metadata_fusion": True},
+    "no-metadata-fusion": {"classifier_training.metadata_fusion": False},
     # Same inverse-frequency class weights, without the focal term.
     "cross-entropy": {"classifier_training.loss.name": "weighted_cross_entropy"},
     # Re-balance by sampling instead of by loss weights (never both: see the README).
@@ -72,6 +79,35 @@ METRICS = (
     ),
     ("mel_specificity_threshold", ("melanoma", "validated_threshold", "specificity"), None),
 )
+
+
+def setting_parameters(env: str, conf: Path = ROOT / "conf") -> dict:
+    """The parameters an environment resolves to (base merged with ``env``), as Kedro loads them."""
+    from skin_lesion.settings import CONFIG_LOADER_ARGS, CONFIG_LOADER_CLASS
+
+    loader = CONFIG_LOADER_CLASS(
+        conf_source=str(conf), **{**CONFIG_LOADER_ARGS, "default_run_env": env}
+    )
+    return loader["parameters"]
+
+
+def check_ablation(ablation: str, setting: str, params: dict) -> None:
+    """Refuse an ablation that changes nothing in ``setting`` (it would rerun the setting)."""
+    changed = []
+    for key, value in ABLATIONS[ablation].items():
+        node = params
+        for part in key.split("."):
+            if not isinstance(node, dict) or part not in node:
+                raise SystemExit(f"ablation {ablation}: {key} is not a parameter of {setting}")
+            node = node[part]
+        if node != value:
+            changed.append(key)
+    if not changed:
+        current = ", ".join(f"{k}={v}" for k, v in ABLATIONS[ablation].items())
+        raise SystemExit(
+            f"ablation {ablation} changes nothing in {setting}, which already has {current}; "
+            f"choose another ({', '.join(sorted(ABLATIONS))})"
+        )
 
 
 def dataset_sha256(data: Path) -> str:
@@ -258,6 +294,108 @@ def aggregate(name: str, results: Path = RESULTS) -> dict:
     return result
 
 
+COMPARED = ("balanced_accuracy", "macro_f1", "macro_auc", "mel_sensitivity_threshold")
+
+
+def compare(setting: str, results: Path = RESULTS) -> dict:
+    """Each ablation of ``setting`` against the setting itself, seed by seed.
+
+    Reads ``accuracy/<setting>/`` and every ``accuracy/<setting>-<ablation>/`` present. Only
+    seeds both have are compared, and the difference is taken per seed (same split, same
+    training seed) before averaging, so the table shows how far each change moves the figures
+    next to how much they move between seeds. Writes ``accuracy-<setting>-ablations.json``/``.md``.
+    """
+
+    def load(name: str) -> dict[int, dict]:
+        folder = results / "accuracy" / name
+        return {
+            (r := json.loads(p.read_text()))["seed"]: r for p in sorted(folder.glob("seed*.json"))
+        }
+
+    baseline = load(setting)
+    if not baseline:
+        raise SystemExit(f"no seed results under {results / 'accuracy' / setting}")
+    rows = []
+    for ablation in sorted(ABLATIONS):
+        runs = load(f"{setting}-{ablation}")
+        seeds = sorted(set(runs) & set(baseline))
+        if not seeds:
+            continue
+        for seed in seeds:
+            for key in ("data_sha256", "device"):
+                if runs[seed][key] != baseline[seed][key]:
+                    raise SystemExit(
+                        f"{setting}-{ablation} seed {seed} differs from {setting} in {key!r}"
+                    )
+        row = {"ablation": ablation, "overrides": runs[seeds[0]]["overrides"], "seeds": seeds}
+        for label in COMPARED:
+            ours = [runs[s]["metrics"][label]["value"] for s in seeds]
+            base = [baseline[s]["metrics"][label]["value"] for s in seeds]
+            deltas = [a - b for a, b in zip(ours, base)]
+            row[label] = {
+                "mean": statistics.fmean(ours),
+                "baseline_mean": statistics.fmean(base),
+                "delta_mean": statistics.fmean(deltas),
+                "delta_sd": statistics.stdev(deltas) if len(deltas) > 1 else None,
+                "delta_per_seed": deltas,
+            }
+        rows.append(row)
+    if not rows:
+        raise SystemExit(f"no ablation of {setting} shares a seed with it under {results}")
+    base_seeds = sorted(baseline)
+    first = baseline[base_seeds[0]]
+    result = {
+        "setting": setting,
+        "device": first["device"],
+        "data": first["data"],
+        "data_sha256": first["data_sha256"],
+        "baseline_seeds": base_seeds,
+        "baseline_sd": {
+            label: statistics.stdev(v)
+            if len(v := [baseline[s]["metrics"][label]["value"] for s in base_seeds]) > 1
+            else None
+            for label in COMPARED
+        },
+        "ablations": rows,
+    }
+    name = f"{setting}-ablations"
+    (results / f"accuracy-{name}.json").write_text(json.dumps(result, indent=2) + "\n")
+    (results / f"accuracy-{name}.md").write_text(compare_markdown(result))
+    return result
+
+
+def compare_markdown(result: dict) -> str:
+    """The ablation comparison as a markdown table: value, and change against the setting."""
+    sd = result["baseline_sd"]
+    seed_noise = ", ".join(
+        f"{label} {sd[label]:.3f}" for label in COMPARED if sd[label] is not None
+    )
+    lines = [
+        f"**Ablations of {result['setting']}** on {result['device']}; data `{result['data']}` "
+        f"(SHA-256 `{result['data_sha256'][:12]}…`). Each cell: the ablation's mean over the "
+        "seeds shown, then its change against the setting on the same seeds (mean of per-seed "
+        "differences, and each seed's difference in brackets).",
+        "",
+        "| ablation | seeds | " + " | ".join(COMPARED) + " |",
+        "|---|---|" + "---|" * len(COMPARED),
+    ]
+    for row in result["ablations"]:
+        cells = []
+        for label in COMPARED:
+            entry = row[label]
+            per_seed = ", ".join(f"{d:+.3f}" for d in entry["delta_per_seed"])
+            cells.append(f"{entry['mean']:.3f} ({entry['delta_mean']:+.3f}; [{per_seed}])")
+        seeds = ", ".join(map(str, row["seeds"]))
+        lines.append(f"| {row['ablation']} | {seeds} | " + " | ".join(cells) + " |")
+    if seed_noise:
+        lines += [
+            "",
+            f"Seed noise of {result['setting']} itself (sd over seeds "
+            f"{result['baseline_seeds']}): {seed_noise}.",
+        ]
+    return "\n".join(lines) + "\n"
+
+
 def markdown(name: str, result: dict) -> str:
     """A markdown table of ``result`` for the README."""
     n = len(result["seeds"])
@@ -308,7 +446,15 @@ def main() -> None:
     parser.add_argument(
         "--aggregate-only", action="store_true", help="only rebuild the JSON/markdown summary"
     )
+    parser.add_argument(
+        "--compare",
+        action="store_true",
+        help="only compare every ablation run of --setting with the setting, seed by seed",
+    )
     args = parser.parse_args()
+    if args.compare:
+        print(compare_markdown(compare(args.setting, args.results_dir)))
+        return
     name = args.name or "-".join(filter(None, [args.setting, args.ablation]))
     if args.aggregate_only:
         print(markdown(name, aggregate(name, args.results_dir)))
@@ -317,6 +463,8 @@ def main() -> None:
     if not data.is_dir():
         raise SystemExit(f"--data {data} is not a folder; download HAM10000 first (README)")
     env = SETTINGS[args.setting]
+    if args.ablation:
+        check_ablation(args.ablation, args.setting, setting_parameters(env))
     overrides = {**ABLATIONS.get(args.ablation, {}), **parse_overrides(args.params)}
     sha = dataset_sha256(data)
     project = make_project(args.work_dir.resolve() / name, env)

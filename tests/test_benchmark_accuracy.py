@@ -73,7 +73,9 @@ def test_dataset_hash_changes_with_metadata_and_image_list(tmp_path: Path) -> No
         accuracy.dataset_sha256(tmp_path / "part_1")
 
 
-def _write_seed(results: Path, seed: int, balanced: float, device: str = "cpu") -> None:
+def _write_seed(
+    results: Path, seed: int, balanced: float, device: str = "cpu", name: str = "run"
+) -> None:
     record = {
         "setting": "cpu-quick",
         "env": "cpu_quick",
@@ -94,7 +96,7 @@ def _write_seed(results: Path, seed: int, balanced: float, device: str = "cpu") 
         ],
         "metrics": accuracy.seed_summary(_metrics(balanced)),
     }
-    folder = results / "accuracy" / "run"
+    folder = results / "accuracy" / name
     folder.mkdir(parents=True, exist_ok=True)
     (folder / f"seed{seed}.json").write_text(json.dumps(record))
 
@@ -118,3 +120,59 @@ def test_aggregate_refuses_to_mix_devices(tmp_path: Path) -> None:
     _write_seed(tmp_path, 1, 0.7, device="NVIDIA H100")
     with pytest.raises(SystemExit, match="'device'"):
         accuracy.aggregate("run", tmp_path)
+
+
+@pytest.mark.parametrize("env", ["cpu_quick", "gpu_full"])
+def test_an_ablation_that_changes_nothing_in_the_setting_is_refused(env: str) -> None:
+    params = accuracy.setting_parameters(env)
+    refused, accepted = [], []
+    for name in accuracy.ABLATIONS:
+        try:
+            accuracy.check_ablation(name, env, params)
+            accepted.append(name)
+        except SystemExit as error:
+            assert name in str(error) and env in str(error)
+            refused.append(name)
+    # Each on/off pair has exactly one member that changes the setting.
+    for pair in (("contrastive", "no-contrastive"), ("metadata-fusion", "no-metadata-fusion")):
+        assert len(set(pair) & set(accepted)) == 1, (env, pair, accepted)
+    assert {"cross-entropy", "weighted-sampling"} <= set(accepted)
+    # cpu_quick runs without SupCon and with metadata; gpu_full the other way round.
+    on = env == "gpu_full"
+    assert ("no-contrastive" in accepted) == on
+    assert ("metadata-fusion" in accepted) == on
+
+
+def test_check_ablation_names_a_parameter_the_setting_lacks() -> None:
+    with pytest.raises(SystemExit, match=r"contrastive_pretraining\.enabled is not a parameter"):
+        accuracy.check_ablation("contrastive", "cpu_quick", {"contrastive_pretraining": {}})
+
+
+def test_compare_pairs_each_ablation_with_the_setting_seed_by_seed(tmp_path: Path) -> None:
+    for seed, balanced in enumerate([0.70, 0.60, 0.80]):
+        _write_seed(tmp_path, seed, balanced, name="cpu-quick")
+    # Seeds 0 and 2 only; seed 2 of the setting is its best, so pairing matters.
+    _write_seed(tmp_path, 0, 0.75, name="cpu-quick-cross-entropy")
+    _write_seed(tmp_path, 2, 0.78, name="cpu-quick-cross-entropy")
+    _write_seed(tmp_path, 5, 0.9, name="cpu-quick-weighted-sampling")  # no seed in common
+    result = accuracy.compare("cpu-quick", tmp_path)
+    assert [row["ablation"] for row in result["ablations"]] == ["cross-entropy"]
+    entry = result["ablations"][0]["balanced_accuracy"]
+    assert result["ablations"][0]["seeds"] == [0, 2]
+    assert entry["mean"] == pytest.approx(0.765)
+    assert entry["baseline_mean"] == pytest.approx(0.75)
+    assert entry["delta_per_seed"] == pytest.approx([0.05, -0.02])
+    assert entry["delta_mean"] == pytest.approx(0.015)
+    assert result["baseline_sd"]["balanced_accuracy"] == pytest.approx(0.1)
+    table = (tmp_path / "accuracy-cpu-quick-ablations.md").read_text()
+    assert "| cross-entropy | 0, 2 | 0.765 (+0.015; [+0.050, -0.020])" in table
+    assert json.loads((tmp_path / "accuracy-cpu-quick-ablations.json").read_text()) == result
+
+
+def test_compare_refuses_runs_on_different_data(tmp_path: Path) -> None:
+    _write_seed(tmp_path, 0, 0.7, name="cpu-quick")
+    _write_seed(tmp_path, 0, 0.7, device="NVIDIA H100", name="cpu-quick-cross-entropy")
+    with pytest.raises(SystemExit, match="'device'"):
+        accuracy.compare("cpu-quick", tmp_path)
+    with pytest.raises(SystemExit, match="no seed results"):
+        accuracy.compare("gpu-full", tmp_path)
