@@ -3,7 +3,7 @@
 Usage:
     python benchmarks/speed.py [--encoder efficientnet_b0] [--crop 224] [--batch 128]
         [--cache 256x341] [--steps 30] [--device auto] [--workers N] [--images N]
-        [--threads N] [--data ../shared/data/ham10000_200x150]
+        [--threads N] [--data ../shared/data/ham10000_200x150] [--results-dir DIR]
 
 For SupCon pretraining and for classifier fine-tuning (whole encoder trained), measures
 training images/s through the project's engine (``engine.train_one_epoch``: forward,
@@ -40,7 +40,8 @@ memory figures are its own; they are read at the end of the timed steps:
 
 ``--data`` takes any folder in HAM10000's layout (``HAM10000_metadata.csv`` and JPEGs in any
 subfolders), e.g. the demo generator's ``python -m skin_lesion.demo DIR``. Writes
-benchmarks/results/speed-<device>-<encoder>-<crop>.json and .md and prints the markdown.
+speed-<device>-<encoder>-<crop>.json and .md to ``--results-dir`` (benchmarks/results) and
+prints the markdown.
 """
 
 from __future__ import annotations
@@ -519,6 +520,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--threads", type=int, default=0, help="torch intra-op threads (0: torch's default)"
     )
+    parser.add_argument("--results-dir", type=Path, default=RESULTS, help="where to write")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--cache-dir", type=Path, help=argparse.SUPPRESS)
     return parser.parse_args()
@@ -595,10 +597,10 @@ def main() -> None:
         "stages": stages,
     }
     stem = f"speed-{device_slug(device, name)}-{args.encoder}-{args.crop}"
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"{stem}.json").write_text(json.dumps(result, indent=2) + "\n")
+    args.results_dir.mkdir(parents=True, exist_ok=True)
+    (args.results_dir / f"{stem}.json").write_text(json.dumps(result, indent=2) + "\n")
     table_md = markdown(result)
-    (RESULTS / f"{stem}.md").write_text(table_md)
+    (args.results_dir / f"{stem}.md").write_text(table_md)
     print(table_md)
 
 

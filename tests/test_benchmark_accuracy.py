@@ -176,3 +176,46 @@ def test_compare_refuses_runs_on_different_data(tmp_path: Path) -> None:
         accuracy.compare("cpu-quick", tmp_path)
     with pytest.raises(SystemExit, match="no seed results"):
         accuracy.compare("gpu-full", tmp_path)
+
+
+@pytest.mark.slow
+def test_accuracy_command_runs_an_ablation_through_kedro(
+    demo_raw_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One seed of an ablation on generated data: every stage in its own Kedro process."""
+    import sys
+
+    import torch
+
+    monkeypatch.setitem(accuracy.SETTINGS, "test", "test")  # the suite's tiny environment
+    monkeypatch.setenv("KEDRO_DISABLE_TELEMETRY", "true")
+    work, results = tmp_path / "work", tmp_path / "results"
+    argv = ["accuracy.py", "--setting", "test", "--ablation", "cross-entropy", "--seeds", "3"]
+    argv += ["--data", str(demo_raw_dir), "--work-dir", str(work), "--results-dir", str(results)]
+    argv += ["--params", "contrastive_pretraining.enabled=false"]  # saves time; tests --params
+    monkeypatch.setattr(sys, "argv", argv)
+    accuracy.main()
+
+    record = json.loads((results / "accuracy" / "test-cross-entropy" / "seed3.json").read_text())
+    assert record["overrides"] == {
+        "classifier_training.loss.name": "weighted_cross_entropy",
+        "contrastive_pretraining.enabled": False,
+    }
+    assert record["data_sha256"] == accuracy.dataset_sha256(demo_raw_dir)
+    assert [s["pipeline"] for s in record["stages"]] == [
+        "data_processing",
+        "contrastive_pretraining",
+        "classifier_training",
+        "reporting",
+    ]
+    assert all(s["seconds"] > 0 and s["peak_host_mib"] > 0 for s in record["stages"])
+    for label in ("balanced_accuracy", "macro_auc", "mel_sensitivity_threshold"):
+        assert 0.0 <= record["metrics"][label]["value"] <= 1.0
+    # The override and the seed reached the child's Kedro session: the checkpoint says so.
+    checkpoint = torch.load(
+        work / "test-cross-entropy" / "data" / "06_models" / "classifier.pt", weights_only=True
+    )
+    assert checkpoint["params"]["classifier_training"]["loss"]["name"] == "weighted_cross_entropy"
+    assert checkpoint["params"]["seed"] == 3
+    summary = json.loads((results / "accuracy-test-cross-entropy.json").read_text())
+    assert summary["seeds"] == [3] and summary["ablation"] == "cross-entropy"

@@ -1,0 +1,50 @@
+"""The speed benchmark end to end on generated images: every stage and feed, in child processes."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.slow
+def test_speed_command_measures_every_stage_and_feed(demo_raw_dir: Path, tmp_path: Path) -> None:
+    command = [
+        sys.executable,
+        str(ROOT / "benchmarks" / "speed.py"),
+        "--encoder=test_efficientnet",
+        "--crop=32",
+        "--batch=4",
+        "--cache=40x48",
+        "--steps=2",
+        "--workers=1",
+        "--images=24",
+        "--threads=1",
+        "--device=cpu",
+        f"--data={demo_raw_dir}",
+        f"--results-dir={tmp_path}",
+    ]
+    env = {**os.environ, "KEDRO_DISABLE_TELEMETRY": "true"}
+    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads((tmp_path / "speed-cpu-test_efficientnet-32.json").read_text())
+    assert result["settings"]["images"] == 24
+    assert result["settings"]["precision"] == "fp32"
+    for stage in ("supcon", "classifier"):
+        feeds = result["stages"][stage]
+        for feed in ("limit", "conventional", "ours"):
+            assert feeds[feed]["img_per_s"] > 0, (stage, feed)
+            assert feeds[feed]["host_peak_rss_mib"] > 0
+            assert feeds[feed]["gpu_peak_mib"] is None
+        # The conventional feed ran its DataLoader worker; the others have none.
+        assert feeds["conventional"]["workers"] == 1
+        assert feeds["ours"]["workers"] == 0
+        ratio = feeds["ours"]["img_per_s"] / feeds["limit"]["img_per_s"]
+        assert feeds["ours_fraction_of_limit"] == pytest.approx(ratio, abs=1e-3)
+    table = (tmp_path / "speed-cpu-test_efficientnet-32.md").read_text()
+    assert table in done.stdout
+    assert "| SupCon pretraining (2 views/image) |" in table
