@@ -76,11 +76,11 @@ from skin_lesion import engine
 from skin_lesion.augment import NUM_VIEWS, AugmentConfig, build_train_augment
 from skin_lesion.batches import Batch, BatchSource
 from skin_lesion.classification import (
-    Classifier,
     ClassifierConfig,
     build_finetune_optimizer,
     make_classifier_step,
 )
+from skin_lesion.classifier import Classifier
 from skin_lesion.config import from_dict
 from skin_lesion.datasets import ImageCacheDataset
 from skin_lesion.images import PreprocessConfig, build_image_cache

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from skin_lesion import classification as clf
-from skin_lesion import prediction
+from skin_lesion import classifier, ema, prediction
 from skin_lesion import pretraining as supcon
 from skin_lesion.augment import AugmentConfig
 from skin_lesion.engine import OptimConfig
@@ -50,10 +50,10 @@ def _config(**kwargs):
         batch_size=16,
         eval_batch_size=64,
         progress=False,
-        head=clf.HeadConfig(hidden_dim=32, dropout=0.1),
+        head=classifier.HeadConfig(hidden_dim=32, dropout=0.1),
         warmup=clf.WarmupConfig(epochs=2, optim=fast),
         finetune=clf.FinetuneConfig(epochs=10, encoder_lr_scale=0.3, optim=fast),
-        ema=clf.EmaConfig(enabled=True, decay=0.5),
+        ema=ema.EmaConfig(enabled=True, decay=0.5),
         early_stopping=clf.EarlyStoppingConfig(patience=10),
         augment=AugmentConfig(crop_size=24, crop_scale=(0.6, 1.0), rotation_p=0.0),
     )
@@ -95,7 +95,7 @@ def test_tiny_run_learns_separable_classes_and_checkpoint_rebuilds():
     assert list(preds.columns) == ["image_id", "label", "dx", "p_a", "p_b", "p_c", "p_d"]
     assert len(preds) == (rows["split"] == "val").sum()
     np.testing.assert_allclose(preds.filter(like="p_").sum(axis=1), 1.0, atol=1e-5)
-    model = clf.classifier_from_checkpoint(checkpoint)
+    model = classifier.classifier_from_checkpoint(checkpoint)
     transform = clf.build_eval_transform(
         24, checkpoint["preprocessing"]["mean"], checkpoint["preprocessing"]["std"]
     )
@@ -111,7 +111,7 @@ def test_tiny_run_learns_separable_classes_and_checkpoint_rebuilds():
 def test_warmup_leaves_every_encoder_weight_unchanged():
     pretrained = _pretrained()
     (checkpoint, history, _), _, _ = _train(
-        _config(finetune=clf.FinetuneConfig(epochs=0), ema=clf.EmaConfig(enabled=False)),
+        _config(finetune=clf.FinetuneConfig(epochs=0), ema=ema.EmaConfig(enabled=False)),
         pretrained=pretrained,
     )
     assert len(history) == 2 and checkpoint["selected"]["phase"] == "warmup"
@@ -123,18 +123,18 @@ def test_warmup_leaves_every_encoder_weight_unchanged():
 
 
 def test_finetune_groups_carry_the_intended_learning_rates():
-    model = clf.Classifier(supcon.build_model(ENCODER, supcon.ProjectionConfig()).encoder, 4)
+    model = classifier.Classifier(supcon.build_model(ENCODER, supcon.ProjectionConfig()).encoder, 4)
     model.freeze_encoder(True)
     config = clf.FinetuneConfig(encoder_lr_scale=0.1, unfreeze_stages=2, optim=OptimConfig(lr=1e-3))
     optimizer = clf.build_finetune_optimizer(model, config)
     lrs = {g["name"]: g["lr"] for g in optimizer.param_groups}
     assert lrs["encoder"] == pytest.approx(1e-4) and lrs["head"] == pytest.approx(1e-3)
-    stages = clf.encoder_stages(model.encoder)
+    stages = classifier.encoder_stages(model.encoder)
     trainable = {id(p) for g in optimizer.param_groups for p in g["params"]}
     assert all(id(p) in trainable and p.requires_grad for s in stages[-2:] for p in s)
     assert not any(p.requires_grad or id(p) in trainable for s in stages[:-2] for p in s)
     with pytest.raises(ValueError, match=r"between 1 and 6.*got 9"):
-        clf.unfreeze_last_stages(model, 9)
+        classifier.unfreeze_last_stages(model, 9)
 
 
 def test_metadata_fusion_handles_missing_age_and_unknown_sex():
@@ -149,7 +149,7 @@ def test_metadata_fusion_handles_missing_age_and_unknown_sex():
     assert rows["age"].isna().any() and (rows["sex"] == "unknown").any()
     assert checkpoint["architecture"]["meta_features"] > 0
     assert checkpoint["metadata_encoder"] is not None
-    model = clf.classifier_from_checkpoint(checkpoint)
+    model = classifier.classifier_from_checkpoint(checkpoint)
     assert model.meta_features == checkpoint["architecture"]["meta_features"]
     assert np.isfinite(preds.filter(like="p_").to_numpy()).all()
     with pytest.raises(ValueError, match="pass meta"):
@@ -209,17 +209,17 @@ def test_tta_views_are_the_eight_symmetries_and_average():
         _config(warmup=clf.WarmupConfig(epochs=1), finetune=clf.FinetuneConfig(epochs=1)), n=64
     )
     val = np.flatnonzero(rows["split"] == "val")
-    plain = clf.predict_with_checkpoint(
+    plain = classifier.predict_with_checkpoint(
         checkpoint, images, rows, val, device=torch.device("cpu"), progress=False
     )
     np.testing.assert_allclose(plain, preds.filter(like="p_").to_numpy(), atol=1e-5)
-    tta = clf.predict_with_checkpoint(
+    tta = classifier.predict_with_checkpoint(
         checkpoint, images, rows, val, device=torch.device("cpu"), tta="dihedral", progress=False
     )
     np.testing.assert_allclose(tta.sum(axis=1), 1.0, atol=1e-5)
     assert not np.allclose(tta, plain)
     with pytest.raises(ValueError, match="'rot'"):
-        clf.predict_with_checkpoint(
+        classifier.predict_with_checkpoint(
             checkpoint, images, rows, val, device=torch.device("cpu"), tta="rot"
         )
 
@@ -279,5 +279,5 @@ def test_compiled_training_saves_a_plain_checkpoint():
     assert all(np.isfinite(h["loss"]) for h in history)
     # Learns (chance is 0.25); compiled numerics differ a little from eager ones.
     assert checkpoint["metrics"]["val"]["balanced_accuracy"] >= 0.75
-    model = clf.classifier_from_checkpoint(checkpoint)  # strict load of every key
+    model = classifier.classifier_from_checkpoint(checkpoint)  # strict load of every key
     assert sum(p.numel() for p in model.parameters()) > 0

@@ -4,7 +4,7 @@ import timm
 import torch
 from torch import nn
 
-from skin_lesion.classification import Classifier
+from skin_lesion.classifier import Classifier
 from skin_lesion.gradcam import gradcam_heatmaps, last_conv_layer, normalise_maps, overlay
 
 SIZE = 32

@@ -1,4 +1,4 @@
-"""The classifier: an encoder plus an MLP head, fine-tuned in two phases.
+"""Training the classifier (``skin_lesion.classifier``): fine-tuned in two phases.
 
 Phase 1 (warm-up) trains the head on a frozen encoder; phase 2 unfreezes the whole encoder
 or its last K stages with a lower learning rate than the head (discriminative learning
@@ -18,32 +18,27 @@ import pandas as pd
 import torch
 from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score
 from timm.data import Mixup
-from timm.models import group_parameters
-from timm.utils import ModelEmaV3
 from torch import nn
 
 from skin_lesion import engine
 from skin_lesion.augment import AugmentConfig, build_eval_transform, build_train_augment
 from skin_lesion.batches import Batch, BatchSource, Placement
-from skin_lesion.checkpoints import CheckpointStore, require_kind, to_cpu
+from skin_lesion.checkpoints import CheckpointStore, to_cpu
+from skin_lesion.classifier import (
+    CHECKPOINT_KIND,
+    Classifier,
+    HeadConfig,
+    unfreeze_last_stages,
+)
+from skin_lesion.ema import EmaConfig, StepEma
 from skin_lesion.losses import build_classification_loss
-from skin_lesion.models import create_encoder
 from skin_lesion.prediction import predict_proba
 from skin_lesion.pretraining import model_from_checkpoint as pretrained_from_checkpoint
 from skin_lesion.tabular import MetadataEncoder, fit_metadata_encoder
 
 logger = logging.getLogger(__name__)
 
-CHECKPOINT_KIND = "classifier"
 METRICS = ("balanced_accuracy", "macro_f1")
-
-
-@dataclass(frozen=True)
-class HeadConfig:
-    """MLP head: ``hidden_dim`` 0 gives a single linear layer."""
-
-    hidden_dim: int = 512
-    dropout: float = 0.3
 
 
 @dataclass(frozen=True)
@@ -93,50 +88,6 @@ class MixConfig:
 
 
 @dataclass(frozen=True)
-class EmaConfig:
-    """Exponential moving average of the weights in phase 2 (timm ``ModelEmaV3``).
-
-    Attributes:
-        enabled: Evaluate and keep the EMA weights instead of the raw ones.
-        decay: The largest decay.
-        warmup: Ramp the decay up as ``1 - (1 + step)^(-2/3)`` (timm's warm-up), so that a
-            short run is not dominated by the weights it started from.
-    """
-
-    enabled: bool = True
-    decay: float = 0.998
-    warmup: bool = True
-
-
-class StepEma:
-    """timm's ``ModelEmaV3`` driven by our own step count, which resume restores."""
-
-    def __init__(self, model: nn.Module, config: EmaConfig) -> None:
-        """Start the average at ``model``'s current weights."""
-        self.ema = ModelEmaV3(model, decay=config.decay, use_warmup=config.warmup)
-        self.step = 0
-
-    @property
-    def module(self) -> nn.Module:
-        """The averaged model."""
-        return self.ema.module
-
-    def update(self, model: nn.Module) -> None:
-        """Fold ``model``'s weights into the average (after an optimizer step)."""
-        self.step += 1
-        self.ema.update(model, step=self.step)
-
-    def state_dict(self) -> dict[str, Any]:
-        """For checkpoints (resume)."""
-        return {"ema": self.ema.state_dict(), "step": self.step}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore what ``state_dict`` returned."""
-        self.ema.load_state_dict(state["ema"])
-        self.step = state["step"]
-
-
-@dataclass(frozen=True)
 class EarlyStoppingConfig:
     """Choose the best epoch on ``metric`` (validation); stop after ``patience`` without gain."""
 
@@ -168,84 +119,6 @@ class ClassifierConfig:
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
 
-class Classifier(nn.Module):
-    """Encoder features (optionally joined with metadata features) -> MLP head -> logits."""
-
-    def __init__(
-        self,
-        encoder: nn.Module,
-        num_classes: int,
-        *,
-        hidden_dim: int = 512,
-        dropout: float = 0.3,
-        meta_features: int = 0,
-    ) -> None:
-        """Build the head on top of ``encoder`` (which exposes ``num_features``)."""
-        super().__init__()
-        self.encoder = encoder
-        self.meta_features = meta_features
-        width = encoder.num_features + meta_features
-        if hidden_dim:
-            self.head = nn.Sequential(
-                nn.Dropout(dropout),
-                nn.Linear(width, hidden_dim),
-                nn.ReLU(inplace=True),
-                nn.Dropout(dropout),
-                nn.Linear(hidden_dim, num_classes),
-            )
-        else:
-            self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(width, num_classes))
-        self.encoder_frozen = False
-
-    def forward(self, images: torch.Tensor, meta: torch.Tensor | None = None) -> torch.Tensor:
-        """Logits ``(B, num_classes)``; ``meta`` is required when built with meta features."""
-        features = self.encoder(images)
-        if self.meta_features:
-            if meta is None:
-                raise ValueError("this classifier fuses metadata: pass meta (B, F)")
-            features = torch.cat([features, meta.to(features.dtype)], dim=1)
-        return self.head(features)
-
-    def freeze_encoder(self, frozen: bool) -> None:
-        """Freeze (or unfreeze) every encoder weight and keep its BatchNorm statistics."""
-        self.encoder_frozen = frozen
-        self.encoder.requires_grad_(not frozen)
-        self.train(self.training)
-
-    def train(self, mode: bool = True) -> Classifier:
-        """As ``nn.Module.train``, but a frozen encoder stays in eval mode (BN stats fixed)."""
-        super().train(mode)
-        if self.encoder_frozen:
-            self.encoder.eval()
-        return self
-
-
-def encoder_stages(encoder: nn.Module) -> list[list[nn.Parameter]]:
-    """The encoder's parameters in stages, first to last (timm's coarse groups)."""
-    names = dict(encoder.named_parameters())
-    if not hasattr(encoder, "group_matcher"):
-        return [list(names.values())]
-    groups = group_parameters(encoder, encoder.group_matcher(coarse=True))
-    return [[names[n] for n in members] for _, members in sorted(groups.items())]
-
-
-def unfreeze_last_stages(model: Classifier, stages: int | None) -> list[nn.Parameter]:
-    """Unfreeze all encoder stages (``None``) or the last ``stages``; return those params."""
-    model.freeze_encoder(False)
-    groups = encoder_stages(model.encoder)
-    if stages is not None:
-        if not 1 <= stages <= len(groups):
-            raise ValueError(
-                f"unfreeze_stages must be between 1 and {len(groups)} for this encoder, "
-                f"got {stages}"
-            )
-        for group in groups[:-stages]:
-            for p in group:
-                p.requires_grad_(False)
-        groups = groups[-stages:]
-    return [p for group in groups for p in group]
-
-
 def build_finetune_optimizer(model: Classifier, config: FinetuneConfig) -> torch.optim.AdamW:
     """Unfreeze the encoder (or its last stages) and give it ``encoder_lr_scale`` x the lr."""
     encoder_params = unfreeze_last_stages(model, config.unfreeze_stages)
@@ -255,41 +128,6 @@ def build_finetune_optimizer(model: Classifier, config: FinetuneConfig) -> torch
             {"params": model.head.parameters(), "name": "head"},
         ],
         config.optim,
-    )
-
-
-def predict_with_checkpoint(
-    checkpoint: dict[str, Any],
-    images: np.ndarray,
-    rows: pd.DataFrame,
-    indices: np.ndarray,
-    *,
-    device: torch.device,
-    batch_size: int = 256,
-    tta: str = "none",
-    progress: bool = True,
-) -> np.ndarray:
-    """Probabilities of ``images[indices]`` with the model and preprocessing a checkpoint records.
-
-    ``rows`` (aligned with ``images``) supplies age, sex and localization when the
-    classifier fuses metadata.
-    """
-    model = classifier_from_checkpoint(checkpoint).to(device)
-    prep = checkpoint["preprocessing"]
-    transform = build_eval_transform(prep["crop_size"], prep["mean"], prep["std"]).to(device)
-    meta = None
-    if checkpoint.get("metadata_encoder"):
-        meta = MetadataEncoder.from_dict(checkpoint["metadata_encoder"]).transform(rows)
-    return predict_proba(
-        model,
-        images,
-        indices,
-        transform=transform,
-        device=device,
-        meta=meta,
-        batch_size=batch_size,
-        tta=tta,
-        progress=progress,
     )
 
 
@@ -342,21 +180,6 @@ class BestTracker:
         """Restore what ``state_dict`` returned."""
         self.key, self.where = tuple(state["key"]), state["where"]
         self.stale, self.state_dict_ = state["stale"], state["weights"]
-
-
-def classifier_from_checkpoint(checkpoint: dict[str, Any]) -> Classifier:
-    """Rebuild the classifier from its checkpoint alone (no download, no parameters)."""
-    require_kind(checkpoint, CHECKPOINT_KIND)
-    arch = checkpoint["architecture"]
-    model = Classifier(
-        create_encoder(arch["encoder"], weights="none"),
-        arch["num_classes"],
-        hidden_dim=arch["head"]["hidden_dim"],
-        dropout=arch["head"]["dropout"],
-        meta_features=arch["meta_features"],
-    )
-    model.load_state_dict(checkpoint["state_dict"])
-    return model.eval()
 
 
 def make_classifier_step(

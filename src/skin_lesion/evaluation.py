@@ -17,7 +17,7 @@ import torch
 
 from skin_lesion import metrics as m
 from skin_lesion.augment import AugmentConfig, build_eval_transform, build_train_augment
-from skin_lesion.classification import classifier_from_checkpoint, predict_with_checkpoint
+from skin_lesion.classifier import classifier_from_checkpoint, predict_with_checkpoint
 from skin_lesion.config import from_dict
 from skin_lesion.gradcam import gradcam_heatmaps
 from skin_lesion.tabular import MetadataEncoder

@@ -20,7 +20,7 @@ import pandas as pd
 import torch
 
 from skin_lesion.checkpoints import require_kind
-from skin_lesion.classification import CHECKPOINT_KIND, predict_with_checkpoint
+from skin_lesion.classifier import CHECKPOINT_KIND, predict_with_checkpoint
 from skin_lesion.config import from_dict
 from skin_lesion.evaluation import explain
 from skin_lesion.images import build_image_cache

@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 from skin_lesion import engine
 
 if TYPE_CHECKING:
-    from skin_lesion.classification import Classifier
+    from skin_lesion.classifier import Classifier
 
 
 # Test-time augmentation: views of a square NCHW batch. Dermoscopy has no canonical

@@ -7,7 +7,7 @@ import pytest
 import torch
 from tests.conftest import run_kedro
 
-from skin_lesion.classification import classifier_from_checkpoint
+from skin_lesion.classifier import classifier_from_checkpoint
 
 pytestmark = pytest.mark.slow
 

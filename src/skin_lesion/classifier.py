@@ -1,0 +1,161 @@
+"""The classifier model: an encoder's features (optionally joined with metadata) into an MLP head.
+
+Also what fine-tuning needs from the model (its encoder in timm's coarse stages, unfreezing
+the last K of them) and what using a trained one needs: rebuilding it from its checkpoint
+alone and predicting with the preprocessing that checkpoint records.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from timm.models import group_parameters
+from torch import nn
+
+from skin_lesion.augment import build_eval_transform
+from skin_lesion.checkpoints import require_kind
+from skin_lesion.models import create_encoder
+from skin_lesion.prediction import predict_proba
+from skin_lesion.tabular import MetadataEncoder
+
+CHECKPOINT_KIND = "classifier"
+
+
+@dataclass(frozen=True)
+class HeadConfig:
+    """MLP head: ``hidden_dim`` 0 gives a single linear layer."""
+
+    hidden_dim: int = 512
+    dropout: float = 0.3
+
+
+class Classifier(nn.Module):
+    """Encoder features (optionally joined with metadata features) -> MLP head -> logits."""
+
+    def __init__(
+        self,
+        encoder: nn.Module,
+        num_classes: int,
+        *,
+        hidden_dim: int = 512,
+        dropout: float = 0.3,
+        meta_features: int = 0,
+    ) -> None:
+        """Build the head on top of ``encoder`` (which exposes ``num_features``)."""
+        super().__init__()
+        self.encoder = encoder
+        self.meta_features = meta_features
+        width = encoder.num_features + meta_features
+        if hidden_dim:
+            self.head = nn.Sequential(
+                nn.Dropout(dropout),
+                nn.Linear(width, hidden_dim),
+                nn.ReLU(inplace=True),
+                nn.Dropout(dropout),
+                nn.Linear(hidden_dim, num_classes),
+            )
+        else:
+            self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(width, num_classes))
+        self.encoder_frozen = False
+
+    def forward(self, images: torch.Tensor, meta: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits ``(B, num_classes)``; ``meta`` is required when built with meta features."""
+        features = self.encoder(images)
+        if self.meta_features:
+            if meta is None:
+                raise ValueError("this classifier fuses metadata: pass meta (B, F)")
+            features = torch.cat([features, meta.to(features.dtype)], dim=1)
+        return self.head(features)
+
+    def freeze_encoder(self, frozen: bool) -> None:
+        """Freeze (or unfreeze) every encoder weight and keep its BatchNorm statistics."""
+        self.encoder_frozen = frozen
+        self.encoder.requires_grad_(not frozen)
+        self.train(self.training)
+
+    def train(self, mode: bool = True) -> Classifier:
+        """As ``nn.Module.train``, but a frozen encoder stays in eval mode (BN stats fixed)."""
+        super().train(mode)
+        if self.encoder_frozen:
+            self.encoder.eval()
+        return self
+
+
+def encoder_stages(encoder: nn.Module) -> list[list[nn.Parameter]]:
+    """The encoder's parameters in stages, first to last (timm's coarse groups)."""
+    names = dict(encoder.named_parameters())
+    if not hasattr(encoder, "group_matcher"):
+        return [list(names.values())]
+    groups = group_parameters(encoder, encoder.group_matcher(coarse=True))
+    return [[names[n] for n in members] for _, members in sorted(groups.items())]
+
+
+def unfreeze_last_stages(model: Classifier, stages: int | None) -> list[nn.Parameter]:
+    """Unfreeze all encoder stages (``None``) or the last ``stages``; return those params."""
+    model.freeze_encoder(False)
+    groups = encoder_stages(model.encoder)
+    if stages is not None:
+        if not 1 <= stages <= len(groups):
+            raise ValueError(
+                f"unfreeze_stages must be between 1 and {len(groups)} for this encoder, "
+                f"got {stages}"
+            )
+        for group in groups[:-stages]:
+            for p in group:
+                p.requires_grad_(False)
+        groups = groups[-stages:]
+    return [p for group in groups for p in group]
+
+
+def classifier_from_checkpoint(checkpoint: dict[str, Any]) -> Classifier:
+    """Rebuild the classifier from its checkpoint alone (no download, no parameters)."""
+    require_kind(checkpoint, CHECKPOINT_KIND)
+    arch = checkpoint["architecture"]
+    model = Classifier(
+        create_encoder(arch["encoder"], weights="none"),
+        arch["num_classes"],
+        hidden_dim=arch["head"]["hidden_dim"],
+        dropout=arch["head"]["dropout"],
+        meta_features=arch["meta_features"],
+    )
+    model.load_state_dict(checkpoint["state_dict"])
+    return model.eval()
+
+
+def predict_with_checkpoint(
+    checkpoint: dict[str, Any],
+    images: np.ndarray,
+    rows: pd.DataFrame,
+    indices: np.ndarray,
+    *,
+    device: torch.device,
+    batch_size: int = 256,
+    tta: str = "none",
+    progress: bool = True,
+) -> np.ndarray:
+    """Probabilities of ``images[indices]`` with the model and preprocessing a checkpoint records.
+
+    ``rows`` (aligned with ``images``) supplies age, sex and localization when the
+    classifier fuses metadata.
+    """
+    model = classifier_from_checkpoint(checkpoint).to(device)
+    prep = checkpoint["preprocessing"]
+    transform = build_eval_transform(prep["crop_size"], prep["mean"], prep["std"]).to(device)
+    meta = None
+    if checkpoint.get("metadata_encoder"):
+        meta = MetadataEncoder.from_dict(checkpoint["metadata_encoder"]).transform(rows)
+    return predict_proba(
+        model,
+        images,
+        indices,
+        transform=transform,
+        device=device,
+        meta=meta,
+        batch_size=batch_size,
+        tta=tta,
+        progress=progress,
+    )
