@@ -221,6 +221,27 @@ def seed_summary(metrics: dict) -> dict:
     return summary
 
 
+def validation_summary(checkpoint: Path) -> dict:
+    """The validation figures of the epoch the classifier kept: what model choice may use."""
+    import torch
+
+    saved = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    val = saved["metrics"]["val"]
+    return {
+        "balanced_accuracy": val["balanced_accuracy"],
+        "macro_f1": val["macro_f1"],
+        "selected": saved["selected"],
+    }
+
+
+def _spread(values: list[float]) -> dict:
+    return {
+        "mean": statistics.fmean(values),
+        "sd": statistics.stdev(values) if len(values) > 1 else None,
+        "per_seed": values,
+    }
+
+
 def parse_overrides(pairs: list[str]) -> dict:
     """``key=value`` strings to a dict, values parsed as YAML (``3`` -> int, ``null``)."""
     overrides = {}
@@ -260,12 +281,7 @@ def aggregate(name: str, results: Path = RESULTS) -> dict:
                 )
     summary = {}
     for label, _, _ in METRICS:
-        values = [s["metrics"][label]["value"] for s in seeds]
-        summary[label] = {
-            "mean": statistics.fmean(values),
-            "sd": statistics.stdev(values) if len(values) > 1 else None,
-            "per_seed": values,
-        }
+        summary[label] = _spread([s["metrics"][label]["value"] for s in seeds])
         if "ci95" in seeds[0]["metrics"][label]:
             summary[label]["ci95_per_seed"] = [s["metrics"][label]["ci95"] for s in seeds]
     stages = {}
@@ -286,6 +302,12 @@ def aggregate(name: str, results: Path = RESULTS) -> dict:
         test_images=first["metrics"]["test_images"],
         test_lesions=first["metrics"]["test_lesions"],
         metrics=summary,
+        # Seed files written before validation was recorded have none.
+        validation={
+            label: _spread([s["validation"][label] for s in seeds])
+            for label in VALIDATION
+            if all("validation" in s for s in seeds)
+        },
         stages=stages,
         packages=first["packages"],
     )
@@ -295,6 +317,7 @@ def aggregate(name: str, results: Path = RESULTS) -> dict:
 
 
 COMPARED = ("balanced_accuracy", "macro_f1", "macro_auc", "mel_sensitivity_threshold")
+VALIDATION = ("balanced_accuracy", "macro_f1")
 
 
 def compare(setting: str, results: Path = RESULTS) -> dict:
@@ -331,14 +354,11 @@ def compare(setting: str, results: Path = RESULTS) -> dict:
         for label in COMPARED:
             ours = [runs[s]["metrics"][label]["value"] for s in seeds]
             base = [baseline[s]["metrics"][label]["value"] for s in seeds]
-            deltas = [a - b for a, b in zip(ours, base)]
-            row[label] = {
-                "mean": statistics.fmean(ours),
-                "baseline_mean": statistics.fmean(base),
-                "delta_mean": statistics.fmean(deltas),
-                "delta_sd": statistics.stdev(deltas) if len(deltas) > 1 else None,
-                "delta_per_seed": deltas,
-            }
+            row[label] = _paired(ours, base)
+        if all("validation" in r[s] for r in (runs, baseline) for s in seeds):
+            ours = [runs[s]["validation"]["balanced_accuracy"] for s in seeds]
+            base = [baseline[s]["validation"]["balanced_accuracy"] for s in seeds]
+            row["val_balanced_accuracy"] = _paired(ours, base)
         rows.append(row)
     if not rows:
         raise SystemExit(f"no ablation of {setting} shares a seed with it under {results}")
@@ -364,6 +384,17 @@ def compare(setting: str, results: Path = RESULTS) -> dict:
     return result
 
 
+def _paired(ours: list[float], base: list[float]) -> dict:
+    deltas = [a - b for a, b in zip(ours, base)]
+    return {
+        "mean": statistics.fmean(ours),
+        "baseline_mean": statistics.fmean(base),
+        "delta_mean": statistics.fmean(deltas),
+        "delta_sd": statistics.stdev(deltas) if len(deltas) > 1 else None,
+        "delta_per_seed": deltas,
+    }
+
+
 def compare_markdown(result: dict) -> str:
     """The ablation comparison as a markdown table: value, and change against the setting."""
     sd = result["baseline_sd"]
@@ -376,13 +407,18 @@ def compare_markdown(result: dict) -> str:
         "seeds shown, then its change against the setting on the same seeds (mean of per-seed "
         "differences, and each seed's difference in brackets).",
         "",
-        "| ablation | seeds | " + " | ".join(COMPARED) + " |",
-        "|---|---|" + "---|" * len(COMPARED),
+        "| ablation | seeds | "
+        + " | ".join(f"{label} (test)" for label in COMPARED)
+        + " | balanced_accuracy (validation) |",
+        "|---|---|" + "---|" * (len(COMPARED) + 1),
     ]
     for row in result["ablations"]:
         cells = []
-        for label in COMPARED:
-            entry = row[label]
+        for label in (*COMPARED, "val_balanced_accuracy"):
+            entry = row.get(label)
+            if entry is None:
+                cells.append("not recorded")
+                continue
             per_seed = ", ".join(f"{d:+.3f}" for d in entry["delta_per_seed"])
             cells.append(f"{entry['mean']:.3f} ({entry['delta_mean']:+.3f}; [{per_seed}])")
         seeds = ", ".join(map(str, row["seeds"]))
@@ -404,7 +440,8 @@ def markdown(name: str, result: dict) -> str:
         f"(SHA-256 `{result['data_sha256'][:12]}…`), test split {result['test_images']} "
         f"images of {result['test_lesions']} lesions; seeds {result['seeds']}.",
         "",
-        f"| metric (test) | mean ± sd over {n} seeds | per seed [lesion-bootstrap 95% CI] |",
+        f"| metric (test) | mean ± sd over {n} seed{'s' if n > 1 else ''} "
+        "| per seed [lesion-bootstrap 95% CI] |",
         "|---|---|---|",
     ]
     for label, entry in result["metrics"].items():
@@ -415,6 +452,13 @@ def markdown(name: str, result: dict) -> str:
             for v, ci in zip(entry["per_seed"], cis)
         )
         lines.append(f"| {label} | {entry['mean']:.3f}{sd} | {per_seed} |")
+    if result.get("validation"):
+        parts = []
+        for label, entry in result["validation"].items():
+            sd = f" ± {entry['sd']:.3f}" if entry["sd"] is not None else ""
+            per_seed = ", ".join(f"{v:.3f}" for v in entry["per_seed"])
+            parts.append(f"{label} {entry['mean']:.3f}{sd} ({per_seed})")
+        lines += ["", "Validation, at the epoch each seed kept: " + "; ".join(parts) + "."]
     lines += [
         "",
         "| pipeline | wall s (mean) | peak host MiB | peak GPU MiB |",
@@ -494,6 +538,7 @@ def main() -> None:
             "seed": seed,
             "stages": stages,
             "metrics": seed_summary(json.loads(metrics_file.read_text())),
+            "validation": validation_summary(data_dir(project, env) / "06_models/classifier.pt"),
         }
         (out / f"seed{seed}.json").write_text(json.dumps(record, indent=2) + "\n")
         print(f"[accuracy] seed {seed}: {record['metrics']['balanced_accuracy']}", flush=True)

@@ -74,7 +74,12 @@ def test_dataset_hash_changes_with_metadata_and_image_list(tmp_path: Path) -> No
 
 
 def _write_seed(
-    results: Path, seed: int, balanced: float, device: str = "cpu", name: str = "run"
+    results: Path,
+    seed: int,
+    balanced: float,
+    device: str = "cpu",
+    name: str = "run",
+    val: float | None = None,
 ) -> None:
     record = {
         "setting": "cpu-quick",
@@ -96,6 +101,8 @@ def _write_seed(
         ],
         "metrics": accuracy.seed_summary(_metrics(balanced)),
     }
+    if val is not None:
+        record["validation"] = {"balanced_accuracy": val, "macro_f1": val - 0.1, "selected": {}}
     folder = results / "accuracy" / name
     folder.mkdir(parents=True, exist_ok=True)
     (folder / f"seed{seed}.json").write_text(json.dumps(record))
@@ -113,6 +120,18 @@ def test_aggregate_gives_mean_sd_and_per_seed_intervals(tmp_path: Path) -> None:
     assert json.loads((tmp_path / "accuracy-run.json").read_text()) == result
     table = (tmp_path / "accuracy-run.md").read_text()
     assert "| balanced_accuracy | 0.700 ± 0.100 |" in table
+    assert result["validation"] == {}  # seed files from before validation was recorded
+    assert "Validation" not in table
+
+
+def test_aggregate_reports_validation_when_every_seed_has_it(tmp_path: Path) -> None:
+    _write_seed(tmp_path, 0, 0.6, val=0.5)
+    _write_seed(tmp_path, 1, 0.7, val=0.7)
+    result = accuracy.aggregate("run", tmp_path)
+    assert result["validation"]["balanced_accuracy"]["mean"] == pytest.approx(0.6)
+    assert result["validation"]["macro_f1"]["per_seed"] == pytest.approx([0.4, 0.6])
+    table = (tmp_path / "accuracy-run.md").read_text()
+    assert "Validation, at the epoch each seed kept: balanced_accuracy 0.600 ± 0.141" in table
 
 
 def test_aggregate_refuses_to_mix_devices(tmp_path: Path) -> None:
@@ -154,11 +173,21 @@ def test_compare_pairs_each_ablation_with_the_setting_seed_by_seed(tmp_path: Pat
     # Seeds 0 and 2 only; seed 2 of the setting is its best, so pairing matters.
     _write_seed(tmp_path, 0, 0.75, name="cpu-quick-cross-entropy")
     _write_seed(tmp_path, 2, 0.78, name="cpu-quick-cross-entropy")
+    for seed, val in [(0, 0.6), (1, 0.6), (2, 0.6)]:
+        _write_seed(tmp_path, seed, 0.7, name="cpu-quick-no-metadata-fusion", val=val + 0.05)
+        _write_seed(tmp_path, seed, [0.70, 0.60, 0.80][seed], name="cpu-quick", val=val)
     _write_seed(tmp_path, 5, 0.9, name="cpu-quick-weighted-sampling")  # no seed in common
     result = accuracy.compare("cpu-quick", tmp_path)
-    assert [row["ablation"] for row in result["ablations"]] == ["cross-entropy"]
+    assert [row["ablation"] for row in result["ablations"]] == [
+        "cross-entropy",
+        "no-metadata-fusion",
+    ]
     entry = result["ablations"][0]["balanced_accuracy"]
     assert result["ablations"][0]["seeds"] == [0, 2]
+    # Validation is compared only where both runs recorded it.
+    assert "val_balanced_accuracy" not in result["ablations"][0]
+    val = result["ablations"][1]["val_balanced_accuracy"]
+    assert val["delta_per_seed"] == pytest.approx([0.05, 0.05, 0.05])
     assert entry["mean"] == pytest.approx(0.765)
     assert entry["baseline_mean"] == pytest.approx(0.75)
     assert entry["delta_per_seed"] == pytest.approx([0.05, -0.02])
@@ -166,6 +195,8 @@ def test_compare_pairs_each_ablation_with_the_setting_seed_by_seed(tmp_path: Pat
     assert result["baseline_sd"]["balanced_accuracy"] == pytest.approx(0.1)
     table = (tmp_path / "accuracy-cpu-quick-ablations.md").read_text()
     assert "| cross-entropy | 0, 2 | 0.765 (+0.015; [+0.050, -0.020])" in table
+    assert table.splitlines()[4].endswith("| not recorded |")
+    assert "0.650 (+0.050; [+0.050, +0.050, +0.050]) |" in table
     assert json.loads((tmp_path / "accuracy-cpu-quick-ablations.json").read_text()) == result
 
 
@@ -217,5 +248,10 @@ def test_accuracy_command_runs_an_ablation_through_kedro(
     )
     assert checkpoint["params"]["classifier_training"]["loss"]["name"] == "weighted_cross_entropy"
     assert checkpoint["params"]["seed"] == 3
+    assert (
+        record["validation"]["balanced_accuracy"]
+        == checkpoint["metrics"]["val"]["balanced_accuracy"]
+    )
+    assert record["validation"]["selected"]["phase"] in {"warmup", "finetune"}
     summary = json.loads((results / "accuracy-test-cross-entropy.json").read_text())
     assert summary["seeds"] == [3] and summary["ablation"] == "cross-entropy"
