@@ -265,10 +265,17 @@ def nest(flat: dict) -> dict:
     return nested
 
 
+def load_seeds(name: str, results: Path = RESULTS) -> dict[int, dict]:
+    """Every ``seed*.json`` of run ``name``, by training seed (empty when there are none)."""
+    folder = results / "accuracy" / name
+    records = (json.loads(p.read_text()) for p in sorted(folder.glob("seed*.json")))
+    return {record["seed"]: record for record in records}
+
+
 def aggregate(name: str, results: Path = RESULTS) -> dict:
     """Mean and standard deviation over every ``seed*.json`` of run ``name``."""
     folder = results / "accuracy" / name
-    seeds = [json.loads(p.read_text()) for p in sorted(folder.glob("seed*.json"))]
+    seeds = list(load_seeds(name, results).values())
     if not seeds:
         raise SystemExit(f"no seed results under {folder}")
     first = seeds[0]
@@ -328,19 +335,12 @@ def compare(setting: str, results: Path = RESULTS) -> dict:
     training seed) before averaging, so the table shows how far each change moves the figures
     next to how much they move between seeds. Writes ``accuracy-<setting>-ablations.json``/``.md``.
     """
-
-    def load(name: str) -> dict[int, dict]:
-        folder = results / "accuracy" / name
-        return {
-            (r := json.loads(p.read_text()))["seed"]: r for p in sorted(folder.glob("seed*.json"))
-        }
-
-    baseline = load(setting)
+    baseline = load_seeds(setting, results)
     if not baseline:
         raise SystemExit(f"no seed results under {results / 'accuracy' / setting}")
     rows = []
     for ablation in sorted(ABLATIONS):
-        runs = load(f"{setting}-{ablation}")
+        runs = load_seeds(f"{setting}-{ablation}", results)
         seeds = sorted(set(runs) & set(baseline))
         if not seeds:
             continue
@@ -371,9 +371,7 @@ def compare(setting: str, results: Path = RESULTS) -> dict:
         "data_sha256": first["data_sha256"],
         "baseline_seeds": base_seeds,
         "baseline_sd": {
-            label: statistics.stdev(v)
-            if len(v := [baseline[s]["metrics"][label]["value"] for s in base_seeds]) > 1
-            else None
+            label: _spread([baseline[s]["metrics"][label]["value"] for s in base_seeds])["sd"]
             for label in COMPARED
         },
         "ablations": rows,
