@@ -351,12 +351,12 @@ def test_reliability_diagram_bars_diagonal_and_ece():
 
 
 def test_reliability_diagram_takes_metrics_bins():
-    from skin_lesion import metrics
+    from skin_lesion import calibration
 
     rng = np.random.default_rng(4)
     labels = rng.integers(0, 3, size=60)
     probs = rng.dirichlet(np.ones(3), size=60)
-    bins = metrics.reliability_bins(labels, probs, 10)
+    bins = calibration.reliability_bins(labels, probs, 10)
     fig = figures.plot_reliability_diagram(bins, bins, ece_before=bins["ece"], ece_after=0.0)
     filled = [b for b in bins["bins"] if b["count"]]
     heights = [p.get_height() for p in fig.axes[0].containers[0]]

@@ -15,6 +15,8 @@ import numpy as np
 import pandas as pd
 import torch
 
+from skin_lesion import bootstrap as bs
+from skin_lesion import calibration as cal
 from skin_lesion import metrics as m
 from skin_lesion.augment import AugmentConfig, build_eval_transform, build_train_augment
 from skin_lesion.classifier import classifier_from_checkpoint, predict_with_checkpoint
@@ -137,9 +139,9 @@ def evaluate_test(
     mel = classes.index(POSITIVE_CLASS)
     val_probs, test_probs = probabilities(val, classes), probabilities(test, classes)
     val_labels, test_labels = val["label"].to_numpy(), test["label"].to_numpy()
-    temperature = m.fit_temperature(val_probs, val_labels)
-    val_cal = m.apply_temperature(val_probs, temperature)
-    test_cal = m.apply_temperature(test_probs, temperature)
+    temperature = cal.fit_temperature(val_probs, val_labels)
+    val_cal = cal.apply_temperature(val_probs, temperature)
+    test_cal = cal.apply_temperature(test_probs, temperature)
     melanoma = m.melanoma_summary(
         val_labels,
         val_cal,
@@ -149,11 +151,11 @@ def evaluate_test(
         target_sensitivity=config.target_sensitivity,
     )
     threshold = melanoma["validated_threshold"]["threshold"]
-    bootstrap_metrics = m.standard_bootstrap_metrics(classes, mel)
-    bootstrap_metrics["melanoma_sensitivity_at_threshold"] = m.standard_bootstrap_metrics(
+    bootstrap_metrics = bs.standard_bootstrap_metrics(classes, mel)
+    bootstrap_metrics["melanoma_sensitivity_at_threshold"] = bs.standard_bootstrap_metrics(
         classes, mel, threshold=threshold
     )["melanoma_sensitivity"]
-    bootstrap = m.lesion_bootstrap(
+    bootstrap = bs.lesion_bootstrap(
         test_labels,
         test_cal,
         test["lesion_id"].to_numpy(),
@@ -174,8 +176,8 @@ def evaluate_test(
             "temperature": float(temperature),
             "fitted_on": "validation",
             "evaluated_on": "test",
-            "ece_before": m.expected_calibration_error(test_labels, test_probs, bins),
-            "ece_after": m.expected_calibration_error(test_labels, test_cal, bins),
+            "ece_before": cal.expected_calibration_error(test_labels, test_probs, bins),
+            "ece_after": cal.expected_calibration_error(test_labels, test_cal, bins),
             "bins": bins,
         },
         "bootstrap": bootstrap,

@@ -19,12 +19,12 @@ import numpy as np
 import pandas as pd
 import torch
 
+from skin_lesion.calibration import apply_temperature
 from skin_lesion.checkpoints import require_kind
 from skin_lesion.classifier import CHECKPOINT_KIND, predict_with_checkpoint
 from skin_lesion.config import from_dict
 from skin_lesion.evaluation import explain
 from skin_lesion.images import build_image_cache
-from skin_lesion.metrics import apply_temperature
 from skin_lesion.preprocessing import PreprocessConfig
 
 logger = logging.getLogger(__name__)

@@ -281,7 +281,7 @@ def plot_reliability_diagram(
 
     Args:
         bins_before: ``{"bins": [{"lower", "upper", "count", "mean_confidence",
-            "accuracy"}, ...]}`` (``metrics.reliability_bins``) of the raw model; empty
+            "accuracy"}, ...]}`` (``calibration.reliability_bins``) of the raw model; empty
             bins have ``accuracy`` ``None`` and are not drawn.
         bins_after: The same after temperature scaling.
         ece_before: Expected calibration error before.

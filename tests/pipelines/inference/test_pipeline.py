@@ -9,8 +9,8 @@ import pytest
 from kedro.io import DatasetError
 from tests.conftest import run_kedro
 
+from skin_lesion.calibration import apply_temperature
 from skin_lesion.command import main
-from skin_lesion.metrics import apply_temperature
 
 pytestmark = pytest.mark.slow
 CLASSES = ["akiec", "bcc", "bkl", "df", "mel", "nv", "vasc"]

@@ -12,8 +12,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from skin_lesion import calibration, figures, report
 from skin_lesion import evaluation as ev
-from skin_lesion import figures, metrics, report
 from skin_lesion.config import from_dict
 from skin_lesion.engine import resolve_device
 from skin_lesion.images import ImageCache
@@ -89,7 +89,7 @@ def plot_melanoma_pr(
     test_predictions: pd.DataFrame, test_metrics: dict[str, Any], classes: list[str]
 ) -> bytes:
     """Melanoma precision-recall on calibrated test probabilities, validated threshold marked."""
-    probs = metrics.apply_temperature(
+    probs = calibration.apply_temperature(
         ev.probabilities(test_predictions, classes), test_metrics["calibration"]["temperature"]
     )
     mel = classes.index(ev.POSITIVE_CLASS)
@@ -153,11 +153,11 @@ def plot_reliability(
     calibration = test_metrics["calibration"]
     labels = test_predictions["label"].to_numpy()
     before = ev.probabilities(test_predictions, classes)
-    after = metrics.apply_temperature(before, calibration["temperature"])
+    after = calibration.apply_temperature(before, calibration["temperature"])
     return figures.figure_to_png(
         figures.plot_reliability_diagram(
-            metrics.reliability_bins(labels, before, calibration["bins"]),
-            metrics.reliability_bins(labels, after, calibration["bins"]),
+            calibration.reliability_bins(labels, before, calibration["bins"]),
+            calibration.reliability_bins(labels, after, calibration["bins"]),
             ece_before=calibration["ece_before"],
             ece_after=calibration["ece_after"],
         )
