@@ -43,7 +43,7 @@ from pathlib import Path
 
 import yaml
 
-from skin_lesion.report import cpu_name
+from skin_lesion.provenance import cpu_name
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"

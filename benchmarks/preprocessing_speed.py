@@ -45,7 +45,7 @@ from PIL import Image
 
 from skin_lesion.demo import generate_demo_dataset
 from skin_lesion.pipelines.data_processing.nodes import decode_images
-from skin_lesion.report import cpu_name
+from skin_lesion.provenance import cpu_name
 
 ROOT = Path(__file__).resolve().parents[1]
 FULL_SIZE = (600, 450)

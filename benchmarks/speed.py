@@ -87,7 +87,7 @@ from skin_lesion.images import PreprocessConfig, build_image_cache
 from skin_lesion.losses import SupConLoss, build_classification_loss
 from skin_lesion.models import ContrastiveModel, create_encoder, resolve_preprocessing
 from skin_lesion.pretraining import PretrainConfig, make_supcon_step
-from skin_lesion.report import cpu_name
+from skin_lesion.provenance import cpu_name
 
 logger = logging.getLogger("speed")
 

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import base64
 import io
-import json
-import os
 import re
 from datetime import datetime, timezone
 from pathlib import Path
@@ -16,7 +14,8 @@ import pytest
 from matplotlib.figure import Figure
 from PIL import Image
 
-from skin_lesion.report import cpu_name, dataset_fingerprint, environment_info, render_report
+from skin_lesion.provenance import dataset_fingerprint, environment_info
+from skin_lesion.report import render_report
 from tests.browser import dump_dom, ensure_chromium, screenshot
 
 CLASSES = ["akiec", "bcc", "bkl", "df", "mel", "nv", "vasc"]
@@ -116,7 +115,7 @@ def figures() -> dict[str, bytes]:
 
 @pytest.fixture
 def report_path(tmp_path: Path, figures: dict[str, bytes]) -> Path:
-    metadata = _metadata()
+    metadata = pd.DataFrame({"image_id": ["ISIC_1", "ISIC_2"], "lesion_id": ["HAM_1", "HAM_1"]})
     html = render_report(
         title="HAM10000 <run 7> & co",
         metrics=_metrics(),
@@ -131,18 +130,6 @@ def report_path(tmp_path: Path, figures: dict[str, bytes]) -> Path:
     path = tmp_path / "report.html"
     path.write_text(html, encoding="utf-8")
     return path
-
-
-def _metadata() -> pd.DataFrame:
-    return pd.DataFrame(
-        {
-            "lesion_id": ["HAM_1", "HAM_1", "HAM_2", "HAM_3", "HAM_4"],
-            "image_id": ["ISIC_5", "ISIC_2", "ISIC_3", "ISIC_1", "ISIC_4"],
-            "dx": ["mel", "mel", "nv", "bkl", "nv"],
-            "age": [45.0, 45.0, None, 60.0, 30.0],
-            "sex": ["male", "male", "female", "unknown", "female"],
-        }
-    )
 
 
 def test_report_references_nothing_external(report_path: Path) -> None:
@@ -224,43 +211,6 @@ def test_report_rejects_a_figure_that_is_not_png() -> None:
         )
 
 
-def test_fingerprint_ignores_row_and_column_order() -> None:
-    metadata = _metadata()
-    shuffled = metadata.sample(frac=1.0, random_state=3).reset_index(drop=True)
-    shuffled = shuffled[list(reversed(shuffled.columns))]
-    first, second = dataset_fingerprint(metadata), dataset_fingerprint(shuffled)
-    assert first == second
-    assert first["images"] == 5 and first["lesions"] == 4
-    assert re.fullmatch(r"[0-9a-f]{64}", first["metadata_sha256"])
-
-
-def test_fingerprint_changes_with_one_value() -> None:
-    metadata = _metadata()
-    changed = metadata.copy()
-    changed.loc[2, "dx"] = "mel"
-    before, after = dataset_fingerprint(metadata), dataset_fingerprint(changed)
-    assert after["metadata_sha256"] != before["metadata_sha256"]
-    assert after["image_ids_sha256"] == before["image_ids_sha256"]
-
-
-def test_fingerprint_names_missing_columns() -> None:
-    with pytest.raises(ValueError, match="lesion_id"):
-        dataset_fingerprint(pd.DataFrame({"image_id": ["ISIC_1"]}))
-
-
-def test_environment_info_records_versions_and_device() -> None:
-    import torch
-
-    info = environment_info(device="cuda:0")
-    assert info["device"] == "cuda:0"
-    assert info["torch_build"] == str(torch.__version__)
-    assert info["packages"]["torch"] == str(torch.__version__).split("+")[0]
-    assert set(info["packages"]) >= {"numpy", "pandas", "kedro", "scikit-learn", "timm"}
-    assert info["cuda_available"] == torch.cuda.is_available()
-    assert info["cpu"] and info["cpu"] == cpu_name() and info["cpu_cores"] == os.cpu_count()
-    json.dumps(info)  # JSON-ready, so it can be saved next to the run
-
-
 @pytest.mark.browser
 def test_report_renders_in_headless_chromium(report_path: Path, tmp_path: Path) -> None:
     ensure_chromium()
@@ -275,17 +225,3 @@ def test_report_renders_in_headless_chromium(report_path: Path, tmp_path: Path) 
     colours = rgb.getcolors(maxcolors=1 << 24)  # fast; np.unique(axis=0) takes ~10 s here
     assert len(colours) > 2, "screenshot is blank"
     assert np.asarray(rgb).std() > 0
-
-
-def test_cpu_name_reads_the_model_from_cpuinfo(tmp_path: Path, monkeypatch) -> None:
-    from skin_lesion import report
-
-    cpuinfo = tmp_path / "cpuinfo"
-    cpuinfo.write_text("processor\t: 0\nvendor_id\t: X\nmodel name\t: Example CPU 9000 @ 3GHz\n")
-    real_path = report.Path
-    monkeypatch.setattr(
-        report, "Path", lambda p: real_path(cpuinfo) if p == "/proc/cpuinfo" else real_path(p)
-    )
-    assert report.cpu_name() == "Example CPU 9000 @ 3GHz"
-    cpuinfo.write_text("processor\t: 0\n")  # no model name: fall back to platform
-    assert report.cpu_name() == (report.platform.processor() or report.platform.machine())

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from skin_lesion import calibration, figures, report
+from skin_lesion import calibration, figures, provenance, report
 from skin_lesion import evaluation as ev
 from skin_lesion.config import from_dict
 from skin_lesion.engine import resolve_device
@@ -218,7 +218,7 @@ def build_report(
         metrics=test_metrics,
         split_summary=split_summary,
         params=params,
-        fingerprint=report.dataset_fingerprint(cached_metadata),
-        environment=report.environment_info(str(resolve_device(params["device"]))),
+        fingerprint=provenance.dataset_fingerprint(cached_metadata),
+        environment=provenance.environment_info(str(resolve_device(params["device"]))),
         figures={k: v for k, v in inputs.items() if not k.startswith(PARAM_PREFIX)},
     )

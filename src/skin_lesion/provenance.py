@@ -1,0 +1,119 @@
+"""What a result was computed from: the dataset's fingerprint and the machine and packages.
+
+The HTML report and the benchmarks record these beside every figure, so that a number can be
+traced to the exact metadata table, image list, CPU or GPU and package versions behind it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import logging
+import os
+import platform
+import re
+from pathlib import Path
+
+import pandas as pd
+
+logger = logging.getLogger(__name__)
+
+PACKAGES = (
+    "torch",
+    "torchvision",
+    "timm",
+    "kornia",
+    "kedro",
+    "kedro-datasets",
+    "numpy",
+    "pandas",
+    "scikit-learn",
+    "matplotlib",
+)
+
+
+def dataset_fingerprint(metadata: pd.DataFrame) -> dict:
+    """Hashes that identify a metadata table whatever its row or column order.
+
+    Args:
+        metadata: HAM10000-style metadata with at least ``image_id`` and ``lesion_id``.
+
+    Returns:
+        ``{"images", "lesions", "metadata_sha256", "image_ids_sha256"}``. The metadata hash
+        is over a canonical CSV: columns sorted by name, rows sorted by ``image_id`` (then by
+        the other columns, so duplicate ids still sort deterministically), no index, missing
+        values as empty fields.
+
+    Raises:
+        ValueError: If ``image_id`` or ``lesion_id`` is missing.
+    """
+    missing = [c for c in ("image_id", "lesion_id") if c not in metadata.columns]
+    if missing:
+        raise ValueError(
+            f"metadata needs columns {missing} for a fingerprint; it has {list(metadata.columns)}"
+        )
+    columns = sorted(metadata.columns, key=str)
+    sort_keys = ["image_id", *(c for c in columns if c != "image_id")]
+    canonical = metadata[columns].sort_values(sort_keys, kind="mergesort", na_position="last")
+    text = canonical.to_csv(index=False, na_rep="", lineterminator="\n")
+    image_ids = "\n".join(sorted(metadata["image_id"].astype(str)))
+    return {
+        "images": len(metadata),
+        "lesions": int(metadata["lesion_id"].nunique()),
+        "metadata_sha256": hashlib.sha256(text.encode("utf-8")).hexdigest(),
+        "image_ids_sha256": hashlib.sha256(image_ids.encode("utf-8")).hexdigest(),
+    }
+
+
+def cpu_name() -> str:
+    """The CPU model: ``model name`` of ``/proc/cpuinfo`` on Linux, else what platform says."""
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        text = cpuinfo.read_text(errors="replace")
+        match = re.search(r"^model name\s*:\s*(.+)$", text, re.MULTILINE)
+        if match:
+            return match.group(1).strip()
+    return platform.processor() or platform.machine()
+
+
+def environment_info(device: str | None = None) -> dict:
+    """Python, platform, package versions and accelerator of the running process.
+
+    Args:
+        device: The device the run used (e.g. ``"cuda:0"``), recorded as given.
+
+    Returns:
+        ``{"python", "platform", "cpu", "cpu_cores", "device", "torch_build",
+        "torch_cuda_build", "cuda_available", "gpu", "packages"}`` where ``packages`` maps
+        distribution name to version or ``"not installed"``; torch fields are None without
+        torch.
+    """
+    packages = {}
+    for name in PACKAGES:
+        try:
+            packages[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            packages[name] = "not installed"
+    cuda_available, gpu, torch_build, cuda_build = False, None, None, None
+    try:
+        import torch
+
+        # The wheel's local tag (e.g. "+cu130") is in __version__, not in the metadata.
+        torch_build, cuda_build = str(torch.__version__), torch.version.cuda
+        cuda_available = bool(torch.cuda.is_available())
+        if cuda_available:
+            gpu = torch.cuda.get_device_name(torch.cuda.current_device())
+    except ImportError:
+        logger.debug("torch is not installed; recording no GPU")
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpu": cpu_name(),
+        "cpu_cores": os.cpu_count(),
+        "device": device,
+        "torch_build": torch_build,
+        "torch_cuda_build": cuda_build,
+        "cuda_available": cuda_available,
+        "gpu": gpu,
+        "packages": packages,
+    }

@@ -1,0 +1,77 @@
+"""Tests for skin_lesion.provenance: order-free dataset hashes, environment and CPU name."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from skin_lesion import provenance
+from skin_lesion.provenance import cpu_name, dataset_fingerprint, environment_info
+
+
+def _metadata() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "lesion_id": ["HAM_1", "HAM_1", "HAM_2", "HAM_3", "HAM_4"],
+            "image_id": ["ISIC_5", "ISIC_2", "ISIC_3", "ISIC_1", "ISIC_4"],
+            "dx": ["mel", "mel", "nv", "bkl", "nv"],
+            "age": [45.0, 45.0, None, 60.0, 30.0],
+            "sex": ["male", "male", "female", "unknown", "female"],
+        }
+    )
+
+
+def test_fingerprint_ignores_row_and_column_order() -> None:
+    metadata = _metadata()
+    shuffled = metadata.sample(frac=1.0, random_state=3).reset_index(drop=True)
+    shuffled = shuffled[list(reversed(shuffled.columns))]
+    first, second = dataset_fingerprint(metadata), dataset_fingerprint(shuffled)
+    assert first == second
+    assert first["images"] == 5 and first["lesions"] == 4
+    assert re.fullmatch(r"[0-9a-f]{64}", first["metadata_sha256"])
+
+
+def test_fingerprint_changes_with_one_value() -> None:
+    metadata = _metadata()
+    changed = metadata.copy()
+    changed.loc[2, "dx"] = "mel"
+    before, after = dataset_fingerprint(metadata), dataset_fingerprint(changed)
+    assert after["metadata_sha256"] != before["metadata_sha256"]
+    assert after["image_ids_sha256"] == before["image_ids_sha256"]
+
+
+def test_fingerprint_names_missing_columns() -> None:
+    with pytest.raises(ValueError, match="lesion_id"):
+        dataset_fingerprint(pd.DataFrame({"image_id": ["ISIC_1"]}))
+
+
+def test_environment_info_records_versions_and_device() -> None:
+    import torch
+
+    info = environment_info(device="cuda:0")
+    assert info["device"] == "cuda:0"
+    assert info["torch_build"] == str(torch.__version__)
+    assert info["packages"]["torch"] == str(torch.__version__).split("+")[0]
+    assert set(info["packages"]) >= {"numpy", "pandas", "kedro", "scikit-learn", "timm"}
+    assert info["cuda_available"] == torch.cuda.is_available()
+    assert info["cpu"] and info["cpu"] == cpu_name() and info["cpu_cores"] == os.cpu_count()
+    json.dumps(info)  # JSON-ready, so it can be saved next to the run
+
+
+def test_cpu_name_reads_the_model_from_cpuinfo(tmp_path: Path, monkeypatch) -> None:
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nvendor_id\t: X\nmodel name\t: Example CPU 9000 @ 3GHz\n")
+    real_path = provenance.Path
+    monkeypatch.setattr(
+        provenance, "Path", lambda p: real_path(cpuinfo) if p == "/proc/cpuinfo" else real_path(p)
+    )
+    assert provenance.cpu_name() == "Example CPU 9000 @ 3GHz"
+    cpuinfo.write_text("processor\t: 0\n")  # no model name: fall back to platform
+    assert provenance.cpu_name() == (
+        provenance.platform.processor() or provenance.platform.machine()
+    )
