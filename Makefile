@@ -10,7 +10,7 @@ DEMO_IMAGES ?= 400
 export KEDRO_DISABLE_TELEMETRY := true
 export PYTHONUNBUFFERED := 1
 
-.PHONY: install demo demo-data test lint format clean-demo
+.PHONY: install demo demo-data test lint format clean-demo benchmark-gpu
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,10 @@ format: $(STAMP)
 
 test: lint
 	$(BIN)/pytest
+
+# Every GPU benchmark in order (benchmarks/gpu.sh: SEEDS, STEPS, DATA as environment variables).
+benchmark-gpu: $(STAMP)
+	PYTHON=$(BIN)/python bash benchmarks/gpu.sh
 
 clean-demo:
 	rm -rf data/demo

@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# Every GPU measurement of the project, most important first, so that a short GPU session
+# still leaves the headline figures: the GPU tests, the speed benchmark, gpu-full, then the
+# four ablations of gpu-full, then the comparison table. Results land in benchmarks/results/.
+#
+#   bash benchmarks/gpu.sh                       # seed 0 of everything
+#   SEEDS="0 1 2" bash benchmarks/gpu.sh         # the issue's three seeds
+#   STEPS="tests speed" bash benchmarks/gpu.sh   # a subset, in this order
+#   DATA=/path/to/HAM10000 PYTHON=.venv/bin/python bash benchmarks/gpu.sh
+#
+# It refuses to start without CUDA: on a CPU these settings take days, and the CPU figures
+# come from `python benchmarks/accuracy.py --setting cpu-quick` instead. A step that fails
+# does not stop the later ones (a failing GPU test should not cost the speed figures); the
+# script names the failed steps at the end and exits 1.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON=${PYTHON:-python}
+DATA=${DATA:-../shared/data/ham10000_200x150}
+SEEDS=${SEEDS:-0}
+STEPS=${STEPS:-tests speed gpu-full ablations compare}
+ABLATIONS=${ABLATIONS:-no-contrastive metadata-fusion cross-entropy weighted-sampling}
+export KEDRO_DISABLE_TELEMETRY=true
+
+# Check every name before anything runs: a typo must not surface after minutes of GPU time.
+for name in $STEPS; do
+    case "$name" in
+        tests | speed | gpu-full | ablations | compare) ;;
+        *)
+            echo "benchmarks/gpu.sh: unknown step '$name' in STEPS" \
+                "(known: tests speed gpu-full ablations compare)" >&2
+            exit 2
+            ;;
+    esac
+done
+
+if ! "$PYTHON" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)"; then
+    echo "benchmarks/gpu.sh: no CUDA device visible to $PYTHON; nothing run" >&2
+    exit 2
+fi
+if [[ ! -f "$DATA/HAM10000_metadata.csv" ]]; then
+    echo "benchmarks/gpu.sh: DATA=$DATA has no HAM10000_metadata.csv" >&2
+    exit 2
+fi
+
+step() { echo "== $(date -u +%H:%M:%S) $*" >&2; }
+failed=()
+run() {
+    local label=$1
+    shift
+    "$@" || failed+=("$label")
+}
+
+for name in $STEPS; do
+    case "$name" in
+        tests)
+            step "GPU tests"
+            run tests "$PYTHON" -m pytest -q -m gpu tests/test_gpu.py tests/test_augment.py \
+                tests/test_batches.py
+            ;;
+        speed)
+            step "speed benchmark (defaults: efficientnet_b0, 224 px, batch 128)"
+            run speed "$PYTHON" benchmarks/speed.py --data "$DATA"
+            ;;
+        gpu-full)
+            step "gpu-full, seeds $SEEDS"
+            # shellcheck disable=SC2086
+            run gpu-full "$PYTHON" benchmarks/accuracy.py --setting gpu-full --data "$DATA" --seeds $SEEDS
+            ;;
+        ablations)
+            for ablation in $ABLATIONS; do
+                step "gpu-full ablation $ablation, seeds $SEEDS"
+                # shellcheck disable=SC2086
+                run "$ablation" "$PYTHON" benchmarks/accuracy.py --setting gpu-full \
+                    --ablation "$ablation" --data "$DATA" --seeds $SEEDS
+            done
+            ;;
+        compare)
+            step "ablation table"
+            run compare "$PYTHON" benchmarks/accuracy.py --setting gpu-full --compare
+            ;;
+    esac
+done
+if ((${#failed[@]})); then
+    step "failed: ${failed[*]}; results so far in benchmarks/results/"
+    exit 1
+fi
+step "done; results in benchmarks/results/"

@@ -1,0 +1,104 @@
+"""benchmarks/gpu.sh, driven by a stand-in Python that logs its arguments instead of running.
+
+The script's job is order, arguments and failure handling: which commands a GPU session runs,
+with which seeds and data, that a failed step does not stop the later ones, and that bad
+input stops it before any GPU time is spent. A stand-in interpreter lets that be checked on a
+CPU without running (or, on a GPU machine, accidentally launching) any benchmark.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "benchmarks" / "gpu.sh"
+
+# Logs each call's arguments on one line; answers the CUDA probe with $FAKE_CUDA (0 = yes)
+# and fails any call whose arguments contain $FAKE_FAIL.
+FAKE_PYTHON = """#!/usr/bin/env bash
+echo "$*" >> "$FAKE_LOG"
+if [[ "$*" == *cuda.is_available* ]]; then exit "$FAKE_CUDA"; fi
+if [[ -n "${FAKE_FAIL:-}" && "$*" == *"$FAKE_FAIL"* ]]; then exit 3; fi
+exit 0
+"""
+
+
+@pytest.fixture
+def fake(tmp_path: Path) -> dict[str, Path]:
+    python = tmp_path / "python"
+    python.write_text(FAKE_PYTHON)
+    python.chmod(0o755)
+    data = tmp_path / "ham"
+    data.mkdir()
+    (data / "HAM10000_metadata.csv").write_text("lesion_id,image_id,dx\n")
+    return {"python": python, "data": data, "log": tmp_path / "calls.log"}
+
+
+def run_script(fake: dict[str, Path], **env: str) -> tuple[subprocess.CompletedProcess, list]:
+    environment = {
+        **os.environ,
+        "PYTHON": str(fake["python"]),
+        "DATA": str(fake["data"]),
+        "FAKE_LOG": str(fake["log"]),
+        "FAKE_CUDA": "0",
+        **env,
+    }
+    result = subprocess.run(
+        ["bash", str(SCRIPT)], env=environment, capture_output=True, text=True, timeout=60
+    )
+    calls = fake["log"].read_text().splitlines() if fake["log"].exists() else []
+    return result, calls
+
+
+def test_runs_every_step_in_order_with_the_seeds_and_data(fake: dict[str, Path]) -> None:
+    result, calls = run_script(fake, SEEDS="0 1")
+    assert result.returncode == 0, result.stderr
+    data = fake["data"]
+    accuracy = f"benchmarks/accuracy.py --setting gpu-full --data {data} --seeds 0 1"
+    assert calls == [
+        calls[0],  # the CUDA probe
+        "-m pytest -q -m gpu tests/test_gpu.py tests/test_augment.py tests/test_batches.py",
+        f"benchmarks/speed.py --data {data}",
+        accuracy,
+        *(
+            f"benchmarks/accuracy.py --setting gpu-full --ablation {name} --data {data} --seeds 0 1"
+            for name in ("no-contrastive", "metadata-fusion", "cross-entropy", "weighted-sampling")
+        ),
+        "benchmarks/accuracy.py --setting gpu-full --compare",
+    ]
+    assert "cuda.is_available" in calls[0]
+
+
+def test_a_failed_step_does_not_stop_the_rest_and_is_named(fake: dict[str, Path]) -> None:
+    result, calls = run_script(fake, FAKE_FAIL="--ablation cross-entropy")
+    assert result.returncode == 1
+    assert "failed: cross-entropy" in result.stderr
+    assert any("weighted-sampling" in call for call in calls)
+    assert calls[-1].endswith("--compare")
+
+
+def test_steps_select_and_order_the_work(fake: dict[str, Path]) -> None:
+    result, calls = run_script(fake, STEPS="speed tests")
+    assert result.returncode == 0, result.stderr
+    assert [call.split()[0] for call in calls[1:]] == ["benchmarks/speed.py", "-m"]
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"STEPS": "tests sped"}, "unknown step 'sped'"),
+        ({"FAKE_CUDA": "1"}, "no CUDA device"),
+        ({"DATA": "/nonexistent/ham"}, "/nonexistent/ham has no HAM10000_metadata.csv"),
+    ],
+)
+def test_bad_input_stops_before_any_benchmark(
+    fake: dict[str, Path], env: dict[str, str], message: str
+) -> None:
+    result, calls = run_script(fake, **env)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert all("benchmarks/" not in call and "pytest" not in call for call in calls)
