@@ -1,6 +1,6 @@
 """Frozen-feature baseline: class-balanced logistic regression on ImageNet encoder features.
 
-Usage (after `kedro run --env cpu_quick --pipeline data_processing`):
+Usage (after `kedro run --env cpu_quick --pipelines data_processing`):
     python benchmarks/frozen_baseline.py [--data-dir data/cpu_quick] [--crop 96]
 
 Embeds the train and val images of an existing image cache with the frozen encoder (the

@@ -61,7 +61,7 @@ def check_operating_point(operating_point: Mapping[str, Any]) -> tuple[float, fl
     if missing:
         raise ValueError(
             f"the operating point lacks {missing}; it comes from the reporting pipeline's "
-            "test_metrics.json ('operating_point'): run `kedro run --pipeline reporting` first"
+            "test_metrics.json ('operating_point'): run `kedro run --pipelines reporting` first"
         )
     return float(operating_point["temperature"]), float(operating_point["melanoma_threshold"])
 

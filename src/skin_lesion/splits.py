@@ -235,6 +235,6 @@ def align_to_cache(image_ids: Sequence[str], splits: pd.DataFrame) -> pd.DataFra
         raise ValueError(
             f"image cache and splits disagree: {len(missing)} cached image(s) have no split "
             f"(e.g. {missing[:3]}), {len(extra)} split row(s) have no cached image "
-            f"(e.g. {extra[:3]}); rerun `kedro run --pipeline data_processing`"
+            f"(e.g. {extra[:3]}); rerun `kedro run --pipelines data_processing`"
         )
     return indexed.loc[list(image_ids)].reset_index()

@@ -41,7 +41,7 @@ def test_overwrite_and_no_temporary_files_left(tmp_path):
 
 
 def test_missing_cache_says_how_to_build_it(tmp_path):
-    with pytest.raises(DatasetError, match="kedro run --pipeline data_processing"):
+    with pytest.raises(DatasetError, match="kedro run --pipelines data_processing"):
         ImageCacheDataset(path=str(tmp_path / "none")).load()
 
 

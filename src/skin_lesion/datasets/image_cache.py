@@ -63,7 +63,7 @@ class ImageCacheDataset(AbstractDataset[ImageCache, ImageCache]):
         if not index_path.is_file():
             raise DatasetError(
                 f"No image cache at '{self._path}': '{INDEX_FILE}' is missing. "
-                "Run `kedro run --pipeline data_processing` first."
+                "Run `kedro run --pipelines data_processing` first."
             )
         index = json.loads(index_path.read_text())
         if index.get("format_version") != FORMAT_VERSION:
