@@ -355,10 +355,13 @@ def compare(setting: str, results: Path = RESULTS) -> dict:
             ours = [runs[s]["metrics"][label]["value"] for s in seeds]
             base = [baseline[s]["metrics"][label]["value"] for s in seeds]
             row[label] = _paired(ours, base)
-        if all("validation" in r[s] for r in (runs, baseline) for s in seeds):
-            ours = [runs[s]["validation"]["balanced_accuracy"] for s in seeds]
-            base = [baseline[s]["validation"]["balanced_accuracy"] for s in seeds]
-            row["val_balanced_accuracy"] = _paired(ours, base)
+        # Seed files written before validation was recorded have none: compare validation on
+        # the seeds where both runs have it, and name them.
+        val_seeds = [s for s in seeds if "validation" in runs[s] and "validation" in baseline[s]]
+        if val_seeds:
+            ours = [runs[s]["validation"]["balanced_accuracy"] for s in val_seeds]
+            base = [baseline[s]["validation"]["balanced_accuracy"] for s in val_seeds]
+            row["val_balanced_accuracy"] = {**_paired(ours, base), "seeds": val_seeds}
         rows.append(row)
     if not rows:
         raise SystemExit(f"no ablation of {setting} shares a seed with it under {results}")
@@ -418,7 +421,10 @@ def compare_markdown(result: dict) -> str:
                 cells.append("not recorded")
                 continue
             per_seed = ", ".join(f"{d:+.3f}" for d in entry["delta_per_seed"])
-            cells.append(f"{entry['mean']:.3f} ({entry['delta_mean']:+.3f}; [{per_seed}])")
+            cell = f"{entry['mean']:.3f} ({entry['delta_mean']:+.3f}; [{per_seed}])"
+            if entry.get("seeds", row["seeds"]) != row["seeds"]:
+                cell += f" on seeds {', '.join(map(str, entry['seeds']))} only"
+            cells.append(cell)
         seeds = ", ".join(map(str, row["seeds"]))
         lines.append(f"| {row['ablation']} | {seeds} | " + " | ".join(cells) + " |")
     if seed_noise:

@@ -196,6 +196,7 @@ def test_compare_pairs_each_ablation_with_the_setting_seed_by_seed(tmp_path: Pat
     table = (tmp_path / "accuracy-cpu-quick-ablations.md").read_text()
     assert "| cross-entropy | 0, 2 | 0.765 (+0.015; [+0.050, -0.020])" in table
     assert table.splitlines()[4].endswith("| not recorded |")
+    assert val["seeds"] == [0, 1, 2]
     assert "0.650 (+0.050; [+0.050, +0.050, +0.050]) |" in table
     assert json.loads((tmp_path / "accuracy-cpu-quick-ablations.json").read_text()) == result
 
@@ -255,3 +256,17 @@ def test_accuracy_command_runs_an_ablation_through_kedro(
     assert record["validation"]["selected"]["phase"] in {"warmup", "finetune"}
     summary = json.loads((results / "accuracy-test-cross-entropy.json").read_text())
     assert summary["seeds"] == [3] and summary["ablation"] == "cross-entropy"
+
+
+def test_compare_takes_validation_from_the_seeds_that_recorded_it(tmp_path: Path) -> None:
+    for seed in (0, 1, 2):
+        _write_seed(tmp_path, seed, 0.7, name="cpu-quick", val=0.6)
+    _write_seed(tmp_path, 0, 0.7, name="cpu-quick-cross-entropy")  # before validation existed
+    _write_seed(tmp_path, 1, 0.7, name="cpu-quick-cross-entropy", val=0.64)
+    _write_seed(tmp_path, 2, 0.7, name="cpu-quick-cross-entropy", val=0.62)
+    row = accuracy.compare("cpu-quick", tmp_path)["ablations"][0]
+    assert row["seeds"] == [0, 1, 2]
+    assert row["val_balanced_accuracy"]["seeds"] == [1, 2]
+    assert row["val_balanced_accuracy"]["delta_per_seed"] == pytest.approx([0.04, 0.02])
+    table = (tmp_path / "accuracy-cpu-quick-ablations.md").read_text()
+    assert "| 0.630 (+0.030; [+0.040, +0.020]) on seeds 1, 2 only |" in table
