@@ -1,0 +1,83 @@
+"""Every shipped configuration environment resolves, and its parameters build the nodes' configs.
+
+The nodes turn ``params:<group>`` into frozen dataclasses that name an unknown or mistyped key,
+but only when the node runs: a typo in ``conf/gpu_full`` would otherwise surface minutes into a
+GPU run, and one in ``conf/cpu_quick`` a quarter of an hour into a CPU benchmark. Here each
+environment is loaded the way ``kedro run --env <name>`` loads it (the project's config loader
+and merge strategy) and every node's config is built from it, and its catalog is built too.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from kedro.io import DataCatalog
+
+from skin_lesion import classification, inference, settings
+from skin_lesion import evaluation as ev
+from skin_lesion import pretraining as supcon
+from skin_lesion.config import from_dict
+from skin_lesion.engine import resolve_device
+from skin_lesion.pipelines.data_processing.nodes import DataProcessingParams
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+ENVIRONMENTS = sorted(
+    path.name
+    for path in (PROJECT_ROOT / "conf").iterdir()
+    if path.is_dir() and path.name not in {"base", "local"}
+)
+NODE_CONFIGS = {
+    "data_processing": DataProcessingParams,
+    "contrastive_pretraining": supcon.PretrainConfig,
+    "encoder": supcon.EncoderConfig,
+    "classifier_training": classification.ClassifierConfig,
+    "reporting": ev.ReportingConfig,
+    "inference": inference.InferenceConfig,
+}
+
+
+def load_config(env: str):
+    return settings.CONFIG_LOADER_CLASS(
+        conf_source=str(PROJECT_ROOT / "conf"), env=env, **settings.CONFIG_LOADER_ARGS
+    )
+
+
+def test_every_environment_is_covered() -> None:
+    assert {"cpu_quick", "demo", "gpu_full", "test"} <= set(ENVIRONMENTS)
+
+
+@pytest.mark.parametrize("env", ["local", *ENVIRONMENTS])
+def test_environment_parameters_build_every_node_config(env: str) -> None:
+    params = load_config(env)["parameters"]
+    for group, config_class in NODE_CONFIGS.items():
+        assert group in params, f"conf/{env}: no parameters for {group}"
+        from_dict(config_class, params[group], group)
+    resolve_device(params["device"])
+    assert isinstance(params["seed"], int)
+    assert params["classes"] == ["akiec", "bcc", "bkl", "df", "mel", "nv", "vasc"]
+
+
+@pytest.mark.parametrize("env", ["local", *ENVIRONMENTS])
+def test_environment_catalog_builds(env: str) -> None:
+    catalog = DataCatalog.from_config(load_config(env)["catalog"])
+    for name in ("raw_images", "image_cache", "splits", "classifier", "test_metrics"):
+        assert name in catalog, f"conf/{env}: catalog has no {name}"
+
+
+def test_a_mistyped_key_in_an_environment_is_named(tmp_path: Path) -> None:
+    conf = tmp_path / "conf"
+    (conf / "base").mkdir(parents=True)
+    (conf / "typo").mkdir()
+    for path in (PROJECT_ROOT / "conf" / "base").glob("*.yml"):
+        (conf / "base" / path.name).write_text(path.read_text())
+    (conf / "typo" / "parameters.yml").write_text("classifier_training:\n  warmup:\n    epoch: 2\n")
+    params = settings.CONFIG_LOADER_CLASS(
+        conf_source=str(conf), env="typo", **settings.CONFIG_LOADER_ARGS
+    )["parameters"]
+    with pytest.raises(
+        ValueError, match=r"classifier_training\.warmup: unknown key\(s\) \['epoch'\]"
+    ):
+        from_dict(
+            classification.ClassifierConfig, params["classifier_training"], "classifier_training"
+        )
