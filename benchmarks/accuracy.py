@@ -423,7 +423,8 @@ def compare_markdown(result: dict) -> str:
             per_seed = ", ".join(f"{d:+.3f}" for d in entry["delta_per_seed"])
             cell = f"{entry['mean']:.3f} ({entry['delta_mean']:+.3f}; [{per_seed}])"
             if entry.get("seeds", row["seeds"]) != row["seeds"]:
-                cell += f" on seeds {', '.join(map(str, entry['seeds']))} only"
+                word = "seed" if len(entry["seeds"]) == 1 else "seeds"
+                cell += f" on {word} {', '.join(map(str, entry['seeds']))} only"
             cells.append(cell)
         seeds = ", ".join(map(str, row["seeds"]))
         lines.append(f"| {row['ablation']} | {seeds} | " + " | ".join(cells) + " |")
