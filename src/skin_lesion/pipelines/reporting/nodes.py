@@ -150,16 +150,16 @@ def plot_reliability(
     test_predictions: pd.DataFrame, test_metrics: dict[str, Any], classes: list[str]
 ) -> bytes:
     """Reliability diagram before and after temperature scaling."""
-    calibration = test_metrics["calibration"]
+    fitted = test_metrics["calibration"]
     labels = test_predictions["label"].to_numpy()
     before = ev.probabilities(test_predictions, classes)
-    after = calibration.apply_temperature(before, calibration["temperature"])
+    after = calibration.apply_temperature(before, fitted["temperature"])
     return figures.figure_to_png(
         figures.plot_reliability_diagram(
-            calibration.reliability_bins(labels, before, calibration["bins"]),
-            calibration.reliability_bins(labels, after, calibration["bins"]),
-            ece_before=calibration["ece_before"],
-            ece_after=calibration["ece_after"],
+            calibration.reliability_bins(labels, before, fitted["bins"]),
+            calibration.reliability_bins(labels, after, fitted["bins"]),
+            ece_before=fitted["ece_before"],
+            ece_after=fitted["ece_after"],
         )
     )
 
