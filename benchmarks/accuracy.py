@@ -4,6 +4,7 @@ Usage:
     python benchmarks/accuracy.py --setting cpu-quick [--data DIR] [--seeds 0 1 2]
         [--ablation NAME] [--params key=value ...] [--work-dir data/benchmarks]
     python benchmarks/accuracy.py --setting cpu-quick --compare
+    python benchmarks/accuracy.py --setting cpu-quick --folds 0 1 2 3 4 [--seeds 0]
 
 A setting is a Kedro environment (``cpu-quick`` -> ``conf/cpu_quick``, ``gpu-full`` ->
 ``conf/gpu_full``); an ablation is a named set of parameter overrides on top of it (see
@@ -21,6 +22,12 @@ separate invocations) and aggregates every seed file present into
 of balanced accuracy, macro-F1, macro AUC, accuracy, melanoma sensitivity at argmax and at the
 threshold chosen on validation, each seed's lesion-bootstrap 95% interval, device, package
 versions and the dataset's SHA-256 (of the metadata file and the sorted image list).
+
+``--folds`` runs grouped cross-validation instead: for each fold ``k``, ``data_processing``
+again with ``data_processing.split.validation_fold=k`` (fold ``k`` of train+val validates, the
+other folds train, the test lesions stay the same), then one training seed; it writes
+``fold<k>.json`` under ``<name>`` (default ``<setting>[-<ablation>]-cv``) and the summary is
+over folds: how much the figures move with the training and validation lesions drawn.
 
 An ablation that would change nothing in the setting (``no-contrastive`` where SupCon is
 already off) is refused. ``--compare`` sets each ablation run of a setting beside the setting
@@ -266,10 +273,29 @@ def nest(flat: dict) -> dict:
 
 
 def load_seeds(name: str, results: Path = RESULTS) -> dict[int, dict]:
-    """Every ``seed*.json`` of run ``name``, by training seed (empty when there are none)."""
+    """Every ``seed*.json`` of run ``name`` by training seed, or every ``fold*.json`` of a
+    cross-validation run by fold (empty when there are none).
+
+    Raises:
+        SystemExit: When the folder holds both kinds of file.
+    """
     folder = results / "accuracy" / name
-    records = (json.loads(p.read_text()) for p in sorted(folder.glob("seed*.json")))
+    seeds, folds = sorted(folder.glob("seed*.json")), sorted(folder.glob("fold*.json"))
+    if seeds and folds:
+        raise SystemExit(
+            f"{folder} holds both seed*.json and fold*.json files (a seed run and a "
+            "cross-validation run under one name); move one aside or use --name"
+        )
+    if folds:
+        records = (json.loads(p.read_text()) for p in folds)
+        return {record["fold"]: record for record in records}
+    records = (json.loads(p.read_text()) for p in seeds)
     return {record["seed"]: record for record in records}
+
+
+def run_unit(records: list[dict]) -> str:
+    """``fold`` for a cross-validation run's records, else ``seed``."""
+    return "fold" if records and records[0].get("fold") is not None else "seed"
 
 
 def aggregate(name: str, results: Path = RESULTS) -> dict:
@@ -278,12 +304,13 @@ def aggregate(name: str, results: Path = RESULTS) -> dict:
     seeds = list(load_seeds(name, results).values())
     if not seeds:
         raise SystemExit(f"no seed results under {folder}")
+    unit = run_unit(seeds)
     first = seeds[0]
     for other in seeds[1:]:
         for key in ("setting", "ablation", "overrides", "data_sha256", "device"):
             if other[key] != first[key]:
                 raise SystemExit(
-                    f"{folder}: seed {other['seed']} differs from seed {first['seed']} in "
+                    f"{folder}: {unit} {other[unit]} differs from {unit} {first[unit]} in "
                     f"{key!r} ({other[key]!r} vs {first[key]!r}); rerun or move one aside"
                 )
     summary = {}
@@ -306,6 +333,7 @@ def aggregate(name: str, results: Path = RESULTS) -> dict:
     }
     result.update(
         seeds=[s["seed"] for s in seeds],
+        folds=[s["fold"] for s in seeds] if unit == "fold" else None,
         test_images=first["metrics"]["test_images"],
         test_lesions=first["metrics"]["test_lesions"],
         metrics=summary,
@@ -440,13 +468,22 @@ def compare_markdown(result: dict) -> str:
 def markdown(name: str, result: dict) -> str:
     """A markdown table of ``result`` for the README."""
     n = len(result["seeds"])
+    folds = result.get("folds")
+    unit = "fold" if folds else "seed"
+    runs = (
+        f"cross-validation folds {folds} (each validated on its fold, trained on the others), "
+        f"training seed{'s' if len(set(result['seeds'])) > 1 else ''} "
+        f"{sorted(set(result['seeds']))}"
+        if folds
+        else f"seeds {result['seeds']}"
+    )
     lines = [
         f"**{name}** on {result['device']}; data `{result['data']}` "
         f"(SHA-256 `{result['data_sha256'][:12]}…`), test split {result['test_images']} "
-        f"images of {result['test_lesions']} lesions; seeds {result['seeds']}.",
+        f"images of {result['test_lesions']} lesions; {runs}.",
         "",
-        f"| metric (test) | mean ± sd over {n} seed{'s' if n > 1 else ''} "
-        "| per seed [lesion-bootstrap 95% CI] |",
+        f"| metric (test) | mean ± sd over {n} {unit}{'s' if n > 1 else ''} "
+        f"| per {unit} [lesion-bootstrap 95% CI] |",
         "|---|---|---|",
     ]
     for label, entry in result["metrics"].items():
@@ -463,7 +500,7 @@ def markdown(name: str, result: dict) -> str:
             sd = f" ± {entry['sd']:.3f}" if entry["sd"] is not None else ""
             per_seed = ", ".join(f"{v:.3f}" for v in entry["per_seed"])
             parts.append(f"{label} {entry['mean']:.3f}{sd} ({per_seed})")
-        lines += ["", "Validation, at the epoch each seed kept: " + "; ".join(parts) + "."]
+        lines += ["", f"Validation, at the epoch each {unit} kept: " + "; ".join(parts) + "."]
     lines += [
         "",
         "| pipeline | wall s (mean) | peak host MiB | peak GPU MiB |",
@@ -473,6 +510,32 @@ def markdown(name: str, result: dict) -> str:
         gpu = stage["peak_gpu_mib"] if stage["peak_gpu_mib"] is not None else "-"
         lines.append(f"| {pipeline} | {stage['seconds_mean']} | {stage['peak_host_mib']} | {gpu} |")
     return "\n".join(lines) + "\n"
+
+
+FOLD_KEY = "data_processing.split.validation_fold"
+
+
+def check_folds(folds: list[int], seeds: list[int], overrides: dict, params: dict) -> None:
+    """Refuse a cross-validation request that cannot run as asked, before any work."""
+    if len(seeds) != 1:
+        raise SystemExit(f"--folds trains one seed per fold; give one --seeds value, got {seeds}")
+    if FOLD_KEY in overrides:
+        raise SystemExit(f"--folds sets {FOLD_KEY} itself; drop it from --params")
+    n = params["data_processing"]["split"]["folds"]
+    n = overrides.get("data_processing.split.folds", n)
+    bad = [k for k in folds if not 0 <= k < (n or 0)]
+    if bad or len(set(folds)) != len(folds):
+        raise SystemExit(
+            f"--folds {folds}: each fold must appear once and lie in 0..{(n or 0) - 1} "
+            f"(data_processing.split.folds is {n})"
+        )
+
+
+def _with_fold(params: dict, fold: int) -> dict:
+    """``params`` with ``data_processing.split.validation_fold`` set, other keys kept."""
+    processing = dict(params.get("data_processing", {}))
+    processing["split"] = {**processing.get("split", {}), "validation_fold": fold}
+    return {**params, "data_processing": processing}
 
 
 def main() -> None:
@@ -486,7 +549,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--setting", choices=sorted(SETTINGS), required=True)
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="a HAM10000 folder")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument(
+        "--seeds", type=int, nargs="+", help="training seeds (default 0 1 2; 0 with --folds)"
+    )
+    parser.add_argument(
+        "--folds",
+        type=int,
+        nargs="+",
+        help="cross-validation: validate on each of these folds in turn (one training seed)",
+    )
     parser.add_argument("--ablation", choices=sorted(ABLATIONS))
     parser.add_argument("--params", nargs="*", default=[], help="extra key=value overrides")
     parser.add_argument("--name", help="result name (default: setting[-ablation])")
@@ -504,7 +575,9 @@ def main() -> None:
     if args.compare:
         print(compare_markdown(compare(args.setting, args.results_dir)))
         return
-    name = args.name or "-".join(filter(None, [args.setting, args.ablation]))
+    name = args.name or "-".join(
+        filter(None, [args.setting, args.ablation, "cv" if args.folds else None])
+    )
     if args.aggregate_only:
         print(markdown(name, aggregate(name, args.results_dir)))
         return
@@ -515,6 +588,9 @@ def main() -> None:
     if args.ablation:
         check_ablation(args.ablation, args.setting, setting_parameters(env))
     overrides = {**ABLATIONS.get(args.ablation, {}), **parse_overrides(args.params)}
+    seeds = args.seeds or ([0] if args.folds else [0, 1, 2])
+    if args.folds:
+        check_folds(args.folds, seeds, overrides, setting_parameters(env))
     sha = dataset_sha256(data)
     project = make_project(args.work_dir.resolve() / name, env)
     base_params = {"raw_dir": str(data), **nest(overrides)}
@@ -531,22 +607,34 @@ def main() -> None:
         "device": device_name(),
         "packages": {p: importlib_metadata.version(p) for p in PACKAGES},
     }
-    processing = run_stage(project, env, "data_processing", base_params, stage_file)
-    for seed in args.seeds:
-        stages = [processing] if seed == args.seeds[0] else []
+    # A seed run splits once (every seed on the same lesions); a cross-validation run
+    # re-splits train+val for each fold, one training seed each.
+    runs = (
+        [(None, seed) for seed in seeds] if not args.folds else [(k, seeds[0]) for k in args.folds]
+    )
+    processing = None
+    for fold, seed in runs:
+        stages = []
+        # Every stage of a fold sees its validation_fold (MLflow logs it with the run).
+        run_params = base_params if fold is None else _with_fold(base_params, fold)
+        if fold is not None or processing is None:
+            processing = run_stage(project, env, "data_processing", run_params, stage_file)
+            stages.append(processing)
         for pipeline in TRAINING_PIPELINES:
-            params = {**base_params, "seed": seed}
+            params = {**run_params, "seed": seed}
             stages.append(run_stage(project, env, pipeline, params, stage_file))
         metrics_file = data_dir(project, env) / "08_reporting" / "test_metrics.json"
         record = {
             **common,
             "seed": seed,
+            **({"fold": fold} if fold is not None else {}),
             "stages": stages,
             "metrics": seed_summary(json.loads(metrics_file.read_text())),
             "validation": validation_summary(data_dir(project, env) / "06_models/classifier.pt"),
         }
-        (out / f"seed{seed}.json").write_text(json.dumps(record, indent=2) + "\n")
-        print(f"[accuracy] seed {seed}: {record['metrics']['balanced_accuracy']}", flush=True)
+        label = f"seed{seed}" if fold is None else f"fold{fold}"
+        (out / f"{label}.json").write_text(json.dumps(record, indent=2) + "\n")
+        print(f"[accuracy] {label}: {record['metrics']['balanced_accuracy']}", flush=True)
     print(markdown(name, aggregate(name, args.results_dir)))
 
 

@@ -80,6 +80,7 @@ def _write_seed(
     device: str = "cpu",
     name: str = "run",
     val: float | None = None,
+    fold: int | None = None,
 ) -> None:
     record = {
         "setting": "cpu-quick",
@@ -103,9 +104,12 @@ def _write_seed(
     }
     if val is not None:
         record["validation"] = {"balanced_accuracy": val, "macro_f1": val - 0.1, "selected": {}}
+    if fold is not None:
+        record["fold"] = fold
     folder = results / "accuracy" / name
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / f"seed{seed}.json").write_text(json.dumps(record))
+    label = f"seed{seed}" if fold is None else f"fold{fold}"
+    (folder / f"{label}.json").write_text(json.dumps(record))
 
 
 def test_aggregate_gives_mean_sd_and_per_seed_intervals(tmp_path: Path) -> None:
@@ -270,3 +274,97 @@ def test_compare_takes_validation_from_the_seeds_that_recorded_it(tmp_path: Path
     assert row["val_balanced_accuracy"]["delta_per_seed"] == pytest.approx([0.04, 0.02])
     table = (tmp_path / "accuracy-cpu-quick-ablations.md").read_text()
     assert "| 0.630 (+0.030; [+0.040, +0.020]) on seeds 1, 2 only |" in table
+
+
+def test_aggregate_over_cross_validation_folds(tmp_path: Path) -> None:
+    for fold, balanced in enumerate([0.6, 0.7, 0.8, 0.7, 0.7]):
+        _write_seed(tmp_path, 0, balanced, name="run-cv", fold=fold, val=0.5 + fold / 100)
+    result = accuracy.aggregate("run-cv", tmp_path)
+    assert result["folds"] == [0, 1, 2, 3, 4] and result["seeds"] == [0] * 5
+    assert result["metrics"]["balanced_accuracy"]["mean"] == pytest.approx(0.7)
+    assert result["validation"]["balanced_accuracy"]["per_seed"] == pytest.approx(
+        [0.50, 0.51, 0.52, 0.53, 0.54]
+    )
+    table = (tmp_path / "accuracy-run-cv.md").read_text()
+    assert "cross-validation folds [0, 1, 2, 3, 4]" in table and "training seed [0]" in table
+    assert "| metric (test) | mean ± sd over 5 folds | per fold [" in table
+    assert "at the epoch each fold kept" in table
+    # Seed runs keep their wording and record no folds.
+    _write_seed(tmp_path, 0, 0.6)
+    assert accuracy.aggregate("run", tmp_path)["folds"] is None
+
+
+def test_a_folder_mixing_seed_and_fold_files_is_refused(tmp_path: Path) -> None:
+    _write_seed(tmp_path, 0, 0.6, name="mixed")
+    _write_seed(tmp_path, 0, 0.7, name="mixed", fold=1)
+    with pytest.raises(SystemExit, match=r"both seed\*\.json and fold\*\.json"):
+        accuracy.aggregate("mixed", tmp_path)
+
+
+def test_aggregate_names_the_fold_that_differs(tmp_path: Path) -> None:
+    _write_seed(tmp_path, 0, 0.6, name="cv", fold=0)
+    _write_seed(tmp_path, 0, 0.7, name="cv", fold=3, device="NVIDIA H100")
+    with pytest.raises(SystemExit, match="fold 3 differs from fold 0 in 'device'"):
+        accuracy.aggregate("cv", tmp_path)
+
+
+def test_check_folds_refuses_what_cannot_run() -> None:
+    params = accuracy.setting_parameters("cpu_quick")
+    assert params["data_processing"]["split"]["folds"] == 5
+    accuracy.check_folds([0, 1, 2, 3, 4], [0], {}, params)
+    with pytest.raises(SystemExit, match=r"one --seeds value, got \[0, 1\]"):
+        accuracy.check_folds([0], [0, 1], {}, params)
+    with pytest.raises(SystemExit, match="drop it from --params"):
+        accuracy.check_folds([0], [0], {accuracy.FOLD_KEY: 1}, params)
+    with pytest.raises(SystemExit, match=r"lie in 0..4 \(data_processing.split.folds is 5\)"):
+        accuracy.check_folds([0, 5], [0], {}, params)
+    with pytest.raises(SystemExit, match="appear once"):
+        accuracy.check_folds([1, 1], [0], {}, params)
+    with pytest.raises(SystemExit, match="folds is 3"):
+        accuracy.check_folds([3], [0], {"data_processing.split.folds": 3}, params)
+
+
+def test_with_fold_keeps_the_other_data_processing_overrides() -> None:
+    params = {"raw_dir": "x", "data_processing": {"split": {"folds": 4}, "workers": 1}}
+    assert accuracy._with_fold(params, 2) == {
+        "raw_dir": "x",
+        "data_processing": {"split": {"folds": 4, "validation_fold": 2}, "workers": 1},
+    }
+    assert "validation_fold" not in params["data_processing"]["split"]  # not mutated
+
+
+@pytest.mark.slow
+def test_accuracy_command_cross_validates_through_kedro(
+    demo_raw_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two folds on generated data: each re-splits train+val and trains one seed."""
+    import sys
+
+    import pandas as pd
+
+    monkeypatch.setitem(accuracy.SETTINGS, "test", "test")
+    monkeypatch.setenv("KEDRO_DISABLE_TELEMETRY", "true")
+    work, results = tmp_path / "work", tmp_path / "results"
+    argv = ["accuracy.py", "--setting", "test", "--folds", "1", "3", "--seeds", "2"]
+    argv += ["--data", str(demo_raw_dir), "--work-dir", str(work), "--results-dir", str(results)]
+    argv += ["--params", "contrastive_pretraining.enabled=false"]
+    monkeypatch.setattr(sys, "argv", argv)
+    accuracy.main()
+
+    folder = results / "accuracy" / "test-cv"
+    assert sorted(p.name for p in folder.iterdir()) == ["fold1.json", "fold3.json"]
+    for fold in (1, 3):
+        record = json.loads((folder / f"fold{fold}.json").read_text())
+        assert record["fold"] == fold and record["seed"] == 2
+        # Each fold splits again before it trains.
+        assert [s["pipeline"] for s in record["stages"]] == [
+            "data_processing",
+            *accuracy.TRAINING_PIPELINES,
+        ]
+        assert "data_processing.split.validation_fold" not in record["overrides"]
+    # The last fold's split is on disk: fold 3 validates, the others train.
+    splits = pd.read_parquet(work / "test-cv" / "data" / "05_model_input" / "splits.parquet")
+    assert set(splits.loc[splits["fold"] == 3, "split"]) == {"val"}
+    assert set(splits.loc[splits["fold"].isin([0, 1, 2, 4]), "split"]) == {"train"}
+    summary = json.loads((results / "accuracy-test-cv.json").read_text())
+    assert summary["folds"] == [1, 3] and summary["seeds"] == [2, 2]

@@ -1,3 +1,5 @@
+import logging
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -79,7 +81,7 @@ def _train(config, n=128, pretrained=None):
     )
 
 
-def test_tiny_run_learns_separable_classes_and_checkpoint_rebuilds():
+def test_tiny_run_learns_separable_classes_and_checkpoint_rebuilds(caplog):
     (checkpoint, history, preds), images, rows = _train(_config())
     assert checkpoint["metrics"]["val"]["balanced_accuracy"] >= 0.9  # chance is 0.25
     assert [h["phase"] for h in history] == ["warmup"] * 2 + ["finetune"] * 10
@@ -95,7 +97,10 @@ def test_tiny_run_learns_separable_classes_and_checkpoint_rebuilds():
     assert list(preds.columns) == ["image_id", "label", "dx", "p_a", "p_b", "p_c", "p_d"]
     assert len(preds) == (rows["split"] == "val").sum()
     np.testing.assert_allclose(preds.filter(like="p_").sum(axis=1), 1.0, atol=1e-5)
-    model = classifier.classifier_from_checkpoint(checkpoint)
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="skin_lesion"):
+        model = classifier.classifier_from_checkpoint(checkpoint)
+    assert "random weights" not in caplog.text  # rebuilt with the checkpoint's weights
     transform = clf.build_eval_transform(
         24, checkpoint["preprocessing"]["mean"], checkpoint["preprocessing"]["std"]
     )

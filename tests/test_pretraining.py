@@ -1,3 +1,5 @@
+import logging
+
 import numpy as np
 import pytest
 import torch
@@ -51,10 +53,13 @@ def test_supcon_loss_falls_over_a_few_dozen_steps():
     assert checkpoint["epoch"] == 7 and checkpoint["kind"] == supcon.CHECKPOINT_KIND
 
 
-def test_checkpoint_rebuilds_the_model_alone():
+def test_checkpoint_rebuilds_the_model_alone(caplog):
     checkpoint, _ = _pretrain(_config(epochs=1))
     assert all(t.device.type == "cpu" for t in checkpoint["state_dict"].values())
-    model = supcon.model_from_checkpoint(checkpoint)
+    with caplog.at_level(logging.INFO, logger="skin_lesion"):
+        model = supcon.model_from_checkpoint(checkpoint)
+    # The rebuilt model has the checkpoint's weights; the log must not say "random".
+    assert "random weights" not in caplog.text
     assert checkpoint["preprocessing"]["crop_size"] == 24
     assert checkpoint["preprocessing"]["mean"] == pytest.approx([0.485, 0.456, 0.406])
     images, _ = _images(8)

@@ -118,3 +118,44 @@ def test_class_statistics_counts_and_weights():
     assert stats["counts"]["test"] == [0, 1]
     # n / (K * n_c): 8 / (2 * 2) = 2, 8 / (2 * 6) = 0.666667
     assert stats["inverse_frequency_weights"] == [2.0, 0.666667]
+
+
+def test_validation_fold_makes_that_fold_the_val_split_and_keeps_test():
+    meta = _metadata()
+    plain = split_by_lesion(meta, SplitConfig(folds=5), seed=2)
+    for k in range(5):
+        cv = split_by_lesion(meta, SplitConfig(folds=5, validation_fold=k), seed=2)
+        # Same folds and the same test lesions; only train/val are redrawn.
+        pd.testing.assert_series_equal(cv["fold"], plain["fold"])
+        assert (cv["split"] == "test").equals(plain["split"] == "test")
+        dev = cv["split"] != "test"
+        assert (cv.loc[dev & (cv["fold"] == k), "split"] == "val").all()
+        assert (cv.loc[dev & (cv["fold"] != k), "split"] == "train").all()
+        check_splits(cv, CLASSES)
+        summary = summarize_splits(cv, CLASSES, validation_fold=k)
+        assert summary["validation_fold"] == k
+        assert f"fold {k} of train+val is the validation split" in summary["protocol"]
+    # Over the five folds every train+val image is validated exactly once.
+    val_counts = sum(
+        (split_by_lesion(meta, SplitConfig(folds=5, validation_fold=k), seed=2)["split"] == "val")
+        .astype(int)
+        .to_numpy()
+        for k in range(5)
+    )
+    assert (val_counts[plain["split"].to_numpy() != "test"] == 1).all()
+    assert (val_counts[plain["split"].to_numpy() == "test"] == 0).all()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"validation_fold": 5}, r"between 0 and folds - 1 = 4, got 5"),
+        ({"validation_fold": -1}, r"between 0 and folds - 1 = 4, got -1"),
+        ({"validation_fold": 1, "folds": 0}, r"validation_fold=1 needs folds"),
+        ({"validation_fold": "2"}, r"must be an integer or null, got '2'"),
+        ({"validation_fold": True}, r"must be an integer or null, got True"),
+    ],
+)
+def test_bad_validation_fold_is_named(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        SplitConfig(**kwargs)

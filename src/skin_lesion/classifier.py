@@ -18,7 +18,7 @@ from torch import nn
 
 from skin_lesion.augment import build_eval_transform
 from skin_lesion.checkpoints import require_kind
-from skin_lesion.models import create_encoder
+from skin_lesion.models import encoder_architecture
 from skin_lesion.prediction import predict_proba
 from skin_lesion.tabular import MetadataEncoder
 
@@ -116,7 +116,7 @@ def classifier_from_checkpoint(checkpoint: dict[str, Any]) -> Classifier:
     require_kind(checkpoint, CHECKPOINT_KIND)
     arch = checkpoint["architecture"]
     model = Classifier(
-        create_encoder(arch["encoder"], weights="none"),
+        encoder_architecture(arch["encoder"]),
         arch["num_classes"],
         hidden_dim=arch["head"]["hidden_dim"],
         dropout=arch["head"]["dropout"],

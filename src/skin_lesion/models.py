@@ -128,6 +128,15 @@ def create_encoder(
     return encoder
 
 
+def encoder_architecture(name: str) -> nn.Module:
+    """The encoder's architecture only, for weights a checkpoint loads next.
+
+    Unlike ``create_encoder(name, weights="none")`` it logs nothing: a model rebuilt from its
+    checkpoint does not run with random weights, and the log should not say so.
+    """
+    return timm.create_model(name, pretrained=False, num_classes=0)
+
+
 def _create_timm_pretrained(name: str, **timm_kwargs: Any) -> nn.Module:
     """Create ``name`` with timm's pretrained weights, explaining the offline alternatives."""
     try:

@@ -20,7 +20,12 @@ from skin_lesion.augment import AugmentConfig, build_eval_transform, build_train
 from skin_lesion.batches import Batch, BatchSource, Placement
 from skin_lesion.checkpoints import CheckpointStore, require_kind, to_cpu
 from skin_lesion.losses import SupConLoss
-from skin_lesion.models import ContrastiveModel, create_encoder, resolve_preprocessing
+from skin_lesion.models import (
+    ContrastiveModel,
+    create_encoder,
+    encoder_architecture,
+    resolve_preprocessing,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -106,9 +111,11 @@ def model_from_checkpoint(checkpoint: dict[str, Any]) -> ContrastiveModel:
     """Rebuild the pretrained model from its checkpoint alone (no download, no params)."""
     require_kind(checkpoint, CHECKPOINT_KIND)
     arch = checkpoint["architecture"]
-    model = build_model(
-        EncoderConfig(name=arch["encoder"], weights="none"),
-        ProjectionConfig(**arch["projection"]),
+    projection = ProjectionConfig(**arch["projection"])
+    model = ContrastiveModel(
+        encoder_architecture(arch["encoder"]),
+        hidden_dim=projection.hidden_dim,
+        out_dim=projection.out_dim,
     )
     model.load_state_dict(checkpoint["state_dict"])
     return model

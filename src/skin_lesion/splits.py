@@ -36,6 +36,9 @@ class SplitConfig:
         val: Fraction for validation (model choice).
         test: Fraction for the final, once-only test.
         folds: Grouped stratified folds over train+val; 0 disables (fold -1 everywhere).
+        validation_fold: Cross-validation: when set to ``k``, fold ``k`` becomes the
+            validation split and the other folds the train split (the test split is
+            unchanged). ``None`` keeps the fractions' train/val split.
         warn_share_gap: Warn when a class's share of a split is further than this many
             percentage points from its overall share.
     """
@@ -44,6 +47,7 @@ class SplitConfig:
     val: float = 0.15
     test: float = 0.15
     folds: int = 5
+    validation_fold: int | None = None
     warn_share_gap: float = 2.0
 
     def __post_init__(self) -> None:
@@ -55,6 +59,18 @@ class SplitConfig:
             )
         if self.folds == 1 or self.folds < 0:
             raise ValueError(f"folds must be 0 (off) or at least 2, got {self.folds}")
+        k = self.validation_fold
+        if k is not None:
+            if isinstance(k, bool) or not isinstance(k, int):
+                raise ValueError(f"validation_fold must be an integer or null, got {k!r}")
+            if not self.folds:
+                raise ValueError(
+                    f"validation_fold={k} needs folds; folds is 0 (off): set folds to 2 or more"
+                )
+            if not 0 <= k < self.folds:
+                raise ValueError(
+                    f"validation_fold must be between 0 and folds - 1 = {self.folds - 1}, got {k}"
+                )
 
 
 class SplitError(ValueError):
@@ -93,6 +109,9 @@ def split_by_lesion(metadata: pd.DataFrame, config: SplitConfig, seed: int) -> p
             kfold.split(dev, out.loc[dev, "label"], groups=out.loc[dev, "lesion_id"])
         ):
             out.loc[dev[held_out], "fold"] = fold
+        if config.validation_fold is not None:
+            held_out = out.loc[dev, "fold"] == config.validation_fold
+            out.loc[dev, "split"] = np.where(held_out, "val", "train")
     return out.reset_index(drop=True)
 
 
@@ -149,8 +168,12 @@ def check_splits(splits: pd.DataFrame, classes: Sequence[str]) -> None:
             )
 
 
-def summarize_splits(splits: pd.DataFrame, classes: Sequence[str]) -> dict:
+def summarize_splits(
+    splits: pd.DataFrame, classes: Sequence[str], validation_fold: int | None = None
+) -> dict:
     """Images and lesions per class per split, shares, and the largest share gap.
+
+    ``validation_fold`` (``SplitConfig.validation_fold``) is recorded in the protocol.
 
     Returns:
         A JSON-ready dict.
@@ -172,8 +195,15 @@ def summarize_splits(splits: pd.DataFrame, classes: Sequence[str]) -> dict:
                 "share": round(share, 4),
             }
     folds = splits[splits["fold"] >= 0]
+    protocol = "grouped by lesion_id, stratified by dx; test rows have fold -1"
+    if validation_fold is not None:
+        protocol += (
+            f"; cross-validation: fold {validation_fold} of train+val is the validation "
+            "split, the other folds train"
+        )
     return {
-        "protocol": "grouped by lesion_id, stratified by dx; test rows have fold -1",
+        "protocol": protocol,
+        "validation_fold": validation_fold,
         "images": {s: int((splits["split"] == s).sum()) for s in SPLITS},
         "lesions": {
             s: int(splits.loc[splits["split"] == s, "lesion_id"].nunique()) for s in SPLITS

@@ -32,6 +32,24 @@ def test_kedro_run_data_processing(kedro_project):
     assert list(rejected.columns) == ["image_id", "file", "stage", "reason"]
     assert rejected.empty
 
+    # Cross-validation: --params data_processing.split.validation_fold=2 re-splits train+val
+    # (fold 2 validates), leaves test alone, and says so in the summary the report shows.
+    run_kedro(
+        kedro_project,
+        "data_processing",
+        from_nodes=["split_by_lesion"],
+        data_processing={"split": {"validation_fold": 2}},
+    )
+    cv = pd.read_parquet(root / "05_model_input" / "splits.parquet")
+    pd.testing.assert_series_equal(cv["fold"], splits["fold"])
+    assert (cv["split"] == "test").equals(splits["split"] == "test")
+    assert set(cv.loc[cv["fold"] == 2, "split"]) == {"val"}
+    assert set(cv.loc[cv["fold"].isin([0, 1, 3, 4]), "split"]) == {"train"}
+    summary = json.loads((root / "05_model_input" / "split_summary.json").read_text())
+    assert summary["validation_fold"] == 2 and "fold 2" in summary["protocol"]
+    stats = json.loads((root / "05_model_input" / "class_statistics.json").read_text())
+    assert sum(stats["train_counts"]) == (cv["split"] == "train").sum()
+
 
 def test_bad_inputs_are_set_aside_with_drop(kedro_project):
     raw = kedro_project / "data" / "01_raw" / "HAM10000"

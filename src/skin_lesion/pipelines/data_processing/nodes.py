@@ -115,7 +115,7 @@ def split_by_lesion(
     config = _params(params).split
     splits = splitting.split_by_lesion(cached_metadata, config, seed)
     splitting.check_splits(splits, classes)
-    summary = splitting.summarize_splits(splits, classes)
+    summary = splitting.summarize_splits(splits, classes, config.validation_fold)
     splitting.warn_on_share_gaps(summary, config.warn_share_gap)
     logger.info("Split sizes (images): %s; lesions: %s", summary["images"], summary["lesions"])
     return splits, summary
