@@ -108,7 +108,7 @@ def create_encoder(
     if weights == WEIGHTS_TIMM:
         return _create_timm_pretrained(name, **timm_kwargs)
 
-    encoder = timm.create_model(name, pretrained=False, num_classes=0, **timm_kwargs)
+    encoder = encoder_architecture(name, **timm_kwargs)
     if weights == WEIGHTS_NONE:
         logger.info("Created encoder %s with random weights", name)
         return encoder
@@ -128,13 +128,13 @@ def create_encoder(
     return encoder
 
 
-def encoder_architecture(name: str) -> nn.Module:
-    """The encoder's architecture only, for weights a checkpoint loads next.
+def encoder_architecture(name: str, **timm_kwargs: Any) -> nn.Module:
+    """The encoder's architecture only (pooled features, no weights loaded, nothing logged).
 
-    Unlike ``create_encoder(name, weights="none")`` it logs nothing: a model rebuilt from its
-    checkpoint does not run with random weights, and the log should not say so.
+    ``create_encoder`` loads weights into it; a model rebuilt from its checkpoint calls it
+    directly, since it does not run with random weights and the log should not say so.
     """
-    return timm.create_model(name, pretrained=False, num_classes=0)
+    return timm.create_model(name, pretrained=False, num_classes=0, **timm_kwargs)
 
 
 def _create_timm_pretrained(name: str, **timm_kwargs: Any) -> nn.Module:

@@ -103,7 +103,10 @@ class PretrainConfig:
 
 def build_model(encoder: EncoderConfig, projection: ProjectionConfig) -> ContrastiveModel:
     """The encoder with its projection head."""
-    backbone = create_encoder(encoder.name, weights=encoder.weights)
+    return _with_projection(create_encoder(encoder.name, weights=encoder.weights), projection)
+
+
+def _with_projection(backbone: nn.Module, projection: ProjectionConfig) -> ContrastiveModel:
     return ContrastiveModel(backbone, hidden_dim=projection.hidden_dim, out_dim=projection.out_dim)
 
 
@@ -111,11 +114,8 @@ def model_from_checkpoint(checkpoint: dict[str, Any]) -> ContrastiveModel:
     """Rebuild the pretrained model from its checkpoint alone (no download, no params)."""
     require_kind(checkpoint, CHECKPOINT_KIND)
     arch = checkpoint["architecture"]
-    projection = ProjectionConfig(**arch["projection"])
-    model = ContrastiveModel(
-        encoder_architecture(arch["encoder"]),
-        hidden_dim=projection.hidden_dim,
-        out_dim=projection.out_dim,
+    model = _with_projection(
+        encoder_architecture(arch["encoder"]), ProjectionConfig(**arch["projection"])
     )
     model.load_state_dict(checkpoint["state_dict"])
     return model
