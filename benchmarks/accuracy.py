@@ -31,7 +31,9 @@ over folds: how much the figures move with the training and validation lesions d
 
 An ablation that would change nothing in the setting (``no-contrastive`` where SupCon is
 already off) is refused. ``--compare`` sets each ablation run of a setting beside the setting
-on the seeds both have, difference taken seed by seed (``accuracy-<setting>-ablations.md``).
+on the seeds both have, difference taken seed by seed (``accuracy-<setting>-ablations.md``),
+and each cross-validation ablation beside ``<setting>-cv`` fold by fold
+(``accuracy-<setting>-cv-ablations.md``).
 """
 
 from __future__ import annotations
@@ -355,62 +357,99 @@ COMPARED = ("balanced_accuracy", "macro_f1", "macro_auc", "mel_sensitivity_thres
 VALIDATION = ("balanced_accuracy", "macro_f1")
 
 
-def compare(setting: str, results: Path = RESULTS) -> dict:
-    """Each ablation of ``setting`` against the setting itself, seed by seed.
+def compare(setting: str, results: Path = RESULTS, cv: bool = False) -> dict:
+    """Each ablation of ``setting`` against the setting itself, seed by seed (or fold by fold).
 
     Reads ``accuracy/<setting>/`` and every ``accuracy/<setting>-<ablation>/`` present. Only
     seeds both have are compared, and the difference is taken per seed (same split, same
     training seed) before averaging, so the table shows how far each change moves the figures
     next to how much they move between seeds. Writes ``accuracy-<setting>-ablations.json``/``.md``.
+
+    With ``cv``, the cross-validation runs instead: ``<setting>-cv`` against each
+    ``<setting>-<ablation>-cv``, paired by fold (same training and validation lesions) when
+    both trained the fold with the same seed; writes ``accuracy-<setting>-cv-ablations.*``.
     """
-    baseline = load_seeds(setting, results)
-    if not baseline:
-        raise SystemExit(f"no seed results under {results / 'accuracy' / setting}")
+    suffix = "-cv" if cv else ""
+    unit = "fold" if cv else "seed"
+    units = f"{unit}s"
+    base_folder = results / "accuracy" / f"{setting}{suffix}"
+    baseline = load_seeds(f"{setting}{suffix}", results)
+    if not baseline or run_unit(list(baseline.values())) != unit:
+        raise SystemExit(f"no {unit} results under {base_folder}")
     rows = []
     for ablation in sorted(ABLATIONS):
-        runs = load_seeds(f"{setting}-{ablation}", results)
-        seeds = sorted(set(runs) & set(baseline))
-        if not seeds:
+        name = f"{setting}-{ablation}{suffix}"
+        runs = load_seeds(name, results)
+        if runs and run_unit(list(runs.values())) != unit:
+            raise SystemExit(f"{results / 'accuracy' / name} holds no {unit} results")
+        keys = sorted(set(runs) & set(baseline))
+        if not keys:
             continue
-        for seed in seeds:
-            for key in ("data_sha256", "device"):
-                if runs[seed][key] != baseline[seed][key]:
+        for key in keys:
+            for field in ("data_sha256", "device", *(("seed",) if cv else ())):
+                if runs[key][field] != baseline[key][field]:
                     raise SystemExit(
-                        f"{setting}-{ablation} seed {seed} differs from {setting} in {key!r}"
+                        f"{name} {unit} {key} differs from {setting}{suffix} in {field!r} "
+                        f"({runs[key][field]!r} vs {baseline[key][field]!r})"
                     )
-        row = {"ablation": ablation, "overrides": runs[seeds[0]]["overrides"], "seeds": seeds}
+        row = {"ablation": ablation, "overrides": runs[keys[0]]["overrides"], units: keys}
         for label in COMPARED:
-            ours = [runs[s]["metrics"][label]["value"] for s in seeds]
-            base = [baseline[s]["metrics"][label]["value"] for s in seeds]
+            ours = [runs[k]["metrics"][label]["value"] for k in keys]
+            base = [baseline[k]["metrics"][label]["value"] for k in keys]
             row[label] = _paired(ours, base)
         # Seed files written before validation was recorded have none: compare validation on
         # the seeds where both runs have it, and name them.
-        val_seeds = [s for s in seeds if "validation" in runs[s] and "validation" in baseline[s]]
-        if val_seeds:
-            ours = [runs[s]["validation"]["balanced_accuracy"] for s in val_seeds]
-            base = [baseline[s]["validation"]["balanced_accuracy"] for s in val_seeds]
-            row["val_balanced_accuracy"] = {**_paired(ours, base), "seeds": val_seeds}
+        val_keys = [k for k in keys if "validation" in runs[k] and "validation" in baseline[k]]
+        if val_keys:
+            ours = [runs[k]["validation"]["balanced_accuracy"] for k in val_keys]
+            base = [baseline[k]["validation"]["balanced_accuracy"] for k in val_keys]
+            row["val_balanced_accuracy"] = {**_paired(ours, base), units: val_keys}
         rows.append(row)
     if not rows:
-        raise SystemExit(f"no ablation of {setting} shares a seed with it under {results}")
-    base_seeds = sorted(baseline)
-    first = baseline[base_seeds[0]]
+        raise SystemExit(f"no ablation of {setting} shares a {unit} with it under {results}")
+    base_keys = sorted(baseline)
+    first = baseline[base_keys[0]]
     result = {
         "setting": setting,
+        "unit": unit,
         "device": first["device"],
         "data": first["data"],
         "data_sha256": first["data_sha256"],
-        "baseline_seeds": base_seeds,
+        f"baseline_{units}": base_keys,
         "baseline_sd": {
-            label: _spread([baseline[s]["metrics"][label]["value"] for s in base_seeds])["sd"]
+            label: _spread([baseline[k]["metrics"][label]["value"] for k in base_keys])["sd"]
             for label in COMPARED
         },
         "ablations": rows,
     }
-    name = f"{setting}-ablations"
+    if cv:
+        result["training_seed"] = sorted({r["seed"] for r in baseline.values()})
+    name = f"{setting}{suffix}-ablations"
     (results / f"accuracy-{name}.json").write_text(json.dumps(result, indent=2) + "\n")
     (results / f"accuracy-{name}.md").write_text(compare_markdown(result))
     return result
+
+
+def compare_all(setting: str, results: Path = RESULTS) -> list[dict]:
+    """:func:`compare` for the seed runs and for the cross-validation runs, each where the
+    setting and at least one of its ablations ran.
+
+    Raises:
+        SystemExit: When neither kind has both.
+    """
+    done = []
+    for cv in (False, True):
+        suffix = "-cv" if cv else ""
+        if load_seeds(f"{setting}{suffix}", results) and any(
+            load_seeds(f"{setting}-{ablation}{suffix}", results) for ablation in ABLATIONS
+        ):
+            done.append(compare(setting, results, cv=cv))
+    if not done:
+        raise SystemExit(
+            f"nothing to compare under {results / 'accuracy'}: --compare needs {setting}/ and "
+            f"at least one {setting}-<ablation>/ (or {setting}-cv/ and {setting}-<ablation>-cv/)"
+        )
+    return done
 
 
 def _paired(ours: list[float], base: list[float]) -> dict:
@@ -426,17 +465,23 @@ def _paired(ours: list[float], base: list[float]) -> dict:
 
 def compare_markdown(result: dict) -> str:
     """The ablation comparison as a markdown table: value, and change against the setting."""
+    unit = result.get("unit", "seed")
+    units = f"{unit}s"
     sd = result["baseline_sd"]
-    seed_noise = ", ".join(
-        f"{label} {sd[label]:.3f}" for label in COMPARED if sd[label] is not None
+    noise = ", ".join(f"{label} {sd[label]:.3f}" for label in COMPARED if sd[label] is not None)
+    what = (
+        f", cross-validation runs (training seed {result['training_seed']}) paired by fold,"
+        if unit == "fold"
+        else ""
     )
     lines = [
-        f"**Ablations of {result['setting']}** on {result['device']}; data `{result['data']}` "
-        f"(SHA-256 `{result['data_sha256'][:12]}…`). Each cell: the ablation's mean over the "
-        "seeds shown, then its change against the setting on the same seeds (mean of per-seed "
-        "differences, and each seed's difference in brackets).",
+        f"**Ablations of {result['setting']}**{what} on {result['device']}; data "
+        f"`{result['data']}` (SHA-256 `{result['data_sha256'][:12]}…`). Each cell: the "
+        f"ablation's mean over the {units} shown, then its change against the setting on the "
+        f"same {units} (mean of per-{unit} differences, and each {unit}'s difference in "
+        "brackets).",
         "",
-        "| ablation | seeds | "
+        f"| ablation | {units} | "
         + " | ".join(f"{label} (test)" for label in COMPARED)
         + " | balanced_accuracy (validation) |",
         "|---|---|" + "---|" * (len(COMPARED) + 1),
@@ -448,19 +493,20 @@ def compare_markdown(result: dict) -> str:
             if entry is None:
                 cells.append("not recorded")
                 continue
-            per_seed = ", ".join(f"{d:+.3f}" for d in entry["delta_per_seed"])
-            cell = f"{entry['mean']:.3f} ({entry['delta_mean']:+.3f}; [{per_seed}])"
-            if entry.get("seeds", row["seeds"]) != row["seeds"]:
-                word = "seed" if len(entry["seeds"]) == 1 else "seeds"
-                cell += f" on {word} {', '.join(map(str, entry['seeds']))} only"
+            per_key = ", ".join(f"{d:+.3f}" for d in entry["delta_per_seed"])
+            cell = f"{entry['mean']:.3f} ({entry['delta_mean']:+.3f}; [{per_key}])"
+            if entry.get(units, row[units]) != row[units]:
+                word = unit if len(entry[units]) == 1 else units
+                cell += f" on {word} {', '.join(map(str, entry[units]))} only"
             cells.append(cell)
-        seeds = ", ".join(map(str, row["seeds"]))
-        lines.append(f"| {row['ablation']} | {seeds} | " + " | ".join(cells) + " |")
-    if seed_noise:
+        keys = ", ".join(map(str, row[units]))
+        lines.append(f"| {row['ablation']} | {keys} | " + " | ".join(cells) + " |")
+    if noise:
+        spread = "Fold-to-fold spread" if unit == "fold" else "Seed noise"
         lines += [
             "",
-            f"Seed noise of {result['setting']} itself (sd over seeds "
-            f"{result['baseline_seeds']}): {seed_noise}.",
+            f"{spread} of {result['setting']} itself (sd over {units} "
+            f"{result[f'baseline_{units}']}): {noise}.",
         ]
     return "\n".join(lines) + "\n"
 
@@ -569,11 +615,13 @@ def main() -> None:
     parser.add_argument(
         "--compare",
         action="store_true",
-        help="only compare every ablation run of --setting with the setting, seed by seed",
+        help="only compare every ablation run of --setting with the setting, seed by seed "
+        "(and every cross-validation ablation with the setting's, fold by fold)",
     )
     args = parser.parse_args()
     if args.compare:
-        print(compare_markdown(compare(args.setting, args.results_dir)))
+        for result in compare_all(args.setting, args.results_dir):
+            print(compare_markdown(result))
         return
     name = args.name or "-".join(
         filter(None, [args.setting, args.ablation, "cv" if args.folds else None])

@@ -368,3 +368,48 @@ def test_accuracy_command_cross_validates_through_kedro(
     assert set(splits.loc[splits["fold"].isin([0, 1, 2, 4]), "split"]) == {"train"}
     summary = json.loads((results / "accuracy-test-cv.json").read_text())
     assert summary["folds"] == [1, 3] and summary["seeds"] == [2, 2]
+
+
+def test_compare_pairs_cross_validation_ablations_fold_by_fold(tmp_path: Path) -> None:
+    for fold, balanced in enumerate([0.70, 0.60, 0.80]):
+        _write_seed(tmp_path, 0, balanced, name="cpu-quick-cv", fold=fold, val=0.6)
+    _write_seed(tmp_path, 0, 0.75, name="cpu-quick-cross-entropy-cv", fold=0, val=0.62)
+    _write_seed(tmp_path, 0, 0.78, name="cpu-quick-cross-entropy-cv", fold=2, val=0.63)
+    _write_seed(tmp_path, 0, 0.7, name="cpu-quick")  # a seed baseline with no ablation
+    (result,) = accuracy.compare_all("cpu-quick", tmp_path)
+    row = result["ablations"][0]
+    assert row["ablation"] == "cross-entropy" and row["folds"] == [0, 2]
+    assert row["balanced_accuracy"]["delta_per_seed"] == pytest.approx([0.05, -0.02])
+    assert row["val_balanced_accuracy"]["delta_per_seed"] == pytest.approx([0.02, 0.03])
+    assert result["baseline_folds"] == [0, 1, 2] and result["training_seed"] == [0]
+    table = (tmp_path / "accuracy-cpu-quick-cv-ablations.md").read_text()
+    assert "paired by fold" in table and "| ablation | folds |" in table
+    assert "| cross-entropy | 0, 2 | 0.765 (+0.015; [+0.050, -0.020])" in table
+    assert "Fold-to-fold spread of cpu-quick itself (sd over folds [0, 1, 2])" in table
+    assert json.loads((tmp_path / "accuracy-cpu-quick-cv-ablations.json").read_text()) == result
+    # The seed runs have no ablation, so no seed table was written.
+    assert not (tmp_path / "accuracy-cpu-quick-ablations.md").exists()
+
+
+def test_compare_all_runs_each_kind_present_and_names_what_is_missing(tmp_path: Path) -> None:
+    with pytest.raises(SystemExit, match=r"nothing to compare.*cpu-quick-<ablation>-cv/"):
+        accuracy.compare_all("cpu-quick", tmp_path)
+    _write_seed(tmp_path, 0, 0.7, name="cpu-quick-cv", fold=0)
+    with pytest.raises(SystemExit, match="nothing to compare"):
+        accuracy.compare_all("cpu-quick", tmp_path)  # a baseline alone
+    _write_seed(tmp_path, 0, 0.6, name="cpu-quick-weighted-sampling-cv", fold=0)
+    assert [r["unit"] for r in accuracy.compare_all("cpu-quick", tmp_path)] == ["fold"]
+    _write_seed(tmp_path, 1, 0.7, name="cpu-quick")
+    _write_seed(tmp_path, 1, 0.6, name="cpu-quick-weighted-sampling")
+    assert [r["unit"] for r in accuracy.compare_all("cpu-quick", tmp_path)] == ["seed", "fold"]
+
+
+def test_compare_refuses_folds_trained_with_different_seeds(tmp_path: Path) -> None:
+    _write_seed(tmp_path, 0, 0.7, name="cpu-quick-cv", fold=1)
+    _write_seed(tmp_path, 3, 0.7, name="cpu-quick-no-metadata-fusion-cv", fold=1)
+    with pytest.raises(SystemExit, match=r"fold 1 differs from cpu-quick-cv in 'seed' \(3 vs 0\)"):
+        accuracy.compare("cpu-quick", tmp_path, cv=True)
+    # A seed run filed under a -cv name is not a cross-validation run.
+    _write_seed(tmp_path, 0, 0.7, name="cpu-quick-cross-entropy-cv")
+    with pytest.raises(SystemExit, match="holds no fold results"):
+        accuracy.compare("cpu-quick", tmp_path, cv=True)
