@@ -400,10 +400,10 @@ def compare(setting: str, results: Path = RESULTS, cv: bool = False) -> dict:
         # Seed files written before validation was recorded have none: compare validation on
         # the seeds where both runs have it, and name them.
         val_keys = [k for k in keys if "validation" in runs[k] and "validation" in baseline[k]]
-        if val_keys:
-            ours = [runs[k]["validation"]["balanced_accuracy"] for k in val_keys]
-            base = [baseline[k]["validation"]["balanced_accuracy"] for k in val_keys]
-            row["val_balanced_accuracy"] = {**_paired(ours, base), units: val_keys}
+        for label in VALIDATION if val_keys else ():
+            ours = [runs[k]["validation"][label] for k in val_keys]
+            base = [baseline[k]["validation"][label] for k in val_keys]
+            row[f"val_{label}"] = {**_paired(ours, base), units: val_keys}
         rows.append(row)
     if not rows:
         raise SystemExit(f"no ablation of {setting} shares a {unit} with it under {results}")
@@ -419,6 +419,11 @@ def compare(setting: str, results: Path = RESULTS, cv: bool = False) -> dict:
         "baseline_sd": {
             label: _spread([baseline[k]["metrics"][label]["value"] for k in base_keys])["sd"]
             for label in COMPARED
+        }
+        | {
+            f"val_{label}": _spread([baseline[k]["validation"][label] for k in base_keys])["sd"]
+            for label in VALIDATION
+            if all("validation" in baseline[k] for k in base_keys)
         },
         "ablations": rows,
     }
@@ -468,7 +473,11 @@ def compare_markdown(result: dict) -> str:
     unit = result.get("unit", "seed")
     units = f"{unit}s"
     sd = result["baseline_sd"]
-    noise = ", ".join(f"{label} {sd[label]:.3f}" for label in COMPARED if sd[label] is not None)
+    noise = ", ".join(
+        f"{label[4:] + ' (validation)' if label.startswith('val_') else label} {value:.3f}"
+        for label, value in sd.items()
+        if value is not None
+    )
     what = (
         f", cross-validation runs (training seed {result['training_seed']}) paired by fold,"
         if unit == "fold"
@@ -483,12 +492,14 @@ def compare_markdown(result: dict) -> str:
         "",
         f"| ablation | {units} | "
         + " | ".join(f"{label} (test)" for label in COMPARED)
-        + " | balanced_accuracy (validation) |",
-        "|---|---|" + "---|" * (len(COMPARED) + 1),
+        + " | "
+        + " | ".join(f"{label} (validation)" for label in VALIDATION)
+        + " |",
+        "|---|---|" + "---|" * (len(COMPARED) + len(VALIDATION)),
     ]
     for row in result["ablations"]:
         cells = []
-        for label in (*COMPARED, "val_balanced_accuracy"):
+        for label in (*COMPARED, *(f"val_{label}" for label in VALIDATION)):
             entry = row.get(label)
             if entry is None:
                 cells.append("not recorded")

@@ -177,7 +177,7 @@ def test_compare_pairs_each_ablation_with_the_setting_seed_by_seed(tmp_path: Pat
     # Seeds 0 and 2 only; seed 2 of the setting is its best, so pairing matters.
     _write_seed(tmp_path, 0, 0.75, name="cpu-quick-cross-entropy")
     _write_seed(tmp_path, 2, 0.78, name="cpu-quick-cross-entropy")
-    for seed, val in [(0, 0.6), (1, 0.6), (2, 0.6)]:
+    for seed, val in [(0, 0.60), (1, 0.62), (2, 0.64)]:
         _write_seed(tmp_path, seed, 0.7, name="cpu-quick-no-metadata-fusion", val=val + 0.05)
         _write_seed(tmp_path, seed, [0.70, 0.60, 0.80][seed], name="cpu-quick", val=val)
     _write_seed(tmp_path, 5, 0.9, name="cpu-quick-weighted-sampling")  # no seed in common
@@ -192,16 +192,22 @@ def test_compare_pairs_each_ablation_with_the_setting_seed_by_seed(tmp_path: Pat
     assert "val_balanced_accuracy" not in result["ablations"][0]
     val = result["ablations"][1]["val_balanced_accuracy"]
     assert val["delta_per_seed"] == pytest.approx([0.05, 0.05, 0.05])
+    # Validation macro-F1 beside it (the fixture writes macro_f1 = balanced - 0.1).
+    val_f1 = result["ablations"][1]["val_macro_f1"]
+    assert val_f1["mean"] == pytest.approx(0.57) and val_f1["delta_mean"] == pytest.approx(0.05)
     assert entry["mean"] == pytest.approx(0.765)
     assert entry["baseline_mean"] == pytest.approx(0.75)
     assert entry["delta_per_seed"] == pytest.approx([0.05, -0.02])
     assert entry["delta_mean"] == pytest.approx(0.015)
     assert result["baseline_sd"]["balanced_accuracy"] == pytest.approx(0.1)
+    assert result["baseline_sd"]["val_balanced_accuracy"] == pytest.approx(0.02)
     table = (tmp_path / "accuracy-cpu-quick-ablations.md").read_text()
     assert "| cross-entropy | 0, 2 | 0.765 (+0.015; [+0.050, -0.020])" in table
     assert table.splitlines()[4].endswith("| not recorded |")
     assert val["seeds"] == [0, 1, 2]
-    assert "0.650 (+0.050; [+0.050, +0.050, +0.050]) |" in table
+    assert "0.670 (+0.050; [+0.050, +0.050, +0.050]) | 0.570 (+0.050; [" in table
+    assert "balanced_accuracy (validation) 0.020, macro_f1 (validation) 0.020." in table
+    assert "| balanced_accuracy (validation) | macro_f1 (validation) |" in table
     assert json.loads((tmp_path / "accuracy-cpu-quick-ablations.json").read_text()) == result
 
 
