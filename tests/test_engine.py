@@ -23,7 +23,7 @@ def _step(model, batch):
     return nn.functional.cross_entropy(model(x), batch.labels)
 
 
-def _fit(store, epochs, resume=False, crash_at=None, monkeypatch=None):
+def _fit(store, epochs, resume=False, crash_at=None, monkeypatch=None, compiled=False):
     torch.manual_seed(0)
     images, labels = _problem()
     model = nn.Sequential(nn.Linear(48, 16), nn.ReLU(), nn.Dropout(0.2), nn.Linear(16, 2))
@@ -42,8 +42,11 @@ def _fit(store, epochs, resume=False, crash_at=None, monkeypatch=None):
                 raise RuntimeError("power cut")
             return _step(model, batch)
 
+    # As the training nodes do with compile: true: fit gets the torch.compile wrapper, the
+    # checkpoint the plain module's state dict. (The eager backend keeps the test fast; the
+    # wrapper and its "_orig_mod." keys are the same with any backend.)
     history = engine.fit(
-        model,
+        torch.compile(model, backend="eager") if compiled else model,
         step,
         source,
         opt,
@@ -72,6 +75,21 @@ def test_resume_after_interruption_matches_uninterrupted_run(tmp_path):
     ):
         assert torch.equal(a, b), name
     assert [h["loss"] for h in history] == [h["loss"] for h in full_history]
+
+
+def test_resume_into_a_compiled_model(tmp_path):
+    """The checkpoint holds the plain module's keys; resuming loads them into the module the
+    compile wrapper holds, not into the wrapper (whose keys carry ``_orig_mod.``)."""
+    full, _ = _fit(CheckpointStore(tmp_path / "a"), epochs=3)
+    store = CheckpointStore(tmp_path / "b")
+    with pytest.raises(RuntimeError, match="power cut"):
+        _fit(store, epochs=3, crash_at=1, compiled=True)
+    resumed, history = _fit(store, epochs=3, resume=True, compiled=True)
+    assert [h["epoch"] for h in history] == [0, 1, 2]
+    for (name, a), (_, b) in zip(
+        full.state_dict().items(), resumed.state_dict().items(), strict=True
+    ):
+        assert torch.equal(a, b), name
 
 
 def test_history_reports_falling_loss_and_throughput(tmp_path):

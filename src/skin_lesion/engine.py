@@ -317,7 +317,9 @@ def fit(
     latest = store.latest() if (store is not None and resume) else None
     if latest is not None:
         _check_resumable(latest, describe(-1, []))
-        model.load_state_dict(latest["state_dict"])
+        # The checkpoint holds the plain module's keys (``describe``); under ``torch.compile``
+        # ``model`` is the wrapper, whose keys carry ``_orig_mod.``, so load into the module.
+        getattr(model, "_orig_mod", model).load_state_dict(latest["state_dict"])
         optimizer.load_state_dict(latest["optimizer"])
         scheduler.load_state_dict(latest["scheduler"])
         precision.scaler.load_state_dict(latest["scaler"])
