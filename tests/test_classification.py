@@ -127,6 +127,15 @@ def test_warmup_leaves_every_encoder_weight_unchanged():
     assert head
 
 
+def test_an_epoch_kept_from_the_warmup_is_not_called_ema():
+    """EMA weights exist only in phase 2: a warm-up epoch kept has the raw weights."""
+    (checkpoint, _, _), _, _ = _train(
+        _config(finetune=clf.FinetuneConfig(epochs=0), ema=ema.EmaConfig(enabled=True))
+    )
+    assert checkpoint["selected"]["phase"] == "warmup"
+    assert checkpoint["selected"]["ema"] is False
+
+
 def test_finetune_groups_carry_the_intended_learning_rates():
     model = classifier.Classifier(supcon.build_model(ENCODER, supcon.ProjectionConfig()).encoder, 4)
     model.freeze_encoder(True)

@@ -214,6 +214,7 @@ def test_every_dataset_has_a_layer_and_gpu_nodes_a_tag(viz_build: Path, registry
         "pretrain_encoder",
         "train_classifier",
         "predict_test",
+        "predict_val",
         "plot_gradcam_examples",
     } <= gpu_nodes
 

@@ -57,7 +57,9 @@ def _metrics() -> dict:
             },
             "macro_f1": {"estimate": 0.679, "low": 0.6111, "high": 0.7222},
             "melanoma_sensitivity": {"estimate": 0.61, "low": 0.5321, "high": 0.6843},
+            "melanoma_sensitivity_at_threshold": {"estimate": 0.82, "low": 0.7512, "high": 0.8833},
         },
+        "operating_point": {"temperature": 1.4321, "melanoma_threshold": 0.1875, "tta": "flips"},
         "melanoma": {
             "argmax": {"sensitivity": 0.5988, "specificity": 0.9612, "rule": "argmax"},
             "validated_threshold": {
@@ -168,7 +170,17 @@ def test_report_formats_numbers_and_shows_missing_as_na(report_path: Path) -> No
     assert "A: argmax" in html and "B: validated threshold" in html
     assert "0.599" in html and "0.961" in html and "0.820" in html and "0.796" in html
     assert "Threshold B = 0.188" in html and "target sensitivity of 0.850" in html
-    assert "sensitivity 0.857" in html and "0.532 – 0.684" in html
+    assert "sensitivity 0.857" in html
+    # Each rule's lesion-bootstrap interval, labelled with its rule.
+    assert (
+        "sensitivity (A, argmax), lesion bootstrap: estimate 0.610, 95% interval 0.532 – 0.684"
+        in html
+    )
+    assert (
+        "sensitivity (B, validated threshold), lesion bootstrap: estimate 0.820, 95% interval "
+        "0.751 – 0.883" in html
+    )
+    assert "validation</strong> set (predicted with test-time augmentation flips" in html
     # Calibration, confusion matrix diagonal, split sizes, header facts.
     assert "1.432" in html and "0.088" in html and "0.023" in html
     assert '<td class="num diag">504</td>' in html  # nv: 1006 // 2 + 1

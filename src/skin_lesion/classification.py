@@ -479,7 +479,12 @@ def train_classifier(
         "metadata_encoder": setup.meta_encoder.to_dict() if setup.meta_encoder else None,
         "preprocessing": setup.preprocessing,
         "state_dict": model.state_dict(),
-        "selected": {**tracker.where, "metric": tracker.metric, "ema": ema is not None},
+        # EMA weights exist only in phase 2; an epoch kept from the warm-up has raw weights.
+        "selected": {
+            **tracker.where,
+            "metric": tracker.metric,
+            "ema": ema is not None and tracker.where.get("phase") == "finetune",
+        },
         "metrics": {"val": best_metrics},
         "params": params,
         "history": history,

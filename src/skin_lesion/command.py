@@ -33,7 +33,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     predict.add_argument("--csv", help="also write the predictions to this CSV file")
     predict.add_argument("--rejects", help="write unreadable files and reasons to this CSV")
-    predict.add_argument("--tta", choices=["none", "flips", "dihedral"], default="none")
+    predict.add_argument(
+        "--tta",
+        choices=["none", "flips", "dihedral"],
+        default=None,
+        help="test-time augmentation (default: the one the melanoma threshold was fitted with)",
+    )
     predict.add_argument("--device", default="auto")
     return parser
 

@@ -2,6 +2,9 @@
 
 Everything chosen from data (the temperature, the melanoma threshold) is fitted on the
 validation predictions and only applied to the test predictions, which are touched once.
+Both splits are predicted the same way (same checkpoint, same test-time augmentation): a
+threshold fitted on single-view probabilities does not carry over to TTA-averaged ones,
+which are flatter.
 """
 
 from __future__ import annotations
@@ -83,7 +86,7 @@ def predict_split(
         images: The image cache array.
         rows: Cache-aligned rows with ``image_id, lesion_id, dx, label, split`` (and
             ``age, sex, localization`` for metadata fusion).
-        split: Which split to predict (``test`` in the reporting pipeline).
+        split: Which split to predict (``val`` and ``test`` in the reporting pipeline).
         device: Where to run.
         config: Reporting parameters (TTA, batch size).
 
@@ -128,6 +131,9 @@ def evaluate_test(
     seed: int,
 ) -> dict[str, Any]:
     """All test metrics; calibration and the melanoma threshold are fitted on validation.
+
+    ``val`` and ``test`` must be predicted alike (the reporting pipeline predicts both with
+    ``config.tta``); the operating point records that TTA, so inference can match it.
 
     Returns:
         A JSON-ready dict: ``test`` (summary metrics, per class, confusion matrix),
@@ -185,6 +191,8 @@ def evaluate_test(
             "temperature": float(temperature),
             "melanoma_threshold": threshold,
             "target_sensitivity": config.target_sensitivity,
+            # The test-time augmentation both were fitted with; inference uses it by default.
+            "tta": config.tta,
             "note": "probabilities are calibrated with the temperature before the threshold",
         },
     }

@@ -40,7 +40,9 @@ class InferenceConfig:
         input_dir: The folder to classify, given at run time
             (``--params inference.input_dir=PATH``); the catalog's ``inference_images``
             reads it, so the node itself never opens files.
-        tta: Test-time augmentation: ``none``, ``flips`` or ``dihedral``.
+        tta: Test-time augmentation: ``none``, ``flips`` or ``dihedral``; null (the
+            default) takes the operating point's, the TTA its temperature and melanoma
+            threshold were fitted with, so the flag keeps its validated sensitivity.
         batch_size: Images per forward pass.
         workers: Decoding threads; null uses every core.
         gradcam: Also return a Grad-CAM overlay of the predicted class for every image.
@@ -48,11 +50,33 @@ class InferenceConfig:
     """
 
     input_dir: str | None = None
-    tta: Literal["none", "flips", "dihedral"] = "none"
+    tta: Literal["none", "flips", "dihedral"] | None = None
     batch_size: int = 64
     workers: int | None = None
     gradcam: bool = False
     progress: bool = True
+
+
+def operating_tta(operating_point: Mapping[str, Any], requested: str | None) -> str:
+    """The TTA to predict with: ``requested``, or the operating point's when None.
+
+    An operating point from before the TTA was recorded was fitted on single-view validation
+    predictions (``none``). A requested TTA other than the operating point's is allowed,
+    with a warning: the temperature and threshold were not fitted on such probabilities.
+    """
+    fitted = operating_point.get("tta", "none")
+    if requested is None:
+        return fitted
+    if requested != fitted:
+        logger.warning(
+            "TTA %r, but the temperature and melanoma threshold were fitted on validation "
+            "predictions with TTA %r: the melanoma flag's sensitivity is not the validated one "
+            "(leave tta unset to use %r)",
+            requested,
+            fitted,
+            fitted,
+        )
+    return requested
 
 
 def check_operating_point(operating_point: Mapping[str, Any]) -> tuple[float, float]:
@@ -78,16 +102,17 @@ def predict_images(
 
     Args:
         checkpoint: A ``classifier`` checkpoint.
-        operating_point: ``temperature`` and ``melanoma_threshold`` chosen on validation.
+        operating_point: ``temperature`` and ``melanoma_threshold`` chosen on validation
+            (and ``tta``, the test-time augmentation they were fitted with).
         loaders: Image name (e.g. a relative path) -> zero-argument callable returning bytes.
         device: Where to run the model.
         config: TTA, batch size, decoding threads.
 
     Returns:
         ``predictions`` (``image``, the calibrated ``p_<class>``, ``predicted``,
-        ``melanoma_flag``, ``melanoma_threshold``), ``rejects`` (``image``, ``reason``) and,
-        with ``config.gradcam``, Grad-CAM panels per image (``image``, ``heatmap``,
-        ``title``; empty otherwise).
+        ``melanoma_flag``, ``melanoma_threshold``, ``tta``), ``rejects`` (``image``,
+        ``reason``) and, with ``config.gradcam``, Grad-CAM panels per image (``image``,
+        ``heatmap``, ``title``; empty otherwise).
 
     Raises:
         ValueError: For a checkpoint of the wrong kind, one that needs metadata, an empty
@@ -102,6 +127,7 @@ def predict_images(
     if not loaders:
         raise ValueError("no images to classify: the input is empty (.jpg, .jpeg, .png)")
     temperature, threshold = check_operating_point(operating_point)
+    tta = operating_tta(operating_point, config.tta)
     preprocessing = from_dict(
         PreprocessConfig, checkpoint["preprocessing"]["cache"], "checkpoint.preprocessing.cache"
     )
@@ -119,7 +145,7 @@ def predict_images(
             np.arange(len(rows)),
             device=device,
             batch_size=config.batch_size,
-            tta=config.tta,
+            tta=tta,
             progress=config.progress,
         )
         if len(rows)
@@ -132,6 +158,7 @@ def predict_images(
     predictions["predicted"] = [classes[k] for k in calibrated.argmax(axis=1)]
     predictions["melanoma_flag"] = calibrated[:, mel] >= threshold
     predictions["melanoma_threshold"] = threshold
+    predictions["tta"] = tta
     logger.info("Classified %d image(s); %d rejected", len(predictions), len(rejects))
     panels = {}
     if config.gradcam and len(rows):

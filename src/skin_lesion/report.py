@@ -300,23 +300,32 @@ def _melanoma_section(metrics: Mapping) -> str:
         ["Operating point", "Rule", "Threshold", "Test sensitivity", "Test specificity"], rows
     )
     chosen_on = tuned.get("chosen_on") or "validation"
+    tta = _get(metrics, "operating_point", "tta")
+    predicted = (
+        f" (predicted with test-time augmentation {_esc(tta)}, as the test set is)" if tta else ""
+    )
     how = (
         f"<p>Threshold B = {_fmt(tuned.get('threshold'))} was chosen on the "
-        f"<strong>{_esc(chosen_on)}</strong> set to reach a target sensitivity of "
+        f"<strong>{_esc(chosen_on)}</strong> set{predicted} to reach a target sensitivity of "
         f"{_fmt(tuned.get('target_sensitivity'))}; there it achieved sensitivity "
         f"{_fmt(tuned.get('val_sensitivity'))} and specificity "
         f"{_fmt(tuned.get('val_specificity'))}. The test columns above are its result on the "
         "held-out test set, where it was not tuned.</p>"
     )
-    boot = _get(metrics, "bootstrap", "melanoma_sensitivity")
-    rule = _get(boot, "rule")
-    boot_line = (
-        "<p>Melanoma test sensitivity, lesion bootstrap"
-        + (f" ({_esc(rule)})" if rule else "")
-        + f": estimate {_fmt(_get(boot, 'estimate'))}, 95% interval {_interval(boot)} "
-        f"({_resamples(boot)} valid resamples).</p>"
-    )
-    return table + how + boot_line
+    boot_lines = []
+    for key, label in (
+        ("melanoma_sensitivity", "A, argmax"),
+        ("melanoma_sensitivity_at_threshold", "B, validated threshold"),
+    ):
+        boot = _get(metrics, "bootstrap", key)
+        if boot is None:
+            continue
+        boot_lines.append(
+            f"<p>Melanoma test sensitivity ({label}), lesion bootstrap: estimate "
+            f"{_fmt(_get(boot, 'estimate'))}, 95% interval {_interval(boot)} "
+            f"({_resamples(boot)} valid resamples).</p>"
+        )
+    return table + how + "".join(boot_lines)
 
 
 def _calibration_table(calibration: Mapping) -> str:

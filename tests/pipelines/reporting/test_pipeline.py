@@ -4,9 +4,12 @@ import base64
 import json
 import re
 
+import numpy as np
 import pandas as pd
 import pytest
 from tests.conftest import run_kedro
+
+from skin_lesion.calibration import fit_temperature
 
 pytestmark = pytest.mark.slow
 
@@ -34,6 +37,18 @@ def test_kedro_run_everything_ends_with_the_report(kedro_project):
     }
     cm = metrics["test"]["confusion_matrix"]
     assert sum(map(sum, cm)) == len(test_ids)
+
+    # The temperature and the melanoma threshold are fitted on validation predicted as test is
+    # (the suite's reporting uses flips TTA), not on training's single-view val predictions.
+    assert metrics["tta"] == metrics["operating_point"]["tta"] == "flips"
+    val_tta = pd.read_csv(root / "07_model_output" / "reporting_val_predictions.csv")
+    val_single = pd.read_csv(root / "07_model_output" / "val_predictions.csv")
+    assert set(val_tta["image_id"]) == set(splits.loc[splits["split"] == "val", "image_id"])
+    columns = [f"p_{c}" for c in metrics["classes"]]
+    val_single = val_single.set_index("image_id").loc[val_tta["image_id"]]
+    assert not np.allclose(val_tta[columns].to_numpy(), val_single[columns].to_numpy())
+    refit = fit_temperature(val_tta[columns].to_numpy(), val_tta["label"].to_numpy())
+    assert metrics["operating_point"]["temperature"] == pytest.approx(refit)
 
     isic = pd.read_csv(root / "07_model_output" / "isic_predictions.csv")
     assert list(isic.columns) == ["image", "MEL", "NV", "BCC", "AKIEC", "BKL", "DF", "VASC"]

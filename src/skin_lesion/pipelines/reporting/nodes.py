@@ -55,6 +55,26 @@ def predict_test(
     return predictions, ev.to_isic_format(predictions)
 
 
+def predict_val(
+    classifier: dict[str, Any],
+    image_cache: ImageCache,
+    splits: pd.DataFrame,
+    cached_metadata: pd.DataFrame,
+    params: dict[str, Any],
+    device: str,
+) -> pd.DataFrame:
+    """Predict the validation split as ``predict_test`` predicts test (same TTA), for the
+    temperature and the melanoma threshold that ``evaluate_test`` fits on it."""
+    return ev.predict_split(
+        classifier,
+        image_cache.images,
+        _rows(image_cache, splits, cached_metadata),
+        "val",
+        device=resolve_device(device),
+        config=_config(params),
+    )
+
+
 def evaluate_test(
     test_predictions: pd.DataFrame,
     val_predictions: pd.DataFrame,
@@ -77,9 +97,18 @@ def plot_confusion_matrix(test_metrics: dict[str, Any]) -> bytes:
     )
 
 
-def plot_roc_curves(test_predictions: pd.DataFrame, classes: list[str]) -> bytes:
-    """One-vs-rest ROC curves per class."""
-    probs = ev.probabilities(test_predictions, classes)
+def plot_roc_curves(
+    test_predictions: pd.DataFrame, test_metrics: dict[str, Any], classes: list[str]
+) -> bytes:
+    """One-vs-rest ROC curves per class, on the calibrated probabilities the metrics use.
+
+    One temperature for all classes is not rank-preserving within a class across images
+    (each probability also depends on the other logits), so the curves and their AUCs are
+    drawn from the same calibrated probabilities as the AUC column of ``test_metrics``.
+    """
+    probs = calibration.apply_temperature(
+        ev.probabilities(test_predictions, classes), test_metrics["calibration"]["temperature"]
+    )
     return figures.figure_to_png(
         figures.plot_roc_curves(test_predictions["label"].to_numpy(), probs, classes)
     )

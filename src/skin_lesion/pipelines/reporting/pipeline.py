@@ -7,7 +7,10 @@ from skin_lesion.pipelines.reporting import nodes
 # figure name -> (node function, its inputs)
 FIGURES = {
     "confusion_matrix": (nodes.plot_confusion_matrix, ["test_metrics"]),
-    "roc_curves": (nodes.plot_roc_curves, ["test_predictions", "params:classes"]),
+    "roc_curves": (
+        nodes.plot_roc_curves,
+        ["test_predictions", "test_metrics", "params:classes"],
+    ),
     "melanoma_pr_curve": (
         nodes.plot_melanoma_pr,
         ["test_predictions", "test_metrics", "params:classes"],
@@ -61,7 +64,8 @@ GPU_FIGURES = {"gradcam_examples": ["gpu"]}
 
 
 def create_pipeline(**kwargs) -> Pipeline:
-    """Predict test once, evaluate (calibration and threshold from val), plot, report."""
+    """Predict val and test alike (same TTA) and test once, evaluate (calibration and
+    threshold fitted on val), plot, report."""
     figure_nodes = [
         Node(func, inputs, f"{name}_plot", name=f"plot_{name}", tags=GPU_FIGURES.get(name))
         for name, (func, inputs) in FIGURES.items()
@@ -83,10 +87,24 @@ def create_pipeline(**kwargs) -> Pipeline:
                 tags=["gpu"],
             ),
             Node(
+                nodes.predict_val,
+                [
+                    "classifier",
+                    "image_cache",
+                    "splits",
+                    "cached_metadata",
+                    "params:reporting",
+                    "params:device",
+                ],
+                "reporting_val_predictions",
+                name="predict_val",
+                tags=["gpu"],
+            ),
+            Node(
                 nodes.evaluate_test,
                 [
                     "test_predictions",
-                    "val_predictions",
+                    "reporting_val_predictions",
                     "params:classes",
                     "params:reporting",
                     "params:seed",

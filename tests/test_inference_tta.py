@@ -1,0 +1,28 @@
+"""Inference predicts with the TTA its operating point was fitted with, unless told otherwise."""
+
+import logging
+
+import pytest
+
+from skin_lesion.inference import operating_tta
+
+
+def test_unset_tta_takes_the_operating_points() -> None:
+    assert operating_tta({"tta": "flips"}, None) == "flips"
+    assert operating_tta({"tta": "dihedral"}, None) == "dihedral"
+
+
+def test_an_operating_point_from_before_tta_was_recorded_was_fitted_single_view() -> None:
+    # Until the reporting pipeline predicted validation itself, the temperature and threshold
+    # were fitted on training's single-view validation predictions.
+    assert operating_tta({"temperature": 1.2, "melanoma_threshold": 0.1}, None) == "none"
+
+
+def test_another_tta_is_allowed_with_a_warning(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger="skin_lesion.inference"):
+        assert operating_tta({"tta": "flips"}, "none") == "none"
+    assert "fitted on validation predictions with TTA 'flips'" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="skin_lesion.inference"):
+        assert operating_tta({"tta": "flips"}, "flips") == "flips"
+    assert caplog.text == ""
