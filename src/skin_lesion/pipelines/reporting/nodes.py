@@ -34,6 +34,18 @@ def _rows(image_cache: ImageCache, splits: pd.DataFrame, cached_metadata: pd.Dat
     )
 
 
+def _predict(split: str, classifier, image_cache, splits, cached_metadata, params, device):
+    """``split`` through the classifier, with reporting's TTA and batch size."""
+    return ev.predict_split(
+        classifier,
+        image_cache.images,
+        _rows(image_cache, splits, cached_metadata),
+        split,
+        device=resolve_device(device),
+        config=_config(params),
+    )
+
+
 def predict_test(
     classifier: dict[str, Any],
     image_cache: ImageCache,
@@ -43,15 +55,7 @@ def predict_test(
     device: str,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Predict the test split once (optional TTA); also in the ISIC challenge CSV format."""
-    rows = _rows(image_cache, splits, cached_metadata)
-    predictions = ev.predict_split(
-        classifier,
-        image_cache.images,
-        rows,
-        "test",
-        device=resolve_device(device),
-        config=_config(params),
-    )
+    predictions = _predict("test", classifier, image_cache, splits, cached_metadata, params, device)
     return predictions, ev.to_isic_format(predictions)
 
 
@@ -65,14 +69,7 @@ def predict_val(
 ) -> pd.DataFrame:
     """Predict the validation split as ``predict_test`` predicts test (same TTA), for the
     temperature and the melanoma threshold that ``evaluate_test`` fits on it."""
-    return ev.predict_split(
-        classifier,
-        image_cache.images,
-        _rows(image_cache, splits, cached_metadata),
-        "val",
-        device=resolve_device(device),
-        config=_config(params),
-    )
+    return _predict("val", classifier, image_cache, splits, cached_metadata, params, device)
 
 
 def evaluate_test(

@@ -59,6 +59,15 @@ REPORTED_PARAMETERS = (
     "classifier_training",
     "reporting",
 )
+# What predict_test and predict_val read: both splits are predicted alike.
+PREDICT_INPUTS = [
+    "classifier",
+    "image_cache",
+    "splits",
+    "cached_metadata",
+    "params:reporting",
+    "params:device",
+]
 # Figures that run the classifier: tagged like the other nodes worth a GPU.
 GPU_FIGURES = {"gradcam_examples": ["gpu"]}
 
@@ -74,28 +83,14 @@ def create_pipeline(**kwargs) -> Pipeline:
         [
             Node(
                 nodes.predict_test,
-                [
-                    "classifier",
-                    "image_cache",
-                    "splits",
-                    "cached_metadata",
-                    "params:reporting",
-                    "params:device",
-                ],
+                PREDICT_INPUTS,
                 ["test_predictions", "isic_predictions"],
                 name="predict_test",
                 tags=["gpu"],
             ),
             Node(
                 nodes.predict_val,
-                [
-                    "classifier",
-                    "image_cache",
-                    "splits",
-                    "cached_metadata",
-                    "params:reporting",
-                    "params:device",
-                ],
+                PREDICT_INPUTS,
                 "reporting_val_predictions",
                 name="predict_val",
                 tags=["gpu"],
