@@ -225,6 +225,10 @@ def seed_summary(metrics: dict) -> dict:
             entry["ci95"] = [interval["low"], interval["high"]]
         summary[label] = entry
     summary["melanoma_threshold"] = metrics["melanoma"]["validated_threshold"]["threshold"]
+    # The TTA the threshold and temperature were fitted with, as reporting records it; None
+    # for reports from before it predicted validation itself (fitted on single-view
+    # validation predictions, applied to TTA test predictions).
+    summary["threshold_tta"] = metrics.get("operating_point", {}).get("tta")
     summary["test_images"] = metrics["test_images"]
     summary["test_lesions"] = metrics["test_lesions"]
     return summary
@@ -347,6 +351,7 @@ def aggregate(name: str, results: Path = RESULTS) -> dict:
         },
         stages=stages,
         packages=first["packages"],
+        single_view_threshold=_single_view(seeds, unit),
     )
     (results / f"accuracy-{name}.json").write_text(json.dumps(result, indent=2) + "\n")
     (results / f"accuracy-{name}.md").write_text(markdown(name, result))
@@ -376,7 +381,7 @@ def compare(setting: str, results: Path = RESULTS, cv: bool = False) -> dict:
     baseline = load_seeds(f"{setting}{suffix}", results)
     if not baseline or run_unit(list(baseline.values())) != unit:
         raise SystemExit(f"no {unit} results under {base_folder}")
-    rows = []
+    rows, single_view = [], {}
     for ablation in sorted(ABLATIONS):
         name = f"{setting}-{ablation}{suffix}"
         runs = load_seeds(name, results)
@@ -393,6 +398,7 @@ def compare(setting: str, results: Path = RESULTS, cv: bool = False) -> dict:
                         f"({runs[key][field]!r} vs {baseline[key][field]!r})"
                     )
         row = {"ablation": ablation, "overrides": runs[keys[0]]["overrides"], units: keys}
+        single_view[name] = _single_view([runs[k] for k in keys], unit)
         for label in COMPARED:
             ours = [runs[k]["metrics"][label]["value"] for k in keys]
             base = [baseline[k]["metrics"][label]["value"] for k in keys]
@@ -427,6 +433,8 @@ def compare(setting: str, results: Path = RESULTS, cv: bool = False) -> dict:
         },
         "ablations": rows,
     }
+    single_view = {f"{setting}{suffix}": _single_view(list(baseline.values()), unit)} | single_view
+    result["single_view_threshold"] = {k: v for k, v in single_view.items() if v}
     if cv:
         result["training_seed"] = sorted({r["seed"] for r in baseline.values()})
     name = f"{setting}{suffix}-ablations"
@@ -455,6 +463,18 @@ def compare_all(setting: str, results: Path = RESULTS) -> list[dict]:
             f"at least one {setting}-<ablation>/ (or {setting}-cv/ and {setting}-<ablation>-cv/)"
         )
     return done
+
+
+def _single_view(records: list[dict], unit: str) -> list[int]:
+    """The seeds (or folds) whose melanoma threshold predates TTA-consistent reporting."""
+    return [r[unit] for r in records if r["metrics"].get("threshold_tta") is None]
+
+
+SINGLE_VIEW_NOTE = (
+    "the melanoma threshold (and its temperature) fitted on single-view validation "
+    "predictions and applied to TTA test predictions: the reporting protocol before the "
+    "TTA fix (README, Results)"
+)
 
 
 def _paired(ours: list[float], base: list[float]) -> dict:
@@ -512,6 +532,9 @@ def compare_markdown(result: dict) -> str:
             cells.append(cell)
         keys = ", ".join(map(str, row[units]))
         lines.append(f"| {row['ablation']} | {keys} | " + " | ".join(cells) + " |")
+    if result.get("single_view_threshold"):
+        runs = "; ".join(f"{k} {units} {v}" for k, v in result["single_view_threshold"].items())
+        lines += ["", f"mel_sensitivity_threshold of {runs}: {SINGLE_VIEW_NOTE}."]
     if noise:
         spread = "Fold-to-fold spread" if unit == "fold" else "Seed noise"
         lines += [
@@ -558,6 +581,11 @@ def markdown(name: str, result: dict) -> str:
             per_seed = ", ".join(f"{v:.3f}" for v in entry["per_seed"])
             parts.append(f"{label} {entry['mean']:.3f}{sd} ({per_seed})")
         lines += ["", f"Validation, at the epoch each {unit} kept: " + "; ".join(parts) + "."]
+    if result.get("single_view_threshold"):
+        lines += [
+            "",
+            f"{unit.capitalize()}s {result['single_view_threshold']}: {SINGLE_VIEW_NOTE}.",
+        ]
     lines += [
         "",
         "| pipeline | wall s (mean) | peak host MiB | peak GPU MiB |",

@@ -81,6 +81,7 @@ def _write_seed(
     name: str = "run",
     val: float | None = None,
     fold: int | None = None,
+    tta: str | None = None,
 ) -> None:
     record = {
         "setting": "cpu-quick",
@@ -100,7 +101,9 @@ def _write_seed(
                 "peak_gpu_mib": None,
             },
         ],
-        "metrics": accuracy.seed_summary(_metrics(balanced)),
+        "metrics": accuracy.seed_summary(
+            _metrics(balanced) | ({"operating_point": {"tta": tta}} if tta else {})
+        ),
     }
     if val is not None:
         record["validation"] = {"balanced_accuracy": val, "macro_f1": val - 0.1, "selected": {}}
@@ -419,3 +422,31 @@ def test_compare_refuses_folds_trained_with_different_seeds(tmp_path: Path) -> N
     _write_seed(tmp_path, 0, 0.7, name="cpu-quick-cross-entropy-cv")
     with pytest.raises(SystemExit, match="holds no fold results"):
         accuracy.compare("cpu-quick", tmp_path, cv=True)
+
+
+def test_runs_scored_before_tta_consistent_reporting_are_named(tmp_path: Path) -> None:
+    """A report without the operating point's TTA fitted its threshold on single-view val."""
+    _write_seed(tmp_path, 0, 0.7, name="cpu-quick")  # an old report
+    _write_seed(tmp_path, 1, 0.7, name="cpu-quick", tta="flips")
+    result = accuracy.aggregate("cpu-quick", tmp_path)
+    assert result["single_view_threshold"] == [0]
+    table = (tmp_path / "accuracy-cpu-quick.md").read_text()
+    assert "Seeds [0]: the melanoma threshold (and its temperature) fitted on single-view" in table
+    _write_seed(tmp_path, 0, 0.7, name="cpu-quick-cross-entropy", tta="flips")
+    _write_seed(tmp_path, 1, 0.7, name="cpu-quick-cross-entropy")
+    compared = accuracy.compare("cpu-quick", tmp_path)
+    assert compared["single_view_threshold"] == {
+        "cpu-quick": [0],
+        "cpu-quick-cross-entropy": [1],
+    }
+    table = (tmp_path / "accuracy-cpu-quick-ablations.md").read_text()
+    assert (
+        "mel_sensitivity_threshold of cpu-quick seeds [0]; cpu-quick-cross-entropy seeds [1]"
+        in table
+    )
+    # Every run scored the new way: no note.
+    _write_seed(tmp_path, 0, 0.7, name="cpu-quick", tta="none")
+    _write_seed(tmp_path, 1, 0.7, name="cpu-quick-cross-entropy", tta="none")
+    assert accuracy.aggregate("cpu-quick", tmp_path)["single_view_threshold"] == []
+    assert accuracy.compare("cpu-quick", tmp_path)["single_view_threshold"] == {}
+    assert "single-view" not in (tmp_path / "accuracy-cpu-quick-ablations.md").read_text()
