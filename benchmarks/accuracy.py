@@ -381,7 +381,8 @@ def compare(setting: str, results: Path = RESULTS, cv: bool = False) -> dict:
     baseline = load_seeds(f"{setting}{suffix}", results)
     if not baseline or run_unit(list(baseline.values())) != unit:
         raise SystemExit(f"no {unit} results under {base_folder}")
-    rows, single_view = [], {}
+    rows = []
+    single_view = {f"{setting}{suffix}": _single_view(list(baseline.values()), unit)}
     for ablation in sorted(ABLATIONS):
         name = f"{setting}-{ablation}{suffix}"
         runs = load_seeds(name, results)
@@ -433,7 +434,6 @@ def compare(setting: str, results: Path = RESULTS, cv: bool = False) -> dict:
         },
         "ablations": rows,
     }
-    single_view = {f"{setting}{suffix}": _single_view(list(baseline.values()), unit)} | single_view
     result["single_view_threshold"] = {k: v for k, v in single_view.items() if v}
     if cv:
         result["training_seed"] = sorted({r["seed"] for r in baseline.values()})

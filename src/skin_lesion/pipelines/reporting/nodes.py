@@ -46,6 +46,15 @@ def _predict(split: str, classifier, image_cache, splits, cached_metadata, param
     )
 
 
+def _calibrated(
+    test_predictions: pd.DataFrame, test_metrics: dict[str, Any], classes: list[str]
+) -> np.ndarray:
+    """The test probabilities scaled with the temperature ``evaluate_test`` fitted."""
+    return calibration.apply_temperature(
+        ev.probabilities(test_predictions, classes), test_metrics["calibration"]["temperature"]
+    )
+
+
 def predict_test(
     classifier: dict[str, Any],
     image_cache: ImageCache,
@@ -103,9 +112,7 @@ def plot_roc_curves(
     (each probability also depends on the other logits), so the curves and their AUCs are
     drawn from the same calibrated probabilities as the AUC column of ``test_metrics``.
     """
-    probs = calibration.apply_temperature(
-        ev.probabilities(test_predictions, classes), test_metrics["calibration"]["temperature"]
-    )
+    probs = _calibrated(test_predictions, test_metrics, classes)
     return figures.figure_to_png(
         figures.plot_roc_curves(test_predictions["label"].to_numpy(), probs, classes)
     )
@@ -115,9 +122,7 @@ def plot_melanoma_pr(
     test_predictions: pd.DataFrame, test_metrics: dict[str, Any], classes: list[str]
 ) -> bytes:
     """Melanoma precision-recall on calibrated test probabilities, validated threshold marked."""
-    probs = calibration.apply_temperature(
-        ev.probabilities(test_predictions, classes), test_metrics["calibration"]["temperature"]
-    )
+    probs = _calibrated(test_predictions, test_metrics, classes)
     mel = classes.index(ev.POSITIVE_CLASS)
     is_mel = (test_predictions["label"].to_numpy() == mel).astype(int)
     threshold = test_metrics["melanoma"]["validated_threshold"]["threshold"]
