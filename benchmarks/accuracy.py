@@ -5,6 +5,7 @@ Usage:
         [--ablation NAME] [--params key=value ...] [--work-dir data/benchmarks]
     python benchmarks/accuracy.py --setting cpu-quick --compare
     python benchmarks/accuracy.py --setting cpu-quick --folds 0 1 2 3 4 [--seeds 0]
+    python benchmarks/accuracy.py --setting cpu-quick [--seeds ...|--folds ...] --rescore
 
 A setting is a Kedro environment (``cpu-quick`` -> ``conf/cpu_quick``, ``gpu-full`` ->
 ``conf/gpu_full``); an ablation is a named set of parameter overrides on top of it (see
@@ -22,6 +23,12 @@ separate invocations) and aggregates every seed file present into
 of balanced accuracy, macro-F1, macro AUC, accuracy, melanoma sensitivity at argmax and at the
 threshold chosen on validation, each seed's lesion-bootstrap 95% interval, device, package
 versions and the dataset's SHA-256 (of the metadata file and the sorted image list).
+
+Each run keeps its training outputs (checkpoints, validation predictions, histories) under
+``<work-dir>/<name>/kept/<label>/``; ``--rescore`` (same arguments otherwise) reruns only
+``reporting`` on them and replaces the test figures of each record, for a change to the
+reporting that should not need training again. The record keeps training's stages and
+validation figures and says when and where it was rescored.
 
 ``--folds`` runs grouped cross-validation instead: for each fold ``k``, ``data_processing``
 again with ``data_processing.split.validation_fold=k`` (fold ``k`` of train+val validates, the
@@ -73,6 +80,16 @@ ABLATIONS = {
         "classifier_training.loss.alpha": "none",
     },
 }
+# A run's training outputs, relative to the data folder: each run keeps a copy under
+# ``<work-dir>/<name>/kept/<label>/`` so ``--rescore`` can rerun the reporting on it.
+KEPT = (
+    "06_models/classifier.pt",
+    "06_models/pretrained_encoder.pt",
+    "07_model_output/val_predictions.csv",
+    "07_model_output/contrastive_embeddings.parquet",
+    "08_reporting/training_history.json",
+    "08_reporting/pretraining_history.json",
+)
 PACKAGES = ("torch", "torchvision", "timm", "kornia", "kedro", "scikit-learn", "numpy")
 # (label, path in test_metrics.json, bootstrap key or None)
 METRICS = (
@@ -597,6 +614,45 @@ def markdown(name: str, result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def keep_outputs(project: Path, env: str, label: str) -> Path:
+    """Copy the run's training outputs (``KEPT``) to ``<project>/kept/<label>/``."""
+    data, kept = data_dir(project, env), project / "kept" / label
+    shutil.rmtree(kept, ignore_errors=True)
+    for relative in KEPT:
+        if (data / relative).exists():
+            (kept / relative).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(data / relative, kept / relative)
+    return kept
+
+
+def restore_outputs(project: Path, env: str, label: str) -> None:
+    """Put a kept run's training outputs back in place (and nothing of another run's)."""
+    data, kept = data_dir(project, env), project / "kept" / label
+    if not (kept / "06_models" / "classifier.pt").exists():
+        raise SystemExit(
+            f"--rescore {label}: no kept training outputs in {kept} (runs keep them since "
+            "--rescore exists; an older run must be trained again)"
+        )
+    for relative in KEPT:
+        (data / relative).unlink(missing_ok=True)
+        if (kept / relative).exists():
+            shutil.copy2(kept / relative, data / relative)
+
+
+def load_record(path: Path, overrides: dict, sha: str, seed: int) -> dict:
+    """The saved record ``--rescore`` updates; refused if it is of another run."""
+    if not path.exists():
+        raise SystemExit(f"--rescore: {path} does not exist; run the benchmark first")
+    record = json.loads(path.read_text())
+    mine = (record["overrides"], record["data_sha256"], record["seed"])
+    if mine != (overrides, sha, seed):
+        raise SystemExit(
+            f"--rescore: {path} was run with overrides {mine[0]} on data {mine[1][:12]} and "
+            f"seed {mine[2]}, not {overrides} on {sha[:12]} and seed {seed}"
+        )
+    return record
+
+
 FOLD_KEY = "data_processing.split.validation_fold"
 
 
@@ -649,6 +705,12 @@ def main() -> None:
     parser.add_argument("--work-dir", type=Path, default=ROOT / "data" / "benchmarks")
     parser.add_argument("--results-dir", type=Path, default=RESULTS)
     parser.add_argument(
+        "--rescore",
+        action="store_true",
+        help="rerun only the reporting on each run's kept training outputs and update its "
+        "test figures (after a change to the reporting; training is not repeated)",
+    )
+    parser.add_argument(
         "--aggregate-only", action="store_true", help="only rebuild the JSON/markdown summary"
     )
     parser.add_argument(
@@ -699,27 +761,49 @@ def main() -> None:
     runs = (
         [(None, seed) for seed in seeds] if not args.folds else [(k, seeds[0]) for k in args.folds]
     )
+    labels = [f"seed{seed}" if fold is None else f"fold{fold}" for fold, seed in runs]
+    if args.rescore:  # refuse before any work
+        for label, (_, seed) in zip(labels, runs):
+            load_record(out / f"{label}.json", overrides, sha, seed)
+            if not (project / "kept" / label / KEPT[0]).exists():
+                restore_outputs(project, env, label)  # names what is missing
     processing = None
-    for fold, seed in runs:
+    for label, (fold, seed) in zip(labels, runs):
         stages = []
         # Every stage of a fold sees its validation_fold (MLflow logs it with the run).
         run_params = base_params if fold is None else _with_fold(base_params, fold)
+        params = {**run_params, "seed": seed}
+        if args.rescore:
+            record = load_record(out / f"{label}.json", overrides, sha, seed)
         if fold is not None or processing is None:
             processing = run_stage(project, env, "data_processing", run_params, stage_file)
             stages.append(processing)
-        for pipeline in TRAINING_PIPELINES:
-            params = {**run_params, "seed": seed}
-            stages.append(run_stage(project, env, pipeline, params, stage_file))
+        if args.rescore:
+            restore_outputs(project, env, label)
+            stages.append(run_stage(project, env, "reporting", params, stage_file))
+        else:
+            for pipeline in TRAINING_PIPELINES:
+                stages.append(run_stage(project, env, pipeline, params, stage_file))
+            keep_outputs(project, env, label)
         metrics_file = data_dir(project, env) / "08_reporting" / "test_metrics.json"
-        record = {
-            **common,
-            "seed": seed,
-            **({"fold": fold} if fold is not None else {}),
-            "stages": stages,
-            "metrics": seed_summary(json.loads(metrics_file.read_text())),
-            "validation": validation_summary(data_dir(project, env) / "06_models/classifier.pt"),
-        }
-        label = f"seed{seed}" if fold is None else f"fold{fold}"
+        metrics = seed_summary(json.loads(metrics_file.read_text()))
+        if args.rescore:
+            # Training's record (stages, validation, packages) stays; the test figures are
+            # the new reporting's, and the rescoring says when, where and how long.
+            when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+            record["rescored"] = {"at": when, "device": device_name(), "stages": stages}
+            record["metrics"] = metrics
+        else:
+            record = {
+                **common,
+                "seed": seed,
+                **({"fold": fold} if fold is not None else {}),
+                "stages": stages,
+                "metrics": metrics,
+                "validation": validation_summary(
+                    data_dir(project, env) / "06_models/classifier.pt"
+                ),
+            }
         (out / f"{label}.json").write_text(json.dumps(record, indent=2) + "\n")
         print(f"[accuracy] {label}: {record['metrics']['balanced_accuracy']}", flush=True)
     print(markdown(name, aggregate(name, args.results_dir)))

@@ -270,6 +270,53 @@ def test_accuracy_command_runs_an_ablation_through_kedro(
     summary = json.loads((results / "accuracy-test-cross-entropy.json").read_text())
     assert summary["seeds"] == [3] and summary["ablation"] == "cross-entropy"
 
+    # --rescore reruns the reporting on the kept training outputs, not on what lies in the
+    # data folder now: remove the checkpoint and spoil the saved test figures.
+    kept = work / "test-cross-entropy" / "kept" / "seed3"
+    assert (kept / "06_models" / "classifier.pt").exists()
+    (work / "test-cross-entropy" / "data" / "06_models" / "classifier.pt").unlink()
+    spoiled = {**record, "metrics": {}}
+    (results / "accuracy" / "test-cross-entropy" / "seed3.json").write_text(json.dumps(spoiled))
+    monkeypatch.setattr(sys, "argv", [*argv, "--rescore"])
+    accuracy.main()
+    rescored = json.loads((results / "accuracy" / "test-cross-entropy" / "seed3.json").read_text())
+    assert rescored["metrics"] == record["metrics"]  # same checkpoint, same deterministic report
+    assert rescored["stages"] == record["stages"]  # training's own record stays
+    assert [s["pipeline"] for s in rescored["rescored"]["stages"]] == [
+        "data_processing",
+        "reporting",
+    ]
+    # Another seed has no record to rescore; a run with other overrides is not this one.
+    monkeypatch.setattr(sys, "argv", [*argv[:6], "4", *argv[7:], "--rescore"])
+    with pytest.raises(SystemExit, match=r"seed4\.json does not exist"):
+        accuracy.main()
+    monkeypatch.setattr(sys, "argv", [*argv, "classifier_training.epochs=1", "--rescore"])
+    with pytest.raises(SystemExit, match="was run with overrides"):
+        accuracy.main()
+
+
+def test_restore_outputs_names_a_run_without_kept_outputs_and_leaves_no_stale_file(
+    tmp_path: Path,
+) -> None:
+    project = tmp_path / "project"
+    (project / "conf" / "x").mkdir(parents=True)
+    (project / "conf" / "x" / "globals.yml").write_text("data_dir: data\n")
+    data = project / "data"
+    for relative in accuracy.KEPT[:3]:
+        (data / relative).parent.mkdir(parents=True, exist_ok=True)
+        (data / relative).write_text(f"run a: {relative}")
+    accuracy.keep_outputs(project, "x", "seed0")
+    # Run b had no validation predictions (say) but its folder holds a later run's.
+    (data / accuracy.KEPT[2]).unlink()
+    accuracy.keep_outputs(project, "x", "seed1")
+    (data / accuracy.KEPT[2]).write_text("run c")
+    accuracy.restore_outputs(project, "x", "seed1")
+    assert not (data / accuracy.KEPT[2]).exists()
+    accuracy.restore_outputs(project, "x", "seed0")
+    assert (data / accuracy.KEPT[2]).read_text() == f"run a: {accuracy.KEPT[2]}"
+    with pytest.raises(SystemExit, match="no kept training outputs"):
+        accuracy.restore_outputs(project, "x", "seed2")
+
 
 def test_compare_takes_validation_from_the_seeds_that_recorded_it(tmp_path: Path) -> None:
     for seed in (0, 1, 2):

@@ -1,4 +1,5 @@
-"""Inference predicts with the TTA its operating point was fitted with, unless told otherwise."""
+"""Inference predicts with the TTA its operating point was fitted with, unless told otherwise,
+and with the precision its classifier was validated with."""
 
 import logging
 
@@ -26,3 +27,22 @@ def test_another_tta_is_allowed_with_a_warning(caplog: pytest.LogCaptureFixture)
     with caplog.at_level(logging.WARNING, logger="skin_lesion.inference"):
         assert operating_tta({"tta": "flips"}, "flips") == "flips"
     assert caplog.text == ""
+
+
+def test_scoring_uses_the_precision_training_validated_with(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Reporting and inference autocast only if the classifier's training did (its ``amp``),
+    so test and validation predictions of a model share their numerics."""
+    import torch
+
+    from skin_lesion import engine
+    from skin_lesion.classifier import checkpoint_precision
+
+    monkeypatch.setattr(engine, "autocast_dtype", lambda device: torch.bfloat16)
+    cuda = torch.device("cuda")  # never touched: only the chosen dtype is checked
+    trained = {"params": {"classifier_training": {"amp": False}}}
+    assert checkpoint_precision(trained, cuda).name == "fp32"
+    trained["params"]["classifier_training"]["amp"] = True
+    assert checkpoint_precision(trained, cuda).name == "bf16"
+    assert checkpoint_precision({}, cuda).name == "bf16"  # a checkpoint without its params

@@ -16,6 +16,7 @@ import torch
 from timm.models import group_parameters
 from torch import nn
 
+from skin_lesion import engine
 from skin_lesion.augment import build_eval_transform
 from skin_lesion.checkpoints import require_kind
 from skin_lesion.models import encoder_architecture
@@ -156,6 +157,14 @@ def predict_with_checkpoint(
         device=device,
         meta=meta,
         batch_size=batch_size,
+        precision=checkpoint_precision(checkpoint, device),
         tta=tta,
         progress=progress,
     )
+
+
+def checkpoint_precision(checkpoint: dict[str, Any], device: torch.device) -> engine.Precision:
+    """The precision training validated with (``classifier_training.amp``), so that reporting
+    and inference score the model with the numerics its epoch was chosen on."""
+    amp = checkpoint.get("params", {}).get("classifier_training", {}).get("amp", True)
+    return engine.Precision(device, enabled=bool(amp))
