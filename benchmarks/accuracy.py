@@ -377,6 +377,8 @@ def aggregate(name: str, results: Path = RESULTS) -> dict:
 
 COMPARED = ("balanced_accuracy", "macro_f1", "macro_auc", "mel_sensitivity_threshold")
 VALIDATION = ("balanced_accuracy", "macro_f1")
+# Figures that depend on the reporting protocol of the threshold (see _single_view).
+THRESHOLD_METRICS = ("mel_sensitivity_threshold",)
 
 
 def compare(setting: str, results: Path = RESULTS, cv: bool = False) -> dict:
@@ -418,9 +420,16 @@ def compare(setting: str, results: Path = RESULTS, cv: bool = False) -> dict:
         row = {"ablation": ablation, "overrides": runs[keys[0]]["overrides"], units: keys}
         single_view[name] = _single_view([runs[k] for k in keys], unit)
         for label in COMPARED:
-            ours = [runs[k]["metrics"][label]["value"] for k in keys]
-            base = [baseline[k]["metrics"][label]["value"] for k in keys]
-            row[label] = _paired(ours, base)
+            # A threshold figure pairs only runs scored with the same reporting protocol.
+            paired = keys
+            if label in THRESHOLD_METRICS:
+                paired = [k for k in keys if _threshold_tta(runs[k]) == _threshold_tta(baseline[k])]
+            if not paired:
+                row[label] = None
+                continue
+            ours = [runs[k]["metrics"][label]["value"] for k in paired]
+            base = [baseline[k]["metrics"][label]["value"] for k in paired]
+            row[label] = {**_paired(ours, base), **({units: paired} if paired != keys else {})}
         # Seed files written before validation was recorded have none: compare validation on
         # the seeds where both runs have it, and name them.
         val_keys = [k for k in keys if "validation" in runs[k] and "validation" in baseline[k]]
@@ -482,9 +491,14 @@ def compare_all(setting: str, results: Path = RESULTS) -> list[dict]:
     return done
 
 
+def _threshold_tta(record: dict) -> str | None:
+    """The TTA the run's threshold was fitted with; None before TTA-consistent reporting."""
+    return record["metrics"].get("threshold_tta")
+
+
 def _single_view(records: list[dict], unit: str) -> list[int]:
     """The seeds (or folds) whose melanoma threshold predates TTA-consistent reporting."""
-    return [r[unit] for r in records if r["metrics"].get("threshold_tta") is None]
+    return [r[unit] for r in records if _threshold_tta(r) is None]
 
 
 SINGLE_VIEW_NOTE = (
@@ -539,7 +553,10 @@ def compare_markdown(result: dict) -> str:
         for label in (*COMPARED, *(f"val_{label}" for label in VALIDATION)):
             entry = row.get(label)
             if entry is None:
-                cells.append("not recorded")
+                threshold = label in THRESHOLD_METRICS
+                cells.append(
+                    "not comparable (reporting protocols differ)" if threshold else "not recorded"
+                )
                 continue
             per_key = ", ".join(f"{d:+.3f}" for d in entry["delta_per_seed"])
             cell = f"{entry['mean']:.3f} ({entry['delta_mean']:+.3f}; [{per_key}])"
@@ -551,7 +568,11 @@ def compare_markdown(result: dict) -> str:
         lines.append(f"| {row['ablation']} | {keys} | " + " | ".join(cells) + " |")
     if result.get("single_view_threshold"):
         runs = "; ".join(f"{k} {units} {v}" for k, v in result["single_view_threshold"].items())
-        lines += ["", f"mel_sensitivity_threshold of {runs}: {SINGLE_VIEW_NOTE}."]
+        lines += [
+            "",
+            f"mel_sensitivity_threshold of {runs}: {SINGLE_VIEW_NOTE}. Its change is taken "
+            f"only on the {units} where the ablation and the setting share the protocol.",
+        ]
     if noise:
         spread = "Fold-to-fold spread" if unit == "fold" else "Seed noise"
         lines += [

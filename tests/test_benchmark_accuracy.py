@@ -491,6 +491,18 @@ def test_runs_scored_before_tta_consistent_reporting_are_named(tmp_path: Path) -
         "mel_sensitivity_threshold of cpu-quick seeds [0]; cpu-quick-cross-entropy seeds [1]"
         in table
     )
+    # Neither seed shares its protocol: no threshold change is taken, the others are.
+    row = compared["ablations"][0]
+    assert row["mel_sensitivity_threshold"] is None
+    assert row["balanced_accuracy"]["delta_per_seed"] == [0.0, 0.0]
+    assert "not comparable (reporting protocols differ)" in table
+    # Seed 1 shares it once the ablation's seed 1 is rescored: the change is on seed 1 only.
+    _write_seed(tmp_path, 1, 0.7, name="cpu-quick-cross-entropy", tta="flips")
+    row = accuracy.compare("cpu-quick", tmp_path)["ablations"][0]
+    assert row["mel_sensitivity_threshold"]["seeds"] == [1]
+    assert len(row["mel_sensitivity_threshold"]["delta_per_seed"]) == 1
+    table = (tmp_path / "accuracy-cpu-quick-ablations.md").read_text()
+    assert "on seed 1 only" in table
     # Every run scored the new way: no note.
     _write_seed(tmp_path, 0, 0.7, name="cpu-quick", tta="none")
     _write_seed(tmp_path, 1, 0.7, name="cpu-quick-cross-entropy", tta="none")
