@@ -152,12 +152,14 @@ def dataset_sha256(data: Path) -> str:
 
 
 def device_name() -> str:
-    """The CUDA device's name, else the CPU model and core count."""
+    """The CUDA device's name, else the CPU model, core count and the SIMD level torch's
+    kernels use (runs on different CPU generations do not pair seed by seed)."""
     import torch
 
     if torch.cuda.is_available():
         return torch.cuda.get_device_name(0)
-    return f"CPU {cpu_name()}, {os.cpu_count()} cores"
+    simd = torch.backends.cpu.get_cpu_capability()
+    return f"CPU {cpu_name()}, {os.cpu_count()} cores, {simd}"
 
 
 def run_stage(project: Path, env: str, pipeline: str, params: dict, out: Path) -> dict:

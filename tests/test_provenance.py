@@ -71,6 +71,9 @@ def test_cpu_name_reads_the_model_from_cpuinfo(tmp_path: Path, monkeypatch) -> N
         provenance, "Path", lambda p: real_path(cpuinfo) if p == "/proc/cpuinfo" else real_path(p)
     )
     assert provenance.cpu_name() == "Example CPU 9000 @ 3GHz"
+    # A bare name shared by several generations gets the family and model numbers.
+    cpuinfo.write_text("cpu family\t: 23\nmodel\t\t: 49\nmodel name\t: AMD EPYC\n")
+    assert provenance.cpu_name() == "AMD EPYC (family 23, model 49)"
     cpuinfo.write_text("processor\t: 0\n")  # no model name: fall back to platform
     assert provenance.cpu_name() == (
         provenance.platform.processor() or provenance.platform.machine()

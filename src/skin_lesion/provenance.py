@@ -66,13 +66,24 @@ def dataset_fingerprint(metadata: pd.DataFrame) -> dict:
 
 
 def cpu_name() -> str:
-    """The CPU model: ``model name`` of ``/proc/cpuinfo`` on Linux, else what platform says."""
+    """The CPU model: ``model name`` of ``/proc/cpuinfo`` on Linux, with its ``cpu family``
+    and ``model`` numbers where given, else what platform says.
+
+    Virtual machines often show a bare ``AMD EPYC`` or ``Intel(R) Xeon(R) Processor`` for
+    several generations, whose SIMD kernels round differently: CPU training is reproducible
+    bit for bit on one generation, not across them, so the numbers tell them apart.
+    """
     cpuinfo = Path("/proc/cpuinfo")
     if cpuinfo.is_file():
         text = cpuinfo.read_text(errors="replace")
         match = re.search(r"^model name\s*:\s*(.+)$", text, re.MULTILINE)
         if match:
-            return match.group(1).strip()
+            name = match.group(1).strip()
+            family = re.search(r"^cpu family\s*:\s*(\d+)$", text, re.MULTILINE)
+            model = re.search(r"^model\s*:\s*(\d+)$", text, re.MULTILINE)
+            if family and model:
+                name += f" (family {family.group(1)}, model {model.group(1)})"
+            return name
     return platform.processor() or platform.machine()
 
 
