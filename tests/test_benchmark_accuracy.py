@@ -393,7 +393,8 @@ def test_with_fold_keeps_the_other_data_processing_overrides() -> None:
 def test_accuracy_command_cross_validates_through_kedro(
     demo_raw_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Two folds on generated data: each re-splits train+val and trains one seed."""
+    """One fold on generated data: the fold reaches data_processing's split in its process.
+    (The order of stages over several folds is checked without Kedro, below.)"""
     import sys
 
     import pandas as pd
@@ -401,29 +402,98 @@ def test_accuracy_command_cross_validates_through_kedro(
     monkeypatch.setitem(accuracy.SETTINGS, "test", "test")
     monkeypatch.setenv("KEDRO_DISABLE_TELEMETRY", "true")
     work, results = tmp_path / "work", tmp_path / "results"
-    argv = ["accuracy.py", "--setting", "test", "--folds", "1", "3", "--seeds", "2"]
+    argv = ["accuracy.py", "--setting", "test", "--folds", "3", "--seeds", "2"]
     argv += ["--data", str(demo_raw_dir), "--work-dir", str(work), "--results-dir", str(results)]
     argv += ["--params", "contrastive_pretraining.enabled=false"]
     monkeypatch.setattr(sys, "argv", argv)
     accuracy.main()
 
     folder = results / "accuracy" / "test-cv"
-    assert sorted(p.name for p in folder.iterdir()) == ["fold1.json", "fold3.json"]
-    for fold in (1, 3):
-        record = json.loads((folder / f"fold{fold}.json").read_text())
-        assert record["fold"] == fold and record["seed"] == 2
-        # Each fold splits again before it trains.
-        assert [s["pipeline"] for s in record["stages"]] == [
-            "data_processing",
-            *accuracy.TRAINING_PIPELINES,
-        ]
-        assert "data_processing.split.validation_fold" not in record["overrides"]
-    # The last fold's split is on disk: fold 3 validates, the others train.
+    assert sorted(p.name for p in folder.iterdir()) == ["fold3.json"]
+    record = json.loads((folder / "fold3.json").read_text())
+    assert record["fold"] == 3 and record["seed"] == 2
+    assert [s["pipeline"] for s in record["stages"]] == [
+        "data_processing",
+        *accuracy.TRAINING_PIPELINES,
+    ]
+    assert "data_processing.split.validation_fold" not in record["overrides"]
+    # The fold's split is on disk: fold 3 validates, the others train.
     splits = pd.read_parquet(work / "test-cv" / "data" / "05_model_input" / "splits.parquet")
     assert set(splits.loc[splits["fold"] == 3, "split"]) == {"val"}
     assert set(splits.loc[splits["fold"].isin([0, 1, 2, 4]), "split"]) == {"train"}
     summary = json.loads((results / "accuracy-test-cv.json").read_text())
-    assert summary["folds"] == [1, 3] and summary["seeds"] == [2, 2]
+    assert summary["folds"] == [3] and summary["seeds"] == [2]
+
+
+@pytest.mark.parametrize("mode", ["seeds", "folds", "rescore seeds", "rescore folds"])
+def test_the_command_runs_the_stages_each_mode_needs_in_order(
+    mode: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Seeds split once; folds split again each; a rescore trains nothing. Kedro is replaced
+    by a stand-in that records each stage and writes what the command reads back."""
+    import sys
+
+    work, results, data = tmp_path / "work", tmp_path / "results", tmp_path / "ham"
+    data.mkdir()
+    (data / "HAM10000_metadata.csv").write_text("image_id\n")
+    calls = []
+
+    def fake_stage(project: Path, env: str, pipeline: str, params: dict, out: Path) -> dict:
+        calls.append(
+            (pipeline, params.get("seed"), params.get("data_processing", {}).get("split", {}))
+        )
+        folder = accuracy.data_dir(project, env)
+        for relative in ("08_reporting/test_metrics.json", *accuracy.KEPT[:1]):
+            (folder / relative).parent.mkdir(parents=True, exist_ok=True)
+        (folder / "08_reporting" / "test_metrics.json").write_text(json.dumps(_metrics(0.7)))
+        if pipeline == "classifier_training":
+            (folder / accuracy.KEPT[0]).write_text(f"trained seed {params['seed']}")
+        return {"pipeline": pipeline, "seconds": 1.0, "peak_host_mib": 1.0, "peak_gpu_mib": None}
+
+    monkeypatch.setattr(accuracy, "run_stage", fake_stage)
+    monkeypatch.setattr(
+        accuracy,
+        "validation_summary",
+        lambda path: {"balanced_accuracy": 0.7, "macro_f1": 0.6, "from": path.read_text()},
+    )
+    monkeypatch.setattr(accuracy, "device_name", lambda: "cpu")
+    runs = ["--folds", "1", "3", "--seeds", "2"] if "folds" in mode else ["--seeds", "0", "1"]
+    argv = ["accuracy.py", "--setting", "cpu-quick", "--data", str(data), *runs]
+    argv += ["--work-dir", str(work), "--results-dir", str(results)]
+    if mode.startswith("rescore"):
+        monkeypatch.setattr(sys, "argv", argv)
+        accuracy.main()  # the runs to rescore
+        calls.clear()
+        argv.append("--rescore")
+    monkeypatch.setattr(sys, "argv", argv)
+    accuracy.main()
+
+    train = [(p, s) for p, s, _ in calls]
+    folds = [split.get("validation_fold") for p, _, split in calls if p == "data_processing"]
+    trained = [*accuracy.TRAINING_PIPELINES]
+    expected = {
+        "seeds": [("data_processing", None)]
+        + [(p, 0) for p in trained]
+        + [(p, 1) for p in trained],
+        "folds": [("data_processing", None)]
+        + [(p, 2) for p in trained]
+        + [("data_processing", None)]
+        + [(p, 2) for p in trained],
+        "rescore seeds": [("data_processing", None), ("reporting", 0), ("reporting", 1)],
+        "rescore folds": [("data_processing", None), ("reporting", 2)] * 2,
+    }[mode]
+    assert train == expected
+    assert folds == ([1, 3] if "folds" in mode else [None])
+    name = "cpu-quick-cv" if "folds" in mode else "cpu-quick"
+    for label, seed in (
+        [("fold1", 2), ("fold3", 2)] if "folds" in mode else [("seed0", 0), ("seed1", 1)]
+    ):
+        record = json.loads((results / "accuracy" / name / f"{label}.json").read_text())
+        # Each record's validation is read from its own run's classifier, kept beside it.
+        assert record["validation"]["from"] == f"trained seed {seed}"
+        kept = work / name / "kept" / label / accuracy.KEPT[0]
+        assert kept.read_text() == f"trained seed {seed}"
+        assert ("rescored" in record) == mode.startswith("rescore")
 
 
 def test_compare_pairs_cross_validation_ablations_fold_by_fold(tmp_path: Path) -> None:
