@@ -637,7 +637,7 @@ def markdown(name: str, result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def keep_outputs(project: Path, env: str, label: str) -> Path:
+def keep_outputs(project: Path, env: str, label: str) -> None:
     """Copy the run's training outputs (``KEPT``) to ``<project>/kept/<label>/``."""
     data, kept = data_dir(project, env), project / "kept" / label
     shutil.rmtree(kept, ignore_errors=True)
@@ -645,17 +645,22 @@ def keep_outputs(project: Path, env: str, label: str) -> Path:
         if (data / relative).exists():
             (kept / relative).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(data / relative, kept / relative)
+
+
+def kept_outputs(project: Path, label: str) -> Path:
+    """The folder of a run's kept training outputs; refused if it holds no classifier."""
+    kept = project / "kept" / label
+    if not (kept / KEPT[0]).exists():
+        raise SystemExit(
+            f"--rescore {label}: no kept training outputs in {kept} (runs keep them since "
+            "--rescore exists; an older run must be trained again)"
+        )
     return kept
 
 
 def restore_outputs(project: Path, env: str, label: str) -> None:
     """Put a kept run's training outputs back in place (and nothing of another run's)."""
-    data, kept = data_dir(project, env), project / "kept" / label
-    if not (kept / "06_models" / "classifier.pt").exists():
-        raise SystemExit(
-            f"--rescore {label}: no kept training outputs in {kept} (runs keep them since "
-            "--rescore exists; an older run must be trained again)"
-        )
+    data, kept = data_dir(project, env), kept_outputs(project, label)
     for relative in KEPT:
         (data / relative).unlink(missing_ok=True)
         if (kept / relative).exists():
@@ -785,19 +790,18 @@ def main() -> None:
         [(None, seed) for seed in seeds] if not args.folds else [(k, seeds[0]) for k in args.folds]
     )
     labels = [f"seed{seed}" if fold is None else f"fold{fold}" for fold, seed in runs]
-    if args.rescore:  # refuse before any work
+    # --rescore updates saved records: read them all, and refuse, before any work.
+    records = {}
+    if args.rescore:
         for label, (_, seed) in zip(labels, runs):
-            load_record(out / f"{label}.json", overrides, sha, seed)
-            if not (project / "kept" / label / KEPT[0]).exists():
-                restore_outputs(project, env, label)  # names what is missing
+            records[label] = load_record(out / f"{label}.json", overrides, sha, seed)
+            kept_outputs(project, label)
     processing = None
     for label, (fold, seed) in zip(labels, runs):
         stages = []
         # Every stage of a fold sees its validation_fold (MLflow logs it with the run).
         run_params = base_params if fold is None else _with_fold(base_params, fold)
         params = {**run_params, "seed": seed}
-        if args.rescore:
-            record = load_record(out / f"{label}.json", overrides, sha, seed)
         if fold is not None or processing is None:
             processing = run_stage(project, env, "data_processing", run_params, stage_file)
             stages.append(processing)
@@ -814,6 +818,7 @@ def main() -> None:
             # Training's record (stages, validation, packages) stays; the test figures are
             # the new reporting's, and the rescoring says when, where and how long.
             when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+            record = records[label]
             record["rescored"] = {"at": when, "device": device_name(), "stages": stages}
             record["metrics"] = metrics
         else:
