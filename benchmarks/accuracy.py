@@ -413,12 +413,20 @@ def compare(setting: str, results: Path = RESULTS, cv: bool = False) -> dict:
         if not keys:
             continue
         for key in keys:
-            for field in ("data_sha256", "device", *(("seed",) if cv else ())):
+            for field in ("data_sha256", "device", "setting", *(("seed",) if cv else ())):
                 if runs[key][field] != baseline[key][field]:
                     raise SystemExit(
                         f"{name} {unit} {key} differs from {setting}{suffix} in {field!r} "
                         f"({runs[key][field]!r} vs {baseline[key][field]!r})"
                     )
+            # A pair must differ in the one choice the ablation flips, and in nothing else.
+            wanted = {**baseline[key]["overrides"], **ABLATIONS[ablation]}
+            if runs[key]["ablation"] != ablation or runs[key]["overrides"] != wanted:
+                raise SystemExit(
+                    f"{name} {unit} {key} is not {setting}{suffix} with {ablation} alone: it ran "
+                    f"ablation {runs[key]['ablation']!r} with overrides {runs[key]['overrides']!r}"
+                    f", the pair needs {wanted!r}"
+                )
         row = {"ablation": ablation, "overrides": runs[keys[0]]["overrides"], units: keys}
         single_view[name] = _single_view([runs[k] for k in keys], unit)
         for label in COMPARED:
@@ -474,6 +482,9 @@ def compare(setting: str, results: Path = RESULTS, cv: bool = False) -> dict:
 def compare_all(setting: str, results: Path = RESULTS) -> list[dict]:
     """:func:`compare` for the seed runs and for the cross-validation runs, each where the
     setting and at least one of its ablations ran.
+
+    ``setting`` names the baseline run: the setting itself, or a run filed with ``--name``
+    (``cpu-quick-rerun``), whose ablations are then ``<name>-<ablation>``.
 
     Raises:
         SystemExit: When neither kind has both.
@@ -745,11 +756,15 @@ def main() -> None:
         "--compare",
         action="store_true",
         help="only compare every ablation run of --setting with the setting, seed by seed "
-        "(and every cross-validation ablation with the setting's, fold by fold)",
+        "(and every cross-validation ablation with the setting's, fold by fold); with --name, "
+        "the run NAME with every NAME-<ablation> run",
     )
     args = parser.parse_args()
     if args.compare:
-        for result in compare_all(args.setting, args.results_dir):
+        base = args.name or args.setting
+        if args.ablation or args.folds:
+            raise SystemExit("--compare takes --setting and optionally --name (the baseline run)")
+        for result in compare_all(base, args.results_dir):
             print(compare_markdown(result))
         return
     name = args.name or "-".join(

@@ -83,11 +83,14 @@ def _write_seed(
     fold: int | None = None,
     tta: str | None = None,
 ) -> None:
+    # An ablation run is filed as <setting>-<ablation>[-cv] and flips that one choice.
+    named = [a for a in accuracy.ABLATIONS if name.endswith((f"-{a}", f"-{a}-cv"))]
+    ablation = max(named, key=len, default=None)  # no-metadata-fusion, not metadata-fusion
     record = {
         "setting": "cpu-quick",
         "env": "cpu_quick",
-        "ablation": None,
-        "overrides": {},
+        "ablation": ablation,
+        "overrides": accuracy.ABLATIONS.get(ablation, {}),
         "data": "demo",
         "data_sha256": "ab" * 32,
         "device": device,
@@ -212,6 +215,34 @@ def test_compare_pairs_each_ablation_with_the_setting_seed_by_seed(tmp_path: Pat
     assert "balanced_accuracy (validation) 0.020, macro_f1 (validation) 0.020." in table
     assert "| balanced_accuracy (validation) | macro_f1 (validation) |" in table
     assert json.loads((tmp_path / "accuracy-cpu-quick-ablations.json").read_text()) == result
+
+
+def test_compare_pairs_runs_filed_under_a_name_and_only_true_pairs(tmp_path: Path) -> None:
+    """``--name`` runs (another machine's repeat) pair with ``<name>-<ablation>`` runs, and a
+    pair must differ in the ablation's choice and nothing else."""
+    _write_seed(tmp_path, 0, 0.70, name="cpu-quick-rerun")
+    _write_seed(tmp_path, 0, 0.66, name="cpu-quick-rerun-no-metadata-fusion")
+    _write_seed(tmp_path, 0, 0.90, name="cpu-quick-no-metadata-fusion")  # not this baseline
+    (result,) = accuracy.compare_all("cpu-quick-rerun", tmp_path)
+    assert result["setting"] == "cpu-quick-rerun"
+    (row,) = result["ablations"]
+    assert row["balanced_accuracy"]["delta_per_seed"] == pytest.approx([-0.04])
+    assert (tmp_path / "accuracy-cpu-quick-rerun-ablations.md").exists()
+    # A run that flipped another choice too is not this ablation's pair.
+    path = tmp_path / "accuracy" / "cpu-quick-rerun-no-metadata-fusion" / "seed0.json"
+    record = json.loads(path.read_text())
+    record["overrides"]["classifier_training.epochs"] = 3
+    path.write_text(json.dumps(record))
+    with pytest.raises(
+        SystemExit, match=r"no-metadata-fusion alone.*'classifier_training\.epochs'"
+    ):
+        accuracy.compare_all("cpu-quick-rerun", tmp_path)
+    # Nor is a run of another ablation filed under this one's name.
+    record["overrides"] = accuracy.ABLATIONS["cross-entropy"]
+    record["ablation"] = "cross-entropy"
+    path.write_text(json.dumps(record))
+    with pytest.raises(SystemExit, match="ablation 'cross-entropy'"):
+        accuracy.compare_all("cpu-quick-rerun", tmp_path)
 
 
 def test_compare_refuses_runs_on_different_data(tmp_path: Path) -> None:
