@@ -517,7 +517,7 @@ def _single_view(records: list[dict], unit: str) -> list[int]:
 SINGLE_VIEW_NOTE = (
     "the melanoma threshold (and its temperature) fitted on single-view validation "
     "predictions and applied to TTA test predictions: the reporting protocol before the "
-    "TTA fix (README, Results)"
+    "TTA fix (benchmarks/README.md)"
 )
 
 
