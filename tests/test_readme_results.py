@@ -1,0 +1,91 @@
+"""The figures pasted into the READMEs are the figures the benchmark commands wrote.
+
+Every table a README quotes from ``benchmarks/results/*.md`` (recognised by its header row)
+must match, row for row, one results file with that header; every run caption
+(``**<name>** on <device>...``) and validation line must be that run's own line. A number
+edited by hand, or a results file rewritten without updating the README, fails here.
+"""
+
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCS = ["README.md", "benchmarks/README.md"]
+CAPTION = re.compile(r"\*\*([\w.-]+)\*\* on ")
+
+
+def _results() -> dict[str, list[str]]:
+    return {p.name: p.read_text().splitlines() for p in (ROOT / "benchmarks/results").glob("*.md")}
+
+
+def _tables(lines: list[str]) -> list[tuple[int, list[str]]]:
+    """Each run of consecutive ``|`` lines, with the line number of its header."""
+    tables, start = [], None
+    for number, line in enumerate([*lines, ""], start=1):
+        if line.startswith("|") and start is None:
+            start = number
+        elif not line.startswith("|") and start is not None:
+            tables.append((start, lines[start - 1 : number - 1]))
+            start = None
+    return tables
+
+
+def pasted_mismatches(doc: list[str], results: dict[str, list[str]]) -> list[str]:
+    """Where ``doc`` quotes a results file and differs from it, one message each."""
+    problems = []
+    for number, table in _tables(doc):
+        sources = [name for name, lines in results.items() if table[0] in lines]
+        if not sources:
+            continue  # a table written for the README, not pasted
+        rows = table[2:]
+        if not any(all(row in results[name] for row in rows) for name in sources):
+            at, missing = next(
+                (number + 2 + i, r)
+                for i, r in enumerate(rows)
+                if not any(r in results[n] for n in sources)
+            )
+            problems.append(f"line {at}: a table of {sources} has {missing!r}")
+    for number, line in enumerate(doc, start=1):
+        caption = CAPTION.match(line)
+        if caption:
+            own = results.get(f"accuracy-{caption.group(1)}.md", [])
+            if line not in own:
+                problems.append(f"line {number}: caption of {caption.group(1)!r} differs")
+        validation = line.startswith("Validation, at the epoch each")
+        if validation and not any(line in lines for lines in results.values()):
+            problems.append(f"line {number}: {line[:60]!r} is in no results file")
+    return problems
+
+
+@pytest.mark.parametrize("doc", DOCS)
+def test_every_pasted_result_matches_its_file(doc: str) -> None:
+    text = (ROOT / doc).read_text().splitlines()
+    assert pasted_mismatches(text, _results()) == []
+    # The check has something to check: the README quotes at least the current run.
+    assert any(CAPTION.match(line) for line in text)
+
+
+def test_a_figure_edited_by_hand_is_found() -> None:
+    results = {
+        "accuracy-run.md": [
+            "**run** on CPU x; data y.",
+            "",
+            "| metric (test) | mean |",
+            "|---|---|",
+            "| balanced_accuracy | 0.713 |",
+            "| macro_f1 | 0.665 |",
+            "",
+            "Validation, at the epoch each seed kept: balanced_accuracy 0.700.",
+        ]
+    }
+    doc = ["Intro.", *results["accuracy-run.md"], "", "| made | here |", "|---|---|", "| a | b |"]
+    assert pasted_mismatches(doc, results) == []
+    assert pasted_mismatches(doc[:6] + doc[7:], results) == []  # fewer rows is fine
+    edited = [line.replace("0.713", "0.731") for line in doc]
+    assert pasted_mismatches(edited, results) == [
+        "line 6: a table of ['accuracy-run.md'] has '| balanced_accuracy | 0.731 |'"
+    ]
+    wrong = [line.replace("CPU x", "GPU").replace("0.700", "0.7") for line in doc]
+    assert [p.split(":")[0] for p in pasted_mismatches(wrong, results)] == ["line 2", "line 9"]
