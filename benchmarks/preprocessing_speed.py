@@ -1,8 +1,8 @@
 """Preprocessing throughput: data_processing's decode step vs a single-threaded PIL loop.
 
 Usage:
-    python benchmarks/preprocessing_speed.py [--real DIR] [--images N] [--cache 256x341]
-        [--repeats 3] [--out FILE]
+    python benchmarks/preprocessing_speed.py [--real DIR | --no-real] [--images N]
+        [--cache 256x341] [--repeats 3] [--out FILE]
 
 Measures images/s and peak host memory of ``decode_images`` (the data_processing node:
 decode, EXIF orientation, cover-resize and centre-crop with OpenCV into one preallocated
@@ -10,8 +10,8 @@ uint8 array, on a thread per core) against a single-threaded
 ``PIL.Image.open -> convert('RGB') -> resize`` loop that fills the same uint8 array, at the
 default cache size (256x341, HxW), on three sets of JPEGs:
 
-* the real HAM10000 JPEGs in DIR (default ../shared/data/ham10000_200x150; these rows are
-  skipped when it is absent), as they are (200x150);
+* the real HAM10000 JPEGs in DIR (default ../shared/data/ham10000_200x150; a missing or
+  empty DIR is an error, ``--no-real`` leaves these two rows out), as they are (200x150);
 * the same real images upscaled x3 (bicubic) to 600x450, HAM10000's original size, saved as
   JPEG quality ``UPSCALE_QUALITY`` in a temporary folder: real content at the original pixel
   count, though smoother than the originals (so slightly cheaper to decode);
@@ -166,6 +166,9 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--real", type=Path, default=ROOT.parent / "shared/data/ham10000_200x150")
+    parser.add_argument(
+        "--no-real", action="store_true", help="measure the demo generator's images only"
+    )
     parser.add_argument("--images", type=int, default=2000)
     parser.add_argument("--cache", default="256x341", help="HxW of the cached images")
     parser.add_argument("--repeats", type=int, default=3, help="runs of each; the fastest counts")
@@ -173,10 +176,15 @@ def main() -> None:
     args = parser.parse_args()
     height, width = (int(v) for v in args.cache.split("x"))
     full = min(args.images, MAX_FULL_SIZE_IMAGES)
+    real = [] if args.no_real else _files(args.real, args.images)
+    if not args.no_real and not real:
+        raise SystemExit(
+            f"--real {args.real}: no .jpg files there (is it a HAM10000 folder?); pass the "
+            "folder of your download, or --no-real to measure the demo images only"
+        )
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        if args.real.is_dir():
-            real = _files(args.real, args.images)
+        if real:
             rows.append(measure("HAM10000 (real)", real, height, width, args.repeats))
             upscaled = upscale(real[:full], Path(tmp))
             rows.append(measure("HAM10000 upscaled x3", upscaled, height, width, args.repeats))
