@@ -24,7 +24,7 @@ $(STAMP): pyproject.toml | $(BIN)/python
 install: $(STAMP)
 
 demo-data: $(STAMP)
-	$(BIN)/python -m skin_lesion.demo $(DEMO_DIR) --images $(DEMO_IMAGES) --seed 0
+	$(BIN)/python -m skin_lesion.demo $(DEMO_DIR) --images $(DEMO_IMAGES) --seed 0 --replace
 
 demo: demo-data
 	$(BIN)/kedro run --env demo

@@ -12,6 +12,7 @@ from PIL import Image
 from skin_lesion.demo import (
     CLASSES,
     COLUMNS,
+    DEMO_MARKER,
     METADATA_FILENAME,
     MIN_IMAGES,
     MIN_LESIONS_PER_CLASS,
@@ -243,6 +244,27 @@ def test_rerun_replaces_the_dataset_and_keeps_other_files(tmp_path: Path) -> Non
     assert set(_image_paths(tmp_path)) == set(metadata["image_id"])
     assert len(pd.read_csv(tmp_path / METADATA_FILENAME)) == 90
     assert (tmp_path / "notes.txt").read_text() == "keep me"
+
+
+def test_a_dataset_it_did_not_write_is_left_alone(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A real download in the folder must not be deleted by a mistyped demo command."""
+    (tmp_path / PART_DIRS[0]).mkdir()
+    (tmp_path / PART_DIRS[0] / "ISIC_0024306.jpg").write_bytes(b"a real image")
+    (tmp_path / METADATA_FILENAME).write_text("lesion_id,image_id,dx\n")
+    with pytest.raises(ValueError, match=rf"holds {METADATA_FILENAME}, {PART_DIRS[0]}, not"):
+        generate_demo_dataset(tmp_path, n_images=90, size=SIZE)
+    with pytest.raises(SystemExit):
+        main([str(tmp_path), "--images", "90", "--size", "40x32"])
+    assert "--replace" in capsys.readouterr().err
+    assert (tmp_path / PART_DIRS[0] / "ISIC_0024306.jpg").read_bytes() == b"a real image"
+    assert (tmp_path / METADATA_FILENAME).read_text() == "lesion_id,image_id,dx\n"
+    # On purpose, it is replaced; and what the generator wrote, it replaces again.
+    assert main([str(tmp_path), "--images", "90", "--size", "40x32", "--replace"]) == 0
+    assert len(_image_paths(tmp_path)) == 90 and (tmp_path / DEMO_MARKER).exists()
+    generate_demo_dataset(tmp_path, n_images=95, size=SIZE)
+    assert len(_image_paths(tmp_path)) == 95
 
 
 def _colour_features(image: np.ndarray) -> np.ndarray:

@@ -9,7 +9,7 @@ about a minute and a broken pipeline shows up as chance-level accuracy.
 
 Usage::
 
-    python -m skin_lesion.demo OUT_DIR [--images N] [--seed S] [--size WxH]
+    python -m skin_lesion.demo OUT_DIR [--images N] [--seed S] [--size WxH] [--replace]
 """
 
 from __future__ import annotations
@@ -33,6 +33,8 @@ CLASSES = ("akiec", "bcc", "bkl", "df", "mel", "nv", "vasc")
 COLUMNS = ("lesion_id", "image_id", "dx", "dx_type", "age", "sex", "localization")
 METADATA_FILENAME = "HAM10000_metadata.csv"
 PART_DIRS = ("HAM10000_images_part_1", "HAM10000_images_part_2")
+# Marks a folder this generator wrote; only such a dataset is replaced without ``replace``.
+DEMO_MARKER = ".skin_lesion_demo"
 # Every class needs this many lesions so that a lesion-grouped 70/15/15 split and 5 grouped
 # folds still see each class in every split (15 % of 12 lesions is about 2).
 MIN_LESIONS_PER_CLASS = 12
@@ -360,8 +362,20 @@ def _write_jpeg(path: Path, image: np.ndarray) -> None:
     path.write_bytes(encoded.tobytes())
 
 
-def _clear_dataset(out_dir: Path) -> None:
-    """Remove a previous demo dataset, and nothing else that may share the folder."""
+def _clear_dataset(out_dir: Path, replace: bool) -> None:
+    """Remove a previous demo dataset, and nothing else that may share the folder.
+
+    Raises:
+        ValueError: If ``out_dir`` holds a HAM10000 layout that this generator did not write
+            (no ``DEMO_MARKER``): it may be a real download. ``replace`` overrides.
+    """
+    found = [name for name in (METADATA_FILENAME, *PART_DIRS) if (out_dir / name).exists()]
+    if found and not replace and not (out_dir / DEMO_MARKER).exists():
+        raise ValueError(
+            f"{out_dir} already holds {', '.join(found)}, not written by this generator (no "
+            f"{DEMO_MARKER}): it may be a real HAM10000 download, so it is left alone. Choose "
+            "another folder, or replace it on purpose (replace=True, --replace)"
+        )
     for part in PART_DIRS:
         if (out_dir / part).is_dir():
             shutil.rmtree(out_dir / part)
@@ -374,20 +388,24 @@ def generate_demo_dataset(
     n_images: int = 400,
     seed: int = 0,
     size: tuple[int, int] = DEFAULT_SIZE,
+    replace: bool = False,
 ) -> pd.DataFrame:
     """Write a synthetic HAM10000: the metadata CSV plus JPEGs in the two part folders.
 
     Args:
-        out_dir: Folder to write into; a dataset already there is replaced.
+        out_dir: Folder to write into; a demo dataset already there is replaced, any other
+            HAM10000 layout only with ``replace``. Other files in it are kept.
         n_images: Exact number of images to write, at least ``MIN_IMAGES``.
         seed: Seed for ``numpy.random.default_rng``; the same seed gives the same files.
         size: (width, height) of every image; HAM10000's is (600, 450).
+        replace: Also replace a dataset this generator did not write.
 
     Returns:
         The metadata as written to ``HAM10000_metadata.csv``.
 
     Raises:
-        ValueError: If ``n_images`` is below ``MIN_IMAGES`` or a side below ``MIN_SIDE``.
+        ValueError: If ``n_images`` is below ``MIN_IMAGES`` or a side below ``MIN_SIDE``, or
+            ``out_dir`` holds another dataset and ``replace`` is off.
     """
     width, height = size
     if min(width, height) < MIN_SIDE:
@@ -395,7 +413,9 @@ def generate_demo_dataset(
     out_dir = Path(out_dir)
     rng = np.random.default_rng(seed)
     metadata = _sample_metadata(rng, n_images)  # validates n_images before any deletion
-    _clear_dataset(out_dir)
+    _clear_dataset(out_dir, replace)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / DEMO_MARKER).write_text("written by skin_lesion.demo; safe to replace\n")
     for part in PART_DIRS:
         (out_dir / part).mkdir(parents=True)
     # Kaggle's part 1 holds the lower image ids (5000 of 10015); keep that split.
@@ -449,11 +469,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--size", type=_parse_size, default=DEFAULT_SIZE, help="WIDTHxHEIGHT (600x450)"
     )
+    parser.add_argument(
+        "--replace",
+        action="store_true",
+        help="also replace a dataset in OUT_DIR that this command did not write",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         metadata = generate_demo_dataset(
-            args.out_dir, n_images=args.images, seed=args.seed, size=args.size
+            args.out_dir, n_images=args.images, seed=args.seed, size=args.size, replace=args.replace
         )
     except ValueError as error:
         parser.error(str(error))
