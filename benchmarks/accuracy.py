@@ -49,6 +49,7 @@ import argparse
 import hashlib
 import json
 import os
+import re
 import shutil
 import statistics
 import subprocess
@@ -305,17 +306,42 @@ def load_seeds(name: str, results: Path = RESULTS) -> dict[int, dict]:
         SystemExit: When the folder holds both kinds of file.
     """
     folder = results / "accuracy" / name
-    seeds, folds = sorted(folder.glob("seed*.json")), sorted(folder.glob("fold*.json"))
+    files = sorted(folder.glob("*.json")) if folder.is_dir() else []
+    seeds = [p for p in files if re.fullmatch(r"seed\d+\.json", p.name)]
+    folds = [p for p in files if re.fullmatch(r"fold\d+\.json", p.name)]
     if seeds and folds:
         raise SystemExit(
             f"{folder} holds both seed*.json and fold*.json files (a seed run and a "
             "cross-validation run under one name); move one aside or use --name"
         )
-    if folds:
-        records = (json.loads(p.read_text()) for p in folds)
-        return {record["fold"]: record for record in records}
-    records = (json.loads(p.read_text()) for p in seeds)
-    return {record["seed"]: record for record in records}
+    unit = "fold" if folds else "seed"
+    found: dict[int, tuple[Path, dict]] = {}
+    for path in folds or seeds:
+        record = json.loads(path.read_text())
+        key = record[unit]
+        if key in found:  # seed01.json beside seed1.json: neither may silently win
+            raise SystemExit(f"{found[key][0]} and {path} are both {unit} {key}; keep one")
+        found[key] = (path, record)
+    return {key: record for key, (_, record) in sorted(found.items())}
+
+
+def check_not_overwriting(name: str, results: Path, common: dict) -> None:
+    """Refuse, before any work, to file a run under ``name`` beside records of another run.
+
+    A record of the same setting, ablation, overrides, data and device is the same run
+    (rerunning a seed replaces it); any other would be overwritten, or mixed into the summary.
+
+    Raises:
+        SystemExit: Naming the record, what differs, and ``--name``.
+    """
+    for key, record in load_seeds(name, results).items():
+        for field in ("setting", "ablation", "overrides", "data_sha256", "device"):
+            if record.get(field) != common[field]:
+                raise SystemExit(
+                    f"{results / 'accuracy' / name} holds another run ({run_unit([record])} "
+                    f"{key} has {field} {record.get(field)!r}, this one {common[field]!r}): "
+                    "file this one under another --name, or move that folder aside"
+                )
 
 
 def run_unit(records: list[dict]) -> str:
@@ -448,6 +474,14 @@ def compare(setting: str, results: Path = RESULTS, cv: bool = False) -> dict:
             base = [baseline[k]["validation"][label] for k in val_keys]
             row[f"val_{label}"] = {**_paired(ours, base), units: val_keys}
         rows.append(row)
+    for ablation in sorted(ABLATIONS):
+        runs = load_seeds(f"{setting}-{ablation}{suffix}", results)
+        if runs and not set(runs) & set(baseline):
+            print(
+                f"[accuracy] {setting}-{ablation}{suffix} left out: its {units} {sorted(runs)} "
+                f"share none with {setting}{suffix}'s {sorted(baseline)}",
+                file=sys.stderr,
+            )
     if not rows:
         raise SystemExit(f"no ablation of {setting} shares a {unit} with it under {results}")
     base_keys = sorted(baseline)
@@ -779,7 +813,11 @@ def main() -> None:
     env = SETTINGS[args.setting]
     if args.ablation:
         check_ablation(args.ablation, args.setting, setting_parameters(env))
-    overrides = {**ABLATIONS.get(args.ablation, {}), **parse_overrides(args.params)}
+    extra = parse_overrides(args.params)
+    clash = sorted(set(extra) & set(ABLATIONS.get(args.ablation, {})))
+    if clash:
+        raise SystemExit(f"--params {', '.join(clash)}: set by --ablation {args.ablation} itself")
+    overrides = {**ABLATIONS.get(args.ablation, {}), **extra}
     seeds = args.seeds or ([0] if args.folds else [0, 1, 2])
     if args.folds:
         check_folds(args.folds, seeds, overrides, setting_parameters(env))
@@ -799,6 +837,8 @@ def main() -> None:
         "device": device_name(),
         "packages": {p: importlib_metadata.version(p) for p in PACKAGES},
     }
+    if not args.rescore:
+        check_not_overwriting(name, args.results_dir, common)
     # A seed run splits once (every seed on the same lesions); a cross-validation run
     # re-splits train+val for each fold, one training seed each.
     runs = (

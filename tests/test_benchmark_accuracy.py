@@ -1,6 +1,7 @@
 """The accuracy benchmark's bookkeeping: overrides, dataset hash, per-seed and summary files."""
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -177,7 +178,9 @@ def test_check_ablation_names_a_parameter_the_setting_lacks() -> None:
         accuracy.check_ablation("contrastive", "cpu_quick", {"contrastive_pretraining": {}})
 
 
-def test_compare_pairs_each_ablation_with_the_setting_seed_by_seed(tmp_path: Path) -> None:
+def test_compare_pairs_each_ablation_with_the_setting_seed_by_seed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     for seed, balanced in enumerate([0.70, 0.60, 0.80]):
         _write_seed(tmp_path, seed, balanced, name="cpu-quick")
     # Seeds 0 and 2 only; seed 2 of the setting is its best, so pairing matters.
@@ -188,6 +191,9 @@ def test_compare_pairs_each_ablation_with_the_setting_seed_by_seed(tmp_path: Pat
         _write_seed(tmp_path, seed, [0.70, 0.60, 0.80][seed], name="cpu-quick", val=val)
     _write_seed(tmp_path, 5, 0.9, name="cpu-quick-weighted-sampling")  # no seed in common
     result = accuracy.compare("cpu-quick", tmp_path)
+    assert (
+        "cpu-quick-weighted-sampling left out: its seeds [5] share none" in capsys.readouterr().err
+    )
     assert [row["ablation"] for row in result["ablations"]] == [
         "cross-entropy",
         "no-metadata-fusion",
@@ -243,6 +249,38 @@ def test_compare_pairs_runs_filed_under_a_name_and_only_true_pairs(tmp_path: Pat
     path.write_text(json.dumps(record))
     with pytest.raises(SystemExit, match="ablation 'cross-entropy'"):
         accuracy.compare_all("cpu-quick-rerun", tmp_path)
+
+
+def test_load_seeds_reads_only_seed_files_and_refuses_two_of_one_seed(tmp_path: Path) -> None:
+    _write_seed(tmp_path, 1, 0.7, name="cpu-quick")
+    folder = tmp_path / "accuracy" / "cpu-quick"
+    (folder / "seed1.old.json").write_text("{}")  # set aside: not a record
+    assert list(accuracy.load_seeds("cpu-quick", tmp_path)) == [1]
+    (folder / "seed01.json").write_text((folder / "seed1.json").read_text())
+    with pytest.raises(SystemExit, match=r"seed01\.json and .*seed1\.json are both seed 1"):
+        accuracy.load_seeds("cpu-quick", tmp_path)
+
+
+def test_a_run_is_not_filed_over_another_runs_records(tmp_path: Path) -> None:
+    _write_seed(tmp_path, 0, 0.7, name="cpu-quick")
+    record = json.loads((tmp_path / "accuracy/cpu-quick/seed0.json").read_text())
+    same = {k: record[k] for k in ("setting", "ablation", "overrides", "data_sha256", "device")}
+    accuracy.check_not_overwriting("cpu-quick", tmp_path, same)  # a rerun of the same run
+    accuracy.check_not_overwriting("cpu-quick-rerun", tmp_path, same)  # nothing there yet
+    other = same | {"overrides": {"classifier_training.finetune.epochs": 1}}
+    with pytest.raises(SystemExit, match=r"seed 0 has overrides \{\}.*another --name"):
+        accuracy.check_not_overwriting("cpu-quick", tmp_path, other)
+    with pytest.raises(SystemExit, match="has device 'cpu', this one 'NVIDIA H200'"):
+        accuracy.check_not_overwriting("cpu-quick", tmp_path, same | {"device": "NVIDIA H200"})
+
+
+def test_params_may_not_undo_the_ablation(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    argv = ["accuracy.py", "--setting=cpu-quick", "--ablation=cross-entropy", f"--data={tmp_path}"]
+    argv += ["--params", "classifier_training.loss.name=focal", f"--results-dir={tmp_path}"]
+    monkeypatch.setattr(sys, "argv", argv)
+    with pytest.raises(SystemExit, match=r"classifier_training\.loss\.name: set by --ablation"):
+        accuracy.main()
+    assert not (tmp_path / "accuracy").exists()
 
 
 def test_compare_refuses_runs_on_different_data(tmp_path: Path) -> None:

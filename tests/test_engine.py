@@ -1,4 +1,5 @@
 import itertools
+import logging
 import math
 import warnings
 
@@ -75,6 +76,17 @@ def test_resume_after_interruption_matches_uninterrupted_run(tmp_path):
     ):
         assert torch.equal(a, b), name
     assert [h["loss"] for h in history] == [h["loss"] for h in full_history]
+
+
+def test_resume_with_nothing_to_resume_says_so_and_starts_over(tmp_path, caplog):
+    with caplog.at_level(logging.WARNING, logger="skin_lesion.engine"):
+        _, history = _fit(CheckpointStore(tmp_path / "empty"), epochs=2, resume=True)
+    assert [h["epoch"] for h in history] == [0, 1]
+    assert "resume asked, but" in caplog.text and "holds no checkpoint" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="skin_lesion.engine"):
+        _fit(CheckpointStore(tmp_path / "other"), epochs=1)  # a fresh run asked for nothing
+    assert "resume asked" not in caplog.text
 
 
 def test_resume_into_a_compiled_model(tmp_path):

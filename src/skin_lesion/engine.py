@@ -330,6 +330,10 @@ def fit(
         start_epoch = epochs if latest.get("stopped") else latest["epoch"] + 1
         logger.info("%s: resuming after epoch %d from %s", desc, latest["epoch"], store)
     elif store is not None:
+        if resume:
+            logger.warning(
+                "%s: resume asked, but %s holds no checkpoint: from epoch 0", desc, store
+            )
         store.clear()
     for epoch in range(start_epoch, epochs):
         stats = train_one_epoch(
