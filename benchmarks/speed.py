@@ -526,6 +526,27 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
+def check_not_overwriting(path: Path, planned: dict[str, Any]) -> None:
+    """Refuse, before measuring, to replace a result measured with other settings.
+
+    The file name holds device, encoder and crop; a quick trial with fewer images or steps,
+    or another batch or cache, would otherwise overwrite a full measurement.
+
+    Raises:
+        SystemExit: Naming the file, the settings that differ, and ``--results-dir``.
+    """
+    if not path.exists():
+        return
+    settings = json.loads(path.read_text())["settings"]
+    differ = {k: (settings.get(k), v) for k, v in planned.items() if settings.get(k) != v}
+    if differ:
+        shown = ", ".join(f"{k} {old!r} there, {new!r} now" for k, (old, new) in differ.items())
+        raise SystemExit(
+            f"{path} holds a measurement with other settings ({shown}); pass another "
+            "--results-dir to keep both, or move it aside"
+        )
+
+
 def main() -> None:
     """Decode the cache, measure every (stage, feed) in its own process, write the results."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
@@ -541,6 +562,14 @@ def main() -> None:
     table = list_images(args.data.resolve(), args.images, classes)
     with Image.open(table["file"][0]) as img:
         source_size = f"{img.width}x{img.height}"
+    stem = f"speed-{device_slug(device, device_name(device))}-{args.encoder}-{args.crop}"
+    planned = {
+        "batch": args.batch,
+        "cache": args.cache,
+        "steps": args.steps,
+        "workers": args.workers,
+    }
+    check_not_overwriting(args.results_dir / f"{stem}.json", planned | {"images": len(table)})
     stages: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="skin-lesion-speed-") as tmp:
         args.cache_dir = Path(tmp)
@@ -596,7 +625,6 @@ def main() -> None:
         },
         "stages": stages,
     }
-    stem = f"speed-{device_slug(device, name)}-{args.encoder}-{args.crop}"
     args.results_dir.mkdir(parents=True, exist_ok=True)
     (args.results_dir / f"{stem}.json").write_text(json.dumps(result, indent=2) + "\n")
     table_md = markdown(result)

@@ -48,3 +48,16 @@ def test_speed_command_measures_every_stage_and_feed(demo_raw_dir: Path, tmp_pat
     table = (tmp_path / "speed-cpu-test_efficientnet-32.md").read_text()
     assert table in done.stdout
     assert "| SupCon pretraining (2 views/image) |" in table
+
+
+def test_a_trial_with_other_settings_does_not_overwrite_a_measurement(tmp_path: Path) -> None:
+    from benchmarks import speed
+
+    path = tmp_path / "speed-cpu-lite0-96.json"
+    speed.check_not_overwriting(path, {"images": 200})  # nothing there yet
+    settings = {"batch": 32, "cache": "120x160", "steps": 10, "workers": 2, "images": 10015}
+    path.write_text(json.dumps({"settings": settings}))
+    speed.check_not_overwriting(path, settings)  # the same measurement again
+    with pytest.raises(SystemExit, match=r"images 10015 there, 200 now\); pass another"):
+        speed.check_not_overwriting(path, settings | {"images": 200})
+    assert json.loads(path.read_text())["settings"] == settings
