@@ -187,17 +187,39 @@ def gradcam_panels(
     }
 
 
+FOLDER_IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+
+
 def file_loaders(paths: list[str]) -> dict[str, Callable[[], bytes]]:
-    """Loaders for local files or folders (searched recursively for .jpg/.jpeg/.png)."""
+    """Loaders for local files or folders (searched recursively for .jpg/.jpeg/.png).
+
+    A file named directly is read whatever its suffix (the decoder judges it). In a folder,
+    other files are left out with a warning that counts and names them (hidden files aside).
+
+    Raises:
+        FileNotFoundError: For a path that does not exist, or a folder with no image in it.
+    """
     from pathlib import Path
 
     loaders: dict[str, Callable[[], bytes]] = {}
     for given in paths:
         path = Path(given)
         if path.is_dir():
-            found = sorted(
-                p for p in path.rglob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png")
-            )
+            files = sorted(p for p in path.rglob("*") if p.is_file())
+            found = [p for p in files if p.suffix.lower() in FOLDER_IMAGE_SUFFIXES]
+            others = [
+                p for p in files if p not in found and not p.name.startswith(".")
+            ]  # fmt: skip
+            if others:
+                logger.warning(
+                    "%s: %d file(s) not %s left out: %s%s", given, len(others),
+                    "/".join(FOLDER_IMAGE_SUFFIXES), ", ".join(p.name for p in others[:5]),
+                    ", ..." if len(others) > 5 else "",
+                )  # fmt: skip
+            if not found:
+                raise FileNotFoundError(
+                    f"no {'/'.join(FOLDER_IMAGE_SUFFIXES)} image in folder '{given}'"
+                )
             loaders.update({str(PurePosixPath(p.as_posix())): p.read_bytes for p in found})
         elif path.exists():
             loaders[str(PurePosixPath(path.as_posix()))] = path.read_bytes
