@@ -83,6 +83,7 @@ from skin_lesion.classification import (
 from skin_lesion.classifier import Classifier
 from skin_lesion.config import from_dict
 from skin_lesion.datasets import ImageCacheDataset
+from skin_lesion.datasets.image_folder import DEFAULT_EXTENSIONS
 from skin_lesion.images import PreprocessConfig, build_image_cache
 from skin_lesion.losses import SupConLoss, build_classification_loss
 from skin_lesion.models import ContrastiveModel, create_encoder, resolve_preprocessing
@@ -399,10 +400,15 @@ def list_images(data: Path, limit: int, classes: list[str]) -> pd.DataFrame:
             "(or make one with `python -m skin_lesion.demo DIR`)"
         )
     metadata = pd.read_csv(metadata_path, dtype=str).set_index("image_id")
-    files = sorted(data.rglob("*.jpg"))
+    # The pipeline's image suffixes, any case (HAM10000 itself is .jpg).
+    files = sorted(p for p in data.rglob("*") if p.suffix.lower() in DEFAULT_EXTENSIONS)
+    if not files:
+        raise ValueError(f"'{data}': no {'/'.join(DEFAULT_EXTENSIONS)} images under it")
     unknown = [f.name for f in files if f.stem not in metadata.index]
-    if not files or unknown:
-        raise ValueError(f"'{data}': {len(files)} JPEGs, without a metadata row: {unknown[:5]}")
+    if unknown:
+        raise ValueError(
+            f"'{data}': {len(unknown)} of {len(files)} images without a metadata row: {unknown[:5]}"
+        )
     table = pd.DataFrame({"image_id": [f.stem for f in files], "file": [str(f) for f in files]})
     table["label"] = metadata.loc[table["image_id"], "dx"].map(classes.index).to_numpy()
     if 0 < limit < len(table):

@@ -61,3 +61,16 @@ def test_a_trial_with_other_settings_does_not_overwrite_a_measurement(tmp_path: 
     with pytest.raises(SystemExit, match=r"images 10015 there, 200 now\); pass another"):
         speed.check_not_overwriting(path, settings | {"images": 200})
     assert json.loads(path.read_text())["settings"] == settings
+
+
+def test_list_images_takes_every_image_suffix_and_names_unknown_files(tmp_path: Path) -> None:
+    from benchmarks import speed
+
+    (tmp_path / "HAM10000_metadata.csv").write_text("image_id,dx\nISIC_1,mel\nISIC_2,nv\n")
+    (tmp_path / "ISIC_1.JPG").write_bytes(b"x")
+    (tmp_path / "ISIC_2.png").write_bytes(b"x")
+    table = speed.list_images(tmp_path, 0, ["mel", "nv"])
+    assert list(table["image_id"]) == ["ISIC_1", "ISIC_2"] and list(table["label"]) == [0, 1]
+    (tmp_path / "ISIC_3.jpg").write_bytes(b"x")
+    with pytest.raises(ValueError, match=r"1 of 3 images without a metadata row: \['ISIC_3.jpg'\]"):
+        speed.list_images(tmp_path, 0, ["mel", "nv"])
