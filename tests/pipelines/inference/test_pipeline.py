@@ -90,15 +90,15 @@ def test_clear_errors(trained, tmp_path, capsys):
         run_kedro(trained, "inference", inference={"input_dir": str(empty)})
     with pytest.raises(DatasetError, match=r"Inference image folder not found.*input_dir"):
         run_kedro(trained, "inference", inference={"input_dir": str(tmp_path / "nowhere")})
-    code = main(
-        [
-            "predict",
-            str(empty),
-            "--checkpoint",
-            str(trained / "data/06_models/pretrained_encoder.pt"),
-            "--metrics",
-            str(trained / "data/08_reporting/test_metrics.json"),
-        ]
-    )
-    assert code == 2
+    options = [
+        "--checkpoint",
+        str(trained / "data/06_models/pretrained_encoder.pt"),
+        "--metrics",
+        str(trained / "data/08_reporting/test_metrics.json"),
+    ]
+    # The command names an empty folder, and a checkpoint of the wrong kind.
+    assert main(["predict", str(empty), *options]) == 2
+    assert f"no .jpg/.jpeg/.png image in folder '{empty}'" in capsys.readouterr().err
+    image = next((trained / "data" / "01_raw" / "HAM10000").rglob("*.jpg"))
+    assert main(["predict", str(image), *options]) == 2
     assert "expected a 'classifier' checkpoint" in capsys.readouterr().err
