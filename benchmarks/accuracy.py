@@ -436,6 +436,12 @@ def compare(setting: str, results: Path = RESULTS, cv: bool = False) -> dict:
         if runs and run_unit(list(runs.values())) != unit:
             raise SystemExit(f"{results / 'accuracy' / name} holds no {unit} results")
         keys = sorted(set(runs) & set(baseline))
+        if runs and not keys:
+            print(
+                f"[accuracy] {name} left out: its {units} {sorted(runs)} share none with "
+                f"{setting}{suffix}'s {sorted(baseline)}",
+                file=sys.stderr,
+            )
         if not keys:
             continue
         for key in keys:
@@ -474,14 +480,6 @@ def compare(setting: str, results: Path = RESULTS, cv: bool = False) -> dict:
             base = [baseline[k]["validation"][label] for k in val_keys]
             row[f"val_{label}"] = {**_paired(ours, base), units: val_keys}
         rows.append(row)
-    for ablation in sorted(ABLATIONS):
-        runs = load_seeds(f"{setting}-{ablation}{suffix}", results)
-        if runs and not set(runs) & set(baseline):
-            print(
-                f"[accuracy] {setting}-{ablation}{suffix} left out: its {units} {sorted(runs)} "
-                f"share none with {setting}{suffix}'s {sorted(baseline)}",
-                file=sys.stderr,
-            )
     if not rows:
         raise SystemExit(f"no ablation of {setting} shares a {unit} with it under {results}")
     base_keys = sorted(baseline)

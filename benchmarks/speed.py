@@ -83,8 +83,7 @@ from skin_lesion.classification import (
 from skin_lesion.classifier import Classifier
 from skin_lesion.config import from_dict
 from skin_lesion.datasets import ImageCacheDataset
-from skin_lesion.datasets.image_folder import DEFAULT_EXTENSIONS
-from skin_lesion.images import PreprocessConfig, build_image_cache
+from skin_lesion.images import IMAGE_SUFFIXES, PreprocessConfig, build_image_cache
 from skin_lesion.losses import SupConLoss, build_classification_loss
 from skin_lesion.models import ContrastiveModel, create_encoder, resolve_preprocessing
 from skin_lesion.pretraining import PretrainConfig, make_supcon_step
@@ -401,9 +400,9 @@ def list_images(data: Path, limit: int, classes: list[str]) -> pd.DataFrame:
         )
     metadata = pd.read_csv(metadata_path, dtype=str).set_index("image_id")
     # The pipeline's image suffixes, any case (HAM10000 itself is .jpg).
-    files = sorted(p for p in data.rglob("*") if p.suffix.lower() in DEFAULT_EXTENSIONS)
+    files = sorted(p for p in data.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
-        raise ValueError(f"'{data}': no {'/'.join(DEFAULT_EXTENSIONS)} images under it")
+        raise ValueError(f"'{data}': no {'/'.join(IMAGE_SUFFIXES)} images under it")
     unknown = [f.name for f in files if f.stem not in metadata.index]
     if unknown:
         raise ValueError(
@@ -568,7 +567,8 @@ def main() -> None:
     table = list_images(args.data.resolve(), args.images, classes)
     with Image.open(table["file"][0]) as img:
         source_size = f"{img.width}x{img.height}"
-    stem = f"speed-{device_slug(device, device_name(device))}-{args.encoder}-{args.crop}"
+    name = device_name(device)
+    stem = f"speed-{device_slug(device, name)}-{args.encoder}-{args.crop}"
     planned = {
         "batch": args.batch,
         "cache": args.cache,
@@ -591,7 +591,6 @@ def main() -> None:
                     ours / feeds["conventional"]["img_per_s"], 2
                 ),
             }
-    name = device_name(device)
     result = {
         "device": name,
         "torch": torch.__version__,

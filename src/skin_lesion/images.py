@@ -35,6 +35,9 @@ from skin_lesion.preprocessing import PreprocessConfig, preprocess_image
 logger = logging.getLogger(__name__)
 
 MIN_IMAGE_SIDE = 2
+# The suffixes a folder of images is searched for (any case); a file named directly is read
+# whatever its suffix.
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 """Smallest width or height accepted; a 1-pixel line is no usable image."""
 
 _MAX_16BIT = 65535

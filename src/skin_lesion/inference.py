@@ -24,7 +24,7 @@ from skin_lesion.checkpoints import require_kind
 from skin_lesion.classifier import CHECKPOINT_KIND, predict_with_checkpoint
 from skin_lesion.config import from_dict
 from skin_lesion.evaluation import explain
-from skin_lesion.images import build_image_cache
+from skin_lesion.images import IMAGE_SUFFIXES, build_image_cache
 from skin_lesion.preprocessing import PreprocessConfig
 
 logger = logging.getLogger(__name__)
@@ -187,9 +187,6 @@ def gradcam_panels(
     }
 
 
-FOLDER_IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
-
-
 def file_loaders(paths: list[str]) -> dict[str, Callable[[], bytes]]:
     """Loaders for local files or folders (searched recursively for .jpg/.jpeg/.png).
 
@@ -206,20 +203,19 @@ def file_loaders(paths: list[str]) -> dict[str, Callable[[], bytes]]:
         path = Path(given)
         if path.is_dir():
             files = sorted(p for p in path.rglob("*") if p.is_file())
-            found = [p for p in files if p.suffix.lower() in FOLDER_IMAGE_SUFFIXES]
+            found = [p for p in files if p.suffix.lower() in IMAGE_SUFFIXES]
             others = [
-                p for p in files if p not in found and not p.name.startswith(".")
+                p for p in files
+                if p.suffix.lower() not in IMAGE_SUFFIXES and not p.name.startswith(".")
             ]  # fmt: skip
             if others:
                 logger.warning(
                     "%s: %d file(s) not %s left out: %s%s", given, len(others),
-                    "/".join(FOLDER_IMAGE_SUFFIXES), ", ".join(p.name for p in others[:5]),
+                    "/".join(IMAGE_SUFFIXES), ", ".join(p.name for p in others[:5]),
                     ", ..." if len(others) > 5 else "",
                 )  # fmt: skip
             if not found:
-                raise FileNotFoundError(
-                    f"no {'/'.join(FOLDER_IMAGE_SUFFIXES)} image in folder '{given}'"
-                )
+                raise FileNotFoundError(f"no {'/'.join(IMAGE_SUFFIXES)} image in folder '{given}'")
             loaders.update({str(PurePosixPath(p.as_posix())): p.read_bytes for p in found})
         elif path.exists():
             loaders[str(PurePosixPath(path.as_posix()))] = path.read_bytes

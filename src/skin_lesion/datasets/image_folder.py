@@ -11,8 +11,9 @@ import fsspec
 from kedro.io.core import AbstractDataset, DatasetError, get_protocol_and_path
 
 from skin_lesion.datasets._help import WHERE_TO_PUT_HAM10000
+from skin_lesion.images import IMAGE_SUFFIXES
 
-DEFAULT_EXTENSIONS = (".jpg", ".jpeg", ".png")
+DEFAULT_EXTENSIONS = IMAGE_SUFFIXES
 
 
 class ImageFolderDataset(AbstractDataset[None, dict[str, Callable[[], bytes]]]):
