@@ -1,0 +1,71 @@
+"""A mistyped top-level ``--params`` name fails before any work instead of being ignored."""
+
+from pathlib import Path
+
+import pytest
+from kedro.framework.session import KedroSession
+from kedro.framework.startup import bootstrap_project
+
+from skin_lesion.config import ConfigError
+from skin_lesion.runtime_params import check_runtime_params, resolver_names, unknown_runtime_params
+from tests.conftest import PROJECT_ROOT, run_kedro
+
+
+def test_unknown_names_are_those_neither_defined_nor_read_by_the_config():
+    defined = ["seed", "classifier_training"]
+    resolved = ["raw_dir", "inference.input_dir"]
+    runtime = ["seed", "classifier_training", "raw_dir", "inference", "seeed", "raw-dir"]
+    assert unknown_runtime_params(runtime, defined, resolved) == ["raw-dir", "seeed"]
+    assert unknown_runtime_params(["seed", "raw_dir"], defined, resolved) == []
+
+
+def test_the_error_names_each_unknown_key_and_the_likely_intended_one():
+    with pytest.raises(ConfigError) as error:
+        check_runtime_params(
+            {"seeed": 1, "raw-dir": "/x", "zzz": 0, "seed": 2}, ["seed", "device"], ["raw_dir"]
+        )
+    # Each unknown key once, sorted, with a guess where one is close; 'seed' is valid.
+    assert str(error.value).startswith(
+        "unknown runtime parameter(s) from --params: 'raw-dir' (did you mean 'raw_dir'?), "
+        "'seeed' (did you mean 'seed'?), 'zzz'. "
+    )
+    check_runtime_params({"seed": 2, "raw_dir": "/x"}, ["seed"], ["raw_dir"])  # no error
+
+
+def test_resolver_names_are_read_from_every_config_file(tmp_path):
+    (tmp_path / "base").mkdir()
+    (tmp_path / "base" / "catalog.yml").write_text(
+        "a:\n  path: ${runtime_params:raw_dir,${globals:raw_dir}}\n"
+        "b:\n  path: ${ runtime_params: inference.input_dir, x}\n"
+    )
+    (tmp_path / "local").mkdir()
+    (tmp_path / "local" / "catalog.yaml").write_text("c:\n  path: ${runtime_params:other}\n")
+    (tmp_path / "notes.txt").write_text("${runtime_params:not_config}")
+    assert resolver_names(tmp_path) == {"raw_dir", "inference.input_dir", "other"}
+
+
+def test_the_project_config_reads_raw_dir_at_run_time():
+    # The documented `kedro run --params raw_dir=...` must stay allowed.
+    assert "raw_dir" in resolver_names(PROJECT_ROOT / "conf")
+
+
+def test_a_kedro_run_with_a_mistyped_name_fails_before_any_work(kedro_project: Path):
+    with pytest.raises(ConfigError, match=r"'seeed' \(did you mean 'seed'\?\)"):
+        run_kedro(kedro_project, "data_processing", seeed=1)
+    assert not (kedro_project / "data" / "02_intermediate").exists()
+
+
+def test_valid_runtime_names_load_the_context(kedro_project: Path):
+    bootstrap_project(kedro_project)
+    runtime = {
+        "seed": 3,
+        "raw_dir": str(kedro_project / "data" / "01_raw" / "HAM10000"),
+        "inference": {"input_dir": "/somewhere"},
+        "classifier_training": {"epochs": 1},
+    }
+    with KedroSession.create(
+        project_path=kedro_project, env="test", runtime_params=runtime
+    ) as session:
+        context = session.load_context()
+        assert context.params["seed"] == 3
+        assert context.config_loader["catalog"]["raw_images"]["path"] == runtime["raw_dir"]
