@@ -7,7 +7,8 @@ Embeds the train and val images of an existing image cache with the frozen encod
 same eval transform the classifier uses), fits scikit-learn's LogisticRegression with
 ``class_weight='balanced'`` on standardised train features, and reports validation balanced
 accuracy and macro-F1: the bar a fine-tuned classifier has to clear. Writes JSON to
-benchmarks/results/frozen_baseline.json.
+benchmarks/results/frozen_baseline.json (``--out``); a result made with another encoder,
+weights, crop, cache or split there is not overwritten: pass another ``--out`` to keep both.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import argparse
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -44,8 +46,25 @@ def _features(encoder, images, indices, transform, device, batch_size=256) -> np
     return torch.cat(out).numpy()
 
 
-def main() -> None:
-    """Run the baseline and print its validation scores."""
+def check_not_overwriting(path: Path, planned: dict[str, Any]) -> None:
+    """Refuse to replace a result made with other settings (encoder, crop, cache, split).
+
+    Raises:
+        SystemExit: Naming the file, each setting that differs, and ``--out``.
+    """
+    if not path.exists():
+        return
+    previous = json.loads(path.read_text())
+    differ = {k: (previous.get(k), v) for k, v in planned.items() if previous.get(k) != v}
+    if differ:
+        shown = ", ".join(f"{k} {old!r} there, {new!r} now" for k, (old, new) in differ.items())
+        raise SystemExit(
+            f"{path} holds a baseline with other settings ({shown}); pass another --out to "
+            "keep both, or move it aside"
+        )
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", type=Path, default=ROOT / "data/cpu_quick")
     parser.add_argument("--encoder", default="tf_efficientnet_lite0")
@@ -54,17 +73,41 @@ def main() -> None:
     parser.add_argument(
         "--out", type=Path, default=ROOT / "benchmarks/results/frozen_baseline.json"
     )
-    args = parser.parse_args()
-    cache = ImageCacheDataset(path=str(args.data_dir / "02_intermediate/image_cache")).load()
-    splits = pd.read_parquet(args.data_dir / "05_model_input/splits.parquet")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    """Run the baseline, write and print its validation scores; return the record."""
+    args = parse_args(argv)
+    planned: dict[str, Any] = {"encoder": args.encoder, "weights": args.weights}
+    planned["crop"] = args.crop
+    check_not_overwriting(args.out, planned)  # before any work
+    cache_dir = args.data_dir / "02_intermediate/image_cache"
+    splits_path = args.data_dir / "05_model_input/splits.parquet"
+    for needed in (cache_dir, splits_path):
+        if not needed.exists():
+            raise SystemExit(
+                f"{needed} not found: run `kedro run --env <env> --pipelines data_processing` "
+                "first and pass that environment's data folder as --data-dir"
+            )
+    cache = ImageCacheDataset(path=str(cache_dir)).load()
+    splits = pd.read_parquet(splits_path)
     rows = align_to_cache(cache.image_ids, splits)
+    split = rows["split"].to_numpy()
+    train, val = np.flatnonzero(split == "train"), np.flatnonzero(split == "val")
+    if not len(train) or not len(val):
+        raise SystemExit(f"{splits_path}: needs train and val images, has {len(train)}/{len(val)}")
+    planned |= {
+        "cache": json.loads(json.dumps(cache.preprocessing)),
+        "train_images": len(train),
+        "val_images": len(val),
+    }
+    check_not_overwriting(args.out, planned)
     device = resolve_device("auto")
     encoder = create_encoder(args.encoder, weights=args.weights).eval().to(device)
     prep = resolve_preprocessing(encoder)
     transform = build_eval_transform(args.crop, prep["mean"], prep["std"]).to(device)
     start = time.perf_counter()
-    split = rows["split"].to_numpy()
-    train, val = np.flatnonzero(split == "train"), np.flatnonzero(split == "val")
     x_train = _features(encoder, cache.images, train, transform, device)
     x_val = _features(encoder, cache.images, val, transform, device)
     labels = rows["label"].to_numpy()
@@ -74,10 +117,7 @@ def main() -> None:
     model.fit(x_train, labels[train])
     predicted = model.predict(x_val)
     result = {
-        "encoder": args.encoder,
-        "weights": args.weights,
-        "crop": args.crop,
-        "cache": cache.preprocessing,
+        **{k: planned[k] for k in ("encoder", "weights", "crop", "cache")},
         "device": str(device),
         "train_images": len(train),
         "val_images": len(val),
@@ -88,6 +128,7 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
+    return result
 
 
 if __name__ == "__main__":
