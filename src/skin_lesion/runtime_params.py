@@ -13,7 +13,6 @@ catalog).
 
 from __future__ import annotations
 
-import copy
 import difflib
 import re
 from collections.abc import Iterable
@@ -22,6 +21,7 @@ from typing import Any
 
 from kedro.config import MissingConfigException
 from kedro.framework.hooks import hook_impl
+from kedro.framework.project import settings
 
 from skin_lesion.config import ConfigError
 
@@ -80,10 +80,11 @@ class RuntimeParamsCheck:
         runtime = dict(getattr(loader, "runtime_params", None) or {})
         if not runtime:
             return
-        # The loader merges the runtime parameters into "parameters"; a copy without them
-        # gives what the files define.
-        files_only = copy.copy(loader)
-        files_only.runtime_params = {}
+        # The loader merges the runtime parameters into "parameters"; one made the way the
+        # session makes it, without them, gives what the files define.
+        files_only = settings.CONFIG_LOADER_CLASS(
+            conf_source=loader.conf_source, env=loader.env, **settings.CONFIG_LOADER_ARGS
+        )
         try:
             defined = files_only["parameters"]
         except MissingConfigException:  # no parameter files: Kedro warns about that itself
