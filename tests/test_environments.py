@@ -14,12 +14,10 @@ from pathlib import Path
 import pytest
 from kedro.io import DataCatalog
 
-from skin_lesion import classification, inference, settings
-from skin_lesion import evaluation as ev
-from skin_lesion import pretraining as supcon
+from skin_lesion import classification, settings
 from skin_lesion.config import from_dict
 from skin_lesion.engine import resolve_device
-from skin_lesion.pipelines.data_processing.nodes import DataProcessingParams
+from skin_lesion.parameters_check import node_configs
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 ENVIRONMENTS = sorted(
@@ -27,14 +25,7 @@ ENVIRONMENTS = sorted(
     for path in (PROJECT_ROOT / "conf").iterdir()
     if path.is_dir() and path.name not in {"base", "local"}
 )
-NODE_CONFIGS = {
-    "data_processing": DataProcessingParams,
-    "contrastive_pretraining": supcon.PretrainConfig,
-    "encoder": supcon.EncoderConfig,
-    "classifier_training": classification.ClassifierConfig,
-    "reporting": ev.ReportingConfig,
-    "inference": inference.InferenceConfig,
-}
+NODE_CONFIGS = node_configs()  # the groups the run's parameter check builds too
 
 
 def load_config(env: str):

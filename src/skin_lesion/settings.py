@@ -7,7 +7,7 @@ from kedro.config import OmegaConfigLoader
 from kedro.utils import find_kedro_project
 from omegaconf import OmegaConf
 
-from skin_lesion.runtime_params import RuntimeParamsCheck
+from skin_lesion.parameters_check import ParametersCheck
 
 # A warning that every `kedro run` printed three times and no user of this project can act
 # on: Kedro 1.7's config loader and kedro-mlflow's hook register their own resolvers with
@@ -23,15 +23,15 @@ warnings.filterwarnings(
 # ours adds the training curves, test metrics, checkpoints, report and figures to that run.
 # Tracking is a dependency, but the pipelines do not need it: where kedro-mlflow and mlflow
 # are not installed (a bare GPU box with only the training stack), runs go untracked.
-# RuntimeParamsCheck refuses a mistyped top-level `--params` name (Kedro would ignore it).
+# ParametersCheck refuses a mistyped `--params` name or parameter key before any work.
 try:
     from skin_lesion.hooks import MlflowOutputsHook
 except ModuleNotFoundError as error:  # tests/test_mlflow.py runs this without mlflow
     if error.name != "mlflow" and not (error.name or "").startswith("mlflow."):
         raise
-    HOOKS: tuple = (RuntimeParamsCheck(),)
+    HOOKS: tuple = (ParametersCheck(),)
 else:
-    HOOKS = (RuntimeParamsCheck(), MlflowOutputsHook())
+    HOOKS = (ParametersCheck(), MlflowOutputsHook())
 
 
 def project_root() -> str:

@@ -1,13 +1,25 @@
-"""A mistyped top-level ``--params`` name fails before any work instead of being ignored."""
+"""Bad parameters fail when the context is created, before any work.
 
+A mistyped top-level ``--params`` name would otherwise be ignored by Kedro, and a mistyped key
+inside a group (a runtime one or one in ``conf/local``) would surface only when its node runs.
+"""
+
+import logging
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
+import yaml
 from kedro.framework.session import KedroSession
 from kedro.framework.startup import bootstrap_project
 
 from skin_lesion.config import ConfigError
-from skin_lesion.runtime_params import check_runtime_params, resolver_names, unknown_runtime_params
+from skin_lesion.parameters_check import (
+    ParametersCheck,
+    check_runtime_params,
+    resolver_names,
+    unknown_runtime_params,
+)
 from tests.conftest import PROJECT_ROOT, run_kedro
 
 
@@ -40,8 +52,11 @@ def test_resolver_names_are_read_from_every_config_file(tmp_path):
     )
     (tmp_path / "local").mkdir()
     (tmp_path / "local" / "catalog.yaml").write_text("c:\n  path: ${runtime_params:other}\n")
+    (tmp_path / "local" / "more.yml").write_text("# d:\n#   path: ${runtime_params:commented}\n")
     (tmp_path / "notes.txt").write_text("${runtime_params:not_config}")
     assert resolver_names(tmp_path) == {"raw_dir", "inference.input_dir", "other"}
+    # Only the run's environments count: a name read in conf/local is not read under base.
+    assert resolver_names(tmp_path, ["base"]) == {"raw_dir", "inference.input_dir"}
 
 
 def test_the_project_config_reads_raw_dir_at_run_time():
@@ -61,7 +76,7 @@ def test_valid_runtime_names_load_the_context(kedro_project: Path):
         "seed": 3,
         "raw_dir": str(kedro_project / "data" / "01_raw" / "HAM10000"),
         "inference": {"input_dir": "/somewhere"},
-        "classifier_training": {"epochs": 1},
+        "classifier_training": {"batch_size": 8},
     }
     with KedroSession.create(
         project_path=kedro_project, env="test", runtime_params=runtime
@@ -69,3 +84,40 @@ def test_valid_runtime_names_load_the_context(kedro_project: Path):
         context = session.load_context()
         assert context.params["seed"] == 3
         assert context.config_loader["catalog"]["raw_images"]["path"] == runtime["raw_dir"]
+
+
+def test_a_mistyped_key_inside_a_group_fails_before_training(kedro_project: Path):
+    # reporting runs last: without the check this typo surfaced after the training.
+    with pytest.raises(ConfigError, match=r"reporting: unknown key\(s\) \['gradcam_sampels'\]"):
+        run_kedro(kedro_project, reporting={"gradcam_sampels": 4})
+    assert not (kedro_project / "data" / "02_intermediate").exists()
+
+
+def test_a_bad_key_in_an_environment_file_fails_before_any_work(kedro_project: Path):
+    test_env = kedro_project / "conf" / "test" / "parameters_reporting.yml"
+    test_env.write_text(test_env.read_text() + "\n  not_a_key: 1\n")
+    with pytest.raises(ConfigError, match=r"reporting: unknown key\(s\) \['not_a_key'\]"):
+        run_kedro(kedro_project, "data_processing")
+    assert not (kedro_project / "data" / "02_intermediate").exists()
+
+
+def test_the_check_runs_before_tracking_starts(kedro_project: Path):
+    # Hooks run last-registered first, and kedro-mlflow registers after the project's: the
+    # check must ask to go first, or a refused run would still set up an MLflow store.
+    db = kedro_project / "mlflow.db"
+    mlflow_yml = kedro_project / "conf" / "test" / "mlflow.yml"
+    config = yaml.safe_load(mlflow_yml.read_text())
+    config["server"]["mlflow_tracking_uri"] = f"sqlite:///{db.as_posix()}"
+    mlflow_yml.write_text(yaml.safe_dump(config))
+    with pytest.raises(ConfigError, match="seeed"):
+        run_kedro(kedro_project, "data_processing", seeed=1)
+    assert not db.exists()
+
+
+def test_a_packaged_conf_source_skips_the_name_check_with_a_warning(tmp_path, caplog):
+    # `kedro run --conf-source conf.tar.gz`: the files are not at hand to scan for
+    # runtime_params reads, so refusing `raw_dir` would be wrong.
+    loader = SimpleNamespace(conf_source=str(tmp_path / "conf.tar.gz"))
+    with caplog.at_level(logging.WARNING):
+        ParametersCheck._check_runtime_names(loader, {"raw_dir": "/x", "seeed": 1})
+    assert "not checked" in caplog.text and "conf.tar.gz" in caplog.text

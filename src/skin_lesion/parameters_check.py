@@ -1,0 +1,152 @@
+"""Check the run's parameters when the Kedro context is created, before any node runs.
+
+Two mistakes would otherwise cost a run:
+
+- ``kedro run --params seeed=1`` (or ``raw-dir=...``) is accepted by Kedro: the unknown
+  top-level key is merged into the parameters, nothing reads it, and the run goes on with the
+  default seed (or data folder) without a word. A top-level runtime name is accepted when the
+  parameter files define it, or when a config file of the run's environments (base and the
+  run's own) reads it through ``${runtime_params:NAME}`` (``raw_dir`` in the catalog).
+- A mistyped key inside a group (``--params reporting.gradcam_sampels=4``, or in
+  ``conf/local``) is named by :func:`skin_lesion.config.from_dict` when the node that reads
+  the group runs, which for ``reporting`` is after the training. Here every node's config is
+  built from the merged parameters first, so the same error comes before any work.
+"""
+
+from __future__ import annotations
+
+import difflib
+import logging
+import re
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from kedro.config import MissingConfigException
+from kedro.framework.hooks import hook_impl
+from kedro.framework.project import settings
+from omegaconf.errors import InterpolationResolutionError
+
+from skin_lesion.config import ConfigError, from_dict
+
+logger = logging.getLogger(__name__)
+_RESOLVER = re.compile(r"\$\{\s*runtime_params:\s*([^,}\s]+)")
+
+
+def node_configs() -> dict[str, type]:
+    """The parameter groups the nodes read, each with the dataclass it becomes."""
+    # Imported here: settings.py imports this module, and these pull in torch and timm.
+    from skin_lesion import classification, evaluation, inference, pretraining
+    from skin_lesion.pipelines.data_processing.nodes import DataProcessingParams
+
+    return {
+        "data_processing": DataProcessingParams,
+        "contrastive_pretraining": pretraining.PretrainConfig,
+        "encoder": pretraining.EncoderConfig,
+        "classifier_training": classification.ClassifierConfig,
+        "reporting": evaluation.ReportingConfig,
+        "inference": inference.InferenceConfig,
+    }
+
+
+def check_node_configs(params: Mapping[str, Any]) -> None:
+    """Build every node's config from ``params``: a bad key or value raises ``ConfigError``."""
+    for group, config_class in node_configs().items():
+        if group in params:  # a missing group is Kedro's own error, at the node
+            from_dict(config_class, params[group], group)
+
+
+def resolver_names(conf_source: str | Path, envs: Iterable[str] | None = None) -> set[str]:
+    """Every name the config files read with ``${runtime_params:...}``.
+
+    Args:
+        conf_source: The configuration folder.
+        envs: Only these environment folders (default: all); commented lines do not count.
+    """
+    root = Path(conf_source)
+    folders = [root / env for env in envs] if envs is not None else [root]
+    names: set[str] = set()
+    for folder in folders:
+        for path in sorted(folder.rglob("*")):
+            if path.suffix.lower() not in {".yml", ".yaml", ".json"} or not path.is_file():
+                continue
+            for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+                if not line.lstrip().startswith("#"):
+                    names.update(_RESOLVER.findall(line))
+    return names
+
+
+def unknown_runtime_params(
+    runtime: Iterable[str], defined: Iterable[str], resolved: Iterable[str]
+) -> list[str]:
+    """The top-level runtime names that are neither defined parameters nor resolver names.
+
+    Args:
+        runtime: The top-level keys given at run time (``--params``).
+        defined: The top-level keys of the parameter files (without the runtime ones).
+        resolved: Names read through ``${runtime_params:...}``; a dotted ``a.b`` allows ``a``.
+    """
+    allowed = set(defined) | {name.split(".")[0] for name in resolved}
+    return sorted(set(runtime) - allowed)
+
+
+def check_runtime_params(
+    runtime: Mapping[str, Any], defined: Iterable[str], resolved: Iterable[str]
+) -> None:
+    """Raise :class:`ConfigError` naming each runtime parameter nothing reads."""
+    defined, resolved = sorted(defined), sorted(resolved)
+    unknown = unknown_runtime_params(runtime, defined, resolved)
+    if not unknown:
+        return
+    known = sorted(set(defined) | set(resolved))
+    named = []
+    for name in unknown:
+        close = difflib.get_close_matches(name.replace("-", "_"), known, n=1, cutoff=0.6)
+        named.append(f"'{name}' (did you mean '{close[0]}'?)" if close else f"'{name}'")
+    raise ConfigError(
+        f"unknown runtime parameter(s) from --params: {', '.join(named)}. No parameter file "
+        "defines it and no config file reads it, so the run would ignore it. Top-level "
+        f"parameters: {defined}; names the config reads at run time: {resolved}."
+    )
+
+
+def _defined_names(loader: Any) -> set[str] | None:
+    """The top-level parameter names the files define, or None where they cannot be read."""
+    # The run's loader merges the runtime parameters into "parameters"; one made the way
+    # the session makes it, without them, gives what the files define.
+    files_only = settings.CONFIG_LOADER_CLASS(
+        conf_source=loader.conf_source, env=loader.env, **settings.CONFIG_LOADER_ARGS
+    )
+    try:
+        return set(files_only["parameters"])
+    except (MissingConfigException, InterpolationResolutionError):
+        return None  # no parameter files, or files that need the runtime values themselves
+
+
+class ParametersCheck:
+    """Kedro hook: refuse bad parameters when the context is created, before any work."""
+
+    @hook_impl(tryfirst=True)  # before kedro-mlflow's hook sets up tracking
+    def after_context_created(self, context: Any) -> None:
+        loader = context.config_loader
+        runtime = dict(getattr(loader, "runtime_params", None) or {})
+        if runtime:
+            self._check_runtime_names(loader, runtime)
+        try:
+            params = loader["parameters"]
+        except MissingConfigException:
+            return
+        check_node_configs(params)
+
+    @staticmethod
+    def _check_runtime_names(loader: Any, runtime: dict[str, Any]) -> None:
+        conf = Path(str(loader.conf_source))
+        if not conf.is_dir():  # a packaged or remote conf source: its files are not at hand
+            logger.warning("--params names not checked: the configuration %s is not a folder", conf)
+            return
+        defined = _defined_names(loader)
+        if defined is None:
+            return
+        envs = {loader.base_env, loader.env or loader.default_run_env} - {None}
+        envs = [env for env in envs if (conf / env).is_dir()]
+        check_runtime_params(runtime, defined, resolver_names(conf, envs))
