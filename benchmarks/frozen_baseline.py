@@ -8,12 +8,14 @@ same eval transform the classifier uses), fits scikit-learn's LogisticRegression
 ``class_weight='balanced'`` on standardised train features, and reports validation balanced
 accuracy and macro-F1: the bar a fine-tuned classifier has to clear. Writes JSON to
 benchmarks/results/frozen_baseline.json (``--out``); a result made with another encoder,
-weights, crop, cache or split there is not overwritten: pass another ``--out`` to keep both.
+weights, crop, cache, split (its image ids) or device there is not overwritten: pass another
+``--out`` to keep both.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import time
 from pathlib import Path
@@ -44,6 +46,12 @@ def _features(encoder, images, indices, transform, device, batch_size=256) -> np
         batch = torch.from_numpy(np.ascontiguousarray(images[rows])).to(device)
         out.append(encoder(transform(batch)).float().cpu())
     return torch.cat(out).numpy()
+
+
+def split_sha256(train_ids, val_ids) -> str:
+    """SHA-256 of the sorted train and validation image ids: which images, not only how many."""
+    text = "train:" + ",".join(sorted(train_ids)) + "\nval:" + ",".join(sorted(val_ids))
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def check_not_overwriting(path: Path, planned: dict[str, Any]) -> None:
@@ -97,13 +105,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     train, val = np.flatnonzero(split == "train"), np.flatnonzero(split == "val")
     if not len(train) or not len(val):
         raise SystemExit(f"{splits_path}: needs train and val images, has {len(train)}/{len(val)}")
+    ids = rows["image_id"].astype(str).to_numpy()
+    device = resolve_device("auto")
     planned |= {
         "cache": json.loads(json.dumps(cache.preprocessing)),
         "train_images": len(train),
         "val_images": len(val),
+        "split_sha256": split_sha256(ids[train], ids[val]),
+        "device": str(device),
     }
     check_not_overwriting(args.out, planned)
-    device = resolve_device("auto")
     encoder = create_encoder(args.encoder, weights=args.weights).eval().to(device)
     prep = resolve_preprocessing(encoder)
     transform = build_eval_transform(args.crop, prep["mean"], prep["std"]).to(device)
@@ -117,10 +128,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     model.fit(x_train, labels[train])
     predicted = model.predict(x_val)
     result = {
-        **{k: planned[k] for k in ("encoder", "weights", "crop", "cache")},
-        "device": str(device),
-        "train_images": len(train),
-        "val_images": len(val),
+        **planned,
         "val_balanced_accuracy": round(float(balanced_accuracy_score(labels[val], predicted)), 4),
         "val_macro_f1": round(float(f1_score(labels[val], predicted, average="macro")), 4),
         "seconds": round(time.perf_counter() - start, 1),
