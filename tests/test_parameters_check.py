@@ -16,6 +16,7 @@ from kedro.framework.startup import bootstrap_project
 from skin_lesion.config import ConfigError
 from skin_lesion.parameters_check import (
     ParametersCheck,
+    check_environment,
     check_runtime_params,
     resolver_names,
     unknown_runtime_params,
@@ -121,3 +122,23 @@ def test_a_packaged_conf_source_skips_the_name_check_with_a_warning(tmp_path, ca
     with caplog.at_level(logging.WARNING):
         ParametersCheck._check_runtime_names(loader, {"raw_dir": "/x", "seeed": 1})
     assert "not checked" in caplog.text and "conf.tar.gz" in caplog.text
+
+
+def test_a_mistyped_environment_is_named_before_tracking_fails_on_it(kedro_project: Path):
+    bootstrap_project(kedro_project)
+    with (
+        KedroSession.create(project_path=kedro_project, env="tset") as session,
+        pytest.raises(ConfigError, match=r"environment 'tset' not found.*'test'\?"),
+    ):
+        session.run(pipeline_names=["data_processing"])
+    assert not (kedro_project / "data" / "02_intermediate").exists()
+
+
+def test_check_environment_accepts_existing_folders_and_packaged_sources(tmp_path: Path):
+    (tmp_path / "base").mkdir()
+    (tmp_path / "cpu_quick").mkdir()
+    check_environment(tmp_path, "cpu_quick")
+    check_environment(tmp_path, None)  # Kedro's default run environment
+    check_environment(tmp_path / "conf.tar.gz", "anything")  # not a folder: not checked
+    with pytest.raises(ConfigError, match=r"'gpu' not found.*environments: \['base', 'cpu_"):
+        check_environment(tmp_path, "gpu")

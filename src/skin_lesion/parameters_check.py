@@ -1,6 +1,9 @@
 """Check the run's parameters when the Kedro context is created, before any node runs.
 
-Two mistakes would otherwise cost a run:
+Three mistakes would otherwise cost a run or hide behind another error:
+
+- ``kedro run --env cpu_quik``: no such configuration folder; Kedro runs on base alone and
+  kedro-mlflow fails on its default file store, naming neither.
 
 - ``kedro run --params seeed=1`` (or ``raw-dir=...``) is accepted by Kedro: the unknown
   top-level key is merged into the parameters, nothing reads it, and the run goes on with the
@@ -110,6 +113,23 @@ def check_runtime_params(
     )
 
 
+def check_environment(conf_source: str | Path, env: str | None) -> None:
+    """Refuse ``--env NAME`` when the configuration has no folder of that name.
+
+    Kedro would run on base alone, and kedro-mlflow, finding no ``mlflow.yml`` to merge,
+    would fail on its default file store with an error that names neither.
+    """
+    conf = Path(str(conf_source))
+    if env is None or not conf.is_dir() or (conf / env).is_dir():
+        return
+    known = sorted(p.name for p in conf.iterdir() if p.is_dir() and not p.name.startswith("."))
+    close = difflib.get_close_matches(env, known, n=1, cutoff=0.6)
+    hint = f" (did you mean '{close[0]}'?)" if close else ""
+    raise ConfigError(
+        f"environment '{env}' not found: {conf} has no folder '{env}'{hint}; environments: {known}"
+    )
+
+
 def _defined_names(loader: Any) -> set[str] | None:
     """The top-level parameter names the files define, or None where they cannot be read."""
     # The run's loader merges the runtime parameters into "parameters"; one made the way
@@ -129,6 +149,7 @@ class ParametersCheck:
     @hook_impl(tryfirst=True)  # before kedro-mlflow's hook sets up tracking
     def after_context_created(self, context: Any) -> None:
         loader = context.config_loader
+        check_environment(loader.conf_source, loader.env)
         runtime = dict(getattr(loader, "runtime_params", None) or {})
         if runtime:
             self._check_runtime_names(loader, runtime)
