@@ -30,6 +30,8 @@ def test_unknown_names_are_those_neither_defined_nor_read_by_the_config():
     runtime = ["seed", "classifier_training", "raw_dir", "inference", "seeed", "raw-dir"]
     assert unknown_runtime_params(runtime, defined, resolved) == ["raw-dir", "seeed"]
     assert unknown_runtime_params(["seed", "raw_dir"], defined, resolved) == []
+    dotted = ["classifier_training.resume", "seeed.x"]  # as KedroSession.create takes them
+    assert unknown_runtime_params(dotted, defined, resolved) == ["seeed.x"]
 
 
 def test_the_error_names_each_unknown_key_and_the_likely_intended_one():

@@ -90,7 +90,8 @@ def unknown_runtime_params(
         resolved: Names read through ``${runtime_params:...}``; a dotted ``a.b`` allows ``a``.
     """
     allowed = set(defined) | {name.split(".")[0] for name in resolved}
-    return sorted(set(runtime) - allowed)
+    # A dotted key given as such (KedroSession.create(runtime_params={"a.b": 1})) sets a.b.
+    return sorted(name for name in set(runtime) if name.split(".")[0] not in allowed)
 
 
 def check_runtime_params(
