@@ -55,7 +55,7 @@ def split_sha256(train_ids, val_ids) -> str:
 
 
 def check_not_overwriting(path: Path, planned: dict[str, Any]) -> None:
-    """Refuse to replace a result made with other settings (encoder, crop, cache, split).
+    """Refuse to replace a result made with other settings (encoder, crop, cache, split, device).
 
     Raises:
         SystemExit: Naming the file, each setting that differs, and ``--out``.
@@ -87,8 +87,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Run the baseline, write and print its validation scores; return the record."""
     args = parse_args(argv)
-    planned: dict[str, Any] = {"encoder": args.encoder, "weights": args.weights}
-    planned["crop"] = args.crop
+    planned: dict[str, Any] = {"encoder": args.encoder, "weights": args.weights, "crop": args.crop}
     check_not_overwriting(args.out, planned)  # before any work
     cache_dir = args.data_dir / "02_intermediate/image_cache"
     splits_path = args.data_dir / "05_model_input/splits.parquet"

@@ -4,7 +4,6 @@ Three mistakes would otherwise cost a run or hide behind another error:
 
 - ``kedro run --env cpu_quik``: no such configuration folder; Kedro runs on base alone and
   kedro-mlflow fails on its default file store, naming neither.
-
 - ``kedro run --params seeed=1`` (or ``raw-dir=...``) is accepted by Kedro: the unknown
   top-level key is merged into the parameters, nothing reads it, and the run goes on with the
   default seed (or data folder) without a word. A top-level runtime name is accepted when the
