@@ -111,6 +111,20 @@ def test_history_reports_falling_loss_and_throughput(tmp_path):
     assert all(h["img_per_s"] > 0 for h in history)
 
 
+def test_fresh_run_over_an_interrupted_one_warns_and_a_finished_one_does_not(tmp_path, caplog):
+    store = CheckpointStore(tmp_path)
+    with pytest.raises(RuntimeError, match="power cut"):
+        _fit(store, epochs=4, crash_at=2)
+    with caplog.at_level(logging.WARNING, logger="skin_lesion.engine"):
+        _fit(store, epochs=2)  # resume not asked: the interrupted run is discarded
+    assert "interrupted run in" in caplog.text and "(2 of 4 epochs done)" in caplog.text
+    assert "set resume: true" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="skin_lesion.engine"):
+        _fit(store, epochs=3)  # the previous run finished its 2 epochs: nothing lost
+    assert "interrupted" not in caplog.text
+
+
 def test_fresh_run_clears_old_checkpoint(tmp_path):
     store = CheckpointStore(tmp_path)
     _fit(store, epochs=2)
@@ -124,8 +138,20 @@ def test_resume_refuses_other_parameters(tmp_path):
     state = store.latest()
     state["params"] = {"lr": 0.1}
     store.save(state)
-    with pytest.raises(ValueError, match=r"cannot resume.*'lr': 0.1"):
+    with pytest.raises(ValueError, match=r"cannot resume: the saved run differs in lr: 0.1 before"):
         _fit(store, epochs=2, resume=True)
+
+
+def test_parameter_differences_name_each_changed_key():
+    saved = {"seed": 1, "train": {"lr": 0.1, "epochs": 3, "augment": {"p": 0.5}}, "old": 1}
+    now = {"seed": 1, "train": {"lr": 0.2, "epochs": 3, "augment": {"p": 0.4}}, "new": 2}
+    assert engine.parameter_differences(saved, now) == [
+        "new: unset before, now 2",
+        "old: 1 before, now unset",
+        "train.augment.p: 0.5 before, now 0.4",
+        "train.lr: 0.1 before, now 0.2",
+    ]
+    assert engine.parameter_differences(saved, saved) == []
 
 
 def test_nan_loss_names_epoch_and_step():

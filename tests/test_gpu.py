@@ -69,7 +69,7 @@ def test_classifier_resumes_on_cuda(kedro_project):
     run_kedro(kedro_project, "contrastive_pretraining", device="cuda")
     run_kedro(kedro_project, "classifier_training", device="cuda")
     run_kedro(
-        kedro_project, "classifier_training", device="cuda", **{"classifier_training.resume": True}
+        kedro_project, "classifier_training", device="cuda", classifier_training={"resume": True}
     )
     history = json.loads(
         (kedro_project / "data" / "08_reporting" / "training_history.json").read_text()

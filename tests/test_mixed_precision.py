@@ -97,5 +97,14 @@ def test_fp16_with_loss_scaling_trains_and_resumes(
     scalers = [torch.load(p, map_location="cpu", weights_only=False).get("scaler") for p in latest]
     assert any(s and 0 < s.get("scale", 0) < 2.0**40 for s in scalers), scalers
     # Resuming restores the scaler with the rest and finishes the same run.
-    run_kedro(kedro_project, "classifier_training", **{"classifier_training.resume": True})
+    # The run is complete, so resuming trains no further epoch (a fresh run would).
+    epochs = []
+    train_one_epoch = engine.train_one_epoch
+    monkeypatch.setattr(
+        engine,
+        "train_one_epoch",
+        lambda *a, **k: epochs.append(k["epoch"]) or train_one_epoch(*a, **k),
+    )
+    run_kedro(kedro_project, "classifier_training", classifier_training={"resume": True})
+    assert epochs == []
     _float32_state(models / "classifier.pt")

@@ -30,8 +30,18 @@ def test_unknown_names_are_those_neither_defined_nor_read_by_the_config():
     runtime = ["seed", "classifier_training", "raw_dir", "inference", "seeed", "raw-dir"]
     assert unknown_runtime_params(runtime, defined, resolved) == ["raw-dir", "seeed"]
     assert unknown_runtime_params(["seed", "raw_dir"], defined, resolved) == []
-    dotted = ["classifier_training.resume", "seeed.x"]  # as KedroSession.create takes them
-    assert unknown_runtime_params(dotted, defined, resolved) == ["seeed.x"]
+    # KedroSession.create keeps a dotted key as one literal name, which nothing reads.
+    dotted = ["classifier_training.resume", "seeed.x"]
+    assert unknown_runtime_params(dotted, defined, resolved) == dotted
+
+
+def test_a_dotted_key_in_python_is_refused_with_the_nested_form():
+    with pytest.raises(ConfigError) as error:
+        check_runtime_params({"classifier_training.resume": True}, ["classifier_training"], [])
+    assert (
+        "'classifier_training.resume' (a dotted key is split only on the command line; in "
+        "Python pass runtime_params={'classifier_training': {'resume': ...}})"
+    ) in str(error.value)
 
 
 def test_the_error_names_each_unknown_key_and_the_likely_intended_one():

@@ -30,6 +30,7 @@ from skin_lesion.classifier import (
     HeadConfig,
     unfreeze_last_stages,
 )
+from skin_lesion.config import check_at_least, check_probability
 from skin_lesion.ema import EmaConfig, StepEma
 from skin_lesion.losses import build_classification_loss
 from skin_lesion.prediction import predict_proba
@@ -47,6 +48,9 @@ class WarmupConfig:
 
     epochs: int = 2
     optim: engine.OptimConfig = field(default_factory=lambda: engine.OptimConfig(lr=1e-3))
+
+    def __post_init__(self) -> None:
+        check_at_least(self, 0, "epochs")
 
 
 @dataclass(frozen=True)
@@ -66,6 +70,10 @@ class FinetuneConfig:
     unfreeze_stages: int | None = None
     optim: engine.OptimConfig = field(default_factory=lambda: engine.OptimConfig(lr=1e-3))
 
+    def __post_init__(self) -> None:
+        check_at_least(self, 0, "epochs", "encoder_lr_scale")
+        check_at_least(self, 1, "unfreeze_stages")
+
 
 @dataclass(frozen=True)
 class LossConfig:
@@ -75,6 +83,16 @@ class LossConfig:
     gamma: float = 2.0
     alpha: str | tuple[float, ...] | None = "inverse"
     label_smoothing: float = 0.0
+
+    def __post_init__(self) -> None:
+        check_at_least(self, 0, "gamma")
+        check_probability(self, "label_smoothing", below_one=True)
+        if isinstance(self.alpha, str) and self.alpha not in ("inverse", "none"):
+            raise ValueError(
+                f"alpha must be 'inverse', 'none', null or one weight per class, got {self.alpha!r}"
+            )
+        if isinstance(self.alpha, tuple) and not all(a >= 0 for a in self.alpha):
+            raise ValueError(f"alpha weights must be >= 0, got {list(self.alpha)}")
 
 
 @dataclass(frozen=True)
@@ -86,6 +104,10 @@ class MixConfig:
     prob: float = 1.0
     switch_prob: float = 0.5
 
+    def __post_init__(self) -> None:
+        check_at_least(self, 0, "mixup_alpha", "cutmix_alpha")
+        check_probability(self, "prob", "switch_prob")
+
 
 @dataclass(frozen=True)
 class EarlyStoppingConfig:
@@ -93,6 +115,9 @@ class EarlyStoppingConfig:
 
     metric: Literal["balanced_accuracy", "macro_f1"] = "balanced_accuracy"
     patience: int = 5
+
+    def __post_init__(self) -> None:
+        check_at_least(self, 1, "patience")
 
 
 @dataclass(frozen=True)
@@ -117,6 +142,14 @@ class ClassifierConfig:
     ema: EmaConfig = field(default_factory=EmaConfig)
     early_stopping: EarlyStoppingConfig = field(default_factory=EarlyStoppingConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+    def __post_init__(self) -> None:
+        check_at_least(self, 1, "batch_size", "eval_batch_size")
+        if self.warmup.epochs + self.finetune.epochs == 0:
+            raise ValueError(
+                "warmup.epochs and finetune.epochs are both 0: there is nothing to train "
+                "(set either to 1 or more)"
+            )
 
 
 def build_finetune_optimizer(model: Classifier, config: FinetuneConfig) -> torch.optim.AdamW:

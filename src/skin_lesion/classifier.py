@@ -19,6 +19,7 @@ from torch import nn
 from skin_lesion import engine
 from skin_lesion.augment import build_eval_transform
 from skin_lesion.checkpoints import require_kind
+from skin_lesion.config import check_at_least, check_probability
 from skin_lesion.models import encoder_architecture
 from skin_lesion.prediction import predict_proba
 from skin_lesion.tabular import MetadataEncoder
@@ -32,6 +33,10 @@ class HeadConfig:
 
     hidden_dim: int = 512
     dropout: float = 0.3
+
+    def __post_init__(self) -> None:
+        check_at_least(self, 0, "hidden_dim")
+        check_probability(self, "dropout", below_one=True)
 
 
 class Classifier(nn.Module):

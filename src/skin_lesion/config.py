@@ -56,7 +56,30 @@ def from_dict(cls: type[T], data: Mapping[str, Any] | None, path: str = "") -> T
                 raise ConfigError(f"{where}: required key '{name}' is missing")
             continue
         kwargs[name] = _convert(hints[name], data[name], key_path)
-    return cls(**kwargs)
+    try:
+        return cls(**kwargs)
+    except ConfigError:
+        raise
+    except ValueError as exc:  # a range check in the dataclass's __post_init__
+        raise ConfigError(f"{where}: {exc}") from exc
+
+
+def check_at_least(owner: Any, minimum: float, *names: str) -> None:
+    """Raise ``ValueError`` unless each named attribute (skipping None) is >= ``minimum``."""
+    for name in names:
+        value = getattr(owner, name)
+        if value is not None and not value >= minimum:
+            raise ValueError(f"{name} must be >= {minimum:g}, got {value!r}")
+
+
+def check_probability(owner: Any, *names: str, below_one: bool = False) -> None:
+    """Raise ``ValueError`` unless each named attribute lies in [0, 1] (or [0, 1))."""
+    for name in names:
+        value = getattr(owner, name)
+        inside = 0.0 <= value < 1.0 if below_one else 0.0 <= value <= 1.0
+        if not inside:
+            interval = "[0, 1)" if below_one else "[0, 1]"
+            raise ValueError(f"{name} must lie in {interval}, got {value!r}")
 
 
 def _convert(hint: Any, value: Any, path: str) -> Any:

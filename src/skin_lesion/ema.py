@@ -8,6 +8,8 @@ from typing import Any
 from timm.utils import ModelEmaV3
 from torch import nn
 
+from skin_lesion.config import check_probability
+
 
 @dataclass(frozen=True)
 class EmaConfig:
@@ -23,6 +25,9 @@ class EmaConfig:
     enabled: bool = True
     decay: float = 0.998
     warmup: bool = True
+
+    def __post_init__(self) -> None:
+        check_probability(self, "decay", below_one=True)
 
 
 class StepEma:

@@ -21,6 +21,8 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from skin_lesion.config import check_at_least, check_probability
+
 logger = logging.getLogger(__name__)
 
 # step(model, batch) -> loss; the batch is a ``batches.Batch``.
@@ -50,6 +52,14 @@ class OptimConfig:
     warmup_epochs: float = 1.0
     min_lr_ratio: float = 0.01
     grad_clip: float | None = 1.0
+
+    def __post_init__(self) -> None:
+        if not self.lr > 0:
+            raise ValueError(f"lr must be > 0, got {self.lr!r}")
+        if self.grad_clip is not None and not self.grad_clip > 0:
+            raise ValueError(f"grad_clip must be > 0 or null (off), got {self.grad_clip!r}")
+        check_at_least(self, 0, "weight_decay", "warmup_epochs")
+        check_probability(self, "min_lr_ratio")
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -334,6 +344,8 @@ def fit(
             logger.warning(
                 "%s: resume asked, but %s holds no checkpoint: from epoch 0", desc, store
             )
+        else:
+            _warn_if_interrupted(store, epochs, desc)
         store.clear()
     for epoch in range(start_epoch, epochs):
         stats = train_one_epoch(
@@ -362,6 +374,7 @@ def fit(
                 {
                     **describe(epoch, history),
                     "epoch": epoch,
+                    "epochs": epochs,
                     "history": history,
                     "stopped": stop,
                     "optimizer": optimizer.state_dict(),
@@ -377,6 +390,26 @@ def fit(
     return history
 
 
+def _warn_if_interrupted(store: Any, epochs: int, desc: str) -> None:
+    """Say so when a fresh run is about to discard an unfinished run's checkpoint."""
+    try:
+        previous = store.latest()
+    except Exception:  # an unreadable leftover is discarded all the same
+        previous = None
+    if previous is None or previous.get("stopped"):
+        return
+    done, planned = previous.get("epoch", -1) + 1, previous.get("epochs", epochs)
+    if done < planned:
+        logger.warning(
+            "%s: starting over: the interrupted run in %s (%d of %d epochs done) is "
+            "discarded; set resume: true to continue it instead",
+            desc,
+            store,
+            done,
+            planned,
+        )
+
+
 # Parameters that may change between an interrupted run and its resumption.
 RESUME_EXEMPT_KEYS = frozenset({"resume", "progress", "compile"})
 
@@ -387,11 +420,28 @@ def _strip(params: Any) -> Any:
     return params
 
 
+def parameter_differences(saved: Any, now: Any, path: str = "") -> list[str]:
+    """Each dotted key whose value differs between two nested parameter dicts, as text."""
+    if isinstance(saved, dict) and isinstance(now, dict):
+        differences = []
+        for key in sorted(set(saved) | set(now), key=str):
+            where = f"{path}.{key}" if path else str(key)
+            if key not in saved:
+                differences.append(f"{where}: unset before, now {now[key]!r}")
+            elif key not in now:
+                differences.append(f"{where}: {saved[key]!r} before, now unset")
+            else:
+                differences.extend(parameter_differences(saved[key], now[key], where))
+        return differences
+    return [] if saved == now else [f"{path or 'params'}: {saved!r} before, now {now!r}"]
+
+
 def _check_resumable(latest: dict[str, Any], current: dict[str, Any]) -> None:
-    """Refuse to resume a run whose parameters differ from the current ones."""
-    saved, now = _strip(latest.get("params")), _strip(current.get("params"))
-    if saved != now:
+    """Refuse to resume a run whose parameters differ from the current ones, naming them."""
+    differences = parameter_differences(_strip(latest.get("params")), _strip(current.get("params")))
+    if differences:
         raise ValueError(
-            "cannot resume: the saved run used different parameters "
-            f"(saved {saved}, now {now}); set resume: false to start over"
+            "cannot resume: the saved run differs in "
+            + "; ".join(differences)
+            + ". Restore those values, or set resume: false to start over"
         )

@@ -23,7 +23,7 @@ from skin_lesion import calibration as cal
 from skin_lesion import metrics as m
 from skin_lesion.augment import AugmentConfig, build_eval_transform, build_train_augment
 from skin_lesion.classifier import classifier_from_checkpoint, predict_with_checkpoint
-from skin_lesion.config import from_dict
+from skin_lesion.config import check_at_least, from_dict
 from skin_lesion.gradcam import gradcam_heatmaps
 from skin_lesion.tabular import MetadataEncoder
 
@@ -39,6 +39,11 @@ class BootstrapConfig:
 
     n_resamples: int = 1000
     confidence: float = 0.95
+
+    def __post_init__(self) -> None:
+        check_at_least(self, 1, "n_resamples")
+        if not 0 < self.confidence < 1:
+            raise ValueError(f"confidence must lie in (0, 1), got {self.confidence!r}")
 
 
 @dataclass(frozen=True)
@@ -68,6 +73,16 @@ class ReportingConfig:
     augment_examples: int = 4
     augment_views: int = 5
     progress: bool = True
+
+    def __post_init__(self) -> None:
+        check_at_least(self, 1, "batch_size", "calibration_bins", "augment_views")
+        check_at_least(self, 0, "gradcam_per_class", "augment_examples")
+        if not 0 < self.target_sensitivity <= 1:
+            raise ValueError(
+                f"target_sensitivity must lie in (0, 1], got {self.target_sensitivity!r}"
+            )
+        if not self.tsne_perplexity > 0:
+            raise ValueError(f"tsne_perplexity must be > 0, got {self.tsne_perplexity!r}")
 
 
 def predict_split(

@@ -22,7 +22,7 @@ import torch
 from skin_lesion.calibration import apply_temperature
 from skin_lesion.checkpoints import require_kind
 from skin_lesion.classifier import CHECKPOINT_KIND, predict_with_checkpoint
-from skin_lesion.config import from_dict
+from skin_lesion.config import check_at_least, from_dict
 from skin_lesion.evaluation import explain
 from skin_lesion.images import IMAGE_SUFFIXES, build_image_cache
 from skin_lesion.preprocessing import PreprocessConfig
@@ -55,6 +55,9 @@ class InferenceConfig:
     workers: int | None = None
     gradcam: bool = False
     progress: bool = True
+
+    def __post_init__(self) -> None:
+        check_at_least(self, 1, "batch_size", "workers")
 
 
 def operating_tta(operating_point: Mapping[str, Any], requested: str | None) -> str:

@@ -38,6 +38,15 @@ class MetadataConfig:
     min_age: float = 0.0
     max_age: float = 120.0
 
+    def __post_init__(self) -> None:
+        if not self.sexes:
+            raise ValueError("sexes must name at least one allowed value")
+        if not 0 <= self.min_age <= self.max_age:
+            raise ValueError(
+                f"ages must satisfy 0 <= min_age <= max_age, got min_age={self.min_age!r}, "
+                f"max_age={self.max_age!r}"
+            )
+
 
 class InvalidDataError(ValueError):
     """Input rows or files that fail validation, named in the message."""

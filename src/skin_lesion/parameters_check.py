@@ -20,7 +20,7 @@ from __future__ import annotations
 import difflib
 import logging
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -53,9 +53,42 @@ def node_configs() -> dict[str, type]:
 
 def check_node_configs(params: Mapping[str, Any]) -> None:
     """Build every node's config from ``params``: a bad key or value raises ``ConfigError``."""
+    check_run_settings(params)
     for group, config_class in node_configs().items():
         if group in params:  # a missing group is Kedro's own error, at the node
             from_dict(config_class, params[group], group)
+
+
+def check_run_settings(params: Mapping[str, Any]) -> None:
+    """Check the top-level ``seed``, ``device`` and ``classes`` that several nodes read."""
+    if "seed" in params:
+        seed = params["seed"]
+        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+            raise ConfigError(f"seed: expected a non-negative integer, got {seed!r}")
+    if "device" in params:
+        from skin_lesion.engine import resolve_device  # torch, imported only when needed
+
+        device = params["device"]
+        if not isinstance(device, str):
+            raise ConfigError(f"device: expected auto, cpu, cuda, cuda:N or mps, got {device!r}")
+        try:
+            resolve_device(device)
+        except RuntimeError as exc:
+            raise ConfigError(f"device: {exc} (use auto, cpu, cuda, cuda:N or mps)") from exc
+    if "classes" in params:
+        classes = params["classes"]
+        if (
+            isinstance(classes, str)
+            or not isinstance(classes, Sequence)
+            or not all(isinstance(c, str) and c for c in classes)
+        ):
+            raise ConfigError(f"classes: expected a list of class names, got {classes!r}")
+        repeated = sorted({c for c in classes if list(classes).count(c) > 1})
+        if repeated or len(classes) < 2:
+            raise ConfigError(
+                f"classes: expected two or more distinct names, got {list(classes)}"
+                + (f" ({repeated} repeated)" if repeated else "")
+            )
 
 
 def resolver_names(conf_source: str | Path, envs: Iterable[str] | None = None) -> set[str]:
@@ -89,8 +122,9 @@ def unknown_runtime_params(
         resolved: Names read through ``${runtime_params:...}``; a dotted ``a.b`` allows ``a``.
     """
     allowed = set(defined) | {name.split(".")[0] for name in resolved}
-    # A dotted key given as such (KedroSession.create(runtime_params={"a.b": 1})) sets a.b.
-    return sorted(name for name in set(runtime) if name.split(".")[0] not in allowed)
+    # The CLI splits --params a.b=1 into {"a": {"b": 1}}; a dotted key handed to
+    # KedroSession.create as such stays one literal top-level name that nothing reads.
+    return sorted(name for name in set(runtime) if name not in allowed)
 
 
 def check_runtime_params(
@@ -104,6 +138,14 @@ def check_runtime_params(
     known = sorted(set(defined) | set(resolved))
     named = []
     for name in unknown:
+        head, dot, rest = name.partition(".")
+        if dot and head in known:
+            nested = "{" + f"'{head}': " + "{" + f"'{rest}': ..." + "}}"
+            named.append(
+                f"'{name}' (a dotted key is split only on the command line; in Python pass "
+                f"runtime_params={nested})"
+            )
+            continue
         close = difflib.get_close_matches(name.replace("-", "_"), known, n=1, cutoff=0.6)
         named.append(f"'{name}' (did you mean '{close[0]}'?)" if close else f"'{name}'")
     raise ConfigError(

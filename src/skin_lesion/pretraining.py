@@ -19,6 +19,7 @@ from skin_lesion import engine
 from skin_lesion.augment import AugmentConfig, build_eval_transform, build_train_augment, two_views
 from skin_lesion.batches import Batch, BatchSource, Placement
 from skin_lesion.checkpoints import CheckpointStore, require_kind, to_cpu
+from skin_lesion.config import check_at_least
 from skin_lesion.losses import SupConLoss
 from skin_lesion.models import (
     ContrastiveModel,
@@ -57,6 +58,9 @@ class ProjectionConfig:
 
     hidden_dim: int | None = None
     out_dim: int = 128
+
+    def __post_init__(self) -> None:
+        check_at_least(self, 1, "hidden_dim", "out_dim")
 
 
 @dataclass(frozen=True)
@@ -99,6 +103,12 @@ class PretrainConfig:
     projection: ProjectionConfig = field(default_factory=ProjectionConfig)
     optim: engine.OptimConfig = field(default_factory=engine.OptimConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+    def __post_init__(self) -> None:
+        check_at_least(self, 0, "epochs")
+        check_at_least(self, 1, "batch_size", "embed_batch_size")
+        if not self.temperature > 0:
+            raise ValueError(f"temperature must be > 0, got {self.temperature!r}")
 
 
 def build_model(encoder: EncoderConfig, projection: ProjectionConfig) -> ContrastiveModel:

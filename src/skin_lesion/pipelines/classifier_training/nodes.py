@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Any
 
 import pandas as pd
 
-from skin_lesion import classification, engine
+from skin_lesion import classification, engine, lineage
 from skin_lesion.checkpoints import CheckpointStore
 from skin_lesion.config import from_dict
 from skin_lesion.images import ImageCache
+from skin_lesion.preprocessing import PreprocessConfig
+from skin_lesion.pretraining import EncoderConfig
 from skin_lesion.splits import align_to_cache
 
 METADATA_COLUMNS = ["image_id", "age", "sex", "localization"]
@@ -25,6 +28,8 @@ def train_classifier(
     params: dict[str, Any],
     seed: int,
     device: str,
+    encoder: dict[str, Any] | None = None,
+    preprocessing: dict[str, Any] | None = None,
 ) -> tuple[dict[str, Any], list[dict[str, Any]], pd.DataFrame]:
     """Fine-tune the classifier on train, choose the best epoch on val (test untouched).
 
@@ -38,11 +43,43 @@ def train_classifier(
         params: ``params:classifier_training``.
         seed: ``params:seed``.
         device: ``params:device``.
+        encoder: ``params:encoder``; ``pretrained_encoder`` must have been built from it.
+        preprocessing: ``params:data_processing.preprocessing``; the cache must have been
+            made with it.
 
     Returns:
-        The ``classifier`` checkpoint, ``training_history`` and ``val_predictions``.
+        The ``classifier`` checkpoint, ``training_history`` and ``val_predictions``. The
+        checkpoint's ``params`` record the split's fingerprint, which reporting checks.
+
+    Raises:
+        lineage.StaleInputError: When the cache, or a pretrained encoder, was made from
+            other settings or splits than the current ones (naming the pipeline to rerun).
     """
     config = from_dict(classification.ClassifierConfig, params, "classifier_training")
+    if preprocessing is not None:
+        lineage.check_cache_settings(
+            image_cache.preprocessing,
+            from_dict(PreprocessConfig, preprocessing, "data_processing.preprocessing").to_dict(),
+        )
+    if encoder is not None:
+        wanted = asdict(from_dict(EncoderConfig, encoder, "encoder"))
+        lineage.check_encoder_settings(pretrained_encoder, wanted)
+    if pretrained_encoder.get("history"):  # SupCon learnt from labels: same splits needed
+        lineage.check_checkpoint_inputs(
+            pretrained_encoder,
+            "pretrained_encoder",
+            "contrastive_pretraining",
+            splits=splits,
+            cache_preprocessing=image_cache.preprocessing,
+        )
+    else:  # initial weights: only the cache they will see is current
+        pretrained_encoder = {
+            **pretrained_encoder,
+            "preprocessing": {
+                **pretrained_encoder["preprocessing"],
+                "cache": image_cache.preprocessing,
+            },
+        }
     rows = align_to_cache(image_cache.image_ids, splits).merge(
         cached_metadata[METADATA_COLUMNS], on="image_id", how="left", validate="one_to_one"
     )
@@ -54,6 +91,11 @@ def train_classifier(
         config=config,
         seed=seed,
         device=engine.resolve_device(device),
-        params={"classifier_training": params, "seed": seed, "classes": list(classes)},
+        params={
+            "classifier_training": params,
+            "seed": seed,
+            "classes": list(classes),
+            lineage.SPLIT_KEY: lineage.split_fingerprint(splits),
+        },
         store=classifier_run,
     )

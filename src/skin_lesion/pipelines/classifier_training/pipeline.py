@@ -21,6 +21,8 @@ def create_pipeline(**kwargs) -> Pipeline:
                     "params:classifier_training",
                     "params:seed",
                     "params:device",
+                    "params:encoder",
+                    "params:data_processing.preprocessing",
                 ],
                 ["classifier", "training_history", "val_predictions"],
                 name="train_classifier",

@@ -8,11 +8,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from skin_lesion import engine
+from skin_lesion import engine, lineage
 from skin_lesion import pretraining as supcon
 from skin_lesion.checkpoints import CheckpointStore
 from skin_lesion.config import from_dict
 from skin_lesion.images import ImageCache
+from skin_lesion.preprocessing import PreprocessConfig
 from skin_lesion.splits import align_to_cache
 
 logger = logging.getLogger(__name__)
@@ -26,6 +27,7 @@ def pretrain_encoder(
     params: dict[str, Any],
     seed: int,
     device: str,
+    preprocessing: dict[str, Any] | None = None,
 ) -> tuple[dict[str, Any], list[dict[str, float]]]:
     """Pretrain the encoder with SupCon on the train split only.
 
@@ -37,12 +39,21 @@ def pretrain_encoder(
         params: ``params:contrastive_pretraining``.
         seed: ``params:seed``.
         device: ``params:device`` (``auto``, ``cuda``, ``cpu``, ...).
+        preprocessing: ``params:data_processing.preprocessing``; the cache must have been
+            made with it (a cache left from other settings is refused).
 
     Returns:
         The ``pretrained_encoder`` checkpoint and the per-epoch ``pretraining_history``.
+        The checkpoint's ``params`` record the split's fingerprint, so that a later stage
+        (and ``resume``) can tell when the splits have changed since.
     """
     config = from_dict(supcon.PretrainConfig, params, "contrastive_pretraining")
     encoder_config = from_dict(supcon.EncoderConfig, encoder, "encoder")
+    if preprocessing is not None:
+        lineage.check_cache_settings(
+            image_cache.preprocessing,
+            from_dict(PreprocessConfig, preprocessing, "data_processing.preprocessing").to_dict(),
+        )
     rows = align_to_cache(image_cache.image_ids, splits)
     checkpoint, history = supcon.pretrain(
         image_cache.images,
@@ -53,7 +64,12 @@ def pretrain_encoder(
         seed=seed,
         device=engine.resolve_device(device),
         cache_preprocessing=image_cache.preprocessing,
-        params={"encoder": encoder, "contrastive_pretraining": params, "seed": seed},
+        params={
+            "encoder": encoder,
+            "contrastive_pretraining": params,
+            "seed": seed,
+            lineage.SPLIT_KEY: lineage.split_fingerprint(splits),
+        },
         store=pretraining_run,
     )
     return checkpoint, history
@@ -73,6 +89,14 @@ def export_embeddings(
         projection ``z0 .. z{d-1}`` (no rows when ``export_embeddings`` is false).
     """
     config = from_dict(supcon.PretrainConfig, params, "contrastive_pretraining")
+    if pretrained_encoder.get("history"):  # trained on labels: must match the current splits
+        lineage.check_checkpoint_inputs(
+            pretrained_encoder,
+            "pretrained_encoder",
+            "contrastive_pretraining",
+            splits=splits,
+            cache_preprocessing=image_cache.preprocessing,
+        )
     rows = align_to_cache(image_cache.image_ids, splits)
     chosen = np.flatnonzero(rows["split"].isin(["val", "test"]).to_numpy())
     if not config.export_embeddings:

@@ -19,6 +19,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                     "params:contrastive_pretraining",
                     "params:seed",
                     "params:device",
+                    "params:data_processing.preprocessing",
                 ],
                 ["pretrained_encoder", "pretraining_history"],
                 name="pretrain_encoder",

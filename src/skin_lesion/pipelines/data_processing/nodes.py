@@ -11,7 +11,7 @@ import pandas as pd
 
 from skin_lesion import metadata as meta
 from skin_lesion import splits as splitting
-from skin_lesion.config import from_dict
+from skin_lesion.config import check_at_least, from_dict
 from skin_lesion.images import ImageCache, build_image_cache
 from skin_lesion.preprocessing import PreprocessConfig
 
@@ -27,6 +27,9 @@ class DataProcessingParams:
     preprocessing: PreprocessConfig = field(default_factory=PreprocessConfig)
     workers: int | None = None
     split: splitting.SplitConfig = field(default_factory=splitting.SplitConfig)
+
+    def __post_init__(self) -> None:
+        check_at_least(self, 1, "workers")
 
 
 def _params(params: dict[str, Any]) -> DataProcessingParams:

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from skin_lesion import calibration, figures, provenance, report
+from skin_lesion import calibration, figures, lineage, provenance, report
 from skin_lesion import evaluation as ev
 from skin_lesion.config import from_dict
 from skin_lesion.engine import resolve_device
@@ -34,8 +34,20 @@ def _rows(image_cache: ImageCache, splits: pd.DataFrame, cached_metadata: pd.Dat
     )
 
 
+def _check_classifier(classifier: dict[str, Any], image_cache: ImageCache, splits) -> None:
+    """Refuse a classifier trained on other splits or another cache than the current ones."""
+    lineage.check_checkpoint_inputs(
+        classifier,
+        "classifier",
+        "classifier_training",
+        splits=splits,
+        cache_preprocessing=image_cache.preprocessing,
+    )
+
+
 def _predict(split: str, classifier, image_cache, splits, cached_metadata, params, device):
     """``split`` through the classifier, with reporting's TTA and batch size."""
+    _check_classifier(classifier, image_cache, splits)
     return ev.predict_split(
         classifier,
         image_cache.images,
@@ -222,6 +234,7 @@ def plot_gradcam(
 ) -> bytes:
     """Grad-CAM overlays for correct and wrong test images of each class."""
     classes = classifier["class_names"]
+    _check_classifier(classifier, image_cache, splits)
     chosen = ev.pick_gradcam_examples(test_predictions, classes, _config(params).gradcam_per_class)
     rows = _rows(image_cache, splits, cached_metadata)
     panels = ev.gradcam_panels(

@@ -1,0 +1,136 @@
+"""What a trained model was made from, and a check that it still matches the inputs at hand.
+
+Kedro reruns only the pipelines asked for. After a new split (another ``seed`` or
+``validation_fold``) or a new image cache (other preprocessing), ``kedro run --pipeline
+reporting`` would score the old classifier on test images it may have trained on, and
+``classifier_training`` would fine-tune a SupCon encoder that learnt from the old labels.
+Each checkpoint therefore records the split's fingerprint and the cache's settings, and the
+stage that reads it checks them against its own inputs, naming the pipeline to rerun.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from typing import Any
+
+import pandas as pd
+
+SPLIT_KEY = "split_sha256"
+
+
+class StaleInputError(RuntimeError):
+    """A checkpoint was made from other splits or another image cache than the current ones."""
+
+
+def split_fingerprint(splits: pd.DataFrame) -> str:
+    """SHA-256 of every ``image_id, label, split`` triple, in image_id order.
+
+    Two splits files share it exactly when every image has the same label and split; the
+    fold column and row order do not count.
+    """
+    missing = {"image_id", "label", "split"} - set(splits.columns)
+    if missing:
+        raise ValueError(f"splits lack column(s) {sorted(missing)}")
+    ordered = splits.sort_values("image_id", kind="stable")
+    digest = hashlib.sha256()
+    for image_id, label, split in zip(
+        ordered["image_id"], ordered["label"], ordered["split"], strict=True
+    ):
+        digest.update(f"{image_id},{int(label)},{split}\n".encode())
+    return digest.hexdigest()
+
+
+def _canonical(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+def check_checkpoint_inputs(
+    checkpoint: Mapping[str, Any],
+    what: str,
+    rerun: str,
+    *,
+    splits: pd.DataFrame | None = None,
+    cache_preprocessing: Mapping[str, Any] | None = None,
+) -> None:
+    """Refuse ``checkpoint`` when it was made from other splits or another cache.
+
+    Args:
+        checkpoint: A ``pretrained_encoder`` or ``classifier`` checkpoint.
+        what: Its catalog name, for the message.
+        rerun: The pipeline that remakes it from the current inputs.
+        splits: The current splits; compared with the recorded fingerprint.
+        cache_preprocessing: The current ``image_cache.preprocessing``; compared with the
+            settings of the cache the checkpoint was trained on.
+
+    Raises:
+        StaleInputError: Naming what differs and the command that fixes it. A checkpoint
+            without a recorded fingerprint (made before it was recorded) passes the split
+            check.
+    """
+    problems = []
+    recorded = (checkpoint.get("params") or {}).get(SPLIT_KEY)
+    if splits is not None and recorded is not None:
+        current = split_fingerprint(splits)
+        if recorded != current:
+            problems.append(
+                f"it was trained on other splits (fingerprint {recorded[:12]}) than the current "
+                f"`splits` ({current[:12]}), so images now in val or test may have been training "
+                "images"
+            )
+    trained_on = (checkpoint.get("preprocessing") or {}).get("cache")
+    current_cache = None if cache_preprocessing is None else _canonical(dict(cache_preprocessing))
+    if trained_on is not None and current_cache not in (None, _canonical(trained_on)):
+        problems.append(
+            f"it was trained on an image cache made with {_canonical(trained_on)}, but the "
+            f"current `image_cache` was made with {current_cache}"
+        )
+    if problems:
+        raise StaleInputError(
+            f"`{what}` is stale: {'; and '.join(problems)}. Rerun "
+            f"`kedro run --pipelines {rerun}` (add the same --env/--params) to remake it "
+            "from the current inputs."
+        )
+
+
+def check_cache_settings(
+    cache_preprocessing: Mapping[str, Any], configured: Mapping[str, Any]
+) -> None:
+    """Refuse an image cache made with other preprocessing than the parameters now say.
+
+    Args:
+        cache_preprocessing: ``image_cache.preprocessing`` (what the cache was made with).
+        configured: ``PreprocessConfig.to_dict()`` of ``data_processing.preprocessing``.
+    """
+    if _canonical(dict(cache_preprocessing)) != _canonical(dict(configured)):
+        raise StaleInputError(
+            "`image_cache` is stale: it was made with preprocessing "
+            f"{_canonical(dict(cache_preprocessing))}, but data_processing.preprocessing is now "
+            f"{_canonical(dict(configured))}. Rerun `kedro run --pipelines data_processing` "
+            "(add the same --env/--params) to remake it, or restore the settings."
+        )
+
+
+def check_encoder_settings(pretrained: Mapping[str, Any], encoder: Mapping[str, Any]) -> None:
+    """Refuse a ``pretrained_encoder`` built from another ``encoder`` than the parameters say.
+
+    Args:
+        pretrained: The ``pretrained_encoder`` checkpoint.
+        encoder: ``params:encoder`` (``name`` and ``weights``).
+    """
+    made = {
+        "name": pretrained["architecture"]["encoder"],
+        "weights": pretrained.get("initial_weights"),
+    }
+    wanted = {"name": encoder.get("name"), "weights": encoder.get("weights")}
+    differing = [k for k in made if made[k] != wanted[k]]
+    if differing:
+        raise StaleInputError(
+            "`pretrained_encoder` is stale: it was built from encoder "
+            + ", ".join(f"{k}={made[k]!r}" for k in differing)
+            + ", but the parameters now say "
+            + ", ".join(f"encoder.{k}={wanted[k]!r}" for k in differing)
+            + ". Rerun `kedro run --pipelines contrastive_pretraining` (add the same "
+            "--env/--params) to remake it, or restore the settings."
+        )

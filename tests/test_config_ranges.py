@@ -1,0 +1,109 @@
+"""Out-of-range parameters fail when the configs are built, naming the full key."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+
+from skin_lesion.config import ConfigError
+from skin_lesion.parameters_check import check_node_configs, check_run_settings
+
+
+def nested(dotted: str, value: Any) -> dict[str, Any]:
+    """``{"a": {"b": value}}`` from ``"a.b"``."""
+    head, _, rest = dotted.partition(".")
+    return {head: nested(rest, value) if rest else value}
+
+
+BAD = [
+    ("classifier_training.finetune.epochs", -1, "classifier_training.finetune: epochs"),
+    ("classifier_training.warmup.epochs", -2, "classifier_training.warmup: epochs"),
+    ("classifier_training.batch_size", 0, "classifier_training: batch_size"),
+    ("classifier_training.eval_batch_size", -8, "eval_batch_size"),
+    ("classifier_training.ema.decay", 1.5, "classifier_training.ema: decay"),
+    ("classifier_training.ema.decay", 1.0, "decay must lie in [0, 1)"),
+    ("classifier_training.finetune.optim.lr", -1e-3, "classifier_training.finetune.optim: lr"),
+    ("classifier_training.finetune.optim.lr", 0, "lr must be > 0"),
+    ("classifier_training.warmup.optim.weight_decay", -0.1, "weight_decay"),
+    ("classifier_training.warmup.optim.min_lr_ratio", 2.0, "min_lr_ratio"),
+    ("classifier_training.warmup.optim.grad_clip", 0, "grad_clip must be > 0 or null"),
+    ("classifier_training.finetune.unfreeze_stages", 0, "unfreeze_stages"),
+    ("classifier_training.finetune.encoder_lr_scale", -0.1, "encoder_lr_scale"),
+    ("classifier_training.loss.gamma", -1.0, "classifier_training.loss: gamma"),
+    ("classifier_training.loss.label_smoothing", 1.0, "label_smoothing"),
+    ("classifier_training.loss.alpha", "invers", "alpha must be 'inverse'"),
+    ("classifier_training.loss.alpha", [1.0, -1.0], "alpha weights must be >= 0"),
+    ("classifier_training.mix.prob", 1.5, "classifier_training.mix: prob"),
+    ("classifier_training.mix.mixup_alpha", -0.2, "mixup_alpha"),
+    ("classifier_training.early_stopping.patience", 0, "patience"),
+    ("classifier_training.head.dropout", 1.0, "classifier_training.head: dropout"),
+    ("classifier_training.head.hidden_dim", -1, "hidden_dim"),
+    ("contrastive_pretraining.epochs", -1, "contrastive_pretraining: epochs"),
+    ("contrastive_pretraining.batch_size", 0, "batch_size"),
+    ("contrastive_pretraining.temperature", 0.0, "temperature must be > 0"),
+    ("contrastive_pretraining.projection.out_dim", 0, "projection: out_dim"),
+    ("contrastive_pretraining.optim.lr", -1.0, "contrastive_pretraining.optim: lr"),
+    ("reporting.bootstrap.confidence", 95, "reporting.bootstrap: confidence"),
+    ("reporting.bootstrap.n_resamples", 0, "n_resamples"),
+    ("reporting.target_sensitivity", 0.0, "target_sensitivity"),
+    ("reporting.calibration_bins", 0, "calibration_bins"),
+    ("reporting.tsne_perplexity", -5.0, "tsne_perplexity"),
+    ("reporting.gradcam_per_class", -1, "gradcam_per_class"),
+    ("inference.batch_size", 0, "inference: batch_size"),
+    ("inference.workers", 0, "workers"),
+    ("data_processing.workers", 0, "data_processing: workers"),
+    ("data_processing.metadata.min_age", 130.0, "data_processing.metadata: ages"),
+    ("data_processing.metadata.sexes", [], "sexes"),
+]
+
+
+@pytest.mark.parametrize(("key", "value", "message"), BAD, ids=[f"{k}={v}" for k, v, _ in BAD])
+def test_out_of_range_value_is_refused_with_its_path(key: str, value: Any, message: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        check_node_configs(nested(key, value))
+
+
+def test_both_classifier_phases_empty_is_refused() -> None:
+    params = nested("classifier_training", {"warmup": {"epochs": 0}, "finetune": {"epochs": 0}})
+    with pytest.raises(ConfigError, match="nothing to train"):
+        check_node_configs(params)
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"classifier_training": {"warmup": {"epochs": 0}}},
+        {"classifier_training": {"finetune": {"epochs": 0}, "ema": {"decay": 0.0}}},
+        {"classifier_training": {"finetune": {"optim": {"grad_clip": None}}}},
+        {"contrastive_pretraining": {"epochs": 0}},
+        {"reporting": {"gradcam_per_class": 0, "target_sensitivity": 1.0}},
+        {"data_processing": {"metadata": {"min_age": 20, "max_age": 20}}},
+    ],
+)
+def test_edge_values_that_mean_something_are_accepted(params: dict[str, Any]) -> None:
+    check_node_configs(params)
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"seed": 1.5}, "seed: expected a non-negative integer, got 1.5"),
+        ({"seed": True}, "seed: expected a non-negative integer"),
+        ({"seed": -3}, "seed: expected a non-negative integer"),
+        ({"device": "gpu"}, "device: .*gpu"),
+        ({"device": 0}, "device: expected auto"),
+        ({"classes": "akiec,bcc"}, "classes: expected a list"),
+        ({"classes": ["mel"]}, "two or more distinct"),
+        ({"classes": ["mel", "nv", "mel"]}, r"\['mel'\] repeated"),
+    ],
+)
+def test_bad_run_settings_are_refused(params: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        check_run_settings(params)
+
+
+def test_good_run_settings_pass() -> None:
+    check_run_settings({"seed": 0, "device": "cpu", "classes": ["a", "b"]})
+    check_run_settings({"seed": 42, "device": "auto"})

@@ -1,0 +1,112 @@
+"""A stage refuses a checkpoint or cache made from other splits or settings than its own."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from skin_lesion.lineage import (
+    SPLIT_KEY,
+    StaleInputError,
+    check_cache_settings,
+    check_checkpoint_inputs,
+    check_encoder_settings,
+    split_fingerprint,
+)
+from tests.conftest import run_kedro
+
+CACHE = {"height": 48, "width": 64, "hair_removal": {"enabled": False}}
+
+
+def splits_frame() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "image_id": ["ISIC_3", "ISIC_1", "ISIC_2", "ISIC_4"],
+            "label": [0, 1, 1, 0],
+            "split": ["train", "val", "test", "train"],
+            "fold": [0, -1, -1, 1],
+        }
+    )
+
+
+def test_fingerprint_ignores_row_order_and_folds_but_not_split_or_label() -> None:
+    splits = splits_frame()
+    base = split_fingerprint(splits)
+    assert len(base) == 64
+    assert split_fingerprint(splits.iloc[::-1]) == base
+    assert split_fingerprint(splits.assign(fold=[4, -1, -1, 3])) == base
+    moved = splits.copy()
+    moved.loc[0, "split"] = "test"
+    assert split_fingerprint(moved) != base
+    relabelled = splits.copy()
+    relabelled.loc[1, "label"] = 0
+    assert split_fingerprint(relabelled) != base
+    with pytest.raises(ValueError, match=r"\['split'\]"):
+        split_fingerprint(splits.drop(columns="split"))
+
+
+def checkpoint(splits: pd.DataFrame, cache: dict) -> dict:
+    return {"params": {SPLIT_KEY: split_fingerprint(splits)}, "preprocessing": {"cache": cache}}
+
+
+def test_matching_checkpoint_passes_and_a_stale_one_names_what_to_rerun() -> None:
+    splits = splits_frame()
+    made = checkpoint(splits, CACHE)
+    check_checkpoint_inputs(made, "classifier", "classifier_training", splits=splits)
+    check_checkpoint_inputs(
+        made, "classifier", "classifier_training", splits=splits, cache_preprocessing=dict(CACHE)
+    )
+    moved = splits.assign(split=["train", "train", "test", "val"])
+    with pytest.raises(StaleInputError, match=r"other splits.*--pipelines classifier_training"):
+        check_checkpoint_inputs(made, "classifier", "classifier_training", splits=moved)
+    with pytest.raises(StaleInputError, match=r"`classifier` is stale.*\"height\": 40"):
+        check_checkpoint_inputs(
+            made, "classifier", "classifier_training", cache_preprocessing={**CACHE, "height": 40}
+        )
+
+
+def test_checkpoint_without_a_fingerprint_passes_the_split_check() -> None:
+    check_checkpoint_inputs(
+        {"params": {}}, "classifier", "classifier_training", splits=splits_frame()
+    )
+
+
+def test_cache_and_encoder_settings() -> None:
+    check_cache_settings(CACHE, dict(CACHE))
+    with pytest.raises(StaleInputError, match=r"`image_cache` is stale.*pipelines data_processing"):
+        check_cache_settings(CACHE, {**CACHE, "width": 80})
+    pretrained = {"architecture": {"encoder": "resnet18"}, "initial_weights": "none"}
+    check_encoder_settings(pretrained, {"name": "resnet18", "weights": "none"})
+    with pytest.raises(StaleInputError, match=r"name='resnet18'.*encoder.name='efficientnet_b0'"):
+        check_encoder_settings(pretrained, {"name": "efficientnet_b0", "weights": "none"})
+    with pytest.raises(StaleInputError, match=r"weights='none'.*encoder.weights='timm'"):
+        check_encoder_settings(pretrained, {"name": "resnet18", "weights": "timm"})
+
+
+@pytest.mark.slow
+def test_each_stage_refuses_upstream_outputs_made_from_other_inputs(kedro_project) -> None:
+    run_kedro(kedro_project)  # everything, consistent
+    # A re-split (cross-validation fold 1 as validation) without retraining.
+    fold = {"data_processing": {"split": {"validation_fold": 1}}}
+    run_kedro(kedro_project, "data_processing", **fold)
+    with pytest.raises(StaleInputError, match=r"`classifier` is stale.*other splits"):
+        run_kedro(kedro_project, "reporting")
+    with pytest.raises(StaleInputError, match=r"`pretrained_encoder` is stale.*contrastive_pre"):
+        run_kedro(kedro_project, "classifier_training")
+    # Only the split differs from the saved run, and resume names it.
+    with pytest.raises(ValueError, match=r"cannot resume.*differs in split_sha256: '"):
+        run_kedro(
+            kedro_project, "contrastive_pretraining", contrastive_pretraining={"resume": True}
+        )
+    # Preprocessing changed but the cache not remade.
+    with pytest.raises(StaleInputError, match=r"`image_cache` is stale.*data_processing"):
+        run_kedro(
+            kedro_project, "classifier_training", data_processing={"preprocessing": {"height": 40}}
+        )
+    # Another encoder asked for than the pretrained one was built from.
+    with pytest.raises(StaleInputError, match=r"encoder.name='resnet18'"):
+        run_kedro(kedro_project, "classifier_training", encoder={"name": "resnet18"})
+    # Retraining on the new split makes everything consistent again.
+    run_kedro(kedro_project, "contrastive_pretraining")
+    run_kedro(kedro_project, "classifier_training")
+    run_kedro(kedro_project, "reporting", reporting={"tta": "none"})
