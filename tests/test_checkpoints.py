@@ -1,7 +1,12 @@
 import pytest
 import torch
 
-from skin_lesion.checkpoints import CheckpointStore, load_checkpoint, save_checkpoint
+from skin_lesion.checkpoints import (
+    CheckpointStore,
+    load_checkpoint,
+    save_checkpoint,
+    state_fingerprint,
+)
 
 
 def test_save_load_round_trip_weights_only(tmp_path):
@@ -46,3 +51,17 @@ def test_store_latest_and_clear(tmp_path):
     assert store.latest()["epoch"] == 1
     store.clear()
     assert store.latest() is None
+
+
+def test_state_fingerprint_follows_the_weights_across_save_and_load(tmp_path):
+    model = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.BatchNorm1d(2))
+    state = {"kind": "classifier", "state_dict": model.state_dict()}
+    path = tmp_path / "c.pt"
+    save_checkpoint(state, path)
+    fingerprint = state_fingerprint(state)
+    assert len(fingerprint) == 64 and state_fingerprint(load_checkpoint(path)) == fingerprint
+    changed = {k: v.clone() for k, v in model.state_dict().items()}
+    changed["0.weight"][0, 0] += 1e-6
+    assert state_fingerprint({"state_dict": changed}) != fingerprint
+    halved = {k: v.to(torch.bfloat16) for k, v in model.state_dict().items()}
+    assert state_fingerprint({"state_dict": halved}) != fingerprint  # dtype counts

@@ -7,6 +7,7 @@ from skin_lesion.metadata import (
     InvalidDataError,
     MetadataConfig,
     enforce_policy,
+    require_every_class,
     validate_metadata,
 )
 
@@ -147,3 +148,14 @@ def test_policy_drop_logs_and_continues(caplog):
 def test_policy_rejects_unknown_mode():
     with pytest.raises(ValueError, match="'ignore'"):
         enforce_policy(_validate(_good(2))[1], "ignore", "rows", 2)
+
+
+def test_require_every_class_names_each_empty_class():
+    kept = pd.DataFrame({"dx": ["mel", "nv", "nv"]})
+    require_every_class(kept, ["mel", "nv"], "images", 0)
+    with pytest.raises(
+        InvalidDataError, match=r"class\(es\) \[.bcc.\].*3 valid in all \(2 images were set aside"
+    ):
+        require_every_class(kept, ["bcc", "mel", "nv"], "images", 2)
+    with pytest.raises(InvalidDataError, match=r"\['mel', 'nv'\].*0 valid in all"):
+        require_every_class(kept.iloc[:0], ["mel", "nv"], "metadata rows", 3)

@@ -9,6 +9,7 @@ scheduler, gradient-scaler and RNG states.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 from pathlib import Path
@@ -47,6 +48,20 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     if not target.is_file():
         raise FileNotFoundError(f"No checkpoint at '{target}'")
     return torch.load(target, map_location="cpu", weights_only=True)
+
+
+def state_fingerprint(checkpoint: dict[str, Any]) -> str:
+    """SHA-256 of a checkpoint's weights (every ``state_dict`` name, dtype, shape and byte).
+
+    Ties an output made from a model, such as the operating point fitted for a classifier,
+    to exactly that model.
+    """
+    digest = hashlib.sha256()
+    for name, tensor in sorted(checkpoint["state_dict"].items()):
+        flat = tensor.detach().cpu().contiguous().reshape(-1)
+        digest.update(f"{name}|{flat.dtype}|{tuple(tensor.shape)}|".encode())
+        digest.update(flat.view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
 
 
 def require_kind(checkpoint: dict[str, Any], kind: str) -> None:

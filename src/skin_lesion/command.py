@@ -59,10 +59,35 @@ def main(argv: list[str] | None = None) -> int:
         package_logger.setLevel(level)
 
 
+def _read_metrics(path: str) -> dict:
+    """The reporting pipeline's test_metrics.json, or an error saying how to make one."""
+    file = Path(path)
+    if not file.is_file():
+        raise FileNotFoundError(
+            f"no metrics file at '{file}': it holds the validated operating point; run "
+            "`kedro run --pipelines reporting` first, or pass --metrics PATH"
+        )
+    try:
+        metrics = json.loads(file.read_text())
+    except json.JSONDecodeError as error:
+        raise ValueError(f"'{file}' is not valid JSON ({error})") from error
+    if not isinstance(metrics, dict):
+        raise ValueError(
+            f"'{file}' holds a JSON {type(metrics).__name__}, not the reporting pipeline's "
+            "test_metrics.json (an object with 'operating_point')"
+        )
+    return metrics
+
+
 def _predict(args: argparse.Namespace) -> int:
     try:
+        if not Path(args.checkpoint).is_file():
+            raise FileNotFoundError(
+                f"no checkpoint at '{args.checkpoint}': train one with `kedro run` (or "
+                "`kedro run --pipelines classifier_training`), or pass --checkpoint PATH"
+            )
         checkpoint = load_checkpoint(args.checkpoint)
-        metrics = json.loads(Path(args.metrics).read_text())
+        metrics = _read_metrics(args.metrics)
         predictions, rejects, _ = predict_images(
             checkpoint,
             metrics.get("operating_point", {}),

@@ -20,7 +20,7 @@ import pandas as pd
 import torch
 
 from skin_lesion.calibration import apply_temperature
-from skin_lesion.checkpoints import require_kind
+from skin_lesion.checkpoints import require_kind, state_fingerprint
 from skin_lesion.classifier import CHECKPOINT_KIND, predict_with_checkpoint
 from skin_lesion.config import check_at_least, from_dict
 from skin_lesion.evaluation import explain
@@ -93,6 +93,32 @@ def check_operating_point(operating_point: Mapping[str, Any]) -> tuple[float, fl
     return float(operating_point["temperature"]), float(operating_point["melanoma_threshold"])
 
 
+def check_operating_point_matches(
+    operating_point: Mapping[str, Any], checkpoint: dict[str, Any]
+) -> None:
+    """Refuse an operating point fitted for another classifier than ``checkpoint``.
+
+    The temperature and melanoma threshold were fitted on one classifier's validation
+    predictions; on another model the flag would not have its validated sensitivity. An
+    operating point from before the fingerprint was recorded passes with a warning.
+    """
+    fitted_for = operating_point.get("classifier_sha256")
+    if fitted_for is None:
+        logger.warning(
+            "the operating point does not say which classifier it was fitted for (it predates "
+            "the record); rerun `kedro run --pipelines reporting` to be sure it fits this one"
+        )
+        return
+    this = state_fingerprint(checkpoint)
+    if fitted_for != this:
+        raise ValueError(
+            f"the operating point (temperature, melanoma threshold) was fitted for another "
+            f"classifier (weights SHA-256 {fitted_for[:12]}) than this checkpoint "
+            f"({this[:12]}): rerun `kedro run --pipelines reporting` for this classifier, or "
+            "use the test_metrics.json made with it"
+        )
+
+
 def predict_images(
     checkpoint: dict[str, Any],
     operating_point: Mapping[str, Any],
@@ -130,6 +156,7 @@ def predict_images(
     if not loaders:
         raise ValueError("no images to classify: the input is empty (.jpg, .jpeg, .png)")
     temperature, threshold = check_operating_point(operating_point)
+    check_operating_point_matches(operating_point, checkpoint)
     tta = operating_tta(operating_point, config.tta)
     preprocessing = from_dict(
         PreprocessConfig, checkpoint["preprocessing"]["cache"], "checkpoint.preprocessing.cache"

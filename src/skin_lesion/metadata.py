@@ -203,6 +203,39 @@ def _flag_mixed_lesions(frame: pd.DataFrame, reasons: dict[int, list[str]]) -> N
             reasons[i].append(f"lesion {lesion_id} has several diagnoses ({diagnoses})")
 
 
+def require_every_class(
+    kept: pd.DataFrame, classes: Sequence[str], what: str, rejected: int
+) -> None:
+    """Stop when a class has nothing left to train on, before any output is overwritten.
+
+    Under ``on_invalid: drop``, a broken metadata file or image folder could otherwise set
+    every row aside, replace a good image cache with an empty one, and fail only later, in
+    the split, with an error that names neither.
+
+    Args:
+        kept: The rows still valid, with a ``dx`` column.
+        classes: The class names.
+        what: What was checked, for the message (e.g. ``"metadata rows"``).
+        rejected: How many were set aside at this step.
+
+    Raises:
+        InvalidDataError: Naming each class without a row.
+    """
+    counts = kept["dx"].value_counts() if len(kept) else pd.Series(dtype=int)
+    empty = [c for c in classes if counts.get(c, 0) == 0]
+    if not empty:
+        return
+    rejected_note = (
+        f" ({rejected} {what} were set aside; see the warning above)" if rejected else ""
+    )
+    raise InvalidDataError(
+        f"no valid {what} left for class(es) {empty} of {list(classes)}, "
+        f"{len(kept)} valid in all{rejected_note}: every class needs images to split and "
+        "train on. Fix the data (HAM10000_metadata.csv and the image folders), or set "
+        "`classes` to the diagnoses the data has."
+    )
+
+
 def enforce_policy(
     rejections: pd.DataFrame,
     on_invalid: Literal["raise", "drop"],

@@ -83,3 +83,25 @@ def test_raw_dir_runtime_param_and_missing_folder_message(kedro_project):
         run_kedro(kedro_project, "data_processing")
     run_kedro(kedro_project, "data_processing", raw_dir=str(moved))
     assert (kedro_project / "data" / "05_model_input" / "splits.parquet").is_file()
+
+
+def test_drop_refuses_to_leave_a_class_without_images_and_keeps_the_old_cache(kedro_project):
+    run_kedro(kedro_project, "data_processing")
+    root = kedro_project / "data"
+    cache = root / "02_intermediate" / "image_cache"
+    cache_files = {p: p.stat().st_mtime_ns for p in cache.rglob("*") if p.is_file()}
+    assert cache_files
+    raw = kedro_project / "data" / "01_raw" / "HAM10000"
+    meta = pd.read_csv(raw / "HAM10000_metadata.csv", dtype=str, keep_default_na=False)
+    # Every dermatofibroma image unreadable: dropping them leaves 'df' with nothing.
+    for image_id in meta.loc[meta["dx"] == "df", "image_id"]:
+        next(raw.rglob(f"{image_id}.jpg")).write_bytes(b"not an image")
+    with pytest.raises(Exception, match=r"no valid images left for class\(es\) \['df'\]"):
+        run_kedro(kedro_project, "data_processing", data_processing={"on_invalid": "drop"})
+    after = {p: p.stat().st_mtime_ns for p in cache.rglob("*") if p.is_file()}
+    assert after == cache_files  # the good cache from the first run is untouched
+    # Every metadata row broken: named at the first step.
+    meta["sex"] = "robot"
+    meta.to_csv(raw / "HAM10000_metadata.csv", index=False)
+    with pytest.raises(Exception, match=r"no valid metadata rows left for class\(es\) \['akiec'"):
+        run_kedro(kedro_project, "data_processing", data_processing={"on_invalid": "drop"})

@@ -1,6 +1,7 @@
 """Inference on generated images: the pipeline, the command, and agreement with reporting."""
 
 import json
+import logging
 import shutil
 
 import numpy as np
@@ -10,6 +11,7 @@ from kedro.io import DatasetError
 from tests.conftest import run_kedro
 
 from skin_lesion.calibration import apply_temperature
+from skin_lesion.checkpoints import load_checkpoint, state_fingerprint
 from skin_lesion.command import main
 
 pytestmark = pytest.mark.slow
@@ -102,3 +104,50 @@ def test_clear_errors(trained, tmp_path, capsys):
     image = next((trained / "data" / "01_raw" / "HAM10000").rglob("*.jpg"))
     assert main(["predict", str(image), *options]) == 2
     assert "expected a 'classifier' checkpoint" in capsys.readouterr().err
+
+
+def test_operating_point_is_tied_to_its_classifier_and_bad_files_are_named(
+    trained, tmp_path, capsys
+):
+    data = trained / "data"
+    checkpoint = data / "06_models" / "classifier.pt"
+    metrics = json.loads((data / "08_reporting" / "test_metrics.json").read_text())
+    fitted_for = metrics["operating_point"]["classifier_sha256"]
+    assert fitted_for == state_fingerprint(load_checkpoint(checkpoint))
+    image = str(next((data / "01_raw" / "HAM10000").rglob("*.jpg")))
+
+    def predict(metrics_file, checkpoint_file=checkpoint):
+        status = main(
+            ["predict", image, "--checkpoint", str(checkpoint_file), "--metrics", str(metrics_file)]
+        )
+        return status, capsys.readouterr().err
+
+    # Another classifier's operating point (a retrained model, reporting not rerun).
+    other = tmp_path / "other.json"
+    metrics["operating_point"]["classifier_sha256"] = "0" * 64
+    other.write_text(json.dumps(metrics))
+    status, err = predict(other)
+    assert status == 2 and "fitted for another classifier (weights SHA-256 000000000000)" in err
+    # One from before the record: used, with a warning. (Kedro's logging set up by the
+    # earlier runs in this process keeps records from the root logger, so listen here.)
+    del metrics["operating_point"]["classifier_sha256"]
+    other.write_text(json.dumps(metrics))
+    warnings = logging.Handler(logging.WARNING)
+    warnings.emit = lambda record: seen.append(record.getMessage())
+    seen = []
+    inference_logger = logging.getLogger("skin_lesion.inference")
+    inference_logger.addHandler(warnings)
+    try:
+        status, _ = predict(other)
+    finally:
+        inference_logger.removeHandler(warnings)
+    assert status == 0 and any("does not say which classifier" in m for m in seen)
+    # Files that are not what they should be are named, with what to do.
+    listed = tmp_path / "list.json"
+    listed.write_text("[1, 2]")
+    status, err = predict(listed)
+    assert status == 2 and f"'{listed}' holds a JSON list, not the reporting" in err
+    status, err = predict(tmp_path / "none.json")
+    assert status == 2 and "run `kedro run --pipelines reporting` first, or pass --metrics" in err
+    status, err = predict(other, tmp_path / "none.pt")
+    assert status == 2 and "no checkpoint at" in err and "pass --checkpoint PATH" in err

@@ -56,6 +56,8 @@ def validate_metadata(
     config = _params(params)
     valid, rejections = meta.validate_metadata(raw_metadata, raw_images, classes, config.metadata)
     meta.enforce_policy(rejections, config.on_invalid, "metadata rows", len(raw_metadata))
+    fatal = int((rejections["stage"] != "unmatched_file").sum())
+    meta.require_every_class(valid, classes, "metadata rows", fatal)
     logger.info("%d of %d metadata rows are valid", len(valid), len(raw_metadata))
     return valid, rejections
 
@@ -64,6 +66,7 @@ def decode_images(
     raw_images: dict[str, Callable[[], bytes]],
     validated_metadata: pd.DataFrame,
     params: dict[str, Any],
+    classes: list[str] | None = None,
 ) -> tuple[ImageCache, pd.DataFrame, pd.DataFrame]:
     """Decode and preprocess every valid image once, in parallel, into one array.
 
@@ -71,6 +74,7 @@ def decode_images(
         raw_images: Relative image path -> byte loader.
         validated_metadata: Output of ``validate_metadata``.
         params: ``params:data_processing``.
+        classes: ``params:classes``: each must keep a decodable image, or nothing is saved.
 
     Returns:
         The image cache, the metadata of the cached images in cache order, and the images
@@ -91,6 +95,8 @@ def decode_images(
     )
     meta.enforce_policy(rejections, config.on_invalid, "images", len(loaders))
     cached = validated_metadata.set_index("image_id").loc[list(cache.image_ids)].reset_index()
+    if classes is not None:
+        meta.require_every_class(cached, classes, "images", len(rejections))
     return cache, cached, rejections
 
 

@@ -17,7 +17,7 @@ def create_pipeline(**kwargs) -> Pipeline:
             ),
             Node(
                 nodes.decode_images,
-                ["raw_images", "validated_metadata", "params:data_processing"],
+                ["raw_images", "validated_metadata", "params:data_processing", "params:classes"],
                 ["image_cache", "cached_metadata", "decode_rejections"],
                 name="decode_images",
             ),

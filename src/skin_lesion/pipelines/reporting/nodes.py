@@ -14,6 +14,7 @@ import pandas as pd
 
 from skin_lesion import calibration, figures, lineage, provenance, report
 from skin_lesion import evaluation as ev
+from skin_lesion.checkpoints import state_fingerprint
 from skin_lesion.config import from_dict
 from skin_lesion.engine import resolve_device
 from skin_lesion.images import ImageCache
@@ -99,11 +100,19 @@ def evaluate_test(
     classes: list[str],
     params: dict[str, Any],
     seed: int,
+    classifier: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Metrics, calibration (fitted on val), melanoma operating points, lesion bootstrap."""
-    return ev.evaluate_test(
+    """Metrics, calibration (fitted on val), melanoma operating points, lesion bootstrap.
+
+    With ``classifier``, the operating point records its weights' SHA-256, so that inference
+    refuses to apply this temperature and threshold to another classifier.
+    """
+    metrics = ev.evaluate_test(
         test_predictions, val_predictions, classes, config=_config(params), seed=seed
     )
+    if classifier is not None:
+        metrics["operating_point"]["classifier_sha256"] = state_fingerprint(classifier)
+    return metrics
 
 
 def plot_confusion_matrix(test_metrics: dict[str, Any]) -> bytes:

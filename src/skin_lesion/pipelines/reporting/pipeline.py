@@ -103,6 +103,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                     "params:classes",
                     "params:reporting",
                     "params:seed",
+                    "classifier",
                 ],
                 "test_metrics",
                 name="evaluate_test",
