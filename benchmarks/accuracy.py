@@ -264,7 +264,14 @@ def validation_summary(checkpoint: Path) -> dict:
         "balanced_accuracy": val["balanced_accuracy"],
         "macro_f1": val["macro_f1"],
         "selected": saved["selected"],
+        # SHA-256 of every image's label and split (None from before it was recorded).
+        "split_sha256": (saved.get("params") or {}).get("split_sha256"),
     }
+
+
+def split_of(record: dict) -> str | None:
+    """The split fingerprint a run's classifier recorded, or None where it did not."""
+    return (record.get("validation") or {}).get("split_sha256")
 
 
 def _spread(values: list[float]) -> dict:
@@ -451,6 +458,14 @@ def compare(setting: str, results: Path = RESULTS, cv: bool = False) -> dict:
                         f"{name} {unit} {key} differs from {setting}{suffix} in {field!r} "
                         f"({runs[key][field]!r} vs {baseline[key][field]!r})"
                     )
+            # Same data and seed make the same split, unless the split code changed between
+            # the two runs; where both recorded their split, check it.
+            ours, theirs = split_of(runs[key]), split_of(baseline[key])
+            if ours and theirs and ours != theirs:
+                raise SystemExit(
+                    f"{name} {unit} {key} was trained on another split than {setting}{suffix} "
+                    f"(split SHA-256 {ours[:12]} vs {theirs[:12]}): rerun one of them"
+                )
             # A pair must differ in the one choice the ablation flips, and in nothing else.
             wanted = {**baseline[key]["overrides"], **ABLATIONS[ablation]}
             if runs[key]["ablation"] != ablation or runs[key]["overrides"] != wanted:

@@ -4,8 +4,11 @@ import json
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from benchmarks import accuracy
+
+from skin_lesion.lineage import split_fingerprint
 
 
 def _metrics(balanced: float) -> dict:
@@ -83,6 +86,7 @@ def _write_seed(
     val: float | None = None,
     fold: int | None = None,
     tta: str | None = None,
+    split: str | None = None,
 ) -> None:
     # An ablation run is filed as <setting>-<ablation>[-cv] and flips that one choice.
     named = [a for a in accuracy.ABLATIONS if name.endswith((f"-{a}", f"-{a}-cv"))]
@@ -111,6 +115,8 @@ def _write_seed(
     }
     if val is not None:
         record["validation"] = {"balanced_accuracy": val, "macro_f1": val - 0.1, "selected": {}}
+        if split is not None:
+            record["validation"]["split_sha256"] = split
     if fold is not None:
         record["fold"] = fold
     folder = results / "accuracy" / name
@@ -283,6 +289,17 @@ def test_params_may_not_undo_the_ablation(tmp_path: Path, monkeypatch: pytest.Mo
     assert not (tmp_path / "accuracy").exists()
 
 
+def test_compare_refuses_a_pair_trained_on_different_splits(tmp_path: Path) -> None:
+    _write_seed(tmp_path, 0, 0.7, name="cpu-quick", val=0.6, split="aa" * 32)
+    _write_seed(tmp_path, 0, 0.7, name="cpu-quick-cross-entropy", val=0.6, split="aa" * 32)
+    _write_seed(tmp_path, 1, 0.7, name="cpu-quick", val=0.6, split="bb" * 32)
+    _write_seed(tmp_path, 1, 0.7, name="cpu-quick-cross-entropy", val=0.6)  # not recorded
+    assert accuracy.compare("cpu-quick", tmp_path)["ablations"][0]["seeds"] == [0, 1]
+    _write_seed(tmp_path, 1, 0.7, name="cpu-quick-cross-entropy", val=0.6, split="cc" * 32)
+    with pytest.raises(SystemExit, match=r"seed 1 was trained on another split.*cccccccccccc vs"):
+        accuracy.compare("cpu-quick", tmp_path)
+
+
 def test_compare_refuses_runs_on_different_data(tmp_path: Path) -> None:
     _write_seed(tmp_path, 0, 0.7, name="cpu-quick")
     _write_seed(tmp_path, 0, 0.7, device="NVIDIA H100", name="cpu-quick-cross-entropy")
@@ -336,6 +353,8 @@ def test_accuracy_command_runs_an_ablation_through_kedro(
         == checkpoint["metrics"]["val"]["balanced_accuracy"]
     )
     assert record["validation"]["selected"]["phase"] in {"warmup", "finetune"}
+    splits = pd.read_parquet(next(work.rglob("splits.parquet")))
+    assert record["validation"]["split_sha256"] == split_fingerprint(splits)
     summary = json.loads((results / "accuracy-test-cross-entropy.json").read_text())
     assert summary["seeds"] == [3] and summary["ablation"] == "cross-entropy"
 
