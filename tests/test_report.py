@@ -210,6 +210,24 @@ def test_report_survives_empty_inputs() -> None:
     assert "n/a" in html and "<img" not in html
 
 
+def test_report_names_the_split_and_weights_fingerprints() -> None:
+    def render(metrics: dict) -> str:
+        return render_report(
+            title="r",
+            metrics=metrics,
+            split_summary={},
+            params={},
+            fingerprint={},
+            environment={},
+            figures={},
+        )
+
+    html = render({"split_sha256": "5" * 64, "operating_point": {"classifier_sha256": "c" * 64}})
+    assert f"split with SHA-256 <code>{'5' * 64}</code>" in html
+    assert f"weights' SHA-256 is <code>{'c' * 64}</code>" in html
+    assert "split with SHA-256" not in render({})  # an older test_metrics.json has neither
+
+
 def test_report_rejects_a_figure_that_is_not_png() -> None:
     with pytest.raises(ValueError, match="'roc' is not a PNG"):
         render_report(

@@ -139,7 +139,7 @@ def render_report(
         _section("Melanoma", _melanoma_section(metrics)),
         _section("Calibration", _calibration_table(metrics.get("calibration") or {})),
         _section("Confusion matrix", _confusion_table(metrics)),
-        _section("Split protocol", _split_section(split_summary)),
+        _section("Split protocol", _split_section(split_summary, metrics)),
         _section("Parameters", _params_block(params)),
         _section("Dataset", _key_value_table(fingerprint)),
         _section("Environment", _environment_tables(environment)),
@@ -360,7 +360,7 @@ def _confusion_table(metrics: Mapping) -> str:
     return _table(header, rows) + "<p class='note'>Counts of test images.</p>"
 
 
-def _split_section(split_summary: Mapping) -> str:
+def _split_section(split_summary: Mapping, metrics: Mapping | None = None) -> str:
     protocol = split_summary.get("protocol") or (
         "grouped by lesion_id (every image of a lesion in one split), stratified by diagnosis"
     )
@@ -378,6 +378,16 @@ def _split_section(split_summary: Mapping) -> str:
         "<p class='note'>Largest gap between a class's share of a split and its overall "
         f"share: {_fmt(gap)} percentage points.</p>"
     )
+    metrics = metrics or {}
+    split_sha = metrics.get("split_sha256")
+    weights_sha = (metrics.get("operating_point") or {}).get("classifier_sha256")
+    if split_sha or weights_sha:
+        parts.append(
+            "<p class='note'>The classifier was trained on the split with SHA-256 "
+            f"<code>{_esc(split_sha or NA)}</code> (every image's label and split); its "
+            f"weights' SHA-256 is <code>{_esc(weights_sha or NA)}</code>, which the "
+            "operating point in test_metrics.json names for inference.</p>"
+        )
     return "\n".join(parts)
 
 

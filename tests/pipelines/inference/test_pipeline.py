@@ -13,6 +13,7 @@ from tests.conftest import run_kedro
 from skin_lesion.calibration import apply_temperature
 from skin_lesion.checkpoints import load_checkpoint, state_fingerprint
 from skin_lesion.command import main
+from skin_lesion.lineage import split_fingerprint
 
 pytestmark = pytest.mark.slow
 CLASSES = ["akiec", "bcc", "bkl", "df", "mel", "nv", "vasc"]
@@ -114,6 +115,9 @@ def test_operating_point_is_tied_to_its_classifier_and_bad_files_are_named(
     metrics = json.loads((data / "08_reporting" / "test_metrics.json").read_text())
     fitted_for = metrics["operating_point"]["classifier_sha256"]
     assert fitted_for == state_fingerprint(load_checkpoint(checkpoint))
+    splits = pd.read_parquet(data / "05_model_input" / "splits.parquet")
+    assert metrics["split_sha256"] == split_fingerprint(splits)
+    assert fitted_for in (data / "08_reporting" / "report.html").read_text()
     image = str(next((data / "01_raw" / "HAM10000").rglob("*.jpg")))
 
     def predict(metrics_file, checkpoint_file=checkpoint):

@@ -105,12 +105,14 @@ def evaluate_test(
     """Metrics, calibration (fitted on val), melanoma operating points, lesion bootstrap.
 
     With ``classifier``, the operating point records its weights' SHA-256, so that inference
-    refuses to apply this temperature and threshold to another classifier.
+    refuses to apply this temperature and threshold to another classifier, and
+    ``split_sha256`` the split it was trained on.
     """
     metrics = ev.evaluate_test(
         test_predictions, val_predictions, classes, config=_config(params), seed=seed
     )
     if classifier is not None:
+        metrics["split_sha256"] = (classifier.get("params") or {}).get(lineage.SPLIT_KEY)
         metrics["operating_point"]["classifier_sha256"] = state_fingerprint(classifier)
     return metrics
 
