@@ -53,3 +53,21 @@ def test_kedro_run_pipelines_prints_no_deprecation_warning(kedro_project):
     assert (kedro_project / "data" / "05_model_input" / "splits.parquet").is_file()
     assert "register_new_resolver" not in output
     assert "is deprecated" not in output, output[-3000:]
+
+
+def test_a_mistyped_pipeline_name_is_named_with_the_intended_one(kedro_project):
+    kedro = Path(sys.executable).with_name("kedro")
+    result = subprocess.run(
+        [str(kedro), "run", "--env", "test", "--pipelines", "reportng"],
+        cwd=kedro_project,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    output = " ".join((result.stdout + result.stderr).split())  # rich wraps long lines
+    assert result.returncode != 0
+    # Kedro's own message, once the registry reports a missing pipeline as a KeyError.
+    assert "Failed to find the pipeline named 'reportng'" in output, output[-3000:]
+    assert "Did you mean one of these instead? reporting" in output
+    assert "An error occurred while importing" not in output
