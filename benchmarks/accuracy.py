@@ -371,6 +371,14 @@ def aggregate(name: str, results: Path = RESULTS) -> dict:
                     f"{folder}: {unit} {other[unit]} differs from {unit} {first[unit]} in "
                     f"{key!r} ({other[key]!r} vs {first[key]!r}); rerun or move one aside"
                 )
+    # Seeds share one split (the environment's seed makes it); folds each have their own.
+    splits = {s["seed"]: split_of(s) for s in seeds if split_of(s)}
+    if unit == "seed" and len(set(splits.values())) > 1:
+        raise SystemExit(
+            f"{folder}: its seeds were trained on different splits ("
+            + ", ".join(f"seed {k}: {v[:12]}" for k, v in sorted(splits.items()))
+            + "); rerun or move the odd ones aside"
+        )
     summary = {}
     for label, _, _ in METRICS:
         summary[label] = _spread([s["metrics"][label]["value"] for s in seeds])
@@ -458,8 +466,9 @@ def compare(setting: str, results: Path = RESULTS, cv: bool = False) -> dict:
                         f"{name} {unit} {key} differs from {setting}{suffix} in {field!r} "
                         f"({runs[key][field]!r} vs {baseline[key][field]!r})"
                     )
-            # Same data and seed make the same split, unless the split code changed between
-            # the two runs; where both recorded their split, check it.
+            # data_processing splits with the environment's seed, not the training seed, so
+            # runs on the same data share one split unless the split code or the split
+            # settings changed between them; where both recorded their split, check it.
             ours, theirs = split_of(runs[key]), split_of(baseline[key])
             if ours and theirs and ours != theirs:
                 raise SystemExit(

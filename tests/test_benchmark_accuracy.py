@@ -300,6 +300,16 @@ def test_compare_refuses_a_pair_trained_on_different_splits(tmp_path: Path) -> N
         accuracy.compare("cpu-quick", tmp_path)
 
 
+def test_aggregate_refuses_seeds_trained_on_different_splits(tmp_path: Path) -> None:
+    _write_seed(tmp_path, 0, 0.7, val=0.6, split="aa" * 32)
+    _write_seed(tmp_path, 1, 0.7, val=0.6)  # from before the split was recorded
+    _write_seed(tmp_path, 2, 0.7, val=0.6, split="aa" * 32)
+    assert accuracy.aggregate("run", tmp_path)["seeds"] == [0, 1, 2]
+    _write_seed(tmp_path, 2, 0.7, val=0.6, split="bb" * 32)
+    with pytest.raises(SystemExit, match=r"different splits \(seed 0: aaaaaaaaaaaa, seed 2: bbbb"):
+        accuracy.aggregate("run", tmp_path)
+
+
 def test_compare_refuses_runs_on_different_data(tmp_path: Path) -> None:
     _write_seed(tmp_path, 0, 0.7, name="cpu-quick")
     _write_seed(tmp_path, 0, 0.7, device="NVIDIA H100", name="cpu-quick-cross-entropy")

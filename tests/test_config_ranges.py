@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from typing import Any
 
 import pytest
+import torch
 
 from skin_lesion.config import ConfigError
 from skin_lesion.parameters_check import check_node_configs, check_run_settings
@@ -28,7 +30,7 @@ BAD = [
     ("classifier_training.finetune.optim.lr", 0, "lr must be > 0"),
     ("classifier_training.warmup.optim.weight_decay", -0.1, "weight_decay"),
     ("classifier_training.warmup.optim.min_lr_ratio", 2.0, "min_lr_ratio"),
-    ("classifier_training.warmup.optim.grad_clip", 0, "grad_clip must be > 0 or null"),
+    ("classifier_training.warmup.optim.grad_clip", -1.0, "grad_clip must be >= 0"),
     ("classifier_training.finetune.unfreeze_stages", 0, "unfreeze_stages"),
     ("classifier_training.finetune.encoder_lr_scale", -0.1, "encoder_lr_scale"),
     ("classifier_training.loss.gamma", -1.0, "classifier_training.loss: gamma"),
@@ -56,6 +58,7 @@ BAD = [
     ("data_processing.workers", 0, "data_processing: workers"),
     ("data_processing.metadata.min_age", 130.0, "data_processing.metadata: ages"),
     ("data_processing.metadata.sexes", [], "sexes"),
+    ("data_processing.split.warn_share_gap", -1.0, "data_processing.split: warn_share_gap"),
 ]
 
 
@@ -63,6 +66,13 @@ BAD = [
 def test_out_of_range_value_is_refused_with_its_path(key: str, value: Any, message: str) -> None:
     with pytest.raises(ConfigError, match=re.escape(message)):
         check_node_configs(nested(key, value))
+
+
+def test_alpha_needs_one_weight_per_class() -> None:
+    params = {"classes": ["a", "b", "c"], **nested("classifier_training.loss.alpha", [1.0, 2.0])}
+    with pytest.raises(ConfigError, match=r"alpha: 2 weight\(s\) \[1.0, 2.0\] for 3 classes"):
+        check_node_configs(params)
+    check_node_configs({**params, "classes": ["a", "b"]})
 
 
 def test_both_classifier_phases_empty_is_refused() -> None:
@@ -77,6 +87,7 @@ def test_both_classifier_phases_empty_is_refused() -> None:
         {"classifier_training": {"warmup": {"epochs": 0}}},
         {"classifier_training": {"finetune": {"epochs": 0}, "ema": {"decay": 0.0}}},
         {"classifier_training": {"finetune": {"optim": {"grad_clip": None}}}},
+        {"classifier_training": {"warmup": {"optim": {"grad_clip": 0}}}},  # off, as null
         {"contrastive_pretraining": {"epochs": 0}},
         {"reporting": {"gradcam_per_class": 0, "target_sensitivity": 1.0}},
         {"data_processing": {"metadata": {"min_age": 20, "max_age": 20}}},
@@ -107,3 +118,11 @@ def test_bad_run_settings_are_refused(params: dict[str, Any], message: str) -> N
 def test_good_run_settings_pass() -> None:
     check_run_settings({"seed": 0, "device": "cpu", "classes": ["a", "b"]})
     check_run_settings({"seed": 42, "device": "auto"})
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_cuda_without_a_gpu_only_warns(caplog: pytest.LogCaptureFixture) -> None:
+    # data_processing and notebooks need no GPU; the model nodes fail later, naming it.
+    with caplog.at_level(logging.WARNING, logger="skin_lesion.parameters_check"):
+        check_run_settings({"device": "cuda"})
+    assert "device 'cuda': CUDA is not available here" in caplog.text

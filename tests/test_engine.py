@@ -24,7 +24,8 @@ def _step(model, batch):
     return nn.functional.cross_entropy(model(x), batch.labels)
 
 
-def _fit(store, epochs, resume=False, crash_at=None, monkeypatch=None, compiled=False):
+def _fit(store, epochs, resume=False, crash_at=None, monkeypatch=None, compiled=False, params=None):
+    params = {"lr": 0.05} if params is None else params
     torch.manual_seed(0)
     images, labels = _problem()
     model = nn.Sequential(nn.Linear(48, 16), nn.ReLU(), nn.Dropout(0.2), nn.Linear(16, 2))
@@ -58,7 +59,7 @@ def _fit(store, epochs, resume=False, crash_at=None, monkeypatch=None, compiled=
         store=store,
         resume=resume,
         progress=False,
-        describe=lambda e, h: {"state_dict": model.state_dict(), "params": {"lr": 0.05}},
+        describe=lambda e, h: {"state_dict": model.state_dict(), "params": params},
     )
     return model, history
 
@@ -123,6 +124,16 @@ def test_fresh_run_over_an_interrupted_one_warns_and_a_finished_one_does_not(tmp
     with caplog.at_level(logging.WARNING, logger="skin_lesion.engine"):
         _fit(store, epochs=3)  # the previous run finished its 2 epochs: nothing lost
     assert "interrupted" not in caplog.text
+    # A store saved before the planned length was recorded: no guess, no warning.
+    with pytest.raises(RuntimeError, match="power cut"):
+        _fit(store, epochs=4, crash_at=1)
+    state = store.latest()
+    del state["epochs"]
+    store.save(state)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="skin_lesion.engine"):
+        _fit(store, epochs=2)
+    assert "interrupted" not in caplog.text
 
 
 def test_fresh_run_clears_old_checkpoint(tmp_path):
@@ -140,6 +151,18 @@ def test_resume_refuses_other_parameters(tmp_path):
     store.save(state)
     with pytest.raises(ValueError, match=r"cannot resume: the saved run differs in lr: 0.1 before"):
         _fit(store, epochs=2, resume=True)
+
+
+def test_resume_of_a_run_saved_before_the_split_was_recorded(tmp_path):
+    store = CheckpointStore(tmp_path)
+    _fit(store, epochs=1, params={"lr": 0.05})
+    _fit(store, epochs=2, resume=True, params={"lr": 0.05, "split_sha256": "a" * 64})
+    assert store.latest()["epoch"] == 1  # resumed: the older run had no split to compare
+    state = store.latest()
+    state["params"] = {"lr": 0.05, "split_sha256": "b" * 64}
+    store.save(state)
+    with pytest.raises(ValueError, match=r"split_sha256: 'bbb.*The splits changed since"):
+        _fit(store, epochs=3, resume=True, params={"lr": 0.05, "split_sha256": "a" * 64})
 
 
 def test_parameter_differences_name_each_changed_key():

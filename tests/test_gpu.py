@@ -64,13 +64,22 @@ def test_every_pipeline_on_cuda(kedro_project, spy):
     assert torch.cuda.get_device_name() in (data / "08_reporting" / "report.html").read_text()
 
 
-def test_classifier_resumes_on_cuda(kedro_project):
+def test_classifier_resumes_on_cuda(kedro_project, monkeypatch):
     run_kedro(kedro_project, "data_processing")
     run_kedro(kedro_project, "contrastive_pretraining", device="cuda")
     run_kedro(kedro_project, "classifier_training", device="cuda")
+    # The run is complete, so resuming trains no further epoch (a fresh run would).
+    epochs = []
+    train_one_epoch = engine.train_one_epoch
+    monkeypatch.setattr(
+        engine,
+        "train_one_epoch",
+        lambda *a, **k: epochs.append(k["epoch"]) or train_one_epoch(*a, **k),
+    )
     run_kedro(
         kedro_project, "classifier_training", device="cuda", classifier_training={"resume": True}
     )
+    assert epochs == []
     history = json.loads(
         (kedro_project / "data" / "08_reporting" / "training_history.json").read_text()
     )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pandas as pd
 import pytest
 
@@ -11,10 +13,13 @@ from skin_lesion.lineage import (
     check_cache_settings,
     check_checkpoint_inputs,
     check_encoder_settings,
+    check_settings,
+    recorded_config,
     split_fingerprint,
 )
 from tests.conftest import run_kedro
 
+QUIET = {"progress": False, "eval_batch_size": 7, "resume": True}
 CACHE = {"height": 48, "width": 64, "hair_removal": {"enabled": False}}
 
 
@@ -83,6 +88,24 @@ def test_cache_and_encoder_settings() -> None:
         check_encoder_settings(pretrained, {"name": "resnet18", "weights": "timm"})
 
 
+def test_settings_compare_all_but_the_exempt_keys() -> None:
+    then = {"epochs": 3, "lr": 0.1, "progress": True, "optim": {"wd": 0.0}}
+    check_settings(then, {**then, "progress": False}, "g", "out", "p", frozenset({"progress"}))
+    with pytest.raises(StaleInputError, match=r"`out` is stale.*g.epochs: 3 before, now 4; g.opt"):
+        check_settings(then, {**then, "epochs": 4, "optim": {"wd": 1.0}}, "g", "out", "p")
+
+
+def test_recorded_config_reads_what_it_can() -> None:
+    assert recorded_config({"params": {"g": {"epochs": 1}}}, "g", Config).epochs == 1
+    assert recorded_config({"params": {"g": {"gone": 1}}}, "g", Config) is None  # older key
+    assert recorded_config({"params": {}}, "g", Config) is None
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    epochs: int = 2
+
+
 @pytest.mark.slow
 def test_each_stage_refuses_upstream_outputs_made_from_other_inputs(kedro_project) -> None:
     run_kedro(kedro_project)  # everything, consistent
@@ -103,10 +126,20 @@ def test_each_stage_refuses_upstream_outputs_made_from_other_inputs(kedro_projec
         run_kedro(
             kedro_project, "classifier_training", data_processing={"preprocessing": {"height": 40}}
         )
+    # Other SupCon settings than the pretrained encoder was made with, or other classifier
+    # settings than the classifier was trained with (the report would list them).
+    with pytest.raises(StaleInputError, match=r"contrastive_pretraining.temperature: 0.1 bef"):
+        supcon = {"temperature": 0.2}
+        run_kedro(kedro_project, "classifier_training", contrastive_pretraining=supcon)
+    with pytest.raises(StaleInputError, match=r"SupCon|contrastive_pretraining.enabled: True"):
+        run_kedro(kedro_project, "classifier_training", contrastive_pretraining={"enabled": False})
     # Another encoder asked for than the pretrained one was built from.
     with pytest.raises(StaleInputError, match=r"encoder.name='resnet18'"):
         run_kedro(kedro_project, "classifier_training", encoder={"name": "resnet18"})
     # Retraining on the new split makes everything consistent again.
     run_kedro(kedro_project, "contrastive_pretraining")
     run_kedro(kedro_project, "classifier_training")
-    run_kedro(kedro_project, "reporting", reporting={"tta": "none"})
+    with pytest.raises(StaleInputError, match=r"classifier_training.head.dropout: 0.3 before"):
+        run_kedro(kedro_project, "reporting", classifier_training={"head": {"dropout": 0.5}})
+    # Settings that do not change the weights may differ.
+    run_kedro(kedro_project, "reporting", reporting={"tta": "none"}, classifier_training=QUIET)

@@ -129,3 +129,19 @@ def _convert(hint: Any, value: Any, path: str) -> Any:
             raise ConfigError(f"{path}: expected a string, got {value!r}")
         return value
     return value
+
+
+def parameter_differences(saved: Any, now: Any, path: str = "") -> list[str]:
+    """Each dotted key whose value differs between two nested parameter dicts, as text."""
+    if isinstance(saved, dict) and isinstance(now, dict):
+        differences = []
+        for key in sorted(set(saved) | set(now), key=str):
+            where = f"{path}.{key}" if path else str(key)
+            if key not in saved:
+                differences.append(f"{where}: unset before, now {now[key]!r}")
+            elif key not in now:
+                differences.append(f"{where}: {saved[key]!r} before, now unset")
+            else:
+                differences.extend(parameter_differences(saved[key], now[key], where))
+        return differences
+    return [] if saved == now else [f"{path or 'params'}: {saved!r} before, now {now!r}"]

@@ -21,7 +21,8 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from skin_lesion.config import check_at_least, check_probability
+from skin_lesion.config import check_at_least, check_probability, parameter_differences
+from skin_lesion.lineage import SPLIT_KEY
 
 logger = logging.getLogger(__name__)
 
@@ -44,7 +45,7 @@ class OptimConfig:
         weight_decay: AdamW decoupled weight decay.
         warmup_epochs: Linear warm-up length in epochs (fractions allowed).
         min_lr_ratio: Final learning rate as a fraction of the peak.
-        grad_clip: Max global gradient norm; null disables clipping.
+        grad_clip: Max global gradient norm; null (or 0) disables clipping.
     """
 
     lr: float = 1e-3
@@ -56,9 +57,7 @@ class OptimConfig:
     def __post_init__(self) -> None:
         if not self.lr > 0:
             raise ValueError(f"lr must be > 0, got {self.lr!r}")
-        if self.grad_clip is not None and not self.grad_clip > 0:
-            raise ValueError(f"grad_clip must be > 0 or null (off), got {self.grad_clip!r}")
-        check_at_least(self, 0, "weight_decay", "warmup_epochs")
+        check_at_least(self, 0, "weight_decay", "warmup_epochs", "grad_clip")  # clip 0: off
         check_probability(self, "min_lr_ratio")
 
 
@@ -398,7 +397,9 @@ def _warn_if_interrupted(store: Any, epochs: int, desc: str) -> None:
         previous = None
     if previous is None or previous.get("stopped"):
         return
-    done, planned = previous.get("epoch", -1) + 1, previous.get("epochs", epochs)
+    if "epochs" not in previous:  # saved before the planned length was: cannot tell
+        return
+    done, planned = previous.get("epoch", -1) + 1, previous["epochs"]
     if done < planned:
         logger.warning(
             "%s: starting over: the interrupted run in %s (%d of %d epochs done) is "
@@ -410,6 +411,8 @@ def _warn_if_interrupted(store: Any, epochs: int, desc: str) -> None:
         )
 
 
+# Recorded with a run's parameters since a later version (not a parameter file's key).
+RECORDED_SINCE = frozenset({SPLIT_KEY})
 # Parameters that may change between an interrupted run and its resumption.
 RESUME_EXEMPT_KEYS = frozenset({"resume", "progress", "compile"})
 
@@ -420,28 +423,19 @@ def _strip(params: Any) -> Any:
     return params
 
 
-def parameter_differences(saved: Any, now: Any, path: str = "") -> list[str]:
-    """Each dotted key whose value differs between two nested parameter dicts, as text."""
-    if isinstance(saved, dict) and isinstance(now, dict):
-        differences = []
-        for key in sorted(set(saved) | set(now), key=str):
-            where = f"{path}.{key}" if path else str(key)
-            if key not in saved:
-                differences.append(f"{where}: unset before, now {now[key]!r}")
-            elif key not in now:
-                differences.append(f"{where}: {saved[key]!r} before, now unset")
-            else:
-                differences.extend(parameter_differences(saved[key], now[key], where))
-        return differences
-    return [] if saved == now else [f"{path or 'params'}: {saved!r} before, now {now!r}"]
-
-
 def _check_resumable(latest: dict[str, Any], current: dict[str, Any]) -> None:
     """Refuse to resume a run whose parameters differ from the current ones, naming them."""
-    differences = parameter_differences(_strip(latest.get("params")), _strip(current.get("params")))
-    if differences:
-        raise ValueError(
-            "cannot resume: the saved run differs in "
-            + "; ".join(differences)
-            + ". Restore those values, or set resume: false to start over"
+    saved, now = _strip(latest.get("params")), _strip(current.get("params"))
+    if isinstance(saved, dict) and isinstance(now, dict):
+        # Recorded only since a later version: a run saved before cannot be compared on it.
+        now = {k: v for k, v in now.items() if k in saved or k not in RECORDED_SINCE}
+    differences = parameter_differences(saved, now)
+    if not differences:
+        return
+    advice = "Restore those values, or set resume: false to start over"
+    if any(d.startswith(f"{SPLIT_KEY}:") for d in differences):
+        advice = (
+            "The splits changed since the run started (data_processing ran again with other "
+            "settings): rerun data_processing as before to resume, or set resume: false"
         )
+    raise ValueError(f"cannot resume: the saved run differs in {'; '.join(differences)}. {advice}")

@@ -17,6 +17,8 @@ from typing import Any
 
 import pandas as pd
 
+from skin_lesion.config import ConfigError, from_dict, parameter_differences
+
 SPLIT_KEY = "split_sha256"
 
 
@@ -133,4 +135,52 @@ def check_encoder_settings(pretrained: Mapping[str, Any], encoder: Mapping[str, 
             + ", ".join(f"encoder.{k}={wanted[k]!r}" for k in differing)
             + ". Rerun `kedro run --pipelines contrastive_pretraining` (add the same "
             "--env/--params) to remake it, or restore the settings."
+        )
+
+
+def recorded_config(checkpoint: Mapping[str, Any], group: str, config_class: type) -> Any:
+    """The ``group`` settings a checkpoint recorded, as ``config_class``; None if unreadable.
+
+    A checkpoint from an older version may lack the group or hold keys that no longer exist;
+    it is then not compared.
+    """
+    recorded = (checkpoint.get("params") or {}).get(group)
+    if not isinstance(recorded, Mapping):
+        return None
+    try:
+        return from_dict(config_class, recorded, group)
+    except ConfigError:
+        return None
+
+
+def _without(settings: Mapping[str, Any], exempt: frozenset[str]) -> dict[str, Any]:
+    return {k: v for k, v in settings.items() if k not in exempt}
+
+
+def check_settings(
+    recorded: Mapping[str, Any],
+    current: Mapping[str, Any],
+    group: str,
+    what: str,
+    rerun: str,
+    exempt: frozenset[str] = frozenset(),
+) -> None:
+    """Refuse an output made with other ``group`` settings than the parameters now say.
+
+    Args:
+        recorded: The settings the output was made with (defaults filled in).
+        current: The settings now (defaults filled in).
+        group: The parameter group, for the message (``classifier_training``).
+        what: The output's catalog name.
+        rerun: The pipeline that remakes it.
+        exempt: Top-level keys that do not change the output (progress bars, resume).
+    """
+    differences = parameter_differences(
+        _without(recorded, exempt), _without(current, exempt), group
+    )
+    if differences:
+        raise StaleInputError(
+            f"`{what}` is stale: it was made with other {group} settings than the parameters "
+            f"now say ({'; '.join(differences)}). Rerun `kedro run --pipelines {rerun}` (add "
+            "the same --env/--params) to remake it, or restore the settings."
         )

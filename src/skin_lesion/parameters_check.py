@@ -54,9 +54,41 @@ def node_configs() -> dict[str, type]:
 def check_node_configs(params: Mapping[str, Any]) -> None:
     """Build every node's config from ``params``: a bad key or value raises ``ConfigError``."""
     check_run_settings(params)
+    built = {}
     for group, config_class in node_configs().items():
         if group in params:  # a missing group is Kedro's own error, at the node
-            from_dict(config_class, params[group], group)
+            built[group] = from_dict(config_class, params[group], group)
+    training, classes = built.get("classifier_training"), params.get("classes")
+    alpha = training.loss.alpha if training is not None else None
+    if isinstance(alpha, tuple) and classes is not None and len(alpha) != len(classes):
+        raise ConfigError(
+            f"classifier_training.loss.alpha: {len(alpha)} weight(s) {list(alpha)} for "
+            f"{len(classes)} classes {list(classes)}; give one per class, in that order"
+        )
+
+
+def check_device(device: Any) -> None:
+    """Refuse a device name torch cannot parse; only warn when CUDA is asked for but absent.
+
+    A run that needs no GPU (data_processing, a notebook) still works with ``device: cuda``
+    on a CPU machine; the training nodes then fail, naming the device.
+    """
+    import torch  # imported only when a device is configured
+
+    if not isinstance(device, str):
+        raise ConfigError(f"device: expected auto, cpu, cuda, cuda:N or mps, got {device!r}")
+    if device == "auto":
+        return
+    try:
+        parsed = torch.device(device)
+    except RuntimeError as exc:
+        raise ConfigError(f"device: {exc} (use auto, cpu, cuda, cuda:N or mps)") from exc
+    if parsed.type == "cuda" and not torch.cuda.is_available():
+        logger.warning(
+            "device %r: CUDA is not available here; the nodes that run a model will fail "
+            "(use device=auto to take the CPU)",
+            device,
+        )
 
 
 def check_run_settings(params: Mapping[str, Any]) -> None:
@@ -66,15 +98,7 @@ def check_run_settings(params: Mapping[str, Any]) -> None:
         if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
             raise ConfigError(f"seed: expected a non-negative integer, got {seed!r}")
     if "device" in params:
-        from skin_lesion.engine import resolve_device  # torch, imported only when needed
-
-        device = params["device"]
-        if not isinstance(device, str):
-            raise ConfigError(f"device: expected auto, cpu, cuda, cuda:N or mps, got {device!r}")
-        try:
-            resolve_device(device)
-        except RuntimeError as exc:
-            raise ConfigError(f"device: {exc} (use auto, cpu, cuda, cuda:N or mps)") from exc
+        check_device(params["device"])
     if "classes" in params:
         classes = params["classes"]
         if (

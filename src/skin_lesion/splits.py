@@ -57,6 +57,8 @@ class SplitConfig:
                 f"split fractions must be positive and sum to 1, got train={self.train}, "
                 f"val={self.val}, test={self.test} (sum {sum(fractions):g})"
             )
+        if not self.warn_share_gap >= 0:
+            raise ValueError(f"warn_share_gap must be >= 0, got {self.warn_share_gap!r}")
         if self.folds == 1 or self.folds < 0:
             raise ValueError(f"folds must be 0 (off) or at least 2, got {self.folds}")
         k = self.validation_fold

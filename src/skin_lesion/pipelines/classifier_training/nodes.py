@@ -12,7 +12,7 @@ from skin_lesion.checkpoints import CheckpointStore
 from skin_lesion.config import from_dict
 from skin_lesion.images import ImageCache
 from skin_lesion.preprocessing import PreprocessConfig
-from skin_lesion.pretraining import EncoderConfig
+from skin_lesion.pretraining import EncoderConfig, PretrainConfig
 from skin_lesion.splits import align_to_cache
 
 METADATA_COLUMNS = ["image_id", "age", "sex", "localization"]
@@ -30,6 +30,7 @@ def train_classifier(
     device: str,
     encoder: dict[str, Any] | None = None,
     preprocessing: dict[str, Any] | None = None,
+    contrastive: dict[str, Any] | None = None,
 ) -> tuple[dict[str, Any], list[dict[str, Any]], pd.DataFrame]:
     """Fine-tune the classifier on train, choose the best epoch on val (test untouched).
 
@@ -46,6 +47,8 @@ def train_classifier(
         encoder: ``params:encoder``; ``pretrained_encoder`` must have been built from it.
         preprocessing: ``params:data_processing.preprocessing``; the cache must have been
             made with it.
+        contrastive: ``params:contrastive_pretraining``; ``pretrained_encoder`` must have
+            been made with it (the settings that change the weights).
 
     Returns:
         The ``classifier`` checkpoint, ``training_history`` and ``val_predictions``. The
@@ -64,6 +67,8 @@ def train_classifier(
     if encoder is not None:
         wanted = asdict(from_dict(EncoderConfig, encoder, "encoder"))
         lineage.check_encoder_settings(pretrained_encoder, wanted)
+    if contrastive is not None:
+        _check_pretraining_settings(pretrained_encoder, contrastive)
     if pretrained_encoder.get("history"):  # SupCon learnt from labels: same splits needed
         lineage.check_checkpoint_inputs(
             pretrained_encoder,
@@ -98,4 +103,32 @@ def train_classifier(
             lineage.SPLIT_KEY: lineage.split_fingerprint(splits),
         },
         store=classifier_run,
+    )
+
+
+# contrastive_pretraining settings that do not change the pretrained weights.
+PRETRAINING_EXEMPT = frozenset(
+    {"resume", "progress", "compile", "placement", "amp", "channels_last"}
+    | {"export_embeddings", "embed_batch_size"}
+)
+
+
+def _check_pretraining_settings(pretrained: dict[str, Any], contrastive: dict[str, Any]) -> None:
+    """Refuse a ``pretrained_encoder`` made with other SupCon settings than the current ones."""
+    then = lineage.recorded_config(pretrained, "contrastive_pretraining", PretrainConfig)
+    if then is None:
+        return
+    now = from_dict(PretrainConfig, contrastive, "contrastive_pretraining")
+    trained_then, trained_now = then.enabled and then.epochs > 0, now.enabled and now.epochs > 0
+    if not (trained_then or trained_now):
+        return  # initial weights either way
+    recorded = asdict(then) if trained_then and trained_now else {"enabled": trained_then}
+    current = asdict(now) if trained_then and trained_now else {"enabled": trained_now}
+    lineage.check_settings(
+        recorded,
+        current,
+        "contrastive_pretraining",
+        "pretrained_encoder",
+        "contrastive_pretraining",
+        PRETRAINING_EXEMPT,
     )

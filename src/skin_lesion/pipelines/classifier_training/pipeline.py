@@ -23,6 +23,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                     "params:device",
                     "params:encoder",
                     "params:data_processing.preprocessing",
+                    "params:contrastive_pretraining",
                 ],
                 ["classifier", "training_history", "val_predictions"],
                 name="train_classifier",

@@ -7,6 +7,7 @@ to embed.
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Any
 
 import numpy as np
@@ -15,6 +16,7 @@ import pandas as pd
 from skin_lesion import calibration, figures, lineage, provenance, report
 from skin_lesion import evaluation as ev
 from skin_lesion.checkpoints import state_fingerprint
+from skin_lesion.classification import ClassifierConfig
 from skin_lesion.config import from_dict
 from skin_lesion.engine import resolve_device
 from skin_lesion.images import ImageCache
@@ -35,8 +37,20 @@ def _rows(image_cache: ImageCache, splits: pd.DataFrame, cached_metadata: pd.Dat
     )
 
 
-def _check_classifier(classifier: dict[str, Any], image_cache: ImageCache, splits) -> None:
-    """Refuse a classifier trained on other splits or another cache than the current ones."""
+# classifier_training settings that do not change the trained weights.
+TRAINING_EXEMPT = frozenset(
+    {"resume", "progress", "compile", "placement", "amp", "channels_last", "eval_batch_size"}
+)
+
+
+def _check_classifier(
+    classifier: dict[str, Any],
+    image_cache: ImageCache,
+    splits,
+    training_params: dict[str, Any] | None = None,
+) -> None:
+    """Refuse a classifier trained on other splits, another cache or other settings than the
+    current ones (the report would list settings the classifier was not trained with)."""
     lineage.check_checkpoint_inputs(
         classifier,
         "classifier",
@@ -44,11 +58,24 @@ def _check_classifier(classifier: dict[str, Any], image_cache: ImageCache, split
         splits=splits,
         cache_preprocessing=image_cache.preprocessing,
     )
+    then = lineage.recorded_config(classifier, "classifier_training", ClassifierConfig)
+    if training_params is not None and then is not None:
+        now = from_dict(ClassifierConfig, training_params, "classifier_training")
+        lineage.check_settings(
+            asdict(then),
+            asdict(now),
+            "classifier_training",
+            "classifier",
+            "classifier_training",
+            TRAINING_EXEMPT,
+        )
 
 
-def _predict(split: str, classifier, image_cache, splits, cached_metadata, params, device):
+def _predict(
+    split: str, classifier, image_cache, splits, cached_metadata, params, device, training=None
+):
     """``split`` through the classifier, with reporting's TTA and batch size."""
-    _check_classifier(classifier, image_cache, splits)
+    _check_classifier(classifier, image_cache, splits, training)
     return ev.predict_split(
         classifier,
         image_cache.images,
@@ -75,9 +102,16 @@ def predict_test(
     cached_metadata: pd.DataFrame,
     params: dict[str, Any],
     device: str,
+    training: dict[str, Any] | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Predict the test split once (optional TTA); also in the ISIC challenge CSV format."""
-    predictions = _predict("test", classifier, image_cache, splits, cached_metadata, params, device)
+    """Predict the test split once (optional TTA); also in the ISIC challenge CSV format.
+
+    ``training`` (``params:classifier_training``) must match the settings the classifier
+    was trained with, as must the splits and the image cache (``lineage``).
+    """
+    predictions = _predict(
+        "test", classifier, image_cache, splits, cached_metadata, params, device, training
+    )
     return predictions, ev.to_isic_format(predictions)
 
 
@@ -88,10 +122,13 @@ def predict_val(
     cached_metadata: pd.DataFrame,
     params: dict[str, Any],
     device: str,
+    training: dict[str, Any] | None = None,
 ) -> pd.DataFrame:
     """Predict the validation split as ``predict_test`` predicts test (same TTA), for the
     temperature and the melanoma threshold that ``evaluate_test`` fits on it."""
-    return _predict("val", classifier, image_cache, splits, cached_metadata, params, device)
+    return _predict(
+        "val", classifier, image_cache, splits, cached_metadata, params, device, training
+    )
 
 
 def evaluate_test(

@@ -67,6 +67,7 @@ PREDICT_INPUTS = [
     "cached_metadata",
     "params:reporting",
     "params:device",
+    "params:classifier_training",  # must match what the classifier was trained with
 ]
 # Figures that run the classifier: tagged like the other nodes worth a GPU.
 GPU_FIGURES = {"gradcam_examples": ["gpu"]}
