@@ -22,7 +22,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from skin_lesion.config import check_at_least, check_probability, parameter_differences
-from skin_lesion.lineage import SPLIT_KEY
+from skin_lesion.lineage import SETTINGS_KEY, SPLIT_KEY
 
 logger = logging.getLogger(__name__)
 
@@ -412,7 +412,7 @@ def _warn_if_interrupted(store: Any, epochs: int, desc: str) -> None:
 
 
 # Recorded with a run's parameters since a later version (not a parameter file's key).
-RECORDED_SINCE = frozenset({SPLIT_KEY})
+RECORDED_SINCE = frozenset({SPLIT_KEY, SETTINGS_KEY})
 # Parameters that may change between an interrupted run and its resumption.
 RESUME_EXEMPT_KEYS = frozenset({"resume", "progress", "compile"})
 

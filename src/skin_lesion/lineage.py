@@ -20,6 +20,9 @@ import pandas as pd
 from skin_lesion.config import ConfigError, from_dict, parameter_differences
 
 SPLIT_KEY = "split_sha256"
+# Where a checkpoint's params keep each group's settings with every default filled in, so
+# that a default changed in the code later still counts as a difference.
+SETTINGS_KEY = "settings"
 
 
 class StaleInputError(RuntimeError):
@@ -141,10 +144,13 @@ def check_encoder_settings(pretrained: Mapping[str, Any], encoder: Mapping[str, 
 def recorded_config(checkpoint: Mapping[str, Any], group: str, config_class: type) -> Any:
     """The ``group`` settings a checkpoint recorded, as ``config_class``; None if unreadable.
 
-    A checkpoint from an older version may lack the group or hold keys that no longer exist;
+    Reads the filled-in settings (``params.settings.<group>``) where the checkpoint has them,
+    else the parameters as given (their missing keys then take today's defaults). A
+    checkpoint from an older version may lack the group or hold keys that no longer exist;
     it is then not compared.
     """
-    recorded = (checkpoint.get("params") or {}).get(group)
+    params = checkpoint.get("params") or {}
+    recorded = (params.get(SETTINGS_KEY) or {}).get(group, params.get(group))
     if not isinstance(recorded, Mapping):
         return None
     try:

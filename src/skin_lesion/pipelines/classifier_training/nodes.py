@@ -101,6 +101,7 @@ def train_classifier(
             "seed": seed,
             "classes": list(classes),
             lineage.SPLIT_KEY: lineage.split_fingerprint(splits),
+            lineage.SETTINGS_KEY: {"classifier_training": asdict(config)},
         },
         store=classifier_run,
     )
@@ -122,8 +123,9 @@ def _check_pretraining_settings(pretrained: dict[str, Any], contrastive: dict[st
     trained_then, trained_now = then.enabled and then.epochs > 0, now.enabled and now.epochs > 0
     if not (trained_then or trained_now):
         return  # initial weights either way
-    recorded = asdict(then) if trained_then and trained_now else {"enabled": trained_then}
-    current = asdict(now) if trained_then and trained_now else {"enabled": trained_now}
+    key = "enabled and epochs > 0"
+    recorded = asdict(then) if trained_then and trained_now else {key: trained_then}
+    current = asdict(now) if trained_then and trained_now else {key: trained_now}
     lineage.check_settings(
         recorded,
         current,

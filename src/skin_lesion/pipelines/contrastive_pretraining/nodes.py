@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import asdict
 from typing import Any
 
 import numpy as np
@@ -69,6 +70,7 @@ def pretrain_encoder(
             "contrastive_pretraining": params,
             "seed": seed,
             lineage.SPLIT_KEY: lineage.split_fingerprint(splits),
+            lineage.SETTINGS_KEY: {"contrastive_pretraining": asdict(config)},
         },
         store=pretraining_run,
     )

@@ -279,10 +279,11 @@ def plot_gradcam(
     test_predictions: pd.DataFrame,
     params: dict[str, Any],
     device: str,
+    training: dict[str, Any] | None = None,
 ) -> bytes:
     """Grad-CAM overlays for correct and wrong test images of each class."""
     classes = classifier["class_names"]
-    _check_classifier(classifier, image_cache, splits)
+    _check_classifier(classifier, image_cache, splits, training)
     chosen = ev.pick_gradcam_examples(test_predictions, classes, _config(params).gradcam_per_class)
     rows = _rows(image_cache, splits, cached_metadata)
     panels = ev.gradcam_panels(

@@ -43,6 +43,7 @@ FIGURES = {
             "test_predictions",
             "params:reporting",
             "params:device",
+            "params:classifier_training",
         ],
     ),
 }
