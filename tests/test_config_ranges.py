@@ -47,6 +47,21 @@ BAD = [
     ("contrastive_pretraining.temperature", 0.0, "temperature must be > 0"),
     ("contrastive_pretraining.projection.out_dim", 0, "projection: out_dim"),
     ("contrastive_pretraining.optim.lr", -1.0, "contrastive_pretraining.optim: lr"),
+    (
+        "classifier_training.warmup.optim.warmup_epochs",
+        2.5,
+        "classifier_training.warmup: optim.warmup_epochs (2.5) is longer than epochs (2)",
+    ),
+    (
+        "classifier_training.finetune.optim.warmup_epochs",
+        21,
+        "classifier_training.finetune: optim.warmup_epochs (21) is longer than epochs (20)",
+    ),
+    (
+        "contrastive_pretraining.optim.warmup_epochs",
+        30.5,
+        "contrastive_pretraining: optim.warmup_epochs (30.5) is longer than epochs (30)",
+    ),
     ("reporting.bootstrap.confidence", 95, "reporting.bootstrap: confidence"),
     ("reporting.bootstrap.n_resamples", 0, "n_resamples"),
     ("reporting.target_sensitivity", 0.0, "target_sensitivity"),
@@ -89,6 +104,10 @@ def test_both_classifier_phases_empty_is_refused() -> None:
         {"classifier_training": {"finetune": {"optim": {"grad_clip": None}}}},
         {"classifier_training": {"warmup": {"optim": {"grad_clip": 0}}}},  # off, as null
         {"contrastive_pretraining": {"epochs": 0}},
+        # a warm-up as long as the phase, or one of a phase or pretraining that does not run
+        {"classifier_training": {"finetune": {"epochs": 1}}},
+        {"classifier_training": {"warmup": {"epochs": 0, "optim": {"warmup_epochs": 3}}}},
+        {"contrastive_pretraining": {"enabled": False, "epochs": 2, "optim": {"warmup_epochs": 5}}},
         {"reporting": {"gradcam_per_class": 0, "target_sensitivity": 1.0}},
         {"data_processing": {"metadata": {"min_age": 20, "max_age": 20}}},
     ],

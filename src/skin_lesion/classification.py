@@ -51,6 +51,7 @@ class WarmupConfig:
 
     def __post_init__(self) -> None:
         check_at_least(self, 0, "epochs")
+        engine.check_warmup_fits(self.optim, self.epochs)
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,7 @@ class FinetuneConfig:
     def __post_init__(self) -> None:
         check_at_least(self, 0, "epochs", "encoder_lr_scale")
         check_at_least(self, 1, "unfreeze_stages")
+        engine.check_warmup_fits(self.optim, self.epochs)
 
 
 @dataclass(frozen=True)

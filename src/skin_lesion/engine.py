@@ -61,6 +61,20 @@ class OptimConfig:
         check_probability(self, "min_lr_ratio")
 
 
+def check_warmup_fits(optim: OptimConfig, epochs: int) -> None:
+    """Refuse a learning-rate warm-up longer than the training it belongs to.
+
+    The schedule would still be rising when training ends: the peak learning rate never
+    reached and the cosine decay never begun. A warm-up as long as the training is allowed.
+    """
+    if epochs > 0 and optim.warmup_epochs > epochs:
+        raise ValueError(
+            f"optim.warmup_epochs ({optim.warmup_epochs:g}) is longer than epochs ({epochs}): "
+            "the learning rate would still be rising when training ends and never decay; "
+            "shorten the warm-up or train for more epochs"
+        )
+
+
 def resolve_device(name: str = "auto") -> torch.device:
     """``auto`` picks cuda, then mps, then cpu; any other name is used as given."""
     if name != "auto":

@@ -109,6 +109,8 @@ class PretrainConfig:
         check_at_least(self, 1, "batch_size", "embed_batch_size")
         if not self.temperature > 0:
             raise ValueError(f"temperature must be > 0, got {self.temperature!r}")
+        if self.enabled:
+            engine.check_warmup_fits(self.optim, self.epochs)
 
 
 def build_model(encoder: EncoderConfig, projection: ProjectionConfig) -> ContrastiveModel:
