@@ -165,6 +165,19 @@ def test_resume_of_a_run_saved_before_the_split_was_recorded(tmp_path):
         _fit(store, epochs=3, resume=True, params={"lr": 0.05, "split_sha256": "a" * 64})
 
 
+def test_resume_of_a_run_saved_before_a_settings_group_was_recorded(tmp_path):
+    store = CheckpointStore(tmp_path)
+    older = {"lr": 0.05, "settings": {"train": {"lr": 0.05}}}
+    _fit(store, epochs=1, params=older)
+    newer = {"lr": 0.05, "settings": {"train": {"lr": 0.05}, "encoder": {"name": "x"}}}
+    _fit(store, epochs=2, resume=True, params=newer)
+    assert store.latest()["epoch"] == 1  # resumed: the older run had no encoder to compare
+    # Once recorded, a group is compared like any other parameter.
+    other = {"lr": 0.05, "settings": {"train": {"lr": 0.05}, "encoder": {"name": "y"}}}
+    with pytest.raises(ValueError, match=r"differs in settings.encoder.name: 'x' before, now 'y'"):
+        _fit(store, epochs=3, resume=True, params=other)
+
+
 def test_parameter_differences_name_each_changed_key():
     saved = {"seed": 1, "train": {"lr": 0.1, "epochs": 3, "augment": {"p": 0.5}}, "old": 1}
     now = {"seed": 1, "train": {"lr": 0.2, "epochs": 3, "augment": {"p": 0.4}}, "new": 2}

@@ -13,7 +13,10 @@ from skin_lesion.lineage import (
     check_cache_settings,
     check_checkpoint_inputs,
     check_encoder_settings,
+    check_pretraining_settings,
+    check_seed,
     check_settings,
+    encoder_of,
     recorded_config,
     split_fingerprint,
 )
@@ -80,12 +83,31 @@ def test_cache_and_encoder_settings() -> None:
     check_cache_settings(CACHE, dict(CACHE))
     with pytest.raises(StaleInputError, match=r"`image_cache` is stale.*pipelines data_processing"):
         check_cache_settings(CACHE, {**CACHE, "width": 80})
-    pretrained = {"architecture": {"encoder": "resnet18"}, "initial_weights": "none"}
+    pretrained = encoder_of({"architecture": {"encoder": "resnet18"}, "initial_weights": "none"})
+    assert pretrained == {"name": "resnet18", "weights": "none"}
     check_encoder_settings(pretrained, {"name": "resnet18", "weights": "none"})
     with pytest.raises(StaleInputError, match=r"name='resnet18'.*encoder.name='efficientnet_b0'"):
         check_encoder_settings(pretrained, {"name": "efficientnet_b0", "weights": "none"})
     with pytest.raises(StaleInputError, match=r"weights='none'.*encoder.weights='timm'"):
         check_encoder_settings(pretrained, {"name": "resnet18", "weights": "timm"})
+    with pytest.raises(StaleInputError, match=r"`classifier` is stale.*pipelines a,b"):
+        check_encoder_settings(pretrained, {"name": "vit", "weights": "none"}, "classifier", "a,b")
+
+
+def test_pretraining_settings_and_seed() -> None:
+    made = {"params": {"seed": 3, "settings": {"contrastive_pretraining": {"temperature": 0.1}}}}
+    check_pretraining_settings(made, {"temperature": 0.1, "progress": False})  # exempt key
+    with pytest.raises(StaleInputError, match=r"`classifier` is stale.*temperature: 0.1 before"):
+        check_pretraining_settings(made, {"temperature": 0.2}, "classifier", "x")
+    with pytest.raises(StaleInputError, match=r"enabled and epochs > 0: True before, now False"):
+        check_pretraining_settings(made, {"enabled": False})
+    off = {"params": {"settings": {"contrastive_pretraining": {"epochs": 0, "temperature": 0.1}}}}
+    check_pretraining_settings(off, {"enabled": False, "temperature": 0.5})  # no SupCon either way
+    check_pretraining_settings({"params": {}}, {"temperature": 0.5})  # nothing recorded
+    check_seed(made, 3, "classifier", "x")
+    check_seed({"params": {}}, 5, "classifier", "x")
+    with pytest.raises(StaleInputError, match=r"seed=3, but the parameters now say seed=4.*seed=3"):
+        check_seed(made, 4, "classifier", "x")
 
 
 def test_settings_compare_all_but_the_exempt_keys() -> None:
@@ -144,5 +166,20 @@ def test_each_stage_refuses_upstream_outputs_made_from_other_inputs(kedro_projec
     run_kedro(kedro_project, "classifier_training")
     with pytest.raises(StaleInputError, match=r"classifier_training.head.dropout: 0.3 before"):
         run_kedro(kedro_project, "reporting", classifier_training={"head": {"dropout": 0.5}})
+    # The classifier was fine-tuned from an encoder made with other encoder/SupCon settings
+    # or trained with another seed than the parameters now say (the report lists them).
+    with pytest.raises(StaleInputError, match=r"`classifier` is stale.*contrastive_pretraining.t"):
+        run_kedro(kedro_project, "reporting", contrastive_pretraining={"temperature": 0.2})
+    with pytest.raises(StaleInputError, match=r"encoder name=.*encoder.name='resnet18'"):
+        run_kedro(kedro_project, "reporting", encoder={"name": "resnet18"})
+    with pytest.raises(StaleInputError, match=r"seed=42, but the parameters now say seed=7"):
+        run_kedro(kedro_project, "reporting", seed=7)
     # Settings that do not change the weights may differ.
-    run_kedro(kedro_project, "reporting", reporting={"tta": "none"}, classifier_training=QUIET)
+    supcon_speed = {"progress": False, "embed_batch_size": 5}
+    run_kedro(
+        kedro_project,
+        "reporting",
+        reporting={"tta": "none"},
+        classifier_training=QUIET,
+        contrastive_pretraining=supcon_speed,
+    )

@@ -443,6 +443,10 @@ def _check_resumable(latest: dict[str, Any], current: dict[str, Any]) -> None:
     if isinstance(saved, dict) and isinstance(now, dict):
         # Recorded only since a later version: a run saved before cannot be compared on it.
         now = {k: v for k, v in now.items() if k in saved or k not in RECORDED_SINCE}
+        # Likewise a settings group recorded since (the classifier's pretrained encoder's).
+        if isinstance(saved.get(SETTINGS_KEY), dict) and isinstance(now.get(SETTINGS_KEY), dict):
+            groups = now[SETTINGS_KEY].items()
+            now[SETTINGS_KEY] = {g: v for g, v in groups if g in saved[SETTINGS_KEY]}
     differences = parameter_differences(saved, now)
     if not differences:
         return

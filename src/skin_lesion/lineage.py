@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
+from dataclasses import asdict
 from typing import Any
 
 import pandas as pd
@@ -117,27 +118,97 @@ def check_cache_settings(
         )
 
 
-def check_encoder_settings(pretrained: Mapping[str, Any], encoder: Mapping[str, Any]) -> None:
-    """Refuse a ``pretrained_encoder`` built from another ``encoder`` than the parameters say.
-
-    Args:
-        pretrained: The ``pretrained_encoder`` checkpoint.
-        encoder: ``params:encoder`` (``name`` and ``weights``).
-    """
-    made = {
+def encoder_of(pretrained: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``encoder`` settings (``name``, ``weights``) a pretrained encoder was built from."""
+    return {
         "name": pretrained["architecture"]["encoder"],
         "weights": pretrained.get("initial_weights"),
     }
+
+
+def check_encoder_settings(
+    made: Mapping[str, Any],
+    encoder: Mapping[str, Any],
+    what: str = "pretrained_encoder",
+    rerun: str = "contrastive_pretraining",
+) -> None:
+    """Refuse an output built from another ``encoder`` than the parameters say.
+
+    Args:
+        made: The ``encoder`` settings it was built from (``encoder_of``).
+        encoder: ``params:encoder`` (``name`` and ``weights``).
+        what: The output's catalog name.
+        rerun: The pipeline(s) that remake it.
+    """
     wanted = {"name": encoder.get("name"), "weights": encoder.get("weights")}
-    differing = [k for k in made if made[k] != wanted[k]]
+    differing = [k for k in wanted if made.get(k) != wanted[k]]
     if differing:
         raise StaleInputError(
-            "`pretrained_encoder` is stale: it was built from encoder "
-            + ", ".join(f"{k}={made[k]!r}" for k in differing)
+            f"`{what}` is stale: it was built from encoder "
+            + ", ".join(f"{k}={made.get(k)!r}" for k in differing)
             + ", but the parameters now say "
             + ", ".join(f"encoder.{k}={wanted[k]!r}" for k in differing)
-            + ". Rerun `kedro run --pipelines contrastive_pretraining` (add the same "
-            "--env/--params) to remake it, or restore the settings."
+            + f". Rerun `kedro run --pipelines {rerun}` (add the same --env/--params) to "
+            "remake it, or restore the settings."
+        )
+
+
+# contrastive_pretraining settings that do not change the pretrained weights.
+PRETRAINING_EXEMPT = frozenset(
+    {"resume", "progress", "compile", "placement", "amp", "channels_last"}
+    | {"export_embeddings", "embed_batch_size"}
+)
+
+
+def check_pretraining_settings(
+    checkpoint: Mapping[str, Any],
+    contrastive: Mapping[str, Any],
+    what: str = "pretrained_encoder",
+    rerun: str = "contrastive_pretraining",
+) -> None:
+    """Refuse an output whose encoder was pretrained with other SupCon settings than now.
+
+    Args:
+        checkpoint: A ``pretrained_encoder``, or a ``classifier`` (which records the settings
+            of the encoder it was fine-tuned from); one without a readable record passes.
+        contrastive: ``params:contrastive_pretraining``.
+        what: The output's catalog name.
+        rerun: The pipeline(s) that remake it.
+
+    SupCon off and SupCon with 0 epochs are the same (the initial weights); between on and
+    off only that is named, not every setting of the run that did not happen.
+    """
+    from skin_lesion.pretraining import PretrainConfig  # here: it imports torch and timm
+
+    then = recorded_config(checkpoint, "contrastive_pretraining", PretrainConfig)
+    if then is None:
+        return
+    now = from_dict(PretrainConfig, contrastive, "contrastive_pretraining")
+    trained_then, trained_now = then.enabled and then.epochs > 0, now.enabled and now.epochs > 0
+    if not (trained_then or trained_now):
+        return  # initial weights either way
+    key = "enabled and epochs > 0"
+    both = trained_then and trained_now
+    check_settings(
+        asdict(then) if both else {key: trained_then},
+        asdict(now) if both else {key: trained_now},
+        "contrastive_pretraining",
+        what,
+        rerun,
+        PRETRAINING_EXEMPT,
+    )
+
+
+def check_seed(checkpoint: Mapping[str, Any], seed: int, what: str, rerun: str) -> None:
+    """Refuse an output trained with another ``seed`` than the parameters now say (the
+    report and MLflow would list a seed it was not trained with); an unrecorded seed passes."""
+    recorded = (checkpoint.get("params") or {}).get("seed")
+    if recorded is not None and recorded != seed:
+        raise StaleInputError(
+            f"`{what}` is stale: it was trained with seed={recorded}, but the parameters now "
+            f"say seed={seed}. Rerun `kedro run --pipelines {rerun} --params seed={seed}` (add "
+            f"the same --env/--params) to train it with this seed, or pass --params "
+            f"seed={recorded}."
         )
 
 

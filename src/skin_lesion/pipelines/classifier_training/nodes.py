@@ -66,9 +66,9 @@ def train_classifier(
         )
     if encoder is not None:
         wanted = asdict(from_dict(EncoderConfig, encoder, "encoder"))
-        lineage.check_encoder_settings(pretrained_encoder, wanted)
+        lineage.check_encoder_settings(lineage.encoder_of(pretrained_encoder), wanted)
     if contrastive is not None:
-        _check_pretraining_settings(pretrained_encoder, contrastive)
+        lineage.check_pretraining_settings(pretrained_encoder, contrastive)
     if pretrained_encoder.get("history"):  # SupCon learnt from labels: same splits needed
         lineage.check_checkpoint_inputs(
             pretrained_encoder,
@@ -101,36 +101,21 @@ def train_classifier(
             "seed": seed,
             "classes": list(classes),
             lineage.SPLIT_KEY: lineage.split_fingerprint(splits),
-            lineage.SETTINGS_KEY: {"classifier_training": asdict(config)},
+            lineage.SETTINGS_KEY: {
+                "classifier_training": asdict(config),
+                # What the encoder it starts from was made with, which reporting checks.
+                **_pretrained_settings(pretrained_encoder),
+            },
         },
         store=classifier_run,
     )
 
 
-# contrastive_pretraining settings that do not change the pretrained weights.
-PRETRAINING_EXEMPT = frozenset(
-    {"resume", "progress", "compile", "placement", "amp", "channels_last"}
-    | {"export_embeddings", "embed_batch_size"}
-)
-
-
-def _check_pretraining_settings(pretrained: dict[str, Any], contrastive: dict[str, Any]) -> None:
-    """Refuse a ``pretrained_encoder`` made with other SupCon settings than the current ones."""
-    then = lineage.recorded_config(pretrained, "contrastive_pretraining", PretrainConfig)
-    if then is None:
-        return
-    now = from_dict(PretrainConfig, contrastive, "contrastive_pretraining")
-    trained_then, trained_now = then.enabled and then.epochs > 0, now.enabled and now.epochs > 0
-    if not (trained_then or trained_now):
-        return  # initial weights either way
-    key = "enabled and epochs > 0"
-    recorded = asdict(then) if trained_then and trained_now else {key: trained_then}
-    current = asdict(now) if trained_then and trained_now else {key: trained_now}
-    lineage.check_settings(
-        recorded,
-        current,
-        "contrastive_pretraining",
-        "pretrained_encoder",
-        "contrastive_pretraining",
-        PRETRAINING_EXEMPT,
-    )
+def _pretrained_settings(pretrained: dict[str, Any]) -> dict[str, Any]:
+    """The ``encoder`` and ``contrastive_pretraining`` settings ``pretrained`` was made with
+    (the latter only where it recorded them readably)."""
+    settings: dict[str, Any] = {"encoder": lineage.encoder_of(pretrained)}
+    supcon = lineage.recorded_config(pretrained, "contrastive_pretraining", PretrainConfig)
+    if supcon is not None:
+        settings["contrastive_pretraining"] = asdict(supcon)
+    return settings

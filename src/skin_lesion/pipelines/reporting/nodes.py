@@ -20,6 +20,7 @@ from skin_lesion.classification import ClassifierConfig
 from skin_lesion.config import from_dict
 from skin_lesion.engine import resolve_device
 from skin_lesion.images import ImageCache
+from skin_lesion.pretraining import EncoderConfig
 from skin_lesion.splits import align_to_cache
 
 METADATA_COLUMNS = ["image_id", "age", "sex", "localization"]
@@ -43,14 +44,24 @@ TRAINING_EXEMPT = frozenset(
 )
 
 
-def _check_classifier(
-    classifier: dict[str, Any],
-    image_cache: ImageCache,
-    splits,
-    training_params: dict[str, Any] | None = None,
-) -> None:
+# Where a classifier's predictions are made, the parameters it must have been made with (and
+# the node functions' keyword for each): the report and MLflow list these groups.
+UPSTREAM = {
+    "training": "classifier_training",
+    "encoder": "encoder",
+    "contrastive": "contrastive_pretraining",
+    "seed": "seed",
+}
+RERUN_ALL = "contrastive_pretraining,classifier_training"
+
+
+def _check_classifier(classifier: dict[str, Any], image_cache: ImageCache, splits, **now) -> None:
     """Refuse a classifier trained on other splits, another cache or other settings than the
-    current ones (the report would list settings the classifier was not trained with)."""
+    current ones (the report would list settings the classifier was not trained with).
+
+    ``now``: the current parameters by ``UPSTREAM`` keyword; one not given is not checked,
+    nor is one the classifier did not record (made by an older version).
+    """
     lineage.check_checkpoint_inputs(
         classifier,
         "classifier",
@@ -59,23 +70,28 @@ def _check_classifier(
         cache_preprocessing=image_cache.preprocessing,
     )
     then = lineage.recorded_config(classifier, "classifier_training", ClassifierConfig)
-    if training_params is not None and then is not None:
-        now = from_dict(ClassifierConfig, training_params, "classifier_training")
+    if now.get("training") is not None and then is not None:
         lineage.check_settings(
             asdict(then),
-            asdict(now),
+            asdict(from_dict(ClassifierConfig, now["training"], "classifier_training")),
             "classifier_training",
             "classifier",
             "classifier_training",
             TRAINING_EXEMPT,
         )
+    made_from = (classifier.get("params") or {}).get(lineage.SETTINGS_KEY) or {}
+    if now.get("encoder") is not None and isinstance(made_from.get("encoder"), dict):
+        wanted = asdict(from_dict(EncoderConfig, now["encoder"], "encoder"))
+        lineage.check_encoder_settings(made_from["encoder"], wanted, "classifier", RERUN_ALL)
+    if now.get("contrastive") is not None:
+        lineage.check_pretraining_settings(classifier, now["contrastive"], "classifier", RERUN_ALL)
+    if now.get("seed") is not None:
+        lineage.check_seed(classifier, now["seed"], "classifier", RERUN_ALL)
 
 
-def _predict(
-    split: str, classifier, image_cache, splits, cached_metadata, params, device, training=None
-):
+def _predict(split: str, classifier, image_cache, splits, cached_metadata, params, device, now):
     """``split`` through the classifier, with reporting's TTA and batch size."""
-    _check_classifier(classifier, image_cache, splits, training)
+    _check_classifier(classifier, image_cache, splits, **now)
     return ev.predict_split(
         classifier,
         image_cache.images,
@@ -102,15 +118,16 @@ def predict_test(
     cached_metadata: pd.DataFrame,
     params: dict[str, Any],
     device: str,
-    training: dict[str, Any] | None = None,
+    **now: Any,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Predict the test split once (optional TTA); also in the ISIC challenge CSV format.
 
-    ``training`` (``params:classifier_training``) must match the settings the classifier
-    was trained with, as must the splits and the image cache (``lineage``).
+    ``now``: ``training``, ``encoder``, ``contrastive``, ``seed`` (``UPSTREAM``), which must
+    match what the classifier was made with, as must the splits and the image cache
+    (``lineage``).
     """
     predictions = _predict(
-        "test", classifier, image_cache, splits, cached_metadata, params, device, training
+        "test", classifier, image_cache, splits, cached_metadata, params, device, now
     )
     return predictions, ev.to_isic_format(predictions)
 
@@ -122,13 +139,11 @@ def predict_val(
     cached_metadata: pd.DataFrame,
     params: dict[str, Any],
     device: str,
-    training: dict[str, Any] | None = None,
+    **now: Any,
 ) -> pd.DataFrame:
     """Predict the validation split as ``predict_test`` predicts test (same TTA), for the
     temperature and the melanoma threshold that ``evaluate_test`` fits on it."""
-    return _predict(
-        "val", classifier, image_cache, splits, cached_metadata, params, device, training
-    )
+    return _predict("val", classifier, image_cache, splits, cached_metadata, params, device, now)
 
 
 def evaluate_test(
@@ -279,11 +294,12 @@ def plot_gradcam(
     test_predictions: pd.DataFrame,
     params: dict[str, Any],
     device: str,
-    training: dict[str, Any] | None = None,
+    **now: Any,
 ) -> bytes:
-    """Grad-CAM overlays for correct and wrong test images of each class."""
+    """Grad-CAM overlays for correct and wrong test images of each class (``now`` as in
+    ``predict_test``)."""
     classes = classifier["class_names"]
-    _check_classifier(classifier, image_cache, splits, training)
+    _check_classifier(classifier, image_cache, splits, **now)
     chosen = ev.pick_gradcam_examples(test_predictions, classes, _config(params).gradcam_per_class)
     rows = _rows(image_cache, splits, cached_metadata)
     panels = ev.gradcam_panels(

@@ -4,6 +4,9 @@ from kedro.pipeline import Node, Pipeline
 
 from skin_lesion.pipelines.reporting import nodes
 
+# The parameters a classifier must have been made with where it predicts (by the node
+# functions' keyword): the report lists them.
+UPSTREAM_INPUTS = {keyword: f"params:{group}" for keyword, group in nodes.UPSTREAM.items()}
 # figure name -> (node function, its inputs)
 FIGURES = {
     "confusion_matrix": (nodes.plot_confusion_matrix, ["test_metrics"]),
@@ -35,16 +38,16 @@ FIGURES = {
     ),
     "gradcam_examples": (
         nodes.plot_gradcam,
-        [
-            "classifier",
-            "image_cache",
-            "splits",
-            "cached_metadata",
-            "test_predictions",
-            "params:reporting",
-            "params:device",
-            "params:classifier_training",
-        ],
+        {
+            "classifier": "classifier",
+            "image_cache": "image_cache",
+            "splits": "splits",
+            "cached_metadata": "cached_metadata",
+            "test_predictions": "test_predictions",
+            "params": "params:reporting",
+            "device": "params:device",
+            **UPSTREAM_INPUTS,
+        },
     ),
 }
 # The parameter groups the report lists: every top-level key of conf/base/parameters*.yml but
@@ -61,15 +64,15 @@ REPORTED_PARAMETERS = (
     "reporting",
 )
 # What predict_test and predict_val read: both splits are predicted alike.
-PREDICT_INPUTS = [
-    "classifier",
-    "image_cache",
-    "splits",
-    "cached_metadata",
-    "params:reporting",
-    "params:device",
-    "params:classifier_training",  # must match what the classifier was trained with
-]
+PREDICT_INPUTS = {
+    "classifier": "classifier",
+    "image_cache": "image_cache",
+    "splits": "splits",
+    "cached_metadata": "cached_metadata",
+    "params": "params:reporting",
+    "device": "params:device",
+    **UPSTREAM_INPUTS,
+}
 # Figures that run the classifier: tagged like the other nodes worth a GPU.
 GPU_FIGURES = {"gradcam_examples": ["gpu"]}
 
