@@ -8,12 +8,20 @@ import sys
 from pathlib import Path
 
 import mlflow
+import pandas as pd
 import pytest
+import torch
 import yaml
 from kedro_mlflow.framework.hooks import mlflow_hook
 from mlflow.tracking import MlflowClient
 
-from skin_lesion.hooks import MlflowOutputsHook, history_metrics, scalar_test_metrics
+from skin_lesion.hooks import (
+    MlflowOutputsHook,
+    history_metrics,
+    lineage_tags,
+    scalar_test_metrics,
+)
+from skin_lesion.provenance import dataset_fingerprint
 from tests.conftest import run_kedro
 
 HISTORY = [
@@ -72,6 +80,26 @@ def test_scalar_test_metrics_flatten_numbers_and_leave_out_settings():
         "test/bootstrap/macro_f1/low": 0.3,
         "test/bootstrap/macro_f1/high": 0.5,
     }
+
+
+def test_lineage_tags_name_split_classifier_and_data():
+    splits = pd.DataFrame({"image_id": ["a", "b"], "label": [0, 1], "split": ["train", "test"]})
+    (split_tag,) = lineage_tags("splits", splits).values()
+    assert len(split_tag) == 64
+    classifier = {"params": {"split_sha256": split_tag}, "state_dict": {"w": torch.ones(2)}}
+    tags = lineage_tags("classifier", classifier)
+    assert tags["split_sha256"] == split_tag and len(tags["classifier_sha256"]) == 64
+    changed = {**classifier, "state_dict": {"w": torch.zeros(2)}}
+    assert lineage_tags("classifier", changed)["classifier_sha256"] != tags["classifier_sha256"]
+    # A checkpoint made before the split was recorded: no tag rather than "None".
+    assert lineage_tags("pretrained_encoder", {"params": {}}) == {}
+    metrics = {"split_sha256": "s", "operating_point": {"classifier_sha256": "c"}}
+    assert lineage_tags("test_metrics", metrics) == {"split_sha256": "s", "classifier_sha256": "c"}
+    metadata = pd.DataFrame({"image_id": ["a"], "lesion_id": ["L"]})
+    assert lineage_tags("cached_metadata", metadata) == {
+        "metadata_sha256": dataset_fingerprint(metadata)["metadata_sha256"]
+    }
+    assert lineage_tags("report", "<html>") == {}
 
 
 def test_hook_does_nothing_without_an_active_run(tmp_path, monkeypatch):
@@ -159,6 +187,17 @@ def test_kedro_run_logs_parameters_curves_test_metrics_and_files(tracked_project
         info.path: info.file_size for info in client.list_artifacts(run_id, "reporting/figures")
     }
     assert logged_figures == {f"reporting/figures/{p.name}": p.stat().st_size for p in figures}
+
+    # Tags: what the outputs were made from, as the outputs themselves record it.
+    tags = run.data.tags
+    assert tags["split_sha256"] == metrics["split_sha256"]
+    assert len(tags["split_sha256"]) == 64
+    assert tags["classifier_sha256"] == metrics["operating_point"]["classifier_sha256"]
+    cached = pd.read_parquet(project / "data" / "03_primary" / "cached_metadata.parquet")
+    assert tags["metadata_sha256"] == dataset_fingerprint(cached)["metadata_sha256"]
+    on_split = f"tags.split_sha256 = '{tags['split_sha256']}'"
+    found = client.search_runs([experiment.experiment_id], filter_string=on_split)
+    assert [r.info.run_id for r in found] == [run_id]
 
 
 def test_store_and_artifacts_sit_at_the_project_root_from_any_working_folder(

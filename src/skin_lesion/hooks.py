@@ -12,6 +12,12 @@ and logs the parameters every node reads, flattened (``classifier_training.finet
   ``test/per_class/mel/recall``, ``test/bootstrap/macro_f1/low``, ...), step 0.
 - Files: ``classifier`` and ``pretrained_encoder`` under ``checkpoints/``, ``report`` and
   ``test_metrics`` under ``reporting/``, every ``*_plot`` figure under ``reporting/figures/``.
+- Tags that say what the run's outputs were made from (``lineage_tags``), so runs can be
+  searched and compared by them: ``metadata_sha256`` (the validated metadata table, as the
+  report's dataset fingerprint gives it), ``split_sha256``
+  (every image's label and split) and ``classifier_sha256`` (the classifier's weights, as
+  ``test_metrics``' operating point records it). A run that only reports takes the split
+  and classifier from the checkpoint it scored.
 
 It logs only while an MLflow run is active, i.e. while kedro-mlflow tracks this run; with
 tracking off (``disable_tracking`` in ``mlflow.yml``) it does nothing.
@@ -124,6 +130,28 @@ def _saved_file(dataset: AbstractDataset) -> Path | None:
     return path if path.is_file() else None
 
 
+def lineage_tags(dataset_name: str, data: Any) -> dict[str, str]:
+    """MLflow tags naming the data, split and classifier a saved output belongs to."""
+    # Imported here: Kedro loads this module for every command, and these bring in torch.
+    from skin_lesion.checkpoints import state_fingerprint
+    from skin_lesion.lineage import SPLIT_KEY, split_fingerprint
+    from skin_lesion.provenance import dataset_fingerprint
+
+    tags: dict[str, Any] = {}
+    if dataset_name == "cached_metadata":
+        tags["metadata_sha256"] = dataset_fingerprint(data)["metadata_sha256"]
+    elif dataset_name == "splits":
+        tags[SPLIT_KEY] = split_fingerprint(data)
+    elif dataset_name in ("pretrained_encoder", "classifier"):
+        tags[SPLIT_KEY] = (data.get("params") or {}).get(SPLIT_KEY)
+        if dataset_name == "classifier":
+            tags["classifier_sha256"] = state_fingerprint(data)
+    elif dataset_name == TEST_METRICS:
+        tags[SPLIT_KEY] = data.get(SPLIT_KEY)
+        tags["classifier_sha256"] = (data.get("operating_point") or {}).get("classifier_sha256")
+    return {k: str(v) for k, v in tags.items() if v is not None}
+
+
 class MlflowOutputsHook:
     """Logs training histories, test metrics and checkpoint/report files to the active run."""
 
@@ -148,6 +176,9 @@ class MlflowOutputsHook:
                 mlflow.log_metrics(values, step=step)
         if dataset_name == TEST_METRICS:
             mlflow.log_metrics(scalar_test_metrics(data), step=0)
+        tags = lineage_tags(dataset_name, data)
+        if tags:
+            mlflow.set_tags(tags)
         folder = ARTIFACTS.get(dataset_name)
         if folder is None and dataset_name.endswith(FIGURE_SUFFIX):
             folder = FIGURE_FOLDER
