@@ -46,3 +46,7 @@ def test_scoring_uses_the_precision_training_validated_with(
     trained["params"]["classifier_training"]["amp"] = True
     assert checkpoint_precision(trained, cuda).name == "bf16"
     assert checkpoint_precision({}, cuda).name == "bf16"  # a checkpoint without its params
+    # The filled-in settings win over the parameters as given (which omit defaults).
+    settings = {"classifier_training": {"amp": False}}
+    filled = {"params": {"classifier_training": {}, "settings": settings}}
+    assert checkpoint_precision(filled, cuda).name == "fp32"

@@ -171,5 +171,9 @@ def predict_with_checkpoint(
 def checkpoint_precision(checkpoint: dict[str, Any], device: torch.device) -> engine.Precision:
     """The precision training validated with (``classifier_training.amp``), so that reporting
     and inference score the model with the numerics its epoch was chosen on."""
-    amp = checkpoint.get("params", {}).get("classifier_training", {}).get("amp", True)
+    params = checkpoint.get("params") or {}
+    # The filled-in settings where recorded (a default changed since still holds), else the
+    # parameters as given.
+    settings = (params.get("settings") or {}).get("classifier_training")
+    amp = (settings or params.get("classifier_training") or {}).get("amp", True)
     return engine.Precision(device, enabled=bool(amp))
