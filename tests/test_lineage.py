@@ -16,10 +16,13 @@ from skin_lesion.lineage import (
     check_pretraining_settings,
     check_seed,
     check_settings,
+    check_split_settings,
     encoder_of,
     recorded_config,
     split_fingerprint,
+    split_settings,
 )
+from skin_lesion.splits import SplitConfig
 from tests.conftest import run_kedro
 
 QUIET = {"progress": False, "eval_batch_size": 7, "resume": True}
@@ -126,6 +129,17 @@ def test_recorded_config_reads_what_it_can() -> None:
     assert recorded_config(filled, "g", Config).epochs == 5
 
 
+def test_split_settings_are_compared_but_the_seed_and_warning_gap_are_not() -> None:
+    made = {"settings": split_settings(SplitConfig(), ["a", "b"], seed=42)}
+    assert made["settings"]["seed"] == 42 and "warn_share_gap" not in made["settings"]["split"]
+    check_split_settings(made, SplitConfig(warn_share_gap=9.0), ["a", "b"])
+    with pytest.raises(StaleInputError, match=r"data_processing.split.validation_fold: None b"):
+        check_split_settings(made, SplitConfig(validation_fold=2), ["a", "b"])
+    with pytest.raises(StaleInputError, match=r"classes: \['a', 'b'\] before.*data_processing`"):
+        check_split_settings(made, SplitConfig(), ["a", "b", "c"])
+    check_split_settings({"protocol": "older"}, SplitConfig(validation_fold=2), ["a"])
+
+
 @dataclasses.dataclass(frozen=True)
 class Config:
     epochs: int = 2
@@ -134,9 +148,12 @@ class Config:
 @pytest.mark.slow
 def test_each_stage_refuses_upstream_outputs_made_from_other_inputs(kedro_project) -> None:
     run_kedro(kedro_project)  # everything, consistent
-    # A re-split (cross-validation fold 1 as validation) without retraining.
+    # Other split settings than the splits were made with, in a run that does not make them.
     fold = {"data_processing": {"split": {"validation_fold": 1}}}
-    run_kedro(kedro_project, "data_processing", **fold)
+    with pytest.raises(StaleInputError, match=r"`splits` is stale.*validation_fold: None bef"):
+        run_kedro(kedro_project, "classifier_training", **fold)
+    # A re-split (another seed) without retraining.
+    run_kedro(kedro_project, "data_processing", seed=7)
     with pytest.raises(StaleInputError, match=r"`classifier` is stale.*other splits"):
         run_kedro(kedro_project, "reporting")
     with pytest.raises(StaleInputError, match=r"`pretrained_encoder` is stale.*contrastive_pre"):
@@ -174,7 +191,7 @@ def test_each_stage_refuses_upstream_outputs_made_from_other_inputs(kedro_projec
         run_kedro(kedro_project, "reporting", encoder={"name": "resnet18"})
     with pytest.raises(StaleInputError, match=r"seed=42, but the parameters now say seed=7"):
         run_kedro(kedro_project, "reporting", seed=7)
-    # Settings that do not change the weights may differ.
+    # Settings that do not change the weights or the split may differ.
     supcon_speed = {"progress": False, "embed_batch_size": 5}
     run_kedro(
         kedro_project,
@@ -182,4 +199,5 @@ def test_each_stage_refuses_upstream_outputs_made_from_other_inputs(kedro_projec
         reporting={"tta": "none"},
         classifier_training=QUIET,
         contrastive_pretraining=supcon_speed,
+        data_processing={"split": {"warn_share_gap": 50.0}},
     )

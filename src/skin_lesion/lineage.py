@@ -212,6 +212,46 @@ def check_seed(checkpoint: Mapping[str, Any], seed: int, what: str, rerun: str) 
         )
 
 
+# SplitConfig fields that do not change which image lands in which split.
+SPLIT_EXEMPT = frozenset({"warn_share_gap"})
+
+
+def split_settings(split: Any, classes: list[str], seed: int) -> dict[str, Any]:
+    """What ``split_summary`` records of the settings a split was made with.
+
+    ``split`` is the ``SplitConfig``. The seed is recorded but not compared: the accuracy
+    benchmark trains several seeds on one split.
+    """
+    return {
+        "split": {k: v for k, v in asdict(split).items() if k not in SPLIT_EXEMPT},
+        "classes": list(classes),
+        "seed": seed,
+    }
+
+
+def check_split_settings(split_summary: Mapping[str, Any], split: Any, classes: list[str]) -> None:
+    """Refuse ``splits`` made with other ``data_processing.split`` settings or classes than
+    the parameters now say (``--params data_processing.split.validation_fold=1`` given to a
+    run that does not make the splits would otherwise train on the old ones, while MLflow
+    logged the new fold). A summary made before the settings were recorded passes.
+    """
+    recorded = split_summary.get(SETTINGS_KEY)
+    if not isinstance(recorded, Mapping):
+        return
+    now = split_settings(split, classes, seed=0)
+    differences = parameter_differences(
+        {"data_processing": {"split": recorded.get("split")}, "classes": recorded.get("classes")},
+        {"data_processing": {"split": now["split"]}, "classes": now["classes"]},
+    )
+    if differences:
+        raise StaleInputError(
+            f"`splits` is stale: they were made with other settings than the parameters now "
+            f"say ({'; '.join(differences)}). Rerun `kedro run --pipelines data_processing` (add "
+            "the same --env/--params) to remake them, then the stages after it, or restore "
+            "the settings."
+        )
+
+
 def recorded_config(checkpoint: Mapping[str, Any], group: str, config_class: type) -> Any:
     """The ``group`` settings a checkpoint recorded, as ``config_class``; None if unreadable.
 

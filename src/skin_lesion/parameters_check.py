@@ -13,6 +13,11 @@ Three mistakes would otherwise cost a run or hide behind another error:
   ``conf/local``) is named by :func:`skin_lesion.config.from_dict` when the node that reads
   the group runs, which for ``reporting`` is after the training. Here every node's config is
   built from the merged parameters first, so the same error comes before any work.
+
+And when a pipeline starts that reads the splits without making them, the split settings and
+classes they were made with (``split_summary``) must be the current ones
+(``lineage.check_split_settings``): ``--params data_processing.split.validation_fold=1``
+given to ``classifier_training`` alone would otherwise train on the old split.
 """
 
 from __future__ import annotations
@@ -209,6 +214,27 @@ def _defined_names(loader: Any) -> set[str] | None:
         return None  # no parameter files, or files that need the runtime values themselves
 
 
+def check_splits_current(pipeline: Any, catalog: Any) -> None:
+    """``lineage.check_split_settings`` for a pipeline that reads ``splits`` it does not make.
+
+    Runs that make the splits (``data_processing``, the default pipeline) and projects whose
+    ``split_summary`` is missing or unrecorded pass.
+    """
+    from skin_lesion import lineage  # imports pandas; this module is loaded for every command
+
+    if "splits" not in pipeline.inputs() or "split_summary" not in catalog:
+        return
+    if not catalog.exists("split_summary"):
+        return  # no splits made yet: the run fails at `splits`, naming it
+    summary = catalog.load("split_summary")
+    if not isinstance(summary, Mapping):
+        return
+    group = from_dict(
+        node_configs()["data_processing"], catalog.load("params:data_processing"), "data_processing"
+    )
+    lineage.check_split_settings(summary, group.split, list(catalog.load("params:classes")))
+
+
 class ParametersCheck:
     """Kedro hook: refuse bad parameters when the context is created, before any work."""
 
@@ -224,6 +250,12 @@ class ParametersCheck:
         except MissingConfigException:
             return
         check_node_configs(params)
+
+    @hook_impl(tryfirst=True)
+    def before_pipeline_run(self, run_params: dict[str, Any], pipeline: Any, catalog: Any) -> None:
+        """Refuse splits made with other split settings or classes than the parameters say,
+        in a run that reads them without making them, before any node runs."""
+        check_splits_current(pipeline, catalog)
 
     @staticmethod
     def _check_runtime_names(loader: Any, runtime: dict[str, Any]) -> None:

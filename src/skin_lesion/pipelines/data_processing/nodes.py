@@ -9,6 +9,7 @@ from typing import Any, Literal
 
 import pandas as pd
 
+from skin_lesion import lineage
 from skin_lesion import metadata as meta
 from skin_lesion import splits as splitting
 from skin_lesion.config import check_at_least, from_dict
@@ -125,6 +126,8 @@ def split_by_lesion(
     splits = splitting.split_by_lesion(cached_metadata, config, seed)
     splitting.check_splits(splits, classes)
     summary = splitting.summarize_splits(splits, classes, config.validation_fold)
+    # What the split was made with: runs that read the splits without making them check it.
+    summary[lineage.SETTINGS_KEY] = lineage.split_settings(config, classes, seed)
     splitting.warn_on_share_gaps(summary, config.warn_share_gap)
     logger.info("Split sizes (images): %s; lesions: %s", summary["images"], summary["lesions"])
     return splits, summary
