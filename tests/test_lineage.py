@@ -189,8 +189,10 @@ def test_each_stage_refuses_upstream_outputs_made_from_other_inputs(kedro_projec
         run_kedro(kedro_project, "reporting", contrastive_pretraining={"temperature": 0.2})
     with pytest.raises(StaleInputError, match=r"encoder name=.*encoder.name='resnet18'"):
         run_kedro(kedro_project, "reporting", encoder={"name": "resnet18"})
-    with pytest.raises(StaleInputError, match=r"seed=42, but the parameters now say seed=7"):
+    with pytest.raises(StaleInputError, match=r"seed=42, but the parameters now say seed=7") as no:
         run_kedro(kedro_project, "reporting", seed=7)
+    # Refused by the hook before any node ran (and before kedro-mlflow opened a run).
+    assert "check_classifier_current" in {entry.name for entry in no.traceback}
     # Settings that do not change the weights or the split may differ.
     supcon_speed = {"progress": False, "embed_batch_size": 5}
     run_kedro(

@@ -154,3 +154,32 @@ def test_check_environment_accepts_existing_folders_and_packaged_sources(tmp_pat
     check_environment(tmp_path / "conf.tar.gz", "anything")  # not a folder: not checked
     with pytest.raises(ConfigError, match=r"'gpu' not found.*environments: \['base', 'cpu_"):
         check_environment(tmp_path, "gpu")
+
+
+def test_a_scoring_run_refuses_a_classifier_of_other_settings_before_any_node():
+    from kedro.io import DataCatalog, MemoryDataset
+
+    from skin_lesion.lineage import StaleInputError
+    from skin_lesion.parameters_check import check_classifier_current
+    from skin_lesion.pipelines import classifier_training, inference, reporting
+
+    def catalog(classifier, seed: int = 7) -> DataCatalog:
+        return DataCatalog(
+            {"classifier": MemoryDataset(classifier), "params:seed": MemoryDataset(seed)}
+        )
+
+    trained = {"params": {"seed": 42}}
+    scoring = reporting.create_pipeline()
+    with pytest.raises(StaleInputError, match=r"seed=42, but the parameters now say seed=7"):
+        check_classifier_current(scoring, catalog(trained))
+    # Only the reporting nodes read it with its settings: a single figure of them is enough.
+    gradcam = scoring.only_nodes("plot_gradcam_examples")
+    with pytest.raises(StaleInputError, match=r"seed=42"):
+        check_classifier_current(gradcam, catalog(trained))
+    check_classifier_current(scoring, catalog(trained, seed=42))
+    # A run that trains the classifier first, one that only uses it (inference), one with
+    # none saved yet (it fails at `classifier`, naming it), and figures without it pass.
+    check_classifier_current(classifier_training.create_pipeline() + scoring, catalog(trained))
+    check_classifier_current(inference.create_pipeline(), catalog(trained))
+    check_classifier_current(scoring, DataCatalog({"classifier": MemoryDataset()}))
+    check_classifier_current(scoring.only_nodes("plot_confusion_matrix"), catalog(trained))

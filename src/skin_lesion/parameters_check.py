@@ -17,7 +17,12 @@ Three mistakes would otherwise cost a run or hide behind another error:
 And when a pipeline starts that reads the splits without making them, the split settings and
 classes they were made with (``split_summary``) must be the current ones
 (``lineage.check_split_settings``): ``--params data_processing.split.validation_fold=1``
-given to ``classifier_training`` alone would otherwise train on the old split.
+given to ``classifier_training`` alone would otherwise train on the old split. Likewise a
+pipeline that scores a classifier it does not train (``reporting``) refuses one trained with
+other settings, another seed, or from an encoder made with other encoder or SupCon settings
+(``check_classifier_current``): the report and MLflow would list settings the model was not
+made with. Both refusals come before any node runs and before kedro-mlflow opens a run, so
+no FAILED run is left in the tracking store.
 """
 
 from __future__ import annotations
@@ -235,6 +240,37 @@ def check_splits_current(pipeline: Any, catalog: Any) -> None:
     lineage.check_split_settings(summary, group.split, list(catalog.load("params:classes")))
 
 
+def check_classifier_current(pipeline: Any, catalog: Any) -> None:
+    """``reporting.nodes.check_classifier_settings`` for a pipeline whose reporting nodes
+    read a ``classifier`` the pipeline does not train (``--pipelines reporting``).
+
+    Other pipelines that read the classifier (``inference``) use it whatever it was trained
+    with and pass, as do runs with no classifier saved yet (they fail at ``classifier``,
+    naming it). The splits and the image cache are still checked by the nodes themselves.
+    """
+    if "classifier" not in pipeline.inputs() or "classifier" not in catalog:
+        return
+    if not any(
+        node.func.__module__ == REPORTING_NODES and "classifier" in node.inputs
+        for node in pipeline.nodes
+    ):
+        return
+    if not catalog.exists("classifier"):
+        return
+    # Imports torch and the reporting code: only for the runs that score a classifier.
+    from skin_lesion.pipelines.reporting import nodes
+
+    now = {
+        keyword: catalog.load(f"params:{group}")
+        for keyword, group in nodes.UPSTREAM.items()
+        if f"params:{group}" in catalog
+    }
+    nodes.check_classifier_settings(catalog.load("classifier"), **now)
+
+
+REPORTING_NODES = "skin_lesion.pipelines.reporting.nodes"
+
+
 class ParametersCheck:
     """Kedro hook: refuse bad parameters when the context is created, before any work."""
 
@@ -254,8 +290,10 @@ class ParametersCheck:
     @hook_impl(tryfirst=True)
     def before_pipeline_run(self, run_params: dict[str, Any], pipeline: Any, catalog: Any) -> None:
         """Refuse splits made with other split settings or classes than the parameters say,
-        in a run that reads them without making them, before any node runs."""
+        in a run that reads them without making them, and a classifier made with other
+        settings in a run that scores it without training it, before any node runs."""
         check_splits_current(pipeline, catalog)
+        check_classifier_current(pipeline, catalog)
 
     @staticmethod
     def _check_runtime_names(loader: Any, runtime: dict[str, Any]) -> None:

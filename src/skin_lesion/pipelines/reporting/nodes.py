@@ -69,6 +69,18 @@ def _check_classifier(classifier: dict[str, Any], image_cache: ImageCache, split
         splits=splits,
         cache_preprocessing=image_cache.preprocessing,
     )
+    check_classifier_settings(classifier, **now)
+
+
+def check_classifier_settings(classifier: dict[str, Any], **now) -> None:
+    """The settings half of :func:`_check_classifier`: refuse a classifier trained with other
+    classifier_training settings, another seed, or from an encoder made with other encoder or
+    SupCon settings than ``now`` (by ``UPSTREAM`` keyword) says.
+
+    Needs neither the image cache nor the splits, so the ``ParametersCheck`` hook runs it
+    before any node (and before kedro-mlflow opens a run); the nodes run it again for calls
+    made outside a ``kedro run``.
+    """
     then = lineage.recorded_config(classifier, "classifier_training", ClassifierConfig)
     if now.get("training") is not None and then is not None:
         lineage.check_settings(
