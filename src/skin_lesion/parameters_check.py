@@ -240,6 +240,10 @@ def check_splits_current(pipeline: Any, catalog: Any) -> None:
     lineage.check_split_settings(summary, group.split, list(catalog.load("params:classes")))
 
 
+# The module whose nodes score a classifier with the settings it was trained with.
+REPORTING_NODES = "skin_lesion.pipelines.reporting.nodes"
+
+
 def check_classifier_current(pipeline: Any, catalog: Any) -> None:
     """``reporting.nodes.check_classifier_settings`` for a pipeline whose reporting nodes
     read a ``classifier`` the pipeline does not train (``--pipelines reporting``).
@@ -266,9 +270,6 @@ def check_classifier_current(pipeline: Any, catalog: Any) -> None:
         if f"params:{group}" in catalog
     }
     nodes.check_classifier_settings(catalog.load("classifier"), **now)
-
-
-REPORTING_NODES = "skin_lesion.pipelines.reporting.nodes"
 
 
 class ParametersCheck:
