@@ -60,7 +60,8 @@ from pathlib import Path
 
 import yaml
 
-from skin_lesion.provenance import cpu_name
+import skin_lesion
+from skin_lesion.provenance import code_version, cpu_name
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -161,6 +162,67 @@ def device_name() -> str:
         return torch.cuda.get_device_name(0)
     simd = torch.backends.cpu.get_cpu_capability()
     return f"CPU {cpu_name()}, {os.cpu_count()} cores, {simd}"
+
+
+def code_record() -> dict | None:
+    """The code this benchmark runs: ``code_version`` of its checkout (scripts and ``conf``),
+    with ``package`` naming where ``skin_lesion`` is imported from when that is not the
+    checkout's ``src`` (``PYTHONPATH`` or an install elsewhere: the pipelines then run other
+    code than the commit says), and that checkout's commit where it has one."""
+    code = code_version(ROOT)
+    package = Path(skin_lesion.__file__).resolve().parent
+    if not package.is_relative_to(ROOT / "src"):
+        elsewhere = code_version(package)
+        code = {
+            **(code or {}),
+            "package": str(package),
+            "package_commit": elsewhere and elsewhere["commit"],
+        }
+        print(
+            f"[accuracy] warning: skin_lesion is imported from {package}, not from "
+            f"{ROOT / 'src'}: the record names both",
+            file=sys.stderr,
+            flush=True,
+        )
+    return code
+
+
+def code_line(records: list[dict], unit: str) -> str | None:
+    """A sentence naming the code the runs of one result used (None where none recorded it).
+
+    Commits that differ only outside ``src`` and ``conf`` ran the same code; other
+    differences, and uncommitted changes, are named run by run.
+    """
+    codes = [(r[unit], r.get("code")) for r in records]
+    if not any(code for _, code in codes):
+        return None
+    if not all(code for _, code in codes):
+        missing = [str(key) for key, code in codes if not code]
+        return f"Code: not recorded for {unit} {', '.join(missing)} (run before it was)."
+
+    def tree(code: dict) -> tuple:
+        return code.get("src_tree"), code.get("conf_tree"), code.get("package_commit")
+
+    def commit(code: dict) -> str:
+        return (code.get("commit") or "no git")[:10]
+
+    parts = []
+    if len({tree(code) for _, code in codes}) == 1:
+        commits = sorted({commit(code) for _, code in codes})
+        same = " (same src and conf)" if len(commits) > 1 else ""
+        parts.append(
+            f"Code: commit{'s' if len(commits) > 1 else ''} `{'`, `'.join(commits)}`{same}"
+        )
+    else:
+        per_run = ", ".join(f"{unit} {key} `{commit(code)}`" for key, code in codes)
+        parts.append(f"Code: the {unit}s ran different src or conf ({per_run})")
+    changed = [f"{unit} {key}" for key, code in codes if code.get("changed")]
+    if changed:
+        parts.append(f"uncommitted changes in {', '.join(changed)}")
+    elsewhere = sorted({code["package"] for _, code in codes if code.get("package")})
+    if elsewhere:
+        parts.append(f"skin_lesion imported from {', '.join(elsewhere)}")
+    return "; ".join(parts) + "."
 
 
 def run_stage(project: Path, env: str, pipeline: str, params: dict, out: Path) -> dict:
@@ -411,6 +473,8 @@ def aggregate(name: str, results: Path = RESULTS) -> dict:
         },
         stages=stages,
         packages=first["packages"],
+        code={str(s[unit]): s.get("code") for s in seeds},
+        code_line=code_line(seeds, unit),
         single_view_threshold=_single_view(seeds, unit),
     )
     (results / f"accuracy-{name}.json").write_text(json.dumps(result, indent=2) + "\n")
@@ -693,6 +757,8 @@ def markdown(name: str, result: dict) -> str:
             "",
             f"{unit.capitalize()}s {result['single_view_threshold']}: {SINGLE_VIEW_NOTE}.",
         ]
+    if result.get("code_line"):
+        lines += ["", result["code_line"]]
     lines += [
         "",
         "| pipeline | wall s (mean) | peak host MiB | peak GPU MiB |",
@@ -858,6 +924,7 @@ def main() -> None:
         "data_sha256": sha,
         "device": device_name(),
         "packages": {p: importlib_metadata.version(p) for p in PACKAGES},
+        "code": code_record(),
     }
     if not args.rescore:
         check_not_overwriting(name, args.results_dir, common)
@@ -896,7 +963,12 @@ def main() -> None:
             # the new reporting's, and the rescoring says when, where and how long.
             when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
             record = records[label]
-            record["rescored"] = {"at": when, "device": device_name(), "stages": stages}
+            record["rescored"] = {
+                "at": when,
+                "device": device_name(),
+                "code": common["code"],
+                "stages": stages,
+            }
             record["metrics"] = metrics
         else:
             record = {

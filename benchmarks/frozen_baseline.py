@@ -33,6 +33,7 @@ from skin_lesion.augment import build_eval_transform
 from skin_lesion.datasets import ImageCacheDataset
 from skin_lesion.engine import resolve_device
 from skin_lesion.models import create_encoder, resolve_preprocessing
+from skin_lesion.provenance import code_version
 from skin_lesion.splits import align_to_cache
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -131,6 +132,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "val_balanced_accuracy": round(float(balanced_accuracy_score(labels[val], predicted)), 4),
         "val_macro_f1": round(float(f1_score(labels[val], predicted, average="macro")), 4),
         "seconds": round(time.perf_counter() - start, 1),
+        "code": code_version(ROOT),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")

@@ -45,7 +45,7 @@ from PIL import Image
 
 from skin_lesion.demo import generate_demo_dataset
 from skin_lesion.pipelines.data_processing.nodes import decode_images
-from skin_lesion.provenance import cpu_name
+from skin_lesion.provenance import code_version, cpu_name
 
 ROOT = Path(__file__).resolve().parents[1]
 FULL_SIZE = (600, 450)
@@ -191,7 +191,7 @@ def main() -> None:
         demo = Path(tmp) / "demo"
         generate_demo_dataset(demo, n_images=full, seed=0, size=FULL_SIZE)
         rows.append(measure("demo generator", _files(demo, full), height, width, args.repeats))
-    result = {"cpu": cpu_name(), "cores": os.cpu_count(), "rows": rows}
+    result = {"cpu": cpu_name(), "cores": os.cpu_count(), "code": code_version(ROOT), "rows": rows}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     table = markdown(result)

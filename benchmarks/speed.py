@@ -87,7 +87,7 @@ from skin_lesion.images import IMAGE_SUFFIXES, PreprocessConfig, build_image_cac
 from skin_lesion.losses import SupConLoss, build_classification_loss
 from skin_lesion.models import ContrastiveModel, create_encoder, resolve_preprocessing
 from skin_lesion.pretraining import PretrainConfig, make_supcon_step
-from skin_lesion.provenance import cpu_name
+from skin_lesion.provenance import code_version, cpu_name
 
 logger = logging.getLogger("speed")
 
@@ -600,6 +600,7 @@ def main() -> None:
         "python": platform.python_version(),
         "cpu_count": os.cpu_count(),
         "torch_threads": stages["supcon"]["limit"]["torch_threads"],
+        "code": code_version(ROOT),
         "settings": {
             "encoder": args.encoder,
             "weights": "none",

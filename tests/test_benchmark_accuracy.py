@@ -87,6 +87,7 @@ def _write_seed(
     fold: int | None = None,
     tta: str | None = None,
     split: str | None = None,
+    code: dict | None = None,
 ) -> None:
     # An ablation run is filed as <setting>-<ablation>[-cv] and flips that one choice.
     named = [a for a in accuracy.ABLATIONS if name.endswith((f"-{a}", f"-{a}-cv"))]
@@ -119,6 +120,8 @@ def _write_seed(
             record["validation"]["split_sha256"] = split
     if fold is not None:
         record["fold"] = fold
+    if code is not None:
+        record["code"] = code
     folder = results / "accuracy" / name
     folder.mkdir(parents=True, exist_ok=True)
     label = f"seed{seed}" if fold is None else f"fold{fold}"
@@ -149,6 +152,54 @@ def test_aggregate_reports_validation_when_every_seed_has_it(tmp_path: Path) -> 
     assert result["validation"]["macro_f1"]["per_seed"] == pytest.approx([0.4, 0.6])
     table = (tmp_path / "accuracy-run.md").read_text()
     assert "Validation, at the epoch each seed kept: balanced_accuracy 0.600 ± 0.141" in table
+
+
+def _code(commit: str, src: str = "s1", changed: int = 0) -> dict:
+    changes = [f" M src/m{i}.py" for i in range(changed)]
+    return {
+        "commit": commit * 40,
+        "src_tree": src,
+        "conf_tree": "c1",
+        "changed": changed,
+        "changes": changes,
+    }
+
+
+def test_aggregate_names_the_code_the_seeds_ran(tmp_path: Path) -> None:
+    def line(*codes: dict | None) -> str | None:
+        results = tmp_path / str(len(list(tmp_path.iterdir())))
+        for seed, code in enumerate(codes):
+            _write_seed(results, seed, 0.6 + seed / 10, code=code)
+        result = accuracy.aggregate("run", results)
+        table = (results / "accuracy-run.md").read_text()
+        assert (result["code_line"] in table) if result["code_line"] else "Code:" not in table
+        return result["code_line"]
+
+    # Commits that differ only in documentation ran the same code.
+    assert line(_code("a"), _code("b")) == (
+        "Code: commits `aaaaaaaaaa`, `bbbbbbbbbb` (same src and conf)."
+    )
+    assert line(_code("a"), _code("a")) == "Code: commit `aaaaaaaaaa`."
+    assert line(_code("a"), _code("b", src="s2")) == (
+        "Code: the seeds ran different src or conf (seed 0 `aaaaaaaaaa`, seed 1 `bbbbbbbbbb`)."
+    )
+    assert line(_code("a"), _code("a", changed=2)) == (
+        "Code: commit `aaaaaaaaaa`; uncommitted changes in seed 1."
+    )
+    assert line(_code("a"), None) == "Code: not recorded for seed 1 (run before it was)."
+    assert line(None, None) is None  # runs from before code was recorded: tables unchanged
+
+
+def test_code_record_names_a_package_imported_from_elsewhere(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    here = accuracy.code_record()
+    assert here == accuracy.code_version(accuracy.ROOT)  # the suite runs this checkout's src
+    monkeypatch.setattr(accuracy, "ROOT", tmp_path)  # scripts and conf from another tree
+    moved = accuracy.code_record()
+    assert moved["package"] == str(Path(accuracy.skin_lesion.__file__).resolve().parent)
+    assert moved["package_commit"] == (here or {}).get("commit")
+    assert "skin_lesion is imported from" in capsys.readouterr().err
 
 
 def test_aggregate_refuses_to_mix_devices(tmp_path: Path) -> None:
@@ -367,6 +418,14 @@ def test_accuracy_command_runs_an_ablation_through_kedro(
     assert record["validation"]["split_sha256"] == split_fingerprint(splits)
     summary = json.loads((results / "accuracy-test-cross-entropy.json").read_text())
     assert summary["seeds"] == [3] and summary["ablation"] == "cross-entropy"
+    # The code that ran: this checkout's commit (None only outside a git checkout).
+    code = accuracy.code_version(accuracy.ROOT)
+    keys = ("commit", "src_tree", "conf_tree")
+    if code is None:
+        assert record["code"] is None
+    else:
+        assert {k: record["code"][k] for k in keys} == {k: code[k] for k in keys}
+    assert summary["code"] == {"3": record["code"]}
 
     # --rescore reruns the reporting on the kept training outputs, not on what lies in the
     # data folder now: remove the checkpoint and spoil the saved test figures.

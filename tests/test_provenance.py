@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
+import subprocess
 from pathlib import Path
 
 import pandas as pd
@@ -78,3 +80,67 @@ def test_cpu_name_reads_the_model_from_cpuinfo(tmp_path: Path, monkeypatch) -> N
     assert provenance.cpu_name() == (
         provenance.platform.processor() or provenance.platform.machine()
     )
+
+
+def _git(repo: Path, *args: str) -> str:
+    done = subprocess.run(
+        ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@example.org", *args],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return done.stdout.strip()
+
+
+@pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
+def test_code_version_names_the_commit_the_code_trees_and_uncommitted_code(
+    tmp_path: Path,
+) -> None:
+    repo = tmp_path / "repo"
+    files = ("src/pkg/mod.py", "conf/base/p.yml", "benchmarks/b.py", "README.md")
+    for rel in files:
+        (repo / rel).parent.mkdir(parents=True, exist_ok=True)
+        (repo / rel).write_text("x = 1\n")
+    _git(repo, "init", "-q")
+    _git(repo, "add", "-A")
+    _git(repo, "commit", "-q", "-m", "first")
+    first = provenance.code_version(repo / "src" / "pkg" / "mod.py")
+    assert first == {
+        "commit": _git(repo, "rev-parse", "HEAD"),
+        "src_tree": _git(repo, "rev-parse", "HEAD:src"),
+        "conf_tree": _git(repo, "rev-parse", "HEAD:conf"),
+        "changed": 0,
+        "changes": [],
+    }
+    # A commit of documentation only: another commit, the same code.
+    (repo / "README.md").write_text("docs\n")
+    _git(repo, "commit", "-q", "-am", "docs")
+    second = provenance.code_version(repo)
+    assert second["commit"] != first["commit"]
+    assert (second["src_tree"], second["conf_tree"]) == (first["src_tree"], first["conf_tree"])
+    # Uncommitted code is listed, new files too; documentation and benchmark results are not.
+    (repo / "src" / "pkg" / "mod.py").write_text("x = 2\n")
+    (repo / "src" / "pkg" / "new.py").write_text("y = 1\n")
+    (repo / "README.md").write_text("more docs\n")
+    (repo / "benchmarks" / "NOTES.md").write_text("notes\n")
+    (repo / "benchmarks" / "results").mkdir()
+    (repo / "benchmarks" / "results" / "r.json").write_text("{}")
+    third = provenance.code_version(repo)
+    assert third["commit"] == second["commit"] and third["changed"] == 2
+    assert sorted(line[3:] for line in third["changes"]) == ["src/pkg/mod.py", "src/pkg/new.py"]
+    # A long list is cut, with the count of the rest; ``changed`` keeps the total.
+    for i in range(25):
+        (repo / "conf" / f"extra{i}.yml").write_text("a: 1\n")
+    many = provenance.code_version(repo)
+    assert many["changed"] == 27 and len(many["changes"]) == 21
+    assert many["changes"][-1] == "... and 7 more"
+    # Outside a git checkout (an installed package) there is nothing to name.
+    (tmp_path / "plain").mkdir()
+    assert provenance.code_version(tmp_path / "plain") is None
+
+
+def test_environment_info_names_this_package_s_commit() -> None:
+    code = provenance.code_version()
+    info = environment_info()
+    assert info["code_commit"] == (code and code["commit"])
+    assert info["code_changes"] == (code and code["changed"])

@@ -12,6 +12,7 @@ import logging
 import os
 import platform
 import re
+import subprocess
 from pathlib import Path
 
 import pandas as pd
@@ -87,6 +88,65 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+# What a run's numbers depend on inside a checkout: the package, its configuration and the
+# benchmark scripts (not the results they write, nor their documentation).
+CODE_PATHS = ("src", "conf", "benchmarks", ":(exclude)benchmarks/results", ":(exclude)*.md")
+MAX_LISTED_CHANGES = 20
+
+
+def _git(checkout: Path, *args: str) -> str | None:
+    try:
+        done = subprocess.run(
+            ["git", "-C", str(checkout), *args],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return done.stdout.rstrip("\n") if done.returncode == 0 else None
+
+
+def code_version(path: str | os.PathLike | None = None) -> dict | None:
+    """The git commit of the checkout holding ``path``, and what in it was not committed.
+
+    Two results can differ because they ran different code; a figure that records only
+    package versions cannot tell. This names the commit, the tree hashes of ``src`` and
+    ``conf`` (which a commit touching only documentation leaves alone, so runs of one code
+    on different commits are recognisable), and the uncommitted changes under ``src``,
+    ``conf`` and ``benchmarks`` that the commit does not describe.
+
+    Args:
+        path: A file or folder inside the checkout; default this package's source.
+
+    Returns:
+        ``{"commit", "src_tree", "conf_tree", "changed", "changes"}`` (``changed``: how many
+        paths ``git status`` lists there, 0 when clean; ``changes``: its lines, at most 20,
+        then a count of the rest), or None where
+        ``path`` is not in a git checkout (an installed wheel) or git is missing.
+    """
+    where = Path(path if path is not None else __file__).resolve()
+    folder = where if where.is_dir() else where.parent
+    top = _git(folder, "rev-parse", "--show-toplevel")
+    commit = top and _git(Path(top), "rev-parse", "--verify", "HEAD")
+    if not top or not commit:
+        return None
+    checkout = Path(top)
+    status = _git(checkout, "status", "--porcelain", "--", *CODE_PATHS)
+    lines = status.splitlines() if status else []
+    changes = lines[:MAX_LISTED_CHANGES]
+    if len(lines) > MAX_LISTED_CHANGES:
+        changes.append(f"... and {len(lines) - MAX_LISTED_CHANGES} more")
+    return {
+        "commit": commit,
+        "src_tree": _git(checkout, "rev-parse", "--verify", "HEAD:src"),
+        "conf_tree": _git(checkout, "rev-parse", "--verify", "HEAD:conf"),
+        "changed": len(lines),
+        "changes": changes,
+    }
+
+
 def environment_info(device: str | None = None) -> dict:
     """Python, platform, package versions and accelerator of the running process.
 
@@ -95,9 +155,11 @@ def environment_info(device: str | None = None) -> dict:
 
     Returns:
         ``{"python", "platform", "cpu", "cpu_cores", "device", "torch_build",
-        "torch_cuda_build", "cuda_available", "gpu", "packages"}`` where ``packages`` maps
-        distribution name to version or ``"not installed"``; torch fields are None without
-        torch.
+        "torch_cuda_build", "cuda_available", "gpu", "code_commit", "code_changes",
+        "packages"}`` where ``packages`` maps distribution name to version or ``"not
+        installed"``; torch fields are None without torch; ``code_commit`` is the git commit
+        of this package's checkout (None for an installed package) and ``code_changes`` the
+        number of uncommitted changes to its code (``code_version``).
     """
     packages = {}
     for name in PACKAGES:
@@ -105,6 +167,7 @@ def environment_info(device: str | None = None) -> dict:
             packages[name] = importlib.metadata.version(name)
         except importlib.metadata.PackageNotFoundError:
             packages[name] = "not installed"
+    code = code_version()
     cuda_available, gpu, torch_build, cuda_build = False, None, None, None
     try:
         import torch
@@ -126,5 +189,7 @@ def environment_info(device: str | None = None) -> dict:
         "torch_cuda_build": cuda_build,
         "cuda_available": cuda_available,
         "gpu": gpu,
+        "code_commit": code and code["commit"],
+        "code_changes": code and code["changed"],
         "packages": packages,
     }
