@@ -21,7 +21,7 @@ from skin_lesion.hooks import (
     lineage_tags,
     scalar_test_metrics,
 )
-from skin_lesion.provenance import dataset_fingerprint
+from skin_lesion.provenance import code_version, dataset_fingerprint
 from tests.conftest import run_kedro
 
 HISTORY = [
@@ -100,6 +100,17 @@ def test_lineage_tags_name_split_classifier_and_data():
         "metadata_sha256": dataset_fingerprint(metadata)["metadata_sha256"]
     }
     assert lineage_tags("report", "<html>") == {}
+
+
+def test_code_tags_name_the_commit_or_nothing(monkeypatch):
+    from skin_lesion import provenance
+    from skin_lesion.hooks import code_tags
+
+    code = {"commit": "c" * 40, "src_tree": "s", "conf_tree": "t", "changed": 2, "changes": []}
+    monkeypatch.setattr(provenance, "code_version", lambda: code)
+    assert code_tags() == {"mlflow.source.git.commit": "c" * 40, "code_changes": "2"}
+    monkeypatch.setattr(provenance, "code_version", lambda: None)  # an installed package
+    assert code_tags() == {}
 
 
 def test_hook_does_nothing_without_an_active_run(tmp_path, monkeypatch):
@@ -195,6 +206,10 @@ def test_kedro_run_logs_parameters_curves_test_metrics_and_files(tracked_project
     assert tags["classifier_sha256"] == metrics["operating_point"]["classifier_sha256"]
     cached = pd.read_parquet(project / "data" / "03_primary" / "cached_metadata.parquet")
     assert tags["metadata_sha256"] == dataset_fingerprint(cached)["metadata_sha256"]
+    code = code_version()  # the package's checkout: the commit the run's code came from
+    if code is not None:
+        assert tags["mlflow.source.git.commit"] == code["commit"]
+        assert tags["code_changes"] == str(code["changed"])
     on_split = f"tags.split_sha256 = '{tags['split_sha256']}'"
     found = client.search_runs([experiment.experiment_id], filter_string=on_split)
     assert [r.info.run_id for r in found] == [run_id]

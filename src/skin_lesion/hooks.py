@@ -152,12 +152,25 @@ def lineage_tags(dataset_name: str, data: Any) -> dict[str, str]:
     return {k: str(v) for k, v in tags.items() if v is not None}
 
 
+def code_tags() -> dict[str, str]:
+    """MLflow tags naming the code that ran: MLflow's own ``mlflow.source.git.commit`` (its UI
+    shows it as the run's source version) and ``code_changes``, the number of uncommitted
+    changes to the code (``provenance.code_version``); none for an installed package."""
+    from skin_lesion.provenance import code_version
+
+    code = code_version()
+    if code is None:
+        return {}
+    return {"mlflow.source.git.commit": code["commit"], "code_changes": str(code["changed"])}
+
+
 class MlflowOutputsHook:
     """Logs training histories, test metrics and checkpoint/report files to the active run."""
 
     def __init__(self) -> None:
         """Start with no catalog; ``before_pipeline_run`` hands it over."""
         self._catalog: CatalogProtocol | None = None
+        self._code_tagged = False
 
     @hook_impl
     def before_pipeline_run(
@@ -165,12 +178,16 @@ class MlflowOutputsHook:
     ) -> None:
         """Keep the run's catalog: ``after_dataset_saved`` needs it to find saved files."""
         self._catalog = catalog
+        self._code_tagged = False
 
     @hook_impl
     def after_dataset_saved(self, dataset_name: str, data: Any, node: Any) -> None:
         """Log a saved output that MLflow should hold, if an MLflow run is active."""
         if mlflow.active_run() is None:
             return
+        if not self._code_tagged:  # the run is active from the first save on, whichever hook
+            mlflow.set_tags(code_tags())  # of kedro-mlflow and ours runs first
+            self._code_tagged = True
         if dataset_name in HISTORIES:
             for step, values in history_metrics(data, HISTORIES[dataset_name]):
                 mlflow.log_metrics(values, step=step)
