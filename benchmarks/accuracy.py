@@ -155,13 +155,19 @@ def dataset_sha256(data: Path) -> str:
 
 def device_name() -> str:
     """The CUDA device's name, else the CPU model, core count and the SIMD level torch's
-    kernels use (runs on different CPU generations do not pair seed by seed)."""
+    kernels use (runs on different CPU generations do not pair seed by seed), and torch's
+    thread count where it is not the core count (``OMP_NUM_THREADS``, ``taskset``): CPU
+    kernels split their sums by thread, so other thread counts train other weights."""
     import torch
 
     if torch.cuda.is_available():
         return torch.cuda.get_device_name(0)
     simd = torch.backends.cpu.get_cpu_capability()
-    return f"CPU {cpu_name()}, {os.cpu_count()} cores, {simd}"
+    name = f"CPU {cpu_name()}, {os.cpu_count()} cores, {simd}"
+    threads = torch.get_num_threads()
+    if threads != os.cpu_count():
+        name += f", {threads} torch thread{'s' if threads > 1 else ''}"
+    return name
 
 
 def code_record() -> dict | None:

@@ -202,6 +202,20 @@ def test_code_record_names_a_package_imported_from_elsewhere(
     assert "skin_lesion is imported from" in capsys.readouterr().err
 
 
+def test_device_names_a_thread_count_other_than_the_cores(monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(accuracy.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
+    usual = accuracy.device_name()
+    assert usual.endswith(f"2 cores, {torch.backends.cpu.get_cpu_capability()}")
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 1)  # OMP_NUM_THREADS=1
+    assert accuracy.device_name() == f"{usual}, 1 torch thread"
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 4)
+    assert accuracy.device_name() == f"{usual}, 4 torch threads"
+
+
 def test_aggregate_refuses_to_mix_devices(tmp_path: Path) -> None:
     _write_seed(tmp_path, 0, 0.6, device="cpu")
     _write_seed(tmp_path, 1, 0.7, device="NVIDIA H100")
