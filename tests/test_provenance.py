@@ -62,6 +62,7 @@ def test_environment_info_records_versions_and_device() -> None:
     assert set(info["packages"]) >= {"numpy", "pandas", "kedro", "scikit-learn", "timm"}
     assert info["cuda_available"] == torch.cuda.is_available()
     assert info["cpu"] and info["cpu"] == cpu_name() and info["cpu_cores"] == os.cpu_count()
+    assert info["torch_threads"] == torch.get_num_threads()
     json.dumps(info)  # JSON-ready, so it can be saved next to the run
 
 

@@ -154,7 +154,7 @@ def environment_info(device: str | None = None) -> dict:
         device: The device the run used (e.g. ``"cuda:0"``), recorded as given.
 
     Returns:
-        ``{"python", "platform", "cpu", "cpu_cores", "device", "torch_build",
+        ``{"python", "platform", "cpu", "cpu_cores", "torch_threads", "device", "torch_build",
         "torch_cuda_build", "cuda_available", "gpu", "code_commit", "code_changes",
         "packages"}`` where ``packages`` maps distribution name to version or ``"not
         installed"``; torch fields are None without torch; ``code_commit`` is the git commit
@@ -168,12 +168,15 @@ def environment_info(device: str | None = None) -> dict:
         except importlib.metadata.PackageNotFoundError:
             packages[name] = "not installed"
     code = code_version()
-    cuda_available, gpu, torch_build, cuda_build = False, None, None, None
+    cuda_available, gpu, torch_build, cuda_build, threads = False, None, None, None, None
     try:
         import torch
 
         # The wheel's local tag (e.g. "+cu130") is in __version__, not in the metadata.
         torch_build, cuda_build = str(torch.__version__), torch.version.cuda
+        # CPU kernels split their sums by thread: on a CPU, results repeat bit for bit at
+        # one thread count (OMP_NUM_THREADS), not across counts.
+        threads = torch.get_num_threads()
         cuda_available = bool(torch.cuda.is_available())
         if cuda_available:
             gpu = torch.cuda.get_device_name(torch.cuda.current_device())
@@ -184,6 +187,7 @@ def environment_info(device: str | None = None) -> dict:
         "platform": platform.platform(),
         "cpu": cpu_name(),
         "cpu_cores": os.cpu_count(),
+        "torch_threads": threads,
         "device": device,
         "torch_build": torch_build,
         "torch_cuda_build": cuda_build,
