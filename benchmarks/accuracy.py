@@ -210,7 +210,10 @@ def code_line(records: list[dict], unit: str) -> str | None:
         return code.get("src_tree"), code.get("conf_tree"), code.get("package_commit")
 
     def commit(code: dict) -> str:
-        return (code.get("commit") or "no git")[:10]
+        if code.get("commit"):
+            return code["commit"][:10]
+        # A copy without git whose CODE_VERSION.json did not match: its src tree names it.
+        return f"no git, src tree {str(code.get('src_tree'))[:10]}"
 
     parts = []
     if len({tree(code) for _, code in codes}) == 1:

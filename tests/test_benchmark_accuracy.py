@@ -187,6 +187,12 @@ def test_aggregate_names_the_code_the_seeds_ran(tmp_path: Path) -> None:
         "Code: commit `aaaaaaaaaa`; uncommitted changes in seed 1."
     )
     assert line(_code("a"), None) == "Code: not recorded for seed 1 (run before it was)."
+    # A copy without git and without a matching CODE_VERSION.json: named by its src tree.
+    copy = {**_code("a", src="f" * 40), "commit": None, "changed": None, "stamp": "none"}
+    assert line(_code("a"), copy) == (
+        "Code: the seeds ran different src or conf"
+        " (seed 0 `aaaaaaaaaa`, seed 1 `no git, src tree ffffffffff`)."
+    )
     assert line(None, None) is None  # runs from before code was recorded: tables unchanged
 
 

@@ -111,6 +111,18 @@ def test_code_tags_name_the_commit_or_nothing(monkeypatch):
     assert code_tags() == {"mlflow.source.git.commit": "c" * 40, "code_changes": "2"}
     monkeypatch.setattr(provenance, "code_version", lambda: None)  # an installed package
     assert code_tags() == {}
+    # A copy without git: its verified stamp names the commit; without one, only the tree.
+    copy = {**code, "stamp": "verified"}
+    monkeypatch.setattr(provenance, "code_version", lambda: copy)
+    assert code_tags() == {
+        "mlflow.source.git.commit": "c" * 40,
+        "code_changes": "2",
+        "code_src_tree": "s",
+        "code_stamp": "verified",
+    }
+    unstamped = {**code, "commit": None, "changed": None, "stamp": "no git checkout and no X"}
+    monkeypatch.setattr(provenance, "code_version", lambda: unstamped)
+    assert code_tags() == {"code_src_tree": "s", "code_stamp": "no git checkout and no X"}
 
 
 def test_hook_does_nothing_without_an_active_run(tmp_path, monkeypatch):

@@ -145,3 +145,91 @@ def test_environment_info_names_this_package_s_commit() -> None:
     info = environment_info()
     assert info["code_commit"] == (code and code["commit"])
     assert info["code_changes"] == (code and code["changed"])
+
+
+@pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
+def test_a_copy_without_git_is_named_by_its_trees_and_a_verified_stamp(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    files = {
+        "pyproject.toml": "[project]\n",
+        "src/pkg/mod.py": "x = 1\n",
+        "src/pkg/sub/a.py": "a = 1\n",  # folder "sub" sorts as "sub/" against "sub.py"
+        "src/pkg/sub.py": "s = 1\n",
+        "src/pkg/run.sh": "#!/bin/sh\n",
+        "conf/base/p.yml": "a: 1\n",
+        "conf/local/.gitkeep": "",
+    }
+    for rel, text in files.items():
+        (repo / rel).parent.mkdir(parents=True, exist_ok=True)
+        (repo / rel).write_text(text)
+    (repo / "src/pkg/run.sh").chmod(0o755)
+    (repo / ".gitignore").write_text(
+        "__pycache__/\n*.py[cod]\n*.egg-info/\nconf/local/**\n!conf/local/.gitkeep\n"
+    )
+    _git(repo, "init", "-q")
+    _git(repo, "add", "-A")
+    _git(repo, "commit", "-q", "-m", "first")
+    # What git ignores does not count: caches, build metadata, local credentials, empty dirs.
+    (repo / "src/pkg/__pycache__").mkdir()
+    (repo / "src/pkg/__pycache__/mod.cpython-311.pyc").write_bytes(b"\0")
+    (repo / "src/pkg.egg-info").mkdir()
+    (repo / "src/pkg.egg-info/PKG-INFO").write_text("Name: pkg\n")
+    (repo / "conf/local/credentials.yml").write_text("secret: 1\n")
+    (repo / "src/empty").mkdir()
+    for folder in ("src", "conf"):
+        assert provenance.tree_hash(repo / folder, repo) == _git(
+            repo, "rev-parse", f"HEAD:{folder}"
+        )
+
+    stamp_file = provenance.stamp(repo / "src")
+    assert stamp_file == repo / provenance.STAMP_FILE
+    in_git = provenance.code_version(repo)
+    copy = tmp_path / "copy"
+    shutil.copytree(repo, copy, ignore=shutil.ignore_patterns(".git"))
+    code = provenance.code_version(copy / "src" / "pkg" / "mod.py")
+    assert code == {**in_git, "stamp": "verified"}
+    # An edit after the stamp: the commit is no longer claimed, the trees still say what ran.
+    (copy / "src/pkg/mod.py").write_text("x = 2\n")
+    edited = provenance.code_version(copy)
+    assert edited["commit"] is None and edited["changed"] is None
+    assert edited["stamp"].startswith(f"src differ from {provenance.STAMP_FILE} (made at commit")
+    assert edited["src_tree"] != in_git["src_tree"]
+    assert edited["conf_tree"] == in_git["conf_tree"]
+    # No stamp at all; an unreadable one; not a project at all.
+    (copy / provenance.STAMP_FILE).unlink()
+    assert provenance.code_version(copy)["stamp"].startswith("no git checkout and no")
+    (copy / provenance.STAMP_FILE).write_text("{not json")
+    assert "unreadable" in provenance.code_version(copy)["stamp"]
+    (tmp_path / "plain" / "src").mkdir(parents=True)
+    assert provenance.code_version(tmp_path / "plain" / "src") is None
+    with pytest.raises(RuntimeError, match="not in a git checkout"):
+        provenance.stamp(copy)
+
+
+def test_this_checkout_s_file_trees_are_git_s_trees() -> None:
+    """tree_hash of this project's src and conf as on disk equals git's, edits included."""
+    root = Path(provenance.__file__).resolve().parents[2]
+    if shutil.which("git") is None or not (root / ".git").exists():
+        pytest.skip("needs git and a git checkout")
+    index = root / ".git" / "tree-hash-test-index"
+    env = {**os.environ, "GIT_INDEX_FILE": str(index)}
+    try:
+        for args in (["read-tree", "HEAD"], ["add", "-A", "src", "conf"]):
+            subprocess.run(["git", "-C", str(root), *args], check=True, env=env)
+        tree = subprocess.run(
+            ["git", "-C", str(root), "write-tree"],
+            check=True,
+            env=env,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+    finally:
+        index.unlink(missing_ok=True)
+    for folder in ("src", "conf"):
+        expected = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", f"{tree}:{folder}"],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+        assert provenance.tree_hash(root / folder, root) == expected, folder

@@ -155,13 +155,18 @@ def lineage_tags(dataset_name: str, data: Any) -> dict[str, str]:
 def code_tags() -> dict[str, str]:
     """MLflow tags naming the code that ran: MLflow's own ``mlflow.source.git.commit`` (its UI
     shows it as the run's source version) and ``code_changes``, the number of uncommitted
-    changes to the code (``provenance.code_version``); none for an installed package."""
+    changes to the code (``provenance.code_version``), each only where known: none for an
+    installed package; in a copy without git, the commit only where its ``CODE_VERSION.json``
+    matches the copy's files, and ``code_src_tree`` always."""
     from skin_lesion.provenance import code_version
 
     code = code_version()
     if code is None:
         return {}
-    return {"mlflow.source.git.commit": code["commit"], "code_changes": str(code["changed"])}
+    tags = {"mlflow.source.git.commit": code["commit"], "code_changes": code["changed"]}
+    if "stamp" in code:
+        tags |= {"code_src_tree": code["src_tree"], "code_stamp": code["stamp"]}
+    return {key: str(value) for key, value in tags.items() if value is not None}
 
 
 class MlflowOutputsHook:

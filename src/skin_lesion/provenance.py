@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.metadata
+import json
 import logging
 import os
 import platform
@@ -108,6 +109,80 @@ def _git(checkout: Path, *args: str) -> str | None:
     return done.stdout.rstrip("\n") if done.returncode == 0 else None
 
 
+# A copy of the checkout without .git (rsync, a tarball, a machine the code was carried to)
+# still names its code through this file: ``python -m skin_lesion.provenance stamp`` writes
+# it in the checkout, and ``code_version`` in the copy trusts its commit only where the
+# copy's src and conf hash to the trees it recorded.
+STAMP_FILE = "CODE_VERSION.json"
+# What .gitignore keeps out of src and conf: caches, build metadata, local settings.
+_IGNORED_DIRS = {"__pycache__", ".ipynb_checkpoints"}
+_IGNORED_SUFFIXES = (".pyc", ".pyo", ".pyd")
+
+
+def _ignored(rel: Path, is_dir: bool) -> bool:
+    if is_dir and (rel.name in _IGNORED_DIRS or rel.name.endswith(".egg-info")):
+        return True
+    if not is_dir and rel.suffix in _IGNORED_SUFFIXES:
+        return True
+    # conf/local holds credentials and machine settings; git keeps only its .gitkeep.
+    return rel.parts[:2] == ("conf", "local") and len(rel.parts) > 2 and rel.name != ".gitkeep"
+
+
+def tree_hash(folder: str | os.PathLike, root: str | os.PathLike | None = None) -> str | None:
+    """git's tree hash of ``folder`` as it is on disk, without git.
+
+    The hash ``git add`` then ``git write-tree`` would give it (``git rev-parse HEAD:src`` on
+    a clean checkout): blobs of the file bytes, modes 100644/100755/120000, entries in git's
+    order, empty folders left out, and what this project's .gitignore excludes from ``src``
+    and ``conf`` skipped (``_ignored``). None for a folder holding no file.
+
+    Args:
+        folder: The folder to hash.
+        root: The checkout's root, for the ignore rules' paths; default ``folder``'s parent.
+    """
+    folder = Path(folder)
+    root = Path(root) if root is not None else folder.parent
+    entries = []
+    for child in folder.iterdir():
+        rel = child.relative_to(root)
+        if child.is_symlink():
+            mode, digest = b"120000", _object(b"blob", os.readlink(child).encode())
+        elif child.is_dir():
+            if _ignored(rel, True):
+                continue
+            sub = tree_hash(child, root)
+            if sub is None:
+                continue
+            mode, digest = b"40000", bytes.fromhex(sub)
+        else:
+            if _ignored(rel, False):
+                continue
+            executable = child.stat().st_mode & 0o100
+            mode = b"100755" if executable else b"100644"
+            digest = _object(b"blob", child.read_bytes())
+        name = child.name.encode()
+        # git orders a folder as if its name ended in "/".
+        entries.append((name + b"/" if mode == b"40000" else name, mode, name, digest))
+    if not entries:
+        return None
+    body = b"".join(
+        mode + b" " + name + b"\0" + digest for _, mode, name, digest in sorted(entries)
+    )
+    return _object(b"tree", body).hex()
+
+
+def _object(kind: bytes, body: bytes) -> bytes:
+    return hashlib.sha1(kind + b" %d\0" % len(body) + body).digest()
+
+
+def _project_root(folder: Path) -> Path | None:
+    """The nearest folder at or above ``folder`` holding pyproject.toml, src and conf."""
+    for candidate in (folder, *folder.parents):
+        if all((candidate / p).exists() for p in ("pyproject.toml", "src", "conf")):
+            return candidate
+    return None
+
+
 def code_version(path: str | os.PathLike | None = None) -> dict | None:
     """The git commit of the checkout holding ``path``, and what in it was not committed.
 
@@ -117,21 +192,27 @@ def code_version(path: str | os.PathLike | None = None) -> dict | None:
     on different commits are recognisable), and the uncommitted changes under ``src``,
     ``conf`` and ``benchmarks`` that the commit does not describe.
 
+    In a copy of a checkout without ``.git``, the trees are hashed from the files
+    (``tree_hash``); the commit, and the changes it had, come from the copy's
+    ``CODE_VERSION.json`` (``stamp``) where that file recorded these same trees, with
+    ``"stamp": "verified"``; otherwise the commit is None and ``stamp`` says why.
+
     Args:
         path: A file or folder inside the checkout; default this package's source.
 
     Returns:
         ``{"commit", "src_tree", "conf_tree", "changed", "changes"}`` (``changed``: how many
-        paths ``git status`` lists there, 0 when clean; ``changes``: its lines, at most 20,
-        then a count of the rest), or None where
-        ``path`` is not in a git checkout (an installed wheel) or git is missing.
+        paths ``git status`` lists there, 0 when clean, None when unknown; ``changes``: its
+        lines, at most 20, then a count of the rest; plus ``stamp`` in a copy without git),
+        or None where ``path`` is in no checkout or copy of one (an installed wheel).
     """
     where = Path(path if path is not None else __file__).resolve()
     folder = where if where.is_dir() else where.parent
     top = _git(folder, "rev-parse", "--show-toplevel")
     commit = top and _git(Path(top), "rev-parse", "--verify", "HEAD")
     if not top or not commit:
-        return None
+        root = _project_root(folder)
+        return _code_from_files(root) if root is not None else None
     checkout = Path(top)
     status = _git(checkout, "status", "--porcelain", "--", *CODE_PATHS)
     lines = status.splitlines() if status else []
@@ -145,6 +226,60 @@ def code_version(path: str | os.PathLike | None = None) -> dict | None:
         "changed": len(lines),
         "changes": changes,
     }
+
+
+def _code_from_files(root: Path) -> dict:
+    trees = {"src_tree": tree_hash(root / "src", root), "conf_tree": tree_hash(root / "conf", root)}
+    code = {"commit": None, **trees, "changed": None, "changes": [], "stamp": "none"}
+    stamp_path = root / STAMP_FILE
+    if not stamp_path.is_file():
+        code["stamp"] = f"no git checkout and no {STAMP_FILE}"
+        return code
+    try:
+        stamp = json.loads(stamp_path.read_text())
+        recorded = {key: stamp["files"][key] for key in trees}
+    except (ValueError, KeyError, TypeError) as error:
+        code["stamp"] = f"{STAMP_FILE} unreadable: {error!r}"
+        return code
+    if recorded != trees:
+        differ = " and ".join(key[: -len("_tree")] for key in trees if recorded[key] != trees[key])
+        code["stamp"] = (
+            f"{differ} differ from {STAMP_FILE} (made at commit {str(stamp.get('commit'))[:10]})"
+        )
+        return code
+    return {
+        **code,
+        "commit": stamp.get("commit"),
+        "changed": stamp.get("changed"),
+        "changes": stamp.get("changes", []),
+        "stamp": "verified",
+    }
+
+
+def stamp(checkout: str | os.PathLike | None = None) -> Path:
+    """Write ``CODE_VERSION.json`` at the root of the git checkout holding ``checkout``.
+
+    It holds ``code_version`` (commit, trees, uncommitted changes) and, under ``files``, the
+    tree hashes of ``src`` and ``conf`` as they are on disk, uncommitted changes included:
+    what a copy of this checkout without ``.git`` is checked against. Make it right before
+    copying; an edit after it leaves the copy's commit unnamed (never misnamed).
+
+    Raises:
+        RuntimeError: If ``checkout`` is not in a git checkout.
+    """
+    where = Path(checkout if checkout is not None else __file__).resolve()
+    code = code_version(where)
+    top = _git(where if where.is_dir() else where.parent, "rev-parse", "--show-toplevel")
+    if not code or not top or code.get("commit") is None:
+        raise RuntimeError(f"{where} is not in a git checkout: nothing to stamp")
+    root = Path(top)
+    files = {
+        "src_tree": tree_hash(root / "src", root),
+        "conf_tree": tree_hash(root / "conf", root),
+    }
+    out = root / STAMP_FILE
+    out.write_text(json.dumps({**code, "files": files}, indent=2) + "\n")
+    return out
 
 
 def environment_info(device: str | None = None) -> dict:
@@ -197,3 +332,15 @@ def environment_info(device: str | None = None) -> dict:
         "code_changes": code and code["changed"],
         "packages": packages,
     }
+
+
+if __name__ == "__main__":
+    import sys
+
+    if sys.argv[1:] != ["stamp"]:
+        raise SystemExit(
+            "usage: python -m skin_lesion.provenance stamp\n"
+            f"  writes {STAMP_FILE} at the checkout's root, for copies without .git"
+        )
+    written = stamp(Path.cwd())
+    print(f"wrote {written}")
