@@ -113,8 +113,9 @@ def marker_environment(python_version: str, platforms: Iterable[str]) -> dict[st
     """The PEP 508 marker values of a CPython ``python_version`` on a Linux ``platforms``."""
     if not re.fullmatch(r"\d+\.\d+", python_version):
         raise ValueError(f"--python-version must be MAJOR.MINOR, e.g. 3.12: {python_version!r}")
-    machine = next((p.split("_", 3)[-1] for p in platforms if "_" in p), platform.machine())
-    machine = {"2014_x86_64": "x86_64", "2014_aarch64": "aarch64"}.get(machine, machine)
+    # manylinux_2_28_x86_64, manylinux2014_aarch64, linux_x86_64: the machine comes last.
+    machines = (re.search(r"(x86_64|aarch64|i686|ppc64le|s390x|armv7l)$", p) for p in platforms)
+    machine = next((m.group(1) for m in machines if m), platform.machine())
     return {
         "python_version": python_version,
         "python_full_version": f"{python_version}.0",

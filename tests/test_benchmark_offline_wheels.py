@@ -70,6 +70,26 @@ def test_closure_pins_what_the_target_lacks_and_stops_at_what_it_has() -> None:
     assert fetch_310["tomli"] == "2.0.0"
 
 
+def test_markers_see_the_target_s_machine() -> None:
+    for platforms, machine in (
+        (["manylinux_2_28_x86_64"], "x86_64"),
+        (["manylinux2014_aarch64"], "aarch64"),
+        (["linux_x86_64"], "x86_64"),
+    ):
+        assert ow.marker_environment("3.12", platforms)["platform_machine"] == machine
+    packages = {
+        "torchish": ("1.0", ['cuda-libs; platform_machine == "x86_64"']),
+        "cuda-libs": ("1", []),
+    }
+    roots = [Requirement("torchish")]
+    arm = ow.marker_environment("3.12", ["manylinux2014_aarch64"])
+    assert ow.closure(roots, {}, ENV_312, **_fake(packages))[0] == {
+        "cuda-libs": "1",
+        "torchish": "1.0",
+    }
+    assert ow.closure(roots, {}, arm, **_fake(packages))[0] == {"torchish": "1.0"}
+
+
 def test_closure_follows_extras_only_where_asked() -> None:
     packages = {
         "kedro-datasets": (
