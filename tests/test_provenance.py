@@ -158,6 +158,7 @@ def test_a_copy_without_git_is_named_by_its_trees_and_a_verified_stamp(tmp_path:
         "src/pkg/run.sh": "#!/bin/sh\n",
         "conf/base/p.yml": "a: 1\n",
         "conf/local/.gitkeep": "",
+        "benchmarks/b.py": "b = 1\n",
     }
     for rel, text in files.items():
         (repo / rel).parent.mkdir(parents=True, exist_ok=True)
@@ -195,6 +196,16 @@ def test_a_copy_without_git_is_named_by_its_trees_and_a_verified_stamp(tmp_path:
     assert edited["stamp"].startswith(f"src differ from {provenance.STAMP_FILE} (made at commit")
     assert edited["src_tree"] != in_git["src_tree"]
     assert edited["conf_tree"] == in_git["conf_tree"]
+    (copy / "src/pkg/mod.py").write_text("x = 1\n")
+    assert provenance.code_version(copy)["stamp"] == "verified"
+    # The benchmark scripts count too; their results and documentation do not.
+    (copy / "benchmarks" / "results").mkdir(parents=True, exist_ok=True)
+    (copy / "benchmarks" / "results" / "r.json").write_text("{}")
+    (copy / "benchmarks" / "NOTES.md").write_text("notes\n")
+    assert provenance.code_version(copy)["stamp"] == "verified"
+    (copy / "benchmarks" / "b.py").write_text("changed = True\n")
+    moved = provenance.code_version(copy)
+    assert moved["commit"] is None and moved["stamp"].startswith("benchmarks differ from")
     # No stamp at all; an unreadable one; not a project at all.
     (copy / provenance.STAMP_FILE).unlink()
     assert provenance.code_version(copy)["stamp"].startswith("no git checkout and no")

@@ -124,6 +124,11 @@ def _ignored(rel: Path, is_dir: bool) -> bool:
         return True
     if not is_dir and rel.suffix in _IGNORED_SUFFIXES:
         return True
+    # Benchmark results and documentation are not code (CODE_PATHS leaves them out too).
+    if rel.parts[:1] == ("benchmarks",) and (
+        rel.parts[:2] == ("benchmarks", "results") or (not is_dir and rel.suffix == ".md")
+    ):
+        return True
     # conf/local holds credentials and machine settings; git keeps only its .gitkeep.
     return rel.parts[:2] == ("conf", "local") and len(rel.parts) > 2 and rel.name != ".gitkeep"
 
@@ -194,8 +199,9 @@ def code_version(path: str | os.PathLike | None = None) -> dict | None:
 
     In a copy of a checkout without ``.git``, the trees are hashed from the files
     (``tree_hash``); the commit, and the changes it had, come from the copy's
-    ``CODE_VERSION.json`` (``stamp``) where that file recorded these same trees, with
-    ``"stamp": "verified"``; otherwise the commit is None and ``stamp`` says why.
+    ``CODE_VERSION.json`` (``stamp``) where that file recorded these same trees, and the
+    same for ``benchmarks`` (its scripts), with ``"stamp": "verified"``; otherwise the
+    commit is None and ``stamp`` says why.
 
     Args:
         path: A file or folder inside the checkout; default this package's source.
@@ -228,9 +234,25 @@ def code_version(path: str | os.PathLike | None = None) -> dict | None:
     }
 
 
+def _file_trees(root: Path) -> dict[str, str | None]:
+    """Tree hashes of the code folders as on disk: src and conf (git's, when committed) and
+    benchmarks without its results and documentation (what CODE_PATHS watches)."""
+    return {
+        f"{name}_tree": tree_hash(root / name, root) if (root / name).is_dir() else None
+        for name in ("src", "conf", "benchmarks")
+    }
+
+
 def _code_from_files(root: Path) -> dict:
-    trees = {"src_tree": tree_hash(root / "src", root), "conf_tree": tree_hash(root / "conf", root)}
-    code = {"commit": None, **trees, "changed": None, "changes": [], "stamp": "none"}
+    trees = _file_trees(root)
+    code = {
+        "commit": None,
+        "src_tree": trees["src_tree"],
+        "conf_tree": trees["conf_tree"],
+        "changed": None,
+        "changes": [],
+        "stamp": "none",
+    }
     stamp_path = root / STAMP_FILE
     if not stamp_path.is_file():
         code["stamp"] = f"no git checkout and no {STAMP_FILE}"
@@ -260,7 +282,8 @@ def stamp(checkout: str | os.PathLike | None = None) -> Path:
     """Write ``CODE_VERSION.json`` at the root of the git checkout holding ``checkout``.
 
     It holds ``code_version`` (commit, trees, uncommitted changes) and, under ``files``, the
-    tree hashes of ``src`` and ``conf`` as they are on disk, uncommitted changes included:
+    tree hashes of ``src``, ``conf`` and ``benchmarks`` (without results and documentation)
+    as they are on disk, uncommitted changes included:
     what a copy of this checkout without ``.git`` is checked against. Make it right before
     copying; an edit after it leaves the copy's commit unnamed (never misnamed).
 
@@ -273,12 +296,8 @@ def stamp(checkout: str | os.PathLike | None = None) -> Path:
     if not code or not top or code.get("commit") is None:
         raise RuntimeError(f"{where} is not in a git checkout: nothing to stamp")
     root = Path(top)
-    files = {
-        "src_tree": tree_hash(root / "src", root),
-        "conf_tree": tree_hash(root / "conf", root),
-    }
     out = root / STAMP_FILE
-    out.write_text(json.dumps({**code, "files": files}, indent=2) + "\n")
+    out.write_text(json.dumps({**code, "files": _file_trees(root)}, indent=2) + "\n")
     return out
 
 
