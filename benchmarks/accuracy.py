@@ -354,13 +354,23 @@ def _spread(values: list[float]) -> dict:
 
 
 def parse_overrides(pairs: list[str]) -> dict:
-    """``key=value`` strings to a dict, values parsed as YAML (``3`` -> int, ``null``)."""
+    """``key=value`` strings to a dict, values parsed as YAML (``3`` -> int, ``null``).
+
+    Each string may also hold several, comma-separated as ``kedro run --params`` takes them
+    (``a.b=1,c=2``); a comma not followed by ``key=`` stays in its value (``x=[1, 2]``).
+    """
     overrides = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
+    split = [part for pair in pairs for part in re.split(r",(?=\s*[A-Za-z_][\w.]*=)", pair)]
+    for pair in split:
+        key, sep, value = pair.strip().partition("=")
         if not sep or not key:
             raise SystemExit(f"--params expects key=value, got {pair!r}")
-        overrides[key] = yaml.safe_load(value)
+        try:
+            overrides[key] = yaml.safe_load(value)
+        except yaml.YAMLError as error:
+            raise SystemExit(
+                f"--params {pair.strip()!r}: the value is not YAML ({error})"
+            ) from None
     return overrides
 
 

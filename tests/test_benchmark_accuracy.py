@@ -45,6 +45,17 @@ def test_parse_overrides_reads_yaml_values_and_names_a_bad_pair() -> None:
     assert parsed == {"x.y": 3, "z": None, "w": False, "s": "focal"}
     with pytest.raises(SystemExit, match="'oops'"):
         accuracy.parse_overrides(["oops"])
+    # Kedro's comma-separated form too; a comma inside a value stays there.
+    assert accuracy.parse_overrides(["a.b=1,c.d=2, e=x", "f=[1,2]", "g=[u, v]"]) == {
+        "a.b": 1,
+        "c.d": 2,
+        "e": "x",
+        "f": [1, 2],
+        "g": ["u", "v"],
+    }
+    with pytest.raises(SystemExit, match=r"--params 'g=\[u': the value is not YAML"):
+        accuracy.parse_overrides(["g=[u"])
+    assert accuracy.parse_overrides(["a=1,oops"]) == {"a": "1,oops"}  # no key=: a value
 
 
 def test_ablations_name_parameters_that_exist() -> None:
