@@ -112,9 +112,10 @@ def _git(checkout: Path, *args: str) -> str | None:
 # A copy of the checkout without .git (rsync, a tarball, a machine the code was carried to)
 # still names its code through this file: ``python -m skin_lesion.provenance stamp`` writes
 # it in the checkout, and ``code_version`` in the copy trusts its commit only where the
-# copy's src and conf hash to the trees it recorded.
+# copy's src, conf and benchmark scripts hash to the trees it recorded.
 STAMP_FILE = "CODE_VERSION.json"
-# What .gitignore keeps out of src and conf: caches, build metadata, local settings.
+# What .gitignore keeps out of src and conf (caches, build metadata, local settings) and
+# CODE_PATHS out of benchmarks (results, documentation).
 _IGNORED_DIRS = {"__pycache__", ".ipynb_checkpoints"}
 _IGNORED_SUFFIXES = (".pyc", ".pyo", ".pyd")
 
@@ -251,11 +252,10 @@ def _code_from_files(root: Path) -> dict:
         "conf_tree": trees["conf_tree"],
         "changed": None,
         "changes": [],
-        "stamp": "none",
+        "stamp": f"no git checkout and no {STAMP_FILE}",
     }
     stamp_path = root / STAMP_FILE
     if not stamp_path.is_file():
-        code["stamp"] = f"no git checkout and no {STAMP_FILE}"
         return code
     try:
         stamp = json.loads(stamp_path.read_text())
