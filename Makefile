@@ -10,7 +10,7 @@ DEMO_IMAGES ?= 400
 export KEDRO_DISABLE_TELEMETRY := true
 export PYTHONUNBUFFERED := 1
 
-.PHONY: install demo demo-data test lint format clean-demo benchmark-gpu
+.PHONY: install demo demo-data test test-lowest lint format clean-demo benchmark-gpu
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,19 @@ format: $(STAMP)
 
 test: lint
 	$(BIN)/pytest
+
+# The suite on the lowest versions pyproject.toml allows for each direct dependency (uv's
+# lowest-direct resolution; their own dependencies resolve to the newest that fit), in a second
+# environment, .venv-lowest, so that every floor in pyproject.toml is one that was tested.
+LOWEST := .venv-lowest
+test-lowest: $(STAMP)
+	$(BIN)/pip install --quiet "uv>=0.5"
+	$(BIN)/uv pip compile --quiet pyproject.toml --extra test --resolution lowest-direct \
+		--python $(BIN)/python -o $(LOWEST).txt
+	test -x $(LOWEST)/bin/python || $(PYTHON) -m venv $(LOWEST)
+	$(BIN)/uv pip sync --quiet --python $(LOWEST)/bin/python $(LOWEST).txt
+	$(BIN)/uv pip install --quiet --python $(LOWEST)/bin/python --no-deps -e .
+	$(LOWEST)/bin/python -m pytest
 
 # Every GPU benchmark in order (benchmarks/gpu.sh: SEEDS, STEPS, DATA as environment variables).
 benchmark-gpu: $(STAMP)
