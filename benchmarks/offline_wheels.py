@@ -40,10 +40,12 @@ import re
 import subprocess
 import sys
 import tempfile
+import tomllib
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from packaging.requirements import Requirement
+from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
@@ -85,12 +87,18 @@ def read_have(text: str) -> dict[str, str | None]:
     return have
 
 
+def check_target_python(pyproject: Path, python_version: str) -> None:
+    """Refuse a target Python outside the project's ``requires-python``, naming both."""
+    wanted = tomllib.loads(pyproject.read_text())["project"].get("requires-python", "")
+    if wanted and Version(f"{python_version}.0") not in SpecifierSet(wanted):
+        raise ValueError(
+            f"--python-version {python_version}: the project needs Python {wanted}"
+            f" ({pyproject.name} requires-python)"
+        )
+
+
 def project_dependencies(pyproject: Path) -> list[str]:
-    """``[project] dependencies`` of ``pyproject`` (tomllib; Python 3.11+, else pip's copy)."""
-    try:
-        import tomllib
-    except ModuleNotFoundError:  # Python 3.10
-        from pip._vendor import tomli as tomllib
+    """``[project] dependencies`` of ``pyproject``."""
     return tomllib.loads(pyproject.read_text())["project"]["dependencies"]
 
 
@@ -325,6 +333,7 @@ def main(argv: list[str] | None = None) -> int:
         have = read_have(args.have.read_text())
         roots = runtime_requirements(args.pyproject, args.extras)
         env = marker_environment(args.python_version, platforms)
+        check_target_python(args.pyproject, args.python_version)
         fetch, needed = closure(roots, have, env)
     except ValueError as error:
         parser.exit(2, f"offline_wheels: {error}\n")

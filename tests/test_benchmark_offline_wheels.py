@@ -214,6 +214,10 @@ def test_cli_refuses_to_mix_with_wheels_already_there(tmp_path: Path) -> None:
     assert missing.returncode == 2 and "is not a file" in missing.stderr
     bad_python = _cli("--have", str(have), "--python-version", "3")
     assert bad_python.returncode != 0 and "MAJOR.MINOR" in bad_python.stderr
+    old_python = _cli("--have", str(have), "--python-version", "3.10", "--out", str(out / "x"))
+    assert old_python.returncode == 2
+    assert "--python-version 3.10: the project needs Python >=3.11" in old_python.stderr
+    assert not (out / "x").exists()
 
 
 def test_manifest_of_a_real_build(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import io
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -127,7 +127,7 @@ def report_path(tmp_path: Path, figures: dict[str, bytes]) -> Path:
         environment=environment_info(device="cpu"),
         figures=figures,
         figure_captions={"roc": "ROC curves, one-vs-rest", "confusion": "Confusion matrix"},
-        generated_at=datetime(2024, 5, 6, 7, 8, 9, tzinfo=timezone.utc),
+        generated_at=datetime(2024, 5, 6, 7, 8, 9, tzinfo=UTC),
     )
     path = tmp_path / "report.html"
     path.write_text(html, encoding="utf-8")

@@ -19,7 +19,7 @@ import logging
 import math
 import numbers
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import numpy as np
 import pandas as pd
@@ -119,7 +119,7 @@ def render_report(
     unknown = sorted(set(captions) - set(figures))
     if unknown:
         logger.warning("Captions for figures that were not given are ignored: %s", unknown)
-    when = (generated_at or datetime.now(timezone.utc)).astimezone(timezone.utc)
+    when = (generated_at or datetime.now(UTC)).astimezone(UTC)
     script_hash = base64.b64encode(
         hashlib.sha256(_IMAGES_LOADED_SCRIPT.encode("utf-8")).digest()
     ).decode("ascii")
