@@ -92,7 +92,7 @@ KEPT = (
     "08_reporting/training_history.json",
     "08_reporting/pretraining_history.json",
 )
-PACKAGES = ("torch", "torchvision", "timm", "kornia", "kedro", "scikit-learn", "numpy")
+PACKAGES = ("torch", "torchvision", "timm", "kedro", "scikit-learn", "numpy")
 # (label, path in test_metrics.json, bootstrap key or None)
 METRICS = (
     ("balanced_accuracy", ("test", "balanced_accuracy"), "balanced_accuracy"),

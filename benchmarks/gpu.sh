@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Every GPU measurement of the project, most important first, so that a short GPU session
-# still leaves the headline figures: the GPU tests, the speed benchmark, gpu-full, then the
-# four ablations of gpu-full, then the comparison table. Results land in benchmarks/results/.
+# still leaves the headline figures: the GPU tests, the speed benchmarks (augmentation cost,
+# then training steps), gpu-full, then the four ablations of gpu-full, then the comparison
+# table. Results land in benchmarks/results/.
 #
 #   bash benchmarks/gpu.sh                       # seed 0 of everything
 #   SEEDS="0 1 2" bash benchmarks/gpu.sh         # the three seeds
@@ -59,6 +60,8 @@ for name in $STEPS; do
                 tests/test_batches.py
             ;;
         speed)
+            step "augmentation cost a batch (ours; kornia's too where it is installed)"
+            run augment-cost "$PYTHON" benchmarks/augment_cost.py
             step "speed benchmark (defaults: efficientnet_b0, 224 px, batch 128)"
             run speed "$PYTHON" benchmarks/speed.py --data "$DATA"
             ;;

@@ -61,7 +61,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import kornia
 import numpy as np
 import pandas as pd
 import timm
@@ -129,7 +128,9 @@ def torchvision_augment(config: AugmentConfig, mean: list[float], std: list[floa
     """torchvision's CPU counterpart of ``skin_lesion.augment.TrainAugment`` for ``config``.
 
     Same operations, order and strengths; rotation pads with zeros (torchvision's
-    ``RandomRotation`` has no reflection padding).
+    ``RandomRotation`` has no reflection padding), and the hue strength is passed as it is
+    although ours turns the YIQ chroma plane and torchvision shifts HSV hue (the cost of
+    either does not depend on the strength).
     """
     ops = [
         T.RandomResizedCrop(config.crop_size, scale=config.crop_scale, ratio=config.crop_ratio),
@@ -467,13 +468,13 @@ def markdown(result: dict[str, Any]) -> str:
         f"{', channels_last' if s['channels_last'] else ''}; {s['images']:,} HAM10000 JPEGs "
         f"({s['source_size']}) from `{s['data']}`, cache {s['cache']} (HxW), "
         f"{s['workers']} DataLoader workers, {s['steps']} timed steps; torch {result['torch']}, "
-        f"timm {result['timm']}, kornia {result['kornia']}, torchvision {result['torchvision']}; "
+        f"timm {result['timm']}, torchvision {result['torchvision']}; "
         f"{result['torch_threads']} torch threads; 1-minute load average during the timed steps "
         f"{min(loads):.1f}-{max(loads):.1f}.",
         "",
         "| stage | (a) limit: synthetic tensors on the device (img/s) "
         "| (b) DataLoader, PIL decode + torchvision (img/s) "
-        "| ours: cache + BatchSource + kornia (img/s) | ours / (a) | ours / (b) |",
+        "| ours: cache + BatchSource + batched augmentation (img/s) | ours / (a) | ours / (b) |",
         "|---|---|---|---|---|---|",
     ]
     for stage in STAGES:
@@ -595,7 +596,6 @@ def main() -> None:
         "device": name,
         "torch": torch.__version__,
         "timm": timm.__version__,
-        "kornia": kornia.__version__,
         "torchvision": torchvision.__version__,
         "python": platform.python_version(),
         "cpu_count": os.cpu_count(),

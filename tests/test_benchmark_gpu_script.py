@@ -62,6 +62,7 @@ def test_runs_every_step_in_order_with_the_seeds_and_data(fake: dict[str, Path])
     assert calls == [
         calls[0],  # the CUDA probe
         "-m pytest -q -m gpu tests/test_gpu.py tests/test_augment.py tests/test_batches.py",
+        "benchmarks/augment_cost.py",
         f"benchmarks/speed.py --data {data}",
         accuracy,
         *(
@@ -84,7 +85,11 @@ def test_a_failed_step_does_not_stop_the_rest_and_is_named(fake: dict[str, Path]
 def test_steps_select_and_order_the_work(fake: dict[str, Path]) -> None:
     result, calls = run_script(fake, STEPS="speed tests")
     assert result.returncode == 0, result.stderr
-    assert [call.split()[0] for call in calls[1:]] == ["benchmarks/speed.py", "-m"]
+    assert [call.split()[0] for call in calls[1:]] == [
+        "benchmarks/augment_cost.py",
+        "benchmarks/speed.py",
+        "-m",
+    ]
 
 
 @pytest.mark.parametrize(

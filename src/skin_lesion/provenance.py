@@ -24,7 +24,6 @@ PACKAGES = (
     "torch",
     "torchvision",
     "timm",
-    "kornia",
     "kedro",
     "kedro-datasets",
     "numpy",

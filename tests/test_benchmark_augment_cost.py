@@ -1,0 +1,33 @@
+"""The augmentation-cost benchmark on small random batches, on the CPU."""
+
+import json
+from pathlib import Path
+
+import pytest
+from benchmarks import augment_cost
+
+
+def test_augment_cost_records_both_pipelines_for_both_stages(tmp_path: Path) -> None:
+    argv = ["--batch=6", "--cache=40x48", "--crop=32", "--device=cpu", "--repeats=2"]
+
+    augment_cost.main([*argv, f"--results-dir={tmp_path}"])
+
+    result = json.loads((tmp_path / "augment-cost-cpu-6x32.json").read_text())
+    assert result["settings"] == {"batch": 6, "cache": "40x48", "crop": 32, "repeats": 2}
+    for stage in ("supcon", "classifier"):
+        ours, kornia = result["stages"][stage]["ours"], result["stages"][stage]["kornia"]
+        # Ours: the same ops whatever the batch size, none waiting for the device.
+        assert ours["aten_ops"] == ours["aten_ops_at_2_images"]
+        assert ours["syncs"] == 0
+        assert ours["aten_ops"] < kornia["aten_ops"]
+        assert ours["device_ms"] > 0 and kornia["device_ms"] > 0
+    table = (tmp_path / "augment-cost-cpu-6x32.md").read_text()
+    assert "| classifier | ours |" in table and "| supcon | kornia |" in table
+
+
+def test_augment_cost_refuses_a_malformed_cache_size(capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit) as exc:
+        augment_cost.parse_args(["--cache=256by341"])
+
+    assert exc.value.code == 2
+    assert "--cache must look like 256x341" in capsys.readouterr().err
