@@ -1,10 +1,12 @@
-"""The augmentation-cost benchmark on small random batches, on the CPU."""
+"""The augmentation benchmarks (cost a batch, hue strength) on small generated data, on the CPU."""
 
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
-from benchmarks import augment_cost
+from benchmarks import augment_cost, hue_strength
+from PIL import Image
 
 
 def test_augment_cost_records_both_pipelines_for_both_stages(tmp_path: Path) -> None:
@@ -31,3 +33,23 @@ def test_augment_cost_refuses_a_malformed_cache_size(capsys: pytest.CaptureFixtu
 
     assert exc.value.code == 2
     assert "--cache must look like 256x341" in capsys.readouterr().err
+
+
+def test_hue_strength_compares_both_hue_shifts(tmp_path: Path) -> None:
+    generator = np.random.default_rng(0)
+    for i in range(3):
+        pixels = generator.integers(0, 256, size=(30, 40, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(tmp_path / f"ISIC_{i:07d}.jpg")
+
+    rows = hue_strength.main([f"--data={tmp_path}", "--images=3"])
+
+    assert [r["strength"] for r in rows] == list(hue_strength.STRENGTHS)
+    assert all(r["hsv"] > 0 and r["yiq"] > 0 for r in rows)
+    # Both grow with the strength.
+    assert [r["yiq"] for r in rows] == sorted(r["yiq"] for r in rows)
+    assert [r["hsv"] for r in rows] == sorted(r["hsv"] for r in rows)
+
+
+def test_hue_strength_refuses_a_folder_without_jpegs(tmp_path: Path) -> None:
+    with pytest.raises(SystemExit, match=r"no \.jpg files under"):
+        hue_strength.main([f"--data={tmp_path}"])
