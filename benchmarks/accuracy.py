@@ -287,9 +287,15 @@ def stage_main(args: argparse.Namespace) -> None:
 
 
 def make_project(work: Path, env: str) -> Path:
-    """A throwaway copy of the project's configuration (data lands under it)."""
+    """A throwaway copy of the project's configuration (data lands under it).
+
+    The project's ``.telemetry`` (``consent: false``) goes with it: without it kedro-telemetry
+    would ask for consent in every stage and, unanswered, try to send usage data unless
+    ``KEDRO_DISABLE_TELEMETRY`` is set.
+    """
     work.mkdir(parents=True, exist_ok=True)
     shutil.copy(ROOT / "pyproject.toml", work / "pyproject.toml")
+    shutil.copy(ROOT / ".telemetry", work / ".telemetry")
     shutil.rmtree(work / "conf", ignore_errors=True)
     shutil.copytree(ROOT / "conf", work / "conf")
     (work / "src").mkdir(exist_ok=True)  # bootstrap_project wants it; the package is installed

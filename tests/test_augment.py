@@ -202,14 +202,15 @@ def test_crop_boxes_follow_torchvision_rules() -> None:
 
 def test_crop_boxes_fall_back_to_the_largest_allowed_centred_box() -> None:
     # A 40x80 image cannot hold a box of its whole area with a ratio in [1, 1.5]: the fallback
-    # is torchvision's, full height and the widest allowed ratio, anywhere along the width.
+    # is torchvision's, full height and the widest allowed ratio, centred.
     x0, y0, w, h = random_resized_crop_boxes(
         50, 40, 80, (1.0, 1.0), (1.0, 1.5), torch.device("cpu")
     )
 
     torch.testing.assert_close(h, torch.full((50,), 40.0))
     torch.testing.assert_close(w, torch.full((50,), 60.0))
-    assert (y0 == 0).all() and (x0 <= 20).all()
+    torch.testing.assert_close(x0, torch.full((50,), 10.0))  # centred, as torchvision does
+    torch.testing.assert_close(y0, torch.zeros(50))
 
 
 @pytest.mark.parametrize(("field", "dim"), [("hflip_p", 3), ("vflip_p", 2)])

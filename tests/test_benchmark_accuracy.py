@@ -767,3 +767,10 @@ def test_runs_scored_before_tta_consistent_reporting_are_named(tmp_path: Path) -
     assert accuracy.aggregate("cpu-quick", tmp_path)["single_view_threshold"] == []
     assert accuracy.compare("cpu-quick", tmp_path)["single_view_threshold"] == {}
     assert "single-view" not in (tmp_path / "accuracy-cpu-quick-ablations.md").read_text()
+
+
+def test_the_throwaway_project_keeps_the_telemetry_refusal(tmp_path: Path) -> None:
+    project = accuracy.make_project(tmp_path / "run", "cpu_quick")
+
+    assert (project / ".telemetry").read_text().strip() == "consent: false"
+    assert (project / "conf" / "cpu_quick").is_dir() and (project / "pyproject.toml").is_file()

@@ -174,15 +174,16 @@ def colour_matrices(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-sample colour jitter as ``y = matrix @ rgb + offset``, the four steps composed.
 
-    The steps are torchvision's, in its order: brightness multiplies by ``brightness``;
-    contrast blends with the image's mean grey level (``contrast``); saturation blends with
-    the grey image (``saturation``); hue (in turns, torchvision's unit) rotates the chroma
-    plane of YIQ, the colour-twist form NVIDIA DALI uses, instead of shifting the HSV hue
-    (a different hue wheel; same strength, same luma). All four are linear in the pixel, so
-    they compose into one 3x3 matrix and one offset per sample: one ``bmm`` over the batch
-    instead of some 450 tensor ops for kornia's ``ColorJitter`` (HSV round trip included) on
-    a 224 px batch. Unlike torchvision, nothing is clamped between the steps (the caller
-    clamps once at the end), which differs only where a step saturates a pixel.
+    The steps are torchvision's, in one fixed order (torchvision draws an order per image):
+    brightness multiplies by ``brightness``; contrast blends with the image's mean grey level
+    (``contrast``); saturation blends with the grey image (``saturation``); hue (in turns,
+    torchvision's unit) rotates the chroma plane of YIQ, the colour-twist form NVIDIA DALI
+    uses, instead of shifting the HSV hue (it keeps the luma; the same number moves pixels
+    about 1.7x as far as torchvision's, ``benchmarks/hue_strength.py``). All four are linear
+    in the pixel, so they compose into one 3x3 matrix and one offset per sample: one ``bmm``
+    over the batch instead of the some 600 tensor ops of kornia's ``ColorJitter`` (an HSV
+    round trip for the hue). Unlike torchvision, nothing is clamped between the steps (the
+    caller clamps once at the end), which differs only where a step saturates a pixel.
 
     Args:
         images: ``(B, 3, H, W)`` float RGB in [0, 1]; only its per-sample mean grey is used.
@@ -248,8 +249,8 @@ def random_resized_crop_boxes(
 
     Per sample: an area fraction from ``U(scale)`` and an aspect ratio (width / height)
     log-uniform in ``ratio``; the first of ``tries`` draws that fits inside the image is kept,
-    and a sample with none falls back to the largest centred box whose ratio lies in
-    ``ratio``. The box's corner is uniform over the positions where it fits. Vectorised: no
+    its corner uniform over the positions where it fits. A sample with none falls back to the
+    largest centred box whose ratio lies in ``ratio``. Vectorised: no
     loop over samples and no host sync, whatever the batch size.
 
     Returns:
@@ -276,26 +277,31 @@ def random_resized_crop_boxes(
     any_fits = fits.any(dim=1)
     w = torch.where(any_fits, w, torch.full_like(w, fallback_w))
     h = torch.where(any_fits, h, torch.full_like(h, fallback_h))
-    x0 = torch.rand(n, device=device) * (width - w)
-    y0 = torch.rand(n, device=device) * (height - h)
+    # Where nothing fitted, the fallback box is centred (the draw is kept for a fixed stream).
+    x0 = torch.rand(n, device=device).where(any_fits, torch.full_like(w, 0.5)) * (width - w)
+    y0 = torch.rand(n, device=device).where(any_fits, torch.full_like(h, 0.5)) * (height - h)
     return x0, y0, w, h
 
 
 class TrainAugment(nn.Module):
     """Random per-sample augmentation: ``uint8 (B, H, W, 3)`` -> normalised ``(B, 3, S, S)``.
 
-    Every random parameter is drawn for the whole batch in a few vectorised calls, and the
+    Every random parameter is drawn for the whole batch in a few vectorised calls. The
     geometry (random resized crop, flips, rotation) is composed into one affine map per
-    sample and applied with a single ``grid_sample``; colour jitter and blur are kornia's
-    functional ops with per-sample factors, and a sample a step skips (by its probability)
-    keeps its input exactly. Why not ``kornia.augmentation.AugmentationSequential``: on a
-    batch of 128 images its crop loops over samples and its gates sync with the host, about
-    5,500 tensor ops and a dozen host syncs a batch against about 120 and none here (the
-    per-op launch cost on a GPU is what the training step waits on); composing the
-    geometry also resamples once instead of twice (crop, then rotation), and the corners a
-    rotation uncovers show the skin around the crop where there is some, and
-    ``rotation_padding`` only beyond the image. The colour steps run in a fixed order
-    (brightness, contrast, saturation, hue), as kornia's ``ColorJitter(order=...)`` does.
+    sample and applied with a single ``grid_sample``; colour jitter is one 3x3 colour matrix
+    per sample (:func:`colour_matrices`); the optional blur is :func:`gaussian_blur`. A sample
+    that a step skips (by its probability) keeps its input exactly.
+
+    Why not ``kornia.augmentation.AugmentationSequential``, which does the same per sample:
+    its random resized crop loops over the samples and 21 of its ops wait for the device, so
+    a batch issues thousands of tensor ops (8,034 for a SupCon batch of 2 x 128 views at
+    224 px) against the same 523 here whatever the batch, and none waits
+    (``benchmarks/augment_cost.py``). On a GPU the host must queue a step's kernels faster
+    than the device runs them, and a sync stops the queue. Composing the geometry also
+    resamples once instead of twice (crop, then rotation), and the corners a rotation
+    uncovers show the skin around the crop where there is some (``rotation_padding`` acts
+    only beyond the image). The colour steps run in a fixed order (brightness, contrast,
+    saturation, hue), as kornia's ``ColorJitter(order=...)`` does.
     """
 
     def __init__(self, config: AugmentConfig, mean: Sequence[float], std: Sequence[float]) -> None:
