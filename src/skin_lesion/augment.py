@@ -295,7 +295,7 @@ class TrainAugment(nn.Module):
     Why not ``kornia.augmentation.AugmentationSequential``, which does the same per sample:
     its random resized crop loops over the samples and 21 of its ops wait for the device, so
     a batch issues thousands of tensor ops (8,034 for a SupCon batch of 2 x 128 views at
-    224 px) against the same 523 here whatever the batch, and none waits
+    224 px) against the same 535 here whatever the batch, and none waits
     (``benchmarks/augment_cost.py``). On a GPU the host must queue a step's kernels faster
     than the device runs them, and a sync stops the queue. Composing the geometry also
     resamples once instead of twice (crop, then rotation), and the corners a rotation
