@@ -323,7 +323,7 @@ class TrainAugment(nn.Module):
         x = self._geometry(to_float_nchw(images))
         x = self._colour(x)
         x = self._blur(x)
-        # The colour steps clamp to [0, 1] already; this covers bilinear rounding.
+        # Colour jitter leaves [0, 1] where a step saturates (colour_matrices): clamp once here.
         return self.normalize(x.clamp_(0.0, 1.0))
 
     def _geometry(self, x: torch.Tensor) -> torch.Tensor:
