@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from skin_lesion.augment import colour_matrices
+from skin_lesion.augment import apply_colour, colour_matrices
 
 ROOT = Path(__file__).resolve().parents[1]
 STRENGTHS = (0.01, 0.012, 0.02, 0.03, 0.05, 0.1)
@@ -43,8 +43,7 @@ def yiq_shift(images: torch.Tensor, turns: float) -> torch.Tensor:
     n = len(images)
     one = torch.ones(n)
     matrix, offset = colour_matrices(images, one, one, one, torch.full((n,), turns))
-    shifted = torch.bmm(matrix, images.flatten(2)).view_as(images) + offset.view(n, 1, 1, 1)
-    return shifted.clamp(0.0, 1.0)
+    return apply_colour(images, matrix, offset).clamp(0.0, 1.0)
 
 
 def main(argv: list[str] | None = None) -> list[dict]:

@@ -9,6 +9,7 @@ from torch.profiler import ProfilerActivity, profile
 from skin_lesion.augment import (
     GRAY_WEIGHTS,
     AugmentConfig,
+    apply_colour,
     build_eval_transform,
     build_train_augment,
     colour_matrices,
@@ -182,7 +183,7 @@ def _apply(config: AugmentConfig, images: torch.Tensor) -> torch.Tensor:
 def _apply_colour(x: torch.Tensor, *factors: float) -> torch.Tensor:
     n = len(x)
     matrix, offset = colour_matrices(x, *(torch.full((n,), f) for f in factors))
-    return torch.bmm(matrix, x.flatten(2)).view_as(x) + offset.view(n, 1, 1, 1)
+    return apply_colour(x, matrix, offset)
 
 
 def test_crop_boxes_follow_torchvision_rules() -> None:

@@ -226,6 +226,12 @@ def colour_matrices(
     return matrix, offset
 
 
+def apply_colour(images: torch.Tensor, matrix: torch.Tensor, offset: torch.Tensor) -> torch.Tensor:
+    """``matrix @ rgb + offset`` for every pixel of each image: ``(B, 3, H, W)`` in and out."""
+    mixed = torch.bmm(matrix, images.flatten(2)).view_as(images)
+    return mixed.add_(offset.view(-1, 1, 1, 1))
+
+
 def _uniform(n: int, low: float, high: float, device: torch.device) -> torch.Tensor:
     """``n`` independent draws from U(low, high) on ``device``, from torch's global RNG."""
     return torch.rand(n, device=device) * (high - low) + low
@@ -376,8 +382,7 @@ class TrainAugment(nn.Module):
         # A sample the gate skips gets the exact identity (bmm with it returns x bit for bit).
         matrix = torch.where(applied.view(n, 1, 1), matrix, torch.eye(3, device=device))
         offset = torch.where(applied, offset, torch.zeros_like(offset))
-        y = torch.bmm(matrix, x.flatten(2)).view_as(x)
-        return y.add_(offset.view(n, 1, 1, 1))
+        return apply_colour(x, matrix, offset)
 
     def _blur(self, x: torch.Tensor) -> torch.Tensor:
         """Gaussian blur with a per-sample sigma, on the samples drawn by ``blur_p``."""
