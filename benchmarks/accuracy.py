@@ -6,6 +6,7 @@ Usage:
     python benchmarks/accuracy.py --setting cpu-quick --compare
     python benchmarks/accuracy.py --setting cpu-quick --folds 0 1 2 3 4 [--seeds 0]
     python benchmarks/accuracy.py --setting cpu-quick [--seeds ...|--folds ...] --rescore
+    python benchmarks/accuracy.py --setting gpu-full [same arguments as the cut run] --resume
 
 A setting is a Kedro environment (``cpu-quick`` -> ``conf/cpu_quick``, ``gpu-full`` ->
 ``conf/gpu_full``); an ablation is a named set of parameter overrides on top of it (see
@@ -29,6 +30,12 @@ Each run keeps its training outputs (checkpoints, validation predictions, histor
 ``reporting`` on them and replaces the test figures of each record, for a change to the
 reporting that should not need training again. The record keeps training's stages and
 validation figures and says when and where it was rescored.
+
+A run cut short (a time limit, a lost machine) is finished with ``--resume`` and its own
+arguments: seeds (folds) already recorded are kept, and the stages the cut one finished are
+not run again, since their outputs are still in the throwaway project (``progress.json`` there
+says which; written before and after every stage). It refuses progress or records left with
+other settings, parameters, data, device, packages or code.
 
 ``--folds`` runs grouped cross-validation instead: for each fold ``k``, ``data_processing``
 again with ``data_processing.split.validation_fold=k`` (fold ``k`` of train+val validates, the
@@ -825,6 +832,92 @@ def restore_outputs(project: Path, env: str, label: str) -> None:
             shutil.copy2(kept / relative, data / relative)
 
 
+PROGRESS = "progress.json"
+# What a run's progress must match for --resume to carry its stages over.
+RESUME_KEYS = ("setting", "ablation", "overrides", "data_sha256", "device", "packages", "code")
+
+
+def save_progress(
+    project: Path,
+    identity: dict,
+    label: str,
+    done: list[dict],
+    processing: dict | None = None,
+    running: str | None = None,
+) -> None:
+    """Record in ``<project>/progress.json`` which stages of ``label`` have finished.
+
+    Written before each stage starts (``running`` names it) and after it ends, so a run killed
+    at any point (a time limit, a lost machine) leaves the stages whose outputs are complete.
+    ``processing`` is the split's ``data_processing`` stage that the seeds share.
+    """
+    progress = {"identity": identity, "label": label, "done": done, "processing": processing}
+    path = project / PROGRESS
+    path.with_suffix(".tmp").write_text(json.dumps({**progress, "running": running}) + "\n")
+    path.with_suffix(".tmp").replace(path)  # never half written
+
+
+def tracked_stage(
+    project: Path,
+    env: str,
+    pipeline: str,
+    params: dict,
+    stage_file: Path,
+    stages: list[dict],
+    track: dict | None,
+) -> dict:
+    """:func:`run_stage`, appended to ``stages``; with ``track`` (``identity``, ``label`` and
+    optionally ``processing``), the progress is saved before and after it for ``--resume``."""
+    if track is not None:
+        save_progress(project, done=stages, running=pipeline, **track)
+    stage = run_stage(project, env, pipeline, params, stage_file)
+    stages.append(stage)
+    if track is not None:
+        shared = stage if pipeline == "data_processing" else track.get("processing")
+        save_progress(project, done=stages, **{**track, "processing": shared})
+    return stage
+
+
+def load_progress(project: Path, identity: dict) -> dict | None:
+    """The progress an interrupted run of this project left, for ``--resume``; None if none.
+
+    Raises:
+        SystemExit: When it was left by another run (settings, parameters, data, device,
+            packages or code differ): its outputs are not this run's to build on.
+    """
+    path = project / PROGRESS
+    if not path.exists():
+        return None
+    progress = json.loads(path.read_text())
+    for key in identity:
+        if progress["identity"].get(key) != identity[key]:
+            raise SystemExit(
+                f"--resume: {path} was left by a run with other {key} "
+                f"({progress['identity'].get(key)!r}, now {identity[key]!r}); its outputs are "
+                "not this run's to build on: run again without --resume"
+            )
+    return progress
+
+
+def finished_record(path: Path, identity: dict) -> dict | None:
+    """The record ``--resume`` keeps for a finished seed or fold; None where there is none.
+
+    Raises:
+        SystemExit: When the record is of another run or other code (a summary must not mix
+            them silently).
+    """
+    if not path.exists():
+        return None
+    record = json.loads(path.read_text())
+    for key in RESUME_KEYS:
+        if record.get(key) != identity[key]:
+            raise SystemExit(
+                f"--resume: {path} was recorded with other {key} ({record.get(key)!r}, now "
+                f"{identity[key]!r}); run it again without --resume to replace it"
+            )
+    return record
+
+
 def load_record(path: Path, overrides: dict, sha: str, seed: int) -> dict:
     """The saved record ``--rescore`` updates; refused if it is of another run."""
     if not path.exists():
@@ -897,6 +990,12 @@ def main() -> None:
         "test figures (after a change to the reporting; training is not repeated)",
     )
     parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="finish an interrupted run (same arguments): keep the seeds (folds) already "
+        "recorded and skip the stages the interrupted one finished",
+    )
+    parser.add_argument(
         "--aggregate-only", action="store_true", help="only rebuild the JSON/markdown summary"
     )
     parser.add_argument(
@@ -917,6 +1016,8 @@ def main() -> None:
     name = args.name or "-".join(
         filter(None, [args.setting, args.ablation, "cv" if args.folds else None])
     )
+    if args.resume and args.rescore:
+        raise SystemExit("--resume finishes a training run; --rescore trains nothing: use one")
     if args.aggregate_only:
         print(markdown(name, aggregate(name, args.results_dir)))
         return
@@ -965,21 +1066,49 @@ def main() -> None:
         for label, (_, seed) in zip(labels, runs):
             records[label] = load_record(out / f"{label}.json", overrides, sha, seed)
             kept_outputs(project, label)
-    processing = None
+    # What an interrupted run must share with this one for --resume to build on its outputs.
+    identity = {
+        **{key: common[key] for key in RESUME_KEYS},
+        "params": base_params,
+        "runs": "folds" if args.folds else "seeds",
+    }
+    progress = load_progress(project, identity) if args.resume else None
+    processing = progress.get("processing") if progress else None
     for label, (fold, seed) in zip(labels, runs):
-        stages = []
+        if args.resume and finished_record(out / f"{label}.json", identity):
+            print(f"[accuracy] {label}: recorded already, kept (--resume)", flush=True)
+            continue
+        # --resume: the stages the interrupted run finished for this seed (fold) are not rerun.
+        carried = progress["done"] if progress and progress["label"] == label else []
+        finished = {stage["pipeline"] for stage in carried}
+        stages = list(carried)
+        if carried:
+            print(
+                f"[accuracy] {label}: resuming after {', '.join(s['pipeline'] for s in carried)}",
+                flush=True,
+            )
+
         # Every stage of a fold sees its validation_fold (MLflow logs it with the run).
         run_params = base_params if fold is None else _with_fold(base_params, fold)
         params = {**run_params, "seed": seed}
+        # A rescore trains nothing, so there is nothing for it to resume.
+        track = None if args.rescore else {"identity": identity, "label": label}
         if fold is not None or processing is None:
-            processing = run_stage(project, env, "data_processing", run_params, stage_file)
-            stages.append(processing)
+            if "data_processing" in finished:
+                processing = next(s for s in carried if s["pipeline"] == "data_processing")
+            else:
+                processing = tracked_stage(
+                    project, env, "data_processing", run_params, stage_file, stages, track
+                )
+        if track is not None and fold is None:
+            track["processing"] = processing  # the seeds share the split: not run again
         if args.rescore:
             restore_outputs(project, env, label)
-            stages.append(run_stage(project, env, "reporting", params, stage_file))
+            tracked_stage(project, env, "reporting", params, stage_file, stages, track)
         else:
             for pipeline in TRAINING_PIPELINES:
-                stages.append(run_stage(project, env, pipeline, params, stage_file))
+                if pipeline not in finished:
+                    tracked_stage(project, env, pipeline, params, stage_file, stages, track)
             keep_outputs(project, env, label)
         metrics_file = data_dir(project, env) / "08_reporting" / "test_metrics.json"
         metrics = seed_summary(json.loads(metrics_file.read_text()))
@@ -1005,6 +1134,8 @@ def main() -> None:
                 "validation": validation_summary(
                     data_dir(project, env) / "06_models/classifier.pt"
                 ),
+                # Stages an interrupted run finished and --resume did not repeat.
+                **({"resumed": [stage["pipeline"] for stage in carried]} if carried else {}),
             }
         (out / f"{label}.json").write_text(json.dumps(record, indent=2) + "\n")
         print(f"[accuracy] {label}: {record['metrics']['balanced_accuracy']}", flush=True)

@@ -8,6 +8,7 @@
 #   SEEDS="0 1 2" bash benchmarks/gpu.sh         # the three seeds
 #   STEPS="tests speed" bash benchmarks/gpu.sh   # a subset, in this order
 #   DATA=/path/to/HAM10000 PYTHON=.venv/bin/python bash benchmarks/gpu.sh
+#   RESUME=1 STEPS=gpu-full bash benchmarks/gpu.sh  # finish runs a time limit cut short
 #
 # It refuses to start without CUDA: on a CPU these settings take days, and the CPU figures
 # come from `python benchmarks/accuracy.py --setting cpu-quick` instead. A step that fails
@@ -21,6 +22,10 @@ DATA=${DATA:-../shared/data/ham10000_200x150}
 SEEDS=${SEEDS:-0}
 STEPS=${STEPS:-tests speed gpu-full ablations compare}
 ABLATIONS=${ABLATIONS:-no-contrastive metadata-fusion cross-entropy weighted-sampling}
+# RESUME=1: the accuracy runs keep the seeds already recorded and the stages an interrupted
+# run finished (benchmarks/accuracy.py --resume), so a killed session loses only the stage
+# it was in.
+RESUME=${RESUME:-}
 export KEDRO_DISABLE_TELEMETRY=true
 
 # Check every name before anything runs: a typo must not surface after minutes of GPU time.
@@ -34,6 +39,15 @@ for name in $STEPS; do
             ;;
     esac
 done
+
+case "$RESUME" in
+    "" | 0) resume=() ;;
+    1) resume=(--resume) ;;
+    *)
+        echo "benchmarks/gpu.sh: RESUME=$RESUME: expected 1 (resume) or 0/empty" >&2
+        exit 2
+        ;;
+esac
 
 if ! "$PYTHON" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)"; then
     echo "benchmarks/gpu.sh: no CUDA device visible to $PYTHON; nothing run" >&2
@@ -68,14 +82,15 @@ for name in $STEPS; do
         gpu-full)
             step "gpu-full, seeds $SEEDS"
             # shellcheck disable=SC2086
-            run gpu-full "$PYTHON" benchmarks/accuracy.py --setting gpu-full --data "$DATA" --seeds $SEEDS
+            run gpu-full "$PYTHON" benchmarks/accuracy.py --setting gpu-full --data "$DATA" \
+                --seeds $SEEDS "${resume[@]}"
             ;;
         ablations)
             for ablation in $ABLATIONS; do
                 step "gpu-full ablation $ablation, seeds $SEEDS"
                 # shellcheck disable=SC2086
                 run "$ablation" "$PYTHON" benchmarks/accuracy.py --setting gpu-full \
-                    --ablation "$ablation" --data "$DATA" --seeds $SEEDS
+                    --ablation "$ablation" --data "$DATA" --seeds $SEEDS "${resume[@]}"
             done
             ;;
         compare)

@@ -88,6 +88,10 @@ def test_dataset_hash_changes_with_metadata_and_image_list(tmp_path: Path) -> No
         accuracy.dataset_sha256(tmp_path / "part_1")
 
 
+class _Killed(Exception):
+    """A stage's process killed (a time limit): the command dies with it."""
+
+
 def _write_seed(
     results: Path,
     seed: int,
@@ -416,10 +420,29 @@ def test_accuracy_command_runs_an_ablation_through_kedro(
     argv = ["accuracy.py", "--setting", "test", "--ablation", "cross-entropy", "--seeds", "3"]
     argv += ["--data", str(demo_raw_dir), "--work-dir", str(work), "--results-dir", str(results)]
     argv += ["--params", "contrastive_pretraining.enabled=false"]  # saves time; tests --params
+    # The first attempt dies as the reporting starts (a time limit); --resume finishes it on
+    # the training outputs left in the project, without training again.
+    real_stage = accuracy.run_stage
+
+    def killed_at_reporting(project: Path, env: str, pipeline: str, *args) -> dict:
+        if pipeline == "reporting":
+            raise _Killed(pipeline)
+        return real_stage(project, env, pipeline, *args)
+
+    monkeypatch.setattr(accuracy, "run_stage", killed_at_reporting)
     monkeypatch.setattr(sys, "argv", argv)
+    with pytest.raises(_Killed):
+        accuracy.main()
+    monkeypatch.setattr(accuracy, "run_stage", real_stage)
+    monkeypatch.setattr(sys, "argv", [*argv, "--resume"])
     accuracy.main()
 
     record = json.loads((results / "accuracy" / "test-cross-entropy" / "seed3.json").read_text())
+    assert record["resumed"] == [
+        "data_processing",
+        "contrastive_pretraining",
+        "classifier_training",
+    ]
     assert record["overrides"] == {
         "classifier_training.loss.name": "weighted_cross_entropy",
         "contrastive_pretraining.enabled": False,
@@ -682,6 +705,131 @@ def test_the_command_runs_the_stages_each_mode_needs_in_order(
         kept = work / name / "kept" / label / accuracy.KEPT[0]
         assert kept.read_text() == f"trained seed {seed}"
         assert ("rescored" in record) == mode.startswith("rescore")
+
+
+def _fake_kedro(monkeypatch: pytest.MonkeyPatch, kill_at: tuple | None = None) -> list:
+    """Replace the Kedro stages by a stand-in that records each call and writes the files the
+    command reads back; ``kill_at=(pipeline, seed)`` dies there once, as a killed run would."""
+    calls: list = []
+    killed: list = []
+
+    def fake_stage(project: Path, env: str, pipeline: str, params: dict, out: Path) -> dict:
+        fold = params.get("data_processing", {}).get("split", {}).get("validation_fold")
+        if kill_at is not None and kill_at == (pipeline, params.get("seed", fold)) and not killed:
+            killed.append(pipeline)
+            raise _Killed(pipeline)
+        calls.append((pipeline, params.get("seed"), fold))
+        folder = accuracy.data_dir(project, env)
+        (folder / "08_reporting").mkdir(parents=True, exist_ok=True)
+        (folder / accuracy.KEPT[0]).parent.mkdir(parents=True, exist_ok=True)
+        (folder / "08_reporting" / "test_metrics.json").write_text(json.dumps(_metrics(0.7)))
+        if pipeline == "classifier_training":
+            (folder / accuracy.KEPT[0]).write_text(f"trained seed {params['seed']}")
+        return {"pipeline": pipeline, "seconds": 1.0, "peak_host_mib": 1.0, "peak_gpu_mib": None}
+
+    monkeypatch.setattr(accuracy, "run_stage", fake_stage)
+    monkeypatch.setattr(
+        accuracy,
+        "validation_summary",
+        lambda path: {"balanced_accuracy": 0.7, "macro_f1": 0.6, "from": path.read_text()},
+    )
+    monkeypatch.setattr(accuracy, "device_name", lambda: "cpu")
+    return calls
+
+
+def _ham(tmp_path: Path) -> Path:
+    data = tmp_path / "ham"
+    data.mkdir()
+    (data / "HAM10000_metadata.csv").write_text("image_id\n")
+    return data
+
+
+@pytest.mark.parametrize(
+    ("kill_at", "rerun"),
+    [
+        # Killed in seed 1's training: seed 0 stays recorded, seed 1 keeps its pretraining
+        # and the split; only what did not finish runs again.
+        (
+            ("classifier_training", 1),
+            [("classifier_training", 1, None), ("reporting", 1, None)],
+        ),
+        # Killed in the split: nothing finished, everything runs.
+        (
+            ("data_processing", None),
+            [("data_processing", None, None)]
+            + [(p, s, None) for s in (0, 1) for p in accuracy.TRAINING_PIPELINES],
+        ),
+        # Killed in seed 0's reporting: its training is not repeated.
+        (
+            ("reporting", 0),
+            [("reporting", 0, None)] + [(p, 1, None) for p in accuracy.TRAINING_PIPELINES],
+        ),
+    ],
+)
+def test_resume_finishes_an_interrupted_run_without_repeating_finished_stages(
+    kill_at: tuple, rerun: list, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    work, results, data = tmp_path / "work", tmp_path / "results", _ham(tmp_path)
+    argv = ["accuracy.py", "--setting", "cpu-quick", "--data", str(data), "--seeds", "0", "1"]
+    argv += ["--work-dir", str(work), "--results-dir", str(results)]
+    calls = _fake_kedro(monkeypatch, kill_at)
+    monkeypatch.setattr(sys, "argv", argv)
+    with pytest.raises(_Killed):
+        accuracy.main()
+    folder = results / "accuracy" / "cpu-quick"
+    before = {p.name: p.read_text() for p in folder.glob("*.json")} if folder.exists() else {}
+    interrupted = list(calls)
+
+    calls.clear()
+    monkeypatch.setattr(sys, "argv", [*argv, "--resume"])
+    accuracy.main()
+
+    assert calls == rerun
+    for name, text in before.items():  # a seed recorded before the kill is kept as it was
+        assert (folder / name).read_text() == text
+    records = {k: json.loads((folder / f"seed{k}.json").read_text()) for k in (0, 1)}
+    # Each record lists every stage of its seed once, in order, and names the carried ones.
+    for seed, record in records.items():
+        pipelines = [s["pipeline"] for s in record["stages"]]
+        expected = ["data_processing"] if seed == 0 else []
+        assert pipelines == [*expected, *accuracy.TRAINING_PIPELINES]
+        carried = [
+            p for p, s, _ in interrupted if s == seed or (p == "data_processing" and seed == 0)
+        ]
+        if f"seed{seed}.json" in before or not carried:
+            assert "resumed" not in record
+        else:
+            assert record["resumed"] == carried
+        assert record["validation"]["from"] == f"trained seed {seed}"
+    # The whole run is now recorded: resuming again runs nothing.
+    calls.clear()
+    accuracy.main()
+    assert calls == []
+
+
+def test_resume_refuses_what_an_interrupted_run_of_other_code_left(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    work, results, data = tmp_path / "work", tmp_path / "results", _ham(tmp_path)
+    argv = ["accuracy.py", "--setting", "cpu-quick", "--data", str(data), "--seeds", "0", "1"]
+    argv += ["--work-dir", str(work), "--results-dir", str(results)]
+    calls = _fake_kedro(monkeypatch, ("reporting", 1))
+    monkeypatch.setattr(sys, "argv", argv)
+    with pytest.raises(_Killed):
+        accuracy.main()
+    calls.clear()
+    # Other code since: neither the half-run seed's outputs nor the recorded seed are its.
+    monkeypatch.setattr(accuracy, "code_record", lambda: {"commit": "other"})
+    monkeypatch.setattr(sys, "argv", [*argv, "--resume"])
+    with pytest.raises(SystemExit, match=r"progress\.json was left by a run with other code"):
+        accuracy.main()
+    (work / "cpu-quick" / accuracy.PROGRESS).unlink()
+    with pytest.raises(SystemExit, match=r"seed0\.json was recorded with other code"):
+        accuracy.main()
+    assert calls == []
+    monkeypatch.setattr(sys, "argv", [*argv, "--resume", "--rescore"])
+    with pytest.raises(SystemExit, match="--rescore trains nothing"):
+        accuracy.main()
 
 
 def test_compare_pairs_cross_validation_ablations_fold_by_fold(tmp_path: Path) -> None:

@@ -92,9 +92,22 @@ def test_steps_select_and_order_the_work(fake: dict[str, Path]) -> None:
     ]
 
 
+def test_resume_finishes_the_accuracy_runs_only(fake: dict[str, Path]) -> None:
+    result, calls = run_script(fake, RESUME="1", STEPS="speed gpu-full ablations")
+    assert result.returncode == 0, result.stderr
+    accuracy = [call for call in calls if call.startswith("benchmarks/accuracy.py")]
+    assert len(accuracy) == 5 and all(call.endswith(" --resume") for call in accuracy)
+    assert not any("--resume" in call for call in calls if call not in accuracy)
+    fake["log"].unlink()
+    _, calls = run_script(fake, RESUME="0", STEPS="gpu-full")
+    assert any(call.startswith("benchmarks/accuracy.py") for call in calls)
+    assert not any("--resume" in call for call in calls)
+
+
 @pytest.mark.parametrize(
     ("env", "message"),
     [
+        ({"RESUME": "yes"}, "RESUME=yes: expected 1"),
         ({"STEPS": "tests sped"}, "unknown step 'sped'"),
         ({"FAKE_CUDA": "1"}, "no CUDA device"),
         ({"DATA": "/nonexistent/ham"}, "/nonexistent/ham has no HAM10000_metadata.csv"),
