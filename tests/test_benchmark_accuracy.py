@@ -636,77 +636,6 @@ def test_accuracy_command_cross_validates_through_kedro(
     assert summary["folds"] == [3] and summary["seeds"] == [2]
 
 
-@pytest.mark.parametrize("mode", ["seeds", "folds", "rescore seeds", "rescore folds"])
-def test_the_command_runs_the_stages_each_mode_needs_in_order(
-    mode: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Seeds split once; folds split again each; a rescore trains nothing. Kedro is replaced
-    by a stand-in that records each stage and writes what the command reads back."""
-    import sys
-
-    work, results, data = tmp_path / "work", tmp_path / "results", tmp_path / "ham"
-    data.mkdir()
-    (data / "HAM10000_metadata.csv").write_text("image_id\n")
-    calls = []
-
-    def fake_stage(project: Path, env: str, pipeline: str, params: dict, out: Path) -> dict:
-        calls.append(
-            (pipeline, params.get("seed"), params.get("data_processing", {}).get("split", {}))
-        )
-        folder = accuracy.data_dir(project, env)
-        for relative in ("08_reporting/test_metrics.json", *accuracy.KEPT[:1]):
-            (folder / relative).parent.mkdir(parents=True, exist_ok=True)
-        (folder / "08_reporting" / "test_metrics.json").write_text(json.dumps(_metrics(0.7)))
-        if pipeline == "classifier_training":
-            (folder / accuracy.KEPT[0]).write_text(f"trained seed {params['seed']}")
-        return {"pipeline": pipeline, "seconds": 1.0, "peak_host_mib": 1.0, "peak_gpu_mib": None}
-
-    monkeypatch.setattr(accuracy, "run_stage", fake_stage)
-    monkeypatch.setattr(
-        accuracy,
-        "validation_summary",
-        lambda path: {"balanced_accuracy": 0.7, "macro_f1": 0.6, "from": path.read_text()},
-    )
-    monkeypatch.setattr(accuracy, "device_name", lambda: "cpu")
-    runs = ["--folds", "1", "3", "--seeds", "2"] if "folds" in mode else ["--seeds", "0", "1"]
-    argv = ["accuracy.py", "--setting", "cpu-quick", "--data", str(data), *runs]
-    argv += ["--work-dir", str(work), "--results-dir", str(results)]
-    if mode.startswith("rescore"):
-        monkeypatch.setattr(sys, "argv", argv)
-        accuracy.main()  # the runs to rescore
-        calls.clear()
-        argv.append("--rescore")
-    monkeypatch.setattr(sys, "argv", argv)
-    accuracy.main()
-
-    train = [(p, s) for p, s, _ in calls]
-    folds = [split.get("validation_fold") for p, _, split in calls if p == "data_processing"]
-    trained = [*accuracy.TRAINING_PIPELINES]
-    expected = {
-        "seeds": [("data_processing", None)]
-        + [(p, 0) for p in trained]
-        + [(p, 1) for p in trained],
-        "folds": [("data_processing", None)]
-        + [(p, 2) for p in trained]
-        + [("data_processing", None)]
-        + [(p, 2) for p in trained],
-        "rescore seeds": [("data_processing", None), ("reporting", 0), ("reporting", 1)],
-        "rescore folds": [("data_processing", None), ("reporting", 2)] * 2,
-    }[mode]
-    assert train == expected
-    assert folds == ([1, 3] if "folds" in mode else [None])
-    name = "cpu-quick-cv" if "folds" in mode else "cpu-quick"
-    for label, seed in (
-        [("fold1", 2), ("fold3", 2)] if "folds" in mode else [("seed0", 0), ("seed1", 1)]
-    ):
-        record = json.loads((results / "accuracy" / name / f"{label}.json").read_text())
-        # Each record's validation is read from its own run's classifier, kept beside it.
-        assert record["validation"]["from"] == f"trained seed {seed}"
-        kept = work / name / "kept" / label / accuracy.KEPT[0]
-        assert kept.read_text() == f"trained seed {seed}"
-        assert ("rescored" in record) == mode.startswith("rescore")
-
-
 def _fake_kedro(monkeypatch: pytest.MonkeyPatch, kill_at: tuple | None = None) -> list:
     """Replace the Kedro stages by a stand-in that records each call and writes the files the
     command reads back; ``kill_at=(pipeline, seed)`` dies there once, as a killed run would."""
@@ -742,6 +671,55 @@ def _ham(tmp_path: Path) -> Path:
     data.mkdir()
     (data / "HAM10000_metadata.csv").write_text("image_id\n")
     return data
+
+
+@pytest.mark.parametrize("mode", ["seeds", "folds", "rescore seeds", "rescore folds"])
+def test_the_command_runs_the_stages_each_mode_needs_in_order(
+    mode: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Seeds split once; folds split again each; a rescore trains nothing. Kedro is replaced
+    by a stand-in that records each stage and writes what the command reads back."""
+    import sys
+
+    work, results, data = tmp_path / "work", tmp_path / "results", _ham(tmp_path)
+    calls = _fake_kedro(monkeypatch)
+    runs = ["--folds", "1", "3", "--seeds", "2"] if "folds" in mode else ["--seeds", "0", "1"]
+    argv = ["accuracy.py", "--setting", "cpu-quick", "--data", str(data), *runs]
+    argv += ["--work-dir", str(work), "--results-dir", str(results)]
+    if mode.startswith("rescore"):
+        monkeypatch.setattr(sys, "argv", argv)
+        accuracy.main()  # the runs to rescore
+        calls.clear()
+        argv.append("--rescore")
+    monkeypatch.setattr(sys, "argv", argv)
+    accuracy.main()
+
+    train = [(p, s) for p, s, _ in calls]
+    folds = [fold for p, _, fold in calls if p == "data_processing"]
+    trained = [*accuracy.TRAINING_PIPELINES]
+    expected = {
+        "seeds": [("data_processing", None)]
+        + [(p, 0) for p in trained]
+        + [(p, 1) for p in trained],
+        "folds": [("data_processing", None)]
+        + [(p, 2) for p in trained]
+        + [("data_processing", None)]
+        + [(p, 2) for p in trained],
+        "rescore seeds": [("data_processing", None), ("reporting", 0), ("reporting", 1)],
+        "rescore folds": [("data_processing", None), ("reporting", 2)] * 2,
+    }[mode]
+    assert train == expected
+    assert folds == ([1, 3] if "folds" in mode else [None])
+    name = "cpu-quick-cv" if "folds" in mode else "cpu-quick"
+    for label, seed in (
+        [("fold1", 2), ("fold3", 2)] if "folds" in mode else [("seed0", 0), ("seed1", 1)]
+    ):
+        record = json.loads((results / "accuracy" / name / f"{label}.json").read_text())
+        # Each record's validation is read from its own run's classifier, kept beside it.
+        assert record["validation"]["from"] == f"trained seed {seed}"
+        kept = work / name / "kept" / label / accuracy.KEPT[0]
+        assert kept.read_text() == f"trained seed {seed}"
+        assert ("rescored" in record) == mode.startswith("rescore")
 
 
 @pytest.mark.parametrize(
