@@ -873,8 +873,7 @@ def tracked_stage(
     stage = run_stage(project, env, pipeline, params, stage_file)
     stages.append(stage)
     if track is not None:
-        shared = stage if pipeline == "data_processing" else track.get("processing")
-        save_progress(project, done=stages, **{**track, "processing": shared})
+        save_progress(project, done=stages, **track)
     return stage
 
 
