@@ -43,6 +43,15 @@ other folds train, the test lesions stay the same), then one training seed; it w
 ``fold<k>.json`` under ``<name>`` (default ``<setting>[-<ablation>]-cv``) and the summary is
 over folds: how much the figures move with the training and validation lesions drawn.
 
+``--pretraining-from RUN`` takes each seed's (fold's) ``contrastive_pretraining`` outputs from
+run ``RUN``'s kept outputs (the same label: ``seed<k>``, ``fold<k>``) instead of training
+SupCon again, for an ablation that changes only ``classifier_training`` or ``reporting``
+(``cross-entropy``, ``metadata-fusion``, ``weighted-sampling``): the stage is the same run for
+run, so this halves the time such an ablation takes at ``gpu-full`` and pairs it with the
+setting on the very same encoder. It refuses overrides that reach the split or the
+pretraining, and a source recorded on other data, device, packages or code; each record
+names the encoder's source (``pretraining_from``).
+
 An ablation that would change nothing in the setting (``no-contrastive`` where SupCon is
 already off) is refused. ``--compare`` sets each ablation run of a setting beside the setting
 on the seeds both have, difference taken seed by seed (``accuracy-<setting>-ablations.md``),
@@ -99,6 +108,14 @@ KEPT = (
     "08_reporting/training_history.json",
     "08_reporting/pretraining_history.json",
 )
+# What --pretraining-from copies: the contrastive_pretraining stage's outputs.
+PRETRAINING_KEPT = (
+    "06_models/pretrained_encoder.pt",
+    "07_model_output/contrastive_embeddings.parquet",
+    "08_reporting/pretraining_history.json",
+)
+# Overrides that leave data_processing and contrastive_pretraining as they are.
+CLASSIFIER_SIDE = ("classifier_training.", "reporting.")
 PACKAGES = ("torch", "torchvision", "timm", "kedro", "scikit-learn", "numpy")
 # (label, path in test_metrics.json, bootstrap key or None)
 METRICS = (
@@ -508,6 +525,9 @@ def aggregate(name: str, results: Path = RESULTS) -> dict:
         code={str(s[unit]): s.get("code") for s in seeds},
         code_line=code_line(seeds, unit),
         single_view_threshold=_single_view(seeds, unit),
+        pretraining_from={
+            str(s[unit]): s["pretraining_from"] for s in seeds if s.get("pretraining_from")
+        },
     )
     (results / f"accuracy-{name}.json").write_text(json.dumps(result, indent=2) + "\n")
     (results / f"accuracy-{name}.md").write_text(markdown(name, result))
@@ -791,6 +811,16 @@ def markdown(name: str, result: dict) -> str:
         ]
     if result.get("code_line"):
         lines += ["", result["code_line"]]
+    if result.get("pretraining_from"):
+        taken = result["pretraining_from"]
+        sources = sorted({v.rsplit("/", 1)[0] for v in taken.values()})
+        lines += [
+            "",
+            f"SupCon pretraining not trained in this run for {unit}s "
+            f"{sorted(int(k) for k in taken)}: each took the same {unit}'s encoder from "
+            + ", ".join(f"`{s}`" for s in sources)
+            + " (`--pretraining-from`); the stage table covers the runs that trained it.",
+        ]
     lines += [
         "",
         "| pipeline | wall s (mean) | peak host MiB | peak GPU MiB |",
@@ -830,6 +860,74 @@ def restore_outputs(project: Path, env: str, label: str) -> None:
         (data / relative).unlink(missing_ok=True)
         if (kept / relative).exists():
             shutil.copy2(kept / relative, data / relative)
+
+
+def pretraining_sources(
+    source: str,
+    runs: list[tuple[str, int | None, int]],
+    overrides: dict,
+    common: dict,
+    work_dir: Path,
+    results: Path,
+) -> dict[str, Path]:
+    """Each label's kept folder in run ``source`` to take the SupCon stage from.
+
+    Checked for every label before any work: the overrides touch only the classifier and
+    the reporting, and ``source`` recorded the label with the same setting, data, device,
+    packages and code, no override of its own outside the classifier's, the same seed (and
+    fold), and kept all of ``PRETRAINING_KEPT``.
+
+    Raises:
+        SystemExit: Naming the override, the record or the file that does not fit.
+    """
+    reach = sorted(k for k in overrides if not k.startswith(CLASSIFIER_SIDE))
+    if reach:
+        raise SystemExit(
+            f"--pretraining-from {source}: {', '.join(reach)} changes what data_processing or "
+            "contrastive_pretraining do; only classifier_training.* and reporting.* overrides "
+            "can take another run's pretraining"
+        )
+    folders = {}
+    for label, fold, seed in runs:
+        path = results / "accuracy" / source / f"{label}.json"
+        if not path.exists():
+            raise SystemExit(
+                f"--pretraining-from {source}: no record {path}; run {source} for {label} first"
+            )
+        record = json.loads(path.read_text())
+        theirs = {k: v for k, v in record["overrides"].items() if not k.startswith(CLASSIFIER_SIDE)}
+        wanted = {
+            **{
+                key: common[key] for key in ("setting", "data_sha256", "device", "packages", "code")
+            },
+            "seed": seed,
+            "fold": fold,
+            "pretraining overrides": {},
+        }
+        found = {**record, "fold": record.get("fold"), "pretraining overrides": theirs}
+        for key, value in wanted.items():
+            if found.get(key) != value:
+                raise SystemExit(
+                    f"--pretraining-from {source}: {path} has {key} {found.get(key)!r}, this "
+                    f"run {value!r}; its encoder is not this run's to reuse"
+                )
+        kept = work_dir / source / "kept" / label
+        missing = [r for r in PRETRAINING_KEPT if not (kept / r).exists()]
+        if missing:
+            raise SystemExit(
+                f"--pretraining-from {source}: {kept} lacks {', '.join(missing)} (the machine "
+                f"that ran {source} kept them; run {source} for {label} again here)"
+            )
+        folders[label] = kept
+    return folders
+
+
+def take_pretraining(project: Path, env: str, kept: Path) -> None:
+    """Copy a kept run's ``contrastive_pretraining`` outputs into this run's data folder."""
+    data = data_dir(project, env)
+    for relative in PRETRAINING_KEPT:
+        (data / relative).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(kept / relative, data / relative)
 
 
 PROGRESS = "progress.json"
@@ -995,6 +1093,13 @@ def main() -> None:
         "recorded and skip the stages the interrupted one finished",
     )
     parser.add_argument(
+        "--pretraining-from",
+        metavar="RUN",
+        help="take each seed's (fold's) SupCon stage from run RUN's kept outputs instead of "
+        "training it again (an ablation of the classifier only, e.g. --pretraining-from "
+        "gpu-full --ablation cross-entropy)",
+    )
+    parser.add_argument(
         "--aggregate-only", action="store_true", help="only rebuild the JSON/markdown summary"
     )
     parser.add_argument(
@@ -1017,6 +1122,8 @@ def main() -> None:
     )
     if args.resume and args.rescore:
         raise SystemExit("--resume finishes a training run; --rescore trains nothing: use one")
+    if args.pretraining_from and args.rescore:
+        raise SystemExit("--pretraining-from is for training; --rescore trains nothing: use one")
     if args.aggregate_only:
         print(markdown(name, aggregate(name, args.results_dir)))
         return
@@ -1059,6 +1166,18 @@ def main() -> None:
         [(None, seed) for seed in seeds] if not args.folds else [(k, seeds[0]) for k in args.folds]
     )
     labels = [f"seed{seed}" if fold is None else f"fold{fold}" for fold, seed in runs]
+    sources = {}
+    if args.pretraining_from:
+        if args.pretraining_from == name:
+            raise SystemExit(f"--pretraining-from {name}: that is this run itself")
+        sources = pretraining_sources(
+            args.pretraining_from,
+            [(label, fold, seed) for label, (fold, seed) in zip(labels, runs)],
+            overrides,
+            common,
+            args.work_dir.resolve(),
+            args.results_dir,
+        )
     # --rescore updates saved records: read them all, and refuse, before any work.
     records = {}
     if args.rescore:
@@ -1070,6 +1189,7 @@ def main() -> None:
         **{key: common[key] for key in RESUME_KEYS},
         "params": base_params,
         "runs": "folds" if args.folds else "seeds",
+        "pretraining_from": args.pretraining_from,
     }
     progress = load_progress(project, identity) if args.resume else None
     processing = progress.get("processing") if progress else None
@@ -1105,6 +1225,10 @@ def main() -> None:
             restore_outputs(project, env, label)
             tracked_stage(project, env, "reporting", params, stage_file, stages, track)
         else:
+            if label in sources:
+                # The source's SupCon stage for this seed (fold), not trained again.
+                take_pretraining(project, env, sources[label])
+                finished.add("contrastive_pretraining")
             for pipeline in TRAINING_PIPELINES:
                 if pipeline not in finished:
                     tracked_stage(project, env, pipeline, params, stage_file, stages, track)
@@ -1135,6 +1259,11 @@ def main() -> None:
                 ),
                 # Stages an interrupted run finished and --resume did not repeat.
                 **({"resumed": [stage["pipeline"] for stage in carried]} if carried else {}),
+                **(
+                    {"pretraining_from": f"{args.pretraining_from}/{label}"}
+                    if label in sources
+                    else {}
+                ),
             }
         (out / f"{label}.json").write_text(json.dumps(record, indent=2) + "\n")
         print(f"[accuracy] {label}: {record['metrics']['balanced_accuracy']}", flush=True)

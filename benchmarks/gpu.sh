@@ -9,6 +9,8 @@
 #   STEPS="tests speed" bash benchmarks/gpu.sh   # a subset, in this order
 #   DATA=/path/to/HAM10000 PYTHON=.venv/bin/python bash benchmarks/gpu.sh
 #   RESUME=1 STEPS=gpu-full bash benchmarks/gpu.sh  # finish runs a time limit cut short
+#   REUSE_PRETRAINING=0 bash benchmarks/gpu.sh   # ablations train their own SupCon stage
+#   WORK_DIR=/scratch/runs bash benchmarks/gpu.sh  # accuracy.py --work-dir (default data/benchmarks)
 #
 # It refuses to start without CUDA: on a CPU these settings take days, and the CPU figures
 # come from `python benchmarks/accuracy.py --setting cpu-quick` instead. A step that fails
@@ -26,6 +28,14 @@ ABLATIONS=${ABLATIONS:-no-contrastive metadata-fusion cross-entropy weighted-sam
 # run finished (benchmarks/accuracy.py --resume), so a killed session loses only the stage
 # it was in.
 RESUME=${RESUME:-}
+# REUSE_PRETRAINING=1 (default): an ablation of the classifier alone (metadata-fusion,
+# cross-entropy, weighted-sampling) takes gpu-full's SupCon encoder of the same seed, kept by
+# this machine's gpu-full step, instead of training it again (accuracy.py
+# --pretraining-from): half the time, and the pair differs in the ablated factor alone. Where
+# gpu-full's outputs for a seed are not here (recorded on another machine), it trains its own.
+REUSE_PRETRAINING=${REUSE_PRETRAINING:-1}
+work=()
+[[ -n ${WORK_DIR:-} ]] && work=(--work-dir "$WORK_DIR")
 export KEDRO_DISABLE_TELEMETRY=true
 
 # Check every name before anything runs: a typo must not surface after minutes of GPU time.
@@ -39,6 +49,14 @@ for name in $STEPS; do
             ;;
     esac
 done
+
+case "$REUSE_PRETRAINING" in
+    0 | 1) ;;
+    *)
+        echo "benchmarks/gpu.sh: REUSE_PRETRAINING=$REUSE_PRETRAINING: expected 1 or 0" >&2
+        exit 2
+        ;;
+esac
 
 case "$RESUME" in
     "" | 0) resume=() ;;
@@ -59,6 +77,20 @@ if [[ ! -f "$DATA/HAM10000_metadata.csv" ]]; then
 fi
 
 step() { echo "== $(date -u +%H:%M:%S) $*" >&2; }
+# --pretraining-from gpu-full for an ablation of the classifier alone, where gpu-full kept
+# every seed's outputs on this machine; nothing otherwise.
+reuse() {
+    local ablation=$1 seed
+    [[ $REUSE_PRETRAINING == 1 ]] || return 0
+    case "$ablation" in
+        no-contrastive | contrastive) return 0 ;;
+    esac
+    for seed in $SEEDS; do
+        [[ -f ${WORK_DIR:-data/benchmarks}/gpu-full/kept/seed$seed/06_models/pretrained_encoder.pt ]] ||
+            return 0
+    done
+    echo --pretraining-from gpu-full
+}
 failed=()
 run() {
     local label=$1
@@ -83,14 +115,16 @@ for name in $STEPS; do
             step "gpu-full, seeds $SEEDS"
             # shellcheck disable=SC2086
             run gpu-full "$PYTHON" benchmarks/accuracy.py --setting gpu-full --data "$DATA" \
-                --seeds $SEEDS "${resume[@]}"
+                --seeds $SEEDS "${resume[@]}" "${work[@]}"
             ;;
         ablations)
             for ablation in $ABLATIONS; do
-                step "gpu-full ablation $ablation, seeds $SEEDS"
+                from=$(reuse "$ablation")
+                step "gpu-full ablation $ablation, seeds $SEEDS${from:+ ($from)}"
                 # shellcheck disable=SC2086
                 run "$ablation" "$PYTHON" benchmarks/accuracy.py --setting gpu-full \
-                    --ablation "$ablation" --data "$DATA" --seeds $SEEDS "${resume[@]}"
+                    --ablation "$ablation" --data "$DATA" --seeds $SEEDS "${resume[@]}" \
+                    "${work[@]}" $from
             done
             ;;
         compare)

@@ -636,10 +636,22 @@ def test_accuracy_command_cross_validates_through_kedro(
     assert summary["folds"] == [3] and summary["seeds"] == [2]
 
 
+class _Calls(list):
+    """The stages the stand-in ran, and the encoder each classifier_training started from."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.encoders: list = []
+
+    def clear(self) -> None:
+        super().clear()
+        self.encoders.clear()
+
+
 def _fake_kedro(monkeypatch: pytest.MonkeyPatch, kill_at: tuple | None = None) -> list:
     """Replace the Kedro stages by a stand-in that records each call and writes the files the
     command reads back; ``kill_at=(pipeline, seed)`` dies there once, as a killed run would."""
-    calls: list = []
+    calls = _Calls()
     killed: list = []
 
     def fake_stage(project: Path, env: str, pipeline: str, params: dict, out: Path) -> dict:
@@ -654,6 +666,13 @@ def _fake_kedro(monkeypatch: pytest.MonkeyPatch, kill_at: tuple | None = None) -
         (folder / "08_reporting" / "test_metrics.json").write_text(json.dumps(_metrics(0.7)))
         if pipeline == "classifier_training":
             (folder / accuracy.KEPT[0]).write_text(f"trained seed {params['seed']}")
+            # Which encoder the classifier started from (--pretraining-from's copy, or its own).
+            encoder = folder / accuracy.PRETRAINING_KEPT[0]
+            calls.encoders.append(encoder.read_text() if encoder.exists() else None)
+        if pipeline == "contrastive_pretraining":
+            for relative in accuracy.PRETRAINING_KEPT:
+                (folder / relative).parent.mkdir(parents=True, exist_ok=True)
+                (folder / relative).write_text(f"{project.name} pretrained seed {params['seed']}")
         return {"pipeline": pipeline, "seconds": 1.0, "peak_host_mib": 1.0, "peak_gpu_mib": None}
 
     monkeypatch.setattr(accuracy, "run_stage", fake_stage)
@@ -900,3 +919,102 @@ def test_the_throwaway_project_keeps_the_telemetry_refusal(tmp_path: Path) -> No
 
     assert (project / ".telemetry").read_text().strip() == "consent: false"
     assert (project / "conf" / "cpu_quick").is_dir() and (project / "pyproject.toml").is_file()
+
+
+def _pretraining_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[list, list]:
+    """A fake-Kedro ``cpu-quick`` run of seeds 0 and 1 (the source), and the argv of its
+    ``cross-entropy`` ablation taking its pretraining."""
+    work, results, data = tmp_path / "work", tmp_path / "results", _ham(tmp_path)
+    calls = _fake_kedro(monkeypatch)
+    common = ["--data", str(data), "--seeds", "0", "1"]
+    common += ["--work-dir", str(work), "--results-dir", str(results)]
+    monkeypatch.setattr(sys, "argv", ["accuracy.py", "--setting", "cpu-quick", *common])
+    accuracy.main()
+    calls.clear()
+    argv = ["accuracy.py", "--setting", "cpu-quick", "--ablation", "cross-entropy", *common]
+    return calls, [*argv, "--pretraining-from", "cpu-quick"]
+
+
+def test_pretraining_from_takes_each_seeds_encoder_instead_of_training_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls, argv = _pretraining_run(tmp_path, monkeypatch)
+    monkeypatch.setattr(sys, "argv", argv)
+    accuracy.main()
+
+    # No SupCon stage; each seed's classifier starts from the source's encoder of that seed.
+    assert [c[0] for c in calls] == ["data_processing"] + [
+        "classifier_training",
+        "reporting",
+    ] * 2
+    assert calls.encoders == ["cpu-quick pretrained seed 0", "cpu-quick pretrained seed 1"]
+    results = tmp_path / "results"
+    for seed in (0, 1):
+        record = json.loads(
+            (results / "accuracy/cpu-quick-cross-entropy" / f"seed{seed}.json").read_text()
+        )
+        assert record["pretraining_from"] == f"cpu-quick/seed{seed}"
+        assert "contrastive_pretraining" not in [s["pipeline"] for s in record["stages"]]
+    summary = (results / "accuracy-cpu-quick-cross-entropy.md").read_text()
+    assert "SupCon pretraining not trained in this run for seeds [0, 1]" in summary
+    assert "`cpu-quick` (`--pretraining-from`)" in summary
+    assert "| contrastive_pretraining |" not in summary
+    # Without the flag the ablation trains its own, and says nothing of a source.
+    calls.clear()
+    monkeypatch.setattr(sys, "argv", argv[:-2])
+    accuracy.main()
+    assert [c[0] for c in calls].count("contrastive_pretraining") == 2
+    assert (
+        "not trained in this run"
+        not in (results / "accuracy-cpu-quick-cross-entropy.md").read_text()
+    )
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        # An override the split or SupCon reads: the source's encoder is not this run's.
+        (
+            ["--params", "contrastive_pretraining.epochs=3"],
+            "contrastive_pretraining.epochs changes",
+        ),
+        (["--params", "data_processing.split.seed=7"], "data_processing.split.seed changes"),
+        # A seed the source never ran.
+        (["--seeds", "0", "5"], "no record .*seed5.json; run cpu-quick for seed5 first"),
+        (["--rescore"], "--rescore trains nothing"),
+    ],
+)
+def test_pretraining_from_refuses_what_it_cannot_reuse(
+    change: list, message: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls, argv = _pretraining_run(tmp_path, monkeypatch)
+    if change[0] == "--seeds":
+        at = argv.index("--seeds")
+        argv = [*argv[:at], *change, *argv[at + 3 :]]
+    else:
+        argv = [*argv, *change]
+    monkeypatch.setattr(sys, "argv", argv)
+    with pytest.raises(SystemExit, match=message):
+        accuracy.main()
+    assert calls == []
+
+
+def test_pretraining_from_refuses_a_source_of_other_code_or_without_its_outputs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls, argv = _pretraining_run(tmp_path, monkeypatch)
+    monkeypatch.setattr(sys, "argv", argv)
+    monkeypatch.setattr(accuracy, "code_record", lambda: {"commit": "other"})
+    with pytest.raises(SystemExit, match=r"seed0\.json has code .*not this run's to reuse"):
+        accuracy.main()
+    monkeypatch.undo()
+    calls = _fake_kedro(monkeypatch)
+    monkeypatch.setattr(sys, "argv", argv)
+    encoder = tmp_path / "work/cpu-quick/kept/seed1" / accuracy.PRETRAINING_KEPT[0]
+    encoder.unlink()
+    with pytest.raises(SystemExit, match=r"seed1 lacks 06_models/pretrained_encoder\.pt"):
+        accuracy.main()
+    monkeypatch.setattr(sys, "argv", [*argv[:-1], "cpu-quick-cross-entropy"])
+    with pytest.raises(SystemExit, match="that is this run itself"):
+        accuracy.main()
+    assert calls == []

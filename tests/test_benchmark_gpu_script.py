@@ -120,3 +120,56 @@ def test_bad_input_stops_before_any_benchmark(
     assert result.returncode == 2
     assert message in result.stderr
     assert all("benchmarks/" not in call and "pytest" not in call for call in calls)
+
+
+def _kept_encoders(work: Path, seeds: tuple[int, ...]) -> None:
+    for seed in seeds:
+        encoder = work / "gpu-full" / "kept" / f"seed{seed}" / "06_models" / "pretrained_encoder.pt"
+        encoder.parent.mkdir(parents=True)
+        encoder.write_text("kept")
+
+
+def test_classifier_ablations_reuse_the_kept_pretraining(
+    fake: dict[str, Path], tmp_path: Path
+) -> None:
+    work = tmp_path / "work"
+    _kept_encoders(work, (0, 1))
+    result, calls = run_script(fake, SEEDS="0 1", STEPS="gpu-full ablations", WORK_DIR=str(work))
+    assert result.returncode == 0, result.stderr
+    data = fake["data"]
+    tail = f"--data {data} --seeds 0 1 --work-dir {work}"
+    assert calls[1:] == [
+        f"benchmarks/accuracy.py --setting gpu-full {tail}",
+        # SupCon off: nothing to take.
+        f"benchmarks/accuracy.py --setting gpu-full --ablation no-contrastive {tail}",
+        *(
+            f"benchmarks/accuracy.py --setting gpu-full --ablation {name} {tail} "
+            "--pretraining-from gpu-full"
+            for name in ("metadata-fusion", "cross-entropy", "weighted-sampling")
+        ),
+    ]
+    assert "(--pretraining-from gpu-full)" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("kept", "env"),
+    [
+        ((0,), {}),  # seed 1's pretraining is not on this machine: each trains its own
+        ((0, 1), {"REUSE_PRETRAINING": "0"}),  # asked not to
+    ],
+)
+def test_ablations_train_their_own_pretraining_otherwise(
+    kept: tuple, env: dict, fake: dict[str, Path], tmp_path: Path
+) -> None:
+    work = tmp_path / "work"
+    _kept_encoders(work, kept)
+    result, calls = run_script(fake, SEEDS="0 1", STEPS="ablations", WORK_DIR=str(work), **env)
+    assert result.returncode == 0, result.stderr
+    assert len(calls) == 5 and not any("--pretraining-from" in call for call in calls)
+
+
+def test_a_bad_reuse_setting_stops_before_any_benchmark(fake: dict[str, Path]) -> None:
+    result, calls = run_script(fake, REUSE_PRETRAINING="yes")
+    assert result.returncode == 2
+    assert "REUSE_PRETRAINING=yes: expected 1 or 0" in result.stderr
+    assert calls == []
