@@ -352,6 +352,14 @@ def seed_summary(metrics: dict) -> dict:
     summary["threshold_tta"] = metrics.get("operating_point", {}).get("tta")
     summary["test_images"] = metrics["test_images"]
     summary["test_lesions"] = metrics["test_lesions"]
+    # Per class, what balanced accuracy averages (recall) and what macro-F1 does: where a
+    # shortfall comes from. Reports from before per-class figures have none.
+    if "per_class" in metrics["test"]:
+        summary["per_class"] = {
+            name: {key: entry.get(key) for key in ("recall", "precision", "f1", "support")}
+            for name, entry in metrics["test"]["per_class"].items()
+        }
+        summary["confusion_matrix"] = metrics["test"].get("confusion_matrix")
     return summary
 
 
@@ -521,6 +529,18 @@ def aggregate(name: str, results: Path = RESULTS) -> dict:
             if all("validation" in s for s in seeds)
         },
         stages=stages,
+        # Test recall per class, where every seed recorded it.
+        per_class_recall={
+            name: {
+                **_spread([s["metrics"]["per_class"][name]["recall"] for s in seeds]),
+                "support": first["metrics"]["per_class"][name]["support"],
+            }
+            for name in first["metrics"].get("per_class", {})
+            if all(
+                s["metrics"].get("per_class", {}).get(name, {}).get("recall") is not None
+                for s in seeds
+            )
+        },
         packages=first["packages"],
         code={str(s[unit]): s.get("code") for s in seeds},
         code_line=code_line(seeds, unit),
@@ -804,6 +824,17 @@ def markdown(name: str, result: dict) -> str:
             per_seed = ", ".join(f"{v:.3f}" for v in entry["per_seed"])
             parts.append(f"{label} {entry['mean']:.3f}{sd} ({per_seed})")
         lines += ["", f"Validation, at the epoch each {unit} kept: " + "; ".join(parts) + "."]
+    if result.get("per_class_recall"):
+        parts = [
+            f"{name} {entry['mean']:.3f} ({entry['support']})"
+            for name, entry in result["per_class_recall"].items()
+        ]
+        lines += [
+            "",
+            f"Test recall per class, mean over the {unit}s (test images): "
+            + ", ".join(parts)
+            + ".",
+        ]
     if result.get("single_view_threshold"):
         lines += [
             "",

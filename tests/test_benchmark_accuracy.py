@@ -1018,3 +1018,40 @@ def test_pretraining_from_refuses_a_source_of_other_code_or_without_its_outputs(
     with pytest.raises(SystemExit, match="that is this run itself"):
         accuracy.main()
     assert calls == []
+
+
+def test_records_and_summary_give_test_recall_per_class(tmp_path: Path) -> None:
+    """What balanced accuracy averages, class by class: where a shortfall comes from."""
+    for seed, recalls in enumerate([(0.2, 0.9), (0.4, 0.7)]):
+        metrics = _metrics(0.6)
+        metrics["test"]["per_class"] = {
+            name: {"precision": 0.5, "recall": recall, "f1": 0.4, "support": n, "auc": 0.9}
+            for name, recall, n in zip(("df", "nv"), recalls, (12, 800))
+        }
+        metrics["test"]["confusion_matrix"] = [[1, 2], [3, 4]]
+        summary = accuracy.seed_summary(metrics)
+        assert summary["per_class"]["df"] == {
+            "recall": recalls[0],
+            "precision": 0.5,
+            "f1": 0.4,
+            "support": 12,
+        }
+        assert summary["confusion_matrix"] == [[1, 2], [3, 4]]
+        _write_seed(tmp_path, seed, 0.6)
+        path = tmp_path / "accuracy" / "run" / f"seed{seed}.json"
+        record = json.loads(path.read_text())
+        record["metrics"] = summary
+        path.write_text(json.dumps(record))
+    result = accuracy.aggregate("run", tmp_path)
+    assert result["per_class_recall"]["df"]["mean"] == pytest.approx(0.3)
+    assert result["per_class_recall"]["nv"]["per_seed"] == [0.9, 0.7]
+    table = (tmp_path / "accuracy-run.md").read_text()
+    assert (
+        "Test recall per class, mean over the seeds (test images): df 0.300 (12), nv 0.800 (800)."
+        in table
+    )
+    # A seed from before per-class figures: no line rather than a mean over some seeds.
+    _write_seed(tmp_path, 2, 0.6)
+    result = accuracy.aggregate("run", tmp_path)
+    assert result["per_class_recall"] == {}
+    assert "recall per class" not in (tmp_path / "accuracy-run.md").read_text()
