@@ -863,14 +863,19 @@ def markdown(name: str, result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def copy_outputs(source: Path, target: Path, relatives: tuple[str, ...]) -> None:
+    """Copy each of ``relatives`` that exists under ``source`` to the same place in ``target``."""
+    for relative in relatives:
+        if (source / relative).exists():
+            (target / relative).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source / relative, target / relative)
+
+
 def keep_outputs(project: Path, env: str, label: str) -> None:
     """Copy the run's training outputs (``KEPT``) to ``<project>/kept/<label>/``."""
-    data, kept = data_dir(project, env), project / "kept" / label
+    kept = project / "kept" / label
     shutil.rmtree(kept, ignore_errors=True)
-    for relative in KEPT:
-        if (data / relative).exists():
-            (kept / relative).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(data / relative, kept / relative)
+    copy_outputs(data_dir(project, env), kept, KEPT)
 
 
 def kept_outputs(project: Path, label: str) -> Path:
@@ -951,14 +956,6 @@ def pretraining_sources(
             )
         folders[label] = kept
     return folders
-
-
-def take_pretraining(project: Path, env: str, kept: Path) -> None:
-    """Copy a kept run's ``contrastive_pretraining`` outputs into this run's data folder."""
-    data = data_dir(project, env)
-    for relative in PRETRAINING_KEPT:
-        (data / relative).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(kept / relative, data / relative)
 
 
 PROGRESS = "progress.json"
@@ -1258,7 +1255,7 @@ def main() -> None:
         else:
             if label in sources:
                 # The source's SupCon stage for this seed (fold), not trained again.
-                take_pretraining(project, env, sources[label])
+                copy_outputs(sources[label], data_dir(project, env), PRETRAINING_KEPT)
                 finished.add("contrastive_pretraining")
             for pipeline in TRAINING_PIPELINES:
                 if pipeline not in finished:
