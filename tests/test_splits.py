@@ -53,6 +53,18 @@ def test_fractions_and_class_shares_are_close():
     assert sum(summary["images"].values()) == len(meta)
 
 
+def test_lesion_size_does_not_decide_the_split():
+    # val and test must be a sample of lesions like train's: multi-image lesions too, in
+    # about the same proportion (filling largest lesions first sent them all to train).
+    splits = split_by_lesion(_metadata(), SplitConfig(), seed=1)
+    per_lesion = splits.groupby("lesion_id").agg(split=("split", "first"), n=("image_id", "size"))
+    mean_size = per_lesion.groupby("split")["n"].mean()
+    multi = (per_lesion["n"] > 1).groupby(per_lesion["split"]).mean()
+    for split in ("val", "test"):
+        assert abs(mean_size[split] - mean_size["train"]) < 0.3, mean_size.to_dict()
+        assert abs(multi[split] - multi["train"]) < 0.1, multi.to_dict()
+
+
 def test_rows_keep_order_and_columns():
     meta = _metadata()
     splits = split_by_lesion(meta, SplitConfig(), seed=1)

@@ -120,17 +120,21 @@ def split_by_lesion(metadata: pd.DataFrame, config: SplitConfig, seed: int) -> p
 def _fill_splits(sizes: np.ndarray, fractions: np.ndarray, rng: np.random.Generator) -> list:
     """Assign lesions of one class to splits so image counts track ``fractions``.
 
-    Lesions go in random order, largest first; each goes to the split furthest below its
-    target image count, which minimises the squared error of the counts at every step. A
-    split left without a lesion then takes the smallest lesion of the fullest split.
+    Lesions go in random order, whatever their size; each goes to the split furthest below
+    its target image count relative to that target, so every split fills at its own pace
+    from the first lesion on and ends within about one lesion of its target. A lesion's
+    split therefore does not depend on how many images it has: val and test hold multi-image
+    lesions in the same proportion as train. (Placing the largest lesions first would hit
+    the counts a little closer, but it sends every multi-image lesion to train and leaves
+    val and test with single-image lesions only: a sample of lesions that is not HAM10000's.)
+    A split left without a lesion then takes the smallest lesion of the fullest split.
     """
     targets = fractions * sizes.sum()
     order = rng.permutation(len(sizes))
-    order = order[np.argsort(-sizes[order], kind="stable")]
     filled = np.zeros(len(fractions))
     chosen = [0] * len(sizes)
     for i in order:
-        k = int(np.argmax(targets - filled))
+        k = int(np.argmax((targets - filled) / targets))
         chosen[i] = k
         filled[k] += sizes[i]
     for k in range(len(fractions)):
