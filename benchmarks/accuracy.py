@@ -894,8 +894,7 @@ def restore_outputs(project: Path, env: str, label: str) -> None:
     data, kept = data_dir(project, env), kept_outputs(project, label)
     for relative in KEPT:
         (data / relative).unlink(missing_ok=True)
-        if (kept / relative).exists():
-            shutil.copy2(kept / relative, data / relative)
+    copy_outputs(kept, data, KEPT)
 
 
 def pretraining_sources(
