@@ -548,6 +548,7 @@ def aggregate(name: str, results: Path = RESULTS) -> dict:
         pretraining_from={
             str(s[unit]): s["pretraining_from"] for s in seeds if s.get("pretraining_from")
         },
+        concurrent={str(s[unit]): s["concurrent"] for s in seeds if s.get("concurrent")},
     )
     (results / f"accuracy-{name}.json").write_text(json.dumps(result, indent=2) + "\n")
     (results / f"accuracy-{name}.md").write_text(markdown(name, result))
@@ -860,6 +861,14 @@ def markdown(name: str, result: dict) -> str:
     for pipeline, stage in result["stages"].items():
         gpu = stage["peak_gpu_mib"] if stage["peak_gpu_mib"] is not None else "-"
         lines.append(f"| {pipeline} | {stage['seconds_mean']} | {stage['peak_host_mib']} | {gpu} |")
+    if result.get("concurrent"):
+        shared = result["concurrent"]
+        lines += [
+            "",
+            f"Wall times of {unit}s {sorted(int(k) for k in shared)} were measured with up to "
+            f"{max(shared.values())} runs started together on the device (`--concurrent`): "
+            "longer than a run alone, and not comparable with one.",
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -1127,6 +1136,14 @@ def main() -> None:
         "gpu-full --ablation cross-entropy)",
     )
     parser.add_argument(
+        "--concurrent",
+        type=int,
+        default=1,
+        metavar="N",
+        help="N runs were started together on this device (benchmarks/gpu.sh PARALLEL=1): "
+        "recorded so that the wall times are not read as those of a run alone",
+    )
+    parser.add_argument(
         "--aggregate-only", action="store_true", help="only rebuild the JSON/markdown summary"
     )
     parser.add_argument(
@@ -1147,6 +1164,8 @@ def main() -> None:
     name = args.name or "-".join(
         filter(None, [args.setting, args.ablation, "cv" if args.folds else None])
     )
+    if args.concurrent < 1:
+        raise SystemExit(f"--concurrent {args.concurrent}: expected 1 or more runs")
     if args.resume and args.rescore:
         raise SystemExit("--resume finishes a training run; --rescore trains nothing: use one")
     if args.pretraining_from and args.rescore:
@@ -1291,6 +1310,8 @@ def main() -> None:
                     if label in sources
                     else {}
                 ),
+                # Wall times measured beside other runs on the same device.
+                **({"concurrent": args.concurrent} if args.concurrent > 1 else {}),
             }
         (out / f"{label}.json").write_text(json.dumps(record, indent=2) + "\n")
         print(f"[accuracy] {label}: {record['metrics']['balanced_accuracy']}", flush=True)

@@ -11,6 +11,7 @@
 #   RESUME=1 STEPS=gpu-full bash benchmarks/gpu.sh  # finish runs a time limit cut short
 #   REUSE_PRETRAINING=0 bash benchmarks/gpu.sh   # ablations train their own SupCon stage
 #   WORK_DIR=/scratch/runs bash benchmarks/gpu.sh  # accuracy.py --work-dir (default data/benchmarks)
+#   PARALLEL=1 STEPS=ablations bash benchmarks/gpu.sh  # the ablations at once on the one GPU
 #
 # It refuses to start without CUDA: on a CPU these settings take days, and the CPU figures
 # come from `python benchmarks/accuracy.py --setting cpu-quick` instead. A step that fails
@@ -34,6 +35,14 @@ RESUME=${RESUME:-}
 # --pretraining-from): half the time, and the pair differs in the ablated factor alone. Where
 # gpu-full's outputs for a seed are not here (recorded on another machine), it trains its own.
 REUSE_PRETRAINING=${REUSE_PRETRAINING:-1}
+# PARALLEL=1: the ablations step starts every ablation at once instead of one after another.
+# One small model leaves an H200 idle for much of a run (Kedro start-ups, decoding, the
+# reporting's CPU work, evaluation), so the runs share it at about half the total wall time.
+# Each run gets an equal share of the CPU threads and writes its output to
+# $LOG_DIR/<ablation>.log; its records say it shared the device (accuracy.py --concurrent), so
+# its wall times are not read as those of a run alone. The test figures are not affected.
+PARALLEL=${PARALLEL:-0}
+LOG_DIR=${LOG_DIR:-${WORK_DIR:-data/benchmarks}/logs}
 work=()
 [[ -n ${WORK_DIR:-} ]] && work=(--work-dir "$WORK_DIR")
 export KEDRO_DISABLE_TELEMETRY=true
@@ -54,6 +63,14 @@ case "$REUSE_PRETRAINING" in
     0 | 1) ;;
     *)
         echo "benchmarks/gpu.sh: REUSE_PRETRAINING=$REUSE_PRETRAINING: expected 1 or 0" >&2
+        exit 2
+        ;;
+esac
+
+case "$PARALLEL" in
+    0 | 1) ;;
+    *)
+        echo "benchmarks/gpu.sh: PARALLEL=$PARALLEL: expected 1 or 0" >&2
         exit 2
         ;;
 esac
@@ -91,6 +108,38 @@ reuse() {
     done
     echo --pretraining-from gpu-full
 }
+# The ablations at once (PARALLEL=1), each in the background with its own log; a run that
+# fails is named like any failed step. Stopping the script stops them too. Returns 1, having
+# started nothing, where the GPU takes one process at a time (an exclusive compute mode).
+parallel_ablations() {
+    local names=($ABLATIONS) pids=() i from threads mode
+    ((${#names[@]})) || return 0
+    mode=$(nvidia-smi --query-gpu=compute_mode --format=csv,noheader 2>/dev/null | head -n 1)
+    if [[ -n $mode && $mode != Default ]]; then
+        step "GPU compute mode '$mode' takes one process at a time: the ablations run in turn"
+        return 1
+    fi
+    threads=$(($(nproc) / ${#names[@]}))
+    ((threads >= 1)) || threads=1
+    mkdir -p "$LOG_DIR"
+    # Background jobs of a script ignore Ctrl-C, and so do their Kedro stages: stop the whole
+    # process group instead.
+    trap 'trap - INT TERM; kill -TERM 0 2>/dev/null; exit 130' INT TERM
+    for ablation in "${names[@]}"; do
+        from=$(reuse "$ablation")
+        step "gpu-full ablation $ablation, seeds $SEEDS${from:+ ($from)}, in parallel" \
+            "(${#names[@]} runs, $threads threads each): $LOG_DIR/$ablation.log"
+        # shellcheck disable=SC2086
+        OMP_NUM_THREADS=$threads "$PYTHON" benchmarks/accuracy.py --setting gpu-full \
+            --ablation "$ablation" --data "$DATA" --seeds $SEEDS "${resume[@]}" "${work[@]}" \
+            --concurrent "${#names[@]}" $from >"$LOG_DIR/$ablation.log" 2>&1 &
+        pids+=($!)
+    done
+    for i in "${!pids[@]}"; do
+        wait "${pids[$i]}" || failed+=("${names[$i]}")
+    done
+    trap - INT TERM
+}
 failed=()
 run() {
     local label=$1
@@ -118,6 +167,9 @@ for name in $STEPS; do
                 --seeds $SEEDS "${resume[@]}" "${work[@]}"
             ;;
         ablations)
+            if [[ $PARALLEL == 1 ]] && parallel_ablations; then
+                continue
+            fi
             for ablation in $ABLATIONS; do
                 from=$(reuse "$ablation")
                 step "gpu-full ablation $ablation, seeds $SEEDS${from:+ ($from)}"

@@ -1055,3 +1055,35 @@ def test_records_and_summary_give_test_recall_per_class(tmp_path: Path) -> None:
     result = accuracy.aggregate("run", tmp_path)
     assert result["per_class_recall"] == {}
     assert "recall per class" not in (tmp_path / "accuracy-run.md").read_text()
+
+
+def test_a_run_started_beside_others_says_so_in_its_records_and_summary(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    work, results, data = tmp_path / "work", tmp_path / "results", _ham(tmp_path)
+    _fake_kedro(monkeypatch)
+    argv = ["accuracy.py", "--setting", "cpu-quick", "--data", str(data)]
+    argv += ["--work-dir", str(work), "--results-dir", str(results)]
+    monkeypatch.setattr(sys, "argv", [*argv, "--seeds", "0"])
+    accuracy.main()  # alone: nothing said
+    seed0 = json.loads((results / "accuracy/cpu-quick/seed0.json").read_text())
+    assert "concurrent" not in seed0
+    assert "runs started together" not in (results / "accuracy-cpu-quick.md").read_text()
+
+    monkeypatch.setattr(sys, "argv", [*argv, "--seeds", "1", "--concurrent", "4"])
+    accuracy.main()
+    seed1 = json.loads((results / "accuracy/cpu-quick/seed1.json").read_text())
+    assert seed1["concurrent"] == 4
+    summary = (results / "accuracy-cpu-quick.md").read_text()
+    assert "Wall times of seeds [1] were measured with up to 4 runs started together" in summary
+    assert json.loads((results / "accuracy-cpu-quick.json").read_text())["concurrent"] == {"1": 4}
+
+
+def test_concurrent_must_count_at_least_this_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = _ham(tmp_path)
+    argv = ["accuracy.py", "--setting", "cpu-quick", "--data", str(data), "--concurrent", "0"]
+    monkeypatch.setattr(sys, "argv", argv)
+    with pytest.raises(SystemExit, match="--concurrent 0: expected 1 or more"):
+        accuracy.main()

@@ -19,9 +19,21 @@ SCRIPT = ROOT / "benchmarks" / "gpu.sh"
 
 # Logs each call's arguments on one line; answers the CUDA probe with $FAKE_CUDA (0 = yes)
 # and fails any call whose arguments contain $FAKE_FAIL.
+# With $FAKE_BARRIER set, each ablation waits (up to 20 s) until $FAKE_BARRIER_N ablations have
+# started: only runs started together get past it. Each call also logs its OMP_NUM_THREADS.
 FAKE_PYTHON = """#!/usr/bin/env bash
 echo "$*" >> "$FAKE_LOG"
+echo "${OMP_NUM_THREADS:-unset} $*" >> "$FAKE_LOG.threads"
 if [[ "$*" == *cuda.is_available* ]]; then exit "$FAKE_CUDA"; fi
+if [[ -n "${FAKE_BARRIER:-}" && "$*" == *--ablation* ]]; then
+    touch "$FAKE_BARRIER/$$"
+    for _ in $(seq 200); do
+        (( $(ls "$FAKE_BARRIER" | wc -l) >= FAKE_BARRIER_N )) && break
+        sleep 0.1
+    done
+    (( $(ls "$FAKE_BARRIER" | wc -l) >= FAKE_BARRIER_N )) || exit 4
+    echo "output of $*"
+fi
 if [[ -n "${FAKE_FAIL:-}" && "$*" == *"$FAKE_FAIL"* ]]; then exit 3; fi
 exit 0
 """
@@ -172,4 +184,73 @@ def test_a_bad_reuse_setting_stops_before_any_benchmark(fake: dict[str, Path]) -
     result, calls = run_script(fake, REUSE_PRETRAINING="yes")
     assert result.returncode == 2
     assert "REUSE_PRETRAINING=yes: expected 1 or 0" in result.stderr
+    assert calls == []
+
+
+ABLATIONS = ("no-contrastive", "metadata-fusion", "cross-entropy", "weighted-sampling")
+
+
+@pytest.mark.parametrize("failing", [None, "--ablation cross-entropy"])
+def test_parallel_starts_every_ablation_together_with_its_own_log(
+    failing: str | None, fake: dict[str, Path], tmp_path: Path
+) -> None:
+    barrier, logs = tmp_path / "barrier", tmp_path / "logs"
+    barrier.mkdir()
+    env = {"PARALLEL": "1", "STEPS": "ablations compare", "LOG_DIR": str(logs)}
+    env |= {"FAKE_BARRIER": str(barrier), "FAKE_BARRIER_N": "4"}
+    env |= {"FAKE_FAIL": failing} if failing else {}
+    result, calls = run_script(fake, **env)
+    # Run one after another, the first ablation would wait at the barrier alone and fail.
+    assert result.returncode == (1 if failing else 0), result.stderr
+    if failing:
+        assert "failed: cross-entropy" in result.stderr
+    data = fake["data"]
+    ablations = sorted(c for c in calls if "--ablation" in c)
+    assert ablations == sorted(
+        f"benchmarks/accuracy.py --setting gpu-full --ablation {name} --data {data} --seeds 0 "
+        "--concurrent 4"
+        for name in ABLATIONS
+    )
+    assert calls[-1] == "benchmarks/accuracy.py --setting gpu-full --compare"  # after them all
+    for name in ABLATIONS:
+        assert f"--ablation {name} " in (logs / f"{name}.log").read_text()
+    # The CPU threads are shared out among the runs.
+    threads = Path(f"{fake['log']}.threads").read_text().splitlines()
+    share = str(max(1, (os.cpu_count() or 1) // 4))
+    assert {line.split()[0] for line in threads if "--ablation" in line} == {share}
+
+
+def test_parallel_reuses_the_kept_pretraining_like_the_sequential_runs(
+    fake: dict[str, Path], tmp_path: Path
+) -> None:
+    work = tmp_path / "work"
+    _kept_encoders(work, (0,))
+    env = {"PARALLEL": "1", "STEPS": "ablations", "WORK_DIR": str(work)}
+    result, calls = run_script(fake, ABLATIONS="no-contrastive cross-entropy", **env)
+    assert result.returncode == 0, result.stderr
+    reused = [c for c in calls if "--pretraining-from gpu-full" in c]
+    assert len(reused) == 1 and "--ablation cross-entropy" in reused[0]
+    assert all("--concurrent 2" in c for c in calls[1:])
+    assert (work / "logs" / "no-contrastive.log").exists()  # LOG_DIR defaults under WORK_DIR
+
+
+def test_parallel_falls_back_to_one_at_a_time_on_an_exclusive_gpu(
+    fake: dict[str, Path], tmp_path: Path
+) -> None:
+    tools = tmp_path / "bin"
+    tools.mkdir()
+    smi = tools / "nvidia-smi"
+    smi.write_text("#!/usr/bin/env bash\necho Exclusive_Process\n")
+    smi.chmod(0o755)
+    path = f"{tools}:{os.environ['PATH']}"
+    result, calls = run_script(fake, PARALLEL="1", STEPS="ablations", PATH=path)
+    assert result.returncode == 0, result.stderr
+    assert "Exclusive_Process" in result.stderr
+    assert len(calls) == 5 and not any("--concurrent" in c for c in calls)
+
+
+def test_a_bad_parallel_setting_stops_before_any_benchmark(fake: dict[str, Path]) -> None:
+    result, calls = run_script(fake, PARALLEL="yes")
+    assert result.returncode == 2
+    assert "PARALLEL=yes: expected 1 or 0" in result.stderr
     assert calls == []
