@@ -228,6 +228,26 @@ def test_report_names_the_split_and_weights_fingerprints() -> None:
     assert "split with SHA-256" not in render({})  # an older test_metrics.json has neither
 
 
+def test_report_gives_images_per_lesion_for_each_split() -> None:
+    html = render_report(
+        title="r",
+        metrics={},
+        split_summary={
+            "images": {"train": 7005, "val": 1506, "test": 1504},
+            "lesions": {"train": 5236, "val": 1122},  # test's count lost: n/a, not a guess
+        },
+        params={},
+        fingerprint={},
+        environment={},
+        figures={},
+    )
+    assert "<th>Images per lesion</th>" in html
+    table = html.split("<th>Images per lesion</th>", 1)[1].split("</table>", 1)[0]
+    cells = re.findall(r"<tr><th>(\w+)</th>(.*?)</tr>", table)
+    per_lesion = {name: re.findall(r"<td[^>]*>([^<]*)</td>", row)[-1] for name, row in cells}
+    assert per_lesion == {"train": "1.34", "val": "1.34", "test": "n/a"}
+
+
 def test_report_rejects_a_figure_that_is_not_png() -> None:
     with pytest.raises(ValueError, match="'roc' is not a PNG"):
         render_report(

@@ -368,11 +368,28 @@ def _split_section(split_summary: Mapping, metrics: Mapping | None = None) -> st
     lesions = split_summary.get("lesions") or {}
     names = list(dict.fromkeys([*images, *lesions]))
     rows = [
-        [_cell(name, header=True), _cell(_get(images, name)), _cell(_get(lesions, name))]
+        [
+            _cell(name, header=True),
+            _cell(_get(images, name)),
+            _cell(_get(lesions, name)),
+            _cell(_images_per_lesion(images.get(name), lesions.get(name)), css="num"),
+        ]
         for name in names
     ]
     parts = [f"<p>Protocol: {_esc(protocol)}.</p>"]
-    parts.append(_table(["Split", "Images", "Lesions"], rows) if rows else f"<p>{NA}</p>")
+    parts.append(
+        _table(["Split", "Images", "Lesions", "Images per lesion"], rows)
+        if rows
+        else f"<p>{NA}</p>"
+    )
+    if rows:
+        # A val/test of mostly single-image lesions is an easier, unrepresentative test on
+        # HAM10000 (follow-up nevi are photographed once): the column shows it at a glance.
+        parts.append(
+            "<p class='note'>Images per lesion should be alike across the splits; val or test "
+            "near 1.0 against a higher train would mean that they hold only lesions "
+            "photographed once.</p>"
+        )
     gap = split_summary.get("max_share_gap_points")
     parts.append(
         "<p class='note'>Largest gap between a class's share of a split and its overall "
@@ -389,6 +406,15 @@ def _split_section(split_summary: Mapping, metrics: Mapping | None = None) -> st
             "operating point in test_metrics.json names for inference.</p>"
         )
     return "\n".join(parts)
+
+
+def _images_per_lesion(images: object, lesions: object) -> str:
+    """``images / lesions`` to two decimals, or n/a where either is missing or not positive."""
+    try:
+        ratio = float(images) / float(lesions)  # type: ignore[arg-type]
+    except (TypeError, ValueError, ZeroDivisionError):
+        return NA
+    return f"{ratio:.2f}" if ratio > 0 else NA
 
 
 def _params_block(params: Mapping) -> str:
