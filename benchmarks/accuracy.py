@@ -363,19 +363,44 @@ def seed_summary(metrics: dict) -> dict:
     return summary
 
 
-def validation_summary(checkpoint: Path) -> dict:
-    """The validation figures of the epoch the classifier kept: what model choice may use."""
+# Per epoch of the classifier's training history, what the record keeps.
+EPOCH_FIELDS = ("phase", "epoch", "loss", "val_loss", "balanced_accuracy", "macro_f1")
+
+
+def validation_summary(checkpoint: Path, history: Path | None = None) -> dict:
+    """The validation figures of the epoch the classifier kept: what model choice may use.
+
+    With ``history`` (the run's ``training_history.json``), also every epoch's training loss
+    and validation figures, so that which epoch was kept, and what came after it, can be read
+    from the record rather than the run's log.
+    """
     import torch
 
     saved = torch.load(checkpoint, map_location="cpu", weights_only=True)
     val = saved["metrics"]["val"]
-    return {
+    summary = {
         "balanced_accuracy": val["balanced_accuracy"],
         "macro_f1": val["macro_f1"],
         "selected": saved["selected"],
         # SHA-256 of every image's label and split (None from before it was recorded).
         "split_sha256": (saved.get("params") or {}).get("split_sha256"),
     }
+    if history is not None and history.exists():
+        summary["epochs"] = [
+            {key: epoch.get(key) for key in EPOCH_FIELDS}
+            for epoch in json.loads(history.read_text())
+        ]
+    return summary
+
+
+def kept_epoch(selected: dict | None) -> str:
+    """``selected`` (the classifier's chosen epoch) in words: ``fine-tuning epoch 5 (EMA)``."""
+    if not selected or selected.get("phase") is None:
+        return "not recorded"
+    phase = {"warmup": "warm-up", "finetune": "fine-tuning"}.get(
+        selected["phase"], selected["phase"]
+    )
+    return f"{phase} epoch {selected.get('epoch')}" + (" (EMA)" if selected.get("ema") else "")
 
 
 def split_of(record: dict) -> str | None:
@@ -529,6 +554,12 @@ def aggregate(name: str, results: Path = RESULTS) -> dict:
             if all("validation" in s for s in seeds)
         },
         stages=stages,
+        # Which epoch each seed's classifier kept on validation (phase, epoch, EMA or not).
+        kept_epochs={
+            str(s[unit]): s["validation"].get("selected")
+            for s in seeds
+            if s.get("validation", {}).get("selected")
+        },
         # Test recall per class, where every seed recorded it.
         per_class_recall={
             name: {
@@ -825,6 +856,14 @@ def markdown(name: str, result: dict) -> str:
             per_seed = ", ".join(f"{v:.3f}" for v in entry["per_seed"])
             parts.append(f"{label} {entry['mean']:.3f}{sd} ({per_seed})")
         lines += ["", f"Validation, at the epoch each {unit} kept: " + "; ".join(parts) + "."]
+    if result.get("kept_epochs"):
+        kept = result["kept_epochs"]
+        lines += [
+            "",
+            f"Epoch kept on validation, by {unit}: "
+            + "; ".join(f"{k} {kept_epoch(v)}" for k, v in kept.items())
+            + ".",
+        ]
     if result.get("per_class_recall"):
         parts = [
             f"{name} {entry['mean']:.3f} ({entry['support']})"
@@ -1301,7 +1340,8 @@ def main() -> None:
                 "stages": stages,
                 "metrics": metrics,
                 "validation": validation_summary(
-                    data_dir(project, env) / "06_models/classifier.pt"
+                    data_dir(project, env) / "06_models/classifier.pt",
+                    data_dir(project, env) / "08_reporting/training_history.json",
                 ),
                 # Stages an interrupted run finished and --resume did not repeat.
                 **({"resumed": [stage["pipeline"] for stage in carried]} if carried else {}),

@@ -468,6 +468,15 @@ def test_accuracy_command_runs_an_ablation_through_kedro(
         == checkpoint["metrics"]["val"]["balanced_accuracy"]
     )
     assert record["validation"]["selected"]["phase"] in {"warmup", "finetune"}
+    # Every epoch of both phases, as the run's training history has them; the kept one among them.
+    history = json.loads(
+        (work / "test-cross-entropy/data/08_reporting/training_history.json").read_text()
+    )
+    epochs = record["validation"]["epochs"]
+    assert [(e["phase"], e["epoch"]) for e in epochs] == [(h["phase"], h["epoch"]) for h in history]
+    assert set(epochs[0]) == set(accuracy.EPOCH_FIELDS)
+    selected = record["validation"]["selected"]
+    assert any((e["phase"], e["epoch"]) == (selected["phase"], selected["epoch"]) for e in epochs)
     splits = pd.read_parquet(next(work.rglob("splits.parquet")))
     assert record["validation"]["split_sha256"] == split_fingerprint(splits)
     summary = json.loads((results / "accuracy-test-cross-entropy.json").read_text())
@@ -1087,3 +1096,34 @@ def test_concurrent_must_count_at_least_this_run(
     monkeypatch.setattr(sys, "argv", argv)
     with pytest.raises(SystemExit, match="--concurrent 0: expected 1 or more"):
         accuracy.main()
+
+
+@pytest.mark.parametrize(
+    ("selected", "words"),
+    [
+        ({"phase": "warmup", "epoch": 0, "ema": False}, "warm-up epoch 0"),
+        ({"phase": "finetune", "epoch": 5, "ema": True}, "fine-tuning epoch 5 (EMA)"),
+        ({}, "not recorded"),
+    ],
+)
+def test_kept_epoch_in_words(selected: dict, words: str) -> None:
+    assert accuracy.kept_epoch(selected) == words
+
+
+def test_summary_names_the_epoch_each_seed_kept(tmp_path: Path) -> None:
+    for seed, phase in ((0, "warmup"), (1, "finetune")):
+        _write_seed(tmp_path, seed, 0.7, val=0.6)
+        path = tmp_path / "accuracy/run" / f"seed{seed}.json"
+        record = json.loads(path.read_text())
+        record["validation"]["selected"] = {"phase": phase, "epoch": 2 * seed, "ema": seed == 1}
+        path.write_text(json.dumps(record))
+    result = accuracy.aggregate("run", tmp_path)
+    assert result["kept_epochs"]["0"]["phase"] == "warmup"
+    summary = (tmp_path / "accuracy-run.md").read_text()
+    assert (
+        "Epoch kept on validation, by seed: 0 warm-up epoch 0; 1 fine-tuning epoch 2 (EMA)."
+        in summary
+    )
+    # Records without the choice (``selected`` empty) say nothing of it.
+    _write_seed(tmp_path, 0, 0.7, val=0.6, name="old")
+    assert "Epoch kept" not in accuracy.markdown("old", accuracy.aggregate("old", tmp_path))
