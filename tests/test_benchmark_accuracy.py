@@ -688,7 +688,11 @@ def _fake_kedro(monkeypatch: pytest.MonkeyPatch, kill_at: tuple | None = None) -
     monkeypatch.setattr(
         accuracy,
         "validation_summary",
-        lambda path: {"balanced_accuracy": 0.7, "macro_f1": 0.6, "from": path.read_text()},
+        lambda path, history=None: {
+            "balanced_accuracy": 0.7,
+            "macro_f1": 0.6,
+            "from": path.read_text(),
+        },
     )
     monkeypatch.setattr(accuracy, "device_name", lambda: "cpu")
     return calls
