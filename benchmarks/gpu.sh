@@ -108,11 +108,19 @@ reuse() {
     done
     echo --pretraining-from gpu-full
 }
+# One ablation's accuracy run; arguments after the name are added at the end.
+run_ablation() {
+    local name=$1
+    shift
+    # shellcheck disable=SC2086
+    "$PYTHON" benchmarks/accuracy.py --setting gpu-full --ablation "$name" --data "$DATA" \
+        --seeds $SEEDS "${resume[@]}" "${work[@]}" "$@"
+}
 # The ablations at once (PARALLEL=1), each in the background with its own log; a run that
 # fails is named like any failed step. Stopping the script stops them too. Returns 1, having
 # started nothing, where the GPU takes one process at a time (an exclusive compute mode).
 parallel_ablations() {
-    local names=($ABLATIONS) pids=() i from threads mode
+    local names=($ABLATIONS) pids=() i name from threads mode
     ((${#names[@]})) || return 0
     mode=$(nvidia-smi --query-gpu=compute_mode --format=csv,noheader 2>/dev/null | head -n 1)
     if [[ -n $mode && $mode != Default ]]; then
@@ -125,14 +133,13 @@ parallel_ablations() {
     # Background jobs of a script ignore Ctrl-C, and so do their Kedro stages: stop the whole
     # process group instead.
     trap 'trap - INT TERM; kill -TERM 0 2>/dev/null; exit 130' INT TERM
-    for ablation in "${names[@]}"; do
-        from=$(reuse "$ablation")
-        step "gpu-full ablation $ablation, seeds $SEEDS${from:+ ($from)}, in parallel" \
-            "(${#names[@]} runs, $threads threads each): $LOG_DIR/$ablation.log"
+    for name in "${names[@]}"; do
+        from=$(reuse "$name")
+        step "gpu-full ablation $name, seeds $SEEDS${from:+ ($from)}, in parallel" \
+            "(${#names[@]} runs, $threads threads each): $LOG_DIR/$name.log"
         # shellcheck disable=SC2086
-        OMP_NUM_THREADS=$threads "$PYTHON" benchmarks/accuracy.py --setting gpu-full \
-            --ablation "$ablation" --data "$DATA" --seeds $SEEDS "${resume[@]}" "${work[@]}" \
-            --concurrent "${#names[@]}" $from >"$LOG_DIR/$ablation.log" 2>&1 &
+        OMP_NUM_THREADS=$threads run_ablation "$name" --concurrent "${#names[@]}" $from \
+            >"$LOG_DIR/$name.log" 2>&1 &
         pids+=($!)
     done
     for i in "${!pids[@]}"; do
@@ -174,9 +181,7 @@ for name in $STEPS; do
                 from=$(reuse "$ablation")
                 step "gpu-full ablation $ablation, seeds $SEEDS${from:+ ($from)}"
                 # shellcheck disable=SC2086
-                run "$ablation" "$PYTHON" benchmarks/accuracy.py --setting gpu-full \
-                    --ablation "$ablation" --data "$DATA" --seeds $SEEDS "${resume[@]}" \
-                    "${work[@]}" $from
+                run "$ablation" run_ablation "$ablation" $from
             done
             ;;
         compare)

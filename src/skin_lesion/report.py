@@ -372,7 +372,7 @@ def _split_section(split_summary: Mapping, metrics: Mapping | None = None) -> st
             _cell(name, header=True),
             _cell(_get(images, name)),
             _cell(_get(lesions, name)),
-            _cell(_images_per_lesion(images.get(name), lesions.get(name)), css="num"),
+            _cell(_images_per_lesion(_get(images, name), _get(lesions, name)), css="num"),
         ]
         for name in names
     ]
