@@ -1,7 +1,7 @@
 """Frozen-feature baseline: class-balanced logistic regression on ImageNet encoder features.
 
 Usage (after `kedro run --env cpu_quick --pipelines data_processing`):
-    python benchmarks/frozen_baseline.py [--data-dir data/cpu_quick] [--crop 96]
+    python benchmarks/frozen_baseline.py [--data-dir data/cpu_quick] [--crop 128]
 
 Embeds the train and val images of an existing image cache with the frozen encoder (the
 same eval transform the classifier uses), fits scikit-learn's LogisticRegression with
@@ -78,7 +78,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--data-dir", type=Path, default=ROOT / "data/cpu_quick")
     parser.add_argument("--encoder", default="tf_efficientnet_lite0")
     parser.add_argument("--weights", default="imagenet-offline")
-    parser.add_argument("--crop", type=int, default=96)
+    parser.add_argument("--crop", type=int, default=128)
     parser.add_argument(
         "--out", type=Path, default=ROOT / "benchmarks/results/frozen_baseline.json"
     )
