@@ -84,6 +84,7 @@ RESULTS = ROOT / "benchmarks" / "results"
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "ham10000_200x150"
 SETTINGS = {"cpu-quick": "cpu_quick", "gpu-full": "gpu_full"}
 TRAINING_PIPELINES = ("contrastive_pretraining", "classifier_training", "reporting")
+FOLD_KEY = "data_processing.split.validation_fold"
 # Named parameter overrides for the ablations; each flips one choice of the method.
 ABLATIONS = {
     "no-contrastive": {"contrastive_pretraining.enabled": False},
@@ -141,6 +142,107 @@ def setting_parameters(env: str, conf: Path = ROOT / "conf") -> dict:
         conf_source=str(conf), **{**CONFIG_LOADER_ARGS, "default_run_env": env}
     )
     return loader["parameters"]
+
+
+# Parameters a run sets per stage, not part of what the run is: the data folder (compared by
+# its SHA-256), the training seed (one record each) and the cross-validation fold.
+PER_RUN = ("raw_dir", "seed", FOLD_KEY)
+
+
+def merge(base: dict, extra: dict) -> dict:
+    """``base`` with ``extra`` merged in, nested dicts key by key (as Kedro merges ``--params``)."""
+    merged = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def flatten(tree: dict, prefix: str = "") -> dict:
+    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}``; lists are values."""
+    flat = {}
+    for key, value in tree.items():
+        if isinstance(value, dict) and value:
+            flat |= flatten(value, f"{prefix}{key}.")
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def run_parameters(env: str, overrides: dict, conf: Path = ROOT / "conf") -> dict:
+    """Every parameter a run's stages resolve, flat (``a.b``): the environment's configuration
+    with the run's overrides, less what differs per seed or fold (:data:`PER_RUN`).
+
+    Recorded with each seed so that a run filed under one name cannot mix configurations: the
+    overrides alone do not show an edit to ``conf/`` between two seeds of one run.
+    """
+    flat = flatten(merge(setting_parameters(env, conf), nest(overrides)))
+    return {k: v for k, v in flat.items() if k not in PER_RUN}
+
+
+def parameters_at(commit: str, env: str, overrides: dict) -> dict | None:
+    """:func:`run_parameters` with ``conf/`` as it was at ``commit`` (None where git cannot
+    show it): for records written before the parameters were recorded."""
+    import io
+    import tarfile
+    import tempfile
+
+    try:
+        archive = subprocess.run(
+            ["git", "-C", str(ROOT), "archive", commit, "conf"],
+            capture_output=True,
+            check=True,
+        ).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    with tempfile.TemporaryDirectory() as tmp:
+        with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+            tar.extractall(tmp, filter="data")
+        try:
+            return run_parameters(env, overrides, Path(tmp) / "conf")
+        except Exception:  # an old conf the current loader cannot read: unknown
+            return None
+
+
+def recorded_parameters(record: dict, cache: dict | None = None) -> tuple[dict | None, str]:
+    """The parameters a record ran with, and where they come from: the record's own
+    ``parameters``, else its commit's ``conf/`` (when that commit had no uncommitted changes),
+    else None (unknown)."""
+    if record.get("parameters") is not None:
+        return record["parameters"], "recorded"
+    code = record.get("code") or {}
+    commit = code.get("commit")
+    if not commit or code.get("changed") or code.get("package"):
+        return None, "not recorded"
+    key = (commit, record.get("env"), json.dumps(record.get("overrides"), sort_keys=True))
+    cache = {} if cache is None else cache
+    if key not in cache:
+        cache[key] = parameters_at(commit, record.get("env", ""), record.get("overrides") or {})
+    found = cache[key]
+    return found, f"conf at its commit {commit[:10]}" if found is not None else "not recorded"
+
+
+def parameter_differences(theirs: dict, ours: dict) -> tuple[list[str], list[str]]:
+    """Keys whose values differ (both have them), and keys only one side has."""
+    both = sorted(k for k in set(theirs) & set(ours) if theirs[k] != ours[k])
+    one = sorted(set(theirs) ^ set(ours))
+    return both, one
+
+
+def describe_differences(
+    keys: list[str],
+    theirs: dict,
+    ours: dict,
+    labels: tuple[str, str] = ("there", "now"),
+    limit: int = 6,
+) -> str:
+    """``a.b 96 there, 128 now; ...`` for the first ``limit`` keys (absent: ``None``)."""
+    shown = "; ".join(
+        f"{k} {theirs.get(k)!r} {labels[0]}, {ours.get(k)!r} {labels[1]}" for k in keys[:limit]
+    )
+    return shown + (f"; and {len(keys) - limit} more" if len(keys) > limit else "")
 
 
 def check_ablation(ablation: str, setting: str, params: dict) -> None:
@@ -485,14 +587,42 @@ def check_not_overwriting(name: str, results: Path, common: dict) -> None:
     Raises:
         SystemExit: Naming the record, what differs, and ``--name``.
     """
+    folder, cache = results / "accuracy" / name, {}
     for key, record in load_seeds(name, results).items():
+        which = f"{run_unit([record])} {key}"
         for field in ("setting", "ablation", "overrides", "data_sha256", "device"):
             if record.get(field) != common[field]:
                 raise SystemExit(
-                    f"{results / 'accuracy' / name} holds another run ({run_unit([record])} "
-                    f"{key} has {field} {record.get(field)!r}, this one {common[field]!r}): "
-                    "file this one under another --name, or move that folder aside"
+                    f"{folder} holds another run ({which} has {field} {record.get(field)!r}, "
+                    f"this one {common[field]!r}): file this one under another --name, or "
+                    "move that folder aside"
                 )
+        if "parameters" not in common:
+            continue
+        theirs, source = recorded_parameters(record, cache)
+        if theirs is None:
+            print(
+                f"[accuracy] warning: {folder}: {which} has no record of its parameters, and "
+                "its commit's conf/ cannot stand in for them: the summary may mix configurations",
+                file=sys.stderr,
+                flush=True,
+            )
+            continue
+        differ, one_side = parameter_differences(theirs, common["parameters"])
+        if differ:
+            raise SystemExit(
+                f"{folder} holds another run ({which} ran other parameters, {source}: "
+                f"{describe_differences(differ, theirs, common['parameters'])}): file this one "
+                "under another --name, or move that folder aside"
+            )
+        if one_side:
+            print(
+                f"[accuracy] warning: {folder}: parameters that {which} ({source}) or this run "
+                f"lacks, taken to keep the earlier behaviour: "
+                f"{describe_differences(one_side, theirs, common['parameters'])}",
+                file=sys.stderr,
+                flush=True,
+            )
 
 
 def run_unit(records: list[dict]) -> str:
@@ -515,6 +645,21 @@ def aggregate(name: str, results: Path = RESULTS) -> dict:
                     f"{folder}: {unit} {other[unit]} differs from {unit} {first[unit]} in "
                     f"{key!r} ({other[key]!r} vs {first[key]!r}); rerun or move one aside"
                 )
+    recorded = [s for s in seeds if s.get("parameters") is not None]
+    for other in recorded[1:]:
+        differ, _ = parameter_differences(recorded[0]["parameters"], other["parameters"])
+        if differ:
+            raise SystemExit(
+                f"{folder}: {unit} {other[unit]} ran other parameters than {unit} "
+                f"{recorded[0][unit]} ("
+                + describe_differences(
+                    differ,
+                    recorded[0]["parameters"],
+                    other["parameters"],
+                    (f"in {unit} {recorded[0][unit]}", f"in {unit} {other[unit]}"),
+                )
+                + "); rerun or move one aside"
+            )
     # Seeds share one split (the environment's seed makes it); folds each have their own.
     splits = {s["seed"]: split_of(s) for s in seeds if split_of(s)}
     if unit == "seed" and len(set(splits.values())) > 1:
@@ -643,7 +788,20 @@ def compare(setting: str, results: Path = RESULTS, cv: bool = False) -> dict:
                     f"{name} {unit} {key} was trained on another split than {setting}{suffix} "
                     f"(split SHA-256 {ours[:12]} vs {theirs[:12]}): rerun one of them"
                 )
-            # A pair must differ in the one choice the ablation flips, and in nothing else.
+            # A pair must differ in the one choice the ablation flips, and in nothing else:
+            # in its overrides and, where both recorded them, in the parameters they ran.
+            ours_p, base_p = runs[key].get("parameters"), baseline[key].get("parameters")
+            if ours_p is not None and base_p is not None:
+                differ, _ = parameter_differences(base_p, ours_p)
+                beyond = [k for k in differ if k not in ABLATIONS[ablation]]
+                if beyond:
+                    raise SystemExit(
+                        f"{name} {unit} {key} differs from {setting}{suffix} in more than "
+                        f"{ablation}: "
+                        + describe_differences(
+                            beyond, base_p, ours_p, (f"in {setting}{suffix}", f"in {name}")
+                        )
+                    )
             wanted = {**baseline[key]["overrides"], **ABLATIONS[ablation]}
             if runs[key]["ablation"] != ablation or runs[key]["overrides"] != wanted:
                 raise SystemExit(
@@ -1007,7 +1165,16 @@ def pretraining_sources(
 
 PROGRESS = "progress.json"
 # What a run's progress must match for --resume to carry its stages over.
-RESUME_KEYS = ("setting", "ablation", "overrides", "data_sha256", "device", "packages", "code")
+RESUME_KEYS = (
+    "setting",
+    "ablation",
+    "overrides",
+    "parameters",
+    "data_sha256",
+    "device",
+    "packages",
+    "code",
+)
 
 
 def save_progress(
@@ -1050,6 +1217,14 @@ def tracked_stage(
     return stage
 
 
+def _shown(key: str, theirs: object, ours: object) -> str:
+    """What differs in ``key``: the parameters that do, else both values."""
+    if key == "parameters" and isinstance(theirs, dict) and isinstance(ours, dict):
+        differ, one_side = parameter_differences(theirs, ours)
+        return describe_differences(differ + one_side, theirs, ours)
+    return f"{theirs!r}, now {ours!r}"
+
+
 def load_progress(project: Path, identity: dict) -> dict | None:
     """The progress an interrupted run of this project left, for ``--resume``; None if none.
 
@@ -1065,8 +1240,8 @@ def load_progress(project: Path, identity: dict) -> dict | None:
         if progress["identity"].get(key) != identity[key]:
             raise SystemExit(
                 f"--resume: {path} was left by a run with other {key} "
-                f"({progress['identity'].get(key)!r}, now {identity[key]!r}); its outputs are "
-                "not this run's to build on: run again without --resume"
+                f"({_shown(key, progress['identity'].get(key), identity[key])}); its outputs "
+                "are not this run's to build on: run again without --resume"
             )
     return progress
 
@@ -1084,8 +1259,9 @@ def finished_record(path: Path, identity: dict) -> dict | None:
     for key in RESUME_KEYS:
         if record.get(key) != identity[key]:
             raise SystemExit(
-                f"--resume: {path} was recorded with other {key} ({record.get(key)!r}, now "
-                f"{identity[key]!r}); run it again without --resume to replace it"
+                f"--resume: {path} was recorded with other {key} "
+                f"({_shown(key, record.get(key), identity[key])}); run it again without "
+                "--resume to replace it"
             )
     return record
 
@@ -1102,9 +1278,6 @@ def load_record(path: Path, overrides: dict, sha: str, seed: int) -> dict:
             f"seed {mine[2]}, not {overrides} on {sha[:12]} and seed {seed}"
         )
     return record
-
-
-FOLD_KEY = "data_processing.split.validation_fold"
 
 
 def check_folds(folds: list[int], seeds: list[int], overrides: dict, params: dict) -> None:
@@ -1237,6 +1410,8 @@ def main() -> None:
         "env": env,
         "ablation": args.ablation,
         "overrides": overrides,
+        # Every parameter the stages resolve (conf/ plus the overrides), flat.
+        "parameters": run_parameters(env, overrides),
         "data": data.name,
         "data_sha256": sha,
         "device": device_name(),

@@ -103,6 +103,7 @@ def _write_seed(
     tta: str | None = None,
     split: str | None = None,
     code: dict | None = None,
+    parameters: dict | None = None,
 ) -> None:
     # An ablation run is filed as <setting>-<ablation>[-cv] and flips that one choice.
     named = [a for a in accuracy.ABLATIONS if name.endswith((f"-{a}", f"-{a}-cv"))]
@@ -137,6 +138,8 @@ def _write_seed(
         record["fold"] = fold
     if code is not None:
         record["code"] = code
+    if parameters is not None:
+        record["parameters"] = parameters
     folder = results / "accuracy" / name
     folder.mkdir(parents=True, exist_ok=True)
     label = f"seed{seed}" if fold is None else f"fold{fold}"
@@ -366,6 +369,123 @@ def test_a_run_is_not_filed_over_another_runs_records(tmp_path: Path) -> None:
         accuracy.check_not_overwriting("cpu-quick", tmp_path, same | {"device": "NVIDIA H200"})
 
 
+def test_run_parameters_are_the_environments_with_the_overrides_less_the_per_run_ones() -> None:
+    plain = accuracy.run_parameters("cpu_quick", {})
+    changed = accuracy.run_parameters("cpu_quick", {"classifier_training.finetune.epochs": 2})
+    assert plain["classifier_training.finetune.epochs"] == 7  # conf/cpu_quick over conf/base
+    assert plain["classifier_training.batch_size"] == 32
+    assert plain["classifier_training.early_stopping.metric"] == "balanced_accuracy"  # base's
+    assert accuracy.parameter_differences(plain, changed) == (
+        ["classifier_training.finetune.epochs"],
+        [],
+    )
+    assert not {"seed", "raw_dir", accuracy.FOLD_KEY} & set(plain)
+    assert accuracy.run_parameters("gpu_full", {})["classifier_training.augment.crop_size"] == 224
+
+
+def test_a_run_with_other_parameters_is_not_filed_beside_them(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An edit to conf/ between two seeds of one --name changes no override, but the summary
+    would mix two configurations: refused, naming what changed."""
+    before = {"a.crop_size": 96, "a.epochs": 7}
+    _write_seed(tmp_path, 0, 0.7, name="cpu-quick", parameters=before)
+    record = json.loads((tmp_path / "accuracy/cpu-quick/seed0.json").read_text())
+    common = {k: record[k] for k in ("setting", "ablation", "overrides", "data_sha256", "device")}
+    accuracy.check_not_overwriting("cpu-quick", tmp_path, common | {"parameters": before})
+    with pytest.raises(
+        SystemExit,
+        match=r"seed 0 ran other parameters, recorded: a\.crop_size "
+        r"96 there, 128 now\): file this one under another --name",
+    ):
+        accuracy.check_not_overwriting(
+            "cpu-quick", tmp_path, common | {"parameters": {**before, "a.crop_size": 128}}
+        )
+    # A parameter added since (or removed) is named, not refused: it kept the old behaviour.
+    capsys.readouterr()
+    accuracy.check_not_overwriting(
+        "cpu-quick", tmp_path, common | {"parameters": {**before, "a.scope": "run"}}
+    )
+    assert "lacks, taken to keep the earlier behaviour: a.scope None there, 'run' now" in (
+        capsys.readouterr().err
+    )
+
+
+def _git(repo: Path, *args: str) -> str:
+    import subprocess
+
+    command = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t", *args]
+    return subprocess.run(command, check=True, capture_output=True, text=True).stdout.strip()
+
+
+def test_records_from_before_parameters_were_recorded_are_checked_against_their_commits_conf(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import shutil
+
+    repo = tmp_path / "repo"
+    shutil.copytree(accuracy.ROOT / "conf", repo / "conf", ignore=shutil.ignore_patterns("local"))
+    (repo / "conf" / "local").mkdir()
+    _git(repo, "init", "-q")
+    _git(repo, "add", "conf")
+    _git(repo, "commit", "-qm", "96 px")
+    first = _git(repo, "rev-parse", "HEAD")
+    quick = repo / "conf/cpu_quick/parameters_classifier_training.yml"
+    quick.write_text(quick.read_text().replace("epochs: 7", "epochs: 9", 1))
+    _git(repo, "commit", "-qam", "9 epochs")
+    monkeypatch.setattr(accuracy, "ROOT", repo)
+    results = tmp_path / "results"
+    code = {"commit": first, "src_tree": "s1", "conf_tree": "c1", "changed": 0, "changes": []}
+    _write_seed(results, 0, 0.7, name="cpu-quick", code=code)
+    record = json.loads((results / "accuracy/cpu-quick/seed0.json").read_text())
+    assert "parameters" not in record
+    common = {k: record[k] for k in ("setting", "ablation", "overrides", "data_sha256", "device")}
+    now = accuracy.run_parameters("cpu_quick", {}, repo / "conf")
+    assert now["classifier_training.finetune.epochs"] == 9
+    with pytest.raises(
+        SystemExit,
+        match=rf"conf at its commit {first[:10]}: classifier_training"
+        r"\.finetune\.epochs 7 there, 9 now",
+    ):
+        accuracy.check_not_overwriting("cpu-quick", results, common | {"parameters": now})
+    # With uncommitted changes the commit's conf/ is not what ran: unknown, and said so.
+    code |= {"changed": 1, "changes": [" M conf/cpu_quick/parameters_classifier_training.yml"]}
+    _write_seed(results, 0, 0.7, name="cpu-quick", code=code)
+    accuracy.check_not_overwriting("cpu-quick", results, common | {"parameters": now})
+    assert "seed 0 has no record of its parameters" in capsys.readouterr().err
+
+
+def test_aggregate_and_compare_refuse_records_whose_parameters_differ_beyond_the_ablation(
+    tmp_path: Path,
+) -> None:
+    base = {"classifier_training.sampling": "none", "classifier_training.loss.alpha": "inverse"}
+    base |= {"classifier_training.augment.crop_size": 128}
+    _write_seed(tmp_path, 0, 0.7, name="cpu-quick", parameters=base)
+    _write_seed(tmp_path, 1, 0.7, name="cpu-quick")  # from before: not compared
+    _write_seed(tmp_path, 2, 0.7, name="cpu-quick", parameters=base)
+    assert accuracy.aggregate("cpu-quick", tmp_path)["seeds"] == [0, 1, 2]
+    flipped = base | {"classifier_training.sampling": "inverse"}
+    flipped |= {"classifier_training.loss.alpha": "none"}
+    _write_seed(tmp_path, 0, 0.72, name="cpu-quick-weighted-sampling", parameters=flipped)
+    (row,) = accuracy.compare("cpu-quick", tmp_path)["ablations"]
+    assert row["ablation"] == "weighted-sampling"
+    wider = flipped | {"classifier_training.augment.crop_size": 96}
+    _write_seed(tmp_path, 0, 0.72, name="cpu-quick-weighted-sampling", parameters=wider)
+    with pytest.raises(
+        SystemExit,
+        match=r"in more than weighted-sampling: classifier_training"
+        r"\.augment\.crop_size 128 in cpu-quick, 96 in cpu-quick-weighted-samp",
+    ):
+        accuracy.compare("cpu-quick", tmp_path)
+    _write_seed(tmp_path, 2, 0.7, name="cpu-quick", parameters=wider)
+    with pytest.raises(
+        SystemExit,
+        match=r"seed 2 ran other parameters than seed 0 \(classifier_"
+        r"training\.augment\.crop_size 128 in seed 0, 96 in seed 2; ",
+    ):
+        accuracy.aggregate("cpu-quick", tmp_path)
+
+
 def test_params_may_not_undo_the_ablation(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     argv = ["accuracy.py", "--setting=cpu-quick", "--ablation=cross-entropy", f"--data={tmp_path}"]
     argv += ["--params", "classifier_training.loss.name=focal", f"--results-dir={tmp_path}"]
@@ -448,6 +568,8 @@ def test_accuracy_command_runs_an_ablation_through_kedro(
         "contrastive_pretraining.enabled": False,
     }
     assert record["data_sha256"] == accuracy.dataset_sha256(demo_raw_dir)
+    # The recorded parameters are the ones the stages ran with (the checkpoint's own copy).
+    assert record["parameters"] == accuracy.run_parameters("test", record["overrides"])
     assert [s["pipeline"] for s in record["stages"]] == [
         "data_processing",
         "contrastive_pretraining",
@@ -463,6 +585,9 @@ def test_accuracy_command_runs_an_ablation_through_kedro(
     )
     assert checkpoint["params"]["classifier_training"]["loss"]["name"] == "weighted_cross_entropy"
     assert checkpoint["params"]["seed"] == 3
+    ran = accuracy.flatten({"classifier_training": checkpoint["params"]["classifier_training"]})
+    assert ran == {k: v for k, v in record["parameters"].items() if k in ran}
+    assert len(ran) > 30
     assert (
         record["validation"]["balanced_accuracy"]
         == checkpoint["metrics"]["val"]["balanced_accuracy"]

@@ -140,6 +140,56 @@ def test_an_epoch_kept_from_the_warmup_is_not_called_ema():
     assert checkpoint["selected"]["ema"] is False
 
 
+def test_tracker_counts_stale_epochs_against_the_run_and_against_the_phase():
+    tracker, model = clf.BestTracker("balanced_accuracy"), torch.nn.Linear(1, 1)
+
+    def epoch(score, phase, n):
+        tracker.update(
+            {"balanced_accuracy": score, "val_loss": 1.0}, model, {"phase": phase, "epoch": n}
+        )
+
+    epoch(0.9, "warmup", 0)
+    tracker.start_phase()
+    for n, score in enumerate([0.5, 0.6, 0.6, 0.7]):
+        epoch(score, "finetune", n)
+    # Run: four epochs below the warm-up's 0.9. Phase: the tie at 0.6 (same loss) is one.
+    assert tracker.stale_epochs("run") == 4 and tracker.stale_epochs("phase") == 0
+    epoch(0.65, "finetune", 4)
+    assert tracker.stale_epochs("phase") == 1
+    assert tracker.where == {"phase": "warmup", "epoch": 0}
+    epoch(0.95, "finetune", 5)
+    assert tracker.stale_epochs("run") == tracker.stale_epochs("phase") == 0
+    restored = clf.BestTracker("balanced_accuracy")
+    restored.load_state_dict(tracker.state_dict())  # resume keeps both counts
+    assert (restored.phase_key, restored.phase_stale) == (tracker.phase_key, 0)
+    assert restored.where == {"phase": "finetune", "epoch": 5}
+
+
+@pytest.mark.parametrize(
+    ("scope", "finetune_epochs", "kept"),
+    [("run", 2, ("warmup", 0)), ("phase", 7, ("finetune", 4))],
+)
+def test_early_stopping_scope_decides_whether_a_finetune_below_the_warmup_may_climb(
+    monkeypatch, scope, finetune_epochs, kept
+):
+    """Validation scores scripted: the warm-up's one epoch scores 0.9, fine-tuning starts at
+    0.5 and climbs to 0.95 by its fifth epoch, then falls."""
+    scores = iter([0.9, 0.5, 0.6, 0.7, 0.8, 0.95, 0.94, 0.93, 0.92, 0.91, 0.9])
+    real = clf.classification_metrics
+
+    def scripted(labels, probs):
+        return {**real(labels, probs), "balanced_accuracy": next(scores, 0.0), "val_loss": 1.0}
+
+    monkeypatch.setattr(clf, "classification_metrics", scripted)
+    config = _config(
+        warmup=clf.WarmupConfig(epochs=1, optim=OptimConfig(lr=1e-2, warmup_epochs=0.2)),
+        early_stopping=clf.EarlyStoppingConfig(patience=2, scope=scope),
+    )
+    (checkpoint, history, _), _, _ = _train(config, n=64)
+    assert [h["phase"] for h in history] == ["warmup"] + ["finetune"] * finetune_epochs
+    assert (checkpoint["selected"]["phase"], checkpoint["selected"]["epoch"]) == kept
+
+
 def test_finetune_groups_carry_the_intended_learning_rates():
     model = classifier.Classifier(supcon.build_model(ENCODER, supcon.ProjectionConfig()).encoder, 4)
     model.freeze_encoder(True)

@@ -40,6 +40,7 @@ BAD = [
     ("classifier_training.mix.prob", 1.5, "classifier_training.mix: prob"),
     ("classifier_training.mix.mixup_alpha", -0.2, "mixup_alpha"),
     ("classifier_training.early_stopping.patience", 0, "patience"),
+    ("classifier_training.early_stopping.scope", "phases", "scope: 'phases' is not one of"),
     ("classifier_training.head.dropout", 1.0, "classifier_training.head: dropout"),
     ("classifier_training.head.hidden_dim", -1, "hidden_dim"),
     ("contrastive_pretraining.epochs", -1, "contrastive_pretraining: epochs"),

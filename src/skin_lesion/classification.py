@@ -113,10 +113,18 @@ class MixConfig:
 
 @dataclass(frozen=True)
 class EarlyStoppingConfig:
-    """Choose the best epoch on ``metric`` (validation); stop after ``patience`` without gain."""
+    """Choose the best epoch on ``metric`` (validation); stop after ``patience`` without gain.
+
+    ``scope`` says what fine-tuning's epochs must beat to count as a gain: ``run``, the best
+    epoch of either phase (a fine-tune that starts below the warm-up's best stops after
+    ``patience`` epochs unless it overtakes it); ``phase``, fine-tuning's own best so far (it
+    may climb for as long as it keeps improving). Either way the epoch kept is the best of
+    both phases.
+    """
 
     metric: Literal["balanced_accuracy", "macro_f1"] = "balanced_accuracy"
     patience: int = 5
+    scope: Literal["run", "phase"] = "run"
 
     def __post_init__(self) -> None:
         check_at_least(self, 1, "patience")
@@ -192,15 +200,30 @@ class BestTracker:
         self.where: dict[str, Any] = {}
         self.state_dict_: dict[str, torch.Tensor] | None = None
         self.stale = 0
+        # The same two counts within the current phase (early stopping's ``scope: phase``).
+        self.phase_key: tuple[float, float] = (-np.inf, -np.inf)
+        self.phase_stale = 0
+
+    def start_phase(self) -> None:
+        """A new phase: no epoch of it yet, so none stale."""
+        self.stale, self.phase_key, self.phase_stale = 0, (-np.inf, -np.inf), 0
 
     def update(self, metrics: dict[str, float], model: nn.Module, where: dict[str, Any]) -> None:
         """Record an epoch; keep a CPU copy of ``model``'s weights when it is the best."""
         key = (metrics[self.metric], -metrics["val_loss"])
+        if key > self.phase_key:
+            self.phase_key, self.phase_stale = key, 0
+        else:
+            self.phase_stale += 1
         if key > self.key:
             self.key, self.where, self.stale = key, dict(where), 0
             self.state_dict_ = to_cpu(copy.deepcopy(model.state_dict()))
         else:
             self.stale += 1
+
+    def stale_epochs(self, scope: Literal["run", "phase"]) -> int:
+        """Epochs since the last gain over the best of the run (``run``) or of this phase."""
+        return self.phase_stale if scope == "phase" else self.stale
 
     def state_dict(self) -> dict[str, Any]:
         """For checkpoints (resume)."""
@@ -208,6 +231,8 @@ class BestTracker:
             "key": list(self.key),
             "where": self.where,
             "stale": self.stale,
+            "phase_key": list(self.phase_key),
+            "phase_stale": self.phase_stale,
             "weights": self.state_dict_,
         }
 
@@ -215,6 +240,8 @@ class BestTracker:
         """Restore what ``state_dict`` returned."""
         self.key, self.where = tuple(state["key"]), state["where"]
         self.stale, self.state_dict_ = state["stale"], state["weights"]
+        self.phase_key = tuple(state["phase_key"])
+        self.phase_stale = state["phase_stale"]
 
 
 def make_classifier_step(
@@ -417,7 +444,11 @@ def _fit_phase(
         resume=config.resume,
         evaluate=evaluate,
         after_step=(lambda m: ema.update(model)) if ema is not None else None,
-        should_stop=(lambda h: tracker.stale >= config.early_stopping.patience)
+        should_stop=(
+            lambda h: (
+                tracker.stale_epochs(config.early_stopping.scope) >= config.early_stopping.patience
+            )
+        )
         if finetune
         else None,
         stateful={"tracker": tracker} | ({"ema": ema} if ema is not None else {}),
@@ -480,7 +511,7 @@ def train_classifier(
     # Phase 2: unfreeze, encoder at a fraction of the head's learning rate.
     optimizer = build_finetune_optimizer(model, config.finetune)
     ema = StepEma(model, config.ema) if config.ema.enabled else None
-    tracker.stale = 0
+    tracker.start_phase()
     logger.info("Classifier phase 2 (fine-tuning): up to %d epochs", config.finetune.epochs)
     history += _fit_phase(
         setup,
