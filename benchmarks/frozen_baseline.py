@@ -2,11 +2,18 @@
 
 Usage (after `kedro run --env cpu_quick --pipelines data_processing`):
     python benchmarks/frozen_baseline.py [--data-dir data/cpu_quick] [--crop 128]
+    python benchmarks/frozen_baseline.py --encoder-checkpoint \
+        data/cpu_quick/06_models/pretrained_encoder.pt --out results/probe.json
 
 Embeds the train and val images of an existing image cache with the frozen encoder (the
 same eval transform the classifier uses), fits scikit-learn's LogisticRegression with
 ``class_weight='balanced'`` on standardised train features, and reports validation balanced
-accuracy and macro-F1: the bar a fine-tuned classifier has to clear. Writes JSON to
+accuracy and macro-F1 (and the same on the training images, so that the gap shows how much
+better the features separate the images they were fitted on): the bar a fine-tuned
+classifier has to clear. With ``--encoder-checkpoint`` the encoder is a
+``contrastive_pretraining`` output instead (the linear probe of SupCon's features, the way
+the SupCon paper evaluates them); one trained on other splits or another cache is refused,
+since val images may then have been among its training images. Writes JSON to
 benchmarks/results/frozen_baseline.json (``--out``); a result made with another encoder,
 weights, crop, cache, split (its image ids) or device there is not overwritten: pass another
 ``--out`` to keep both.
@@ -29,6 +36,8 @@ from sklearn.metrics import balanced_accuracy_score, f1_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from skin_lesion import lineage
+from skin_lesion import pretraining as supcon
 from skin_lesion.augment import build_eval_transform
 from skin_lesion.datasets import ImageCacheDataset
 from skin_lesion.engine import resolve_device
@@ -78,7 +87,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--data-dir", type=Path, default=ROOT / "data/cpu_quick")
     parser.add_argument("--encoder", default="tf_efficientnet_lite0")
     parser.add_argument("--weights", default="imagenet-offline")
-    parser.add_argument("--crop", type=int, default=128)
+    parser.add_argument(
+        "--crop",
+        type=int,
+        help="eval crop (default: the --encoder-checkpoint's training crop, else 128, cpu_quick's)",
+    )
+    parser.add_argument(
+        "--encoder-checkpoint",
+        type=Path,
+        help="probe this pretrained_encoder.pt (contrastive_pretraining's output) instead of "
+        "--encoder/--weights",
+    )
     parser.add_argument(
         "--out", type=Path, default=ROOT / "benchmarks/results/frozen_baseline.json"
     )
@@ -88,7 +107,33 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Run the baseline, write and print its validation scores; return the record."""
     args = parse_args(argv)
-    planned: dict[str, Any] = {"encoder": args.encoder, "weights": args.weights, "crop": args.crop}
+    planned: dict[str, Any] = {
+        "encoder": args.encoder,
+        "weights": args.weights,
+        "crop": args.crop or 128,
+    }
+    checkpoint = None
+    if args.encoder_checkpoint is not None:
+        if not args.encoder_checkpoint.is_file():
+            raise SystemExit(f"--encoder-checkpoint {args.encoder_checkpoint}: no such file")
+        checkpoint = torch.load(args.encoder_checkpoint, map_location="cpu", weights_only=True)
+        if checkpoint.get("kind") != supcon.CHECKPOINT_KIND:
+            raise SystemExit(
+                f"--encoder-checkpoint {args.encoder_checkpoint}: a {checkpoint.get('kind')!r} "
+                f"checkpoint, not a {supcon.CHECKPOINT_KIND!r} one (contrastive_pretraining's "
+                "pretrained_encoder)"
+            )
+        planned |= {
+            "crop": args.crop or checkpoint["preprocessing"]["crop_size"],
+            "encoder": checkpoint["architecture"]["encoder"],
+            "weights": "checkpoint",
+            "encoder_checkpoint": {
+                "file": args.encoder_checkpoint.name,
+                "sha256": hashlib.sha256(args.encoder_checkpoint.read_bytes()).hexdigest(),
+                "initial_weights": checkpoint.get("initial_weights"),
+                "supcon_epochs": len(checkpoint.get("history") or []),
+            },
+        }
     check_not_overwriting(args.out, planned)  # before any work
     cache_dir = args.data_dir / "02_intermediate/image_cache"
     splits_path = args.data_dir / "05_model_input/splits.parquet"
@@ -115,9 +160,24 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "device": str(device),
     }
     check_not_overwriting(args.out, planned)
-    encoder = create_encoder(args.encoder, weights=args.weights).eval().to(device)
-    prep = resolve_preprocessing(encoder)
-    transform = build_eval_transform(args.crop, prep["mean"], prep["std"]).to(device)
+    if checkpoint is not None:
+        # Trained on labels: the val images must not have been among its training images.
+        try:
+            lineage.check_checkpoint_inputs(
+                checkpoint,
+                "--encoder-checkpoint",
+                "contrastive_pretraining",
+                splits=splits,
+                cache_preprocessing=cache.preprocessing,
+            )
+        except lineage.StaleInputError as error:
+            raise SystemExit(str(error)) from None
+        encoder = supcon.model_from_checkpoint(checkpoint).encoder.eval().to(device)
+        prep = checkpoint["preprocessing"]
+    else:
+        encoder = create_encoder(args.encoder, weights=args.weights).eval().to(device)
+        prep = resolve_preprocessing(encoder)
+    transform = build_eval_transform(planned["crop"], prep["mean"], prep["std"]).to(device)
     start = time.perf_counter()
     x_train = _features(encoder, cache.images, train, transform, device)
     x_val = _features(encoder, cache.images, val, transform, device)
@@ -127,10 +187,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     )
     model.fit(x_train, labels[train])
     predicted = model.predict(x_val)
+    fitted = model.predict(x_train)
     result = {
         **planned,
         "val_balanced_accuracy": round(float(balanced_accuracy_score(labels[val], predicted)), 4),
         "val_macro_f1": round(float(f1_score(labels[val], predicted, average="macro")), 4),
+        "train_balanced_accuracy": round(float(balanced_accuracy_score(labels[train], fitted)), 4),
+        "train_macro_f1": round(float(f1_score(labels[train], fitted, average="macro")), 4),
         "seconds": round(time.perf_counter() - start, 1),
         "code": code_version(ROOT),
     }

@@ -50,3 +50,59 @@ def test_a_data_folder_without_a_cache_is_named(tmp_path: Path) -> None:
     with pytest.raises(SystemExit, match=r"image_cache not found: run `kedro run"):
         frozen_baseline.main(argv)
     assert not (tmp_path / "f.json").exists()
+
+
+def test_probe_of_a_supcon_encoder_uses_its_weights_and_refuses_one_trained_on_other_splits(
+    kedro_project: Path, tmp_path: Path
+) -> None:
+    import hashlib
+
+    import torch
+
+    run_kedro(kedro_project, "data_processing")
+    run_kedro(kedro_project, "contrastive_pretraining")
+    data = kedro_project / "data"
+    encoder = data / "06_models" / "pretrained_encoder.pt"
+    checkpoint = torch.load(encoder, map_location="cpu", weights_only=True)
+    out = tmp_path / "probe.json"
+    argv = ["--data-dir", str(data), "--encoder-checkpoint", str(encoder), "--out", str(out)]
+    result = frozen_baseline.main(argv)
+    assert result["weights"] == "checkpoint"
+    assert result["crop"] == checkpoint["preprocessing"]["crop_size"]  # its training crop
+    assert result["encoder_checkpoint"] == {
+        "file": "pretrained_encoder.pt",
+        "sha256": hashlib.sha256(encoder.read_bytes()).hexdigest(),
+        "initial_weights": checkpoint["initial_weights"],
+        "supcon_epochs": 2,  # conf/test
+    }
+    for key in ("val_balanced_accuracy", "train_balanced_accuracy", "train_macro_f1"):
+        assert 0.0 <= result[key] <= 1.0
+    # Another encoder's weights are another baseline: refused before any work.
+    state = checkpoint["state_dict"]
+    first = next(k for k in state if k.startswith("encoder.") and state[k].is_floating_point())
+    state[first] = state[first] + 1.0
+    other = tmp_path / "other.pt"
+    torch.save(checkpoint, other)
+    with pytest.raises(SystemExit, match=r"encoder_checkpoint .* there.*--out"):
+        frozen_baseline.main([*argv[:3], str(other), *argv[4:]])
+    # The weights are the checkpoint's: the changed one gives other features, other scores.
+    changed = frozen_baseline.main([*argv[:3], str(other), "--out", str(tmp_path / "o.json")])
+    assert changed["encoder_checkpoint"]["sha256"] != result["encoder_checkpoint"]["sha256"]
+    assert (changed["train_balanced_accuracy"], changed["val_macro_f1"]) != (
+        result["train_balanced_accuracy"],
+        result["val_macro_f1"],
+    )
+    # Trained on other splits: val images may have been its training images.
+    splits_path = data / "05_model_input" / "splits.parquet"
+    splits = pd.read_parquet(splits_path)
+    first_train = splits.index[splits["split"] == "train"][0]
+    first_val = splits.index[splits["split"] == "val"][0]
+    splits.loc[[first_train, first_val], "split"] = ["val", "train"]
+    splits.to_parquet(splits_path)
+    with pytest.raises(SystemExit, match=r"trained on other splits"):
+        frozen_baseline.main([*argv[:-1], str(tmp_path / "p2.json")])
+    assert not (tmp_path / "p2.json").exists()
+    # Not a pretrained encoder at all.
+    torch.save({"kind": "classifier"}, tmp_path / "c.pt")
+    with pytest.raises(SystemExit, match=r"a 'classifier' checkpoint, not a"):
+        frozen_baseline.main([*argv[:3], str(tmp_path / "c.pt"), "--out", str(tmp_path / "c.json")])
