@@ -10,6 +10,16 @@ from benchmarks import frozen_baseline
 from tests.conftest import run_kedro
 
 
+def _swap_a_train_and_a_val_image(data: Path) -> None:
+    """Another split of the same sizes: the first train and val images trade places."""
+    splits_path = data / "05_model_input" / "splits.parquet"
+    splits = pd.read_parquet(splits_path)
+    first_train = splits.index[splits["split"] == "train"][0]
+    first_val = splits.index[splits["split"] == "val"][0]
+    splits.loc[[first_train, first_val], "split"] = ["val", "train"]
+    splits.to_parquet(splits_path)
+
+
 def test_baseline_scores_validation_and_keeps_another_settings_result(
     kedro_project: Path, tmp_path: Path
 ) -> None:
@@ -34,12 +44,7 @@ def test_baseline_scores_validation_and_keeps_another_settings_result(
     assert json.loads(out.read_text()) == saved
     # Another split of the same sizes (one train and one val image trade places) is another
     # baseline too: refused after reading the split, before the features.
-    splits_path = kedro_project / "data" / "05_model_input" / "splits.parquet"
-    splits = pd.read_parquet(splits_path)
-    first_train = splits.index[splits["split"] == "train"][0]
-    first_val = splits.index[splits["split"] == "val"][0]
-    splits.loc[[first_train, first_val], "split"] = ["val", "train"]
-    splits.to_parquet(splits_path)
+    _swap_a_train_and_a_val_image(kedro_project / "data")
     with pytest.raises(SystemExit, match=r"split_sha256 '[0-9a-f]{64}' there"):
         frozen_baseline.main([*argv, "--crop", "32"])
     assert json.loads(out.read_text()) == saved
@@ -93,12 +98,7 @@ def test_probe_of_a_supcon_encoder_uses_its_weights_and_refuses_one_trained_on_o
         result["val_macro_f1"],
     )
     # Trained on other splits: val images may have been its training images.
-    splits_path = data / "05_model_input" / "splits.parquet"
-    splits = pd.read_parquet(splits_path)
-    first_train = splits.index[splits["split"] == "train"][0]
-    first_val = splits.index[splits["split"] == "val"][0]
-    splits.loc[[first_train, first_val], "split"] = ["val", "train"]
-    splits.to_parquet(splits_path)
+    _swap_a_train_and_a_val_image(data)
     with pytest.raises(SystemExit, match=r"trained on other splits"):
         frozen_baseline.main([*argv[:-1], str(tmp_path / "p2.json")])
     assert not (tmp_path / "p2.json").exists()
