@@ -1103,6 +1103,45 @@ def restore_outputs(project: Path, env: str, label: str) -> None:
     copy_outputs(kept, data, KEPT)
 
 
+# Parameters that reach neither data_processing nor contrastive_pretraining.
+AFTER_PRETRAINING = ("classifier_training.", "reporting.", "inference.")
+
+
+def _src_changes(code: dict) -> list[str]:
+    """Uncommitted changes under ``src`` (the commit's tree does not describe them)."""
+    return [line for line in code.get("changes") or [] if line[3:].startswith("src/")]
+
+
+def pretraining_code_differs(record: dict, common: dict, cache: dict) -> str | None:
+    """Why ``record``'s SupCon stage may not be what this run's would be; None if it is.
+
+    The same package code (``src`` tree, no uncommitted change under ``src`` on either side)
+    and the same parameters outside the classifier's and the reporting's: a commit that
+    touched only documentation, benchmarks or another environment's files does not stop the
+    reuse. Where the record's parameters cannot be known, the whole code record must match.
+    """
+    theirs_code, ours_code = record.get("code") or {}, common.get("code") or {}
+    if not theirs_code or not ours_code:
+        return None if theirs_code == ours_code else "has no code record"
+    for key in ("src_tree", "package_commit"):
+        if theirs_code.get(key) != ours_code.get(key):
+            return (
+                f"ran other code ({key} {theirs_code.get(key)!r}, this run {ours_code.get(key)!r})"
+            )
+    changed = _src_changes(theirs_code) + _src_changes(ours_code)
+    if changed:
+        return f"or this run has uncommitted changes under src ({', '.join(changed)})"
+    params, where = recorded_parameters(record, cache)
+    if params is None or "parameters" not in common:
+        return None if theirs_code == ours_code else f"has code {theirs_code!r}"
+    ours = {k: v for k, v in common["parameters"].items() if not k.startswith(AFTER_PRETRAINING)}
+    theirs = {k: v for k, v in params.items() if not k.startswith(AFTER_PRETRAINING)}
+    differ, _ = parameter_differences(theirs, ours)
+    if differ:
+        return f"ran other parameters ({where}: {describe_differences(differ, theirs, ours)})"
+    return None
+
+
 def pretraining_sources(
     source: str,
     runs: list[tuple[str, int | None, int]],
@@ -1115,8 +1154,9 @@ def pretraining_sources(
 
     Checked for every label before any work: the overrides touch only the classifier and
     the reporting, and ``source`` recorded the label with the same setting, data, device,
-    packages and code, no override of its own outside the classifier's, the same seed (and
-    fold), and kept all of ``PRETRAINING_KEPT``.
+    packages, package code and parameters up to the SupCon stage
+    (:func:`pretraining_code_differs`), no override of its own outside the classifier's, the
+    same seed (and fold), and kept all of ``PRETRAINING_KEPT``.
 
     Raises:
         SystemExit: Naming the override, the record or the file that does not fit.
@@ -1128,7 +1168,7 @@ def pretraining_sources(
             "contrastive_pretraining do; only classifier_training.* and reporting.* overrides "
             "can take another run's pretraining"
         )
-    folders = {}
+    folders, cache = {}, {}
     for label, fold, seed in runs:
         path = results / "accuracy" / source / f"{label}.json"
         if not path.exists():
@@ -1138,9 +1178,7 @@ def pretraining_sources(
         record = json.loads(path.read_text())
         theirs = {k: v for k, v in record["overrides"].items() if not k.startswith(CLASSIFIER_SIDE)}
         wanted = {
-            **{
-                key: common[key] for key in ("setting", "data_sha256", "device", "packages", "code")
-            },
+            **{key: common[key] for key in ("setting", "data_sha256", "device", "packages")},
             "seed": seed,
             "fold": fold,
             "pretraining overrides": {},
@@ -1152,6 +1190,12 @@ def pretraining_sources(
                     f"--pretraining-from {source}: {path} has {key} {found.get(key)!r}, this "
                     f"run {value!r}; its encoder is not this run's to reuse"
                 )
+        problem = pretraining_code_differs(record, common, cache)
+        if problem:
+            raise SystemExit(
+                f"--pretraining-from {source}: {path} {problem}; its encoder is not this run's "
+                "to reuse"
+            )
         kept = work_dir / source / "kept" / label
         missing = [r for r in PRETRAINING_KEPT if not (kept / r).exists()]
         if missing:

@@ -1143,7 +1143,7 @@ def test_pretraining_from_refuses_a_source_of_other_code_or_without_its_outputs(
     calls, argv = _pretraining_run(tmp_path, monkeypatch)
     monkeypatch.setattr(sys, "argv", argv)
     monkeypatch.setattr(accuracy, "code_record", lambda: {"commit": "other"})
-    with pytest.raises(SystemExit, match=r"seed0\.json has code .*not this run's to reuse"):
+    with pytest.raises(SystemExit, match=r"seed0\.json ran other code \(src_tree '.*not this"):
         accuracy.main()
     monkeypatch.undo()
     calls = _fake_kedro(monkeypatch)
@@ -1156,6 +1156,52 @@ def test_pretraining_from_refuses_a_source_of_other_code_or_without_its_outputs(
     with pytest.raises(SystemExit, match="that is this run itself"):
         accuracy.main()
     assert calls == []
+
+
+def test_pretraining_from_takes_a_source_of_another_commit_with_the_same_src_and_parameters(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A commit that touched only documentation (or another environment's files) does not stop
+    the reuse; other src, an uncommitted src change or another SupCon parameter does."""
+    calls, argv = _pretraining_run(tmp_path, monkeypatch)
+    path = tmp_path / "results/accuracy/cpu-quick/seed0.json"
+    record = json.loads(path.read_text())
+    code = record["code"] or {"src_tree": "s", "conf_tree": "c", "changed": 0, "changes": []}
+    docs_only = {**code, "commit": "d" * 40, "conf_tree": "another", "changed": 0, "changes": []}
+    monkeypatch.setattr(sys, "argv", argv)
+    monkeypatch.setattr(accuracy, "code_record", lambda: {**docs_only, "commit": "e" * 40})
+    for seed in (0, 1):
+        source = tmp_path / f"results/accuracy/cpu-quick/seed{seed}.json"
+        source.write_text(json.dumps({**json.loads(source.read_text()), "code": docs_only}))
+    accuracy.main()
+    assert calls.encoders == ["cpu-quick pretrained seed 0", "cpu-quick pretrained seed 1"]
+    refusals = [
+        ({"src_tree": "other"}, None, r"seed0\.json ran other code \(src_tree 'other'"),
+        (
+            {"changed": 1, "changes": [" M src/skin_lesion/pretraining.py"]},
+            None,
+            r"uncommitted changes under src \( M src/skin_lesion/pretraining\.py\)",
+        ),
+        (
+            {},
+            {"contrastive_pretraining.temperature": 0.5},
+            r"ran other parameters \(recorded: contrastive_pretraining\.temperature 0\.5 there",
+        ),
+    ]
+    for change, parameters, message in refusals:
+        saved = json.loads(path.read_text())
+        changed = {**saved, "code": {**docs_only, **change}}
+        if parameters:
+            changed["parameters"] = {**saved["parameters"], **parameters}
+        path.write_text(json.dumps(changed))
+        with pytest.raises(SystemExit, match=message):
+            accuracy.main()
+        path.write_text(json.dumps(saved))
+    # A classifier parameter of the source's own is no reason to refuse its encoder.
+    saved = json.loads(path.read_text())
+    other = {**saved["parameters"], "classifier_training.finetune.epochs": 99}
+    path.write_text(json.dumps({**saved, "parameters": other}))
+    accuracy.main()
 
 
 def test_records_and_summary_give_test_recall_per_class(tmp_path: Path) -> None:
