@@ -260,8 +260,15 @@ def embed(
     """Encoder features and normalised projections of ``images[indices]`` (eval transform).
 
     Returns:
-        ``(features [n, num_features], projections [n, out_dim])`` as float32 arrays.
+        ``(features [n, num_features], projections [n, out_dim])`` as float32 arrays (with
+        no rows for no indices).
     """
+    if len(indices) == 0:
+        out_dim = [m for m in model.head.modules() if isinstance(m, nn.Linear)][-1].out_features
+        return (
+            np.zeros((0, model.encoder.num_features), np.float32),
+            np.zeros((0, out_dim), np.float32),
+        )
     model.eval().to(device)
     transform = build_eval_transform(
         preprocessing["crop_size"], preprocessing["mean"], preprocessing["std"]

@@ -40,3 +40,22 @@ def test_disabled_pretraining_hands_on_initial_weights(kedro_project):
         kedro_project / "data" / "06_models" / "pretrained_encoder.pt", weights_only=True
     )
     assert checkpoint["epoch"] == -1 and checkpoint["history"] == []
+
+
+def test_embeddings_not_exported_leave_an_empty_table_the_report_can_draw(kedro_project):
+    """``export_embeddings: false`` used to end the pipeline in ``torch.cat`` of no batches."""
+    from skin_lesion.figures import plot_embedding_map
+
+    run_kedro(kedro_project, "data_processing")
+    run_kedro(
+        kedro_project,
+        "contrastive_pretraining",
+        contrastive_pretraining={"enabled": False, "export_embeddings": False},
+    )
+    path = kedro_project / "data" / "07_model_output" / "contrastive_embeddings.parquet"
+    embeddings = pd.read_parquet(path)
+    assert len(embeddings) == 0
+    assert list(embeddings.columns[:4]) == ["image_id", "split", "label", "dx"]
+    assert embeddings.filter(regex=r"^z\d+$").shape == (0, 128)
+    z = embeddings.filter(regex=r"^z\d+$").to_numpy()
+    plot_embedding_map(z, embeddings["label"].to_numpy(), ["a", "b"])  # a note, not a map
