@@ -81,6 +81,10 @@ def to_cpu(obj: Any) -> Any:
     return obj
 
 
+# What a resume needs beyond the checkpoint itself (engine.fit saves them each epoch).
+TRAINING_STATE = frozenset({"optimizer", "scheduler", "scaler", "stateful", "rng"})
+
+
 class CheckpointStore:
     """The folder where one training run keeps its latest epoch, for ``resume``.
 
@@ -89,13 +93,24 @@ class CheckpointStore:
     path lives in the catalog and the node never opens files itself.
     """
 
-    def __init__(self, directory: str | os.PathLike) -> None:
-        """Use ``directory`` (created on first save)."""
+    def __init__(self, directory: str | os.PathLike, *, keep_epochs: bool = False) -> None:
+        """Use ``directory`` (created on first save); with ``keep_epochs``, every epoch's
+        checkpoint is also kept as ``epoch<N>.pt`` (``N`` its 0-based ``epoch``), without
+        the training state (optimizer, scheduler, scaler, RNG) that only a resume needs."""
         self.directory = Path(directory)
+        self.keep_epochs = keep_epochs
+
+    def keeping_epochs(self) -> CheckpointStore:
+        """This store, also keeping every epoch's checkpoint."""
+        return CheckpointStore(self.directory, keep_epochs=True)
 
     def save(self, state: dict[str, Any]) -> None:
-        """Atomically replace the run's latest checkpoint."""
-        save_checkpoint(to_cpu(state), self.directory / LAST)
+        """Atomically replace the run's latest checkpoint (and keep this epoch's if asked)."""
+        state = to_cpu(state)
+        save_checkpoint(state, self.directory / LAST)
+        if self.keep_epochs:
+            weights = {k: v for k, v in state.items() if k not in TRAINING_STATE}
+            save_checkpoint(weights, self.directory / f"epoch{state['epoch']}.pt")
 
     def latest(self) -> dict[str, Any] | None:
         """The latest complete epoch's checkpoint, or ``None`` when the run has none."""
@@ -107,8 +122,10 @@ class CheckpointStore:
         return CheckpointStore(self.directory / name)
 
     def clear(self) -> None:
-        """Forget the run (a fresh run that must not resume)."""
+        """Forget the run (a fresh run that must not resume), the epochs it kept included."""
         (self.directory / LAST).unlink(missing_ok=True)
+        for kept in self.directory.glob("epoch*.pt"):
+            kept.unlink()
 
     def __repr__(self) -> str:
         return f"CheckpointStore('{self.directory}')"

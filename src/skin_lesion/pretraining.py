@@ -79,6 +79,8 @@ class PretrainConfig:
         channels_last: NHWC memory format on CUDA.
         compile: ``torch.compile`` the model.
         resume: Continue an interrupted run from its last complete epoch.
+        keep_epochs: Also keep every epoch's checkpoint (``epoch<N>.pt`` beside the resume
+            checkpoint), e.g. to probe the features epoch by epoch.
         export_embeddings: Embed the val/test images for the reporting pipeline.
         embed_batch_size: Batch size for the embedding export.
         progress: Progress bars.
@@ -97,6 +99,7 @@ class PretrainConfig:
     channels_last: bool = True
     compile: bool = False
     resume: bool = False
+    keep_epochs: bool = False
     export_embeddings: bool = True
     embed_batch_size: int = 256
     progress: bool = True
@@ -238,7 +241,7 @@ def pretrain(
         epochs=epochs,
         grad_clip=config.optim.grad_clip,
         describe=describe,
-        store=store,
+        store=store.keeping_epochs() if store is not None and config.keep_epochs else store,
         resume=config.resume,
         progress=config.progress,
         desc="supcon",

@@ -59,3 +59,26 @@ def test_embeddings_not_exported_leave_an_empty_table_the_report_can_draw(kedro_
     assert embeddings.filter(regex=r"^z\d+$").shape == (0, 128)
     z = embeddings.filter(regex=r"^z\d+$").to_numpy()
     plot_embedding_map(z, embeddings["label"].to_numpy(), ["a", "b"])  # a note, not a map
+
+
+def test_keep_epochs_keeps_each_epochs_weights_and_a_fresh_run_clears_them(kedro_project):
+    run_kedro(kedro_project, "data_processing")
+    run_kedro(
+        kedro_project, "contrastive_pretraining", contrastive_pretraining={"keep_epochs": True}
+    )
+    root = kedro_project / "data" / "06_models"
+    runs = root / "runs" / "contrastive_pretraining"
+    final = torch.load(root / "pretrained_encoder.pt", weights_only=True)
+    kept = [torch.load(runs / f"epoch{n}.pt", weights_only=True) for n in (0, 1)]
+    assert [k["epoch"] for k in kept] == [0, 1] and [len(k["history"]) for k in kept] == [1, 2]
+    for checkpoint in kept:
+        assert checkpoint["kind"] == "supcon_encoder"
+        assert not {"optimizer", "scheduler", "scaler", "rng"} & set(checkpoint)
+        model_from_checkpoint(checkpoint)
+    # The last epoch kept is the pipeline's output; the first is other weights.
+    for name, value in final["state_dict"].items():
+        assert torch.equal(kept[1]["state_dict"][name], value), name
+    assert any(not torch.equal(kept[0]["state_dict"][k], v) for k, v in final["state_dict"].items())
+    # A fresh run without it leaves none behind from the earlier run.
+    run_kedro(kedro_project, "contrastive_pretraining")
+    assert sorted(p.name for p in runs.iterdir()) == ["last.pt"]
