@@ -1115,10 +1115,11 @@ def _src_changes(code: dict) -> list[str]:
 def pretraining_code_differs(record: dict, common: dict, cache: dict) -> str | None:
     """Why ``record``'s SupCon stage may not be what this run's would be; None if it is.
 
-    The same package code (``src`` tree, no uncommitted change under ``src`` on either side)
-    and the same parameters outside the classifier's and the reporting's: a commit that
-    touched only documentation, benchmarks or another environment's files does not stop the
-    reuse. Where the record's parameters cannot be known, the whole code record must match.
+    The same package code (``src`` tree, and no uncommitted change under ``src`` on either
+    side unless the two code records are the same) and the same parameters outside the
+    classifier's and the reporting's: a commit that touched only documentation, benchmarks
+    or another environment's files does not stop the reuse. Where the record's parameters
+    cannot be known, the whole code record must match.
     """
     theirs_code, ours_code = record.get("code") or {}, common.get("code") or {}
     if not theirs_code or not ours_code:
@@ -1128,8 +1129,9 @@ def pretraining_code_differs(record: dict, common: dict, cache: dict) -> str | N
             return (
                 f"ran other code ({key} {theirs_code.get(key)!r}, this run {ours_code.get(key)!r})"
             )
+    # Uncommitted src changes: only the very same code record (as before) may tell they match.
     changed = _src_changes(theirs_code) + _src_changes(ours_code)
-    if changed:
+    if changed and theirs_code != ours_code:
         return f"or this run has uncommitted changes under src ({', '.join(changed)})"
     params, where = recorded_parameters(record, cache)
     if params is None or "parameters" not in common:
