@@ -39,6 +39,7 @@ from sklearn.preprocessing import StandardScaler
 from skin_lesion import lineage
 from skin_lesion import pretraining as supcon
 from skin_lesion.augment import build_eval_transform
+from skin_lesion.checkpoints import load_checkpoint
 from skin_lesion.datasets import ImageCacheDataset
 from skin_lesion.engine import resolve_device
 from skin_lesion.models import create_encoder, resolve_preprocessing
@@ -116,7 +117,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.encoder_checkpoint is not None:
         if not args.encoder_checkpoint.is_file():
             raise SystemExit(f"--encoder-checkpoint {args.encoder_checkpoint}: no such file")
-        checkpoint = torch.load(args.encoder_checkpoint, map_location="cpu", weights_only=True)
+        checkpoint = load_checkpoint(args.encoder_checkpoint)
         if checkpoint.get("kind") != supcon.CHECKPOINT_KIND:
             raise SystemExit(
                 f"--encoder-checkpoint {args.encoder_checkpoint}: a {checkpoint.get('kind')!r} "

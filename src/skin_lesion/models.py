@@ -340,6 +340,7 @@ class ProjectionHead(nn.Module):
         """
         super().__init__()
         hidden = in_features if hidden_dim is None else hidden_dim
+        self.out_dim = out_dim
         self.net = nn.Sequential(
             nn.Linear(in_features, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, out_dim)
         )

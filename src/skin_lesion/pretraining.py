@@ -267,10 +267,9 @@ def embed(
         no rows for no indices).
     """
     if len(indices) == 0:
-        out_dim = [m for m in model.head.modules() if isinstance(m, nn.Linear)][-1].out_features
         return (
             np.zeros((0, model.encoder.num_features), np.float32),
-            np.zeros((0, out_dim), np.float32),
+            np.zeros((0, model.head.out_dim), np.float32),
         )
     model.eval().to(device)
     transform = build_eval_transform(
