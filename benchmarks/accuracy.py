@@ -467,14 +467,19 @@ def seed_summary(metrics: dict) -> dict:
 
 # Per epoch of the classifier's training history, what the record keeps.
 EPOCH_FIELDS = ("phase", "epoch", "loss", "val_loss", "balanced_accuracy", "macro_f1")
+# Per epoch of SupCon's history: the loss and the validation kNN monitor's scores.
+PRETRAINING_FIELDS = ("epoch", "loss", "val_knn_balanced_accuracy", "val_knn_macro_f1")
 
 
-def validation_summary(checkpoint: Path, history: Path | None = None) -> dict:
+def validation_summary(
+    checkpoint: Path, history: Path | None = None, pretraining_history: Path | None = None
+) -> dict:
     """The validation figures of the epoch the classifier kept: what model choice may use.
 
     With ``history`` (the run's ``training_history.json``), also every epoch's training loss
     and validation figures, so that which epoch was kept, and what came after it, can be read
-    from the record rather than the run's log.
+    from the record rather than the run's log. With ``pretraining_history``, SupCon's loss
+    and validation kNN scores per epoch (``pretraining_epochs``; none when SupCon was off).
     """
     import torch
 
@@ -492,7 +497,35 @@ def validation_summary(checkpoint: Path, history: Path | None = None) -> dict:
             {key: epoch.get(key) for key in EPOCH_FIELDS}
             for epoch in json.loads(history.read_text())
         ]
+    if pretraining_history is not None and pretraining_history.exists():
+        summary["pretraining_epochs"] = [
+            {key: epoch.get(key) for key in PRETRAINING_FIELDS}
+            for epoch in json.loads(pretraining_history.read_text())
+        ]
     return summary
+
+
+def supcon_knn(epochs: list[dict] | None) -> dict | None:
+    """The SupCon kNN monitor of one run: its last and best validation balanced accuracy.
+
+    Returns:
+        ``{"last", "best", "best_epoch", "epochs"}`` (epochs counted from 1), or None when
+        no epoch was scored.
+    """
+    scored = [
+        (e["epoch"], e["val_knn_balanced_accuracy"])
+        for e in epochs or []
+        if e.get("val_knn_balanced_accuracy") is not None
+    ]
+    if not scored:
+        return None
+    best_epoch, best = max(scored, key=lambda pair: pair[1])
+    return {
+        "last": scored[-1][1],
+        "best": best,
+        "best_epoch": best_epoch + 1,
+        "epochs": len(epochs),
+    }
 
 
 def kept_epoch(selected: dict | None) -> str:
@@ -704,6 +737,12 @@ def aggregate(name: str, results: Path = RESULTS) -> dict:
             str(s[unit]): s["validation"].get("selected")
             for s in seeds
             if s.get("validation", {}).get("selected")
+        },
+        # SupCon's validation kNN monitor, for each seed whose run scored it.
+        supcon_knn={
+            str(s[unit]): knn
+            for s in seeds
+            if (knn := supcon_knn(s.get("validation", {}).get("pretraining_epochs")))
         },
         # Test recall per class, where every seed recorded it.
         per_class_recall={
@@ -1020,6 +1059,17 @@ def markdown(name: str, result: dict) -> str:
             "",
             f"Epoch kept on validation, by {unit}: "
             + "; ".join(f"{k} {kept_epoch(v)}" for k, v in kept.items())
+            + ".",
+        ]
+    if result.get("supcon_knn"):
+        lines += [
+            "",
+            f"SupCon validation kNN balanced accuracy (the pretraining monitor), by {unit}: "
+            + "; ".join(
+                f"{k} {v['last']:.3f} after epoch {v['epochs']} (best {v['best']:.3f}, epoch "
+                f"{v['best_epoch']})"
+                for k, v in result["supcon_knn"].items()
+            )
             + ".",
         ]
     if result.get("per_class_recall"):
@@ -1563,6 +1613,7 @@ def main() -> None:
                 "validation": validation_summary(
                     data_dir(project, env) / "06_models/classifier.pt",
                     data_dir(project, env) / "08_reporting/training_history.json",
+                    data_dir(project, env) / "08_reporting/pretraining_history.json",
                 ),
                 # Stages an interrupted run finished and --resume did not repeat.
                 **({"resumed": [stage["pipeline"] for stage in carried]} if carried else {}),

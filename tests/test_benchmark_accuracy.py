@@ -813,7 +813,7 @@ def _fake_kedro(monkeypatch: pytest.MonkeyPatch, kill_at: tuple | None = None) -
     monkeypatch.setattr(
         accuracy,
         "validation_summary",
-        lambda path, history=None: {
+        lambda path, history=None, pretraining_history=None: {
             "balanced_accuracy": 0.7,
             "macro_f1": 0.6,
             "from": path.read_text(),
@@ -1302,3 +1302,52 @@ def test_summary_names_the_epoch_each_seed_kept(tmp_path: Path) -> None:
     # Records without the choice (``selected`` empty) say nothing of it.
     _write_seed(tmp_path, 0, 0.7, val=0.6, name="old")
     assert "Epoch kept" not in accuracy.markdown("old", accuracy.aggregate("old", tmp_path))
+
+
+def test_summary_gives_each_seeds_supcon_knn_monitor(tmp_path: Path) -> None:
+    curves = {0: [0.30, 0.45, 0.41], 1: [None, 0.38, 0.52]}  # seed 1 scored every 2nd epoch
+    for seed, curve in curves.items():
+        _write_seed(tmp_path, seed, 0.7, val=0.6)
+        path = tmp_path / "accuracy/run" / f"seed{seed}.json"
+        record = json.loads(path.read_text())
+        record["validation"]["pretraining_epochs"] = [
+            {"epoch": e, "loss": 5.0 - e, "val_knn_balanced_accuracy": v}
+            for e, v in enumerate(curve)
+        ]
+        path.write_text(json.dumps(record))
+    result = accuracy.aggregate("run", tmp_path)
+    assert result["supcon_knn"]["0"] == {"last": 0.41, "best": 0.45, "best_epoch": 2, "epochs": 3}
+    assert result["supcon_knn"]["1"] == {"last": 0.52, "best": 0.52, "best_epoch": 3, "epochs": 3}
+    summary = (tmp_path / "accuracy-run.md").read_text()
+    assert (
+        "SupCon validation kNN balanced accuracy (the pretraining monitor), by seed: "
+        "0 0.410 after epoch 3 (best 0.450, epoch 2); 1 0.520 after epoch 3 (best 0.520, "
+        "epoch 3)." in summary
+    )
+    # SupCon off (no epochs) or not monitored: nothing said.
+    assert accuracy.supcon_knn([]) is None
+    assert accuracy.supcon_knn([{"epoch": 0, "loss": 1.0}]) is None
+    _write_seed(tmp_path, 0, 0.7, val=0.6, name="old")
+    assert "kNN" not in accuracy.markdown("old", accuracy.aggregate("old", tmp_path))
+
+
+def test_validation_summary_keeps_the_pretraining_monitor(tmp_path: Path) -> None:
+    import torch
+
+    torch.save(
+        {"metrics": {"val": {"balanced_accuracy": 0.6, "macro_f1": 0.5}}, "selected": {}},
+        tmp_path / "classifier.pt",
+    )
+    history = [
+        {"epoch": 0, "loss": 4.0, "lr": 0.1, "val_knn_balanced_accuracy": 0.3, "knn_seconds": 2},
+        {"epoch": 1, "loss": 3.5, "lr": 0.05},
+    ]
+    (tmp_path / "pretraining_history.json").write_text(json.dumps(history))
+    summary = accuracy.validation_summary(
+        tmp_path / "classifier.pt", None, tmp_path / "pretraining_history.json"
+    )
+    assert summary["pretraining_epochs"] == [
+        {"epoch": 0, "loss": 4.0, "val_knn_balanced_accuracy": 0.3, "val_knn_macro_f1": None},
+        {"epoch": 1, "loss": 3.5, "val_knn_balanced_accuracy": None, "val_knn_macro_f1": None},
+    ]
+    assert "pretraining_epochs" not in accuracy.validation_summary(tmp_path / "classifier.pt")

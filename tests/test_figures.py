@@ -33,6 +33,10 @@ def texts(fig: Figure) -> list[str]:
 
 def assert_labelled(fig: Figure) -> None:
     for ax in fig.axes:
+        twin = [a for a in ax.get_shared_x_axes().get_siblings(ax) if a is not ax]
+        if twin and not ax.get_title():  # a second y axis: its panel has the title and x label
+            assert ax.get_ylabel() and twin[0].get_title(), twin[0]
+            continue
         assert ax.get_title(), ax
         assert ax.get_xlabel() and ax.get_ylabel(), ax.get_title()
 
@@ -199,6 +203,21 @@ def test_training_curves_panels_and_phase_boundary():
     np.testing.assert_allclose(f1.get_ydata(), [r["macro_f1"] for r in train])
     assert lr.get_yscale() == "log"
     assert {"SupCon pretraining", "classifier"} <= set(legend_texts(lr))
+
+
+def test_training_curves_draw_the_knn_monitor_on_its_own_axis():
+    pre, train = histories()
+    pre[0]["val_knn_balanced_accuracy"] = 0.4  # scored after epochs 1 and 3 (every: 2)
+    pre[2]["val_knn_balanced_accuracy"] = 0.55
+    fig = figures.plot_training_curves(pre, train)
+    assert len(fig.axes) == 5
+    supcon, monitor = fig.axes[0], fig.axes[4]
+    assert_labelled(fig)
+    knn = line_labelled(monitor, "validation kNN balanced accuracy")
+    np.testing.assert_allclose(knn.get_xdata(), [1, 3])
+    np.testing.assert_allclose(knn.get_ydata(), [0.4, 0.55])
+    assert monitor.get_ylim() == (0, 1)
+    assert set(legend_texts(supcon)) == {"train loss", "validation kNN balanced accuracy"}
 
 
 def test_training_curves_without_pretraining_or_any_history():

@@ -115,3 +115,151 @@ def test_compiled_pretraining_saves_a_plain_checkpoint():
     assert all(np.isfinite(h["loss"]) for h in history)
     assert np.mean([h["loss"] for h in history[-2:]]) < history[0]["loss"]
     supcon.model_from_checkpoint(checkpoint)  # strict load of every key
+
+
+# ----- kNN monitor ----------------------------------------------------------------------
+
+
+def _brute_force_knn(train, train_labels, query, k, temperature):
+    """The monitor's rule written out one query at a time, in float64 numpy."""
+    train = train / np.linalg.norm(train, axis=1, keepdims=True)
+    query = query / np.linalg.norm(query, axis=1, keepdims=True)
+    classes = int(train_labels.max()) + 1
+    prior = np.bincount(train_labels, minlength=classes) / len(train_labels)
+    predicted = []
+    for q in query:
+        similarity = train @ q
+        nearest = np.argsort(-similarity, kind="stable")[:k]
+        votes = np.zeros(classes)
+        for i in nearest:
+            votes[train_labels[i]] += np.exp(similarity[i] / temperature)
+        predicted.append(np.argmax(votes / votes.sum() / prior))
+    return np.array(predicted)
+
+
+def test_knn_scores_match_a_brute_force_vote():
+    from sklearn.metrics import balanced_accuracy_score, f1_score
+
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(4, 16))
+    train_labels = rng.choice(4, size=300, p=[0.7, 0.15, 0.1, 0.05])
+    query_labels = rng.integers(0, 4, size=90)
+    train = centres[train_labels] + rng.normal(scale=1.2, size=(300, 16))
+    query = centres[query_labels] + rng.normal(scale=1.2, size=(90, 16))
+    expected = _brute_force_knn(train, train_labels, query, k=25, temperature=0.1)
+    scores = supcon.knn_scores(
+        torch.tensor(train, dtype=torch.float32),
+        torch.from_numpy(train_labels),
+        torch.tensor(query, dtype=torch.float32),
+        torch.from_numpy(query_labels),
+        k=25,
+        temperature=0.1,
+        chunk=32,  # several similarity blocks
+    )
+    assert scores["val_knn_balanced_accuracy"] == pytest.approx(
+        balanced_accuracy_score(query_labels, expected)
+    )
+    assert scores["val_knn_macro_f1"] == pytest.approx(
+        f1_score(query_labels, expected, average="macro")
+    )
+    assert 0.4 < scores["val_knn_balanced_accuracy"] < 1.0  # neither trivial nor perfect
+
+
+def test_knn_votes_are_divided_by_the_class_prior():
+    """Six majority and four minority neighbours, all equally similar: the minority wins."""
+    direction = torch.tensor([[1.0, 0.0]])
+    train = torch.cat([direction.repeat(10, 1), torch.tensor([[0.0, 1.0]]).repeat(90, 1)])
+    train_labels = torch.tensor([0] * 6 + [1] * 4 + [0] * 90)  # class 1 is 4% of train
+    query_labels = torch.tensor([1])
+    scores = supcon.knn_scores(train, train_labels, direction, query_labels, k=10, temperature=0.07)
+    assert scores["val_knn_balanced_accuracy"] == 1.0
+    # Plain votes (6 against 4) would have said class 0: balanced accuracy 0.
+
+
+def test_knn_never_predicts_a_class_missing_from_train_and_caps_k():
+    train = torch.eye(3)[[0, 0, 1, 1]]
+    train_labels = torch.tensor([0, 0, 1, 1])
+    query = torch.eye(3)[[0, 1, 2]]
+    query_labels = torch.tensor([0, 1, 2])  # class 2 has no train image
+    scores = supcon.knn_scores(train, train_labels, query, query_labels, k=50, temperature=0.1)
+    assert scores["val_knn_balanced_accuracy"] == pytest.approx(2 / 3)
+    with pytest.raises(ValueError, match="needs train and query images, got 4 and 0"):
+        supcon.knn_scores(train, train_labels, query[:0], query_labels[:0], k=5, temperature=0.1)
+
+
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [
+        ({"k": -1}, "k"),
+        ({"every": 0}, "every"),
+        ({"temperature": 0.0}, "knn_monitor.temperature must be > 0"),
+    ],
+)
+def test_knn_monitor_settings_are_checked(bad, message):
+    with pytest.raises(ValueError, match=message):
+        supcon.KnnMonitorConfig(**bad)
+
+
+def _pretrain_with_val(config, seed=0):
+    images, labels = _images(80)
+    return supcon.pretrain(
+        images,
+        labels,
+        np.arange(64),
+        encoder=ENCODER,
+        config=config,
+        seed=seed,
+        device=torch.device("cpu"),
+        cache_preprocessing={"height": 24, "width": 24},
+        params={"x": 1},
+        val_indices=np.arange(64, 80),
+    ), (images, labels)
+
+
+def test_knn_monitor_scores_the_epochs_asked_and_leaves_the_weights_alone():
+    monitor = supcon.KnnMonitorConfig(k=10, every=2)
+    (checkpoint, history), (images, labels) = _pretrain_with_val(
+        _config(epochs=3, knn_monitor=monitor)
+    )
+    scored = [h["epoch"] for h in history if "val_knn_balanced_accuracy" in h]
+    assert scored == [1, 2]  # every 2nd epoch, and the last
+    assert all(h["knn_seconds"] > 0 for h in history if h["epoch"] in scored)
+    # The last score is the final encoder's, recomputed from its checkpoint alone.
+    model = supcon.model_from_checkpoint(checkpoint)
+    features = [
+        supcon.embed(
+            model,
+            images,
+            rows,
+            preprocessing=checkpoint["preprocessing"],
+            device=torch.device("cpu"),
+            progress=False,
+        )[0]
+        for rows in (np.arange(64), np.arange(64, 80))
+    ]
+    again = supcon.knn_scores(
+        torch.from_numpy(features[0]),
+        torch.from_numpy(labels[:64]),
+        torch.from_numpy(features[1]),
+        torch.from_numpy(labels[64:]),
+        k=10,
+        temperature=monitor.temperature,
+    )
+    assert history[-1]["val_knn_balanced_accuracy"] == pytest.approx(
+        again["val_knn_balanced_accuracy"]
+    )
+    # Off (k = 0): no scores, and bit-identical weights and losses.
+    (off, off_history), _ = _pretrain_with_val(
+        _config(epochs=3, knn_monitor=supcon.KnnMonitorConfig(k=0))
+    )
+    assert not any("val_knn_balanced_accuracy" in h for h in off_history)
+    assert [h["loss"] for h in off_history] == [h["loss"] for h in history]
+    for name, value in off["state_dict"].items():
+        assert torch.equal(value, checkpoint["state_dict"][name]), name
+
+
+def test_knn_monitor_without_validation_images_warns_and_trains(caplog):
+    with caplog.at_level(logging.WARNING, logger="skin_lesion"):
+        _, history = _pretrain(_config(epochs=1))  # no val_indices
+    assert "no validation images; monitor off" in caplog.text
+    assert "val_knn_balanced_accuracy" not in history[0]

@@ -428,7 +428,7 @@ def _warn_if_interrupted(store: Any, epochs: int, desc: str) -> None:
 # Recorded with a run's parameters since a later version (not a parameter file's key).
 RECORDED_SINCE = frozenset({SPLIT_KEY, SETTINGS_KEY})
 # Parameters that may change between an interrupted run and its resumption.
-RESUME_EXEMPT_KEYS = frozenset({"resume", "progress", "compile", "keep_epochs"})
+RESUME_EXEMPT_KEYS = frozenset({"resume", "progress", "compile", "keep_epochs", "knn_monitor"})
 
 
 def _strip(params: Any) -> Any:

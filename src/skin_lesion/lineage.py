@@ -156,7 +156,7 @@ def check_encoder_settings(
 # contrastive_pretraining settings that do not change the pretrained weights.
 PRETRAINING_EXEMPT = frozenset(
     {"resume", "progress", "compile", "placement", "amp", "channels_last"}
-    | {"export_embeddings", "embed_batch_size", "keep_epochs"}
+    | {"export_embeddings", "embed_batch_size", "keep_epochs", "knn_monitor"}
 )
 
 

@@ -6,12 +6,16 @@ A plain library: the contrastive_pretraining pipeline's node calls ``pretrain`` 
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 import numpy as np
 import torch
+from sklearn.metrics import balanced_accuracy_score, f1_score
 from torch import nn
 from tqdm.auto import tqdm
 
@@ -64,6 +68,32 @@ class ProjectionConfig:
 
 
 @dataclass(frozen=True)
+class KnnMonitorConfig:
+    """``params:contrastive_pretraining.knn_monitor``: a validation score between epochs.
+
+    SupCon's loss says how well the train views cluster, not whether the features
+    generalise; the monitor scores the encoder on the validation split as it trains, with
+    no training of its own (see :func:`knn_scores`). Validation only: it may choose settings
+    such as the number of epochs, never report a result.
+
+    Attributes:
+        k: Train neighbours per validation image; 0 turns the monitor off.
+        temperature: Each neighbour's vote weighs ``exp(cosine similarity / temperature)``.
+        every: Score after every ``every``-th epoch, and always after the last.
+    """
+
+    k: int = 200
+    temperature: float = 0.07
+    every: int = 1
+
+    def __post_init__(self) -> None:
+        check_at_least(self, 0, "k")
+        check_at_least(self, 1, "every")
+        if not self.temperature > 0:
+            raise ValueError(f"knn_monitor.temperature must be > 0, got {self.temperature!r}")
+
+
+@dataclass(frozen=True)
 class PretrainConfig:
     """``params:contrastive_pretraining``.
 
@@ -84,6 +114,7 @@ class PretrainConfig:
         export_embeddings: Embed the val/test images for the reporting pipeline.
         embed_batch_size: Batch size for the embedding export.
         progress: Progress bars.
+        knn_monitor: The validation kNN score logged with each epoch.
         projection: The projection head.
         optim: Optimiser and schedule.
         augment: Per-sample augmentation of each view.
@@ -103,6 +134,7 @@ class PretrainConfig:
     export_embeddings: bool = True
     embed_batch_size: int = 256
     progress: bool = True
+    knn_monitor: KnnMonitorConfig = field(default_factory=KnnMonitorConfig)
     projection: ProjectionConfig = field(default_factory=ProjectionConfig)
     optim: engine.OptimConfig = field(default_factory=engine.OptimConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
@@ -164,8 +196,15 @@ def pretrain(
     cache_preprocessing: dict[str, Any],
     params: dict[str, Any],
     store: CheckpointStore | None = None,
+    val_indices: np.ndarray | None = None,
 ) -> tuple[dict[str, Any], list[dict[str, float]]]:
     """Pretrain with SupCon on ``images[train_indices]``.
+
+    With ``config.knn_monitor.k > 0`` and ``val_indices``, every scored epoch's history row
+    also holds ``val_knn_balanced_accuracy``, ``val_knn_macro_f1`` and ``knn_seconds``
+    (:func:`knn_scores` of the validation images against the train images, both through
+    the eval transform). The monitor draws no random numbers: the weights are the same
+    with it on or off.
 
     Returns:
         The self-describing checkpoint (CPU) and the per-epoch history.
@@ -223,6 +262,18 @@ def pretrain(
     scheduler = engine.build_scheduler(optimizer, config.optim, len(source), epochs)
     precision = engine.Precision(device, enabled=config.amp)
     compiled = torch.compile(model) if config.compile else model
+    evaluate = _knn_monitor(
+        model,
+        images,
+        labels,
+        train_indices,
+        val_indices,
+        config=config,
+        epochs=epochs,
+        preprocessing=preprocessing,
+        device=device,
+        precision=precision,
+    )
     logger.info(
         "SupCon pretraining %s on %s (%s), %d epochs x %d steps",
         encoder.name,
@@ -243,13 +294,165 @@ def pretrain(
         describe=describe,
         store=store.keeping_epochs() if store is not None and config.keep_epochs else store,
         resume=config.resume,
+        evaluate=evaluate,
         progress=config.progress,
         desc="supcon",
     )
     return to_cpu(describe(epochs - 1, history)), history
 
 
+def _knn_monitor(
+    model: ContrastiveModel,
+    images: np.ndarray,
+    labels: np.ndarray,
+    train_indices: np.ndarray,
+    val_indices: np.ndarray | None,
+    *,
+    config: PretrainConfig,
+    epochs: int,
+    preprocessing: dict[str, Any],
+    device: torch.device,
+    precision: engine.Precision,
+) -> Callable[[nn.Module, int], dict[str, float]] | None:
+    """The engine's ``evaluate`` for the kNN monitor, or None when it is off."""
+    monitor = config.knn_monitor
+    if monitor.k == 0:
+        return None
+    if val_indices is None or len(val_indices) == 0:
+        logger.warning("knn_monitor: the splits have no validation images; monitor off")
+        return None
+    transform = build_eval_transform(
+        preprocessing["crop_size"], preprocessing["mean"], preprocessing["std"]
+    ).to(device)
+    train_labels = torch.from_numpy(np.asarray(labels)[train_indices])
+    val_labels = torch.from_numpy(np.asarray(labels)[val_indices])
+
+    def evaluate(_: nn.Module, epoch: int) -> dict[str, float]:
+        if (epoch + 1) % monitor.every and epoch != epochs - 1:
+            return {}
+        started = time.perf_counter()
+        encoded = [
+            _encode(
+                model,
+                images,
+                rows,
+                transform=transform,
+                device=device,
+                batch_size=config.embed_batch_size,
+                autocast=precision.autocast,
+                projections=False,
+                progress=config.progress,
+                desc=f"knn {split}",
+            )[0]
+            for split, rows in (("train", train_indices), ("val", val_indices))
+        ]
+        scores = knn_scores(
+            encoded[0],
+            train_labels,
+            encoded[1],
+            val_labels,
+            k=monitor.k,
+            temperature=monitor.temperature,
+        )
+        return {**scores, "knn_seconds": time.perf_counter() - started}
+
+    return evaluate
+
+
 @torch.no_grad()
+def _encode(
+    model: ContrastiveModel,
+    images: np.ndarray,
+    indices: np.ndarray,
+    *,
+    transform: nn.Module,
+    device: torch.device,
+    batch_size: int,
+    autocast: Any = contextlib.nullcontext,
+    projections: bool = True,
+    progress: bool = False,
+    desc: str = "embed",
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Encoder features (and projections) of ``images[indices]`` in order, float32 on CPU."""
+    model.eval()
+    features, projected = [], []
+    for start in tqdm(
+        range(0, len(indices), batch_size), desc=desc, disable=not progress, leave=False
+    ):
+        rows = indices[start : start + batch_size]
+        batch = torch.from_numpy(np.ascontiguousarray(images[rows])).to(device)
+        with autocast():
+            feats = model.features(transform(batch))
+            if projections:
+                projected.append(model.head(feats).float().cpu())
+        features.append(feats.float().cpu())
+    return torch.cat(features), torch.cat(projected) if projections else None
+
+
+@torch.no_grad()
+def knn_scores(
+    train_features: torch.Tensor,
+    train_labels: torch.Tensor,
+    query_features: torch.Tensor,
+    query_labels: torch.Tensor,
+    *,
+    k: int,
+    temperature: float,
+    chunk: int = 1024,
+) -> dict[str, float]:
+    """Balanced accuracy and macro-F1 of a weighted kNN vote in the encoder's feature space.
+
+    Each query image takes its ``k`` most cosine-similar train images, and each of those
+    votes for its class with weight ``exp(similarity / temperature)`` (the kNN monitor of
+    Wu et al. 2018, k = 200 and temperature 0.07 there). A class's share of the votes
+    estimates P(class | image); the prediction divides it by the class's share of the train
+    images before the argmax, the decision rule for balanced accuracy. Plain votes name the
+    majority class for almost every image on HAM10000 (67% ``nv``): with ImageNet features
+    at 128 px, balanced accuracy 0.18 plain against 0.49 prior-corrected (k = 200).
+
+    Args:
+        train_features: ``[n, d]`` features of the labelled (train) images.
+        train_labels: ``[n]`` integer classes.
+        query_features: ``[m, d]`` features of the images to score (validation).
+        query_labels: ``[m]`` their classes.
+        k: Neighbours (at most ``n`` are used).
+        temperature: Vote weight temperature (> 0).
+        chunk: Queries per similarity block (bounds memory at ``chunk x n``).
+
+    Returns:
+        ``{"val_knn_balanced_accuracy": ..., "val_knn_macro_f1": ...}``.
+    """
+    if len(train_features) == 0 or len(query_features) == 0:
+        raise ValueError(
+            f"knn_scores needs train and query images, got {len(train_features)} and "
+            f"{len(query_features)}"
+        )
+    num_classes = int(max(train_labels.max(), query_labels.max())) + 1
+    train = torch.nn.functional.normalize(train_features.float(), dim=1)
+    query = torch.nn.functional.normalize(query_features.float(), dim=1)
+    labels = train_labels.long()
+    prior = torch.bincount(labels, minlength=num_classes).float() / len(labels)
+    k = min(k, len(train))
+    predicted = []
+    for start in range(0, len(query), chunk):
+        similarity = query[start : start + chunk] @ train.T
+        top, where = similarity.topk(k, dim=1)
+        votes = torch.zeros(len(top), num_classes).scatter_add_(
+            1,
+            labels[where],
+            torch.exp((top - 1.0) / temperature),  # shifted: no overflow
+        )
+        share = votes / votes.sum(dim=1, keepdim=True)
+        # A class absent from the train images gets no votes and is never predicted.
+        adjusted = torch.where(prior > 0, share / prior.clamp_min(1e-12), -1.0)
+        predicted.append(adjusted.argmax(dim=1))
+    truth, guess = query_labels.long().numpy(), torch.cat(predicted).numpy()
+    return {
+        "val_knn_balanced_accuracy": float(balanced_accuracy_score(truth, guess)),
+        "val_knn_macro_f1": float(f1_score(truth, guess, average="macro", zero_division=0)),
+    }
+
+
 def embed(
     model: ContrastiveModel,
     images: np.ndarray,
@@ -271,17 +474,17 @@ def embed(
             np.zeros((0, model.encoder.num_features), np.float32),
             np.zeros((0, model.head.out_dim), np.float32),
         )
-    model.eval().to(device)
+    model.to(device)
     transform = build_eval_transform(
         preprocessing["crop_size"], preprocessing["mean"], preprocessing["std"]
     ).to(device)
-    features, projections = [], []
-    for start in tqdm(
-        range(0, len(indices), batch_size), desc="embed", disable=not progress, leave=False
-    ):
-        rows = indices[start : start + batch_size]
-        batch = torch.from_numpy(np.ascontiguousarray(images[rows])).to(device)
-        feats = model.features(transform(batch))
-        features.append(feats.float().cpu())
-        projections.append(model.head(feats).float().cpu())
-    return torch.cat(features).numpy(), torch.cat(projections).numpy()
+    features, projections = _encode(
+        model,
+        images,
+        indices,
+        transform=transform,
+        device=device,
+        batch_size=batch_size,
+        progress=progress,
+    )
+    return features.numpy(), projections.numpy()

@@ -35,13 +35,15 @@ def plot_training_curves(pretraining_history: list[dict], training_history: list
     """Loss, validation metrics and learning rate of pretraining and both classifier phases.
 
     Args:
-        pretraining_history: One row per SupCon epoch (``epoch, loss, lr, ...``); empty
+        pretraining_history: One row per SupCon epoch (``epoch, loss, lr, ...``, and
+            ``val_knn_balanced_accuracy`` on the epochs the kNN monitor scored); empty
             when pretraining was skipped.
         training_history: One row per classifier epoch in order (``phase`` ``warmup`` or
             ``finetune``, ``loss, val_loss, balanced_accuracy, macro_f1, lr, ...``).
 
     Returns:
-        Four panels: SupCon loss; classifier train and validation loss over the epochs of
+        Four panels: SupCon loss (with the validation kNN score on a second axis when
+        the monitor ran); classifier train and validation loss over the epochs of
         both phases (the warm-up shaded); validation balanced accuracy and macro-F1; and
         the learning rate of each stage.
     """
@@ -60,7 +62,25 @@ def plot_training_curves(pretraining_history: list[dict], training_history: list
             color="black",
             label="train loss",
         )
-        _legend(supcon)
+        knn = _series(pretraining_history, "val_knn_balanced_accuracy")
+        if np.isfinite(knn).any():
+            monitor = supcon.twinx()
+            scored = np.isfinite(knn)
+            monitor.plot(
+                pre_x[scored],
+                knn[scored],
+                marker=".",
+                color=NEUTRAL,
+                linestyle="--",
+                label="validation kNN balanced accuracy",
+            )
+            monitor.set_ylim(0, 1)
+            monitor.set_ylabel("Validation kNN balanced accuracy")
+            # One legend for both axes.
+            lines = supcon.get_lines() + monitor.get_lines()
+            supcon.legend(lines, [line.get_label() for line in lines], fontsize=9)
+        else:
+            _legend(supcon)
     else:
         _note(supcon, "pretraining skipped")
     supcon.set_xlabel("Pretraining epoch")

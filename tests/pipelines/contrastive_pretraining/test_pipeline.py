@@ -25,6 +25,8 @@ def test_kedro_run_contrastive_pretraining(kedro_project):
     history = json.loads((root / "08_reporting" / "pretraining_history.json").read_text())
     assert [h["epoch"] for h in history] == [0, 1]
     assert all(h["loss"] > 0 and h["img_per_s"] > 0 for h in history)
+    # The kNN monitor is on by default and scores every epoch on the validation split.
+    assert all(0 <= h["val_knn_balanced_accuracy"] <= 1 for h in history), history
     embeddings = pd.read_parquet(root / "07_model_output" / "contrastive_embeddings.parquet")
     splits = pd.read_parquet(root / "05_model_input" / "splits.parquet")
     assert len(embeddings) == splits["split"].isin(["val", "test"]).sum()
@@ -82,3 +84,16 @@ def test_keep_epochs_keeps_each_epochs_weights_and_a_fresh_run_clears_them(kedro
     # A fresh run without it leaves none behind from the earlier run.
     run_kedro(kedro_project, "contrastive_pretraining")
     assert sorted(p.name for p in runs.iterdir()) == ["last.pt"]
+
+
+def test_changing_the_knn_monitor_keeps_the_encoder_current(kedro_project):
+    """The monitor does not change the weights: a classifier may train on the encoder."""
+    run_kedro(kedro_project, "data_processing")
+    run_kedro(
+        kedro_project, "contrastive_pretraining", contrastive_pretraining={"knn_monitor": {"k": 0}}
+    )
+    history = json.loads(
+        (kedro_project / "data" / "08_reporting" / "pretraining_history.json").read_text()
+    )
+    assert not any("val_knn_balanced_accuracy" in h for h in history)
+    run_kedro(kedro_project, "classifier_training", classifier_training={"finetune": {"epochs": 1}})

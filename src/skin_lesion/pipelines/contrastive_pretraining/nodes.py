@@ -32,6 +32,9 @@ def pretrain_encoder(
 ) -> tuple[dict[str, Any], list[dict[str, float]]]:
     """Pretrain the encoder with SupCon on the train split only.
 
+    The validation split is only scored, by the kNN monitor (``knn_monitor``), never
+    trained on.
+
     Args:
         image_cache: The decoded images.
         splits: Split of every image (only ``train`` rows are used).
@@ -56,10 +59,11 @@ def pretrain_encoder(
             from_dict(PreprocessConfig, preprocessing, "data_processing.preprocessing").to_dict(),
         )
     rows = align_to_cache(image_cache.image_ids, splits)
+    split = rows["split"].to_numpy()
     checkpoint, history = supcon.pretrain(
         image_cache.images,
         rows["label"].to_numpy(),
-        np.flatnonzero(rows["split"].to_numpy() == "train"),
+        np.flatnonzero(split == "train"),
         encoder=encoder_config,
         config=config,
         seed=seed,
@@ -73,6 +77,7 @@ def pretrain_encoder(
             lineage.SETTINGS_KEY: {"contrastive_pretraining": asdict(config)},
         },
         store=pretraining_run,
+        val_indices=np.flatnonzero(split == "val"),
     )
     return checkpoint, history
 
