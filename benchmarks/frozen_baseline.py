@@ -10,13 +10,16 @@ same eval transform the classifier uses), fits scikit-learn's LogisticRegression
 ``class_weight='balanced'`` on standardised train features, and reports validation balanced
 accuracy and macro-F1 (and the same on the training images, so that the gap shows how much
 better the features separate the images they were fitted on): the bar a fine-tuned
-classifier has to clear. With ``--encoder-checkpoint`` the encoder is a
-``contrastive_pretraining`` output instead (the linear probe of SupCon's features, the way
-the SupCon paper evaluates them); one trained on other splits or another cache is refused,
-since val images may then have been among its training images. Writes JSON to
-benchmarks/results/frozen_baseline.json (``--out``); a result made with another encoder,
-weights, crop, cache, split (its image ids) or device there is not overwritten: pass another
-``--out`` to keep both.
+classifier has to clear. Beside the probe, the same features scored by the
+contrastive_pretraining kNN monitor's rule (``knn``: k 200, temperature 0.07, votes divided
+by the train class frequencies; and, for comparison, plain votes), so that the monitor's
+numbers in a SupCon history have a reference for the encoder's initial weights. With
+``--encoder-checkpoint`` the encoder is a ``contrastive_pretraining`` output instead (the
+linear probe of SupCon's features, the way the SupCon paper evaluates them); one trained on
+other splits or another cache is refused, since val images may then have been among its
+training images. Writes JSON to benchmarks/results/frozen_baseline.json (``--out``); a
+result made with another encoder, weights, crop, cache, split (its image ids) or device
+there is not overwritten: pass another ``--out`` to keep both.
 """
 
 from __future__ import annotations
@@ -183,6 +186,19 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     x_train = _features(encoder, cache.images, train, transform, device)
     x_val = _features(encoder, cache.images, val, transform, device)
     labels = rows["label"].to_numpy()
+    monitor = supcon.KnnMonitorConfig()
+    knn = {
+        rule: supcon.knn_scores(
+            torch.from_numpy(x_train),
+            torch.from_numpy(labels[train]),
+            torch.from_numpy(x_val),
+            torch.from_numpy(labels[val]),
+            k=monitor.k,
+            temperature=monitor.temperature,
+            prior_corrected=rule == "prior_corrected",
+        )
+        for rule in ("prior_corrected", "plain")
+    }
     model = make_pipeline(
         StandardScaler(), LogisticRegression(class_weight="balanced", max_iter=3000, C=0.1)
     )
@@ -195,6 +211,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "val_macro_f1": round(float(f1_score(labels[val], predicted, average="macro")), 4),
         "train_balanced_accuracy": round(float(balanced_accuracy_score(labels[train], fitted)), 4),
         "train_macro_f1": round(float(f1_score(labels[train], fitted, average="macro")), 4),
+        "knn": {
+            "k": monitor.k,
+            "temperature": monitor.temperature,
+            **{
+                f"{prefix}{name.removeprefix('val_knn_')}": round(value, 4)
+                for rule, prefix in (("prior_corrected", "val_"), ("plain", "plain_val_"))
+                for name, value in knn[rule].items()
+            },
+        },
         "seconds": round(time.perf_counter() - start, 1),
         "code": code_version(ROOT),
     }

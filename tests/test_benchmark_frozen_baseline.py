@@ -34,6 +34,18 @@ def test_baseline_scores_validation_and_keeps_another_settings_result(
     assert len(saved["split_sha256"]) == 64 and saved["device"] == "cpu"
     assert 0.0 <= saved["val_balanced_accuracy"] <= 1.0
     assert 0.0 <= saved["val_macro_f1"] <= 1.0
+    # The kNN monitor's rule on the same features, prior-corrected and plain.
+    knn = saved["knn"]
+    assert (knn["k"], knn["temperature"]) == (200, 0.07)
+    assert set(knn) == {
+        "k",
+        "temperature",
+        "val_balanced_accuracy",
+        "val_macro_f1",
+        "plain_val_balanced_accuracy",
+        "plain_val_macro_f1",
+    }
+    assert all(0.0 <= knn[key] <= 1.0 for key in knn if "val_" in key)
 
     # Another crop would overwrite the result: refused before any work, naming the change.
     with pytest.raises(SystemExit, match=r"crop 32 there, 40 now.*--out"):

@@ -399,6 +399,7 @@ def knn_scores(
     k: int,
     temperature: float,
     chunk: int = 1024,
+    prior_corrected: bool = True,
 ) -> dict[str, float]:
     """Balanced accuracy and macro-F1 of a weighted kNN vote in the encoder's feature space.
 
@@ -418,6 +419,7 @@ def knn_scores(
         k: Neighbours (at most ``n`` are used).
         temperature: Vote weight temperature (> 0).
         chunk: Queries per similarity block (bounds memory at ``chunk x n``).
+        prior_corrected: False: the argmax of the plain votes, for comparison.
 
     Returns:
         ``{"val_knn_balanced_accuracy": ..., "val_knn_macro_f1": ...}``.
@@ -444,7 +446,11 @@ def knn_scores(
         )
         share = votes / votes.sum(dim=1, keepdim=True)
         # A class absent from the train images gets no votes and is never predicted.
-        adjusted = torch.where(prior > 0, share / prior.clamp_min(1e-12), -1.0)
+        adjusted = (
+            torch.where(prior > 0, share / prior.clamp_min(1e-12), -1.0)
+            if prior_corrected
+            else share
+        )
         predicted.append(adjusted.argmax(dim=1))
     truth, guess = query_labels.long().numpy(), torch.cat(predicted).numpy()
     return {
