@@ -28,12 +28,13 @@ def _config(**kwargs):
     return supcon.PretrainConfig(**{**defaults, **kwargs})
 
 
-def _pretrain(config, store=None, seed=0):
-    images, labels = _images()
+def _pretrain(config, store=None, seed=0, images=None, val=0):
+    """SupCon on 64 generated images; ``val`` more after them as the validation split."""
+    images, labels = images or _images(64 + val)
     return supcon.pretrain(
         images,
         labels,
-        np.arange(len(labels)),
+        np.arange(64),
         encoder=ENCODER,
         config=config,
         seed=seed,
@@ -41,6 +42,7 @@ def _pretrain(config, store=None, seed=0):
         cache_preprocessing={"height": 24, "width": 24},
         params={"x": 1},
         store=store,
+        val_indices=np.arange(64, 64 + val),
     )
 
 
@@ -200,26 +202,11 @@ def test_knn_monitor_settings_are_checked(bad, message):
         supcon.KnnMonitorConfig(**bad)
 
 
-def _pretrain_with_val(config, seed=0):
-    images, labels = _images(80)
-    return supcon.pretrain(
-        images,
-        labels,
-        np.arange(64),
-        encoder=ENCODER,
-        config=config,
-        seed=seed,
-        device=torch.device("cpu"),
-        cache_preprocessing={"height": 24, "width": 24},
-        params={"x": 1},
-        val_indices=np.arange(64, 80),
-    ), (images, labels)
-
-
 def test_knn_monitor_scores_the_epochs_asked_and_leaves_the_weights_alone():
     monitor = supcon.KnnMonitorConfig(k=10, every=2)
-    (checkpoint, history), (images, labels) = _pretrain_with_val(
-        _config(epochs=3, knn_monitor=monitor)
+    images, labels = _images(80)
+    checkpoint, history = _pretrain(
+        _config(epochs=3, knn_monitor=monitor), images=(images, labels), val=16
     )
     scored = [h["epoch"] for h in history if "val_knn_balanced_accuracy" in h]
     assert scored == [1, 2]  # every 2nd epoch, and the last
@@ -249,8 +236,8 @@ def test_knn_monitor_scores_the_epochs_asked_and_leaves_the_weights_alone():
         again["val_knn_balanced_accuracy"]
     )
     # Off (k = 0): no scores, and bit-identical weights and losses.
-    (off, off_history), _ = _pretrain_with_val(
-        _config(epochs=3, knn_monitor=supcon.KnnMonitorConfig(k=0))
+    off, off_history = _pretrain(
+        _config(epochs=3, knn_monitor=supcon.KnnMonitorConfig(k=0)), images=(images, labels), val=16
     )
     assert not any("val_knn_balanced_accuracy" in h for h in off_history)
     assert [h["loss"] for h in off_history] == [h["loss"] for h in history]
@@ -260,6 +247,6 @@ def test_knn_monitor_scores_the_epochs_asked_and_leaves_the_weights_alone():
 
 def test_knn_monitor_without_validation_images_warns_and_trains(caplog):
     with caplog.at_level(logging.WARNING, logger="skin_lesion"):
-        _, history = _pretrain(_config(epochs=1))  # no val_indices
+        _, history = _pretrain(_config(epochs=1))  # val = 0: no validation images
     assert "no validation images; monitor off" in caplog.text
     assert "val_knn_balanced_accuracy" not in history[0]
