@@ -76,6 +76,7 @@ def plot_training_curves(pretraining_history: list[dict], training_history: list
             )
             monitor.set_ylim(0, 1)
             monitor.set_ylabel("Validation kNN balanced accuracy")
+            supcon.set_title("Contrastive pretraining (SupCon): loss, validation kNN")
             # One legend for both axes.
             lines = supcon.get_lines() + monitor.get_lines()
             supcon.legend(lines, [line.get_label() for line in lines], fontsize=9)
