@@ -62,6 +62,9 @@ def test_every_pipeline_on_cuda(kedro_project, spy):
     assert np.isfinite(probs.to_numpy()).all()
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-3)
     assert torch.cuda.get_device_name() in (data / "08_reporting" / "report.html").read_text()
+    # SupCon's kNN monitor (on by default) scored every epoch under autocast on the device.
+    history = json.loads((data / "08_reporting" / "pretraining_history.json").read_text())
+    assert history and all(0 <= h["val_knn_balanced_accuracy"] <= 1 for h in history), history
 
 
 def test_classifier_resumes_on_cuda(kedro_project, monkeypatch):

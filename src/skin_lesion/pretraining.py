@@ -381,8 +381,9 @@ def _encode(
     ):
         rows = indices[start : start + batch_size]
         batch = torch.from_numpy(np.ascontiguousarray(images[rows])).to(device)
+        x = transform(batch)  # float32, outside autocast, as the classifier's validation
         with autocast():
-            feats = model.features(transform(batch))
+            feats = model.features(x)
             if projections:
                 projected.append(model.head(feats).float().cpu())
         features.append(feats.float().cpu())
