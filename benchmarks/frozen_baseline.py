@@ -186,19 +186,20 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     x_train = _features(encoder, cache.images, train, transform, device)
     x_val = _features(encoder, cache.images, val, transform, device)
     labels = rows["label"].to_numpy()
+    # The kNN monitor's rule on the same features: prior-corrected, and plain for comparison.
     monitor = supcon.KnnMonitorConfig()
-    knn = {
-        rule: supcon.knn_scores(
+    knn: dict[str, Any] = {"k": monitor.k, "temperature": monitor.temperature}
+    for prefix, corrected in (("val_", True), ("plain_val_", False)):
+        scores = supcon.knn_scores(
             torch.from_numpy(x_train),
             torch.from_numpy(labels[train]),
             torch.from_numpy(x_val),
             torch.from_numpy(labels[val]),
             k=monitor.k,
             temperature=monitor.temperature,
-            prior_corrected=rule == "prior_corrected",
+            prior_corrected=corrected,
         )
-        for rule in ("prior_corrected", "plain")
-    }
+        knn |= {prefix + k.removeprefix("val_knn_"): round(v, 4) for k, v in scores.items()}
     model = make_pipeline(
         StandardScaler(), LogisticRegression(class_weight="balanced", max_iter=3000, C=0.1)
     )
@@ -211,15 +212,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "val_macro_f1": round(float(f1_score(labels[val], predicted, average="macro")), 4),
         "train_balanced_accuracy": round(float(balanced_accuracy_score(labels[train], fitted)), 4),
         "train_macro_f1": round(float(f1_score(labels[train], fitted, average="macro")), 4),
-        "knn": {
-            "k": monitor.k,
-            "temperature": monitor.temperature,
-            **{
-                f"{prefix}{name.removeprefix('val_knn_')}": round(value, 4)
-                for rule, prefix in (("prior_corrected", "val_"), ("plain", "plain_val_"))
-                for name, value in knn[rule].items()
-            },
-        },
+        "knn": knn,
         "seconds": round(time.perf_counter() - start, 1),
         "code": code_version(ROOT),
     }
