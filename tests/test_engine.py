@@ -283,3 +283,11 @@ def test_fp16_steps_skipped_for_overflow_do_not_advance_the_schedule(monkeypatch
     assert 0 < skipped < len(batches)
     assert sched.last_epoch == len(batches) - skipped
     assert not [w for w in caught if "lr_scheduler.step()" in str(w.message)]
+
+
+def test_channels_last_where_it_pays():
+    """NHWC on CUDA and the CPU (oneDNN convolutions), when asked; never elsewhere."""
+    assert engine.use_channels_last(torch.device("cpu"), True)
+    assert engine.use_channels_last(torch.device("cuda"), True)
+    assert not engine.use_channels_last(torch.device("cpu"), False)
+    assert not engine.use_channels_last(torch.device("mps"), True)

@@ -50,3 +50,48 @@ def test_scoring_uses_the_precision_training_validated_with(
     settings = {"classifier_training": {"amp": False}}
     filled = {"params": {"classifier_training": {}, "settings": settings}}
     assert checkpoint_precision(filled, cuda).name == "fp32"
+
+
+@pytest.mark.parametrize(
+    ("params", "expected"),
+    [
+        ({"classifier_training": {"channels_last": False}}, False),
+        (
+            {
+                "classifier_training": {},
+                "settings": {"classifier_training": {"channels_last": False}},
+            },
+            False,
+        ),
+        ({"classifier_training": {"channels_last": True}}, True),
+        (None, True),  # a checkpoint without its params: the default
+    ],
+)
+def test_scoring_uses_the_memory_format_training_validated_with(
+    monkeypatch: pytest.MonkeyPatch, params, expected
+) -> None:
+    """Reporting and inference put the model in NHWC on the CPU exactly when the classifier's
+    training did (its ``channels_last``)."""
+    import numpy as np
+    import pandas as pd
+    import torch
+
+    from skin_lesion import classifier
+
+    model = torch.nn.Conv2d(3, 4, 3)
+    seen = {}
+
+    def predict_proba(m, images, indices, **kwargs):
+        seen["nhwc"] = m.weight.is_contiguous(memory_format=torch.channels_last)
+        return np.zeros((len(indices), 2), np.float32)
+
+    monkeypatch.setattr(classifier, "classifier_from_checkpoint", lambda checkpoint: model)
+    monkeypatch.setattr(classifier, "predict_proba", predict_proba)
+    checkpoint = {"preprocessing": {"crop_size": 8, "mean": [0.5] * 3, "std": [0.2] * 3}}
+    if params is not None:
+        checkpoint["params"] = params
+    images = np.zeros((2, 8, 8, 3), np.uint8)
+    classifier.predict_with_checkpoint(
+        checkpoint, images, pd.DataFrame(index=range(2)), np.arange(2), device=torch.device("cpu")
+    )
+    assert seen["nhwc"] is expected

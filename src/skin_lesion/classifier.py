@@ -142,13 +142,19 @@ def predict_with_checkpoint(
     batch_size: int = 256,
     tta: str = "none",
     progress: bool = True,
+    channels_last: bool | None = None,
 ) -> np.ndarray:
     """Probabilities of ``images[indices]`` with the model and preprocessing a checkpoint records.
 
     ``rows`` (aligned with ``images``) supplies age, sex and localization when the
-    classifier fuses metadata.
+    classifier fuses metadata. ``channels_last`` puts the model in NHWC memory format where
+    that pays (``engine.use_channels_last``); ``None`` does as training's validation did.
     """
     model = classifier_from_checkpoint(checkpoint).to(device)
+    if channels_last is None:
+        channels_last = bool(_training_setting(checkpoint, "channels_last", True))
+    if engine.use_channels_last(device, channels_last):
+        model.to(memory_format=torch.channels_last)
     prep = checkpoint["preprocessing"]
     transform = build_eval_transform(prep["crop_size"], prep["mean"], prep["std"]).to(device)
     meta = None
@@ -171,9 +177,13 @@ def predict_with_checkpoint(
 def checkpoint_precision(checkpoint: dict[str, Any], device: torch.device) -> engine.Precision:
     """The precision training validated with (``classifier_training.amp``), so that reporting
     and inference score the model with the numerics its epoch was chosen on."""
+    return engine.Precision(device, enabled=bool(_training_setting(checkpoint, "amp", True)))
+
+
+def _training_setting(checkpoint: dict[str, Any], key: str, default: Any) -> Any:
+    """``classifier_training.<key>`` as the checkpoint's training ran with it."""
     params = checkpoint.get("params") or {}
     # The filled-in settings where recorded (a default changed since still holds), else the
     # parameters as given.
     settings = (params.get("settings") or {}).get("classifier_training")
-    amp = (settings or params.get("classifier_training") or {}).get("amp", True)
-    return engine.Precision(device, enabled=bool(amp))
+    return (settings or params.get("classifier_training") or {}).get(key, default)

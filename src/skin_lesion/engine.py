@@ -120,8 +120,10 @@ def autocast_dtype(device: torch.device) -> torch.dtype | None:
 
 
 def use_channels_last(device: torch.device, requested: bool) -> bool:
-    """NHWC memory format where it pays (CUDA tensor cores); contiguous elsewhere."""
-    return requested and device.type == "cuda"
+    """NHWC memory format where it pays: CUDA (tensor cores) and the CPU (oneDNN's
+    convolutions; on a 2-core AVX-512 EPYC, Lite0 at 128 px trains about 1.5x and infers
+    about 1.7x faster in NHWC); contiguous elsewhere (e.g. MPS)."""
+    return requested and device.type in ("cuda", "cpu")
 
 
 class Precision:

@@ -106,7 +106,7 @@ class PretrainConfig:
         placement: Where the cached images live during training (``auto``, ``device``,
             ``host``).
         amp: Mixed precision on CUDA.
-        channels_last: NHWC memory format on CUDA.
+        channels_last: NHWC memory format (CUDA and CPU).
         compile: ``torch.compile`` the model.
         resume: Continue an interrupted run from its last complete epoch.
         keep_epochs: Also keep every epoch's checkpoint (``epoch<N>.pt`` beside the resume
@@ -469,8 +469,12 @@ def embed(
     device: torch.device,
     batch_size: int = 256,
     progress: bool = True,
+    channels_last: bool = True,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Encoder features and normalised projections of ``images[indices]`` (eval transform).
+
+    ``channels_last`` puts the model in NHWC memory format where that pays
+    (``engine.use_channels_last``).
 
     Returns:
         ``(features [n, num_features], projections [n, out_dim])`` as float32 arrays (with
@@ -482,6 +486,8 @@ def embed(
             np.zeros((0, model.head.out_dim), np.float32),
         )
     model.to(device)
+    if engine.use_channels_last(device, channels_last):
+        model.to(memory_format=torch.channels_last)
     transform = build_eval_transform(
         preprocessing["crop_size"], preprocessing["mean"], preprocessing["std"]
     ).to(device)

@@ -117,6 +117,7 @@ def export_embeddings(
         device=engine.resolve_device(device),
         batch_size=config.embed_batch_size,
         progress=config.progress,
+        channels_last=config.channels_last,
     )
     out_dim = pretrained_encoder["architecture"]["projection"]["out_dim"]
     table = pd.DataFrame(
