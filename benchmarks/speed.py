@@ -8,8 +8,8 @@ Usage:
 For SupCon pretraining and for classifier fine-tuning (whole encoder trained), measures
 training images/s through the project's engine (``engine.train_one_epoch``: forward,
 backward, gradient clipping, AdamW step; bf16/fp16 autocast on CUDA and channels_last on
-CUDA and the CPU, as the pipelines' defaults), with the same model, batch size, precision and device, fed three
-ways:
+CUDA and the CPU, as the pipelines' defaults), with the same model, batch size, precision and
+device, fed three ways:
 
 * ``limit``: one batch of crop-sized float tensors made once on the device and reused every
   step: pure compute, no input pipeline, no augmentation.
