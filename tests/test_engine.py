@@ -291,3 +291,15 @@ def test_channels_last_where_it_pays():
     assert engine.use_channels_last(torch.device("cuda"), True)
     assert not engine.use_channels_last(torch.device("cpu"), False)
     assert not engine.use_channels_last(torch.device("mps"), True)
+
+
+@pytest.mark.parametrize("requested", [True, False])
+def test_place_model_sets_the_memory_format_it_reports(requested):
+    """place_model moves the model and says truthfully whether its conv weights are NHWC."""
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4))
+    nhwc = engine.place_model(model, torch.device("cpu"), requested)
+    weight = model[0].weight
+    assert nhwc is requested
+    assert weight.is_contiguous(memory_format=torch.channels_last) == requested
+    assert weight.is_contiguous() == (not requested)
+    assert weight.device.type == "cpu"

@@ -343,10 +343,8 @@ def _set_up(
         hidden_dim=config.head.hidden_dim,
         dropout=config.head.dropout,
         meta_features=meta_encoder.num_features if meta_encoder else 0,
-    ).to(device)
-    channels_last = engine.use_channels_last(device, config.channels_last)
-    if channels_last:
-        model.to(memory_format=torch.channels_last)
+    )
+    channels_last = engine.place_model(model, device, config.channels_last)
     prep = dict(pretrained["preprocessing"], crop_size=config.augment.crop_size)
     _warn_double_reweighting(config)
     loss_fn = build_classification_loss(

@@ -150,11 +150,10 @@ def predict_with_checkpoint(
     classifier fuses metadata. ``channels_last`` puts the model in NHWC memory format where
     that pays (``engine.use_channels_last``); ``None`` does as training's validation did.
     """
-    model = classifier_from_checkpoint(checkpoint).to(device)
+    model = classifier_from_checkpoint(checkpoint)
     if channels_last is None:
         channels_last = bool(_training_setting(checkpoint, "channels_last", True))
-    if engine.use_channels_last(device, channels_last):
-        model.to(memory_format=torch.channels_last)
+    engine.place_model(model, device, channels_last)
     prep = checkpoint["preprocessing"]
     transform = build_eval_transform(prep["crop_size"], prep["mean"], prep["std"]).to(device)
     meta = None

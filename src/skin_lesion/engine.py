@@ -126,6 +126,20 @@ def use_channels_last(device: torch.device, requested: bool) -> bool:
     return requested and device.type in ("cuda", "cpu")
 
 
+def place_model(model: nn.Module, device: torch.device, channels_last: bool) -> bool:
+    """Move ``model`` to ``device``, in NHWC memory format where that pays.
+
+    Returns:
+        Whether the model is now channels_last (``use_channels_last``), so the caller can
+        put its input batches in the same format.
+    """
+    model.to(device)
+    nhwc = use_channels_last(device, channels_last)
+    if nhwc:
+        model.to(memory_format=torch.channels_last)
+    return nhwc
+
+
 class Precision:
     """Autocast and loss scaling: bf16 on CUDA where supported, else fp16 with a GradScaler.
 

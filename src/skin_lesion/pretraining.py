@@ -238,10 +238,7 @@ def pretrain(
     if epochs == 0:
         logger.info("Contrastive pretraining disabled: passing on the initial weights")
         return to_cpu(describe(-1, [])), []
-    model.to(device)
-    channels_last = engine.use_channels_last(device, config.channels_last)
-    if channels_last:
-        model.to(memory_format=torch.channels_last)
+    channels_last = engine.place_model(model, device, config.channels_last)
     source = BatchSource(
         images,
         labels,
@@ -485,9 +482,7 @@ def embed(
             np.zeros((0, model.encoder.num_features), np.float32),
             np.zeros((0, model.head.out_dim), np.float32),
         )
-    model.to(device)
-    if engine.use_channels_last(device, channels_last):
-        model.to(memory_format=torch.channels_last)
+    engine.place_model(model, device, channels_last)
     transform = build_eval_transform(
         preprocessing["crop_size"], preprocessing["mean"], preprocessing["std"]
     ).to(device)
