@@ -776,6 +776,144 @@ VALIDATION = ("balanced_accuracy", "macro_f1")
 THRESHOLD_METRICS = ("mel_sensitivity_threshold",)
 
 
+def _check_pair(ours: dict, base: dict, what: str, base_name: str) -> None:
+    """Refuse to pair two records of different data, device, setting, fold seed or split."""
+    # Folds pair only when trained with the same seed.
+    folds = run_unit([ours]) == "fold" or run_unit([base]) == "fold"
+    fields = ("data_sha256", "device", "setting", *(("seed",) if folds else ()))
+    for field in fields:
+        if ours[field] != base[field]:
+            raise SystemExit(
+                f"{what} differs from {base_name} in {field!r} ({ours[field]!r} vs {base[field]!r})"
+            )
+    # data_processing splits with the environment's seed, not the training seed, so runs on
+    # the same data share one split unless the split code or the split settings changed
+    # between them; where both recorded their split, check it.
+    a, b = split_of(ours), split_of(base)
+    if a and b and a != b:
+        raise SystemExit(
+            f"{what} was trained on another split than {base_name} "
+            f"(split SHA-256 {a[:12]} vs {b[:12]}): rerun one of them"
+        )
+
+
+def _paired_metrics(runs: dict, baseline: dict, keys: list[int], units: str) -> dict:
+    """The COMPARED test figures and the VALIDATION figures of ``runs`` against
+    ``baseline``, paired on ``keys`` (seeds or folds)."""
+    row: dict = {}
+    for label in COMPARED:
+        # A threshold figure pairs only runs scored with the same reporting protocol.
+        paired = keys
+        if label in THRESHOLD_METRICS:
+            paired = [k for k in keys if _threshold_tta(runs[k]) == _threshold_tta(baseline[k])]
+        if not paired:
+            row[label] = None
+            continue
+        ours = [runs[k]["metrics"][label]["value"] for k in paired]
+        base = [baseline[k]["metrics"][label]["value"] for k in paired]
+        row[label] = {**_paired(ours, base), **({units: paired} if paired != keys else {})}
+    # Seed files written before validation was recorded have none: compare validation on
+    # the seeds where both runs have it, and name them.
+    val_keys = [k for k in keys if "validation" in runs[k] and "validation" in baseline[k]]
+    for label in VALIDATION if val_keys else ():
+        ours = [runs[k]["validation"][label] for k in val_keys]
+        base = [baseline[k]["validation"][label] for k in val_keys]
+        row[f"val_{label}"] = {**_paired(ours, base), units: val_keys}
+    return row
+
+
+def _comparison(setting: str, baseline: dict, unit: str, rows: list[dict]) -> dict:
+    """A comparison's JSON: the baseline's data, device and spread, and the paired rows."""
+    units = f"{unit}s"
+    base_keys = sorted(baseline)
+    first = baseline[base_keys[0]]
+    return {
+        "setting": setting,
+        "unit": unit,
+        "device": first["device"],
+        "data": first["data"],
+        "data_sha256": first["data_sha256"],
+        f"baseline_{units}": base_keys,
+        "baseline_sd": {
+            label: _spread([baseline[k]["metrics"][label]["value"] for k in base_keys])["sd"]
+            for label in COMPARED
+        }
+        | {
+            f"val_{label}": _spread([baseline[k]["validation"][label] for k in base_keys])["sd"]
+            for label in VALIDATION
+            if all("validation" in baseline[k] for k in base_keys)
+        },
+        "ablations": rows,
+    }
+
+
+def compare_runs(baseline_name: str, name: str, results: Path = RESULTS) -> dict:
+    """Run ``name`` against run ``baseline_name``, seed by seed (or fold by fold): any two
+    runs, not only a setting and its ablation.
+
+    The pair must share data, device, setting and split on every seed compared; the row
+    names each parameter the two ran with differently (from the parameters both recorded),
+    so the table says what changed. Writes ``accuracy-<name>-vs-<baseline_name>.json``/``.md``.
+
+    Raises:
+        SystemExit: When either run is missing, they share no seed (fold), one is a
+            cross-validation run and the other not, a pair differs in data, device, setting
+            or split, or the seeds of one run ran with different parameter changes.
+    """
+    baseline, runs = load_seeds(baseline_name, results), load_seeds(name, results)
+    for label, loaded in ((baseline_name, baseline), (name, runs)):
+        if not loaded:
+            raise SystemExit(f"no seed or fold results under {results / 'accuracy' / label}")
+    unit = run_unit(list(baseline.values()))
+    if run_unit(list(runs.values())) != unit:
+        raise SystemExit(f"{name} and {baseline_name}: one is a cross-validation run, one not")
+    units = f"{unit}s"
+    keys = sorted(set(runs) & set(baseline))
+    if not keys:
+        raise SystemExit(
+            f"{name}'s {units} {sorted(runs)} share none with {baseline_name}'s {sorted(baseline)}"
+        )
+    changes = set()
+    cache: dict = {}
+    for key in keys:
+        _check_pair(runs[key], baseline[key], f"{name} {unit} {key}", baseline_name)
+        ours_p, _ = recorded_parameters(runs[key], cache)
+        base_p, _ = recorded_parameters(baseline[key], cache)
+        if ours_p is None or base_p is None:
+            change = ["parameters not recorded"]
+        else:
+            differ, one_side = parameter_differences(base_p, ours_p)
+            change = [
+                f"{k} {repr(base_p[k]) if k in base_p else 'unset'} -> "
+                f"{repr(ours_p[k]) if k in ours_p else 'unset'}"
+                for k in [*differ, *one_side]
+            ]
+        # The code too: a change in src/ (channels_last on the CPU, say) is a change.
+        ours_c, base_c = runs[key].get("code") or {}, baseline[key].get("code") or {}
+        if ours_c.get("src_tree") != base_c.get("src_tree"):
+            commits = [(c.get("commit") or "unknown")[:7] for c in (base_c, ours_c)]
+            change.append(f"code (src/) {commits[0]} -> {commits[1]}")
+        changes.add("; ".join(sorted(change)) or "none (a rerun)")
+    if len(changes) > 1:
+        raise SystemExit(
+            f"the {units} of {name} differ from {baseline_name} in different ways: "
+            + " | ".join(sorted(changes))
+        )
+    row = {"ablation": changes.pop(), "run": name, units: keys}
+    row |= _paired_metrics(runs, baseline, keys, units)
+    result = _comparison(baseline_name, baseline, unit, [row])
+    single_view = {
+        label: _single_view([loaded[k] for k in keys], unit)
+        for label, loaded in ((baseline_name, baseline), (name, runs))
+    }
+    result["single_view_threshold"] = {k: v for k, v in single_view.items() if v}
+    result["title"] = f"{name} against {baseline_name}"
+    out = f"accuracy-{name}-vs-{baseline_name}"
+    (results / f"{out}.json").write_text(json.dumps(result, indent=2) + "\n")
+    (results / f"{out}.md").write_text(compare_markdown(result))
+    return result
+
+
 def compare(setting: str, results: Path = RESULTS, cv: bool = False) -> dict:
     """Each ablation of ``setting`` against the setting itself, seed by seed (or fold by fold).
 
@@ -812,21 +950,7 @@ def compare(setting: str, results: Path = RESULTS, cv: bool = False) -> dict:
         if not keys:
             continue
         for key in keys:
-            for field in ("data_sha256", "device", "setting", *(("seed",) if cv else ())):
-                if runs[key][field] != baseline[key][field]:
-                    raise SystemExit(
-                        f"{name} {unit} {key} differs from {setting}{suffix} in {field!r} "
-                        f"({runs[key][field]!r} vs {baseline[key][field]!r})"
-                    )
-            # data_processing splits with the environment's seed, not the training seed, so
-            # runs on the same data share one split unless the split code or the split
-            # settings changed between them; where both recorded their split, check it.
-            ours, theirs = split_of(runs[key]), split_of(baseline[key])
-            if ours and theirs and ours != theirs:
-                raise SystemExit(
-                    f"{name} {unit} {key} was trained on another split than {setting}{suffix} "
-                    f"(split SHA-256 {ours[:12]} vs {theirs[:12]}): rerun one of them"
-                )
+            _check_pair(runs[key], baseline[key], f"{name} {unit} {key}", f"{setting}{suffix}")
             # A pair must differ in the one choice the ablation flips, and in nothing else:
             # in its overrides and, where both recorded them, in the parameters they ran.
             ours_p, base_p = runs[key].get("parameters"), baseline[key].get("parameters")
@@ -850,47 +974,11 @@ def compare(setting: str, results: Path = RESULTS, cv: bool = False) -> dict:
                 )
         row = {"ablation": ablation, "overrides": runs[keys[0]]["overrides"], units: keys}
         single_view[name] = _single_view([runs[k] for k in keys], unit)
-        for label in COMPARED:
-            # A threshold figure pairs only runs scored with the same reporting protocol.
-            paired = keys
-            if label in THRESHOLD_METRICS:
-                paired = [k for k in keys if _threshold_tta(runs[k]) == _threshold_tta(baseline[k])]
-            if not paired:
-                row[label] = None
-                continue
-            ours = [runs[k]["metrics"][label]["value"] for k in paired]
-            base = [baseline[k]["metrics"][label]["value"] for k in paired]
-            row[label] = {**_paired(ours, base), **({units: paired} if paired != keys else {})}
-        # Seed files written before validation was recorded have none: compare validation on
-        # the seeds where both runs have it, and name them.
-        val_keys = [k for k in keys if "validation" in runs[k] and "validation" in baseline[k]]
-        for label in VALIDATION if val_keys else ():
-            ours = [runs[k]["validation"][label] for k in val_keys]
-            base = [baseline[k]["validation"][label] for k in val_keys]
-            row[f"val_{label}"] = {**_paired(ours, base), units: val_keys}
+        row |= _paired_metrics(runs, baseline, keys, units)
         rows.append(row)
     if not rows:
         raise SystemExit(f"no ablation of {setting} shares a {unit} with it under {results}")
-    base_keys = sorted(baseline)
-    first = baseline[base_keys[0]]
-    result = {
-        "setting": setting,
-        "unit": unit,
-        "device": first["device"],
-        "data": first["data"],
-        "data_sha256": first["data_sha256"],
-        f"baseline_{units}": base_keys,
-        "baseline_sd": {
-            label: _spread([baseline[k]["metrics"][label]["value"] for k in base_keys])["sd"]
-            for label in COMPARED
-        }
-        | {
-            f"val_{label}": _spread([baseline[k]["validation"][label] for k in base_keys])["sd"]
-            for label in VALIDATION
-            if all("validation" in baseline[k] for k in base_keys)
-        },
-        "ablations": rows,
-    }
+    result = _comparison(setting, baseline, unit, rows)
     result["single_view_threshold"] = {k: v for k, v in single_view.items() if v}
     if cv:
         result["training_seed"] = sorted({r["seed"] for r in baseline.values()})
@@ -968,14 +1056,15 @@ def compare_markdown(result: dict) -> str:
         if unit == "fold"
         else ""
     )
+    title = result.get("title")
     lines = [
-        f"**Ablations of {result['setting']}**{what} on {result['device']}; data "
+        f"**{title or 'Ablations of ' + result['setting']}**{what} on {result['device']}; data "
         f"`{result['data']}` (SHA-256 `{result['data_sha256'][:12]}…`). Each cell: the "
-        f"ablation's mean over the {units} shown, then its change against the setting on the "
-        f"same {units} (mean of per-{unit} differences, and each {unit}'s difference in "
-        "brackets).",
+        f"{'run' if title else 'ablation'}'s mean over the {units} shown, then its change "
+        f"against {result['setting'] if title else 'the setting'} on the same {units} (mean of "
+        f"per-{unit} differences, and each {unit}'s difference in brackets).",
         "",
-        f"| ablation | {units} | "
+        f"| {'parameters changed' if title else 'ablation'} | {units} | "
         + " | ".join(f"{label} (test)" for label in COMPARED)
         + " | "
         + " | ".join(f"{label} (validation)" for label in VALIDATION)
@@ -1408,7 +1497,9 @@ def main() -> None:
         stage_main(parser.parse_args(sys.argv[2:]))
         return
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--setting", choices=sorted(SETTINGS), required=True)
+    parser.add_argument(
+        "--setting", choices=sorted(SETTINGS), help="required, except with --compare-runs"
+    )
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="a HAM10000 folder")
     parser.add_argument(
         "--seeds", type=int, nargs="+", help="training seeds (default 0 1 2; 0 with --folds)"
@@ -1461,7 +1552,22 @@ def main() -> None:
         "(and every cross-validation ablation with the setting's, fold by fold); with --name, "
         "the run NAME with every NAME-<ablation> run",
     )
+    parser.add_argument(
+        "--compare-runs",
+        nargs=2,
+        metavar=("BASELINE", "RUN"),
+        help="only compare run RUN with run BASELINE, seed by seed (fold by fold): any two "
+        "runs on the same data, device, setting and split; the table names the parameters "
+        "that differ",
+    )
     args = parser.parse_args()
+    if args.compare_runs:
+        if args.compare or args.ablation or args.folds or args.seeds:
+            raise SystemExit("--compare-runs takes the two run names alone")
+        print(compare_markdown(compare_runs(*args.compare_runs, args.results_dir)))
+        return
+    if not args.setting:
+        parser.error("the following arguments are required: --setting")
     if args.compare:
         base = args.name or args.setting
         if args.ablation or args.folds:

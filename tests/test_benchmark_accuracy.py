@@ -1350,3 +1350,64 @@ def test_validation_summary_keeps_the_pretraining_monitor(tmp_path: Path) -> Non
         {"epoch": 1, "loss": 3.5, "val_knn_balanced_accuracy": None, "val_knn_macro_f1": None},
     ]
     assert "pretraining_epochs" not in accuracy.validation_summary(tmp_path / "classifier.pt")
+
+
+def test_compare_runs_pairs_any_two_runs_and_names_what_changed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--compare-runs: seed-by-seed pairs of two named runs, the table naming each parameter
+    (and the code) that differs, and a refusal where the pair is not one."""
+    base_p = {"contrastive_pretraining.epochs": 2, "seed": 42}
+    longer = {"contrastive_pretraining.epochs": 3, "seed": 42, "new.key": 1}
+    code = {"commit": "a" * 40, "src_tree": "1" * 40}
+    for seed, (ours, theirs) in enumerate([(0.72, 0.70), (0.69, 0.71), (0.75, 0.70)]):
+        _write_seed(tmp_path, seed, theirs, name="base", val=theirs - 0.01, parameters=base_p)
+        _write_seed(tmp_path, seed, ours, name="supcon-3ep", val=ours, parameters=longer)
+        for name in ("base", "supcon-3ep"):
+            record = tmp_path / "accuracy" / name / f"seed{seed}.json"
+            record.write_text(json.dumps(json.loads(record.read_text()) | {"code": code}))
+    _write_seed(tmp_path, 7, 0.9, name="supcon-3ep", val=0.9, parameters=longer)  # unpaired
+    monkeypatch.setattr(
+        sys,
+        "argv",
+        ["accuracy.py", "--compare-runs", "base", "supcon-3ep", "--results-dir", str(tmp_path)],
+    )
+    accuracy.main()
+    table = capsys.readouterr().out
+    result = json.loads((tmp_path / "accuracy-supcon-3ep-vs-base.json").read_text())
+    (row,) = result["ablations"]
+    assert row["seeds"] == [0, 1, 2] and row["run"] == "supcon-3ep"
+    assert row["ablation"] == "contrastive_pretraining.epochs 2 -> 3; new.key unset -> 1"
+    assert row["balanced_accuracy"]["delta_per_seed"] == pytest.approx([0.02, -0.02, 0.05])
+    assert row["val_balanced_accuracy"]["delta_per_seed"] == pytest.approx([0.03, -0.01, 0.06])
+    assert result["setting"] == "base"
+    assert "**supcon-3ep against base** on cpu" in table
+    assert "| parameters changed | seeds |" in table
+    assert "| contrastive_pretraining.epochs 2 -> 3; new.key unset -> 1 | 0, 1, 2 | 0.720" in table
+    assert table.strip() == (tmp_path / "accuracy-supcon-3ep-vs-base.md").read_text().strip()
+
+    # A code change is a change, named by its commits.
+    record = tmp_path / "accuracy" / "base" / "seed1.json"
+    other = {"commit": "b" * 40, "src_tree": "2" * 40}
+    record.write_text(json.dumps(json.loads(record.read_text()) | {"code": other}))
+    with pytest.raises(SystemExit, match=r"differ from base in different ways"):
+        accuracy.compare_runs("base", "supcon-3ep", tmp_path)
+    for seed in (0, 2):
+        record = tmp_path / "accuracy" / "base" / f"seed{seed}.json"
+        record.write_text(json.dumps(json.loads(record.read_text()) | {"code": other}))
+    (row,) = accuracy.compare_runs("base", "supcon-3ep", tmp_path)["ablations"]
+    assert row["ablation"].startswith("code (src/) bbbbbbb -> aaaaaaa; contrastive_")
+
+    # Not a pair: another device, another split, no run, no seed in common.
+    _write_seed(tmp_path, 0, 0.7, name="gpu", device="NVIDIA H200", parameters=longer)
+    with pytest.raises(SystemExit, match=r"gpu seed 0 differs from base in 'device'"):
+        accuracy.compare_runs("base", "gpu", tmp_path)
+    _write_seed(tmp_path, 0, 0.7, name="resplit", val=0.6, split="cc" * 32)
+    _write_seed(tmp_path, 0, 0.7, name="base-split", val=0.6, split="dd" * 32)
+    with pytest.raises(SystemExit, match=r"another split than base-split"):
+        accuracy.compare_runs("base-split", "resplit", tmp_path)
+    with pytest.raises(SystemExit, match=r"no seed or fold results under .*missing"):
+        accuracy.compare_runs("base", "missing", tmp_path)
+    _write_seed(tmp_path, 9, 0.7, name="elsewhere")
+    with pytest.raises(SystemExit, match=r"elsewhere's seeds \[9\] share none with base's"):
+        accuracy.compare_runs("base", "elsewhere", tmp_path)
