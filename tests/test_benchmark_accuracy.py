@@ -1361,11 +1361,10 @@ def test_compare_runs_pairs_any_two_runs_and_names_what_changed(
     longer = {"contrastive_pretraining.epochs": 3, "seed": 42, "new.key": 1}
     code = {"commit": "a" * 40, "src_tree": "1" * 40}
     for seed, (ours, theirs) in enumerate([(0.72, 0.70), (0.69, 0.71), (0.75, 0.70)]):
-        _write_seed(tmp_path, seed, theirs, name="base", val=theirs - 0.01, parameters=base_p)
-        _write_seed(tmp_path, seed, ours, name="supcon-3ep", val=ours, parameters=longer)
-        for name in ("base", "supcon-3ep"):
-            record = tmp_path / "accuracy" / name / f"seed{seed}.json"
-            record.write_text(json.dumps(json.loads(record.read_text()) | {"code": code}))
+        _write_seed(
+            tmp_path, seed, theirs, name="base", val=theirs - 0.01, code=code, parameters=base_p
+        )
+        _write_seed(tmp_path, seed, ours, name="supcon-3ep", val=ours, code=code, parameters=longer)
     _write_seed(tmp_path, 7, 0.9, name="supcon-3ep", val=0.9, parameters=longer)  # unpaired
     monkeypatch.setattr(
         sys,
@@ -1387,14 +1386,12 @@ def test_compare_runs_pairs_any_two_runs_and_names_what_changed(
     assert table.strip() == (tmp_path / "accuracy-supcon-3ep-vs-base.md").read_text().strip()
 
     # A code change is a change, named by its commits.
-    record = tmp_path / "accuracy" / "base" / "seed1.json"
     other = {"commit": "b" * 40, "src_tree": "2" * 40}
-    record.write_text(json.dumps(json.loads(record.read_text()) | {"code": other}))
+    _write_seed(tmp_path, 1, 0.71, name="base", val=0.70, code=other, parameters=base_p)
     with pytest.raises(SystemExit, match=r"differ from base in different ways"):
         accuracy.compare_runs("base", "supcon-3ep", tmp_path)
     for seed in (0, 2):
-        record = tmp_path / "accuracy" / "base" / f"seed{seed}.json"
-        record.write_text(json.dumps(json.loads(record.read_text()) | {"code": other}))
+        _write_seed(tmp_path, seed, 0.70, name="base", val=0.69, code=other, parameters=base_p)
     (row,) = accuracy.compare_runs("base", "supcon-3ep", tmp_path)["ablations"]
     assert row["ablation"].startswith("code (src/) bbbbbbb -> aaaaaaa; contrastive_")
 
