@@ -89,3 +89,12 @@ def test_a_figure_edited_by_hand_is_found() -> None:
     ]
     wrong = [line.replace("CPU x", "GPU").replace("0.700", "0.7") for line in doc]
     assert [p.split(":")[0] for p in pasted_mismatches(wrong, results)] == ["line 2", "line 9"]
+
+
+@pytest.mark.parametrize("doc", DOCS)
+def test_no_unfilled_template_placeholder(doc: str) -> None:
+    # A script that pastes a results file through a format string once left a bare ``{md}``
+    # where a table belonged; the table check above cannot see a table that is not there.
+    lines = (ROOT / doc).read_text().splitlines()
+    bare = [n for n, line in enumerate(lines, start=1) if re.fullmatch(r"\{\w*\}", line.strip())]
+    assert bare == []
