@@ -6,6 +6,7 @@ must match, row for row, one results file with that header; every run caption
 edited by hand, or a results file rewritten without updating the README, fails here.
 """
 
+import posixpath
 import re
 from pathlib import Path
 
@@ -98,3 +99,56 @@ def test_no_unfilled_template_placeholder(doc: str) -> None:
     lines = (ROOT / doc).read_text().splitlines()
     bare = [n for n, line in enumerate(lines, start=1) if re.fullmatch(r"\{\w*\}", line.strip())]
     assert bare == []
+
+
+def _anchors(text: str) -> set[str]:
+    """GitHub's heading anchors: lower case, punctuation dropped, spaces to hyphens."""
+    found, fenced = set(), False
+    for line in text.splitlines():
+        fenced ^= line.startswith("```")
+        heading = None if fenced else re.match(r"#+ (.*)", line)
+        if heading:
+            title = re.sub(r"[^\w\- ]", "", heading.group(1).strip().lower())
+            found.add(title.replace(" ", "-"))
+    return found
+
+
+def broken_links(docs: dict[str, str]) -> list[str]:
+    """Relative links of ``docs`` (path -> text) to a missing file or heading."""
+    anchors = {path: _anchors(text) for path, text in docs.items()}
+    problems = []
+    for path, text in docs.items():
+        for link in re.findall(r"\]\(([^)\s]+)\)", text):
+            if re.match(r"[a-z]+:", link):
+                continue  # http(s), mailto: not checked here
+            target, _, anchor = link.partition("#")
+            file = (
+                posixpath.normpath(posixpath.join(posixpath.dirname(path), target))
+                if target
+                else path
+            )
+            if target and not (ROOT / file).exists():
+                problems.append(f"{path}: {link} (no such file)")
+            elif anchor and file in anchors and anchor not in anchors[file]:
+                problems.append(f"{path}: {link} (no such heading)")
+    return problems
+
+
+def test_links_between_the_readmes_resolve() -> None:
+    # Sections move between the two READMEs; a link left pointing at the old place fails here.
+    assert broken_links({doc: (ROOT / doc).read_text() for doc in DOCS}) == []
+
+
+def test_a_broken_link_is_found() -> None:
+    docs = {
+        "README.md": "# Results\n\n## On the GPU: `gpu-full`\n"
+        "[a](#results) [b](#on-the-gpu-gpu-full) [c](benchmarks/README.md#speed)\n"
+        "[d](#gone) [e](nowhere.md) [f](https://x.org/#y)\n",
+        "benchmarks/README.md": "## Speed\n```\n# not a heading\n```\n[g](../README.md#results)\n"
+        "[h](#not-a-heading)\n",
+    }
+    assert broken_links(docs) == [
+        "README.md: #gone (no such heading)",
+        "README.md: nowhere.md (no such file)",
+        "benchmarks/README.md: #not-a-heading (no such heading)",
+    ]
