@@ -30,3 +30,58 @@ def test_a_folder_without_images_and_a_missing_path_are_errors(tmp_path: Path) -
         file_loaders([str(tmp_path / "empty")])
     with pytest.raises(FileNotFoundError, match=r"no such image or folder: 'absent\.jpg'"):
         file_loaders(["absent.jpg"])
+
+
+def _table(**columns):
+    import pandas as pd
+
+    base = {
+        "image_id": ["a", "b", "c"],
+        "age": ["40", "", "65"],
+        "sex": ["male", "female", "unknown"],
+        "localization": ["back", "face", ""],
+    }
+    return pd.DataFrame({**base, **columns})
+
+
+def test_metadata_rows_are_matched_by_file_name_and_missing_ones_are_named(caplog) -> None:
+    from skin_lesion.inference import match_metadata
+
+    # Extra rows (here "c") are ignored: the whole HAM10000 table may be given for a few images.
+    names = ["part_1/b.jpg", "a.png", "new/z.jpeg"]
+    with caplog.at_level(logging.WARNING, logger="skin_lesion.inference"):
+        rows, given = match_metadata(names, _table(image_id=[" a", "b ", "c"]))
+    assert list(rows.index) == names
+    assert list(rows["image_id"]) == ["b", "a", "z"]
+    assert list(rows["sex"].fillna("?")) == ["female", "male", "?"]
+    assert list(rows["age"].fillna("?")) == ["", "40", "?"]
+    assert list(given) == [True, True, False]
+    assert "1 of 3 image(s) have no row in the metadata table" in caplog.text
+    assert "new/z.jpeg" in caplog.text
+
+
+def test_metadata_tables_that_cannot_be_matched_are_errors() -> None:
+    from skin_lesion.inference import match_metadata
+
+    with pytest.raises(ValueError, match=r"lacks column\(s\) \['age'\].*found \['image_id', 'sex'"):
+        match_metadata(["a.jpg"], _table().drop(columns="age"))
+    with pytest.raises(ValueError, match=r"more than one row for 1 image_id\(s\).*: a$"):
+        match_metadata(["a.jpg"], _table(image_id=["a", "a ", "c"]))
+    with pytest.raises(ValueError, match=r"2 images share a file name.*x/a\.jpg, y/a\.png"):
+        match_metadata(["x/a.jpg", "y/a.png", "b.jpg"], _table())
+
+
+def test_unknown_metadata_encodes_as_unknown_and_bad_ages_name_their_image() -> None:
+    from skin_lesion.inference import match_metadata
+    from skin_lesion.tabular import fit_metadata_encoder
+
+    encoder = fit_metadata_encoder(_table())
+    rows, _ = match_metadata(["a.jpg", "z.jpg"], _table())
+    features = dict(zip(encoder.feature_names, encoder.transform(rows).T, strict=True))
+    # z has no row: age missing (imputed at the mean), sex and localization unknown.
+    assert list(features["age_missing"]) == [0, 1]
+    assert list(features["sex=unknown"]) == [0, 1]
+    assert list(features["localization=unknown"]) == [0, 1]
+    rows, _ = match_metadata(["b.jpg"], _table(age=["40", "forty", "1"]))
+    with pytest.raises(ValueError, match=r"row b\.jpg: 'forty'"):
+        encoder.transform(rows)

@@ -11,6 +11,8 @@ import logging
 import sys
 from pathlib import Path
 
+import pandas as pd
+
 from skin_lesion.checkpoints import load_checkpoint
 from skin_lesion.engine import resolve_device
 from skin_lesion.inference import InferenceConfig, file_loaders, predict_images
@@ -30,6 +32,11 @@ def _parser() -> argparse.ArgumentParser:
         "--metrics",
         default="data/08_reporting/test_metrics.json",
         help="reporting output with the validated operating point (default: %(default)s)",
+    )
+    predict.add_argument(
+        "--metadata",
+        help="for a classifier trained with metadata fusion: a CSV of image_id (file name "
+        "without extension), age, sex and localization, as HAM10000_metadata.csv",
     )
     predict.add_argument("--csv", help="also write the predictions to this CSV file")
     predict.add_argument("--rejects", help="write unreadable files and reasons to this CSV")
@@ -79,6 +86,19 @@ def _read_metrics(path: str) -> dict:
     return metrics
 
 
+def _read_metadata(path: str | None) -> pd.DataFrame | None:
+    """The metadata CSV as text (its checks name bad values), or None when not given."""
+    if path is None:
+        return None
+    file = Path(path)
+    if not file.is_file():
+        raise FileNotFoundError(f"no metadata CSV at '{file}'")
+    try:
+        return pd.read_csv(file, dtype=str, keep_default_na=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
+        raise ValueError(f"'{file}' is not a readable CSV ({error})") from error
+
+
 def _predict(args: argparse.Namespace) -> int:
     try:
         if not Path(args.checkpoint).is_file():
@@ -94,6 +114,7 @@ def _predict(args: argparse.Namespace) -> int:
             file_loaders(args.paths),
             device=resolve_device(args.device),
             config=InferenceConfig(tta=args.tta, progress=False),
+            metadata=_read_metadata(args.metadata),
         )
     except (FileNotFoundError, ValueError) as error:
         print(f"skin-lesion predict: {error}", file=sys.stderr)

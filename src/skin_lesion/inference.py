@@ -5,6 +5,12 @@ removal and CLAHE, resize to the cache size, then the eval crop and normalisatio
 whatever the current parameters say. Probabilities are calibrated with the temperature
 fitted on validation, and the melanoma flag uses the threshold chosen on validation (both
 from the reporting pipeline's ``test_metrics["operating_point"]``).
+
+A classifier trained with metadata fusion also needs each image's age, sex and
+localization: a table with HAM10000's columns (``image_id``, ``age``, ``sex``,
+``localization``), matched to the images by file name without its extension, as
+``HAM10000_metadata.csv`` is. An image without a row is classified with its metadata
+unknown (as HAM10000 itself records unknowns), and its prediction says so.
 """
 
 from __future__ import annotations
@@ -26,10 +32,14 @@ from skin_lesion.config import check_at_least, from_dict
 from skin_lesion.evaluation import explain
 from skin_lesion.images import IMAGE_SUFFIXES, build_image_cache
 from skin_lesion.preprocessing import PreprocessConfig
+from skin_lesion.tabular import MetadataEncoder
 
 logger = logging.getLogger(__name__)
 
 REJECT_COLUMNS = ("image", "reason")
+METADATA_COLUMNS = ("image_id", "age", "sex", "localization")
+# How many names a warning or error lists before giving the count of the rest.
+SHOWN = 5
 
 
 @dataclass(frozen=True)
@@ -40,6 +50,10 @@ class InferenceConfig:
         input_dir: The folder to classify, given at run time
             (``--params inference.input_dir=PATH``); the catalog's ``inference_images``
             reads it, so the node itself never opens files.
+        metadata: A CSV of the images' age, sex and localization (HAM10000's columns,
+            ``image_id`` being the file name without its extension), given at run time
+            (``--params inference.metadata=PATH``) and read by the catalog's
+            ``inference_metadata``; needed by a classifier trained with metadata fusion.
         tta: Test-time augmentation: ``none``, ``flips`` or ``dihedral``; null (the
             default) takes the operating point's, the TTA its temperature and melanoma
             threshold were fitted with, so the flag keeps its validated sensitivity.
@@ -50,6 +64,7 @@ class InferenceConfig:
     """
 
     input_dir: str | None = None
+    metadata: str | None = None
     tta: Literal["none", "flips", "dihedral"] | None = None
     batch_size: int = 64
     workers: int | None = None
@@ -126,6 +141,7 @@ def predict_images(
     *,
     device: torch.device,
     config: InferenceConfig,
+    metadata: pd.DataFrame | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, dict[str, Any]]]:
     """Classify every image; unreadable files go to the rejects with their reason.
 
@@ -136,23 +152,39 @@ def predict_images(
         loaders: Image name (e.g. a relative path) -> zero-argument callable returning bytes.
         device: Where to run the model.
         config: TTA, batch size, decoding threads.
+        metadata: The images' ``image_id``, ``age``, ``sex`` and ``localization`` (see
+            :func:`match_metadata`); required when the classifier fuses metadata, ignored
+            (with a warning) when it does not.
 
     Returns:
         ``predictions`` (``image``, the calibrated ``p_<class>``, ``predicted``,
-        ``melanoma_flag``, ``melanoma_threshold``, ``tta``), ``rejects`` (``image``,
-        ``reason``) and, with ``config.gradcam``, Grad-CAM panels per image (``image``,
-        ``heatmap``, ``title``; empty otherwise).
+        ``melanoma_flag``, ``melanoma_threshold``, ``tta``, ``metadata``: ``given``,
+        ``missing`` (classified as unknown) or ``unused`` by an image-only classifier),
+        ``rejects`` (``image``, ``reason``) and, with ``config.gradcam``, Grad-CAM panels
+        per image (``image``, ``heatmap``, ``title``; empty otherwise).
 
     Raises:
-        ValueError: For a checkpoint of the wrong kind, one that needs metadata, an empty
-            folder, or an incomplete operating point.
+        ValueError: For a checkpoint of the wrong kind, a metadata-fusion classifier
+            without a metadata table, a table that cannot be matched to the images, an
+            empty folder, or an incomplete operating point.
     """
     require_kind(checkpoint, CHECKPOINT_KIND)
-    if checkpoint.get("metadata_encoder"):
+    fuses = bool(checkpoint.get("metadata_encoder"))
+    if fuses and metadata is None:
         raise ValueError(
             "this classifier fuses metadata (age, sex, localization), which a folder of "
-            "images does not provide; use a classifier trained with metadata_fusion: false"
+            f"images does not provide: give a CSV with columns {list(METADATA_COLUMNS)} (as "
+            "HAM10000_metadata.csv; image_id is the file name without its extension) with "
+            "--metadata PATH, or --params inference.metadata=PATH in `kedro run`"
         )
+    if metadata is not None:
+        if fuses:
+            check_metadata_table(metadata)
+        else:
+            logger.warning(
+                "this classifier was trained without metadata fusion: the metadata table "
+                "is not used"
+            )
     if not loaders:
         raise ValueError("no images to classify: the input is empty (.jpg, .jpeg, .png)")
     temperature, threshold = check_operating_point(operating_point)
@@ -166,7 +198,12 @@ def predict_images(
     )
     rejects = pd.DataFrame(list(failures.items()), columns=list(REJECT_COLUMNS))
     classes = checkpoint["class_names"]
-    rows = pd.DataFrame({"image_id": list(cache.image_ids)})
+    names = list(cache.image_ids)
+    if fuses:
+        rows, given = match_metadata(names, metadata)
+        status = np.where(given, "given", "missing")
+    else:
+        rows, status = pd.DataFrame({"image_id": names}), np.full(len(names), "unused")
     probs = (
         predict_with_checkpoint(
             checkpoint,
@@ -189,24 +226,106 @@ def predict_images(
     predictions["melanoma_flag"] = calibrated[:, mel] >= threshold
     predictions["melanoma_threshold"] = threshold
     predictions["tta"] = tta
+    predictions["metadata"] = status
     logger.info("Classified %d image(s); %d rejected", len(predictions), len(rejects))
     panels = {}
     if config.gradcam and len(rows):
-        panels = gradcam_panels(checkpoint, cache.images, predictions, device=device)
+        panels = gradcam_panels(checkpoint, cache.images, predictions, rows, device=device)
     return predictions, rejects, panels
+
+
+def check_metadata_table(metadata: pd.DataFrame) -> None:
+    """Raise a ValueError naming missing columns or repeated ``image_id`` values."""
+    missing = [c for c in METADATA_COLUMNS if c not in metadata.columns]
+    if missing:
+        raise ValueError(
+            f"the metadata table lacks column(s) {missing}: it needs {list(METADATA_COLUMNS)} "
+            "(as HAM10000_metadata.csv; image_id is the file name without its extension), "
+            f"found {list(metadata.columns)}"
+        )
+    ids = _image_ids(metadata)
+    repeated = sorted(set(ids[ids.duplicated()]))
+    if repeated:
+        raise ValueError(
+            f"the metadata table has more than one row for {len(repeated)} image_id(s), so "
+            f"their metadata is ambiguous: {_listed(repeated)}"
+        )
+
+
+def match_metadata(names: list[str], metadata: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
+    """Each image's metadata row, matched on the file name without its extension.
+
+    Args:
+        names: The images (relative paths or file names, e.g. ``part_1/ISIC_0024306.jpg``).
+        metadata: A table with ``image_id``, ``age``, ``sex`` and ``localization`` (other
+            columns are ignored; ``image_id`` is compared after stripping spaces). Rows that
+            match no image are left out: the whole ``HAM10000_metadata.csv`` may be given for
+            a few of its images.
+
+    Returns:
+        ``rows`` aligned with ``names`` (indexed by name, so that an invalid age is named
+        by its image) and ``given``, a boolean per image: False where the table has no row,
+        whose age, sex and localization are then missing (encoded as unknown; counted and
+        named in a warning).
+
+    Raises:
+        ValueError: Naming missing columns, repeated ``image_id`` values, or images in
+            different folders whose file names (and so image_id) are the same.
+    """
+    check_metadata_table(metadata)
+    stems = pd.Series([PurePosixPath(name).stem for name in names], index=names, dtype=object)
+    clashes = stems[stems.duplicated(keep=False)]
+    if len(clashes):
+        raise ValueError(
+            f"{len(clashes)} images share a file name without extension (image_id), so one "
+            f"metadata row cannot be told from another: {_listed(list(clashes.index))}; "
+            "classify them in separate runs"
+        )
+    table = metadata.assign(image_id=_image_ids(metadata)).set_index("image_id")
+    given = stems.isin(table.index).to_numpy()
+    rows = table.reindex(stems.to_numpy())[list(METADATA_COLUMNS[1:])]
+    rows.index = pd.Index(names, name="image")
+    rows.insert(0, "image_id", stems.to_numpy())
+    if not given.all():
+        logger.warning(
+            "%d of %d image(s) have no row in the metadata table; they are classified with "
+            "age, sex and localization unknown (their predictions say metadata=missing): %s",
+            int((~given).sum()),
+            len(names),
+            _listed([n for n, g in zip(names, given, strict=True) if not g]),
+        )
+    return rows, given
+
+
+def _image_ids(metadata: pd.DataFrame) -> pd.Series:
+    return metadata["image_id"].astype(str).str.strip()
+
+
+def _listed(values: list[str]) -> str:
+    """The first few values, then how many more."""
+    more = len(values) - SHOWN
+    return ", ".join(map(str, values[:SHOWN])) + (f" and {more} more" if more > 0 else "")
 
 
 def gradcam_panels(
     checkpoint: dict[str, Any],
     images: np.ndarray,
     predictions: pd.DataFrame,
+    rows: pd.DataFrame,
     *,
     device: torch.device,
 ) -> dict[str, dict[str, Any]]:
-    """Grad-CAM (captum) of the predicted class on each image's model input crop."""
+    """Grad-CAM (captum) of the predicted class on each image's model input crop.
+
+    ``rows`` (aligned with ``images``) gives the metadata of a classifier that fuses it, so
+    that the heatmap explains the prediction that was made.
+    """
     classes = checkpoint["class_names"]
     targets = [classes.index(c) for c in predictions["predicted"]]
-    crops, heatmaps = explain(checkpoint, images, targets, device=device)
+    meta = None
+    if checkpoint.get("metadata_encoder"):
+        meta = MetadataEncoder.from_dict(checkpoint["metadata_encoder"]).transform(rows)
+    crops, heatmaps = explain(checkpoint, images, targets, device=device, meta=meta)
     return {
         row.image: {
             "image": crop,

@@ -3,6 +3,7 @@
 from skin_lesion.datasets.checkpoint import CheckpointStoreDataset, TorchCheckpointDataset
 from skin_lesion.datasets.image_cache import ImageCacheDataset
 from skin_lesion.datasets.image_folder import ImageFolderDataset
+from skin_lesion.datasets.optional_table import OptionalTableDataset
 from skin_lesion.datasets.png import PngDataset
 from skin_lesion.datasets.raw_metadata import RawMetadataDataset
 
@@ -10,6 +11,7 @@ __all__ = [
     "CheckpointStoreDataset",
     "ImageCacheDataset",
     "ImageFolderDataset",
+    "OptionalTableDataset",
     "PngDataset",
     "RawMetadataDataset",
     "TorchCheckpointDataset",

@@ -68,6 +68,9 @@ def test_command_prints_a_table_and_writes_csv(trained, tmp_path, capsys):
             str(bad),
             "--csv",
             str(csv),
+            # Given to an image-only classifier, the metadata is not used (with a warning).
+            "--metadata",
+            str(raw / "HAM10000_metadata.csv"),
             "--checkpoint",
             str(trained / "data/06_models/classifier.pt"),
             "--metrics",
@@ -83,7 +86,8 @@ def test_command_prints_a_table_and_writes_csv(trained, tmp_path, capsys):
     assert [r[0] for r in rows] == [str(p) for p in images]
     assert all(r[1] in CLASSES and r[3] in {"True", "False"} for r in rows)
     assert "rejected" in captured.err and "bad.jpg" in captured.err
-    assert len(pd.read_csv(csv)) == 3
+    written = pd.read_csv(csv)
+    assert len(written) == 3 and (written["metadata"] == "unused").all()
 
 
 def test_clear_errors(trained, tmp_path, capsys):
@@ -155,3 +159,62 @@ def test_operating_point_is_tied_to_its_classifier_and_bad_files_are_named(
     assert status == 2 and "run `kedro run --pipelines reporting` first, or pass --metrics" in err
     status, err = predict(other, tmp_path / "none.pt")
     assert status == 2 and "no checkpoint at" in err and "pass --checkpoint PATH" in err
+
+
+def test_a_metadata_fusion_classifier_reads_the_metadata_table(kedro_project, tmp_path, capsys):
+    run_kedro(
+        kedro_project, reporting={"tta": "none"}, classifier_training={"metadata_fusion": True}
+    )
+    root = kedro_project / "data"
+    raw = root / "01_raw" / "HAM10000"
+    table = raw / "HAM10000_metadata.csv"
+    test = pd.read_csv(root / "07_model_output" / "test_predictions.csv")
+    folder = tmp_path / "new"
+    folder.mkdir()
+    for image_id in test["image_id"]:
+        shutil.copy(next(raw.rglob(f"{image_id}.jpg")), folder / f"{image_id}.jpg")
+
+    with pytest.raises(ValueError, match=r"fuses metadata.*--params inference\.metadata=PATH"):
+        run_kedro(kedro_project, "inference", inference={"input_dir": str(folder)})
+    with pytest.raises(DatasetError, match=r"Inference metadata table not found: '.*absent\.csv'"):
+        run_kedro(
+            kedro_project,
+            "inference",
+            inference={"input_dir": str(folder), "metadata": str(tmp_path / "absent.csv")},
+        )
+    # The whole HAM10000 table, most of whose rows name other images: predictions equal what
+    # reporting computed for the same test images, and the Grad-CAM runs with the metadata.
+    run_kedro(
+        kedro_project,
+        "inference",
+        inference={"input_dir": str(folder), "metadata": str(table), "gradcam": True},
+    )
+    out = pd.read_csv(root / "07_model_output" / "inference_predictions.csv")
+    assert (out["metadata"] == "given").all()
+    assert len(list((root / "07_model_output" / "inference_gradcam").iterdir())) == len(test)
+    point = json.loads((root / "08_reporting" / "test_metrics.json").read_text())["operating_point"]
+    expected = apply_temperature(test[[f"p_{c}" for c in CLASSES]].to_numpy(), point["temperature"])
+    probs = [f"p_{c}" for c in CLASSES]
+    out = out.set_index(out["image"].str.replace(".jpg", "", regex=False)).loc[test["image_id"]]
+    np.testing.assert_allclose(out[probs].to_numpy(), expected, atol=1e-4)
+
+    # The command, with a table that lacks the first image: that one is classified with its
+    # metadata unknown, and says so; the others keep their probabilities.
+    first = test["image_id"].iloc[0]
+    partial = tmp_path / "partial.csv"
+    full = pd.read_csv(table, dtype=str, keep_default_na=False)
+    full[full["image_id"] != first].to_csv(partial, index=False)
+    csv = tmp_path / "out.csv"
+    options = ["--checkpoint", str(root / "06_models" / "classifier.pt")]
+    options += ["--metrics", str(root / "08_reporting" / "test_metrics.json"), "--csv", str(csv)]
+    assert main(["predict", str(folder), "--metadata", str(partial), *options]) == 0
+    capsys.readouterr()
+    again = pd.read_csv(csv)
+    again = again.set_index(again["image"].str.rsplit("/", n=1).str[-1].str[:-4])
+    again = again.loc[test["image_id"]]
+    assert list(again["metadata"]) == ["missing"] + ["given"] * (len(test) - 1)
+    np.testing.assert_allclose(again[probs].to_numpy()[1:], expected[1:], atol=1e-4)
+    assert np.abs(again[probs].to_numpy()[0] - expected[0]).max() > 1e-6
+    # Without a table, the command says what to give.
+    assert main(["predict", str(folder), *options]) == 2
+    assert "fuses metadata" in capsys.readouterr().err

@@ -15,12 +15,16 @@ from skin_lesion.engine import resolve_device
 
 def classify_images(
     inference_images: dict[str, Callable[[], bytes]],
+    inference_metadata: pd.DataFrame | None,
     classifier: dict[str, Any],
     test_metrics: dict[str, Any],
     params: dict[str, Any],
     device: str,
 ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Figure]]:
     """Calibrated probabilities, predicted class and melanoma flag for every image.
+
+    ``inference_metadata`` (None unless ``inference.metadata`` names a CSV) gives the age,
+    sex and localization a classifier trained with metadata fusion needs.
 
     Returns:
         ``inference_predictions``, ``inference_rejects`` (unreadable files, with reasons)
@@ -33,6 +37,7 @@ def classify_images(
         inference_images,
         device=resolve_device(device),
         config=config,
+        metadata=inference_metadata,
     )
     overlays = {
         name.replace("/", "__") + ".png": figures.plot_gradcam_grid([panel])

@@ -13,6 +13,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                 nodes.classify_images,
                 [
                     "inference_images",
+                    "inference_metadata",
                     "classifier",
                     "test_metrics",
                     "params:inference",

@@ -1,0 +1,34 @@
+"""``OptionalTableDataset``: a CSV named at run time, or None."""
+
+import pandas as pd
+import pytest
+from kedro.io import DatasetError
+
+from skin_lesion.datasets import OptionalTableDataset
+
+
+def test_no_path_loads_none_and_a_file_loads_as_text(tmp_path) -> None:
+    assert OptionalTableDataset(filepath=None).load() is None
+    assert OptionalTableDataset(filepath="").load() is None
+    assert not OptionalTableDataset(filepath=None).exists()
+    csv = tmp_path / "meta.csv"
+    csv.write_text("image_id,age,sex\nISIC_1,045,\nISIC_2,,male\n")
+    table = OptionalTableDataset(filepath=str(csv)).load()
+    # Text as written: a leading zero kept, empty cells empty (not NaN).
+    assert table.to_dict("list") == {
+        "image_id": ["ISIC_1", "ISIC_2"],
+        "age": ["045", ""],
+        "sex": ["", "male"],
+    }
+
+
+def test_a_missing_or_unreadable_file_is_named(tmp_path) -> None:
+    missing = tmp_path / "absent.csv"
+    with pytest.raises(DatasetError, match=r"Inference metadata not found: '.*absent\.csv'"):
+        OptionalTableDataset(filepath=str(missing), description="Inference metadata").load()
+    empty = tmp_path / "empty.csv"
+    empty.write_text("")
+    with pytest.raises(DatasetError, match=r"'.*empty\.csv' is not a readable CSV"):
+        OptionalTableDataset(filepath=str(empty)).load()
+    with pytest.raises(DatasetError, match="read-only"):
+        OptionalTableDataset(filepath=str(empty)).save(pd.DataFrame())
