@@ -85,3 +85,6 @@ def test_unknown_metadata_encodes_as_unknown_and_bad_ages_name_their_image() -> 
     rows, _ = match_metadata(["b.jpg"], _table(age=["40", "forty", "1"]))
     with pytest.raises(ValueError, match=r"row b\.jpg: 'forty'"):
         encoder.transform(rows)
+    # Ages training's validation would have rejected are refused, naming the image.
+    with pytest.raises(ValueError, match=r"1 age\(s\) outside 0-120 years.*: c\.jpg: '210'"):
+        match_metadata(["a.jpg", "c.jpg"], _table(age=["120", "", "210"]))

@@ -31,6 +31,7 @@ from skin_lesion.classifier import CHECKPOINT_KIND, predict_with_checkpoint
 from skin_lesion.config import check_at_least, from_dict
 from skin_lesion.evaluation import explain
 from skin_lesion.images import IMAGE_SUFFIXES, build_image_cache
+from skin_lesion.metadata import MetadataConfig
 from skin_lesion.preprocessing import PreprocessConfig
 from skin_lesion.tabular import MetadataEncoder
 
@@ -269,8 +270,9 @@ def match_metadata(names: list[str], metadata: pd.DataFrame) -> tuple[pd.DataFra
         named in a warning).
 
     Raises:
-        ValueError: Naming missing columns, repeated ``image_id`` values, or images in
-            different folders whose file names (and so image_id) are the same.
+        ValueError: Naming missing columns, repeated ``image_id`` values, images in
+            different folders whose file names (and so image_id) are the same, or ages
+            outside the 0-120 years metadata validation keeps for training.
     """
     check_metadata_table(metadata)
     stems = pd.Series([PurePosixPath(name).stem for name in names], index=names, dtype=object)
@@ -286,6 +288,7 @@ def match_metadata(names: list[str], metadata: pd.DataFrame) -> tuple[pd.DataFra
     rows = table.reindex(stems.to_numpy())[list(METADATA_COLUMNS[1:])]
     rows.index = pd.Index(names, name="image")
     rows.insert(0, "image_id", stems.to_numpy())
+    _check_age_range(rows)
     if not given.all():
         logger.warning(
             "%d of %d image(s) have no row in the metadata table; they are classified with "
@@ -295,6 +298,23 @@ def match_metadata(names: list[str], metadata: pd.DataFrame) -> tuple[pd.DataFra
             _listed([n for n, g in zip(names, given, strict=True) if not g]),
         )
     return rows, given
+
+
+def _check_age_range(rows: pd.DataFrame) -> None:
+    """Refuse ages that metadata validation would not have let into training.
+
+    (Text that is not a number is left to the encoder, which names it.)
+    """
+    limits = MetadataConfig()
+    ages = pd.to_numeric(rows["age"], errors="coerce")
+    outside = rows.index[(ages < limits.min_age) | (ages > limits.max_age)]
+    if len(outside):
+        shown = [f"{name}: {rows.at[name, 'age']!r}" for name in outside]
+        raise ValueError(
+            f"{len(outside)} age(s) outside {limits.min_age:g}-{limits.max_age:g} years, the "
+            f"range metadata validation keeps for training: {_listed(shown)} (leave an unknown "
+            "age empty)"
+        )
 
 
 def _image_ids(metadata: pd.DataFrame) -> pd.Series:
