@@ -88,3 +88,36 @@ def test_unknown_metadata_encodes_as_unknown_and_bad_ages_name_their_image() -> 
     # Ages training's validation would have rejected are refused, naming the image.
     with pytest.raises(ValueError, match=r"1 age\(s\) outside 0-120 years.*: c\.jpg: '210'"):
         match_metadata(["a.jpg", "c.jpg"], _table(age=["120", "", "210"]))
+
+
+def test_the_command_finds_an_environments_outputs(tmp_path: Path, monkeypatch, capsys) -> None:
+    from skin_lesion.command import data_dir, main
+
+    conf = tmp_path / "conf"
+    for env, text in [("base", "data_dir: data\n"), ("cpu_quick", "data_dir: data/cpu_quick\n")]:
+        (conf / env).mkdir(parents=True)
+        (conf / env / "globals.yml").write_text(text)
+    (conf / "demo").mkdir()  # an environment without globals keeps base's
+    assert data_dir(None, conf) == Path("data")
+    assert data_dir("cpu_quick", conf) == Path("data/cpu_quick")
+    assert data_dir("demo", conf) == Path("data")
+    (conf / "local").mkdir()
+    (conf / "local" / "globals.yml").write_text("data_dir: /scratch/runs\n")
+    assert data_dir(None, conf) == Path("/scratch/runs")  # as plain `kedro run` reads it
+    with pytest.raises(FileNotFoundError, match=r"no environment 'gpu' in .*\(there are: base, "):
+        data_dir("gpu", conf)
+    assert data_dir(None, tmp_path / "nowhere") == Path("data")
+
+    # The command looks where the environment (or $KEDRO_ENV) writes, and says so.
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "a.jpg").write_bytes(b"x")
+    assert main(["predict", "a.jpg", "--env", "cpu_quick"]) == 2
+    err = capsys.readouterr().err
+    assert "no checkpoint at 'data/cpu_quick/06_models/classifier.pt'" in err
+    assert "`kedro run --env cpu_quick`" in err
+    monkeypatch.setenv("KEDRO_ENV", "cpu_quick")
+    assert main(["predict", "a.jpg"]) == 2
+    assert "'data/cpu_quick/06_models/classifier.pt'" in capsys.readouterr().err
+    monkeypatch.delenv("KEDRO_ENV")
+    assert main(["predict", "a.jpg", "--env", "cpu"]) == 2
+    assert "no environment 'cpu'" in capsys.readouterr().err

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -24,14 +25,20 @@ def _parser() -> argparse.ArgumentParser:
     predict = commands.add_parser("predict", help="classify images with a trained classifier")
     predict.add_argument("paths", nargs="+", help="image files and/or folders (.jpg/.jpeg/.png)")
     predict.add_argument(
+        "--env",
+        default=os.environ.get("KEDRO_ENV"),
+        help="the Kedro environment whose outputs to use, as in `kedro run --env`: the "
+        "defaults of --checkpoint and --metrics lie under its data_dir (conf/ENV/globals.yml), "
+        "e.g. data/cpu_quick/ for cpu_quick (default: $KEDRO_ENV, else data/)",
+    )
+    predict.add_argument(
         "--checkpoint",
-        default="data/06_models/classifier.pt",
-        help="classifier checkpoint (default: %(default)s)",
+        help="classifier checkpoint (default: DATA_DIR/06_models/classifier.pt)",
     )
     predict.add_argument(
         "--metrics",
-        default="data/08_reporting/test_metrics.json",
-        help="reporting output with the validated operating point (default: %(default)s)",
+        help="reporting output with the validated operating point "
+        "(default: DATA_DIR/08_reporting/test_metrics.json)",
     )
     predict.add_argument(
         "--metadata",
@@ -64,6 +71,32 @@ def main(argv: list[str] | None = None) -> int:
         return _predict(args)
     finally:
         package_logger.setLevel(level)
+
+
+def data_dir(env: str | None, conf: Path = Path("conf")) -> Path:
+    """Where a Kedro environment keeps its outputs: ``data_dir`` of its ``globals.yml``.
+
+    As ``kedro run`` reads them: ``base`` overlaid with ``env`` (with no env, Kedro's default
+    ``local``, which may not exist). Outside a project (no ``conf/``), ``data``.
+
+    Raises:
+        FileNotFoundError: Naming the environments there are, for one that does not exist.
+    """
+    import yaml
+
+    if not conf.is_dir():
+        if env:
+            raise FileNotFoundError(f"--env {env}: no conf/ folder here (run in the project)")
+        return Path("data")
+    if env and not (conf / env).is_dir():
+        have = sorted(p.name for p in conf.iterdir() if p.is_dir())
+        raise FileNotFoundError(f"no environment '{env}' in {conf}/ (there are: {', '.join(have)})")
+    found = "data"
+    for name in ("base", env or "local"):
+        file = conf / name / "globals.yml"
+        if file.is_file():
+            found = (yaml.safe_load(file.read_text()) or {}).get("data_dir", found)
+    return Path(found)
 
 
 def _read_metrics(path: str) -> dict:
@@ -101,10 +134,16 @@ def _read_metadata(path: str | None) -> pd.DataFrame | None:
 
 def _predict(args: argparse.Namespace) -> int:
     try:
+        if args.checkpoint is None or args.metrics is None:
+            outputs = data_dir(args.env)
+            args.checkpoint = args.checkpoint or str(outputs / "06_models" / "classifier.pt")
+            args.metrics = args.metrics or str(outputs / "08_reporting" / "test_metrics.json")
         if not Path(args.checkpoint).is_file():
+            run = f"kedro run --env {args.env}" if args.env else "kedro run"
             raise FileNotFoundError(
-                f"no checkpoint at '{args.checkpoint}': train one with `kedro run` (or "
-                "`kedro run --pipelines classifier_training`), or pass --checkpoint PATH"
+                f"no checkpoint at '{args.checkpoint}': train one with `{run}` (or "
+                f"`{run} --pipelines classifier_training`), or pass --checkpoint PATH"
+                + ("" if args.env else " (or --env ENV for another environment's outputs)")
             )
         checkpoint = load_checkpoint(args.checkpoint)
         metrics = _read_metrics(args.metrics)
@@ -122,6 +161,8 @@ def _predict(args: argparse.Namespace) -> int:
     shown = predictions[["image", "predicted", "p_mel", "melanoma_flag"]].copy()
     shown["confidence"] = predictions.filter(like="p_").max(axis=1).round(3)
     shown["p_mel"] = shown["p_mel"].round(3)
+    if (predictions["metadata"] != "unused").any():  # a classifier that fuses metadata
+        shown["metadata"] = predictions["metadata"]
     print(shown.to_string(index=False))
     for row in rejects.itertuples():
         print(f"rejected {row.image}: {row.reason}", file=sys.stderr)

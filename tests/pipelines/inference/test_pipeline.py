@@ -208,7 +208,12 @@ def test_a_metadata_fusion_classifier_reads_the_metadata_table(kedro_project, tm
     options = ["--checkpoint", str(root / "06_models" / "classifier.pt")]
     options += ["--metrics", str(root / "08_reporting" / "test_metrics.json"), "--csv", str(csv)]
     assert main(["predict", str(folder), "--metadata", str(partial), *options]) == 0
-    capsys.readouterr()
+    table = capsys.readouterr().out.splitlines()
+    header = next(i for i, line in enumerate(table) if line.split()[:1] == ["image"])
+    assert table[header].split()[-1] == "metadata"
+    assert sorted(line.split()[-1] for line in table[header + 1 :]) == ["given"] * (
+        len(test) - 1
+    ) + ["missing"]
     again = pd.read_csv(csv)
     again = again.set_index(again["image"].str.rsplit("/", n=1).str[-1].str[:-4])
     again = again.loc[test["image_id"]]
