@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Every GPU measurement of the project, most important first, so that a short GPU session
 # still leaves the headline figures: the GPU tests, the speed benchmarks (augmentation cost,
-# then training steps), gpu-full, then the four ablations of gpu-full, then the comparison
-# table. Results land in benchmarks/results/.
+# then training steps), gpu-full, inference throughput with gpu-full's last classifier, then
+# the four ablations of gpu-full, then the comparison table. Results land in
+# benchmarks/results/.
 #
 #   bash benchmarks/gpu.sh                       # seed 0 of everything
 #   SEEDS="0 1 2" bash benchmarks/gpu.sh         # the three seeds
@@ -23,7 +24,7 @@ cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python}
 DATA=${DATA:-../shared/data/ham10000_200x150}
 SEEDS=${SEEDS:-0}
-STEPS=${STEPS:-tests speed gpu-full ablations compare}
+STEPS=${STEPS:-tests speed gpu-full inference ablations compare}
 ABLATIONS=${ABLATIONS:-no-contrastive metadata-fusion cross-entropy weighted-sampling}
 # RESUME=1: the accuracy runs keep the seeds already recorded and the stages an interrupted
 # run finished (benchmarks/accuracy.py --resume), so a killed session loses only the stage
@@ -50,10 +51,10 @@ export KEDRO_DISABLE_TELEMETRY=true
 # Check every name before anything runs: a typo must not surface after minutes of GPU time.
 for name in $STEPS; do
     case "$name" in
-        tests | speed | gpu-full | ablations | compare) ;;
+        tests | speed | gpu-full | inference | ablations | compare) ;;
         *)
             echo "benchmarks/gpu.sh: unknown step '$name' in STEPS" \
-                "(known: tests speed gpu-full ablations compare)" >&2
+                "(known: tests speed gpu-full inference ablations compare)" >&2
             exit 2
             ;;
     esac
@@ -172,6 +173,14 @@ for name in $STEPS; do
             # shellcheck disable=SC2086
             run gpu-full "$PYTHON" benchmarks/accuracy.py --setting gpu-full --data "$DATA" \
                 --seeds $SEEDS "${resume[@]}" "${work[@]}"
+            ;;
+        inference)
+            # The classifier and operating point of gpu-full's last seed, on every image.
+            step "inference throughput (gpu-full's classifier, all images of $DATA)"
+            run inference "$PYTHON" benchmarks/inference_speed.py \
+                --data-dir "${WORK_DIR:-data/benchmarks}/gpu-full/data/gpu_full" \
+                --images "$DATA" --metadata "$DATA/HAM10000_metadata.csv" \
+                --out benchmarks/results/inference_speed-gpu.json
             ;;
         ablations)
             if [[ $PARALLEL == 1 ]] && parallel_ablations; then

@@ -77,6 +77,9 @@ def test_runs_every_step_in_order_with_the_seeds_and_data(fake: dict[str, Path])
         "benchmarks/augment_cost.py",
         f"benchmarks/speed.py --data {data}",
         accuracy,
+        "benchmarks/inference_speed.py --data-dir data/benchmarks/gpu-full/data/gpu_full "
+        f"--images {data} --metadata {data}/HAM10000_metadata.csv "
+        "--out benchmarks/results/inference_speed-gpu.json",
         *(
             f"benchmarks/accuracy.py --setting gpu-full --ablation {name} --data {data} --seeds 0 1"
             for name in ("no-contrastive", "metadata-fusion", "cross-entropy", "weighted-sampling")

@@ -1,0 +1,222 @@
+"""Inference throughput: a trained classifier on a folder of images, as `skin-lesion predict` runs.
+
+Usage (after a training and reporting run, e.g. `kedro run --env cpu_quick`, or a kept run of
+benchmarks/accuracy.py):
+    python benchmarks/inference_speed.py --data-dir data/cpu_quick
+        [--images DIR] [--metadata CSV] [--tta default none] [--repeats 2]
+        [--batch-size 64] [--device auto] [--out benchmarks/results/inference_speed.json]
+
+Classifies every image in ``--images`` (default ``HAM10000_images_part_1`` of
+../shared/data/ham10000_200x150: 5,000 images) with ``--data-dir``'s
+``06_models/classifier.pt`` and the operating point of its ``08_reporting/test_metrics.json``,
+through ``skin_lesion.inference.predict_images``, the function behind both
+``skin-lesion predict`` and the inference pipeline. A classifier trained with metadata fusion
+gets ``--metadata`` (default: the ``HAM10000_metadata.csv`` beside the images' folder).
+
+Each TTA setting (``default``: the operating point's, the one ``predict`` uses unless told
+otherwise; ``none``; ``flips``; ``dihedral``) runs ``--repeats`` times, each in a fresh
+process so that its memory peaks are its own, and the fastest run counts. Per run:
+
+* ``classify s``: ``predict_images`` alone (decode, preprocess, forward passes, calibration),
+  after the checkpoint is loaded; ``img/s`` is images over that;
+* ``decode s``: the decoding and resizing part, timed in a separate call beforehand;
+* ``end to end s``: the whole process, Python and torch start-up included, as a user running
+  ``skin-lesion predict`` waits;
+* host peak: the process's resident-memory high-water mark (``VmHWM``); GPU peak:
+  ``torch.cuda.max_memory_allocated``.
+
+Results go to a JSON file and a markdown table (FILE with ``.md``), also printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data" / "ham10000_200x150"
+TTAS = ("default", "none", "flips", "dihedral")
+MIB = 2**20
+OUT = ROOT / "benchmarks" / "results" / "inference_speed.json"
+
+
+def _peak_host_mib() -> int | None:
+    """The process's peak resident memory (VmHWM) in MiB; None off Linux."""
+    try:
+        text = Path("/proc/self/status").read_text()
+    except OSError:
+        return None
+    match = re.search(r"^VmHWM:\s+(\d+) kB", text, re.MULTILINE)
+    return round(int(match.group(1)) / 1024) if match else None
+
+
+def measure(args: argparse.Namespace, tta: str) -> dict[str, Any]:
+    """One run in this process: decode once alone, then classify every image."""
+    import pandas as pd
+    import torch
+
+    from skin_lesion.checkpoints import load_checkpoint
+    from skin_lesion.config import from_dict
+    from skin_lesion.engine import resolve_device
+    from skin_lesion.images import build_image_cache
+    from skin_lesion.inference import InferenceConfig, file_loaders, predict_images
+    from skin_lesion.preprocessing import PreprocessConfig
+
+    device = resolve_device(args.device)
+    checkpoint = load_checkpoint(args.data_dir / "06_models" / "classifier.pt")
+    metrics = json.loads((args.data_dir / "08_reporting" / "test_metrics.json").read_text())
+    loaders = file_loaders([str(args.images)])
+    fuses = bool(checkpoint.get("metadata_encoder"))
+    metadata = pd.read_csv(args.metadata, dtype=str, keep_default_na=False) if fuses else None
+    prep = from_dict(PreprocessConfig, checkpoint["preprocessing"]["cache"], "cache")
+    start = time.perf_counter()
+    build_image_cache(loaders, prep, progress=False)
+    decode = time.perf_counter() - start
+    config = InferenceConfig(
+        tta=None if tta == "default" else tta, batch_size=args.batch_size, progress=False
+    )
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    start = time.perf_counter()
+    predictions, rejects, _ = predict_images(
+        checkpoint, metrics["operating_point"], loaders, device=device, config=config,
+        metadata=metadata,
+    )  # fmt: skip
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    classify = time.perf_counter() - start
+    return {
+        "images": len(predictions),
+        "rejected": len(rejects),
+        "tta": str(predictions["tta"].iloc[0]) if len(predictions) else tta,
+        "metadata": fuses,
+        "decode_s": round(decode, 3),
+        "classify_s": round(classify, 2),
+        "img_per_s": round(len(predictions) / classify, 1),
+        "host_peak_mib": _peak_host_mib(),
+        "gpu_peak_mib": (
+            round(torch.cuda.max_memory_allocated(device) / MIB) if device.type == "cuda" else None
+        ),
+        "device": str(device),
+        "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
+    }
+
+
+def run_isolated(args: argparse.Namespace, tta: str) -> dict[str, Any]:
+    """``measure`` in a fresh process; adds the process's whole wall time."""
+    command = [
+        sys.executable, __file__, f"--child={tta}", f"--data-dir={args.data_dir}",
+        f"--images={args.images}", f"--metadata={args.metadata}",
+        f"--batch-size={args.batch_size}", f"--device={args.device}",
+    ]  # fmt: skip
+    start = time.perf_counter()
+    # stdout is the result; stderr (warnings, a traceback) passes through.
+    done = subprocess.run(command, check=True, stdout=subprocess.PIPE, text=True)
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    result["end_to_end_s"] = round(time.perf_counter() - start, 2)
+    return result
+
+
+def describe(args: argparse.Namespace) -> dict[str, Any]:
+    """What was measured: the checkpoint, its operating point, the images."""
+    from skin_lesion.checkpoints import load_checkpoint, state_fingerprint
+    from skin_lesion.provenance import code_version, cpu_name
+
+    checkpoint = load_checkpoint(args.data_dir / "06_models" / "classifier.pt")
+    metrics = json.loads((args.data_dir / "08_reporting" / "test_metrics.json").read_text())
+    return {
+        "cpu": cpu_name(),
+        "cores": os.cpu_count(),
+        "code": code_version(ROOT),
+        "encoder": checkpoint["architecture"]["encoder"],
+        "crop": checkpoint["preprocessing"]["crop_size"],
+        "classifier_sha256": state_fingerprint(checkpoint),
+        "operating_point_tta": metrics["operating_point"].get("tta", "none"),
+        "images_dir": str(args.images),
+        "batch_size": args.batch_size,
+        "repeats": args.repeats,
+    }
+
+
+def markdown(result: dict[str, Any]) -> str:
+    """The table the README quotes."""
+    rows = result["rows"]
+    first = rows[0]
+    where = f"{first['gpu']} ({first['device']})" if first["gpu"] else f"CPU {result['cpu']}"
+    lines = [
+        f"Inference on {where}, {result['cores']} cores: {result['encoder']} at "
+        f"{result['crop']} px (classifier `{result['classifier_sha256'][:12]}`"
+        f"{', metadata fusion' if first['metadata'] else ''}), "
+        f"{first['images']:,} images of `{Path(result['images_dir']).name}`, batch "
+        f"{result['batch_size']}; fastest of {result['repeats']} runs, each in a fresh process; "
+        f"code `{(result['code'] or {}).get('commit', '?')[:10]}`.",
+        "",
+        "| TTA (views) | classify s | img/s | decode s (timed alone) "
+        "| end to end s (start-up incl.) | host peak MiB | GPU peak MiB |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    views = {"none": 1, "flips": 4, "dihedral": 8}
+    for r in rows:
+        label = r["tta"] + (" (the operating point's)" if r["asked"] == "default" else "")
+        gpu = "-" if r["gpu_peak_mib"] is None else f"{r['gpu_peak_mib']:,}"
+        lines.append(
+            f"| {label}, {views.get(r['tta'], '?')} | {r['classify_s']} | {r['img_per_s']:,} "
+            f"| {r['decode_s']} | {r['end_to_end_s']} | {r['host_peak_mib']:,} | {gpu} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark (or, with ``--child``, one measurement), write JSON and markdown."""
+    logging.basicConfig(level=logging.WARNING)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-dir", type=Path, default=Path("data"))
+    parser.add_argument("--images", type=Path, default=DATA / "HAM10000_images_part_1")
+    parser.add_argument("--metadata", type=Path, help="default: beside --images' folder")
+    parser.add_argument("--tta", nargs="+", choices=TTAS, default=["default", "none"])
+    parser.add_argument("--repeats", type=int, default=2, help="runs of each; the fastest counts")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument("--child", choices=TTAS, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    args.metadata = args.metadata or args.images.parent / "HAM10000_metadata.csv"
+    if args.child:
+        print(json.dumps(measure(args, args.child)))
+        return 0
+    for path, what in [
+        (args.data_dir / "06_models" / "classifier.pt", "classifier checkpoint"),
+        (
+            args.data_dir / "08_reporting" / "test_metrics.json",
+            "test_metrics.json from the reporting",
+        ),
+    ]:
+        if not path.is_file():
+            raise SystemExit(f"no {what} at '{path}': pass --data-dir a trained run's data folder")
+    if not args.images.is_dir():
+        raise SystemExit(f"--images '{args.images}' is not a folder")
+    result = describe(args)
+    rows = []
+    for tta in args.tta:
+        runs = [run_isolated(args, tta) for _ in range(args.repeats)]
+        rows.append({**min(runs, key=lambda r: r["classify_s"]), "asked": tta})
+        print(f"{tta}: {[r['classify_s'] for r in runs]} s", file=sys.stderr)
+    result["rows"] = rows
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    table = markdown(result)
+    args.out.with_suffix(".md").write_text(table)
+    print(table)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
