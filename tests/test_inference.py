@@ -50,7 +50,7 @@ def test_metadata_rows_are_matched_by_file_name_and_missing_ones_are_named(caplo
     # Extra rows (here "c") are ignored: the whole HAM10000 table may be given for a few images.
     names = ["part_1/b.jpg", "a.png", "new/z.jpeg"]
     with caplog.at_level(logging.WARNING, logger="skin_lesion.inference"):
-        rows, given = match_metadata(names, _table(image_id=[" a", "b ", "c"]))
+        rows, given = match_metadata(names, _table(image_id=[" a", "b.JPG ", "c"]))
     assert list(rows.index) == names
     assert list(rows["image_id"]) == ["b", "a", "z"]
     assert list(rows["sex"].fillna("?")) == ["female", "male", "?"]
@@ -66,7 +66,7 @@ def test_metadata_tables_that_cannot_be_matched_are_errors() -> None:
     with pytest.raises(ValueError, match=r"lacks column\(s\) \['age'\].*found \['image_id', 'sex'"):
         match_metadata(["a.jpg"], _table().drop(columns="age"))
     with pytest.raises(ValueError, match=r"more than one row for 1 image_id\(s\).*: a$"):
-        match_metadata(["a.jpg"], _table(image_id=["a", "a ", "c"]))
+        match_metadata(["a.jpg"], _table(image_id=["a", "a.png", "c"]))
     with pytest.raises(ValueError, match=r"2 images share a file name.*x/a\.jpg, y/a\.png"):
         match_metadata(["x/a.jpg", "y/a.png", "b.jpg"], _table())
 

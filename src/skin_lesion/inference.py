@@ -259,7 +259,8 @@ def match_metadata(names: list[str], metadata: pd.DataFrame) -> tuple[pd.DataFra
     Args:
         names: The images (relative paths or file names, e.g. ``part_1/ISIC_0024306.jpg``).
         metadata: A table with ``image_id``, ``age``, ``sex`` and ``localization`` (other
-            columns are ignored; ``image_id`` is compared after stripping spaces). Rows that
+            columns are ignored; ``image_id`` is compared after stripping spaces and an
+            image suffix such as ``.jpg``, if one was written). Rows that
             match no image are left out: the whole ``HAM10000_metadata.csv`` may be given for
             a few of its images.
 
@@ -318,7 +319,11 @@ def _check_age_range(rows: pd.DataFrame) -> None:
 
 
 def _image_ids(metadata: pd.DataFrame) -> pd.Series:
-    return metadata["image_id"].astype(str).str.strip()
+    """``image_id`` stripped, and without an image suffix where one was written
+    (``ISIC_0024306.jpg`` names the same image as ``ISIC_0024306``)."""
+    ids = metadata["image_id"].astype(str).str.strip()
+    suffix = "|".join(ext.lstrip(".") for ext in IMAGE_SUFFIXES)
+    return ids.str.replace(rf"\.(?:{suffix})$", "", case=False, regex=True)
 
 
 def _listed(values: list[str]) -> str:
