@@ -121,3 +121,22 @@ def test_the_command_finds_an_environments_outputs(tmp_path: Path, monkeypatch, 
     monkeypatch.delenv("KEDRO_ENV")
     assert main(["predict", "a.jpg", "--env", "cpu"]) == 2
     assert "no environment 'cpu'" in capsys.readouterr().err
+
+
+def test_ages_outside_the_training_range_are_named(caplog) -> None:
+    from skin_lesion.inference import match_metadata, warn_unseen_ages
+    from skin_lesion.tabular import MetadataEncoder, fit_metadata_encoder
+
+    encoder = fit_metadata_encoder(_table())  # known training ages 40 and 65
+    assert (encoder.age_min, encoder.age_max) == (40.0, 65.0)
+    rows, _ = match_metadata(["a.jpg", "b.jpg", "c.jpg"], _table(age=["39", "", "65"]))
+    with caplog.at_level(logging.WARNING, logger="skin_lesion.inference"):
+        warn_unseen_ages(rows, encoder)
+    assert "1 image(s) have an age outside the training ages (40-65 years)" in caplog.text
+    assert "a.jpg: 39" in caplog.text and "c.jpg" not in caplog.text
+    # An encoder from before the range was recorded says nothing.
+    old = {k: v for k, v in encoder.to_dict().items() if k not in ("age_min", "age_max")}
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="skin_lesion.inference"):
+        warn_unseen_ages(rows, MetadataEncoder.from_dict(old))
+    assert caplog.text == ""

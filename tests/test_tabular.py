@@ -150,6 +150,10 @@ def test_from_dict_names_bad_keys() -> None:
         MetadataEncoder.from_dict({**data, "localization_vocabulary": ["back"]})
     with pytest.raises(ValueError, match=r"age_std must be finite and positive, got 0\.0"):
         MetadataEncoder.from_dict({**data, "age_std": 0.0})
+    with pytest.raises(ValueError, match="age_min and age_max must both be set"):
+        MetadataEncoder.from_dict({**data, "age_min": 70.0, "age_max": 30.0})
+    with pytest.raises(ValueError, match="age_min and age_max must both be set"):
+        MetadataEncoder.from_dict({**data, "age_max": None})
 
 
 def test_single_age_gets_unit_scale() -> None:

@@ -202,6 +202,7 @@ def predict_images(
     names = list(cache.image_ids)
     if fuses:
         rows, given = match_metadata(names, metadata)
+        warn_unseen_ages(rows, MetadataEncoder.from_dict(checkpoint["metadata_encoder"]))
         status = np.where(given, "given", "missing")
     else:
         rows, status = pd.DataFrame({"image_id": names}), np.full(len(names), "unused")
@@ -315,6 +316,28 @@ def _check_age_range(rows: pd.DataFrame) -> None:
             f"{len(outside)} age(s) outside {limits.min_age:g}-{limits.max_age:g} years, the "
             f"range metadata validation keeps for training: {_listed(shown)} (leave an unknown "
             "age empty)"
+        )
+
+
+def warn_unseen_ages(rows: pd.DataFrame, encoder: MetadataEncoder) -> None:
+    """Warn, naming the images, about ages outside the range of the training ages.
+
+    Such an age is plausible (it passed the 0-120 check) but the model never saw one like
+    it, so its standardised age feature lies beyond anything it was trained on. Silent for
+    an encoder from before the range was recorded.
+    """
+    if encoder.age_min is None or encoder.age_max is None:
+        return
+    ages = pd.to_numeric(rows["age"], errors="coerce")
+    outside = rows.index[(ages < encoder.age_min) | (ages > encoder.age_max)]
+    if len(outside):
+        logger.warning(
+            "%d image(s) have an age outside the training ages (%g-%g years), which the "
+            "model has not seen; their age feature extrapolates: %s",
+            len(outside),
+            encoder.age_min,
+            encoder.age_max,
+            _listed([f"{name}: {rows.at[name, 'age']}" for name in outside]),
         )
 
 

@@ -57,12 +57,17 @@ class MetadataEncoder:
         sex_vocabulary: The one-hot categories of ``sex``; must contain ``unknown``.
         localization_vocabulary: The one-hot categories of ``localization``; must
             contain ``unknown``.
+        age_min: Youngest known training age, so that inference can say when an age lies
+            outside what the model saw (None in checkpoints from before it was recorded).
+        age_max: Oldest known training age (likewise).
     """
 
     age_mean: float
     age_std: float
     sex_vocabulary: tuple[str, ...] = SEX_VOCABULARY
     localization_vocabulary: tuple[str, ...] = (UNKNOWN,)
+    age_min: float | None = None
+    age_max: float | None = None
 
     def __post_init__(self) -> None:
         """Check the statistics and vocabularies, naming the bad value."""
@@ -70,6 +75,13 @@ class MetadataEncoder:
             raise ValueError(f"age_mean must be finite, got {self.age_mean}")
         if not (math.isfinite(self.age_std) and self.age_std > 0):
             raise ValueError(f"age_std must be finite and positive, got {self.age_std}")
+        if (self.age_min is None) != (self.age_max is None) or (
+            self.age_min is not None and not self.age_min <= self.age_max
+        ):
+            raise ValueError(
+                f"age_min and age_max must both be set, with age_min <= age_max, or both be "
+                f"None; got {self.age_min} and {self.age_max}"
+            )
         for name in ("sex_vocabulary", "localization_vocabulary"):
             vocabulary = getattr(self, name)
             if UNKNOWN not in vocabulary:
@@ -177,6 +189,8 @@ def fit_metadata_encoder(
         age_std=std if std > 0 else 1.0,
         sex_vocabulary=tuple(sex_vocabulary),
         localization_vocabulary=(*sorted(seen), UNKNOWN),
+        age_min=float(known.min()),
+        age_max=float(known.max()),
     )
 
 
