@@ -77,6 +77,7 @@ from pathlib import Path
 import yaml
 
 import skin_lesion
+from skin_lesion.command import data_dir as env_data_dir
 from skin_lesion.provenance import code_version, cpu_name
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -430,9 +431,7 @@ def make_project(work: Path, env: str) -> Path:
 
 def data_dir(project: Path, env: str) -> Path:
     """The environment's ``data_dir`` global, inside ``project``."""
-    globals_file = project / "conf" / env / "globals.yml"
-    value = yaml.safe_load(globals_file.read_text()).get("data_dir", "data")
-    return project / value
+    return project / env_data_dir(env, project / "conf")
 
 
 def seed_summary(metrics: dict) -> dict:

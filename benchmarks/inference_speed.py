@@ -60,7 +60,6 @@ def _peak_host_mib() -> int | None:
 
 def measure(args: argparse.Namespace, tta: str) -> dict[str, Any]:
     """One run in this process: decode once alone, then classify every image."""
-    import pandas as pd
     import torch
 
     from skin_lesion.checkpoints import load_checkpoint
@@ -69,13 +68,14 @@ def measure(args: argparse.Namespace, tta: str) -> dict[str, Any]:
     from skin_lesion.images import build_image_cache
     from skin_lesion.inference import InferenceConfig, file_loaders, predict_images
     from skin_lesion.preprocessing import PreprocessConfig
+    from skin_lesion.tabular import read_text_csv
 
     device = resolve_device(args.device)
     checkpoint = load_checkpoint(args.data_dir / "06_models" / "classifier.pt")
     metrics = json.loads((args.data_dir / "08_reporting" / "test_metrics.json").read_text())
     loaders = file_loaders([str(args.images)])
     fuses = bool(checkpoint.get("metadata_encoder"))
-    metadata = pd.read_csv(args.metadata, dtype=str, keep_default_na=False) if fuses else None
+    metadata = read_text_csv(args.metadata, str(args.metadata)) if fuses else None
     prep = from_dict(PreprocessConfig, checkpoint["preprocessing"]["cache"], "cache")
     start = time.perf_counter()
     build_image_cache(loaders, prep, progress=False)

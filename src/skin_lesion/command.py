@@ -17,6 +17,7 @@ import pandas as pd
 from skin_lesion.checkpoints import load_checkpoint
 from skin_lesion.engine import resolve_device
 from skin_lesion.inference import InferenceConfig, file_loaders, predict_images
+from skin_lesion.tabular import read_text_csv
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -126,10 +127,7 @@ def _read_metadata(path: str | None) -> pd.DataFrame | None:
     file = Path(path)
     if not file.is_file():
         raise FileNotFoundError(f"no metadata CSV at '{file}'")
-    try:
-        return pd.read_csv(file, dtype=str, keep_default_na=False)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
-        raise ValueError(f"'{file}' is not a readable CSV ({error})") from error
+    return read_text_csv(file, str(file))
 
 
 def _predict(args: argparse.Namespace) -> int:

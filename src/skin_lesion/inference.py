@@ -308,8 +308,7 @@ def _check_age_range(rows: pd.DataFrame) -> None:
     (Text that is not a number is left to the encoder, which names it.)
     """
     limits = MetadataConfig()
-    ages = pd.to_numeric(rows["age"], errors="coerce")
-    outside = rows.index[(ages < limits.min_age) | (ages > limits.max_age)]
+    outside = _ages_outside(rows, limits.min_age, limits.max_age)
     if len(outside):
         shown = [f"{name}: {rows.at[name, 'age']!r}" for name in outside]
         raise ValueError(
@@ -328,8 +327,7 @@ def warn_unseen_ages(rows: pd.DataFrame, encoder: MetadataEncoder) -> None:
     """
     if encoder.age_min is None or encoder.age_max is None:
         return
-    ages = pd.to_numeric(rows["age"], errors="coerce")
-    outside = rows.index[(ages < encoder.age_min) | (ages > encoder.age_max)]
+    outside = _ages_outside(rows, encoder.age_min, encoder.age_max)
     if len(outside):
         logger.warning(
             "%d image(s) have an age outside the training ages (%g-%g years), which the "
@@ -339,6 +337,12 @@ def warn_unseen_ages(rows: pd.DataFrame, encoder: MetadataEncoder) -> None:
             encoder.age_max,
             _listed([f"{name}: {rows.at[name, 'age']}" for name in outside]),
         )
+
+
+def _ages_outside(rows: pd.DataFrame, low: float, high: float) -> pd.Index:
+    """The rows whose age is a number below ``low`` or above ``high``."""
+    ages = pd.to_numeric(rows["age"], errors="coerce")
+    return rows.index[(ages < low) | (ages > high)]
 
 
 def _image_ids(metadata: pd.DataFrame) -> pd.Series:

@@ -153,6 +153,25 @@ class MetadataEncoder:
         return config.from_dict(cls, data, path="metadata_encoder")
 
 
+def read_text_csv(source: Any, name: str) -> pd.DataFrame:
+    """A CSV with every cell as text (empty cells as ``""``), as metadata is read for checks.
+
+    Reading text leaves the type checks to the code that can name a bad value (``"forty"``
+    as an age), instead of pandas silently turning it into NaN.
+
+    Args:
+        source: A path or an open binary file.
+        name: How to name the file in the error.
+
+    Raises:
+        ValueError: Naming ``name``, when the file is empty or not a readable CSV.
+    """
+    try:
+        return pd.read_csv(source, dtype=str, keep_default_na=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
+        raise ValueError(f"'{name}' is not a readable CSV ({error})") from error
+
+
 def fit_metadata_encoder(
     frame: pd.DataFrame, sex_vocabulary: Sequence[str] = SEX_VOCABULARY
 ) -> MetadataEncoder:

@@ -8,6 +8,8 @@ import fsspec
 import pandas as pd
 from kedro.io.core import AbstractDataset, DatasetError, get_protocol_and_path
 
+from skin_lesion.tabular import read_text_csv
+
 
 class OptionalTableDataset(AbstractDataset[None, pd.DataFrame | None]):
     """Read-only: a CSV with every column as text, or ``None`` when ``filepath`` is unset.
@@ -59,11 +61,9 @@ class OptionalTableDataset(AbstractDataset[None, pd.DataFrame | None]):
             raise DatasetError(f"{self._description} not found: '{self._given}' is not a file")
         with self._fs.open(self._path, "rb") as file:
             try:
-                return pd.read_csv(file, dtype=str, keep_default_na=False)
-            except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
-                raise DatasetError(
-                    f"{self._description} '{self._given}' is not a readable CSV ({error})"
-                ) from error
+                return read_text_csv(file, self._given)
+            except ValueError as error:
+                raise DatasetError(f"{self._description} {error}") from error
 
     def save(self, data: None) -> None:
         """Inputs given at run time are read-only."""
