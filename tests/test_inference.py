@@ -90,6 +90,25 @@ def test_unknown_metadata_encodes_as_unknown_and_bad_ages_name_their_image() -> 
         match_metadata(["a.jpg", "c.jpg"], _table(age=["120", "", "210"]))
 
 
+def test_ages_are_held_to_the_limits_the_classifier_trained_under() -> None:
+    from skin_lesion.inference import match_metadata, metadata_limits
+
+    recorded = {"sexes": ["male", "female"], "min_age": 18, "max_age": 90}
+    checkpoint = {"params": {"settings": {"metadata_validation": recorded}}}
+    limits = metadata_limits(checkpoint)
+    assert (limits.min_age, limits.max_age, limits.sexes) == (18, 90, ("male", "female"))
+    outside = r"2 age\(s\) outside 18-90 years.*a\.jpg: '95', c\.jpg: '5'"
+    with pytest.raises(ValueError, match=outside):
+        match_metadata(["a.jpg", "b.jpg", "c.jpg"], _table(age=["95", "", "5"]), limits)
+    rows, _ = match_metadata(["a.jpg"], _table(age=["90", "", "5"]), limits)
+    assert rows.loc["a.jpg", "age"] == "90"
+    # A checkpoint from before the limits were recorded: the defaults (0-120 years).
+    for old in ({"params": {"settings": {}}}, {"params": None}, {}):
+        assert (metadata_limits(old).min_age, metadata_limits(old).max_age) == (0, 120)
+    with pytest.raises(ValueError, match=r"metadata_validation\.max_age"):
+        metadata_limits({"params": {"settings": {"metadata_validation": {"max_age": "old"}}}})
+
+
 def test_the_command_finds_an_environments_outputs(tmp_path: Path, monkeypatch, capsys) -> None:
     from skin_lesion.command import data_dir, main
 

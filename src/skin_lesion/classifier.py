@@ -143,12 +143,15 @@ def predict_with_checkpoint(
     tta: str = "none",
     progress: bool = True,
     channels_last: bool | None = None,
+    meta_features: np.ndarray | None = None,
 ) -> np.ndarray:
     """Probabilities of ``images[indices]`` with the model and preprocessing a checkpoint records.
 
     ``rows`` (aligned with ``images``) supplies age, sex and localization when the
-    classifier fuses metadata. ``channels_last`` puts the model in NHWC memory format where
-    that pays (``engine.use_channels_last``); ``None`` does as training's validation did.
+    classifier fuses metadata; ``meta_features``, where given, is those rows already
+    encoded with the checkpoint's metadata encoder (aligned with ``images`` too).
+    ``channels_last`` puts the model in NHWC memory format where that pays
+    (``engine.use_channels_last``); ``None`` does as training's validation did.
     """
     model = classifier_from_checkpoint(checkpoint)
     if channels_last is None:
@@ -156,8 +159,8 @@ def predict_with_checkpoint(
     engine.place_model(model, device, channels_last)
     prep = checkpoint["preprocessing"]
     transform = build_eval_transform(prep["crop_size"], prep["mean"], prep["std"]).to(device)
-    meta = None
-    if checkpoint.get("metadata_encoder"):
+    meta = meta_features
+    if meta is None and checkpoint.get("metadata_encoder"):
         meta = MetadataEncoder.from_dict(checkpoint["metadata_encoder"]).transform(rows)
     return predict_proba(
         model,

@@ -201,11 +201,15 @@ def predict_images(
     classes = checkpoint["class_names"]
     names = list(cache.image_ids)
     if fuses:
-        rows, given = match_metadata(names, metadata)
-        warn_unseen_ages(rows, MetadataEncoder.from_dict(checkpoint["metadata_encoder"]))
+        rows, given = match_metadata(names, metadata, metadata_limits(checkpoint))
+        encoder = MetadataEncoder.from_dict(checkpoint["metadata_encoder"])
+        warn_unseen_ages(rows, encoder)
+        # Encoded once, for the predictions and Grad-CAM alike (its warnings said once).
+        meta = encoder.transform(rows) if len(rows) else None
         status = np.where(given, "given", "missing")
     else:
         rows, status = pd.DataFrame({"image_id": names}), np.full(len(names), "unused")
+        meta = None
     probs = (
         predict_with_checkpoint(
             checkpoint,
@@ -216,6 +220,7 @@ def predict_images(
             batch_size=config.batch_size,
             tta=tta,
             progress=config.progress,
+            meta_features=meta,
         )
         if len(rows)
         else np.zeros((0, len(classes)))
@@ -232,7 +237,7 @@ def predict_images(
     logger.info("Classified %d image(s); %d rejected", len(predictions), len(rejects))
     panels = {}
     if config.gradcam and len(rows):
-        panels = gradcam_panels(checkpoint, cache.images, predictions, rows, device=device)
+        panels = gradcam_panels(checkpoint, cache.images, predictions, meta, device=device)
     return predictions, rejects, panels
 
 
@@ -254,7 +259,20 @@ def check_metadata_table(metadata: pd.DataFrame) -> None:
         )
 
 
-def match_metadata(names: list[str], metadata: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
+def metadata_limits(checkpoint: dict[str, Any]) -> MetadataConfig:
+    """The sexes and ages data_processing let into the classifier's training
+    (``data_processing.metadata`` as its run had it); the defaults for a checkpoint from
+    before they were recorded."""
+    settings = (checkpoint.get("params") or {}).get("settings") or {}
+    recorded = settings.get("metadata_validation")
+    if recorded is None:
+        return MetadataConfig()
+    return from_dict(MetadataConfig, recorded, "checkpoint.params.settings.metadata_validation")
+
+
+def match_metadata(
+    names: list[str], metadata: pd.DataFrame, limits: MetadataConfig | None = None
+) -> tuple[pd.DataFrame, np.ndarray]:
     """Each image's metadata row, matched on the file name without its extension.
 
     Args:
@@ -264,6 +282,8 @@ def match_metadata(names: list[str], metadata: pd.DataFrame) -> tuple[pd.DataFra
             image suffix such as ``.jpg``, if one was written). Rows that
             match no image are left out: the whole ``HAM10000_metadata.csv`` may be given for
             a few of its images.
+        limits: The ages training's metadata validation kept (:func:`metadata_limits`;
+            default 0-120 years).
 
     Returns:
         ``rows`` aligned with ``names`` (indexed by name, so that an invalid age is named
@@ -274,7 +294,7 @@ def match_metadata(names: list[str], metadata: pd.DataFrame) -> tuple[pd.DataFra
     Raises:
         ValueError: Naming missing columns, repeated ``image_id`` values, images in
             different folders whose file names (and so image_id) are the same, or ages
-            outside the 0-120 years metadata validation keeps for training.
+            outside ``limits``, the range metadata validation kept for training.
     """
     check_metadata_table(metadata)
     stems = pd.Series([PurePosixPath(name).stem for name in names], index=names, dtype=object)
@@ -290,7 +310,7 @@ def match_metadata(names: list[str], metadata: pd.DataFrame) -> tuple[pd.DataFra
     rows = table.reindex(stems.to_numpy())[list(METADATA_COLUMNS[1:])]
     rows.index = pd.Index(names, name="image")
     rows.insert(0, "image_id", stems.to_numpy())
-    _check_age_range(rows)
+    _check_age_range(rows, limits or MetadataConfig())
     if not given.all():
         logger.warning(
             "%d of %d image(s) have no row in the metadata table; they are classified with "
@@ -302,12 +322,11 @@ def match_metadata(names: list[str], metadata: pd.DataFrame) -> tuple[pd.DataFra
     return rows, given
 
 
-def _check_age_range(rows: pd.DataFrame) -> None:
+def _check_age_range(rows: pd.DataFrame, limits: MetadataConfig) -> None:
     """Refuse ages that metadata validation would not have let into training.
 
     (Text that is not a number is left to the encoder, which names it.)
     """
-    limits = MetadataConfig()
     outside = _ages_outside(rows, limits.min_age, limits.max_age)
     if len(outside):
         shown = [f"{name}: {rows.at[name, 'age']!r}" for name in outside]
@@ -321,9 +340,9 @@ def _check_age_range(rows: pd.DataFrame) -> None:
 def warn_unseen_ages(rows: pd.DataFrame, encoder: MetadataEncoder) -> None:
     """Warn, naming the images, about ages outside the range of the training ages.
 
-    Such an age is plausible (it passed the 0-120 check) but the model never saw one like
-    it, so its standardised age feature lies beyond anything it was trained on. Silent for
-    an encoder from before the range was recorded.
+    Such an age is plausible (it passed metadata validation's range) but the model never
+    saw one like it, so its standardised age feature lies beyond anything it was trained
+    on. Silent for an encoder from before the range was recorded.
     """
     if encoder.age_min is None or encoder.age_max is None:
         return
@@ -363,20 +382,17 @@ def gradcam_panels(
     checkpoint: dict[str, Any],
     images: np.ndarray,
     predictions: pd.DataFrame,
-    rows: pd.DataFrame,
+    meta: np.ndarray | None,
     *,
     device: torch.device,
 ) -> dict[str, dict[str, Any]]:
     """Grad-CAM (captum) of the predicted class on each image's model input crop.
 
-    ``rows`` (aligned with ``images``) gives the metadata of a classifier that fuses it, so
-    that the heatmap explains the prediction that was made.
+    ``meta`` (encoded metadata rows aligned with ``images``) feeds a classifier that fuses
+    it, so that the heatmap explains the prediction that was made.
     """
     classes = checkpoint["class_names"]
     targets = [classes.index(c) for c in predictions["predicted"]]
-    meta = None
-    if checkpoint.get("metadata_encoder"):
-        meta = MetadataEncoder.from_dict(checkpoint["metadata_encoder"]).transform(rows)
     crops, heatmaps = explain(checkpoint, images, targets, device=device, meta=meta)
     return {
         row.image: {

@@ -1,5 +1,6 @@
 """Inference on generated images: the pipeline, the command, and agreement with reporting."""
 
+import contextlib
 import json
 import logging
 import shutil
@@ -17,6 +18,29 @@ from skin_lesion.lineage import split_fingerprint
 
 pytestmark = pytest.mark.slow
 CLASSES = ["akiec", "bcc", "bkl", "df", "mel", "nv", "vasc"]
+
+
+class _Records(logging.Handler):
+    """Collects the records of the logger it is attached to."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+@contextlib.contextmanager
+def caplog_at_warning():
+    """The skin_lesion warnings logged inside the block (kedro's logging setup, which a
+    session applies, leaves pytest's caplog handler out, so attach one directly)."""
+    handler, logger = _Records(), logging.getLogger("skin_lesion")
+    logger.addHandler(handler)
+    try:
+        yield handler.records
+    finally:
+        logger.removeHandler(handler)
 
 
 @pytest.fixture
@@ -182,16 +206,34 @@ def test_a_metadata_fusion_classifier_reads_the_metadata_table(kedro_project, tm
             "inference",
             inference={"input_dir": str(folder), "metadata": str(tmp_path / "absent.csv")},
         )
+    # The checkpoint records the limits metadata validation trained under, for inference.
+    limits = load_checkpoint(root / "06_models" / "classifier.pt")["params"]["settings"]
+    assert limits["metadata_validation"] == {
+        "sexes": ["male", "female", "unknown"],
+        "min_age": 0.0,
+        "max_age": 120.0,
+    }
     # The whole HAM10000 table, most of whose rows name other images: predictions equal what
     # reporting computed for the same test images, and the Grad-CAM runs with the metadata.
-    run_kedro(
-        kedro_project,
-        "inference",
-        inference={"input_dir": str(folder), "metadata": str(table), "gradcam": True},
-    )
+    # One body site the model never saw is encoded once for both, so warned once.
+    odd = tmp_path / "odd.csv"
+    ham = pd.read_csv(table, dtype=str, keep_default_na=False)
+    ham.loc[ham["image_id"] == test["image_id"].iloc[0], "localization"] = "elbow"
+    ham.to_csv(odd, index=False)
+    with caplog_at_warning() as records:
+        run_kedro(
+            kedro_project,
+            "inference",
+            inference={"input_dir": str(folder), "metadata": str(odd), "gradcam": True},
+        )
+    assert sum("localization value(s) outside" in r.getMessage() for r in records) == 1
     out = pd.read_csv(root / "07_model_output" / "inference_predictions.csv")
     assert (out["metadata"] == "given").all()
     assert len(list((root / "07_model_output" / "inference_gradcam").iterdir())) == len(test)
+    run_kedro(
+        kedro_project, "inference", inference={"input_dir": str(folder), "metadata": str(table)}
+    )
+    out = pd.read_csv(root / "07_model_output" / "inference_predictions.csv")
     point = json.loads((root / "08_reporting" / "test_metrics.json").read_text())["operating_point"]
     expected = apply_temperature(test[[f"p_{c}" for c in CLASSES]].to_numpy(), point["temperature"])
     probs = [f"p_{c}" for c in CLASSES]

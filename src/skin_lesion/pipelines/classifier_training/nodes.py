@@ -11,6 +11,7 @@ from skin_lesion import classification, engine, lineage
 from skin_lesion.checkpoints import CheckpointStore
 from skin_lesion.config import from_dict
 from skin_lesion.images import ImageCache
+from skin_lesion.metadata import MetadataConfig
 from skin_lesion.preprocessing import PreprocessConfig
 from skin_lesion.pretraining import EncoderConfig, PretrainConfig
 from skin_lesion.splits import align_to_cache
@@ -31,6 +32,7 @@ def train_classifier(
     encoder: dict[str, Any] | None = None,
     preprocessing: dict[str, Any] | None = None,
     contrastive: dict[str, Any] | None = None,
+    metadata_validation: dict[str, Any] | None = None,
 ) -> tuple[dict[str, Any], list[dict[str, Any]], pd.DataFrame]:
     """Fine-tune the classifier on train, choose the best epoch on val (test untouched).
 
@@ -49,6 +51,9 @@ def train_classifier(
             made with it.
         contrastive: ``params:contrastive_pretraining``; ``pretrained_encoder`` must have
             been made with it (the settings that change the weights).
+        metadata_validation: ``params:data_processing.metadata``, the sexes and ages
+            data_processing let into training; recorded in the checkpoint, so that inference
+            holds new metadata to the same limits.
 
     Returns:
         The ``classifier`` checkpoint, ``training_history`` and ``val_predictions``. The
@@ -105,10 +110,19 @@ def train_classifier(
                 "classifier_training": asdict(config),
                 # What the encoder it starts from was made with, which reporting checks.
                 **_pretrained_settings(pretrained_encoder),
+                **_validation_settings(metadata_validation),
             },
         },
         store=classifier_run,
     )
+
+
+def _validation_settings(metadata_validation: dict[str, Any] | None) -> dict[str, Any]:
+    """``{"metadata_validation": {...}}``, the limits filled in (none where not given)."""
+    if metadata_validation is None:
+        return {}
+    limits = from_dict(MetadataConfig, metadata_validation, "data_processing.metadata")
+    return {"metadata_validation": {**asdict(limits), "sexes": list(limits.sexes)}}
 
 
 def _pretrained_settings(pretrained: dict[str, Any]) -> dict[str, Any]:

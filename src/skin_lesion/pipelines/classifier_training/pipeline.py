@@ -24,6 +24,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                     "params:encoder",
                     "params:data_processing.preprocessing",
                     "params:contrastive_pretraining",
+                    "params:data_processing.metadata",
                 ],
                 ["classifier", "training_history", "val_predictions"],
                 name="train_classifier",
