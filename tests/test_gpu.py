@@ -87,3 +87,14 @@ def test_classifier_resumes_on_cuda(kedro_project, monkeypatch):
         (kedro_project / "data" / "08_reporting" / "training_history.json").read_text()
     )
     assert history and all(np.isfinite(r["loss"]) for r in history)
+
+
+def test_metadata_fusion_training_and_inference_on_cuda(kedro_project, tmp_path, spy):
+    """Age, sex and site reach the device in training, reporting, inference and Grad-CAM,
+    and inference reproduces reporting's calibrated test probabilities (bf16 autocast, and
+    other batch sizes, allow a small difference)."""
+    from tests.pipelines.inference.test_pipeline import fusion_inference_agrees_with_reporting
+
+    fusion_inference_agrees_with_reporting(kedro_project, tmp_path, device="cuda", atol=2e-2)
+    assert spy["channels_last"] and all(spy["channels_last"])
+    assert spy["on_device"] and all(spy["on_device"])

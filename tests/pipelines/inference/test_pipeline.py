@@ -185,11 +185,19 @@ def test_operating_point_is_tied_to_its_classifier_and_bad_files_are_named(
     assert status == 2 and "no checkpoint at" in err and "pass --checkpoint PATH" in err
 
 
-def test_a_metadata_fusion_classifier_reads_the_metadata_table(kedro_project, tmp_path, capsys):
+def fusion_inference_agrees_with_reporting(project, tmp_path, device="auto", atol=1e-4):
+    """Train a metadata-fusion classifier on ``device`` (TTA off), classify its test images
+    through the inference pipeline with the whole HAM10000 table (most of whose rows name
+    other images) and Grad-CAM on, and check that the predictions equal what reporting
+    computed for the same images, calibrated. Returns the paths and figures later checks use.
+    """
     run_kedro(
-        kedro_project, reporting={"tta": "none"}, classifier_training={"metadata_fusion": True}
+        project,
+        device=device,
+        reporting={"tta": "none"},
+        classifier_training={"metadata_fusion": True},
     )
-    root = kedro_project / "data"
+    root = project / "data"
     raw = root / "01_raw" / "HAM10000"
     table = raw / "HAM10000_metadata.csv"
     test = pd.read_csv(root / "07_model_output" / "test_predictions.csv")
@@ -197,6 +205,27 @@ def test_a_metadata_fusion_classifier_reads_the_metadata_table(kedro_project, tm
     folder.mkdir()
     for image_id in test["image_id"]:
         shutil.copy(next(raw.rglob(f"{image_id}.jpg")), folder / f"{image_id}.jpg")
+    run_kedro(
+        project,
+        "inference",
+        device=device,
+        inference={"input_dir": str(folder), "metadata": str(table), "gradcam": True},
+    )
+    out = pd.read_csv(root / "07_model_output" / "inference_predictions.csv")
+    assert (out["metadata"] == "given").all()
+    assert len(list((root / "07_model_output" / "inference_gradcam").iterdir())) == len(test)
+    point = json.loads((root / "08_reporting" / "test_metrics.json").read_text())["operating_point"]
+    expected = apply_temperature(test[[f"p_{c}" for c in CLASSES]].to_numpy(), point["temperature"])
+    probs = [f"p_{c}" for c in CLASSES]
+    out = out.set_index(out["image"].str.replace(".jpg", "", regex=False)).loc[test["image_id"]]
+    np.testing.assert_allclose(out[probs].to_numpy(), expected, atol=atol)
+    return {"root": root, "table": table, "test": test, "folder": folder, "expected": expected}
+
+
+def test_a_metadata_fusion_classifier_reads_the_metadata_table(kedro_project, tmp_path, capsys):
+    ran = fusion_inference_agrees_with_reporting(kedro_project, tmp_path)
+    root, table, test, folder = ran["root"], ran["table"], ran["test"], ran["folder"]
+    expected, probs = ran["expected"], [f"p_{c}" for c in CLASSES]
 
     with pytest.raises(ValueError, match=r"fuses metadata.*--params inference\.metadata=PATH"):
         run_kedro(kedro_project, "inference", inference={"input_dir": str(folder)})
@@ -213,9 +242,8 @@ def test_a_metadata_fusion_classifier_reads_the_metadata_table(kedro_project, tm
         "min_age": 0.0,
         "max_age": 120.0,
     }
-    # The whole HAM10000 table, most of whose rows name other images: predictions equal what
-    # reporting computed for the same test images, and the Grad-CAM runs with the metadata.
-    # One body site the model never saw is encoded once for both, so warned once.
+    # One body site the model never saw is encoded once for the predictions and Grad-CAM
+    # alike, so warned once.
     odd = tmp_path / "odd.csv"
     ham = pd.read_csv(table, dtype=str, keep_default_na=False)
     ham.loc[ham["image_id"] == test["image_id"].iloc[0], "localization"] = "elbow"
@@ -227,18 +255,6 @@ def test_a_metadata_fusion_classifier_reads_the_metadata_table(kedro_project, tm
             inference={"input_dir": str(folder), "metadata": str(odd), "gradcam": True},
         )
     assert sum("localization value(s) outside" in r.getMessage() for r in records) == 1
-    out = pd.read_csv(root / "07_model_output" / "inference_predictions.csv")
-    assert (out["metadata"] == "given").all()
-    assert len(list((root / "07_model_output" / "inference_gradcam").iterdir())) == len(test)
-    run_kedro(
-        kedro_project, "inference", inference={"input_dir": str(folder), "metadata": str(table)}
-    )
-    out = pd.read_csv(root / "07_model_output" / "inference_predictions.csv")
-    point = json.loads((root / "08_reporting" / "test_metrics.json").read_text())["operating_point"]
-    expected = apply_temperature(test[[f"p_{c}" for c in CLASSES]].to_numpy(), point["temperature"])
-    probs = [f"p_{c}" for c in CLASSES]
-    out = out.set_index(out["image"].str.replace(".jpg", "", regex=False)).loc[test["image_id"]]
-    np.testing.assert_allclose(out[probs].to_numpy(), expected, atol=1e-4)
 
     # The command, with a table that lacks the first image: that one is classified with its
     # metadata unknown, and says so; the others keep their probabilities.
