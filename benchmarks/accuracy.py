@@ -361,6 +361,18 @@ def code_line(records: list[dict], unit: str) -> str | None:
     return "; ".join(parts) + "."
 
 
+def node_seconds_mean(runs: list[dict]) -> dict[str, float]:
+    """Each node's mean wall seconds over the stage runs that timed it, slowest first
+    (empty where none did: records from before node timing)."""
+    timed = [r["timing"]["nodes"] for r in runs if r.get("timing", {}).get("nodes")]
+    names = {name for nodes in timed for name in nodes}
+    means = {
+        name: round(statistics.fmean(nodes[name] for nodes in timed if name in nodes), 1)
+        for name in names
+    }
+    return dict(sorted(means.items(), key=lambda item: (-item[1], item[0])))
+
+
 def run_stage(project: Path, env: str, pipeline: str, params: dict, out: Path) -> dict:
     """Run one pipeline in a child process; return wall seconds and peak memory."""
     command = [
@@ -389,19 +401,25 @@ def run_stage(project: Path, env: str, pipeline: str, params: dict, out: Path) -
         raise SystemExit(f"{pipeline} failed with exit code {code} in {project}")
     stage = json.loads(out.read_text())
     # ru_maxrss is in KiB on Linux.
-    return {
+    record = {
         "pipeline": pipeline,
         "seconds": round(seconds, 1),
         "peak_host_mib": round(usage.ru_maxrss / 1024, 1),
         "peak_gpu_mib": stage["peak_gpu_mib"],
     }
+    if stage.get("timing"):  # per node, load and save (skin_lesion.timing): where it went
+        record["timing"] = stage["timing"]
+    return record
 
 
 def stage_main(args: argparse.Namespace) -> None:
-    """Child process: run one pipeline in a KedroSession and record peak GPU memory."""
+    """Child process: run one pipeline in a KedroSession; record peak GPU memory and the
+    wall time of each node, dataset load and save (``skin_lesion.timing``)."""
     import torch
     from kedro.framework.session import KedroSession
     from kedro.framework.startup import bootstrap_project
+
+    from skin_lesion.timing import last_run
 
     bootstrap_project(args.project)
     params = json.loads(args.params)
@@ -410,7 +428,9 @@ def stage_main(args: argparse.Namespace) -> None:
     ) as session:
         session.run(pipeline_names=[args.pipeline])
     peak = torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available() else None
-    Path(args.out).write_text(json.dumps({"peak_gpu_mib": peak and round(peak, 1)}))
+    Path(args.out).write_text(
+        json.dumps({"peak_gpu_mib": peak and round(peak, 1), "timing": last_run()})
+    )
 
 
 def make_project(work: Path, env: str) -> Path:
@@ -714,6 +734,9 @@ def aggregate(name: str, results: Path = RESULTS) -> dict:
                 "peak_host_mib": max(r["peak_host_mib"] for r in runs),
                 "peak_gpu_mib": max((r["peak_gpu_mib"] or 0) for r in runs) or None,
             }
+            nodes = node_seconds_mean(runs)
+            if nodes:
+                stages[pipeline]["node_seconds_mean"] = nodes
     result = {
         key: first[key]
         for key in ("setting", "env", "ablation", "overrides", "data", "data_sha256", "device")
@@ -1196,6 +1219,16 @@ def markdown(name: str, result: dict) -> str:
     for pipeline, stage in result["stages"].items():
         gpu = stage["peak_gpu_mib"] if stage["peak_gpu_mib"] is not None else "-"
         lines.append(f"| {pipeline} | {stage['seconds_mean']} | {stage['peak_host_mib']} | {gpu} |")
+    slowest = [
+        f"{pipeline}: "
+        + ", ".join(
+            f"{name} {value}" for name, value in list(stage["node_seconds_mean"].items())[:3]
+        )
+        for pipeline, stage in result["stages"].items()
+        if stage.get("node_seconds_mean")
+    ]
+    if slowest:
+        lines += ["", "Slowest nodes (wall s, mean): " + "; ".join(slowest) + "."]
     if result.get("concurrent"):
         shared = result["concurrent"]
         lines += [

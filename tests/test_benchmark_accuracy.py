@@ -576,6 +576,14 @@ def test_accuracy_command_runs_an_ablation_through_kedro(
         "reporting",
     ]
     assert all(s["seconds"] > 0 and s["peak_host_mib"] > 0 for s in record["stages"])
+    # Where each stage's time went, node by node, as its own Kedro run timed it.
+    timing = {s["pipeline"]: s["timing"] for s in record["stages"]}
+    assert set(timing["classifier_training"]["nodes"]) == {"train_classifier"}
+    assert "image_cache" in timing["classifier_training"]["loads"]
+    assert {"predict_test", "evaluate_test", "build_report"} <= set(timing["reporting"]["nodes"])
+    assert all(
+        0 <= t <= s["seconds"] for s in record["stages"] for t in s["timing"]["nodes"].values()
+    )
     for label in ("balanced_accuracy", "macro_auc", "mel_sensitivity_threshold"):
         assert 0.0 <= record["metrics"][label]["value"] <= 1.0
     # The override and the seed reached the child's Kedro session: the checkpoint says so.
@@ -605,6 +613,12 @@ def test_accuracy_command_runs_an_ablation_through_kedro(
     assert record["validation"]["split_sha256"] == split_fingerprint(splits)
     summary = json.loads((results / "accuracy-test-cross-entropy.json").read_text())
     assert summary["seeds"] == [3] and summary["ablation"] == "cross-entropy"
+    nodes = summary["stages"]["reporting"]["node_seconds_mean"]
+    assert list(nodes.values()) == sorted(nodes.values(), reverse=True)
+    assert (
+        "Slowest nodes (wall s, mean): data_processing: "
+        in (results / "accuracy-test-cross-entropy.md").read_text()
+    )
     # The code that ran: this checkout's commit (None only outside a git checkout).
     code = accuracy.code_version(accuracy.ROOT)
     keys = ("commit", "src_tree", "conf_tree")

@@ -8,6 +8,7 @@ from kedro.utils import find_kedro_project
 from omegaconf import OmegaConf
 
 from skin_lesion.parameters_check import ParametersCheck
+from skin_lesion.timing import RunTimer
 
 # A warning that every `kedro run` printed three times and no user of this project can act
 # on: Kedro 1.7's config loader and kedro-mlflow's hook register their own resolvers with
@@ -23,15 +24,16 @@ warnings.filterwarnings(
 # ours adds the training curves, test metrics, checkpoints, report and figures to that run.
 # Tracking is a dependency, but the pipelines do not need it: where kedro-mlflow and mlflow
 # are not installed (a bare GPU box with only the training stack), runs go untracked.
-# ParametersCheck refuses a mistyped `--params` name or parameter key before any work.
+# ParametersCheck refuses a mistyped `--params` name or parameter key before any work;
+# RunTimer logs where the run's time went (per node, loading, saving) at its end.
 try:
     from skin_lesion.hooks import MlflowOutputsHook
 except ModuleNotFoundError as error:  # tests/test_mlflow.py runs this without mlflow
     if error.name != "mlflow" and not (error.name or "").startswith("mlflow."):
         raise
-    HOOKS: tuple = (ParametersCheck(),)
+    HOOKS: tuple = (ParametersCheck(), RunTimer())
 else:
-    HOOKS = (ParametersCheck(), MlflowOutputsHook())
+    HOOKS = (ParametersCheck(), RunTimer(), MlflowOutputsHook())
 
 
 def project_root() -> str:
