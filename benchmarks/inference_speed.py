@@ -4,7 +4,7 @@ Usage (after a training and reporting run, e.g. `kedro run --env cpu_quick`, or 
 benchmarks/accuracy.py):
     python benchmarks/inference_speed.py --data-dir data/cpu_quick
         [--images DIR] [--metadata CSV] [--tta default none] [--repeats 2]
-        [--batch-size 64] [--device auto] [--out benchmarks/results/inference_speed.json]
+        [--batch-size N] [--device auto] [--out benchmarks/results/inference_speed.json]
 
 Classifies every image in ``--images`` (default ``HAM10000_images_part_1`` of
 ../shared/data/ham10000_200x150: 5,000 images) with ``--data-dir``'s
@@ -66,7 +66,12 @@ def measure(args: argparse.Namespace, tta: str) -> dict[str, Any]:
     from skin_lesion.config import from_dict
     from skin_lesion.engine import resolve_device
     from skin_lesion.images import build_image_cache
-    from skin_lesion.inference import InferenceConfig, file_loaders, predict_images
+    from skin_lesion.inference import (
+        InferenceConfig,
+        batch_size_for,
+        file_loaders,
+        predict_images,
+    )
     from skin_lesion.preprocessing import PreprocessConfig
     from skin_lesion.tabular import read_text_csv
 
@@ -106,6 +111,7 @@ def measure(args: argparse.Namespace, tta: str) -> dict[str, Any]:
             round(torch.cuda.max_memory_allocated(device) / MIB) if device.type == "cuda" else None
         ),
         "device": str(device),
+        "batch_size": batch_size_for(config, device),
         "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
     }
 
@@ -115,8 +121,10 @@ def run_isolated(args: argparse.Namespace, tta: str) -> dict[str, Any]:
     command = [
         sys.executable, __file__, f"--child={tta}", f"--data-dir={args.data_dir}",
         f"--images={args.images}", f"--metadata={args.metadata}",
-        f"--batch-size={args.batch_size}", f"--device={args.device}",
+        f"--device={args.device}",
     ]  # fmt: skip
+    if args.batch_size is not None:
+        command.append(f"--batch-size={args.batch_size}")
     start = time.perf_counter()
     # stdout is the result; stderr (warnings, a traceback) passes through.
     done = subprocess.run(command, check=True, stdout=subprocess.PIPE, text=True)
@@ -156,7 +164,8 @@ def markdown(result: dict[str, Any]) -> str:
         f"{result['crop']} px (classifier `{result['classifier_sha256'][:12]}`"
         f"{', metadata fusion' if first['metadata'] else ''}), "
         f"{first['images']:,} images of `{Path(result['images_dir']).name}`, batch "
-        f"{result['batch_size']}; fastest of {result['repeats']} runs, each in a fresh process; "
+        f"{first.get('batch_size', result['batch_size'])}; fastest of {result['repeats']} "
+        "runs, each in a fresh process; "
         f"code `{(result['code'] or {}).get('commit', '?')[:10]}`.",
         "",
         "| TTA (views) | classify s | img/s | decode s (timed alone) "
@@ -183,7 +192,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--metadata", type=Path, help="default: beside --images' folder")
     parser.add_argument("--tta", nargs="+", choices=TTAS, default=["default", "none"])
     parser.add_argument("--repeats", type=int, default=2, help="runs of each; the fastest counts")
-    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument(
+        "--batch-size", type=int, help="default: predict's own (64 on a GPU, 16 on a CPU)"
+    )
     parser.add_argument("--device", default="auto")
     parser.add_argument("--out", type=Path, default=OUT)
     parser.add_argument("--child", choices=TTAS, help=argparse.SUPPRESS)

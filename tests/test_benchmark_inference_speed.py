@@ -30,11 +30,27 @@ def test_inference_speed_records_each_tta_of_a_fusion_classifier(kedro_project: 
         assert row["img_per_s"] == pytest.approx(len(images) / row["classify_s"], rel=0.05)
         assert row["decode_s"] <= row["classify_s"] < row["end_to_end_s"]
         assert row["host_peak_mib"] > 100 and row["gpu_peak_mib"] is None
+        assert row["batch_size"] == 16  # predict's own default on a CPU
+    assert result["batch_size"] is None
     table = out.with_suffix(".md").read_text().splitlines()
     assert f"classifier `{checkpoint[:12]}`, metadata fusion" in table[0]
+    assert ", batch 16; fastest of 1 runs" in table[0]
     assert table[2].startswith("| TTA (views) | classify s | img/s |")
     assert table[4].startswith(f"| {default['tta']} (the operating point's), ")
     assert table[5].startswith(f"| dihedral, 8 | {dihedral['classify_s']} |")
+
+
+def test_inference_speed_passes_a_batch_size_on(kedro_project: Path) -> None:
+    run_kedro(kedro_project)
+    raw = kedro_project / "data" / "01_raw" / "HAM10000"
+    out = kedro_project / "results" / "speed.json"
+    argv = ["--data-dir", str(kedro_project / "data"), "--images", str(raw), "--out", str(out)]
+    assert (
+        inference_speed.main([*argv, "--tta", "none", "--repeats", "1", "--batch-size", "5"]) == 0
+    )
+    result = json.loads(out.read_text())
+    assert result["batch_size"] == 5 and result["rows"][0]["batch_size"] == 5
+    assert ", batch 5; fastest" in out.with_suffix(".md").read_text()
 
 
 def test_inference_speed_names_what_is_missing(tmp_path: Path) -> None:

@@ -90,6 +90,20 @@ def test_unknown_metadata_encodes_as_unknown_and_bad_ages_name_their_image() -> 
         match_metadata(["a.jpg", "c.jpg"], _table(age=["120", "", "210"]))
 
 
+def test_the_batch_size_defaults_to_the_devices_fastest() -> None:
+    import torch
+
+    from skin_lesion.inference import InferenceConfig, batch_size_for
+
+    cpu, cuda = torch.device("cpu"), torch.device("cuda", 0)
+    assert batch_size_for(InferenceConfig(), cpu) == 16
+    assert batch_size_for(InferenceConfig(), cuda) == 64
+    assert batch_size_for(InferenceConfig(batch_size=7), cpu) == 7
+    assert batch_size_for(InferenceConfig(batch_size=7), cuda) == 7
+    with pytest.raises(ValueError, match="batch_size"):
+        InferenceConfig(batch_size=0)
+
+
 def test_ages_are_held_to_the_limits_the_classifier_trained_under() -> None:
     from skin_lesion.inference import match_metadata, metadata_limits
 
