@@ -62,7 +62,7 @@ class InferenceConfig:
             :data:`BATCH_SIZE_CUDA` on a GPU and :data:`BATCH_SIZE_CPU` on a CPU, where
             smaller batches run faster (their activations stay in the caches: 260 img/s at
             16 against 220 at 64 and 126 at 256 on a 2-core AMD EPYC, benchmarks/README.md,
-            Inference; the probabilities do not depend on it).
+            Inference).
         workers: Decoding threads; null uses every core.
         gradcam: Also return a Grad-CAM overlay of the predicted class for every image.
         progress: Progress bars.
