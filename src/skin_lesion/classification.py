@@ -135,7 +135,7 @@ class ClassifierConfig:
     """``params:classifier_training``."""
 
     batch_size: int = 64
-    eval_batch_size: int = 256
+    eval_batch_size: int | None = None
     sampling: Literal["none", "inverse", "sqrt_inverse"] = "none"
     metadata_fusion: bool = False
     placement: Placement = "auto"
@@ -379,7 +379,7 @@ def _set_up(
             transform=transform,
             device=device,
             meta=meta,
-            batch_size=config.eval_batch_size,
+            batch_size=engine.forward_batch_size(config.eval_batch_size, device),
             precision=precision,
         )
 

@@ -89,6 +89,26 @@ def resolve_device(name: str = "auto") -> torch.device:
     return torch.device("cpu")
 
 
+FORWARD_BATCH_CPU = 16
+FORWARD_BATCH_GPU = 256
+
+
+def forward_batch_size(
+    requested: int | None, device: torch.device, *, gpu: int = FORWARD_BATCH_GPU
+) -> int:
+    """Images per gradient-free forward pass (validation, embedding, prediction).
+
+    ``requested``, or where it is None the default for ``device``'s kind: ``gpu`` on an
+    accelerator, :data:`FORWARD_BATCH_CPU` on a CPU, where small batches run faster because
+    their activations stay in the caches (260 img/s at 16 against 220 at 64 and 126 at 256
+    on a 2-core AMD EPYC, benchmarks/README.md, Inference). The batch size changes only
+    speed and memory, not the predictions beyond float rounding.
+    """
+    if requested is not None:
+        return requested
+    return FORWARD_BATCH_CPU if device.type == "cpu" else gpu
+
+
 def seed_everything(seed: int) -> None:
     """Seed Python, NumPy and torch (all devices); kornia draws from torch's RNG."""
     random.seed(seed)

@@ -20,6 +20,7 @@ import torch
 
 from skin_lesion import bootstrap as bs
 from skin_lesion import calibration as cal
+from skin_lesion import engine
 from skin_lesion import metrics as m
 from skin_lesion.augment import AugmentConfig, build_eval_transform, build_train_augment
 from skin_lesion.classifier import classifier_from_checkpoint, predict_with_checkpoint
@@ -52,7 +53,8 @@ class ReportingConfig:
 
     Attributes:
         tta: Test-time augmentation: ``none``, ``flips`` or ``dihedral``.
-        batch_size: Prediction batch size.
+        batch_size: Prediction batch size; null (the default) takes the device's
+            (:func:`skin_lesion.engine.forward_batch_size`: 256 on a GPU, 16 on a CPU).
         target_sensitivity: Melanoma sensitivity the validated threshold aims for.
         calibration_bins: Bins of the expected calibration error and reliability diagram.
         bootstrap: Resamples and confidence level of the lesion bootstrap.
@@ -64,7 +66,7 @@ class ReportingConfig:
     """
 
     tta: Literal["none", "flips", "dihedral"] = "flips"
-    batch_size: int = 256
+    batch_size: int | None = None
     target_sensitivity: float = 0.90
     calibration_bins: int = 15
     bootstrap: BootstrapConfig = field(default_factory=BootstrapConfig)
@@ -116,7 +118,7 @@ def predict_split(
         rows,
         chosen,
         device=device,
-        batch_size=config.batch_size,
+        batch_size=engine.forward_batch_size(config.batch_size, device),
         tta=config.tta,
         progress=config.progress,
     )

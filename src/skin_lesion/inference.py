@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from skin_lesion import engine
 from skin_lesion.calibration import apply_temperature
 from skin_lesion.checkpoints import require_kind, state_fingerprint
 from skin_lesion.classifier import CHECKPOINT_KIND, predict_with_checkpoint
@@ -81,14 +82,12 @@ class InferenceConfig:
 
 
 BATCH_SIZE_CUDA = 64
-BATCH_SIZE_CPU = 16
+BATCH_SIZE_CPU = engine.FORWARD_BATCH_CPU
 
 
 def batch_size_for(config: InferenceConfig, device: torch.device) -> int:
     """``config.batch_size``, or where it is None the default for ``device``'s kind."""
-    if config.batch_size is not None:
-        return config.batch_size
-    return BATCH_SIZE_CPU if device.type == "cpu" else BATCH_SIZE_CUDA
+    return engine.forward_batch_size(config.batch_size, device, gpu=BATCH_SIZE_CUDA)
 
 
 def operating_tta(operating_point: Mapping[str, Any], requested: str | None) -> str:

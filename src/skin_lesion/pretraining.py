@@ -112,7 +112,8 @@ class PretrainConfig:
         keep_epochs: Also keep every epoch's checkpoint (``epoch<N>.pt`` beside the resume
             checkpoint), e.g. to probe the features epoch by epoch.
         export_embeddings: Embed the val/test images for the reporting pipeline.
-        embed_batch_size: Batch size for the embedding export.
+        embed_batch_size: Batch size of the kNN monitor and the embedding export; null
+            (the default) takes the device's (:func:`skin_lesion.engine.forward_batch_size`).
         progress: Progress bars.
         knn_monitor: The validation kNN score logged with each epoch.
         projection: The projection head.
@@ -132,7 +133,7 @@ class PretrainConfig:
     resume: bool = False
     keep_epochs: bool = False
     export_embeddings: bool = True
-    embed_batch_size: int = 256
+    embed_batch_size: int | None = None
     progress: bool = True
     knn_monitor: KnnMonitorConfig = field(default_factory=KnnMonitorConfig)
     projection: ProjectionConfig = field(default_factory=ProjectionConfig)
@@ -335,7 +336,7 @@ def _knn_monitor(
                 rows,
                 transform=transform,
                 device=device,
-                batch_size=config.embed_batch_size,
+                batch_size=engine.forward_batch_size(config.embed_batch_size, device),
                 autocast=precision.autocast,
                 projections=False,
                 progress=config.progress,

@@ -109,13 +109,14 @@ def export_embeddings(
     if not config.export_embeddings:
         chosen = chosen[:0]
     model = supcon.model_from_checkpoint(pretrained_encoder)
+    resolved = engine.resolve_device(device)
     _, projections = supcon.embed(
         model,
         image_cache.images,
         chosen,
         preprocessing=pretrained_encoder["preprocessing"],
-        device=engine.resolve_device(device),
-        batch_size=config.embed_batch_size,
+        device=resolved,
+        batch_size=engine.forward_batch_size(config.embed_batch_size, resolved),
         progress=config.progress,
         channels_last=config.channels_last,
     )
