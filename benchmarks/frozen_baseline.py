@@ -44,7 +44,7 @@ from skin_lesion import pretraining as supcon
 from skin_lesion.augment import build_eval_transform
 from skin_lesion.checkpoints import load_checkpoint
 from skin_lesion.datasets import ImageCacheDataset
-from skin_lesion.engine import resolve_device
+from skin_lesion.engine import forward_batch_size, resolve_device
 from skin_lesion.models import create_encoder, resolve_preprocessing
 from skin_lesion.provenance import code_version
 from skin_lesion.splits import align_to_cache
@@ -53,7 +53,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @torch.no_grad()
-def _features(encoder, images, indices, transform, device, batch_size=256) -> np.ndarray:
+def _features(encoder, images, indices, transform, device, batch_size=None) -> np.ndarray:
+    batch_size = forward_batch_size(batch_size, device)  # 16 on a CPU, 256 on a GPU
     out = []
     for start in range(0, len(indices), batch_size):
         rows = indices[start : start + batch_size]
