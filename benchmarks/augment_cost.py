@@ -42,7 +42,7 @@ from torch.profiler import ProfilerActivity, profile
 from skin_lesion import engine
 from skin_lesion.augment import AugmentConfig, build_train_augment
 from skin_lesion.config import from_dict
-from skin_lesion.provenance import code_version, cpu_name
+from skin_lesion.provenance import code_version, cpu_name, describe_code
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf" / "base"
@@ -142,18 +142,6 @@ def measure(
         "device_ms": round(device_ms, 2),
         "img_per_s": round(batch / device_ms * 1e3, 1),
     }
-
-
-def describe_code(code: dict | None) -> str:
-    """``commit abc1234567``, with ``plus N uncommitted changes`` where there were some."""
-    if not code:
-        return "code not recorded"
-    if code.get("commit"):
-        name = f"commit `{code['commit'][:10]}`"
-    else:
-        name = f"no git, src tree `{str(code.get('src_tree'))[:10]}`"
-    changed = code.get("changed") or 0
-    return name + (f" plus {changed} uncommitted changes" if changed else "")
 
 
 def markdown(result: dict[str, Any]) -> str:

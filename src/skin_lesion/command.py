@@ -75,6 +75,9 @@ def main(argv: list[str] | None = None) -> int:
     level = package_logger.level
     package_logger.setLevel(logging.WARNING)
     try:
+        from skin_lesion.host_memory import keep_freed_memory
+
+        keep_freed_memory()  # as in a kedro run: batches reuse memory already faulted in
         return _predict(args)
     finally:
         package_logger.setLevel(level)

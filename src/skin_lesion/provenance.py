@@ -234,6 +234,19 @@ def code_version(path: str | os.PathLike | None = None) -> dict | None:
     }
 
 
+def describe_code(code: dict | None) -> str:
+    """For a results caption: ``commit abc1234567``, with ``plus N uncommitted changes``
+    where there were some."""
+    if not code:
+        return "code not recorded"
+    if code.get("commit"):
+        name = f"commit `{code['commit'][:10]}`"
+    else:
+        name = f"no git, src tree `{str(code.get('src_tree'))[:10]}`"
+    changed = code.get("changed") or 0
+    return name + (f" plus {changed} uncommitted changes" if changed else "")
+
+
 def _file_trees(root: Path) -> dict[str, str | None]:
     """Tree hashes of the code folders as on disk: src and conf (git's, when committed) and
     benchmarks without its results and documentation (what CODE_PATHS watches)."""

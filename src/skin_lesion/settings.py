@@ -7,6 +7,7 @@ from kedro.config import OmegaConfigLoader
 from kedro.utils import find_kedro_project
 from omegaconf import OmegaConf
 
+from skin_lesion.host_memory import HostMemoryHook
 from skin_lesion.parameters_check import ParametersCheck
 from skin_lesion.timing import RunTimer
 
@@ -26,14 +27,16 @@ warnings.filterwarnings(
 # are not installed (a bare GPU box with only the training stack), runs go untracked.
 # ParametersCheck refuses a mistyped `--params` name or parameter key before any work;
 # RunTimer logs where the run's time went (per node, loading, saving) at its end.
+# HostMemoryHook keeps glibc's malloc from handing each batch's memory back to the kernel
+# (skin_lesion.host_memory: up to 2x faster CPU training and evaluation).
 try:
     from skin_lesion.hooks import MlflowOutputsHook
 except ModuleNotFoundError as error:  # tests/test_mlflow.py runs this without mlflow
     if error.name != "mlflow" and not (error.name or "").startswith("mlflow."):
         raise
-    HOOKS: tuple = (ParametersCheck(), RunTimer())
+    HOOKS: tuple = (ParametersCheck(), HostMemoryHook(), RunTimer())
 else:
-    HOOKS = (ParametersCheck(), RunTimer(), MlflowOutputsHook())
+    HOOKS = (ParametersCheck(), HostMemoryHook(), RunTimer(), MlflowOutputsHook())
 
 
 def project_root() -> str:
