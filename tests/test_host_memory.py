@@ -85,8 +85,6 @@ def test_a_kedro_run_and_the_cli_apply_it(
     monkeypatch.setattr(host_memory, "keep_freed_memory", lambda: calls.append("applied"))
     run_kedro(kedro_project, "data_processing")
     assert calls == ["applied"]  # before the first node
-    try:
-        command.main(["predict", str(tmp_path / "no-such-folder")])
-    except (FileNotFoundError, SystemExit):
-        pass
+    # Refused (no checkpoint there), but only after the setting.
+    assert command.main(["predict", str(tmp_path), "--checkpoint", str(tmp_path / "x.pt")]) == 2
     assert calls == ["applied", "applied"]
