@@ -22,6 +22,9 @@ process so that its memory peaks are its own, and the fastest run counts. Per ru
 * ``decode s``: the decoding and resizing part, timed in a separate call beforehand;
 * ``end to end s``: the whole process, Python and torch start-up included, as a user running
   ``skin-lesion predict`` waits;
+* malloc: as ``skin-lesion predict`` runs, each process first asks glibc to keep freed
+  memory for the next batch (``skin_lesion.host_memory``; ``SKIN_LESION_MALLOC=system`` to
+  measure without);
 * host peak: the process's resident-memory high-water mark (``VmHWM``); GPU peak:
   ``torch.cuda.max_memory_allocated``.
 
@@ -65,6 +68,7 @@ def measure(args: argparse.Namespace, tta: str) -> dict[str, Any]:
     from skin_lesion.checkpoints import load_checkpoint
     from skin_lesion.config import from_dict
     from skin_lesion.engine import resolve_device
+    from skin_lesion.host_memory import keep_freed_memory
     from skin_lesion.images import build_image_cache
     from skin_lesion.inference import (
         InferenceConfig,
@@ -75,6 +79,7 @@ def measure(args: argparse.Namespace, tta: str) -> dict[str, Any]:
     from skin_lesion.preprocessing import PreprocessConfig
     from skin_lesion.tabular import read_text_csv
 
+    malloc_kept = keep_freed_memory()  # as skin-lesion predict does first
     device = resolve_device(args.device)
     checkpoint = load_checkpoint(args.data_dir / "06_models" / "classifier.pt")
     metrics = json.loads((args.data_dir / "08_reporting" / "test_metrics.json").read_text())
@@ -112,6 +117,7 @@ def measure(args: argparse.Namespace, tta: str) -> dict[str, Any]:
         ),
         "device": str(device),
         "batch_size": batch_size_for(config, device),
+        "malloc_kept": malloc_kept,
         "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
     }
 
@@ -165,7 +171,13 @@ def markdown(result: dict[str, Any]) -> str:
         f"{', metadata fusion' if first['metadata'] else ''}), "
         f"{first['images']:,} images of `{Path(result['images_dir']).name}`, batch "
         f"{first.get('batch_size', result['batch_size'])}; fastest of {result['repeats']} "
-        "runs, each in a fresh process; "
+        "runs, each in a fresh process"
+        + (
+            ", malloc keeping freed memory as `skin-lesion predict`"
+            if first.get("malloc_kept")
+            else ""
+        )
+        + "; "
         f"code `{(result['code'] or {}).get('commit', '?')[:10]}`.",
         "",
         "| TTA (views) | classify s | img/s | decode s (timed alone) "
