@@ -255,7 +255,8 @@ def test_without_mlflow_installed_runs_go_untracked():
     code = (
         "import sys; sys.modules['mlflow'] = None\n"  # `import mlflow` now fails as if absent
         "from skin_lesion import settings\n"
-        "assert [type(h).__name__ for h in settings.HOOKS] == ['ParametersCheck', 'RunTimer']\n"
+        "hooks = [type(h).__name__ for h in settings.HOOKS]\n"
+        "assert hooks == ['ParametersCheck', 'HostMemoryHook', 'RunTimer'], hooks\n"
         "assert settings.CONFIG_LOADER_ARGS['merge_strategy']['parameters'] == 'soft'\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
