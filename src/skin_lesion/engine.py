@@ -99,10 +99,12 @@ def forward_batch_size(
     """Images per gradient-free forward pass (validation, embedding, prediction).
 
     ``requested``, or where it is None the default for ``device``'s kind: ``gpu`` on an
-    accelerator, :data:`FORWARD_BATCH_CPU` on a CPU, where small batches run faster because
-    their activations stay in the caches (260 img/s at 16 against 220 at 64 and 126 at 256
-    on a 2-core AMD EPYC, benchmarks/README.md, Inference). The batch size changes only
-    speed and memory, not the predictions beyond float rounding.
+    accelerator, :data:`FORWARD_BATCH_CPU` on a CPU, where 16 is the fastest and needs the
+    least memory (453 img/s against 423 at 64 and 403 at 256, peak 1.6 GB against 3.6 at
+    256, on a 2-core AMD EPYC with malloc keeping freed memory, ``host_memory``; 260 against
+    126 without: large batches' activations were unmapped and faulted in again each batch;
+    benchmarks/README.md, Inference). The batch size changes only speed and memory, not the
+    predictions beyond float rounding.
     """
     if requested is not None:
         return requested

@@ -60,10 +60,8 @@ class InferenceConfig:
             default) takes the operating point's, the TTA its temperature and melanoma
             threshold were fitted with, so the flag keeps its validated sensitivity.
         batch_size: Images per forward pass; null (the default) takes
-            :data:`BATCH_SIZE_CUDA` on a GPU and :data:`BATCH_SIZE_CPU` on a CPU, where
-            smaller batches run faster (their activations stay in the caches: 260 img/s at
-            16 against 220 at 64 and 126 at 256 on a 2-core AMD EPYC, benchmarks/README.md,
-            Inference).
+            :data:`BATCH_SIZE_CUDA` on a GPU and :data:`BATCH_SIZE_CPU` on a CPU (see
+            :func:`skin_lesion.engine.forward_batch_size`).
         workers: Decoding threads; null uses every core.
         gradcam: Also return a Grad-CAM overlay of the predicted class for every image.
         progress: Progress bars.
