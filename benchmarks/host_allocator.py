@@ -26,7 +26,6 @@ import argparse
 import json
 import os
 import platform
-import re
 import statistics
 import subprocess
 import sys
@@ -38,22 +37,13 @@ ROOT = Path(__file__).resolve().parents[1]
 VARIANTS = ("system", "kept")
 
 
-def peak_rss_mib() -> float | None:
-    """This process's peak resident memory (VmHWM) in MiB; None off Linux."""
-    status = Path("/proc/self/status")
-    if not status.is_file():
-        return None
-    match = re.search(r"^VmHWM:\s+(\d+) kB", status.read_text(), re.MULTILINE)
-    return round(int(match.group(1)) / 1024, 1) if match else None
-
-
 def child(variant: str, task: str, args: argparse.Namespace) -> dict[str, Any]:
     """One measurement in this (fresh) process: ``task`` is ``train:B`` or ``eval``."""
     import timm
     import torch
 
     from skin_lesion import engine
-    from skin_lesion.host_memory import keep_freed_memory
+    from skin_lesion.host_memory import keep_freed_memory, peak_resident_mib
 
     applied = keep_freed_memory() if variant == "kept" else False
     if variant == "kept" and not applied:
@@ -89,9 +79,10 @@ def child(variant: str, task: str, args: argparse.Namespace) -> dict[str, Any]:
     for _ in range(steps):
         step()
     seconds = time.perf_counter() - started
+    peak = peak_resident_mib()
     return {
         "img_per_s": round(batch * steps / seconds, 1),
-        "peak_host_mib": peak_rss_mib(),
+        "peak_host_mib": None if peak is None else round(peak, 1),
         "applied": applied,
     }
 

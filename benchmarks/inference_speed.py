@@ -37,7 +37,6 @@ import argparse
 import json
 import logging
 import os
-import re
 import subprocess
 import sys
 import time
@@ -52,13 +51,11 @@ OUT = ROOT / "benchmarks" / "results" / "inference_speed.json"
 
 
 def _peak_host_mib() -> int | None:
-    """The process's peak resident memory (VmHWM) in MiB; None off Linux."""
-    try:
-        text = Path("/proc/self/status").read_text()
-    except OSError:
-        return None
-    match = re.search(r"^VmHWM:\s+(\d+) kB", text, re.MULTILINE)
-    return round(int(match.group(1)) / 1024) if match else None
+    """The process's peak resident memory (VmHWM) in whole MiB; None off Linux."""
+    from skin_lesion.host_memory import peak_resident_mib
+
+    peak = peak_resident_mib()
+    return None if peak is None else round(peak)
 
 
 def measure(args: argparse.Namespace, tta: str) -> dict[str, Any]:

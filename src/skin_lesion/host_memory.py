@@ -26,6 +26,8 @@ import ctypes
 import logging
 import os
 import platform
+import re
+from pathlib import Path
 
 from kedro.framework.hooks import hook_impl
 
@@ -79,6 +81,17 @@ def keep_freed_memory() -> bool:
         OPT_OUT,
     )
     return True
+
+
+def peak_resident_mib() -> float | None:
+    """This process's peak resident memory (``VmHWM`` of /proc/self/status) in MiB; None
+    where there is no such file (off Linux)."""
+    try:
+        text = Path("/proc/self/status").read_text()
+    except OSError:
+        return None
+    match = re.search(r"^VmHWM:\s+(\d+) kB", text, re.MULTILINE)
+    return int(match.group(1)) / 1024 if match else None
 
 
 class HostMemoryHook:
