@@ -18,7 +18,9 @@ records:
 rotation with the same padding, ``ColorJitter``, ``RandomGaussianBlur``; ``same_on_batch=False``),
 the project's augmentation before it was replaced. Both read their knobs from
 ``conf/base/parameters_{contrastive_pretraining,classifier_training}.yml`` (``--crop``
-overrides the crop). kornia comes with the test dependencies (``pip install -e ".[test]"``).
+overrides the crop). The process first calls ``skin_lesion.host_memory.keep_freed_memory``, as
+every ``kedro run`` does (``SKIN_LESION_MALLOC=system``: malloc as it is). kornia comes with
+the test dependencies (``pip install -e ".[test]"``).
 
     python benchmarks/augment_cost.py                          # 128 x 256x341 -> 224, auto device
     python benchmarks/augment_cost.py --batch 32 --cache 120x160 --crop 96 --device cpu
@@ -42,6 +44,7 @@ from torch.profiler import ProfilerActivity, profile
 from skin_lesion import engine
 from skin_lesion.augment import AugmentConfig, build_train_augment
 from skin_lesion.config import from_dict
+from skin_lesion.host_memory import keep_freed_memory
 from skin_lesion.provenance import code_version, cpu_name, describe_code
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -150,7 +153,9 @@ def markdown(result: dict[str, Any]) -> str:
     lines = [
         f"{result['device']}, batch {s['batch']} of {s['cache']} (HxW) uint8 images -> "
         f"{s['crop']} px crops, float32, median of {s['repeats']} calls; torch "
-        f"{result['torch']}, kornia {result['kornia']}; {describe_code(result['code'])}.",
+        f"{result['torch']}, kornia {result['kornia']}; "
+        + ("malloc keeping freed memory as the pipelines; " if result.get("malloc_kept") else "")
+        + f"{describe_code(result['code'])}.",
         "",
         "| stage | pipeline | tensor ops a batch (at 2 images) | host syncs | host ms | "
         "device ms | img/s |",
@@ -187,6 +192,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
+    malloc_kept = keep_freed_memory()  # as a kedro run does (SKIN_LESION_MALLOC=system: not)
     device = engine.resolve_device(args.device)
     torch.manual_seed(0)
     kornia = kornia_version()
@@ -216,6 +222,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "kornia": kornia or "not installed",
         "python": platform.python_version(),
         "torch_threads": torch.get_num_threads(),
+        "malloc_kept": malloc_kept,
         "code": code_version(),
         "stages": stages,
     }

@@ -22,6 +22,11 @@ device, fed three ways:
   by ``skin_lesion.batches.BatchSource`` (on the GPU when it fits) and augmented per sample
   on the device by ``skin_lesion.augment``, through the pipelines' own step functions.
 
+Every process first calls ``skin_lesion.host_memory.keep_freed_memory`` as each ``kedro run``
+does (glibc's malloc keeps freed memory for the next batch), so all three feeds run under the
+allocator the pipelines use; the DataLoader's workers fork with it. ``SKIN_LESION_MALLOC=system``
+in the environment measures them with malloc as it is.
+
 Augmentation parameters, losses, heads, optimizer settings and precision come from
 ``conf/base/parameters_{contrastive_pretraining,classifier_training}.yml``; ``--crop`` and
 ``--batch`` override the crop size and batch size of both. SupCon counts images, each giving
@@ -82,6 +87,7 @@ from skin_lesion.classification import (
 from skin_lesion.classifier import Classifier
 from skin_lesion.config import from_dict
 from skin_lesion.datasets import ImageCacheDataset
+from skin_lesion.host_memory import keep_freed_memory
 from skin_lesion.images import IMAGE_SUFFIXES, PreprocessConfig, build_image_cache
 from skin_lesion.losses import SupConLoss, build_classification_loss
 from skin_lesion.models import ContrastiveModel, create_encoder, resolve_preprocessing
@@ -257,6 +263,7 @@ def our_feed(
 
 def measure(args: argparse.Namespace, stage: str, feed: str) -> dict[str, Any]:
     """Train ``args.steps`` timed steps of ``stage`` fed by ``feed``: images/s and memory."""
+    malloc_kept = keep_freed_memory()  # in effect since main(); DataLoader workers fork with it
     device = torch.device(args.device)
     cuda = device.type == "cuda"
     if args.threads:
@@ -315,6 +322,7 @@ def measure(args: argparse.Namespace, stage: str, feed: str) -> dict[str, Any]:
         "warmup_steps": warmup,
         "precision": precision.name,
         "channels_last": cl,
+        "malloc_kept": malloc_kept,
         "torch_threads": torch.get_num_threads(),
         "load_avg_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)],
         **host_memory(),  # while the DataLoader's workers are still alive
@@ -469,7 +477,13 @@ def markdown(result: dict[str, Any]) -> str:
         f"({s['source_size']}) from `{s['data']}`, cache {s['cache']} (HxW), "
         f"{s['workers']} DataLoader workers, {s['steps']} timed steps; torch {result['torch']}, "
         f"timm {result['timm']}, torchvision {result['torchvision']}; "
-        f"{result['torch_threads']} torch threads; 1-minute load average during the timed steps "
+        f"{result['torch_threads']} torch threads; "
+        + (
+            "malloc keeping freed memory as the pipelines (every feed); "
+            if all(result["stages"][st][f].get("malloc_kept") for st in STAGES for f in FEEDS)
+            else ""
+        )
+        + "1-minute load average during the timed steps "
         f"{min(loads):.1f}-{max(loads):.1f}.",
         "",
         "| stage | (a) limit: synthetic tensors on the device (img/s) "
@@ -557,6 +571,7 @@ def main() -> None:
     """Decode the cache, measure every (stage, feed) in its own process, write the results."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     args = parse_args()
+    keep_freed_memory()  # as a kedro run does (SKIN_LESION_MALLOC=system: malloc as it is)
     if args.child:
         stage, feed = args.child.split(":")
         result = measure(args, stage, feed)
