@@ -103,14 +103,33 @@ def test_threshold_for_sensitivity_hand_made() -> None:
     truth = np.array([1, 1, 1, 1, 0, 0, 0])
     scores = np.array([0.9, 0.8, 0.3, 0.2, 0.5, 0.1, 0.35])
     threshold = threshold_for_sensitivity(truth, scores, 0.75)
-    assert threshold == 0.3
-    sensitivity, _ = sensitivity_specificity(truth, scores >= threshold)
+    # Keeps positives 0.9, 0.8, 0.3; halfway between 0.3 and the next lower score, 0.2.
+    assert threshold == pytest.approx(0.25)
+    sensitivity, specificity = sensitivity_specificity(truth, scores >= threshold)
+    assert (sensitivity, specificity) == sensitivity_specificity(truth, scores >= 0.3)
     assert sensitivity >= 0.75
-    assert threshold_for_sensitivity(truth, scores, 1.0) == 0.2
-    assert threshold_for_sensitivity(truth, scores, 0.25) == 0.9
+    assert threshold_for_sensitivity(truth, scores, 1.0) == pytest.approx(0.15)
+    assert threshold_for_sensitivity(truth, scores, 0.25) == pytest.approx(0.85)
     # 0.7 * 10 is 7.000000000000001 in floats; 7 of 10 positives must still be enough.
     ten = np.arange(10, 0, -1) / 10
-    assert threshold_for_sensitivity(np.ones(10), ten, 0.7) == 0.4
+    assert threshold_for_sensitivity(np.ones(10), ten, 0.7) == pytest.approx(0.35)
+    # Nothing scores below the last positive kept: the threshold is its score.
+    assert threshold_for_sensitivity(np.array([0, 1]), np.array([0.9, 0.2]), 1.0) == 0.2
+
+
+def test_threshold_for_sensitivity_survives_float_noise_in_the_scores() -> None:
+    """Inference recomputes validation scores in float32 (reporting read them from a CSV):
+    scores that move by 1e-7 must not cross the threshold, as they did when it sat exactly
+    on the last melanoma's score."""
+    generator = np.random.default_rng(0)
+    flipped = 0
+    for _ in range(200):
+        truth = generator.random(300) < 0.15
+        scores = np.clip(generator.normal(0.3 + 0.3 * truth, 0.2), 0, 1)
+        threshold = threshold_for_sensitivity(truth, scores, 0.9)
+        noisy = scores + generator.uniform(-1e-7, 1e-7, scores.shape)
+        flipped += not np.array_equal(scores >= threshold, noisy >= threshold)
+    assert flipped == 0
 
 
 @pytest.mark.parametrize("target", [0.0, 1.5, -0.1])

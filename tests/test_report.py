@@ -54,10 +54,21 @@ def _metrics() -> dict:
                 "high": 0.7654,
                 "n_resamples": 1000,
                 "n_valid": 998,
+                "confidence": 0.95,
             },
-            "macro_f1": {"estimate": 0.679, "low": 0.6111, "high": 0.7222},
-            "melanoma_sensitivity": {"estimate": 0.61, "low": 0.5321, "high": 0.6843},
-            "melanoma_sensitivity_at_threshold": {"estimate": 0.82, "low": 0.7512, "high": 0.8833},
+            "macro_f1": {"estimate": 0.679, "low": 0.6111, "high": 0.7222, "confidence": 0.95},
+            "melanoma_sensitivity": {
+                "estimate": 0.61,
+                "low": 0.5321,
+                "high": 0.6843,
+                "confidence": 0.95,
+            },
+            "melanoma_sensitivity_at_threshold": {
+                "estimate": 0.82,
+                "low": 0.7512,
+                "high": 0.8833,
+                "confidence": 0.95,
+            },
         },
         "operating_point": {"temperature": 1.4321, "melanoma_threshold": 0.1875, "tta": "flips"},
         "melanoma": {
@@ -186,6 +197,21 @@ def test_report_formats_numbers_and_shows_missing_as_na(report_path: Path) -> No
     assert '<td class="num diag">504</td>' in html  # nv: 1006 // 2 + 1
     assert '<td class="num">5228</td>' in html
     assert "2024-05-06 07:08:09 UTC" in html and "1503 images, 1101 lesions" in html
+
+
+def test_report_labels_intervals_with_the_confidence_they_were_computed_at() -> None:
+    metrics = _metrics()
+    for entry in metrics["bootstrap"].values():
+        entry["confidence"] = 0.8  # reporting.bootstrap.confidence
+    html = render_report(
+        title="t", metrics=metrics, split_summary={}, params={}, fingerprint={},
+        environment={}, figures={},
+    )  # fmt: skip
+
+    assert "95%" not in html
+    assert "80% interval (lesion bootstrap)" in html
+    assert "Intervals are 80% percentile intervals" in html
+    assert "estimate 0.610, 80% interval 0.532 – 0.684" in html
 
 
 def test_report_escapes_strings(report_path: Path) -> None:

@@ -145,11 +145,17 @@ def sensitivity_specificity(
 def threshold_for_sensitivity(
     labels_binary: np.ndarray, scores: np.ndarray, target: float
 ) -> float:
-    """The largest ``t`` such that ``scores >= t`` has sensitivity ``>= target`` on these data.
+    """A threshold ``t`` at which ``scores >= t`` has the fewest positives calls that reach
+    sensitivity ``>= target`` on these data, placed in the gap below the last one it keeps.
 
-    Sensitivity only changes at a positive's score, so ``t`` is the score of the m-th highest
-    positive, m the fewest positives whose share m/P reaches ``target`` (computed as the same
-    float ratio as the sensitivity itself, so 0.7 * 10 needs 7 positives, not 8).
+    Sensitivity only changes at a positive's score: the rule keeps the m highest positives, m
+    the fewest whose share m/P reaches ``target`` (computed as the same float ratio as the
+    sensitivity itself, so 0.7 * 10 needs 7 positives, not 8). ``t`` lies halfway between the
+    m-th positive's score and the next lower score of any row, which calls exactly the rows
+    the m-th positive's own score would, but leaves a margin: a score that moves by float
+    noise (a CSV round trip, another batch size, device or TTA order) does not cross it, so
+    inference on the same images flags the same ones. With no lower score, ``t`` is the m-th
+    positive's score.
 
     Args:
         labels_binary: 1 for a positive (melanoma), 0 otherwise ``[N]``; validation data.
@@ -170,7 +176,11 @@ def threshold_for_sensitivity(
     if n_pos == 0:
         raise ValueError(f"no positives in labels_binary: no threshold reaches target {target}")
     reached = np.arange(1, n_pos + 1) / n_pos >= target
-    return float(positive_scores[np.argmax(reached)])
+    last_kept = positive_scores[np.argmax(reached)]
+    below = scores[scores < last_kept]
+    if below.size == 0:
+        return float(last_kept)
+    return float((last_kept + below.max()) / 2)
 
 
 def melanoma_summary(
@@ -184,8 +194,9 @@ def melanoma_summary(
 ) -> dict[str, Any]:
     """Melanoma-vs-rest sensitivity and specificity at argmax and at a validated threshold.
 
-    The threshold on P(mel) is chosen on validation data only (the largest reaching
-    ``target_sensitivity`` there) and then applied unchanged to test, so the test numbers
+    The threshold on P(mel) is chosen on validation data only (the fewest melanoma calls
+    reaching ``target_sensitivity`` there, :func:`threshold_for_sensitivity`) and then applied
+    unchanged to test, so the test numbers
     are an honest estimate of what the rule achieves. Sensitivity/specificity are ``None``
     where a split has no melanomas/no non-melanomas.
 

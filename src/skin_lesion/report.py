@@ -236,6 +236,13 @@ def _section(name: str, content: str) -> str:
     return f'<section id="{_esc(anchor)}"><h2>{_esc(name)}</h2>\n{content}\n</section>'
 
 
+def _level(boot: Mapping | None) -> str:
+    """The interval's confidence as a percentage and a space ("95% "), from the bootstrap
+    entry itself (``reporting.bootstrap.confidence``); empty where it does not say."""
+    confidence = (boot or {}).get("confidence")
+    return f"{100 * float(confidence):g}% " if confidence is not None else ""
+
+
 def _summary_table(test: Mapping, bootstrap: Mapping) -> str:
     rows = [
         [
@@ -246,12 +253,18 @@ def _summary_table(test: Mapping, bootstrap: Mapping) -> str:
         ]
         for key, label in SUMMARY_METRICS
     ]
+    level = _level(next(iter(bootstrap.values()), None) if bootstrap else None)
     note = (
-        "<p class='note'>Intervals are 95% percentile intervals from a bootstrap that resamples "
-        "lesions (all images of a lesion together), so near-duplicate images do not narrow "
-        "them. Valid resamples are those in which the metric is defined.</p>"
+        f"<p class='note'>Intervals are {level}percentile intervals from a bootstrap that "
+        "resamples lesions (all images of a lesion together), so near-duplicate images do not "
+        "narrow them. Valid resamples are those in which the metric is defined.</p>"
     )
-    header = ["Metric", "Test value", "95% interval (lesion bootstrap)", "Valid / resamples"]
+    header = [
+        "Metric",
+        "Test value",
+        f"{level}interval (lesion bootstrap)".capitalize(),
+        "Valid / resamples",
+    ]
     return _table(header, rows) + note
 
 
@@ -322,7 +335,7 @@ def _melanoma_section(metrics: Mapping) -> str:
             continue
         boot_lines.append(
             f"<p>Melanoma test sensitivity ({label}), lesion bootstrap: estimate "
-            f"{_fmt(_get(boot, 'estimate'))}, 95% interval {_interval(boot)} "
+            f"{_fmt(_get(boot, 'estimate'))}, {_level(boot)}interval {_interval(boot)} "
             f"({_resamples(boot)} valid resamples).</p>"
         )
     return table + how + "".join(boot_lines)
