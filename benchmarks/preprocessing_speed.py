@@ -5,8 +5,8 @@ Usage:
         [--cache 256x341] [--repeats 3] [--out FILE]
 
 Measures images/s and peak host memory of ``decode_images`` (the data_processing node:
-decode, EXIF orientation, cover-resize and centre-crop with OpenCV into one preallocated
-uint8 array, on a thread per core) against a single-threaded
+decode and EXIF orientation with Pillow, cover-resize and centre-crop with OpenCV into one
+preallocated uint8 array, on a thread per core) against a single-threaded
 ``PIL.Image.open -> convert('RGB') -> resize`` loop that fills the same uint8 array, at the
 default cache size (256x341, HxW), on three sets of JPEGs:
 

@@ -8,6 +8,7 @@ from skin_lesion.metadata import (
     MetadataConfig,
     enforce_policy,
     require_every_class,
+    set_aside_identical_copies,
     validate_metadata,
 )
 
@@ -159,3 +160,64 @@ def test_require_every_class_names_each_empty_class():
         require_every_class(kept, ["bcc", "mel", "nv"], "images", 2)
     with pytest.raises(InvalidDataError, match=r"\['mel', 'nv'\].*0 valid in all"):
         require_every_class(kept.iloc[:0], ["mel", "nv"], "metadata rows", 3)
+
+
+def test_identical_copies_are_set_aside_and_different_ones_kept_for_validation():
+    content = {
+        "HAM10000_images_part_1/ISIC_1.jpg": b"one",
+        "ham10000_images_part_1/ISIC_1.jpg": b"one",
+        "x/ISIC_1.png": b"one",
+        "HAM10000_images_part_1/ISIC_2.jpg": b"two",
+        "ham10000_images_part_1/ISIC_2.jpg": b"TWO",
+        "HAM10000_images_part_2/ISIC_3.jpg": b"three",
+    }
+    reads = []
+
+    def loader(path):
+        def read():
+            reads.append(path)
+            return content[path]
+
+        return read
+
+    kept, copies = set_aside_identical_copies({path: loader(path) for path in content})
+
+    assert kept == [
+        "HAM10000_images_part_1/ISIC_1.jpg",
+        "HAM10000_images_part_1/ISIC_2.jpg",
+        "HAM10000_images_part_2/ISIC_3.jpg",
+        "ham10000_images_part_1/ISIC_2.jpg",
+    ]
+    assert copies.to_dict("records") == [
+        {
+            "image_id": "ISIC_1",
+            "file": path,
+            "stage": "duplicate_file",
+            "reason": "identical copy of HAM10000_images_part_1/ISIC_1.jpg; not used",
+        }
+        for path in ("ham10000_images_part_1/ISIC_1.jpg", "x/ISIC_1.png")
+    ]
+    assert "HAM10000_images_part_2/ISIC_3.jpg" not in reads  # a single file is not read
+    # The copies never stop a run; the differing pair is left for validation to reject.
+    enforce_policy(copies, "raise", "metadata rows", 3)
+    rows = [{"lesion_id": f"HAM_{i}", "image_id": f"ISIC_{i}", "dx": "nv"} for i in (1, 2, 3)]
+    valid, rejected = _validate(rows, kept)
+    assert list(valid["image_id"]) == ["ISIC_1", "ISIC_3"]
+    assert "different bytes" in rejected.loc[0, "reason"]
+
+
+def test_blank_rows_are_skipped_and_lines_still_named_right():
+    rows = _good(3)
+    rows[2]["sex"] = "robot"
+    raw = _raw(rows)
+    blank = pd.DataFrame([[""] * raw.shape[1]] * 2, columns=raw.columns)
+    raw = pd.concat([raw.iloc[:1], blank, raw.iloc[1:]], ignore_index=True)  # lines 3 and 4
+
+    valid, rejected = validate_metadata(
+        raw, _files(["ISIC_0000000", "ISIC_0000001", "ISIC_0000002"]), CLASSES, MetadataConfig()
+    )
+
+    assert list(valid["row"]) == [2, 5]
+    assert rejected["reason"].tolist() == [
+        "line 6: sex 'robot' is not one of ['male', 'female', 'unknown']"
+    ]

@@ -114,6 +114,25 @@ def test_class_with_three_lesions_reaches_all_splits():
     check_splits(splits, CLASSES)
 
 
+def test_too_few_lesions_for_the_folds_is_named(caplog):
+    meta = _metadata()
+    vasc = meta[meta["dx"] == "vasc"]
+    keep = set(vasc["lesion_id"].unique()[:3])  # train+val: 2 lesions, fewer than 5 folds
+    meta = meta[(meta["dx"] != "vasc") | meta["lesion_id"].isin(keep)]
+
+    with pytest.raises(SplitError, match=r"'vasc': 2.*folds=5.*validation_fold=1"):
+        split_by_lesion(meta, SplitConfig(validation_fold=1), seed=0)
+    # Folds as labels only: a warning (vasc has 6 train+val images, enough for sklearn).
+    splits = split_by_lesion(meta, SplitConfig(), seed=0)
+    assert "{'vasc': 2} have fewer lesions in train+val than data_processing.split" in caplog.text
+    assert splits.loc[splits["dx"] == "vasc", "fold"].nunique() == 3  # 2 folds, test's -1
+    # Every class with fewer train+val images than folds: sklearn's refusal, named with the
+    # parameter instead of sklearn's bare message.
+    tiny = meta.drop_duplicates("lesion_id").groupby("dx").head(3)
+    with pytest.raises(SplitError, match=r"cannot make data_processing.split.folds=5.*'vasc': 2"):
+        split_by_lesion(tiny, SplitConfig(), seed=0)
+
+
 def test_bad_fractions_are_named():
     with pytest.raises(ValueError, match=r"sum to 1.*train=0.8, val=0.15, test=0.15"):
         SplitConfig(train=0.8)

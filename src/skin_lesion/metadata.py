@@ -7,9 +7,11 @@ nothing invalid disappears without a trace.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Literal
@@ -20,6 +22,10 @@ logger = logging.getLogger(__name__)
 
 REQUIRED_COLUMNS = ("lesion_id", "image_id", "dx", "dx_type", "age", "sex", "localization")
 REJECTION_COLUMNS = ("image_id", "file", "stage", "reason")
+# Stages that set aside a file, never a metadata row: reported, never fatal.
+REPORT_ONLY_STAGES = ("unmatched_file", "duplicate_file")
+# Threads reading files to compare copies (I/O and hashing release the GIL).
+COMPARE_THREADS = 8
 # How many offending rows an error message lists before giving the count of the rest.
 SHOWN_IN_ERRORS = 5
 
@@ -72,6 +78,64 @@ def index_image_files(files: Iterable[str]) -> dict[str, list[str]]:
     return by_id
 
 
+def _digest(read: Callable[[], bytes]) -> str:
+    return hashlib.sha256(read()).hexdigest()
+
+
+def set_aside_identical_copies(
+    files: Mapping[str, Callable[[], bytes]],
+) -> tuple[list[str], pd.DataFrame]:
+    """Keep one file where several with the same image_id hold the same bytes.
+
+    Kaggle's HAM10000 (``kmader/skin-cancer-mnist-ham10000``) unpacks every image twice, in
+    ``HAM10000_images_part_N/`` and ``ham10000_images_part_N/``. Byte-identical copies are
+    one image: the first path in sorted order is kept and the others are reported (stage
+    ``duplicate_file``, never fatal). Copies whose bytes differ are all kept here, so that
+    validation rejects their image_id naming every file: which one is right is not ours to
+    guess.
+
+    Args:
+        files: Relative path -> a callable returning the file's bytes.
+
+    Returns:
+        ``(paths, rejections)``: every path but the identical copies set aside, sorted, and
+        one rejection row per copy set aside.
+    """
+    by_id = index_image_files(sorted(files))
+    shared = [paths for paths in by_id.values() if len(paths) > 1]
+    if not shared:
+        return sorted(files), empty_rejections()
+    logger.info("comparing the bytes of %d image_id(s) found in several files", len(shared))
+    to_read = [path for paths in shared for path in paths]
+    with ThreadPoolExecutor(max_workers=COMPARE_THREADS) as pool:
+        digests = dict(zip(to_read, pool.map(lambda path: _digest(files[path]), to_read)))
+    dropped: list[tuple[str, str, str]] = []
+    for paths in shared:
+        if len({digests[path] for path in paths}) == 1:
+            kept = paths[0]
+            dropped += [(PurePosixPath(kept).stem, path, kept) for path in paths[1:]]
+    if dropped:
+        logger.warning(
+            "%d image file(s) are byte-identical copies of another file with the same name "
+            "(e.g. %s = %s, as Kaggle's download holds every image twice): each image is "
+            "used once; the copies are listed in rejected_images",
+            len(dropped),
+            dropped[0][1],
+            dropped[0][2],
+        )
+    rejections = pd.DataFrame(
+        {
+            "image_id": [image_id for image_id, _, _ in dropped],
+            "file": [path for _, path, _ in dropped],
+            "stage": "duplicate_file",
+            "reason": [f"identical copy of {kept}; not used" for _, _, kept in dropped],
+        },
+        columns=list(REJECTION_COLUMNS),
+    )
+    set_aside = set(rejections["file"])
+    return [path for path in sorted(files) if path not in set_aside], rejections
+
+
 def validate_metadata(
     raw: pd.DataFrame,
     image_files: Iterable[str],
@@ -102,9 +166,11 @@ def validate_metadata(
             f"Metadata is missing required column(s) {missing}; found {list(raw.columns)}. "
             f"Expected HAM10000's columns {list(REQUIRED_COLUMNS)}."
         )
-    frame = raw.loc[:, list(REQUIRED_COLUMNS)].fillna("").astype(str)
+    frame = raw.reset_index(drop=True).loc[:, list(REQUIRED_COLUMNS)].fillna("").astype(str)
     frame = frame.apply(lambda column: column.str.strip())
-    frame.insert(0, "row", frame.index.to_numpy() + 2)  # CSV line: header is line 1
+    # CSV line: the header is line 1, and blank lines were read as empty rows (then dropped).
+    frame.insert(0, "row", frame.index.to_numpy() + 2)
+    frame = frame[frame[list(REQUIRED_COLUMNS)].ne("").any(axis=1)]
     files = index_image_files(image_files)
     reasons: dict[int, list[str]] = {i: [] for i in frame.index}
 
@@ -172,7 +238,10 @@ def _row_problems(
         if not found:
             problems.append("no image file for this image_id")
         elif len(found) > 1:
-            problems.append(f"{len(found)} image files for this image_id: {', '.join(found)}")
+            problems.append(
+                f"{len(found)} image files for this image_id: {', '.join(found)} "
+                "(different bytes: keep the right one)"
+            )
     return problems
 
 
@@ -245,8 +314,9 @@ def enforce_policy(
     """Raise on rejected rows under ``raise``; under ``drop`` log them and go on.
 
     Args:
-        rejections: Rows set aside (standard rejection columns). Rows of stage
-            ``unmatched_file`` are only reported, never fatal: they drop no metadata row.
+        rejections: Rows set aside (standard rejection columns). Rows of the stages in
+            ``REPORT_ONLY_STAGES`` (``unmatched_file``, ``duplicate_file``) are only
+            reported, never fatal: they drop no metadata row.
         on_invalid: ``raise`` or ``drop``.
         what: What was checked, for the message (e.g. ``"metadata rows"``).
         total: How many items were checked, for the message.
@@ -266,7 +336,7 @@ def enforce_policy(
             len(unmatched),
             ", ".join(unmatched["file"].head(SHOWN_IN_ERRORS)),
         )
-    fatal = rejections[rejections["stage"] != "unmatched_file"]
+    fatal = rejections[~rejections["stage"].isin(REPORT_ONLY_STAGES)]
     if fatal.empty:
         return
     shown = "\n".join(

@@ -106,15 +106,48 @@ def split_by_lesion(metadata: pd.DataFrame, config: SplitConfig, seed: int) -> p
     out["fold"] = -1
     if config.folds:
         dev = out.index[out["split"] != "test"]
+        _check_fold_lesions(out.loc[dev], config)
         kfold = StratifiedGroupKFold(n_splits=config.folds, shuffle=True, random_state=seed)
-        for fold, (_, held_out) in enumerate(
-            kfold.split(dev, out.loc[dev, "label"], groups=out.loc[dev, "lesion_id"])
-        ):
-            out.loc[dev[held_out], "fold"] = fold
+        try:
+            for fold, (_, held_out) in enumerate(
+                kfold.split(dev, out.loc[dev, "label"], groups=out.loc[dev, "lesion_id"])
+            ):
+                out.loc[dev[held_out], "fold"] = fold
+        except ValueError as error:  # sklearn's, e.g. n_splits above a class's images
+            lesions = out.loc[dev].groupby("dx")["lesion_id"].nunique().to_dict()
+            raise SplitError(
+                f"cannot make data_processing.split.folds={config.folds} lesion-grouped folds "
+                f"of train+val ({error}); lesions per class there: {lesions}. Lower folds "
+                "(0 turns them off) or add data"
+            ) from error
         if config.validation_fold is not None:
             held_out = out.loc[dev, "fold"] == config.validation_fold
             out.loc[dev, "split"] = np.where(held_out, "val", "train")
     return out.reset_index(drop=True)
+
+
+def _check_fold_lesions(dev: pd.DataFrame, config: SplitConfig) -> None:
+    """Each fold can hold a lesion of every class only if train+val has ``folds`` of each.
+
+    Raises:
+        SplitError: Under ``validation_fold``, naming the classes short of lesions (their
+            validation split would miss them); otherwise that is only logged, since the
+            folds are then labels for later cross-validation runs.
+    """
+    lesions = dev.groupby("dx")["lesion_id"].nunique()
+    short = lesions[lesions < config.folds].to_dict()
+    if not short:
+        return
+    message = (
+        f"class(es) {short} have fewer lesions in train+val than "
+        f"data_processing.split.folds={config.folds}, so some folds hold none of them"
+    )
+    if config.validation_fold is not None:
+        raise SplitError(
+            f"{message}, and validation_fold={config.validation_fold} needs every class in "
+            "its fold: lower folds or add data"
+        )
+    logger.warning("%s: a cross-validation run on such a fold would miss the class", message)
 
 
 def _fill_splits(sizes: np.ndarray, fractions: np.ndarray, rng: np.random.Generator) -> list:

@@ -167,7 +167,8 @@ def read_text_csv(source: Any, name: str) -> pd.DataFrame:
         ValueError: Naming ``name``, when the file is empty or not a readable CSV.
     """
     try:
-        return pd.read_csv(source, dtype=str, keep_default_na=False)
+        # index_col=False: rows ending in a comma must not turn image ids into the index.
+        return pd.read_csv(source, dtype=str, keep_default_na=False, index_col=False)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
         raise ValueError(f"'{name}' is not a readable CSV ({error})") from error
 

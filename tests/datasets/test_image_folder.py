@@ -26,6 +26,23 @@ def test_lists_images_in_any_subfolder_with_lazy_bytes(tmp_path):
     assert images["HAM10000_images_part_2/ISIC_0000002.JPEG"]() == b"two"
 
 
+def test_follows_symlinked_subfolders_once(tmp_path):
+    _tree(tmp_path / "elsewhere")
+    raw = tmp_path / "HAM10000"
+    raw.mkdir()
+    for part in ("HAM10000_images_part_1", "HAM10000_images_part_2"):
+        (raw / part).symlink_to(tmp_path / "elsewhere" / part, target_is_directory=True)
+    (raw / "HAM10000_images_part_1" / "loop").symlink_to(raw, target_is_directory=True)
+
+    images = ImageFolderDataset(path=str(raw)).load()
+
+    assert list(images) == [
+        "HAM10000_images_part_1/ISIC_0000001.jpg",
+        "HAM10000_images_part_2/ISIC_0000002.JPEG",
+    ]
+    assert images["HAM10000_images_part_1/ISIC_0000001.jpg"]() == b"one"
+
+
 def test_relative_path_works(tmp_path, monkeypatch):
     _tree(tmp_path / "raw")
     monkeypatch.chdir(tmp_path)

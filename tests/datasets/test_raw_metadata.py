@@ -33,5 +33,39 @@ def test_round_trip(tmp_path):
 
 def test_missing_file_says_where_to_put_ham10000(tmp_path):
     dataset = RawMetadataDataset(filepath=str(tmp_path / "HAM10000_metadata.csv"))
-    with pytest.raises(DatasetError, match=r"does not exist.*Kaggle.*raw_dir=.*make demo"):
+    with pytest.raises(DatasetError, match=r"HAM10000_metadata.tab' exists.*Kaggle.*make demo"):
         dataset.load()
+
+
+def test_rows_ending_in_a_comma_keep_their_columns(tmp_path):
+    path = tmp_path / "HAM10000_metadata.csv"
+    header, *rows = CSV.splitlines()
+    path.write_text("\n".join([header, *(row + "," for row in rows)]) + "\n")
+    frame = RawMetadataDataset(filepath=str(path)).load()
+    assert list(frame["image_id"]) == ["ISIC_0027419", "ISIC_0027420"]
+    assert list(frame.index) == [0, 1]
+
+
+def test_blank_lines_are_read_as_empty_rows_so_row_k_is_line_k_plus_2(tmp_path):
+    path = tmp_path / "HAM10000_metadata.csv"
+    header, first, second = CSV.splitlines()
+    path.write_text(f"{header}\n{first}\n\n\n{second}\n")
+    frame = RawMetadataDataset(filepath=str(path)).load()
+    assert frame.loc[3, "image_id"] == "ISIC_0027420"  # line 5 of the file
+    assert (frame.loc[[1, 2]].fillna("") == "").all(axis=None)
+
+
+@pytest.mark.parametrize("name", ["HAM10000_metadata.tab", "HAM10000_metadata.csv"])
+def test_reads_dataverse_tab_separated_metadata(tmp_path, name):
+    """Dataverse's default download: tab-separated, quoted, with an extra dataset column;
+    found beside the missing .csv, or saved under the .csv name."""
+    lines = [line.split(",") for line in CSV.splitlines()]
+    tab = "\n".join(
+        "\t".join([*(f'"{cell}"' if cell and i else cell for cell in row), extra])
+        for i, (row, extra) in enumerate(zip(lines, ["dataset", '"vidir_modern"', '"rosendahl"']))
+    )
+    (tmp_path / name).write_text(tab + "\n")
+    frame = RawMetadataDataset(filepath=str(tmp_path / "HAM10000_metadata.csv")).load()
+    assert list(frame.columns) == [*CSV.split("\n")[0].split(","), "dataset"]
+    assert frame.loc[0, "image_id"] == "ISIC_0027419" and frame.loc[1, "age"] == ""
+    assert frame.loc[1, "dataset"] == "rosendahl"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import PurePosixPath
@@ -14,6 +15,25 @@ from skin_lesion.datasets._help import WHERE_TO_PUT_HAM10000
 from skin_lesion.images import IMAGE_SUFFIXES
 
 DEFAULT_EXTENSIONS = IMAGE_SUFFIXES
+
+
+def _walk_local(root: PurePosixPath) -> list[str]:
+    """Every file below a local folder, through symlinked subfolders too.
+
+    fsspec's local ``find`` does not descend into a symlinked folder, so HAM10000's part
+    folders linked in from elsewhere would hold no images. A folder reached twice (a link
+    loop, or two links to one place) is walked once.
+    """
+    seen: set[str] = set()
+    files = []
+    for folder, subfolders, names in os.walk(root, followlinks=True):
+        real = os.path.realpath(folder)
+        if real in seen:
+            subfolders[:] = []
+            continue
+        seen.add(real)
+        files += [f"{folder}/{name}" for name in names]
+    return files
 
 
 class ImageFolderDataset(AbstractDataset[None, dict[str, Callable[[], bytes]]]):
@@ -76,8 +96,9 @@ class ImageFolderDataset(AbstractDataset[None, dict[str, Callable[[], bytes]]]):
             )
         # find() returns paths as the filesystem spells them (absolute, for local files).
         root = PurePosixPath(self._fs._strip_protocol(self._path))
+        found = _walk_local(root) if self._protocol == "file" else self._fs.find(self._path)
         files = {}
-        for full in self._fs.find(self._path):
+        for full in found:
             if full.lower().endswith(self._extensions):
                 relative = PurePosixPath(full).relative_to(root)
                 files[str(relative)] = partial(self._fs.cat_file, full)

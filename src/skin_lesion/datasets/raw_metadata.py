@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+from pathlib import PurePosixPath
 from typing import Any, ClassVar
 
 import pandas as pd
@@ -10,9 +12,14 @@ from kedro_datasets.pandas import CSVDataset
 
 from skin_lesion.datasets._help import WHERE_TO_PUT_HAM10000
 
+logger = logging.getLogger(__name__)
+
 
 class RawMetadataDataset(CSVDataset):
     """HAM10000's ``HAM10000_metadata.csv``, every column loaded as text.
+
+    Harvard Dataverse's default download is ``HAM10000_metadata.tab`` (tab-separated, with an
+    extra ``dataset`` column): read in place of a missing ``.csv``, or under the ``.csv`` name.
 
     Reading every cell as a string (empty cells as ``""``) leaves type checks to the
     validation node, which can then name the row with a bad age instead of pandas
@@ -26,14 +33,33 @@ class RawMetadataDataset(CSVDataset):
           filepath: data/01_raw/HAM10000/HAM10000_metadata.csv
     """
 
-    DEFAULT_LOAD_ARGS: ClassVar[dict[str, Any]] = {"dtype": str, "keep_default_na": False}
+    # index_col=False: data rows ending in a comma (one field more than the header) must not
+    # turn image ids into the index. skip_blank_lines=False: row k is on line k + 2 of the
+    # file even with blank lines (validation drops the empty rows and names lines).
+    DEFAULT_LOAD_ARGS: ClassVar[dict[str, Any]] = {
+        "dtype": str,
+        "keep_default_na": False,
+        "index_col": False,
+        "skip_blank_lines": False,
+    }
 
     def load(self) -> pd.DataFrame:
-        """Load the CSV, or explain where HAM10000 should be when it is missing."""
+        """Load the CSV (or Dataverse's tab-separated ``.tab`` beside it), or explain where
+        HAM10000 should be when it is missing."""
         load_path = get_filepath_str(self._get_load_path(), self._protocol)
         if not self._fs.exists(load_path):
-            raise DatasetError(
-                f"HAM10000 metadata not found: '{load_path}' does not exist. "
-                + WHERE_TO_PUT_HAM10000
-            )
-        return super().load()
+            tab = str(PurePosixPath(load_path).with_suffix(".tab"))
+            if not self._fs.exists(tab):
+                raise DatasetError(
+                    f"HAM10000 metadata not found: neither '{load_path}' nor Dataverse's "
+                    f"'{PurePosixPath(tab).name}' exists. " + WHERE_TO_PUT_HAM10000
+                )
+            logger.info("reading the metadata from Dataverse's tab-separated %s", tab)
+            load_path = tab
+        with self._fs.open(load_path, mode="rb") as file:
+            header = file.readline()
+        # Dataverse serves the metadata tab-separated (HAM10000_metadata.tab) unless asked
+        # for the original CSV; a .tab saved under the .csv name reads the same.
+        sep = "\t" if b"\t" in header and b"," not in header else ","
+        with self._fs.open(load_path, mode="rb") as file:
+            return pd.read_csv(file, **{"sep": sep, **self._load_args})

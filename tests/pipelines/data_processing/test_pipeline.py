@@ -76,6 +76,33 @@ def test_bad_inputs_are_set_aside_with_drop(kedro_project):
     assert len(splits) == TEST_IMAGES - 2  # every valid image survives
 
 
+def test_kaggle_download_with_every_image_twice(kedro_project):
+    """Kaggle's kmader download unpacks each image in HAM10000_images_part_N/ and again in
+    ham10000_images_part_N/: identical copies are one image, different bytes are an error."""
+    raw = kedro_project / "data" / "01_raw" / "HAM10000"
+    parts = sorted(p for p in raw.iterdir() if p.is_dir())
+    assert [p.name for p in parts] == ["HAM10000_images_part_1", "HAM10000_images_part_2"]
+    for part in parts:
+        shutil.copytree(part, raw / part.name.lower())
+
+    run_kedro(kedro_project, "data_processing")  # on_invalid: raise, the default
+
+    root = kedro_project / "data"
+    splits = pd.read_parquet(root / "05_model_input" / "splits.parquet")
+    assert len(splits) == TEST_IMAGES  # every image once
+    rejected = pd.read_csv(root / "02_intermediate" / "rejected_images.csv")
+    assert len(rejected) == TEST_IMAGES and set(rejected["stage"]) == {"duplicate_file"}
+    first = rejected.iloc[0]
+    assert first["file"].startswith("ham10000_images_part_")
+    assert first["reason"] == f"identical copy of HAM10000_{first['file'][9:]}; not used"
+
+    # One copy that differs: which is right is not for the pipeline to guess.
+    changed = next((raw / "ham10000_images_part_1").glob("*.jpg"))
+    changed.write_bytes(changed.read_bytes() + b"\0")
+    with pytest.raises(Exception, match=rf"{changed.stem}: .*2 image files.*different bytes"):
+        run_kedro(kedro_project, "data_processing")
+
+
 def test_raw_dir_runtime_param_and_missing_folder_message(kedro_project):
     moved = kedro_project / "elsewhere"
     (kedro_project / "data" / "01_raw" / "HAM10000").rename(moved)

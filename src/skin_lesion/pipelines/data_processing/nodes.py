@@ -46,7 +46,8 @@ def validate_metadata(
     """Check the metadata rows and match each to exactly one image file.
 
     Args:
-        raw_images: Relative image path -> byte loader (only the paths are used here).
+        raw_images: Relative image path -> byte loader (read only where several files share
+            an image_id, to tell identical copies from different images).
         raw_metadata: HAM10000's metadata CSV, every cell as text.
         classes: The class names, in label order.
         params: ``params:data_processing``.
@@ -55,11 +56,14 @@ def validate_metadata(
         The valid rows (typed, with ``label`` and ``file``) and the rejected ones.
     """
     config = _params(params)
-    valid, rejections = meta.validate_metadata(raw_metadata, raw_images, classes, config.metadata)
-    meta.enforce_policy(rejections, config.on_invalid, "metadata rows", len(raw_metadata))
-    fatal = int((rejections["stage"] != "unmatched_file").sum())
+    files, copies = meta.set_aside_identical_copies(raw_images)
+    valid, rejections = meta.validate_metadata(raw_metadata, files, classes, config.metadata)
+    rejections = pd.concat([rejections, copies], ignore_index=True)
+    rows = int(raw_metadata.fillna("").ne("").any(axis=1).sum())  # blank lines are no rows
+    meta.enforce_policy(rejections, config.on_invalid, "metadata rows", rows)
+    fatal = int((~rejections["stage"].isin(meta.REPORT_ONLY_STAGES)).sum())
     meta.require_every_class(valid, classes, "metadata rows", fatal)
-    logger.info("%d of %d metadata rows are valid", len(valid), len(raw_metadata))
+    logger.info("%d of %d metadata rows are valid", len(valid), rows)
     return valid, rejections
 
 
