@@ -5,20 +5,28 @@ from pathlib import Path
 
 import pytest
 
+from skin_lesion.images import ImageDecodeError
 from skin_lesion.inference import file_loaders
 
 
 def test_a_folder_gives_its_images_and_names_what_it_leaves_out(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    (tmp_path / "sub").mkdir()
-    for name in ("a.jpg", "sub/b.PNG", "c.jpeg", "scan.tif", "notes.txt", ".DS_Store"):
+    (tmp_path / "sub" / "deep").mkdir(parents=True)
+    for name in ("a.jpg", "sub/b.PNG", "c.jpeg", "scan.tif", "sub/deep/notes.txt", ".DS_Store"):
         (tmp_path / name).write_bytes(b"x")
     with caplog.at_level(logging.WARNING, logger="skin_lesion.inference"):
         loaders = file_loaders([str(tmp_path)])
-    assert sorted(Path(k).name for k in loaders) == ["a.jpg", "b.PNG", "c.jpeg"]
-    assert "2 file(s) not .jpg/.jpeg/.png left out: notes.txt, scan.tif" in caplog.text
-    assert ".DS_Store" not in caplog.text
+    names = [Path(k).relative_to(tmp_path).as_posix() for k in loaders]
+    assert names == ["a.jpg", "c.jpeg", "sub/b.PNG", "scan.tif", "sub/deep/notes.txt"]
+    assert (
+        "2 file(s) not .jpg/.jpeg/.png left out (listed in the rejects): scan.tif, " in caplog.text
+    )
+    assert "sub/deep/notes.txt" in caplog.text and ".DS_Store" not in caplog.text
+    # The files left out fail when read, with the reason the rejects report gives.
+    with pytest.raises(ImageDecodeError, match=r"^not a \.jpg/\.jpeg/\.png file: left out"):
+        loaders[str(tmp_path / "scan.tif")]()
+    assert loaders[str(tmp_path / "a.jpg")]() == b"x"
     # Named directly, a .tif is read (the decoder decides what it can use).
     assert list(file_loaders([str(tmp_path / "scan.tif")])) == [(tmp_path / "scan.tif").as_posix()]
 
@@ -173,3 +181,26 @@ def test_ages_outside_the_training_range_are_named(caplog) -> None:
     with caplog.at_level(logging.WARNING, logger="skin_lesion.inference"):
         warn_unseen_ages(rows, MetadataEncoder.from_dict(old))
     assert caplog.text == ""
+
+
+def test_symlinked_subfolders_broken_links_and_names_that_are_not_utf8(tmp_path: Path) -> None:
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "x.jpg").write_bytes(b"x")
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "a.jpg").write_bytes(b"a")
+    (folder / "linked").symlink_to(tmp_path / "other", target_is_directory=True)
+    (folder / "broken.jpg").symlink_to(tmp_path / "nowhere.jpg")
+    latin1 = bytes(folder) + b"/caf\xe9.jpg"
+    with open(latin1, "wb") as file:
+        file.write(b"c")
+
+    loaders = file_loaders([str(folder)])
+
+    names = [Path(k).relative_to(folder).as_posix() for k in loaders]
+    assert names == ["a.jpg", "broken.jpg", "caf\\xe9.jpg", "linked/x.jpg"]
+    assert loaders[f"{folder}/linked/x.jpg"]() == b"x"
+    assert loaders[f"{folder}/caf\\xe9.jpg"]() == b"c"  # read from the real name
+    with pytest.raises(FileNotFoundError):
+        loaders[f"{folder}/broken.jpg"]()  # decoding reports it: "cannot read file"
+    assert list(file_loaders([str(folder / "broken.jpg")])) == [f"{folder}/broken.jpg"]

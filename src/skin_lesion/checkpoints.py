@@ -43,11 +43,24 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
 
     Raises:
         FileNotFoundError: Naming the path when there is no file.
+        ValueError: Naming the path when the file is not a checkpoint dict (truncated,
+            another format, or tensors that are not in a dict).
     """
     target = Path(path)
     if not target.is_file():
         raise FileNotFoundError(f"No checkpoint at '{target}'")
-    return torch.load(target, map_location="cpu", weights_only=True)
+    try:
+        checkpoint = torch.load(target, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises RuntimeError, UnpicklingError, KeyError, ...
+        raise ValueError(
+            f"'{target}' is not a readable checkpoint ({type(error).__name__}: {error})"
+        ) from error
+    if not isinstance(checkpoint, dict):
+        raise ValueError(
+            f"'{target}' holds a {type(checkpoint).__name__}, not a checkpoint of this "
+            "project (a dict with kind, state_dict, ...)"
+        )
+    return checkpoint
 
 
 def state_fingerprint(checkpoint: dict[str, Any]) -> str:

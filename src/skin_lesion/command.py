@@ -14,14 +14,17 @@ from pathlib import Path
 
 import pandas as pd
 
-from skin_lesion.checkpoints import load_checkpoint
+from skin_lesion.checkpoints import load_checkpoint, require_kind
+from skin_lesion.classifier import CHECKPOINT_KIND
 from skin_lesion.engine import resolve_device
 from skin_lesion.inference import InferenceConfig, file_loaders, predict_images
 from skin_lesion.tabular import read_text_csv
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="skin-lesion", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="skin-lesion", description="Classify skin-lesion images with a trained classifier."
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     predict = commands.add_parser("predict", help="classify images with a trained classifier")
     predict.add_argument("paths", nargs="+", help="image files and/or folders (.jpg/.jpeg/.png)")
@@ -60,7 +63,11 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="images per forward pass (default: 64 on a GPU, 16 on a CPU, faster there)",
     )
-    predict.add_argument("--device", default="auto")
+    predict.add_argument(
+        "--device",
+        default="auto",
+        help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps (default: auto)",
+    )
     return parser
 
 
@@ -139,8 +146,35 @@ def _read_metadata(path: str | None) -> pd.DataFrame | None:
     return read_text_csv(file, str(file))
 
 
+def _check_output(path: str | None, option: str) -> None:
+    """Before any work: an output path must be a file name in a folder that exists."""
+    if path is None:
+        return
+    target = Path(path)
+    if target.is_dir():
+        raise ValueError(f"{option} '{path}' is a folder; give a file name, e.g. {path}/out.csv")
+    if not target.parent.is_dir():
+        raise FileNotFoundError(f"{option} '{path}': no folder '{target.parent}' to write it in")
+
+
+def _load_classifier(path: str) -> dict:
+    """The checkpoint at ``path``, checked to be a classifier (the error names the file)."""
+    checkpoint = load_checkpoint(path)
+    try:
+        require_kind(checkpoint, CHECKPOINT_KIND)
+    except ValueError as error:
+        raise ValueError(f"'{path}': {error} (the classifier is 06_models/classifier.pt)") from None
+    return checkpoint
+
+
 def _predict(args: argparse.Namespace) -> int:
     try:
+        _check_output(args.csv, "--csv")
+        _check_output(args.rejects, "--rejects")
+        try:
+            device = resolve_device(args.device)
+        except RuntimeError as error:  # torch's, for a name it does not know
+            raise ValueError(f"--device {args.device}: {error}") from None
         if args.checkpoint is None or args.metrics is None:
             outputs = data_dir(args.env)
             args.checkpoint = args.checkpoint or str(outputs / "06_models" / "classifier.pt")
@@ -152,31 +186,43 @@ def _predict(args: argparse.Namespace) -> int:
                 f"`{run} --pipelines classifier_training`), or pass --checkpoint PATH"
                 + ("" if args.env else " (or --env ENV for another environment's outputs)")
             )
-        checkpoint = load_checkpoint(args.checkpoint)
+        checkpoint = _load_classifier(args.checkpoint)
         metrics = _read_metrics(args.metrics)
         predictions, rejects, _ = predict_images(
             checkpoint,
-            metrics.get("operating_point", {}),
+            metrics.get("operating_point") or {},
             file_loaders(args.paths),
-            device=resolve_device(args.device),
+            device=device,
             config=InferenceConfig(tta=args.tta, batch_size=args.batch_size, progress=False),
             metadata=_read_metadata(args.metadata),
         )
     except (FileNotFoundError, ValueError) as error:
         print(f"skin-lesion predict: {error}", file=sys.stderr)
         return 2
-    shown = predictions[["image", "predicted", "p_mel", "melanoma_flag"]].copy()
-    shown["confidence"] = predictions.filter(like="p_").max(axis=1).round(3)
-    shown["p_mel"] = shown["p_mel"].round(3)
-    if (predictions["metadata"] != "unused").any():  # a classifier that fuses metadata
-        shown["metadata"] = predictions["metadata"]
-    print(shown.to_string(index=False))
+    if len(predictions):
+        shown = predictions[["image", "predicted", "p_mel", "melanoma_flag"]].copy()
+        shown["confidence"] = predictions.filter(like="p_").max(axis=1).round(3)
+        shown["p_mel"] = shown["p_mel"].round(3)
+        if (predictions["metadata"] != "unused").any():  # a classifier that fuses metadata
+            shown["metadata"] = predictions["metadata"]
+        print(shown.to_string(index=False))
     for row in rejects.itertuples():
         print(f"rejected {row.image}: {row.reason}", file=sys.stderr)
-    if args.csv:
-        predictions.to_csv(args.csv, index=False)
-    if args.rejects:
-        rejects.to_csv(args.rejects, index=False)
+    try:
+        if args.csv:
+            predictions.to_csv(args.csv, index=False)
+        if args.rejects:
+            rejects.to_csv(args.rejects, index=False)
+    except OSError as error:
+        print(f"skin-lesion predict: cannot write the output: {error}", file=sys.stderr)
+        return 2
+    if not len(predictions):
+        print(
+            f"skin-lesion predict: no image could be classified ({len(rejects)} rejected, "
+            "reasons above)",
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
 import numpy as np
@@ -31,6 +31,7 @@ from skin_lesion.checkpoints import require_kind, state_fingerprint
 from skin_lesion.classifier import CHECKPOINT_KIND, predict_with_checkpoint
 from skin_lesion.config import check_at_least, from_dict
 from skin_lesion.evaluation import explain
+from skin_lesion.files import display_name, left_out, walk_files
 from skin_lesion.images import IMAGE_SUFFIXES, build_image_cache
 from skin_lesion.metadata import MetadataConfig
 from skin_lesion.preprocessing import PreprocessConfig
@@ -247,6 +248,8 @@ def predict_images(
     predictions["tta"] = tta
     predictions["metadata"] = status
     logger.info("Classified %d image(s); %d rejected", len(predictions), len(rejects))
+    if not len(predictions):
+        logger.warning("no image could be classified: all %d rejected", len(rejects))
     panels = {}
     if config.gradcam and len(rows):
         panels = gradcam_panels(checkpoint, cache.images, predictions, meta, device=device)
@@ -416,38 +419,66 @@ def gradcam_panels(
     }
 
 
+def overlay_names(images: list[str]) -> dict[str, str]:
+    """A file name for each image's Grad-CAM overlay in one flat folder: its relative path
+    with ``/`` as ``__``, plus ``.png``; one already taken (``x/y.jpg`` and ``x__y.jpg``)
+    gets ``~2``, ``~3``, ... so that no overlay overwrites another."""
+    names: dict[str, str] = {}
+    taken: set[str] = set()
+    for image in images:
+        stem = image.replace("/", "__")
+        name, k = f"{stem}.png", 1
+        while name in taken:
+            k += 1
+            name = f"{stem}~{k}.png"
+        names[image] = name
+        taken.add(name)
+    return names
+
+
 def file_loaders(paths: list[str]) -> dict[str, Callable[[], bytes]]:
-    """Loaders for local files or folders (searched recursively for .jpg/.jpeg/.png).
+    """Loaders for local files or folders (searched recursively for .jpg/.jpeg/.png, through
+    symlinked subfolders).
 
     A file named directly is read whatever its suffix (the decoder judges it). In a folder,
-    other files are left out with a warning that counts and names them (hidden files aside).
+    other files (hidden files aside) get a loader that fails with the reason, so they land in
+    the rejects, and a warning counts and names them. Names that are not valid UTF-8 are
+    shown with ``\\xNN`` escapes (:func:`skin_lesion.files.display_name`).
 
     Raises:
         FileNotFoundError: For a path that does not exist, or a folder with no image in it.
     """
-    from pathlib import Path
-
+    wanted = "/".join(IMAGE_SUFFIXES)
     loaders: dict[str, Callable[[], bytes]] = {}
     for given in paths:
         path = Path(given)
         if path.is_dir():
-            files = sorted(p for p in path.rglob("*") if p.is_file())
+            files = sorted(Path(f) for f in walk_files(path))
             found = [p for p in files if p.suffix.lower() in IMAGE_SUFFIXES]
             others = [
                 p for p in files
                 if p.suffix.lower() not in IMAGE_SUFFIXES and not p.name.startswith(".")
             ]  # fmt: skip
+            if not found:
+                raise FileNotFoundError(
+                    f"no {wanted} image in folder '{given}'"
+                    + (f" ({len(others)} other file(s))" if others else "")
+                )
             if others:
                 logger.warning(
-                    "%s: %d file(s) not %s left out: %s%s", given, len(others),
-                    "/".join(IMAGE_SUFFIXES), ", ".join(p.name for p in others[:5]),
-                    ", ..." if len(others) > 5 else "",
+                    "%s: %d file(s) not %s left out (listed in the rejects): %s%s",
+                    given, len(others), wanted,
+                    ", ".join(display_name(str(p.relative_to(path))) for p in others[:SHOWN]),
+                    ", ..." if len(others) > SHOWN else "",
                 )  # fmt: skip
-            if not found:
-                raise FileNotFoundError(f"no {'/'.join(IMAGE_SUFFIXES)} image in folder '{given}'")
-            loaders.update({str(PurePosixPath(p.as_posix())): p.read_bytes for p in found})
-        elif path.exists():
-            loaders[str(PurePosixPath(path.as_posix()))] = path.read_bytes
+            loaders.update({_name(p): p.read_bytes for p in found})
+            loaders.update({_name(p): left_out(wanted) for p in others})
+        elif path.exists() or path.is_symlink():  # a broken link is rejected when read
+            loaders[_name(path)] = path.read_bytes
         else:
             raise FileNotFoundError(f"no such image or folder: '{given}'")
     return loaders
+
+
+def _name(path: Path) -> str:
+    return display_name(str(PurePosixPath(path.as_posix())))

@@ -272,6 +272,53 @@ def check_classifier_current(pipeline: Any, catalog: Any) -> None:
     nodes.check_classifier_settings(catalog.load("classifier"), **now)
 
 
+def _where(dataset: Any) -> str:
+    """`` (path)`` of a file-backed dataset, for a message; empty otherwise."""
+    path = getattr(dataset, "_filepath", None) or getattr(dataset, "_path", None)
+    return f" ({path})" if path else ""
+
+
+def check_inputs_exist(pipeline: Any, catalog: Any, env: str | None = None) -> None:
+    """Refuse a run whose inputs another pipeline makes but has not made yet, naming each
+    input, its file and the command that makes it: ``kedro run --pipelines inference``
+    before any training would otherwise stop at the first node with a loading error that
+    names neither. Raw data (made by no pipeline) is left to its own dataset's message.
+
+    Raises:
+        FileNotFoundError: Listing every missing input of the run.
+    """
+    import importlib
+
+    from skin_lesion.pipeline_registry import pipeline_names
+
+    # Each pipeline built from its module: Kedro registers only those a run names.
+    outputs = {
+        key: importlib.import_module(f"skin_lesion.pipelines.{key}").create_pipeline().all_outputs()
+        for key in pipeline_names()
+    }
+    makers = {
+        name: [key for key, made in outputs.items() if name in made]
+        for name in pipeline.inputs()
+        if not name.startswith("params:") and name != "parameters" and name in catalog
+    }
+    missing = [
+        (name, sorted(made_by))
+        for name, made_by in sorted(makers.items())
+        if made_by and not catalog.exists(name)
+    ]
+    if not missing:
+        return
+    run = f"kedro run --env {env}" if env else "kedro run"
+    lines = "\n".join(
+        f"  {name}{_where(catalog.get(name))}: made by `{run} --pipelines {' or '.join(made_by)}`"
+        for name, made_by in missing
+    )
+    raise FileNotFoundError(
+        f"this run reads {len(missing)} input(s) not made yet:\n{lines}\n"
+        f"Run those pipelines first, or the whole `{run}`."
+    )
+
+
 class ParametersCheck:
     """Kedro hook: refuse bad parameters when the context is created, before any work."""
 
@@ -290,9 +337,11 @@ class ParametersCheck:
 
     @hook_impl(tryfirst=True)
     def before_pipeline_run(self, run_params: dict[str, Any], pipeline: Any, catalog: Any) -> None:
-        """Refuse splits made with other split settings or classes than the parameters say,
+        """Refuse inputs other pipelines have not made yet, splits made with other split
+        settings or classes than the parameters say,
         in a run that reads them without making them, and a classifier made with other
         settings in a run that scores it without training it, before any node runs."""
+        check_inputs_exist(pipeline, catalog, run_params.get("env"))
         check_splits_current(pipeline, catalog)
         check_classifier_current(pipeline, catalog)
 

@@ -2,38 +2,22 @@
 
 from __future__ import annotations
 
-import os
+import logging
 from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import PurePosixPath
-from typing import Any
+from typing import Any, Literal
 
 import fsspec
 from kedro.io.core import AbstractDataset, DatasetError, get_protocol_and_path
 
 from skin_lesion.datasets._help import WHERE_TO_PUT_HAM10000
+from skin_lesion.files import display_name, left_out, walk_files
 from skin_lesion.images import IMAGE_SUFFIXES
 
+logger = logging.getLogger(__name__)
+
 DEFAULT_EXTENSIONS = IMAGE_SUFFIXES
-
-
-def _walk_local(root: PurePosixPath) -> list[str]:
-    """Every file below a local folder, through symlinked subfolders too.
-
-    fsspec's local ``find`` does not descend into a symlinked folder, so HAM10000's part
-    folders linked in from elsewhere would hold no images. A folder reached twice (a link
-    loop, or two links to one place) is walked once.
-    """
-    seen: set[str] = set()
-    files = []
-    for folder, subfolders, names in os.walk(root, followlinks=True):
-        real = os.path.realpath(folder)
-        if real in seen:
-            subfolders[:] = []
-            continue
-        seen.add(real)
-        files += [f"{folder}/{name}" for name in names]
-    return files
 
 
 class ImageFolderDataset(AbstractDataset[None, dict[str, Callable[[], bytes]]]):
@@ -66,6 +50,8 @@ class ImageFolderDataset(AbstractDataset[None, dict[str, Callable[[], bytes]]]):
         hint: str = WHERE_TO_PUT_HAM10000,
         credentials: dict[str, Any] | None = None,
         fs_args: dict[str, Any] | None = None,
+        others: Literal["skip", "reject"] = "skip",
+        allow_empty: bool = True,
         metadata: dict[str, Any] | None = None,
     ) -> None:
         """Create the dataset.
@@ -77,6 +63,12 @@ class ImageFolderDataset(AbstractDataset[None, dict[str, Callable[[], bytes]]]):
             hint: What to do about a missing folder (default: where HAM10000 belongs).
             credentials: Passed to the fsspec filesystem.
             fs_args: Extra fsspec filesystem arguments.
+            others: ``skip`` leaves files of other endings out unseen (data_processing: the
+                metadata CSV, a README); ``reject`` lists each (hidden files aside) with a
+                loader that fails with the reason, so that it lands in the rejects report,
+                and warns (inference: nothing given is dropped silently).
+            allow_empty: False makes a folder with no file of ``extensions`` an error
+                naming it (inference), instead of an empty dict.
             metadata: Free-form metadata, ignored by Kedro (kedro-viz reads ``layer``).
         """
         protocol, folder = get_protocol_and_path(path)
@@ -86,6 +78,10 @@ class ImageFolderDataset(AbstractDataset[None, dict[str, Callable[[], bytes]]]):
         self._description = description
         self._hint = hint
         self._fs = fsspec.filesystem(protocol, **(credentials or {}), **(fs_args or {}))
+        if others not in ("skip", "reject"):
+            raise DatasetError(f"others must be 'skip' or 'reject', got {others!r}")
+        self._others = others
+        self._allow_empty = allow_empty
         self.metadata = metadata
 
     def load(self) -> dict[str, Callable[[], bytes]]:
@@ -96,12 +92,28 @@ class ImageFolderDataset(AbstractDataset[None, dict[str, Callable[[], bytes]]]):
             )
         # find() returns paths as the filesystem spells them (absolute, for local files).
         root = PurePosixPath(self._fs._strip_protocol(self._path))
-        found = _walk_local(root) if self._protocol == "file" else self._fs.find(self._path)
-        files = {}
+        local = self._protocol == "file"
+        found = walk_files(root) if local else self._fs.find(self._path)
+        files, others = {}, []
         for full in found:
+            relative = display_name(str(PurePosixPath(full).relative_to(root)))
             if full.lower().endswith(self._extensions):
-                relative = PurePosixPath(full).relative_to(root)
-                files[str(relative)] = partial(self._fs.cat_file, full)
+                files[relative] = partial(self._fs.cat_file, full)
+            elif self._others == "reject" and not PurePosixPath(full).name.startswith("."):
+                others.append(relative)
+        if others:
+            wanted = "/".join(self._extensions)
+            shown = ", ".join(others[:5]) + (", ..." if len(others) > 5 else "")
+            logger.warning(
+                "%s: %d file(s) not %s left out (listed in the rejects): %s",
+                self._path, len(others), wanted, shown,
+            )  # fmt: skip
+            files.update({path: left_out(wanted) for path in others})
+        if not files and not self._allow_empty:
+            raise DatasetError(
+                f"{self._description} '{self._path}' holds no {'/'.join(self._extensions)} "
+                f"file. {self._hint}"
+            )
         return dict(sorted(files.items()))
 
     def save(self, data: None) -> None:

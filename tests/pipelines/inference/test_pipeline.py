@@ -60,14 +60,27 @@ def test_inference_matches_reporting_and_sets_bad_files_aside(trained, tmp_path)
         shutil.copy(next(raw.rglob(f"{image_id}.jpg")), folder / f"{image_id}.jpg")
     (folder / "notes.png").write_bytes(b"this is not a png")
     (folder / "empty.jpg").write_bytes(b"")
+    (folder / "scan.tif").write_bytes(b"a tif")  # left out, and said so in the rejects
+    # Two images whose overlays would share a name: x/y.jpg and x__y.jpg.
+    first = folder / f"{test['image_id'][0]}.jpg"
+    (folder / "x").mkdir()
+    shutil.copy(first, folder / "x" / "y.jpg")
+    shutil.copy(first, folder / "x__y.jpg")
 
     run_kedro(trained, "inference", inference={"input_dir": str(folder), "gradcam": True})
     out = pd.read_csv(root / "07_model_output" / "inference_predictions.csv")
     rejects = pd.read_csv(root / "07_model_output" / "inference_rejects.csv")
-    assert sorted(rejects["image"]) == ["empty.jpg", "notes.png"]
+    assert sorted(rejects["image"]) == ["empty.jpg", "notes.png", "scan.tif"]
     assert rejects["reason"].str.len().min() > 0
+    assert (
+        rejects.set_index("image")
+        .loc["scan.tif", "reason"]
+        .startswith("not a .jpg/.jpeg/.png file: left out")
+    )
     overlays = sorted(p.name for p in (root / "07_model_output" / "inference_gradcam").iterdir())
-    assert overlays == sorted(f"{i}.jpg.png" for i in test["image_id"])
+    expected = [f"{i}.jpg.png" for i in test["image_id"]] + ["x__y.jpg.png", "x__y.jpg~2.png"]
+    assert overlays == sorted(expected)
+    out = out[~out["image"].isin(["x/y.jpg", "x__y.jpg"])]
 
     metrics = json.loads((root / "08_reporting" / "test_metrics.json").read_text())
     point = metrics["operating_point"]
@@ -117,7 +130,7 @@ def test_command_prints_a_table_and_writes_csv(trained, tmp_path, capsys):
 def test_clear_errors(trained, tmp_path, capsys):
     empty = tmp_path / "empty"
     empty.mkdir()
-    with pytest.raises(ValueError, match="no images to classify"):
+    with pytest.raises(DatasetError, match=rf"folder '{empty}' holds no \.jpg/\.jpeg/\.png"):
         run_kedro(trained, "inference", inference={"input_dir": str(empty)})
     with pytest.raises(DatasetError, match=r"Inference image folder not found.*input_dir"):
         run_kedro(trained, "inference", inference={"input_dir": str(tmp_path / "nowhere")})
@@ -127,12 +140,62 @@ def test_clear_errors(trained, tmp_path, capsys):
         "--metrics",
         str(trained / "data/08_reporting/test_metrics.json"),
     ]
-    # The command names an empty folder, and a checkpoint of the wrong kind.
-    assert main(["predict", str(empty), *options]) == 2
-    assert f"no .jpg/.jpeg/.png image in folder '{empty}'" in capsys.readouterr().err
+    # The command names a checkpoint of the wrong kind, and an empty folder.
     image = next((trained / "data" / "01_raw" / "HAM10000").rglob("*.jpg"))
     assert main(["predict", str(image), *options]) == 2
-    assert "expected a 'classifier' checkpoint" in capsys.readouterr().err
+    assert "pretrained_encoder.pt': expected a 'classifier' checkpoint" in capsys.readouterr().err
+    metrics = trained / "data/08_reporting/test_metrics.json"
+    good = [
+        "--checkpoint",
+        str(trained / "data/06_models/classifier.pt"),
+        "--metrics",
+        str(metrics),
+    ]
+    assert main(["predict", str(empty), *good]) == 2
+    assert f"no .jpg/.jpeg/.png image in folder '{empty}'" in capsys.readouterr().err
+
+    # Every user error a line on stderr and status 2, before any image is classified.
+    truncated = tmp_path / "truncated.pt"
+    truncated.write_bytes((trained / "data/06_models/classifier.pt").read_bytes()[:1000])
+    no_point = tmp_path / "no_point.json"
+    no_point.write_text('{"operating_point": null}')
+    cases = {
+        "--device=foo": (["--device", "foo", *good], "--device foo: "),
+        "--csv in no folder": (
+            ["--csv", str(tmp_path / "nowhere" / "out.csv"), *good],
+            f"--csv '{tmp_path}/nowhere/out.csv': no folder",
+        ),
+        "--rejects a folder": (["--rejects", str(tmp_path), *good], "is a folder"),
+        "truncated checkpoint": (
+            ["--checkpoint", str(truncated), "--metrics", str(metrics)],
+            f"'{truncated}' is not a readable checkpoint",
+        ),
+        "no operating point": (
+            ["--checkpoint", good[1], "--metrics", str(no_point)],
+            "the operating point lacks",
+        ),
+    }
+    for case, (argv, message) in cases.items():
+        assert main(["predict", str(image), *argv]) == 2, case
+        assert message in capsys.readouterr().err, case
+    # Nothing classifiable: status 1, the reasons, no empty table.
+    assert main(["predict", str(tmp_path / "truncated.pt"), *good]) == 1
+    captured = capsys.readouterr()
+    assert "no image could be classified (1 rejected" in captured.err
+    assert "Empty DataFrame" not in captured.out
+
+
+def test_a_run_before_its_inputs_are_made_names_them_and_the_command(kedro_project):
+    folder = kedro_project / "data" / "01_raw" / "HAM10000"
+    with pytest.raises(FileNotFoundError, match="reads 2 input") as error:
+        run_kedro(kedro_project, "inference", inference={"input_dir": str(folder)})
+    message = str(error.value)
+    assert "classifier (" in message and "06_models/classifier.pt): made by `kedro run" in message
+    assert "--pipelines classifier_training`" in message
+    assert (
+        "08_reporting/test_metrics.json): made by `kedro run --env test --pipelines reporting`"
+        in message
+    )
 
 
 def test_operating_point_is_tied_to_its_classifier_and_bad_files_are_named(

@@ -33,14 +33,12 @@ def classify_images(
     config = from_dict(inference.InferenceConfig, params, "inference")
     predictions, rejects, panels = inference.predict_images(
         classifier,
-        test_metrics.get("operating_point", {}),
+        test_metrics.get("operating_point") or {},
         inference_images,
         device=resolve_device(device),
         config=config,
         metadata=inference_metadata,
     )
-    overlays = {
-        name.replace("/", "__") + ".png": figures.plot_gradcam_grid([panel])
-        for name, panel in panels.items()
-    }
+    names = inference.overlay_names(list(panels))
+    overlays = {names[name]: figures.plot_gradcam_grid([panel]) for name, panel in panels.items()}
     return predictions, rejects, overlays

@@ -1,0 +1,52 @@
+"""Listing image files on a local disk: through symlinked folders, with printable names."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from functools import partial
+
+from skin_lesion.images import ImageDecodeError
+
+
+def walk_files(root: str | os.PathLike) -> list[str]:
+    """Every file below a local folder (``root/...`` paths), through symlinked subfolders too.
+
+    ``Path.rglob`` and fsspec's local ``find`` do not descend into a symlinked folder, so
+    images in a part folder linked in from elsewhere would not be seen at all. A folder
+    reached twice (a link loop, two links to one place) is walked once. Broken links are
+    listed like files, so that reading them fails with a reason instead of their being
+    skipped unseen.
+    """
+    seen: set[str] = set()
+    files = []
+    for folder, subfolders, names in os.walk(root, followlinks=True):
+        real = os.path.realpath(folder)
+        if real in seen:
+            subfolders[:] = []
+            continue
+        seen.add(real)
+        files += [os.path.join(folder, name) for name in sorted(names)]
+    return files
+
+
+def display_name(name: str) -> str:
+    """``name`` as valid UTF-8 text: bytes a file name holds that are not UTF-8 (which
+    Python keeps as lone surrogates, and pandas, JSON and CSV writers refuse) shown as
+    ``\\xNN``, e.g. ``caf\\xe9.jpg`` for a Latin-1 ``café.jpg``. Other names are unchanged."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    return name
+
+
+def _left_out(wanted: str) -> bytes:
+    raise ImageDecodeError(f"not a {wanted} file: left out (name it on its own to read it)")
+
+
+def left_out(wanted: str) -> Callable[[], bytes]:
+    """The loader of a file a folder holds but is not read as an image (not one of
+    ``wanted``, e.g. ``.jpg/.jpeg/.png``): it fails with that reason, so that decoding puts
+    the file in the rejects report instead of its vanishing unseen."""
+    return partial(_left_out, wanted)
