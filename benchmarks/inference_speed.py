@@ -66,7 +66,7 @@ def measure(args: argparse.Namespace, tta: str) -> dict[str, Any]:
     from skin_lesion.config import from_dict
     from skin_lesion.engine import resolve_device
     from skin_lesion.host_memory import keep_freed_memory
-    from skin_lesion.images import build_image_cache
+    from skin_lesion.images import IMAGE_SUFFIXES, build_image_cache
     from skin_lesion.inference import (
         InferenceConfig,
         batch_size_for,
@@ -80,7 +80,13 @@ def measure(args: argparse.Namespace, tta: str) -> dict[str, Any]:
     device = resolve_device(args.device)
     checkpoint = load_checkpoint(args.data_dir / "06_models" / "classifier.pt")
     metrics = json.loads((args.data_dir / "08_reporting" / "test_metrics.json").read_text())
-    loaders = file_loaders([str(args.images)])
+    # The images alone: a HAM10000 folder also holds its metadata CSV, which
+    # skin-lesion predict would list in its rejects as left out.
+    loaders = {
+        name: load
+        for name, load in file_loaders([str(args.images)]).items()
+        if name.lower().endswith(IMAGE_SUFFIXES)
+    }
     fuses = bool(checkpoint.get("metadata_encoder"))
     metadata = read_text_csv(args.metadata, str(args.metadata)) if fuses else None
     prep = from_dict(PreprocessConfig, checkpoint["preprocessing"]["cache"], "cache")
