@@ -204,3 +204,20 @@ def test_symlinked_subfolders_broken_links_and_names_that_are_not_utf8(tmp_path:
     with pytest.raises(FileNotFoundError):
         loaders[f"{folder}/broken.jpg"]()  # decoding reports it: "cannot read file"
     assert list(file_loaders([str(folder / "broken.jpg")])) == [f"{folder}/broken.jpg"]
+
+
+def test_one_file_given_twice_is_classified_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    (tmp_path / "dir").mkdir()
+    image = tmp_path / "dir" / "x.jpg"
+    image.write_bytes(b"x")
+    other = tmp_path / "dir" / "y.jpg"
+    other.write_bytes(b"y")
+    again = tmp_path / "dir" / ".." / "dir" / "x.jpg"
+
+    with caplog.at_level(logging.WARNING, logger="skin_lesion.inference"):
+        loaders = file_loaders([str(image), str(again), str(tmp_path / "dir")])
+
+    assert list(loaders) == [str(image), str(other)]
+    assert f"{again.as_posix()} is the same file as {image}: classified once" in caplog.text

@@ -16,6 +16,7 @@ unknown (as HAM10000 itself records unknowns), and its prediction says so.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -450,6 +451,7 @@ def file_loaders(paths: list[str]) -> dict[str, Callable[[], bytes]]:
     """
     wanted = "/".join(IMAGE_SUFFIXES)
     loaders: dict[str, Callable[[], bytes]] = {}
+    seen: dict[str, str] = {}  # real path -> the name it was added under
     for given in paths:
         path = Path(given)
         if path.is_dir():
@@ -471,13 +473,30 @@ def file_loaders(paths: list[str]) -> dict[str, Callable[[], bytes]]:
                     ", ".join(display_name(str(p.relative_to(path))) for p in others[:SHOWN]),
                     ", ..." if len(others) > SHOWN else "",
                 )  # fmt: skip
-            loaders.update({_name(p): p.read_bytes for p in found})
+            for file in found:
+                _add(loaders, seen, file, file.read_bytes)
             loaders.update({_name(p): left_out(wanted) for p in others})
         elif path.exists() or path.is_symlink():  # a broken link is rejected when read
-            loaders[_name(path)] = path.read_bytes
+            _add(loaders, seen, path, path.read_bytes)
         else:
             raise FileNotFoundError(f"no such image or folder: '{given}'")
     return loaders
+
+
+def _add(
+    loaders: dict[str, Callable[[], bytes]],
+    seen: dict[str, str],
+    path: Path,
+    load: Callable[[], bytes],
+) -> None:
+    """Add one image, unless the same file was already added under another spelling
+    (``x.jpg`` and ``../dir/x.jpg``, or a folder and a file in it): classified once."""
+    name, real = _name(path), os.path.realpath(path)
+    if real in seen and seen[real] != name:
+        logger.warning("%s is the same file as %s: classified once", name, seen[real])
+        return
+    seen.setdefault(real, name)
+    loaders[name] = load
 
 
 def _name(path: Path) -> str:
