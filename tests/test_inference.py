@@ -221,3 +221,39 @@ def test_one_file_given_twice_is_classified_once(
 
     assert list(loaders) == [str(image), str(other)]
     assert f"{again.as_posix()} is the same file as {image}: classified once" in caplog.text
+
+
+def test_lazy_gradcam_computes_a_batch_when_asked_and_holds_one(monkeypatch) -> None:
+    import numpy as np
+    import pandas as pd
+    import torch
+
+    from skin_lesion import inference
+
+    calls = []
+
+    def fake_panels(checkpoint, images, predictions, meta, *, device):
+        calls.append(list(predictions["image"]))
+        assert len(images) == len(predictions)  # the batch's own rows of the cache
+        return {
+            name: {"image": image, "title": name}
+            for name, image in zip(predictions["image"], images)
+        }
+
+    monkeypatch.setattr(inference, "gradcam_panels", fake_panels)
+    names = ["b/1.jpg", "a.jpg", "b__0.jpg", "c.jpg", "b/0.jpg"]
+    images = np.arange(len(names))
+    predictions = pd.DataFrame({"image": names})
+    lazy = inference.LazyGradcam(
+        {}, images, predictions, None, device=torch.device("cpu"), batch_size=2
+    )
+
+    panels = lazy.panels()
+    assert calls == []  # nothing computed until asked
+    # Asked in the order the overlays are saved (sorted file names), batch after batch.
+    order = sorted(names, key=lambda n: inference.overlay_names(names)[n])
+    assert order == ["a.jpg", "b__0.jpg", "b/0.jpg", "b/1.jpg", "c.jpg"]
+    got = {name: panels[name]() for name in order}
+    assert calls == [["a.jpg", "b__0.jpg"], ["b/0.jpg", "b/1.jpg"], ["c.jpg"]]
+    assert all(got[name]["image"] == names.index(name) for name in names)
+    assert len(lazy._held) == 1  # only the last batch is held

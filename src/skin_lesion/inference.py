@@ -19,6 +19,7 @@ import logging
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
@@ -44,6 +45,8 @@ REJECT_COLUMNS = ("image", "reason")
 METADATA_COLUMNS = ("image_id", "age", "sex", "localization")
 # How many names a warning or error lists before giving the count of the rest.
 SHOWN = 5
+# Images a lazy Grad-CAM batch holds (explain's own batch: crops and heatmaps of 16 at once).
+GRADCAM_BATCH = 16
 
 
 @dataclass(frozen=True)
@@ -157,7 +160,7 @@ def predict_images(
     device: torch.device,
     config: InferenceConfig,
     metadata: pd.DataFrame | None = None,
-) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, dict[str, Any]]]:
+) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Callable[[], dict[str, Any]]]]:
     """Classify every image; unreadable files go to the rejects with their reason.
 
     Args:
@@ -175,8 +178,9 @@ def predict_images(
         ``predictions`` (``image``, the calibrated ``p_<class>``, ``predicted``,
         ``melanoma_flag``, ``melanoma_threshold``, ``tta``, ``metadata``: ``given``,
         ``missing`` (classified as unknown) or ``unused`` by an image-only classifier),
-        ``rejects`` (``image``, ``reason``) and, with ``config.gradcam``, Grad-CAM panels
-        per image (``image``, ``heatmap``, ``title``; empty otherwise).
+        ``rejects`` (``image``, ``reason``) and, with ``config.gradcam``, one callable per
+        image returning its Grad-CAM panel (``image``, ``heatmap``, ``title``), computed
+        when called, a batch at a time (:class:`LazyGradcam`; empty otherwise).
 
     Raises:
         ValueError: For a checkpoint of the wrong kind, a metadata-fusion classifier
@@ -253,7 +257,7 @@ def predict_images(
         logger.warning("no image could be classified: all %d rejected", len(rejects))
     panels = {}
     if config.gradcam and len(rows):
-        panels = gradcam_panels(checkpoint, cache.images, predictions, meta, device=device)
+        panels = LazyGradcam(checkpoint, cache.images, predictions, meta, device=device).panels()
     return predictions, rejects, panels
 
 
@@ -418,6 +422,56 @@ def gradcam_panels(
         }
         for crop, heat, row in zip(crops, heatmaps, predictions.itertuples(), strict=True)
     }
+
+
+class LazyGradcam:
+    """Grad-CAM panels of the predicted class, computed only when asked for, a batch at a
+    time, holding one batch: overlays for thousands of images then need the memory of a
+    batch, not of every crop, heatmap and figure at once.
+
+    Panels are asked for in the order their overlays are saved (sorted overlay file names,
+    as Kedro's ``PartitionedDataset`` saves lazily), so a batch is the next images in that
+    order from the one asked for; any order works, at the cost of recomputing batches.
+    """
+
+    def __init__(
+        self,
+        checkpoint: dict[str, Any],
+        images: np.ndarray,
+        predictions: pd.DataFrame,
+        meta: np.ndarray | None,
+        *,
+        device: torch.device,
+        batch_size: int = GRADCAM_BATCH,
+    ) -> None:
+        self._args = (checkpoint, images, predictions, meta)
+        self._device = device
+        names = overlay_names(list(predictions["image"]))
+        self._order = sorted(
+            range(len(predictions)), key=lambda i: names[predictions["image"].iloc[i]]
+        )
+        self._rank = {row: k for k, row in enumerate(self._order)}
+        self._batch_size = batch_size
+        self._held: dict[int, dict[str, Any]] = {}
+
+    def panel(self, row: int) -> dict[str, Any]:
+        """The panel of row ``row`` of the predictions."""
+        if row not in self._held:
+            start = self._rank[row]
+            rows = self._order[start : start + self._batch_size]
+            checkpoint, images, predictions, meta = self._args
+            chosen = predictions.iloc[rows]
+            batch = gradcam_panels(
+                checkpoint, images[rows], chosen, None if meta is None else meta[rows],
+                device=self._device,
+            )  # fmt: skip
+            self._held = {r: batch[name] for r, name in zip(rows, chosen["image"])}
+        return self._held[row]
+
+    def panels(self) -> dict[str, Callable[[], dict[str, Any]]]:
+        """``{image: callable returning its panel}`` for every prediction."""
+        images = self._args[2]["image"]
+        return {name: partial(self.panel, row) for row, name in enumerate(images)}
 
 
 def overlay_names(images: list[str]) -> dict[str, str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import pandas as pd
@@ -20,7 +21,7 @@ def classify_images(
     test_metrics: dict[str, Any],
     params: dict[str, Any],
     device: str,
-) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Figure]]:
+) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Callable[[], Figure]]]:
     """Calibrated probabilities, predicted class and melanoma flag for every image.
 
     ``inference_metadata`` (None unless ``inference.metadata`` names a CSV) gives the age,
@@ -28,7 +29,9 @@ def classify_images(
 
     Returns:
         ``inference_predictions``, ``inference_rejects`` (unreadable files, with reasons)
-        and ``inference_gradcam``: one overlay figure per image when ``gradcam: true``.
+        and ``inference_gradcam``: when ``gradcam: true``, one callable per image that makes
+        its overlay figure when the catalog's PartitionedDataset saves it, so that only one
+        batch of Grad-CAM and one figure are in memory at a time.
     """
     config = from_dict(inference.InferenceConfig, params, "inference")
     predictions, rejects, panels = inference.predict_images(
@@ -40,5 +43,10 @@ def classify_images(
         metadata=inference_metadata,
     )
     names = inference.overlay_names(list(panels))
-    overlays = {names[name]: figures.plot_gradcam_grid([panel]) for name, panel in panels.items()}
+    overlays = {names[name]: partial(_overlay, panel) for name, panel in panels.items()}
     return predictions, rejects, overlays
+
+
+def _overlay(panel: Callable[[], dict[str, Any]]) -> Figure:
+    """One image's overlay figure, made when the catalog saves it (one at a time)."""
+    return figures.plot_gradcam_grid([panel()])
