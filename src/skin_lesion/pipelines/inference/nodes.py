@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Callable
 from functools import partial
 from typing import Any
@@ -48,5 +49,12 @@ def classify_images(
 
 
 def _overlay(panel: Callable[[], dict[str, Any]]) -> Figure:
-    """One image's overlay figure, made when the catalog saves it (one at a time)."""
+    """One image's overlay figure, made when the catalog saves it (one at a time).
+
+    The figure saved before is garbage by now, but in reference cycles (figure, axes,
+    artists) that Python's collector would only reach in its rare oldest-generation passes:
+    collecting the young generations here keeps memory flat over thousands of overlays, at
+    no measurable cost (a full collection per overlay would take several times the run).
+    """
+    gc.collect(1)
     return figures.plot_gradcam_grid([panel()])
