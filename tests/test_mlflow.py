@@ -226,6 +226,17 @@ def test_kedro_run_logs_parameters_curves_test_metrics_and_files(tracked_project
     found = client.search_runs([experiment.experiment_id], filter_string=on_split)
     assert [r.info.run_id for r in found] == [run_id]
 
+    # Runs that read these inputs without making them carry the same three tags.
+    lineage = ("metadata_sha256", "split_sha256", "classifier_sha256")
+    run_kedro(project, "reporting")
+    run_kedro(project, "reporting", from_nodes=["build_report"])
+    runs = client.search_runs([experiment.experiment_id], filter_string=on_split)
+    assert len(runs) == 3
+    for other in runs:
+        assert {key: other.data.tags.get(key) for key in lineage} == {
+            key: tags[key] for key in lineage
+        }
+
 
 def test_store_and_artifacts_sit_at_the_project_root_from_any_working_folder(
     kedro_project: Path, monkeypatch

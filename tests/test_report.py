@@ -301,3 +301,13 @@ def test_report_renders_in_headless_chromium(report_path: Path, tmp_path: Path) 
     colours = rgb.getcolors(maxcolors=1 << 24)  # fast; np.unique(axis=0) takes ~10 s here
     assert len(colours) > 2, "screenshot is blank"
     assert np.asarray(rgb).std() > 0
+
+
+def test_the_pipeline_figures_get_their_captions_by_default(figures: dict[str, bytes]) -> None:
+    html = render_report(
+        title="t", metrics={}, split_summary={}, params={}, fingerprint={}, environment={},
+        figures={"roc_curves": figures["roc"], "unnamed_plot": figures["roc"]},
+    )  # fmt: skip
+
+    assert 'alt="One-vs-rest ROC curves on the test split (calibrated probabilities)"' in html
+    assert 'alt="unnamed_plot"' in html  # no caption known: its name

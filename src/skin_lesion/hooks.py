@@ -130,6 +130,11 @@ def _saved_file(dataset: AbstractDataset) -> Path | None:
     return path if path.is_file() else None
 
 
+# Inputs whose lineage tags a run that reads them without making them also sets (the classifier
+# is left out: its test_metrics names it, and fingerprinting its weights on every load costs).
+LINEAGE_INPUTS = ("cached_metadata", "splits", TEST_METRICS)
+
+
 def lineage_tags(dataset_name: str, data: Any) -> dict[str, str]:
     """MLflow tags naming the data, split and classifier a saved output belongs to."""
     # Imported here: Kedro loads this module for every command, and these bring in torch.
@@ -176,6 +181,7 @@ class MlflowOutputsHook:
         """Start with no catalog; ``before_pipeline_run`` hands it over."""
         self._catalog: CatalogProtocol | None = None
         self._code_tagged = False
+        self._tagged_inputs: set[str] = set()
 
     @hook_impl
     def before_pipeline_run(
@@ -184,6 +190,7 @@ class MlflowOutputsHook:
         """Keep the run's catalog: ``after_dataset_saved`` needs it to find saved files."""
         self._catalog = catalog
         self._code_tagged = False
+        self._tagged_inputs: set[str] = set()
 
     @hook_impl
     def after_dataset_saved(self, dataset_name: str, data: Any, node: Any) -> None:
@@ -206,6 +213,21 @@ class MlflowOutputsHook:
             folder = FIGURE_FOLDER
         if folder is not None and self._catalog is not None:
             self._log_file(dataset_name, folder)
+
+    @hook_impl
+    def after_dataset_loaded(self, dataset_name: str, data: Any, node: Any) -> None:
+        """Tag the run with what the inputs it reads were made from, where it does not make
+        them (``reporting`` alone, a ``--from-nodes build_report`` rebuild, ``inference``):
+        the metadata, split and classifier its outputs come from, as a full run's saves tag
+        them. Each input once a run."""
+        if dataset_name not in LINEAGE_INPUTS or dataset_name in self._tagged_inputs:
+            return
+        if mlflow.active_run() is None:
+            return
+        self._tagged_inputs.add(dataset_name)
+        tags = lineage_tags(dataset_name, data)
+        if tags:
+            mlflow.set_tags(tags)
 
     def _log_file(self, dataset_name: str, folder: str) -> None:
         path = _saved_file(self._catalog.get(dataset_name))

@@ -83,6 +83,27 @@ figcaption { color: #57606a; font-size: 0.9rem; margin-top: 0.3rem; }
 """
 
 
+# What each of the reporting pipeline's figures shows, as the report's caption and alt text.
+FIGURE_CAPTIONS = {
+    "confusion_matrix": "Confusion matrix on the test split: counts and row-normalised (recall)",
+    "per_class_f1": "Per-class F1 on the test split",
+    "roc_curves": "One-vs-rest ROC curves on the test split (calibrated probabilities)",
+    "melanoma_pr_curve": (
+        "Melanoma precision-recall on the test split, with the threshold chosen on validation"
+    ),
+    "training_curves": (
+        "Training curves: SupCon loss, classifier losses, validation metrics, learning rates"
+    ),
+    "class_distribution": "Images per class in each split",
+    "augmentation_grid": "Training images and their per-sample augmented views",
+    "reliability_diagram": (
+        "Reliability on the test split, before and after temperature scaling (fitted on validation)"
+    ),
+    "embedding_map": "t-SNE of the SupCon embeddings of the validation and test images",
+    "gradcam_examples": "Grad-CAM of the predicted class on right and wrong test images, by class",
+}
+
+
 def render_report(
     *,
     title: str,
@@ -106,7 +127,8 @@ def render_report(
         fingerprint: ``dataset_fingerprint`` output.
         environment: ``environment_info`` output.
         figures: Name to PNG bytes, embedded in the given order.
-        figure_captions: Name to caption; the name is used where none is given.
+        figure_captions: Name to caption, over :data:`FIGURE_CAPTIONS` (the reporting
+            pipeline's figures); the name is used where neither gives one.
         generated_at: Timestamp to print (default: now, UTC).
 
     Returns:
@@ -115,10 +137,10 @@ def render_report(
     Raises:
         ValueError: If a figure's bytes are not a PNG.
     """
-    captions = dict(figure_captions or {})
-    unknown = sorted(set(captions) - set(figures))
+    unknown = sorted(set(figure_captions or {}) - set(figures))
     if unknown:
         logger.warning("Captions for figures that were not given are ignored: %s", unknown)
+    captions = {**FIGURE_CAPTIONS, **(figure_captions or {})}
     when = (generated_at or datetime.now(UTC)).astimezone(UTC)
     script_hash = base64.b64encode(
         hashlib.sha256(_IMAGES_LOADED_SCRIPT.encode("utf-8")).digest()
