@@ -349,3 +349,34 @@ def test_compiled_training_saves_a_plain_checkpoint():
     assert checkpoint["metrics"]["val"]["balanced_accuracy"] >= 0.75
     model = classifier.classifier_from_checkpoint(checkpoint)  # strict load of every key
     assert sum(p.numel() for p in model.parameters()) > 0
+
+
+def test_phase_stores_hold_only_this_runs_checkpoints(tmp_path, caplog) -> None:
+    """A run interrupted in warm-up must not resume into an older run's fine-tuning."""
+    from skin_lesion.checkpoints import CheckpointStore
+
+    def leftovers(warmup_done: int | None) -> CheckpointStore:
+        store = CheckpointStore(tmp_path / "runs")
+        store.child("finetune").save({"epoch": 1, "epochs": 4, "stopped": False})  # older run
+        if warmup_done is not None:
+            store.child("warmup").save({"epoch": warmup_done - 1, "epochs": 2, "stopped": False})
+        return store
+
+    # Fresh: both phases discarded before phase 1, the interrupted ones named.
+    store = leftovers(warmup_done=1)
+    with caplog.at_level(logging.WARNING):
+        clf.prepare_phase_stores(store, _config(resume=False, warmup=clf.WarmupConfig(epochs=2)))
+    assert store.child("warmup").latest() is None and store.child("finetune").latest() is None
+    assert "fine-tune: starting over" in caplog.text and "warm-up: starting over" in caplog.text
+    # Resuming behind an unfinished (or absent) warm-up: the fine-tune checkpoint is not ours.
+    for done in (None, 1):
+        store = leftovers(warmup_done=done)
+        clf.prepare_phase_stores(store, _config(resume=True, warmup=clf.WarmupConfig(epochs=2)))
+        assert store.child("finetune").latest() is None, done
+    # Resuming after a complete warm-up (or none planned): it is this run's, kept.
+    for done, epochs in ((2, 2), (None, 0)):
+        store = leftovers(warmup_done=done)
+        clf.prepare_phase_stores(
+            store, _config(resume=True, warmup=clf.WarmupConfig(epochs=epochs))
+        )
+        assert store.child("finetune").latest()["epoch"] == 1

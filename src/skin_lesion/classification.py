@@ -456,6 +456,29 @@ def _fit_phase(
     return [{"phase": phase, **h} for h in history]
 
 
+def prepare_phase_stores(store: CheckpointStore, config: ClassifierConfig) -> None:
+    """Make each phase's checkpoint belong to this run before phase 1 starts.
+
+    A fresh run discards both phases' leftovers now (saying so for an interrupted one), not
+    each as its phase starts: a run interrupted in warm-up would otherwise leave the fine-tune
+    checkpoint of an older run, which its resumption would take up as its own. Resuming, a
+    fine-tune checkpoint counts only after a complete warm-up: behind an unfinished one it is
+    an older run's, and is discarded with a warning.
+    """
+    warmup, finetune = store.child("warmup"), store.child("finetune")
+    if not config.resume:
+        engine.discard_run(warmup, "warm-up")
+        engine.discard_run(finetune, "fine-tune")
+    elif finetune.latest() is not None and not engine.run_complete(warmup, config.warmup.epochs):
+        logger.warning(
+            "fine-tune: the checkpoint in %s follows no complete warm-up in %s, so it is an "
+            "older run's: discarded (fine-tuning starts from epoch 0 after the warm-up)",
+            finetune,
+            warmup,
+        )
+        finetune.clear()
+
+
 def train_classifier(
     images: np.ndarray,
     rows: pd.DataFrame,
@@ -490,6 +513,8 @@ def train_classifier(
     setup = _set_up(images, rows, pretrained, classes, config, seed, device)
     model, tracker = setup.model, BestTracker(config.early_stopping.metric)
     common = {"config": config, "tracker": tracker, "params": params, "store": store}
+    if store is not None:
+        prepare_phase_stores(store, config)
 
     # Phase 1: the head learns on frozen features.
     model.freeze_encoder(True)

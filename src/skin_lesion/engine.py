@@ -441,6 +441,21 @@ def fit(
     return history
 
 
+def discard_run(store: Any, desc: str) -> None:
+    """A fresh run: say so if ``store`` holds an interrupted run, then forget it."""
+    _warn_if_interrupted(store, 0, desc)
+    store.clear()
+
+
+def run_complete(store: Any, epochs: int) -> bool:
+    """Whether ``store`` holds a run of ``epochs`` epochs that finished (or stopped early);
+    a phase of no epochs is complete with nothing saved."""
+    if epochs == 0:
+        return True
+    latest = store.latest()
+    return latest is not None and bool(latest.get("stopped") or latest["epoch"] + 1 >= epochs)
+
+
 def _warn_if_interrupted(store: Any, epochs: int, desc: str) -> None:
     """Say so when a fresh run is about to discard an unfinished run's checkpoint."""
     try:
