@@ -156,6 +156,25 @@ def test_missing_key_raises_naming_it(tmp_path: Path) -> None:
         create_encoder("efficientnet_b0", weights=str(path))
 
 
+@pytest.mark.parametrize("suffix", [".pth", ".safetensors"])
+def test_unreadable_weights_file_is_named_with_the_setting(tmp_path: Path, suffix: str) -> None:
+    path = tmp_path / f"garbage{suffix}"
+    path.write_bytes(b"\x80\x04 not a state dict at all" * 10)
+
+    with pytest.raises(ValueError, match=rf"{re.escape(str(path))} \(encoder.weights\) is not"):
+        create_encoder("efficientnet_b0", weights=str(path))
+
+
+def test_weights_of_another_shape_name_the_file(tmp_path: Path) -> None:
+    state = create_encoder("efficientnet_b0").state_dict()
+    state["conv_stem.weight"] = torch.zeros(8, 3, 3, 3)
+    path = tmp_path / "encoder.pth"
+    torch.save(state, path)
+
+    with pytest.raises(RuntimeError, match=rf"{re.escape(str(path))} do not fit .*conv_stem"):
+        create_encoder("efficientnet_b0", weights=str(path))
+
+
 def test_timm_weights_offline_names_the_alternatives(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

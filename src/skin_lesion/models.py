@@ -172,16 +172,23 @@ def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise FileNotFoundError(f"Weights file not found: {path}")
     suffix = path.suffix.lower()
-    if suffix == SAFETENSORS_SUFFIX:
-        from safetensors.torch import load_file
-
-        return load_file(str(path), device="cpu")
-    if suffix not in TORCH_SUFFIXES:
+    if suffix not in (*TORCH_SUFFIXES, SAFETENSORS_SUFFIX):
         raise ValueError(
             f"Weights file {path} has suffix '{suffix}'; expected one of "
             f"{[*TORCH_SUFFIXES, SAFETENSORS_SUFFIX]}"
         )
-    loaded = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        if suffix == SAFETENSORS_SUFFIX:
+            from safetensors.torch import load_file
+
+            return load_file(str(path), device="cpu")
+        loaded = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # safetensors' or torch's own, which name neither the file
+        # nor the setting (torch's even suggests weights_only=False, which runs the file)
+        raise ValueError(
+            f"Weights file {path} (encoder.weights) is not a readable {suffix} state dict: "
+            f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
+        ) from error
     for key in STATE_DICT_WRAPPER_KEYS:
         if isinstance(loaded, Mapping) and isinstance(loaded.get(key), Mapping):
             loaded = loaded[key]
@@ -216,7 +223,13 @@ def load_encoder_state_dict(
     own_keys = set(encoder.state_dict())
     dropped = [k for k in state_dict if k not in own_keys and k.startswith(CLASSIFIER_PREFIXES)]
     kept = {k: v for k, v in state_dict.items() if k not in dropped}
-    result = encoder.load_state_dict(kept, strict=False)
+    try:
+        result = encoder.load_state_dict(kept, strict=False)
+    except RuntimeError as error:  # shapes that do not fit: torch names neither source nor model
+        raise RuntimeError(
+            f"Weights from {source} do not fit {type(encoder).__name__}: "
+            f"{str(error).strip().splitlines()[-1].strip()}"
+        ) from error
     if result.missing_keys or result.unexpected_keys:
         raise RuntimeError(
             f"Weights from {source} do not fit {type(encoder).__name__}: "
