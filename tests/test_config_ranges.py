@@ -37,6 +37,7 @@ BAD = [
     ("classifier_training.loss.label_smoothing", 1.0, "label_smoothing"),
     ("classifier_training.loss.alpha", "invers", "alpha must be 'inverse'"),
     ("classifier_training.loss.alpha", [1.0, -1.0], "alpha weights must be >= 0"),
+    ("classifier_training.loss.alpha", [0.0, 0.0], "alpha weights must not all be 0"),
     ("classifier_training.mix.prob", 1.5, "classifier_training.mix: prob"),
     ("classifier_training.mix.mixup_alpha", -0.2, "mixup_alpha"),
     ("classifier_training.early_stopping.patience", 0, "patience"),
@@ -125,6 +126,13 @@ def test_edge_values_that_mean_something_are_accepted(params: dict[str, Any]) ->
         ({"seed": -3}, "seed: expected a non-negative integer"),
         ({"device": "gpu"}, "device: .*gpu"),
         ({"device": 0}, "device: expected auto"),
+        pytest.param(
+            {"device": "mps"},
+            "device: 'mps' is not available",
+            marks=pytest.mark.skipif(
+                torch.backends.mps.is_available(), reason="this machine has an MPS device"
+            ),
+        ),
         ({"classes": "akiec,bcc"}, "classes: expected a list"),
         ({"classes": ["mel"]}, "two or more distinct"),
         ({"classes": ["mel", "nv", "mel"]}, r"\['mel'\] repeated"),

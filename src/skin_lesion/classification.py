@@ -95,6 +95,11 @@ class LossConfig:
             )
         if isinstance(self.alpha, tuple) and not all(a >= 0 for a in self.alpha):
             raise ValueError(f"alpha weights must be >= 0, got {list(self.alpha)}")
+        if isinstance(self.alpha, tuple) and not any(a > 0 for a in self.alpha):
+            raise ValueError(
+                f"alpha weights must not all be 0 (the loss would be 0: nothing to learn), "
+                f"got {list(self.alpha)}"
+            )
 
 
 @dataclass(frozen=True)

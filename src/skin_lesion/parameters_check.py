@@ -93,6 +93,14 @@ def check_device(device: Any) -> None:
         parsed = torch.device(device)
     except RuntimeError as exc:
         raise ConfigError(f"device: {exc} (use auto, cpu, cuda, cuda:N or mps)") from exc
+    backends = {"mps": getattr(torch.backends, "mps", None), "xpu": getattr(torch, "xpu", None)}
+    if parsed.type in backends and not (
+        backends[parsed.type] is not None and backends[parsed.type].is_available()
+    ):
+        raise ConfigError(
+            f"device: {device!r} is not available in this torch build or machine "
+            "(use auto, cpu or cuda)"
+        )
     if parsed.type == "cuda" and not torch.cuda.is_available():
         logger.warning(
             "device %r: CUDA is not available here; the nodes that run a model will fail "
