@@ -38,6 +38,11 @@ BAD = [
     ("classifier_training.loss.alpha", "invers", "alpha must be 'inverse'"),
     ("classifier_training.loss.alpha", [1.0, -1.0], "alpha weights must be >= 0"),
     ("classifier_training.loss.alpha", [0.0, 0.0], "alpha weights must not all be 0"),
+    (
+        "classifier_training",
+        {"batch_size": 31, "mix": {"mixup_alpha": 0.2}},
+        "batch_size must be even, got 31",
+    ),
     ("classifier_training.mix.prob", 1.5, "classifier_training.mix: prob"),
     ("classifier_training.mix.mixup_alpha", -0.2, "mixup_alpha"),
     ("classifier_training.early_stopping.patience", 0, "patience"),

@@ -165,6 +165,12 @@ class ClassifierConfig:
                 "warmup.epochs and finetune.epochs are both 0: there is nothing to train "
                 "(set either to 1 or more)"
             )
+        mixing = self.mix.mixup_alpha > 0 or self.mix.cutmix_alpha > 0
+        if mixing and self.batch_size % 2:  # checked here too, so a run refuses it up front
+            raise ValueError(
+                f"MixUp/CutMix pair images within a batch: batch_size must be even, "
+                f"got {self.batch_size}"
+            )
 
 
 def build_finetune_optimizer(model: Classifier, config: FinetuneConfig) -> torch.optim.AdamW:
