@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable
 from functools import partial
 
 from skin_lesion.images import ImageDecodeError
+
+logger = logging.getLogger(__name__)
+# How many names the left-out warning lists before "...".
+SHOWN = 5
 
 
 def walk_files(root: str | os.PathLike) -> list[str]:
@@ -50,3 +55,14 @@ def left_out(wanted: str) -> Callable[[], bytes]:
     ``wanted``, e.g. ``.jpg/.jpeg/.png``): it fails with that reason, so that decoding puts
     the file in the rejects report instead of its vanishing unseen."""
     return partial(_left_out, wanted)
+
+
+def warn_left_out(folder: str, names: list[str], wanted: str) -> None:
+    """One warning counting and naming (the first few of) the files of ``folder`` left out
+    as not ``wanted``; nothing when there are none."""
+    if names:
+        logger.warning(
+            "%s: %d file(s) not %s left out (listed in the rejects): %s%s",
+            folder, len(names), wanted, ", ".join(names[:SHOWN]),
+            ", ..." if len(names) > SHOWN else "",
+        )  # fmt: skip

@@ -33,7 +33,7 @@ from skin_lesion.checkpoints import require_kind, state_fingerprint
 from skin_lesion.classifier import CHECKPOINT_KIND, predict_with_checkpoint
 from skin_lesion.config import check_at_least, from_dict
 from skin_lesion.evaluation import explain
-from skin_lesion.files import display_name, left_out, walk_files
+from skin_lesion.files import display_name, left_out, walk_files, warn_left_out
 from skin_lesion.images import IMAGE_SUFFIXES, build_image_cache
 from skin_lesion.metadata import MetadataConfig
 from skin_lesion.preprocessing import PreprocessConfig
@@ -446,10 +446,9 @@ class LazyGradcam:
     ) -> None:
         self._args = (checkpoint, images, predictions, meta)
         self._device = device
-        names = overlay_names(list(predictions["image"]))
-        self._order = sorted(
-            range(len(predictions)), key=lambda i: names[predictions["image"].iloc[i]]
-        )
+        images = list(predictions["image"])
+        names = overlay_names(images)
+        self._order = sorted(range(len(images)), key=lambda i: names[images[i]])
         self._rank = {row: k for k, row in enumerate(self._order)}
         self._batch_size = batch_size
         self._held: dict[int, dict[str, Any]] = {}
@@ -520,13 +519,7 @@ def file_loaders(paths: list[str]) -> dict[str, Callable[[], bytes]]:
                     f"no {wanted} image in folder '{given}'"
                     + (f" ({len(others)} other file(s))" if others else "")
                 )
-            if others:
-                logger.warning(
-                    "%s: %d file(s) not %s left out (listed in the rejects): %s%s",
-                    given, len(others), wanted,
-                    ", ".join(display_name(str(p.relative_to(path))) for p in others[:SHOWN]),
-                    ", ..." if len(others) > SHOWN else "",
-                )  # fmt: skip
+            warn_left_out(given, [display_name(str(p.relative_to(path))) for p in others], wanted)
             for file in found:
                 _add(loaders, seen, file, file.read_bytes)
             loaders.update({_name(p): left_out(wanted) for p in others})

@@ -295,6 +295,16 @@ def check_inputs_exist(pipeline: Any, catalog: Any, env: str | None = None) -> N
     Raises:
         FileNotFoundError: Listing every missing input of the run.
     """
+    absent = sorted(
+        name
+        for name in pipeline.inputs()
+        if not name.startswith("params:")
+        and name != "parameters"
+        and name in catalog
+        and not catalog.exists(name)
+    )
+    if not absent:
+        return  # the usual case: no pipeline module imported for it
     import importlib
 
     from skin_lesion.pipeline_registry import pipeline_names
@@ -304,15 +314,10 @@ def check_inputs_exist(pipeline: Any, catalog: Any, env: str | None = None) -> N
         key: importlib.import_module(f"skin_lesion.pipelines.{key}").create_pipeline().all_outputs()
         for key in pipeline_names()
     }
-    makers = {
-        name: [key for key, made in outputs.items() if name in made]
-        for name in pipeline.inputs()
-        if not name.startswith("params:") and name != "parameters" and name in catalog
-    }
     missing = [
-        (name, sorted(made_by))
-        for name, made_by in sorted(makers.items())
-        if made_by and not catalog.exists(name)
+        (name, made_by)
+        for name in absent
+        if (made_by := sorted(key for key, made in outputs.items() if name in made))
     ]
     if not missing:
         return

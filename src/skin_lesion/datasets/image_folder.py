@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import PurePosixPath
@@ -12,10 +11,8 @@ import fsspec
 from kedro.io.core import AbstractDataset, DatasetError, get_protocol_and_path
 
 from skin_lesion.datasets._help import WHERE_TO_PUT_HAM10000
-from skin_lesion.files import display_name, left_out, walk_files
+from skin_lesion.files import display_name, left_out, walk_files, warn_left_out
 from skin_lesion.images import IMAGE_SUFFIXES
-
-logger = logging.getLogger(__name__)
 
 DEFAULT_EXTENSIONS = IMAGE_SUFFIXES
 
@@ -101,18 +98,12 @@ class ImageFolderDataset(AbstractDataset[None, dict[str, Callable[[], bytes]]]):
                 files[relative] = partial(self._fs.cat_file, full)
             elif self._others == "reject" and not PurePosixPath(full).name.startswith("."):
                 others.append(relative)
-        if others:
-            wanted = "/".join(self._extensions)
-            shown = ", ".join(others[:5]) + (", ..." if len(others) > 5 else "")
-            logger.warning(
-                "%s: %d file(s) not %s left out (listed in the rejects): %s",
-                self._path, len(others), wanted, shown,
-            )  # fmt: skip
-            files.update({path: left_out(wanted) for path in others})
+        wanted = "/".join(self._extensions)
+        warn_left_out(self._path, others, wanted)
+        files.update({path: left_out(wanted) for path in others})
         if not files and not self._allow_empty:
             raise DatasetError(
-                f"{self._description} '{self._path}' holds no {'/'.join(self._extensions)} "
-                f"file. {self._hint}"
+                f"{self._description} '{self._path}' holds no {wanted} file. {self._hint}"
             )
         return dict(sorted(files.items()))
 
