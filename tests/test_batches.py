@@ -88,3 +88,32 @@ def test_meta_features_travel_with_their_images():
     for batch in source.epoch(0):
         assert batch.meta.dtype == torch.float32
         assert torch.equal(batch.meta[:, 0], batch.images[:, 0, 0, 0].float() * 2)
+
+
+@pytest.mark.parametrize(("n", "batch_size", "expected"), [(7, 32, 6), (8, 32, 8), (9, 5, 4)])
+def test_even_batches_drop_one_more_image_when_clipped_or_given_odd(n, batch_size, expected):
+    images = np.zeros((n, 4, 4, 3), np.uint8)
+    source = BatchSource(
+        images,
+        np.zeros(n, np.int64),
+        np.arange(n),
+        batch_size=batch_size,
+        device=torch.device("cpu"),
+        seed=0,
+        even=True,
+    )
+    assert source.batch_size == expected
+    assert all(len(batch.labels) == expected for batch in source.epoch(0))
+
+
+def test_even_batches_need_two_images():
+    with pytest.raises(ValueError, match="only 1 image"):
+        BatchSource(
+            np.zeros((1, 4, 4, 3), np.uint8),
+            np.zeros(1, np.int64),
+            np.arange(1),
+            batch_size=8,
+            device=torch.device("cpu"),
+            seed=0,
+            even=True,
+        )

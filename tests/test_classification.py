@@ -201,8 +201,17 @@ def test_finetune_groups_carry_the_intended_learning_rates():
     trainable = {id(p) for g in optimizer.param_groups for p in g["params"]}
     assert all(id(p) in trainable and p.requires_grad for s in stages[-2:] for p in s)
     assert not any(p.requires_grad or id(p) in trainable for s in stages[:-2] for p in s)
-    with pytest.raises(ValueError, match=r"between 1 and 6.*got 9"):
+    with pytest.raises(ValueError, match=r"unfreeze_stages: 9, but .* 6 stage\(s\); give 1 to 6"):
         classifier.unfreeze_last_stages(model, 9)
+
+
+def test_unfreeze_stages_beyond_the_encoder_is_refused_before_the_warmup(caplog):
+    with (
+        caplog.at_level(logging.INFO, logger="skin_lesion"),
+        pytest.raises(ValueError, match=r"classifier_training.finetune.unfreeze_stages: 7"),
+    ):
+        _train(_config(finetune=clf.FinetuneConfig(epochs=1, unfreeze_stages=7)), n=32)
+    assert "phase 1" not in caplog.text  # nothing trained before the refusal
 
 
 def test_metadata_fusion_handles_missing_age_and_unknown_sex():
@@ -238,6 +247,34 @@ def test_double_reweighting_is_warned(caplog):
 def test_mixup_needs_even_batch():
     with pytest.raises(ValueError, match="batch_size must be even, got 15"):
         _train(_config(batch_size=15, mix=clf.MixConfig(mixup_alpha=0.2)), n=64)
+
+
+def test_mixup_with_a_batch_above_an_odd_train_split_trains_on_an_even_batch(caplog):
+    # 39 train images: batch_size 64 is clipped to the split, and 39 images cannot be
+    # paired (timm's Mixup refused the odd batch).
+    images, labels = colour_images(52)
+    rows = _rows(52, labels)
+    rows.loc[0, "split"] = "test"
+    assert (rows["split"] == "train").sum() == 39
+    config = _config(
+        batch_size=64,
+        mix=clf.MixConfig(mixup_alpha=0.2),
+        warmup=clf.WarmupConfig(epochs=1),
+        finetune=clf.FinetuneConfig(epochs=1),
+    )
+    with caplog.at_level(logging.INFO, logger="skin_lesion"):
+        _, history, _ = clf.train_classifier(
+            images,
+            rows,
+            _pretrained(),
+            classes=CLASSES,
+            config=config,
+            seed=0,
+            device=torch.device("cpu"),
+            params={},
+        )
+    assert "batch 38" in caplog.text
+    assert len(history) == 2 and np.isfinite(history[-1]["loss"])
 
 
 def test_training_never_reads_the_test_split():

@@ -183,3 +183,16 @@ def test_a_scoring_run_refuses_a_classifier_of_other_settings_before_any_node():
     check_classifier_current(inference.create_pipeline(), catalog(trained))
     check_classifier_current(scoring, DataCatalog({"classifier": MemoryDataset()}))
     check_classifier_current(scoring.only_nodes("plot_confusion_matrix"), catalog(trained))
+
+
+def test_an_unknown_encoder_is_named_before_any_work(kedro_project: Path):
+    with pytest.raises(ConfigError, match=r"encoder.name: 'efficientnet_b9' is not a timm model"):
+        run_kedro(kedro_project, "data_processing", encoder={"name": "efficientnet_b9"})
+    assert not (kedro_project / "data" / "02_intermediate").exists()
+
+
+def test_unfreeze_stages_beyond_the_encoder_is_named_before_any_work(kedro_project: Path):
+    # Found otherwise when fine-tuning starts: after data_processing, SupCon and the warm-up.
+    with pytest.raises(ConfigError, match=r"finetune.unfreeze_stages: 99, but .* stage\(s\)"):
+        run_kedro(kedro_project, classifier_training={"finetune": {"unfreeze_stages": 99}})
+    assert not (kedro_project / "data" / "02_intermediate").exists()

@@ -80,6 +80,7 @@ class BatchSource:
         placement: Placement = "auto",
         drop_last: bool = True,
         meta: np.ndarray | None = None,
+        even: bool = False,
     ) -> None:
         """Select ``images[indices]`` and place them once.
 
@@ -95,12 +96,20 @@ class BatchSource:
                 keeps them in (pinned) RAM, ``auto`` picks ``device`` when they fit.
             drop_last: Drop a last incomplete batch (keeps batch statistics stable).
             meta: Optional per-image float features ``(N, F)``, gathered with the images.
+            even: Batches of an even size (MixUp/CutMix pair images within a batch): a
+                ``batch_size`` clipped to an odd number of images loses one more.
         """
         if len(indices) == 0:
             raise ValueError("BatchSource needs at least one image; the selection is empty")
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         self.batch_size = min(batch_size, len(indices)) if drop_last else batch_size
+        if even and self.batch_size % 2:
+            if self.batch_size == 1:
+                raise ValueError(
+                    "MixUp/CutMix pair images within a batch: the selection has only 1 image"
+                )
+            self.batch_size -= 1
         self.device = device
         self.seed = seed
         self.drop_last = drop_last

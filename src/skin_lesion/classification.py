@@ -28,6 +28,7 @@ from skin_lesion.classifier import (
     CHECKPOINT_KIND,
     Classifier,
     HeadConfig,
+    check_unfreeze_stages,
     unfreeze_last_stages,
 )
 from skin_lesion.config import check_at_least, check_probability
@@ -376,6 +377,7 @@ def _set_up(
         sampling="uniform" if config.sampling == "none" else config.sampling,
         placement=config.placement,
         meta=meta,
+        even=config.mix.mixup_alpha > 0 or config.mix.cutmix_alpha > 0,
     )
     augment = build_train_augment(config.augment, prep["mean"], prep["std"]).to(device)
     mixup = build_mixup(config, len(classes))
@@ -522,6 +524,7 @@ def train_classifier(
     """
     engine.seed_everything(seed)
     setup = _set_up(images, rows, pretrained, classes, config, seed, device)
+    check_unfreeze_stages(setup.model.encoder, config.finetune.unfreeze_stages)  # before warm-up
     model, tracker = setup.model, BestTracker(config.early_stopping.metric)
     common = {"config": config, "tracker": tracker, "params": params, "store": store}
     if store is not None:

@@ -100,16 +100,23 @@ def encoder_stages(encoder: nn.Module) -> list[list[nn.Parameter]]:
     return [[names[n] for n in members] for _, members in sorted(groups.items())]
 
 
+def check_unfreeze_stages(encoder: nn.Module, stages: int | None) -> None:
+    """Refuse ``unfreeze_stages`` above the encoder's number of stages, naming the key."""
+    count = len(encoder_stages(encoder))
+    if stages is not None and not 1 <= stages <= count:
+        raise ValueError(
+            f"classifier_training.finetune.unfreeze_stages: {stages}, but this encoder "
+            f"({type(encoder).__name__}) has {count} stage(s); give 1 to {count}, or null "
+            "to fine-tune all of it"
+        )
+
+
 def unfreeze_last_stages(model: Classifier, stages: int | None) -> list[nn.Parameter]:
     """Unfreeze all encoder stages (``None``) or the last ``stages``; return those params."""
+    check_unfreeze_stages(model.encoder, stages)
     model.freeze_encoder(False)
     groups = encoder_stages(model.encoder)
     if stages is not None:
-        if not 1 <= stages <= len(groups):
-            raise ValueError(
-                f"unfreeze_stages must be between 1 and {len(groups)} for this encoder, "
-                f"got {stages}"
-            )
         for group in groups[:-stages]:
             for p in group:
                 p.requires_grad_(False)

@@ -1,6 +1,6 @@
 """Check the run's parameters when the Kedro context is created, before any node runs.
 
-Three mistakes would otherwise cost a run or hide behind another error:
+These mistakes would otherwise cost a run or hide behind another error:
 
 - ``kedro run --env cpu_quik``: no such configuration folder; Kedro runs on base alone and
   kedro-mlflow fails on its default file store, naming neither.
@@ -13,6 +13,9 @@ Three mistakes would otherwise cost a run or hide behind another error:
   ``conf/local``) is named by :func:`skin_lesion.config.from_dict` when the node that reads
   the group runs, which for ``reporting`` is after the training. Here every node's config is
   built from the merged parameters first, so the same error comes before any work.
+- ``encoder.name`` that timm does not know, or ``classifier_training.finetune.unfreeze_stages``
+  above that encoder's number of stages (:func:`check_encoder`): found otherwise only when
+  the model is built, after data_processing (and SupCon and the warm-up).
 
 And when a pipeline starts that reads the splits without making them, the split settings and
 classes they were made with (``split_summary``) must be the current ones
@@ -75,6 +78,33 @@ def check_node_configs(params: Mapping[str, Any]) -> None:
             f"classifier_training.loss.alpha: {len(alpha)} weight(s) {list(alpha)} for "
             f"{len(classes)} classes {list(classes)}; give one per class, in that order"
         )
+    if "encoder" in built:
+        check_encoder(built["encoder"].name, training.finetune if training is not None else None)
+
+
+def check_encoder(name: str, finetune: Any = None) -> None:
+    """``encoder.name`` must be a timm model, with ``unfreeze_stages`` within its stages.
+
+    Both would otherwise fail only where the model is first built: after data_processing,
+    and for ``unfreeze_stages`` after SupCon and the classifier's warm-up.
+    """
+    import timm  # imported only when the parameters name an encoder
+
+    if not timm.is_model(name):
+        close = difflib.get_close_matches(name, timm.list_models(), n=3, cutoff=0.8)
+        hint = f" (did you mean {', '.join(close)}?)" if close else ""
+        raise ConfigError(
+            f"encoder.name: {name!r} is not a timm model{hint}; "
+            "`python -c \"import timm; print(timm.list_models('efficientnet*'))\"` lists them"
+        )
+    if finetune is not None and finetune.unfreeze_stages is not None:
+        from skin_lesion.classifier import check_unfreeze_stages
+        from skin_lesion.models import encoder_architecture
+
+        try:
+            check_unfreeze_stages(encoder_architecture(name), finetune.unfreeze_stages)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
 
 
 def check_device(device: Any) -> None:
