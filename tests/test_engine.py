@@ -174,8 +174,22 @@ def test_resume_of_a_run_saved_before_a_settings_group_was_recorded(tmp_path):
     assert store.latest()["epoch"] == 1  # resumed: the older run had no encoder to compare
     # Once recorded, a group is compared like any other parameter.
     other = {"lr": 0.05, "settings": {"train": {"lr": 0.05}, "encoder": {"name": "y"}}}
-    with pytest.raises(ValueError, match=r"differs in settings.encoder.name: 'x' before, now 'y'"):
+    with pytest.raises(ValueError, match=r"differs in encoder.name: 'x' before, now 'y'\. "):
         _fit(store, epochs=3, resume=True, params=other)
+
+
+def test_resume_compares_a_group_with_its_defaults_filled_in_and_names_a_change_once(tmp_path):
+    # The classifier records its group as given and, under settings, filled in.
+    store = CheckpointStore(tmp_path)
+    given = {"train": {"lr": 0.05}, "settings": {"train": {"lr": 0.05, "epochs": 3}}}
+    _fit(store, epochs=1, params=given)
+    at_default = {"train": {"lr": 0.05, "epochs": 3}, "settings": given["settings"]}
+    _fit(store, epochs=2, resume=True, params=at_default)  # a default given: no change
+    assert store.latest()["epoch"] == 1
+    changed = {"train": {"lr": 0.1}, "settings": {"train": {"lr": 0.1, "epochs": 3}}}
+    with pytest.raises(ValueError, match=r"differs in train.lr: 0.05 before, now 0.1\. ") as err:
+        _fit(store, epochs=3, resume=True, params=changed)
+    assert "settings" not in str(err.value)
 
 
 def test_parameter_differences_name_each_changed_key():

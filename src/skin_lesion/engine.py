@@ -500,7 +500,14 @@ def _check_resumable(latest: dict[str, Any], current: dict[str, Any]) -> None:
         if isinstance(saved.get(SETTINGS_KEY), dict) and isinstance(now.get(SETTINGS_KEY), dict):
             groups = now[SETTINGS_KEY].items()
             now[SETTINGS_KEY] = {g: v for g, v in groups if g in saved[SETTINGS_KEY]}
-    differences = parameter_differences(saved, now)
+            # A group recorded both as given and with its defaults filled in is compared
+            # filled in only: a key now given at its default value is no change, and a
+            # change is named once, not also under ``settings.``.
+            for group in set(saved[SETTINGS_KEY]) & set(now[SETTINGS_KEY]):
+                saved.pop(group, None)
+                now.pop(group, None)
+    prefix = f"{SETTINGS_KEY}."
+    differences = [d.removeprefix(prefix) for d in parameter_differences(saved, now)]
     if not differences:
         return
     advice = "Restore those values, or set resume: false to start over"
