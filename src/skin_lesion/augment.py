@@ -36,10 +36,13 @@ PADDING_MODES = ("zeros", "border", "reflection")
 class AugmentConfig:
     """Knobs of the training augmentation (``params:augment``).
 
-    Defaults follow SimCLR/SupCon (Chen et al. 2020, Appendix A; Khosla et al. 2020):
+    Defaults adapted from SimCLR/SupCon (Chen et al. 2020, Appendix A; Khosla et al. 2020):
     random resized crop, flips, colour jitter with p=0.8, optional Gaussian blur with a
-    kernel of about 10% of the crop. Dermoscopy has no canonical orientation, so vertical
-    flips and rotations by any angle are label-preserving.
+    kernel of about 10% of the crop; gentler saturation and hue and no grayscale, since
+    colour carries diagnosis in dermoscopy (the pipelines' values are in
+    ``conf/base/parameters*.yml``, which differ from these dataclass defaults in places).
+    Dermoscopy has no canonical orientation, so vertical flips and rotations by any angle
+    are label-preserving.
 
     Attributes:
         crop_size: Side of the square output crop, in pixels.

@@ -112,7 +112,7 @@ def forward_batch_size(
 
 
 def seed_everything(seed: int) -> None:
-    """Seed Python, NumPy and torch (all devices); kornia draws from torch's RNG."""
+    """Seed Python, NumPy and torch (all devices); the augmentation draws from torch's RNG."""
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)

@@ -84,16 +84,44 @@ def test_label_smoothing_of_soft_targets_matches_cross_entropy() -> None:
     torch.testing.assert_close(ours, expected, atol=1e-6, rtol=0)
 
 
-def test_label_smoothing_applies_focal_factor_per_class() -> None:
-    # L = -sum_k alpha_k q_k (1 - p_k)^gamma log p_k with q = 0.9 one-hot + 0.1 / 3.
+def test_label_smoothing_applies_focal_factor_per_class_and_the_true_class_weight() -> None:
+    # alpha_y * [(1 - eps) FL_y + eps * mean_k FL_k] with FL_k = -(1 - p_k)^2 log p_k.
     p = torch.tensor(PROBS)
-    q = F.one_hot(torch.tensor(TARGETS), 3) * 0.9 + 0.1 / 3
+    fl = -((1 - p) ** 2) * p.log()
     alpha = torch.tensor([0.5, 1.0, 2.0])
-    expected = (-(alpha * q * (1 - p) ** 2 * p.log()).sum(dim=1)).mean()
-    loss = FocalLoss(gamma=2.0, alpha=alpha, label_smoothing=0.1)(
-        _hand_logits(), torch.tensor(TARGETS)
-    )
+    y = torch.tensor(TARGETS)
+    true = fl.gather(1, y[:, None])[:, 0]
+    expected = (alpha[y] * (0.9 * true + 0.1 * fl.mean(dim=1))).mean()
+    loss = FocalLoss(gamma=2.0, alpha=alpha, label_smoothing=0.1)(_hand_logits(), y)
     torch.testing.assert_close(loss, expected.float(), atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("gamma", [0.0, 2.0])
+def test_smoothing_with_inverse_weights_keeps_the_best_guess_on_the_true_class(gamma) -> None:
+    # About HAM10000's train counts (akiec..vasc): nv is 67% of images, df 1%. Weighting each
+    # smoothed class by its own weight (as F.cross_entropy(weight, label_smoothing) does)
+    # made the loss lowest for an nv image when it was called df.
+    counts = [229, 360, 769, 80, 779, 4693, 95]
+    loss_fn = FocalLoss(gamma=gamma, alpha=inverse_frequency_weights(counts), label_smoothing=0.2)
+    logits = torch.zeros(1, 7, requires_grad=True)
+    optimizer = torch.optim.SGD([logits], lr=1.0)
+    for _ in range(500):
+        optimizer.zero_grad()
+        loss_fn(logits, torch.tensor([5])).backward()
+        optimizer.step()
+    probs = torch.softmax(logits.detach(), dim=1)[0]
+    assert probs.argmax().item() == 5 and probs[5] > 0.5
+
+
+def test_smoothing_of_a_mixup_target_is_the_mix_of_the_smoothed_losses() -> None:
+    logits, _ = _random_batch(classes=3)
+    alpha = torch.tensor([0.5, 1.0, 2.0])
+    loss_fn = FocalLoss(gamma=2.0, alpha=alpha, label_smoothing=0.1, reduction="none")
+    a, b, lam = torch.zeros(len(logits), dtype=torch.long), torch.full((len(logits),), 2), 0.3
+    mixed = lam * F.one_hot(a, 3).float() + (1 - lam) * F.one_hot(b, 3).float()
+    torch.testing.assert_close(
+        loss_fn(logits, mixed), lam * loss_fn(logits, a) + (1 - lam) * loss_fn(logits, b)
+    )
 
 
 @pytest.mark.parametrize(
@@ -248,19 +276,20 @@ def test_build_weighted_cross_entropy() -> None:
     soft = torch.softmax(torch.randn(12, 3, generator=torch.Generator().manual_seed(9)), dim=1)
     counts = [2, 6, 12]
     weights = inverse_frequency_weights(counts)
-    loss = build_classification_loss(
-        "weighted_cross_entropy", num_classes=3, class_counts=counts, label_smoothing=0.1
-    )
+    loss = build_classification_loss("weighted_cross_entropy", num_classes=3, class_counts=counts)
     # Probability targets: torch averages -sum_k w_k q_k log p_k over samples, as we do.
-    torch.testing.assert_close(
-        loss(logits, soft), F.cross_entropy(logits, soft, weight=weights, label_smoothing=0.1)
-    )
+    torch.testing.assert_close(loss(logits, soft), F.cross_entropy(logits, soft, weight=weights))
     # Class indices: same per-sample losses, but ours divides by the batch size where
     # torch's 'mean' divides by sum(weights[targets]).
-    torch_sum = F.cross_entropy(
-        logits, targets, weight=weights, label_smoothing=0.1, reduction="sum"
-    )
+    torch_sum = F.cross_entropy(logits, targets, weight=weights, reduction="sum")
     torch.testing.assert_close(loss(logits, targets), torch_sum / len(targets))
+    # Smoothed: w_y times torch's unweighted smoothed loss (torch's weighted one weights
+    # each smoothed class by its own w_k instead).
+    smoothed = build_classification_loss(
+        "weighted_cross_entropy", num_classes=3, class_counts=counts, label_smoothing=0.1
+    )
+    unweighted = F.cross_entropy(logits, targets, label_smoothing=0.1, reduction="none")
+    torch.testing.assert_close(smoothed(logits, targets), (weights[targets] * unweighted).mean())
 
 
 def test_build_ignores_alpha_for_cross_entropy_with_a_warning(
