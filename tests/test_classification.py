@@ -417,3 +417,16 @@ def test_phase_stores_hold_only_this_runs_checkpoints(tmp_path, caplog) -> None:
             store, _config(resume=True, warmup=clf.WarmupConfig(epochs=epochs))
         )
         assert store.child("finetune").latest()["epoch"] == 1
+
+
+@pytest.mark.parametrize(("alpha", "warned"), [("inverse", False), ((1.0, 2.0, 1.0, 1.0), True)])
+def test_cross_entropy_warns_of_an_alpha_only_when_one_was_chosen(caplog, alpha, warned):
+    # 'inverse' is LossConfig's default, there for focal: it warned on every such run.
+    config = _config(
+        loss=clf.LossConfig(name="cross_entropy", alpha=alpha),
+        warmup=clf.WarmupConfig(epochs=1),
+        finetune=clf.FinetuneConfig(epochs=0),
+    )
+    with caplog.at_level(logging.WARNING, logger="skin_lesion"):
+        _train(config, n=32)
+    assert ("only used by the focal loss" in caplog.text) is warned

@@ -317,3 +317,17 @@ def test_place_model_sets_the_memory_format_it_reports(requested):
     assert weight.is_contiguous(memory_format=torch.channels_last) == requested
     assert weight.is_contiguous() == (not requested)
     assert weight.device.type == "cpu"
+
+
+def test_the_history_reports_the_heads_learning_rate_not_the_first_groups():
+    # Fine-tuning lists the encoder first, at encoder_lr_scale x the head's rate: the
+    # training-curves figure showed a drop of 10x between the phases that never happened.
+    encoder, head = nn.Linear(2, 2), nn.Linear(2, 1)
+    optimizer = torch.optim.SGD(
+        [
+            {"params": encoder.parameters(), "lr": 1e-4, "name": "encoder"},
+            {"params": head.parameters(), "lr": 1e-3, "name": "head"},
+        ]
+    )
+    assert engine.reported_lr(optimizer) == pytest.approx(1e-3)
+    assert engine.reported_lr(torch.optim.SGD(encoder.parameters(), lr=0.5)) == 0.5

@@ -202,7 +202,7 @@ def test_training_curves_panels_and_phase_boundary():
     f1 = line_labelled(score, "macro-F1")
     np.testing.assert_allclose(f1.get_ydata(), [r["macro_f1"] for r in train])
     assert lr.get_yscale() == "log"
-    assert {"SupCon pretraining", "classifier"} <= set(legend_texts(lr))
+    assert {"SupCon pretraining", "classifier head"} <= set(legend_texts(lr))
 
 
 def test_training_curves_draw_the_knn_monitor_on_its_own_axis():

@@ -364,7 +364,10 @@ def _set_up(
         num_classes=len(classes),
         class_counts=np.bincount(labels[train_idx], minlength=len(classes)).tolist(),
         gamma=config.loss.gamma,
-        alpha=config.loss.alpha,
+        # The default alpha ('inverse') is focal's: other losses warn only of one chosen.
+        alpha=None
+        if config.loss.name != "focal" and config.loss.alpha == LossConfig.alpha
+        else config.loss.alpha,
         label_smoothing=config.loss.label_smoothing,
     ).to(device)
     source = BatchSource(

@@ -294,7 +294,7 @@ def train_one_epoch(
             rate = images_seen / (time.perf_counter() - start)
             bar.set_postfix(
                 loss=f"{losses[-1].item():.4f}",
-                lr=f"{optimizer.param_groups[0]['lr']:.2e}",
+                lr=f"{reported_lr(optimizer):.2e}",
                 img_s=f"{rate:.0f}",
             )
     _check_finite(losses, epoch)
@@ -303,10 +303,17 @@ def train_one_epoch(
     seconds = time.perf_counter() - start
     return {
         "loss": float(torch.stack(losses).mean()) if losses else math.nan,
-        "lr": float(optimizer.param_groups[0]["lr"]),
+        "lr": reported_lr(optimizer),
         "img_per_s": images_seen / seconds if seconds > 0 else math.nan,
         "seconds": seconds,
     }
+
+
+def reported_lr(optimizer: torch.optim.Optimizer) -> float:
+    """The learning rate the history and progress bar show: the ``head`` group's where there
+    is one (fine-tuning's encoder group runs at a fraction of it), else the first group's."""
+    groups = optimizer.param_groups
+    return float(next((g for g in groups if g.get("name") == "head"), groups[0])["lr"])
 
 
 def _check_finite(losses: list[torch.Tensor], epoch: int) -> None:

@@ -124,7 +124,7 @@ def plot_training_curves(pretraining_history: list[dict], training_history: list
             label="SupCon pretraining",
         )
     if training_history:
-        lr.plot(x, _series(training_history, "lr"), color="black", label="classifier")
+        lr.plot(x, _series(training_history, "lr"), color="black", label="classifier head")
     if pretraining_history or training_history:
         lr.set_yscale("log")
         _legend(lr, fontsize=9)
