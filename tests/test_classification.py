@@ -4,6 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from torch import nn
 
 from skin_lesion import classification as clf
 from skin_lesion import classifier, ema, prediction
@@ -430,3 +431,29 @@ def test_cross_entropy_warns_of_an_alpha_only_when_one_was_chosen(caplog, alpha,
     with caplog.at_level(logging.WARNING, logger="skin_lesion"):
         _train(config, n=32)
     assert ("only used by the focal loss" in caplog.text) is warned
+
+
+@pytest.mark.parametrize("mode", ["update", "fixed"])
+def test_frozen_stages_batchnorm_updates_or_stays_fixed_as_configured(mode):
+    torch.manual_seed(0)
+    model = classifier.Classifier(supcon.build_model(ENCODER, supcon.ProjectionConfig()).encoder, 4)
+    config = clf.FinetuneConfig(unfreeze_stages=2, frozen_batchnorm=mode)
+    clf.build_finetune_optimizer(model, config)
+    model.train()
+
+    def stats(bn_weights_trained: bool) -> list[torch.Tensor]:
+        return [
+            m.running_mean.clone()
+            for m in model.encoder.modules()
+            if isinstance(m, nn.BatchNorm2d) and m.weight.requires_grad is bn_weights_trained
+        ]
+
+    frozen_before, trained_before = stats(False), stats(True)
+    assert frozen_before and trained_before
+    model(torch.rand(4, 3, 24, 24))
+    frozen_changed = [not torch.equal(a, b) for a, b in zip(frozen_before, stats(False))]
+    trained_changed = [not torch.equal(a, b) for a, b in zip(trained_before, stats(True))]
+    assert all(trained_changed)
+    assert (all if mode == "update" else lambda c: not any(c))(frozen_changed)
+    model.eval()  # and eval() still turns every layer to eval
+    assert not any(m.training for m in model.modules())

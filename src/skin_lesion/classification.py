@@ -64,12 +64,17 @@ class FinetuneConfig:
         encoder_lr_scale: Encoder learning rate as a fraction of the head's.
         unfreeze_stages: Number of trailing encoder stages to train (timm's coarse
             parameter groups: stem, each block stage, head conv); null trains all.
+        frozen_batchnorm: With ``unfreeze_stages``, what the BatchNorm layers of the stages
+            left frozen do in training: ``update`` normalises with the batch's statistics
+            and updates the running ones (their weights stay fixed), ``fixed`` keeps them in
+            eval mode, so those stages compute exactly what they did in the warm-up.
         optim: Optimiser and schedule (``lr`` is the head's).
     """
 
     epochs: int = 20
     encoder_lr_scale: float = 0.1
     unfreeze_stages: int | None = None
+    frozen_batchnorm: Literal["update", "fixed"] = "update"
     optim: engine.OptimConfig = field(default_factory=lambda: engine.OptimConfig(lr=1e-3))
 
     def __post_init__(self) -> None:
@@ -177,6 +182,7 @@ class ClassifierConfig:
 def build_finetune_optimizer(model: Classifier, config: FinetuneConfig) -> torch.optim.AdamW:
     """Unfreeze the encoder (or its last stages) and give it ``encoder_lr_scale`` x the lr."""
     encoder_params = unfreeze_last_stages(model, config.unfreeze_stages)
+    model.fix_frozen_batchnorm(config.frozen_batchnorm == "fixed")
     return engine.build_optimizer(
         [
             {"params": encoder_params, "lr_scale": config.encoder_lr_scale, "name": "encoder"},

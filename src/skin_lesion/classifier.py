@@ -67,6 +67,7 @@ class Classifier(nn.Module):
         else:
             self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(width, num_classes))
         self.encoder_frozen = False
+        self.frozen_batchnorm_fixed = False
 
     def forward(self, images: torch.Tensor, meta: torch.Tensor | None = None) -> torch.Tensor:
         """Logits ``(B, num_classes)``; ``meta`` is required when built with meta features."""
@@ -83,11 +84,23 @@ class Classifier(nn.Module):
         self.encoder.requires_grad_(not frozen)
         self.train(self.training)
 
+    def fix_frozen_batchnorm(self, fixed: bool) -> None:
+        """Keep the BatchNorm layers whose weights are frozen in eval mode (or not)."""
+        self.frozen_batchnorm_fixed = fixed
+        self.train(self.training)
+
     def train(self, mode: bool = True) -> Classifier:
-        """As ``nn.Module.train``, but a frozen encoder stays in eval mode (BN stats fixed)."""
+        """As ``nn.Module.train``, but a frozen encoder stays in eval mode (BN stats fixed),
+        and so do its frozen BatchNorm layers after ``fix_frozen_batchnorm(True)``."""
         super().train(mode)
         if self.encoder_frozen:
             self.encoder.eval()
+        elif self.frozen_batchnorm_fixed:
+            for module in self.encoder.modules():
+                weights = list(module.parameters(recurse=False))
+                batchnorm = isinstance(module, nn.modules.batchnorm._BatchNorm)
+                if batchnorm and weights and not any(w.requires_grad for w in weights):
+                    module.eval()
         return self
 
 
