@@ -73,7 +73,7 @@ import torch
 import torchvision
 import yaml
 from PIL import Image
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, RandomSampler
 from torchvision import transforms as T
 
 from skin_lesion import engine
@@ -231,15 +231,25 @@ def conventional_feed(
     device = torch.device(args.device)
     transform = torchvision_augment(config.augment, prep["mean"], prep["std"])
     views = NUM_VIEWS if stage == "supcon" else 1
+    dataset = JpegDataset(items["files"], items["labels"], transform, views)
+    # One "epoch" long enough for the warm-up and every timed step: persistent workers do not
+    # start the next epoch before this one ends, so an epoch boundary inside the timed steps
+    # would stall the loader there (about 7-9% of the H200 result's 30 steps, which crossed
+    # one at 5,000 images, batch 128). Without replacement, RandomSampler repeats
+    # permutations past len(dataset), so every image is still served once per pass.
+    steps = max(WARMUP_STEPS, 2 * args.workers) + args.steps + 1
     loader = DataLoader(
-        JpegDataset(items["files"], items["labels"], transform, views),
+        dataset,
         batch_size=args.batch,
-        shuffle=True,
+        sampler=RandomSampler(
+            dataset,
+            num_samples=max(len(dataset), steps * args.batch),
+            generator=torch.Generator().manual_seed(0),
+        ),
         drop_last=True,
         num_workers=args.workers,
         pin_memory=device.type == "cuda",
         persistent_workers=args.workers > 0,
-        generator=torch.Generator().manual_seed(0),
     )
     return _on_device(_repeat_epochs(loader), device), loader
 
@@ -461,6 +471,21 @@ def _fmt(value: float | None, suffix: str = "") -> str:
     return "n/a" if value is None else f"{value:,.1f}{suffix}"
 
 
+def _threads(result: dict[str, Any]) -> str:
+    """The torch threads of the timed steps: one number, or each feed's where they differ
+    (pin_memory's thread sets 1 for the whole process of the conventional feed on CUDA)."""
+    per_feed = {
+        feed: {result["stages"][st][feed].get("torch_threads") for st in STAGES} for feed in FEEDS
+    }
+    if all(threads == {result["torch_threads"]} for threads in per_feed.values()):
+        return f"{result['torch_threads']} torch threads; "
+    listed = ", ".join(
+        f"{feed} {'/'.join(str(t) for t in sorted(threads, key=str))}"
+        for feed, threads in per_feed.items()
+    )
+    return f"torch threads: {listed}; "
+
+
 def markdown(result: dict[str, Any]) -> str:
     """The README's tables: throughput with the ratios, then memory per stage and feed."""
     s = result["settings"]
@@ -477,7 +502,7 @@ def markdown(result: dict[str, Any]) -> str:
         f"({s['source_size']}) from `{s['data']}`, cache {s['cache']} (HxW), "
         f"{s['workers']} DataLoader workers, {s['steps']} timed steps; torch {result['torch']}, "
         f"timm {result['timm']}, torchvision {result['torchvision']}; "
-        f"{result['torch_threads']} torch threads; "
+        + _threads(result)
         + (
             "malloc keeping freed memory as the pipelines (every feed); "
             if all(result["stages"][st][f].get("malloc_kept") for st in STAGES for f in FEEDS)

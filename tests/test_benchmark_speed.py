@@ -80,3 +80,20 @@ def test_list_images_takes_every_image_suffix_and_names_unknown_files(tmp_path: 
     (tmp_path / "ISIC_3.jpg").write_bytes(b"x")
     with pytest.raises(ValueError, match=r"1 of 3 images without a metadata row: \['ISIC_3.jpg'\]"):
         speed.list_images(tmp_path, 0, ["mel", "nv"])
+
+
+def test_the_conventional_loader_reaches_no_epoch_end_inside_the_timed_steps() -> None:
+    # The H200 run (5,000 images, batch 128: 39 batches an epoch) timed steps 17-46 of the
+    # DataLoader, across an epoch end where persistent workers stall.
+    import argparse
+
+    from benchmarks import speed
+
+    args = argparse.Namespace(device="cpu", batch=128, workers=8, steps=30)
+    items = {"files": ["unused.jpg"] * 5000, "labels": [0] * 5000}
+    prep = {"mean": (0.5, 0.5, 0.5), "std": (0.5, 0.5, 0.5)}
+    config = speed.load_stage_config("supcon", 224, 128)
+    _, loader = speed.conventional_feed("supcon", config, items, prep, args)
+    assert len(loader) >= max(speed.WARMUP_STEPS, 2 * args.workers) + args.steps
+    order = list(loader.sampler)
+    assert sorted(order[:5000]) == list(range(5000))  # each image once per pass
