@@ -1,8 +1,11 @@
 """The figures pasted into the READMEs are the figures the benchmark commands wrote.
 
 Every table a README quotes from ``benchmarks/results/*.md`` (recognised by its header row)
-must match, row for row, one results file with that header; every run caption
-(``**<name>** on <device>...``) and validation line must be that run's own line. A number
+must match, row for row, one results file with that header, and a table whose rows are a
+results file's under another header is refused; every run caption (``**<name>** on
+<device>...``) must be that run's own line, and every line of the kinds the commands write
+beside their tables (validation, recall, kept epochs, code, speed captions, ...) must be in a
+results file. The hand-written headline and target rows are rebuilt from their JSON. A number
 edited by hand, or a results file rewritten without updating the README, fails here.
 """
 
@@ -15,6 +18,13 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ["README.md", "benchmarks/README.md"]
 CAPTION = re.compile(r"\*\*([\w.-]+)\*\* on ")
+# Lines the benchmark commands write beside their tables (how each kind starts).
+GENERATED = re.compile(
+    r"Validation, at the epoch each|Test recall per|Epoch kept on validation|SupCon validation "
+    r"kNN|Seed noise of|Code: commit|Slowest nodes|Fold-to-fold spread of [\w-]+ itself \(sd|"
+    r"Inference on CPU|CPU AMD EPYC|Ours above the|Seeds \[|Folds \[|"
+    r"(AMD EPYC|NVIDIA)[^,]* \(\d+ CPU cores\)"
+)
 
 
 def _results() -> dict[str, list[str]]:
@@ -39,7 +49,12 @@ def pasted_mismatches(doc: list[str], results: dict[str, list[str]]) -> list[str
     for number, table in _tables(doc):
         sources = [name for name, lines in results.items() if table[0] in lines]
         if not sources:
-            continue  # a table written for the README, not pasted
+            # A table written for the README, not pasted: unless its rows are a results
+            # file's (then its header was edited, and the check above would skip it).
+            copied = sorted(n for n, lines in results.items() if any(r in lines for r in table[2:]))
+            if copied:
+                problems.append(f"line {number}: header differs from that of {copied}")
+            continue
         rows = table[2:]
         if not any(all(row in results[name] for row in rows) for name in sources):
             at, missing = next(
@@ -54,8 +69,7 @@ def pasted_mismatches(doc: list[str], results: dict[str, list[str]]) -> list[str
             own = results.get(f"accuracy-{caption.group(1)}.md", [])
             if line not in own:
                 problems.append(f"line {number}: caption of {caption.group(1)!r} differs")
-        validation = line.startswith("Validation, at the epoch each")
-        if validation and not any(line in lines for lines in results.values()):
+        if GENERATED.match(line) and not any(line in lines for lines in results.values()):
             problems.append(f"line {number}: {line[:60]!r} is in no results file")
     return problems
 
@@ -90,6 +104,14 @@ def test_a_figure_edited_by_hand_is_found() -> None:
     ]
     wrong = [line.replace("CPU x", "GPU").replace("0.700", "0.7") for line in doc]
     assert [p.split(":")[0] for p in pasted_mismatches(wrong, results)] == ["line 2", "line 9"]
+    header = [line.replace("| mean |", "| mean  |") for line in edited]
+    assert pasted_mismatches(header, results) == [
+        "line 4: header differs from that of ['accuracy-run.md']"
+    ]
+    code = [*doc, "Code: commit `abc`."]
+    assert pasted_mismatches(code, results) == [
+        "line 14: 'Code: commit `abc`.' is in no results file"
+    ]
 
 
 @pytest.mark.parametrize("doc", DOCS)
@@ -152,3 +174,88 @@ def test_a_broken_link_is_found() -> None:
         "README.md: nowhere.md (no such file)",
         "benchmarks/README.md: #not-a-heading (no such heading)",
     ]
+
+
+def _record(name: str) -> dict:
+    import json
+
+    return json.loads((ROOT / "benchmarks/results" / name).read_text())
+
+
+def _pm(metric: dict) -> str:
+    return f"{metric['mean']:.3f} ± {metric['sd']:.3f}"
+
+
+def _seeds(metric: dict, ci: bool = False) -> str:
+    if not ci:
+        return "(" + ", ".join(f"{v:.3f}" for v in metric["per_seed"]) + ")"
+    pairs = zip(metric["per_seed"], metric["ci95_per_seed"], strict=True)
+    return "(" + ", ".join(f"{v:.3f} [{lo:.3f}, {hi:.3f}]" for v, (lo, hi) in pairs) + ")"
+
+
+def written_figures() -> dict[str, list[str]]:
+    """The README's hand-written headline and target rows (found by how each line starts),
+    each with the figures its records say it must show."""
+    cpu = _record("accuracy-cpu-quick-current-midpoint.json")
+    cpu_first = _record("accuracy-cpu-quick-channels-last-contrastive.json")
+    cpu_off = _record("accuracy-cpu-quick-channels-last.json")
+    gpu = _record("accuracy-gpu-full.json")
+    speed = _record("speed-h200-efficientnet_b0-224.json")["stages"]
+    sup, cls = speed["supcon"], speed["classifier"]
+
+    def headline(run: dict) -> list[str]:
+        m = run["metrics"]
+        sens, spec = m["mel_sensitivity_threshold"]["mean"], m["mel_specificity_threshold"]["mean"]
+        return [
+            f"| {_pm(m['balanced_accuracy'])} ({len(m['balanced_accuracy']['per_seed'])} seeds",
+            f"| {m['macro_auc']['mean']:.3f} |",
+            f"| {sens:.2f} / {spec:.2f} |",
+        ]
+
+    def limit_over_conventional(feeds: dict) -> str:
+        return f"{feeds['limit']['img_per_s'] / feeds['conventional']['img_per_s']:.2f}x"
+
+    return {
+        "| `cpu-quick`: ImageNet Lite0": headline(cpu),
+        "| `gpu-full`: ImageNet Lite0": headline(gpu),
+        "| CPU: `cpu-quick` balanced accuracy": [
+            f"{_pm(cpu_first['metrics']['balanced_accuracy'])} over 3 seeds "
+            + _seeds(cpu_first["metrics"]["balanced_accuracy"]),
+            f"with SupCon off {_pm(cpu_off['metrics']['balanced_accuracy'])}",
+        ],
+        "| GPU: `gpu-full` balanced accuracy": [
+            f"{_pm(gpu['metrics']['balanced_accuracy'])} over seeds 0 and 1 "
+            + _seeds(gpu["metrics"]["balanced_accuracy"], ci=True),
+            f"validation {_pm(gpu['validation']['balanced_accuracy'])}",
+        ],
+        "| GPU: input pipeline at most 10%": [
+            f"{sup['ours_fraction_of_limit']:.2f} (SupCon) and "
+            f"{cls['ours_fraction_of_limit']:.2f} (classifier) of the limit"
+        ],
+        "| GPU: at least 3x the conventional": [
+            f"{sup['ours_multiple_of_conventional']:.2f}x (SupCon) and "
+            f"{cls['ours_multiple_of_conventional']:.2f}x (classifier)",
+            f"only {limit_over_conventional(cls)} (the limit over the conventional feed)",
+        ],
+    }
+
+
+def written_mismatches(doc: list[str], claims: dict[str, list[str]]) -> list[str]:
+    """Each claimed line missing from ``doc``, or lacking a figure its records give."""
+    problems = []
+    for start, figures in claims.items():
+        lines = [line for line in doc if line.startswith(start)]
+        if len(lines) != 1:
+            problems.append(f"{start!r}: {len(lines)} lines start so (want 1)")
+            continue
+        problems += [f"{start!r} lacks {f!r}" for f in figures if f not in lines[0]]
+    return problems
+
+
+def test_the_headline_and_target_figures_are_their_records() -> None:
+    # These rows are written by hand (they gather several runs), so no results file holds
+    # them whole; each figure in them is rebuilt here from the JSON it comes from.
+    doc = (ROOT / "README.md").read_text().splitlines()
+    assert written_mismatches(doc, written_figures()) == []
+    edited = [line.replace("0.710 ± 0.007", "0.720 ± 0.007") for line in doc]
+    assert len(written_mismatches(edited, written_figures())) == 2  # the check can fail
