@@ -320,6 +320,22 @@ def code_record() -> dict | None:
     return code
 
 
+def packages_line(records: list[dict], unit: str) -> str | None:
+    """A sentence naming the package versions that differ between runs (None when none do)."""
+    first = records[0].get("packages") or {}
+    differ = sorted(
+        {p for r in records for p, v in (r.get("packages") or {}).items() if first.get(p) != v}
+    )
+    if not differ:
+        return None
+    runs = "; ".join(
+        f"{unit} {r[unit]}: "
+        + ", ".join(f"{p} {(r.get('packages') or {}).get(p, 'not recorded')}" for p in differ)
+        for r in records
+    )
+    return f"Packages differ between the {unit}s: {runs}."
+
+
 def code_line(records: list[dict], unit: str) -> str | None:
     """A sentence naming the code the runs of one result used (None where none recorded it).
 
@@ -778,7 +794,8 @@ def aggregate(name: str, results: Path = RESULTS) -> dict:
                 for s in seeds
             )
         },
-        packages=first["packages"],
+        packages=first["packages"],  # the first's; packages_line names any that differ
+        packages_line=packages_line(seeds, unit),
         code={str(s[unit]): s.get("code") for s in seeds},
         code_line=code_line(seeds, unit),
         single_view_threshold=_single_view(seeds, unit),
@@ -1201,6 +1218,8 @@ def markdown(name: str, result: dict) -> str:
         ]
     if result.get("code_line"):
         lines += ["", result["code_line"]]
+    if result.get("packages_line"):
+        lines += ["", result["packages_line"]]
     if result.get("pretraining_from"):
         taken = result["pretraining_from"]
         sources = sorted({v.rsplit("/", 1)[0] for v in taken.values()})

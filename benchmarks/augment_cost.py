@@ -158,7 +158,7 @@ def markdown(result: dict[str, Any]) -> str:
         + f"{describe_code(result['code'])}.",
         "",
         "| stage | pipeline | tensor ops a batch (at 2 images) | host syncs | host ms | "
-        "device ms | img/s |",
+        "device ms | crops/s (SupCon: 2 an image) |",
         "|---|---|---|---|---|---|---|",
     ]
     for stage, pipelines in result["stages"].items():

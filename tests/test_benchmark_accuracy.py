@@ -104,6 +104,7 @@ def _write_seed(
     split: str | None = None,
     code: dict | None = None,
     parameters: dict | None = None,
+    packages: dict | None = None,
 ) -> None:
     # An ablation run is filed as <setting>-<ablation>[-cv] and flips that one choice.
     named = [a for a in accuracy.ABLATIONS if name.endswith((f"-{a}", f"-{a}-cv"))]
@@ -116,7 +117,7 @@ def _write_seed(
         "data": "demo",
         "data_sha256": "ab" * 32,
         "device": device,
-        "packages": {"torch": "x"},
+        "packages": packages or {"torch": "x"},
         "seed": seed,
         "stages": [
             {
@@ -181,6 +182,22 @@ def _code(commit: str, src: str = "s1", changed: int = 0) -> dict:
         "changed": changed,
         "changes": changes,
     }
+
+
+def test_aggregate_names_packages_that_differ_between_seeds(tmp_path: Path) -> None:
+    # A seed added to a run later (another machine, other wheels) was filed under the
+    # first seed's versions without a word.
+    _write_seed(tmp_path, 0, 0.6, packages={"torch": "2.11", "timm": "1.0"})
+    _write_seed(tmp_path, 1, 0.7, packages={"torch": "2.14", "timm": "1.0"})
+    result = accuracy.aggregate("run", tmp_path)
+    assert result["packages_line"] == (
+        "Packages differ between the seeds: seed 0: torch 2.11; seed 1: torch 2.14."
+    )
+    assert result["packages_line"] in (tmp_path / "accuracy-run.md").read_text()
+    same = tmp_path / "same"
+    for seed in (0, 1):
+        _write_seed(same, seed, 0.6, packages={"torch": "2.14"})
+    assert accuracy.aggregate("run", same)["packages_line"] is None
 
 
 def test_aggregate_names_the_code_the_seeds_ran(tmp_path: Path) -> None:
