@@ -331,3 +331,38 @@ def test_the_history_reports_the_heads_learning_rate_not_the_first_groups():
     )
     assert engine.reported_lr(optimizer) == pytest.approx(1e-3)
     assert engine.reported_lr(torch.optim.SGD(encoder.parameters(), lr=0.5)) == 0.5
+
+
+def test_resume_refuses_another_image_cache_or_starting_encoder(tmp_path):
+    # Both used to go unseen: data_processing or contrastive_pretraining run again between
+    # the interruption and the resumption, and training went on from the old state.
+    from skin_lesion.lineage import CACHE_KEY, ENCODER_KEY
+
+    store = CheckpointStore(tmp_path)
+    made = {"lr": 0.05, CACHE_KEY: {"height": 256}, ENCODER_KEY: "a" * 64}
+    _fit(store, epochs=1, params=made)
+    _fit(store, epochs=2, resume=True, params=made)  # the same inputs: resumed
+    assert store.latest()["epoch"] == 1
+    with pytest.raises(
+        ValueError, match=r"cache_preprocessing.height: 256 before, now 224\. The im"
+    ):
+        _fit(store, epochs=3, resume=True, params={**made, CACHE_KEY: {"height": 224}})
+    with pytest.raises(ValueError, match=r"encoder_sha256: 'aaa.*The encoder it starts from"):
+        _fit(store, epochs=3, resume=True, params={**made, ENCODER_KEY: "b" * 64})
+    # A run saved before these were recorded resumes, as with the split.
+    old = CheckpointStore(tmp_path / "old")
+    _fit(old, epochs=1, params={"lr": 0.05})
+    _fit(old, epochs=2, resume=True, params=made)
+    assert old.latest()["epoch"] == 1
+
+
+def test_state_fingerprint_follows_every_weight_and_its_dtype():
+    from skin_lesion.lineage import state_fingerprint
+
+    state = nn.Linear(3, 2).state_dict()
+    same = {k: v.clone() for k, v in state.items()}
+    assert state_fingerprint(state) == state_fingerprint(same)
+    same["bias"][0] += 1e-6
+    assert state_fingerprint(state) != state_fingerprint(same)
+    half = {k: v.to(torch.bfloat16) for k, v in state.items()}
+    assert state_fingerprint(half) != state_fingerprint(state)

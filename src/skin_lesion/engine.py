@@ -22,7 +22,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from skin_lesion.config import check_at_least, check_probability, parameter_differences
-from skin_lesion.lineage import SETTINGS_KEY, SPLIT_KEY
+from skin_lesion.lineage import CACHE_KEY, ENCODER_KEY, SETTINGS_KEY, SPLIT_KEY
 
 logger = logging.getLogger(__name__)
 
@@ -486,7 +486,7 @@ def _warn_if_interrupted(store: Any, epochs: int, desc: str) -> None:
 
 
 # Recorded with a run's parameters since a later version (not a parameter file's key).
-RECORDED_SINCE = frozenset({SPLIT_KEY, SETTINGS_KEY})
+RECORDED_SINCE = frozenset({SPLIT_KEY, SETTINGS_KEY, CACHE_KEY, ENCODER_KEY})
 # Parameters that may change between an interrupted run and its resumption.
 RESUME_EXEMPT_KEYS = frozenset({"resume", "progress", "compile", "keep_epochs", "knn_monitor"})
 
@@ -522,5 +522,16 @@ def _check_resumable(latest: dict[str, Any], current: dict[str, Any]) -> None:
         advice = (
             "The splits changed since the run started (data_processing ran again with other "
             "settings): rerun data_processing as before to resume, or set resume: false"
+        )
+    elif any(d.startswith(f"{CACHE_KEY}.") for d in differences):
+        advice = (
+            "The image cache changed since the run started (data_processing ran again with "
+            "other preprocessing): rerun it as before to resume, or set resume: false"
+        )
+    elif any(d.startswith(f"{ENCODER_KEY}:") for d in differences):
+        advice = (
+            "The encoder it starts from changed since the run started "
+            "(contrastive_pretraining ran again): resume would mix two encoders' training; "
+            "set resume: false"
         )
     raise ValueError(f"cannot resume: the saved run differs in {'; '.join(differences)}. {advice}")

@@ -106,6 +106,8 @@ def train_classifier(
             "seed": seed,
             "classes": list(classes),
             lineage.SPLIT_KEY: lineage.split_fingerprint(splits),
+            lineage.CACHE_KEY: image_cache.preprocessing,
+            lineage.ENCODER_KEY: lineage.state_fingerprint(pretrained_encoder["state_dict"]),
             lineage.SETTINGS_KEY: {
                 "classifier_training": asdict(config),
                 # What the encoder it starts from was made with, which reporting checks.

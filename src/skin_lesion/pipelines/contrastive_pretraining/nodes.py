@@ -74,6 +74,7 @@ def pretrain_encoder(
             "contrastive_pretraining": params,
             "seed": seed,
             lineage.SPLIT_KEY: lineage.split_fingerprint(splits),
+            lineage.CACHE_KEY: image_cache.preprocessing,
             lineage.SETTINGS_KEY: {"contrastive_pretraining": asdict(config)},
         },
         store=pretraining_run,
