@@ -24,25 +24,11 @@ SPLIT_KEY = "split_sha256"
 # Where a checkpoint's params keep each group's settings with every default filled in, so
 # that a default changed in the code later still counts as a difference.
 SETTINGS_KEY = "settings"
-
-
 # Recorded in a training run's params so that resume compares them too: the image cache's
 # preprocessing (data_processing may have run again with other settings) and, for the
 # classifier, the weights of the encoder it starts from (contrastive_pretraining may have).
 CACHE_KEY = "cache_preprocessing"
 ENCODER_KEY = "encoder_sha256"
-
-
-def state_fingerprint(state_dict: Mapping[str, Any]) -> str:
-    """SHA-256 of a state dict's names, dtypes, shapes and bytes, in name order."""
-    import torch  # only the training nodes call this
-
-    digest = hashlib.sha256()
-    for name in sorted(state_dict):
-        tensor = torch.as_tensor(state_dict[name]).detach().cpu().contiguous()
-        digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)}\n".encode())
-        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()
 
 
 class StaleInputError(RuntimeError):

@@ -8,6 +8,7 @@ import torch
 from tests.conftest import run_kedro
 
 from skin_lesion import lineage
+from skin_lesion.checkpoints import state_fingerprint
 from skin_lesion.classifier import classifier_from_checkpoint
 
 pytestmark = pytest.mark.slow
@@ -26,9 +27,7 @@ def test_kedro_run_classifier_training(kedro_project):
     # What resume compares besides the parameters: the cache and the encoder started from.
     pretrained = torch.load(root / "06_models" / "pretrained_encoder.pt", weights_only=True)
     assert checkpoint["params"][lineage.CACHE_KEY] == checkpoint["preprocessing"]["cache"]
-    assert checkpoint["params"][lineage.ENCODER_KEY] == lineage.state_fingerprint(
-        pretrained["state_dict"]
-    )
+    assert checkpoint["params"][lineage.ENCODER_KEY] == state_fingerprint(pretrained)
     history = json.loads((root / "08_reporting" / "training_history.json").read_text())
     assert [h["phase"] for h in history] == ["warmup", "finetune", "finetune"]
     assert {"loss", "val_loss", "balanced_accuracy", "macro_f1", "accuracy", "lr"} <= set(

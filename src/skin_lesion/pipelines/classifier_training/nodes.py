@@ -8,7 +8,7 @@ from typing import Any
 import pandas as pd
 
 from skin_lesion import classification, engine, lineage
-from skin_lesion.checkpoints import CheckpointStore
+from skin_lesion.checkpoints import CheckpointStore, state_fingerprint
 from skin_lesion.config import from_dict
 from skin_lesion.images import ImageCache
 from skin_lesion.metadata import MetadataConfig
@@ -107,7 +107,7 @@ def train_classifier(
             "classes": list(classes),
             lineage.SPLIT_KEY: lineage.split_fingerprint(splits),
             lineage.CACHE_KEY: image_cache.preprocessing,
-            lineage.ENCODER_KEY: lineage.state_fingerprint(pretrained_encoder["state_dict"]),
+            lineage.ENCODER_KEY: state_fingerprint(pretrained_encoder),
             lineage.SETTINGS_KEY: {
                 "classifier_training": asdict(config),
                 # What the encoder it starts from was made with, which reporting checks.
