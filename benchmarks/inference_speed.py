@@ -4,7 +4,8 @@ Usage (after a training and reporting run, e.g. `kedro run --env cpu_quick`, or 
 benchmarks/accuracy.py):
     python benchmarks/inference_speed.py --data-dir data/cpu_quick
         [--images DIR] [--metadata CSV] [--tta default none] [--repeats 2]
-        [--batch-size N] [--device auto] [--out benchmarks/results/inference_speed.json]
+        [--batch-size N] [--device auto] [--chunk-size 2048]
+        [--out benchmarks/results/inference_speed.json]
 
 Classifies every image in ``--images`` (default ``HAM10000_images_part_1`` of
 ../shared/data/ham10000_200x150: 5,000 images) with ``--data-dir``'s
@@ -70,6 +71,7 @@ def measure(args: argparse.Namespace, tta: str) -> dict[str, Any]:
     from skin_lesion.inference import (
         InferenceConfig,
         batch_size_for,
+        chunked,
         file_loaders,
         predict_images,
     )
@@ -90,12 +92,17 @@ def measure(args: argparse.Namespace, tta: str) -> dict[str, Any]:
     fuses = bool(checkpoint.get("metadata_encoder"))
     metadata = read_text_csv(args.metadata, str(args.metadata)) if fuses else None
     prep = from_dict(PreprocessConfig, checkpoint["preprocessing"]["cache"], "cache")
-    start = time.perf_counter()
-    build_image_cache(loaders, prep, progress=False)
-    decode = time.perf_counter() - start
     config = InferenceConfig(
-        tta=None if tta == "default" else tta, batch_size=args.batch_size, progress=False
+        tta=None if tta == "default" else tta,
+        batch_size=args.batch_size,
+        chunk_size=args.chunk_size or None,
+        progress=False,
     )
+    names = list(loaders)
+    start = time.perf_counter()
+    for part in chunked(names, config.chunk_size):  # in parts, as predict_images decodes
+        build_image_cache({names[i]: loaders[names[i]] for i in part}, prep, progress=False)
+    decode = time.perf_counter() - start
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     start = time.perf_counter()
@@ -120,6 +127,7 @@ def measure(args: argparse.Namespace, tta: str) -> dict[str, Any]:
         ),
         "device": str(device),
         "batch_size": batch_size_for(config, device),
+        "chunk_size": config.chunk_size,
         "malloc_kept": malloc_kept,
         "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
     }
@@ -130,7 +138,7 @@ def run_isolated(args: argparse.Namespace, tta: str) -> dict[str, Any]:
     command = [
         sys.executable, __file__, f"--child={tta}", f"--data-dir={args.data_dir}",
         f"--images={args.images}", f"--metadata={args.metadata}",
-        f"--device={args.device}",
+        f"--device={args.device}", f"--chunk-size={args.chunk_size}",
     ]  # fmt: skip
     if args.batch_size is not None:
         command.append(f"--batch-size={args.batch_size}")
@@ -173,7 +181,13 @@ def markdown(result: dict[str, Any]) -> str:
         f"{result['crop']} px (classifier `{result['classifier_sha256'][:12]}`"
         f"{', metadata fusion' if first['metadata'] else ''}), "
         f"{first['images']:,} images of `{Path(result['images_dir']).name}`, batch "
-        f"{first.get('batch_size', result['batch_size'])}; fastest of {result['repeats']} "
+        f"{first.get('batch_size', result['batch_size'])}"
+        + (
+            f", decoded and classified {first['chunk_size']:,} at a time"
+            if first.get("chunk_size")
+            else (", all decoded at once" if "chunk_size" in first else "")
+        )
+        + f"; fastest of {result['repeats']} "
         "runs, each in a fresh process"
         + (
             ", malloc keeping freed memory as `skin-lesion predict`"
@@ -211,6 +225,12 @@ def main(argv: list[str] | None = None) -> int:
         "--batch-size", type=int, help="default: predict's own (64 on a GPU, 16 on a CPU)"
     )
     parser.add_argument("--device", default="auto")
+    parser.add_argument(
+        "--chunk-size",
+        type=int,
+        default=2048,
+        help="images decoded and classified at a time (inference.chunk_size; 0: all at once)",
+    )
     parser.add_argument("--out", type=Path, default=OUT)
     parser.add_argument("--child", choices=TTAS, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)

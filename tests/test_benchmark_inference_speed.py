@@ -34,7 +34,7 @@ def test_inference_speed_records_each_tta_of_a_fusion_classifier(kedro_project: 
     assert result["batch_size"] is None
     table = out.with_suffix(".md").read_text().splitlines()
     assert f"classifier `{checkpoint[:12]}`, metadata fusion" in table[0]
-    assert ", batch 16; fastest of 1 runs" in table[0]
+    assert ", batch 16, decoded and classified 2,048 at a time; fastest of 1 runs" in table[0]
     assert table[2].startswith("| TTA (views) | classify s | img/s |")
     assert table[4].startswith(f"| {default['tta']} (the operating point's), ")
     assert table[5].startswith(f"| dihedral, 8 | {dihedral['classify_s']} |")
@@ -46,11 +46,18 @@ def test_inference_speed_passes_a_batch_size_on(kedro_project: Path) -> None:
     out = kedro_project / "results" / "speed.json"
     argv = ["--data-dir", str(kedro_project / "data"), "--images", str(raw), "--out", str(out)]
     assert (
-        inference_speed.main([*argv, "--tta", "none", "--repeats", "1", "--batch-size", "5"]) == 0
+        inference_speed.main(
+            [*argv, "--tta", "none", "--repeats", "1", "--batch-size", "5", "--chunk-size", "7"]
+        )
+        == 0
     )
     result = json.loads(out.read_text())
     assert result["batch_size"] == 5 and result["rows"][0]["batch_size"] == 5
-    assert ", batch 5; fastest" in out.with_suffix(".md").read_text()
+    assert result["rows"][0]["chunk_size"] == 7
+    assert (
+        ", batch 5, decoded and classified 7 at a time; fastest"
+        in out.with_suffix(".md").read_text()
+    )
 
 
 def test_inference_speed_names_what_is_missing(tmp_path: Path) -> None:

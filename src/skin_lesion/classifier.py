@@ -152,6 +152,60 @@ def classifier_from_checkpoint(checkpoint: dict[str, Any]) -> Classifier:
     return model.eval()
 
 
+class CheckpointPredictor:
+    """A checkpoint's model, crop and precision, built once, to score images in parts."""
+
+    def __init__(
+        self,
+        checkpoint: dict[str, Any],
+        *,
+        device: torch.device,
+        batch_size: int = 256,
+        tta: str = "none",
+        progress: bool = True,
+        channels_last: bool | None = None,
+    ) -> None:
+        """See :func:`predict_with_checkpoint` for the arguments."""
+        self.checkpoint = checkpoint
+        self.model = classifier_from_checkpoint(checkpoint)
+        if channels_last is None:
+            channels_last = bool(_training_setting(checkpoint, "channels_last", True))
+        engine.place_model(self.model, device, channels_last)
+        prep = checkpoint["preprocessing"]
+        self.transform = build_eval_transform(prep["crop_size"], prep["mean"], prep["std"]).to(
+            device
+        )
+        self.precision = checkpoint_precision(checkpoint, device)
+        self.device, self.batch_size, self.tta, self.progress = device, batch_size, tta, progress
+
+    def __call__(
+        self,
+        images: np.ndarray,
+        indices: np.ndarray,
+        *,
+        rows: pd.DataFrame | None = None,
+        meta_features: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """Probabilities of ``images[indices]`` (metadata as in predict_with_checkpoint)."""
+        meta = meta_features
+        if meta is None and self.checkpoint.get("metadata_encoder"):
+            if rows is None:
+                raise ValueError("this classifier fuses metadata: pass rows or meta_features")
+            meta = MetadataEncoder.from_dict(self.checkpoint["metadata_encoder"]).transform(rows)
+        return predict_proba(
+            self.model,
+            images,
+            indices,
+            transform=self.transform,
+            device=self.device,
+            meta=meta,
+            batch_size=self.batch_size,
+            precision=self.precision,
+            tta=self.tta,
+            progress=self.progress,
+        )
+
+
 def predict_with_checkpoint(
     checkpoint: dict[str, Any],
     images: np.ndarray,
@@ -173,27 +227,15 @@ def predict_with_checkpoint(
     ``channels_last`` puts the model in NHWC memory format where that pays
     (``engine.use_channels_last``); ``None`` does as training's validation did.
     """
-    model = classifier_from_checkpoint(checkpoint)
-    if channels_last is None:
-        channels_last = bool(_training_setting(checkpoint, "channels_last", True))
-    engine.place_model(model, device, channels_last)
-    prep = checkpoint["preprocessing"]
-    transform = build_eval_transform(prep["crop_size"], prep["mean"], prep["std"]).to(device)
-    meta = meta_features
-    if meta is None and checkpoint.get("metadata_encoder"):
-        meta = MetadataEncoder.from_dict(checkpoint["metadata_encoder"]).transform(rows)
-    return predict_proba(
-        model,
-        images,
-        indices,
-        transform=transform,
+    predictor = CheckpointPredictor(
+        checkpoint,
         device=device,
-        meta=meta,
         batch_size=batch_size,
-        precision=checkpoint_precision(checkpoint, device),
         tta=tta,
         progress=progress,
+        channels_last=channels_last,
     )
+    return predictor(images, indices, rows=rows, meta_features=meta_features)
 
 
 def checkpoint_precision(checkpoint: dict[str, Any], device: torch.device) -> engine.Precision:

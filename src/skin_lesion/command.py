@@ -64,6 +64,13 @@ def _parser() -> argparse.ArgumentParser:
         help="images per forward pass (default: 64 on a GPU, 16 on a CPU, faster there)",
     )
     predict.add_argument(
+        "--chunk-size",
+        type=int,
+        default=InferenceConfig.chunk_size,
+        help="images decoded and classified at a time, so memory stays flat however many "
+        f"are given (default: {InferenceConfig.chunk_size}; 0 decodes all at once)",
+    )
+    predict.add_argument(
         "--device",
         default="auto",
         help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps (default: auto)",
@@ -193,7 +200,12 @@ def _predict(args: argparse.Namespace) -> int:
             metrics.get("operating_point") or {},
             file_loaders(args.paths),
             device=device,
-            config=InferenceConfig(tta=args.tta, batch_size=args.batch_size, progress=False),
+            config=InferenceConfig(
+                tta=args.tta,
+                batch_size=args.batch_size,
+                chunk_size=args.chunk_size or None,
+                progress=False,
+            ),
             metadata=_read_metadata(args.metadata),
         )
     except (FileNotFoundError, ValueError) as error:

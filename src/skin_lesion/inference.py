@@ -26,11 +26,12 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 import torch
+from tqdm.auto import tqdm
 
 from skin_lesion import engine
 from skin_lesion.calibration import apply_temperature
 from skin_lesion.checkpoints import require_kind, state_fingerprint
-from skin_lesion.classifier import CHECKPOINT_KIND, predict_with_checkpoint
+from skin_lesion.classifier import CHECKPOINT_KIND, CheckpointPredictor
 from skin_lesion.config import check_at_least, from_dict
 from skin_lesion.evaluation import explain
 from skin_lesion.files import display_name, left_out, walk_files, warn_left_out
@@ -68,6 +69,10 @@ class InferenceConfig:
             :data:`BATCH_SIZE_CUDA` on a GPU and :data:`BATCH_SIZE_CPU` on a CPU (see
             :func:`skin_lesion.engine.forward_batch_size`).
         workers: Decoding threads; null uses every core.
+        chunk_size: Images decoded and classified at a time, so that memory does not grow
+            with the number of images (about 0.26 MB an image at the default 256x341
+            cache); null decodes all at once. With several parts, Grad-CAM decodes each
+            batch's images again rather than keep them.
         gradcam: Also return a Grad-CAM overlay of the predicted class for every image.
         progress: Progress bars.
     """
@@ -77,11 +82,12 @@ class InferenceConfig:
     tta: Literal["none", "flips", "dihedral"] | None = None
     batch_size: int | None = None
     workers: int | None = None
+    chunk_size: int | None = 2048
     gradcam: bool = False
     progress: bool = True
 
     def __post_init__(self) -> None:
-        check_at_least(self, 1, "batch_size", "workers")
+        check_at_least(self, 1, "batch_size", "workers", "chunk_size")
 
 
 BATCH_SIZE_CUDA = 64
@@ -212,41 +218,71 @@ def predict_images(
     preprocessing = from_dict(
         PreprocessConfig, checkpoint["preprocessing"]["cache"], "checkpoint.preprocessing.cache"
     )
-    cache, failures = build_image_cache(
-        loaders, preprocessing, workers=config.workers, progress=config.progress
-    )
-    rejects = pd.DataFrame(list(failures.items()), columns=list(REJECT_COLUMNS))
-    classes = checkpoint["class_names"]
-    names = list(cache.image_ids)
+    names_all = list(loaders)
     if fuses:
-        rows, given = match_metadata(names, metadata, metadata_limits(checkpoint))
+        # Matched before any decoding, so that a table that cannot be used fails at once.
+        rows_all, given_all = match_metadata(names_all, metadata, metadata_limits(checkpoint))
         encoder = MetadataEncoder.from_dict(checkpoint["metadata_encoder"])
-        warn_unseen_ages(rows, encoder)
+        warn_unseen_ages(rows_all, encoder)
         # Encoded once, for the predictions and Grad-CAM alike (its warnings said once).
-        meta = encoder.transform(rows) if len(rows) else None
-        status = np.where(given, "given", "missing")
-    else:
-        rows, status = pd.DataFrame({"image_id": names}), np.full(len(names), "unused")
-        meta = None
-    probs = (
-        predict_with_checkpoint(
-            checkpoint,
-            cache.images,
-            rows,
-            np.arange(len(rows)),
-            device=device,
-            batch_size=batch_size_for(config, device),
-            tta=tta,
-            progress=config.progress,
-            meta_features=meta,
-        )
-        if len(rows)
-        else np.zeros((0, len(classes)))
+        meta_all = encoder.transform(rows_all)
+    classes = checkpoint["class_names"]
+    predictor = CheckpointPredictor(
+        checkpoint,
+        device=device,
+        batch_size=batch_size_for(config, device),
+        tta=tta,
+        progress=config.progress,
     )
-    calibrated = apply_temperature(probs, temperature) if len(rows) else probs
+    parts = chunked(names_all, config.chunk_size)
+    many = len(parts) > 1
+    if many:
+        logger.info(
+            "Classifying %d images %d at a time (inference.chunk_size): %d parts",
+            len(names_all),
+            config.chunk_size,
+            len(parts),
+        )
+        predictor.progress = False
+    kept: list[int] = []  # positions in names_all of the decoded images, in order
+    probs_parts: list[np.ndarray] = []
+    failures: dict[str, str] = {}
+    images = None  # the decoded images, kept for Grad-CAM only when there is one part
+    with tqdm(
+        total=len(names_all), desc="classify", unit="img", disable=not (config.progress and many)
+    ) as bar:
+        for part in parts:
+            cache, failed = build_image_cache(
+                {names_all[i]: loaders[names_all[i]] for i in part},
+                preprocessing,
+                workers=config.workers,
+                progress=config.progress and not many,
+            )
+            failures.update(failed)
+            done = [i for i in part if names_all[i] not in failed]
+            if done:
+                probs_parts.append(
+                    predictor(
+                        cache.images,
+                        np.arange(len(done)),
+                        meta_features=meta_all[done] if fuses else None,
+                    )
+                )
+            kept += done
+            images = None if many else cache.images
+            bar.update(len(part))
+    rejects = pd.DataFrame(list(failures.items()), columns=list(REJECT_COLUMNS))
+    names = [names_all[i] for i in kept]
+    if fuses:
+        status = np.where(given_all[kept], "given", "missing")
+        meta = meta_all[kept]
+    else:
+        status, meta = np.full(len(names), "unused"), None
+    probs = np.concatenate(probs_parts) if probs_parts else np.zeros((0, len(classes)))
+    calibrated = apply_temperature(probs, temperature) if len(names) else probs
     mel = classes.index("mel")
     predictions = pd.DataFrame(calibrated, columns=[f"p_{c}" for c in classes])
-    predictions.insert(0, "image", list(cache.image_ids))
+    predictions.insert(0, "image", names)
     predictions["predicted"] = [classes[k] for k in calibrated.argmax(axis=1)]
     predictions["melanoma_flag"] = calibrated[:, mel] >= threshold
     predictions["melanoma_threshold"] = threshold
@@ -256,9 +292,32 @@ def predict_images(
     if not len(predictions):
         logger.warning("no image could be classified: all %d rejected", len(rejects))
     panels = {}
-    if config.gradcam and len(rows):
-        panels = LazyGradcam(checkpoint, cache.images, predictions, meta, device=device).panels()
+    if config.gradcam and len(names):
+
+        def decode_again(rows: list[int]) -> np.ndarray:
+            again, failed = build_image_cache(
+                {names[r]: loaders[names[r]] for r in rows},
+                preprocessing,
+                workers=config.workers,
+                progress=False,
+            )
+            if failed:
+                raise RuntimeError(
+                    f"Grad-CAM: {len(failed)} image(s) decoded before could not be read "
+                    f"again (changed during the run?): {failed}"
+                )
+            return again.images
+
+        # Several parts: a Grad-CAM batch decodes its images again instead of keeping all.
+        source = decode_again if images is None else images
+        panels = LazyGradcam(checkpoint, source, predictions, meta, device=device).panels()
     return predictions, rejects, panels
+
+
+def chunked(items: list[Any], size: int | None) -> list[range]:
+    """Positions ``0..len(items)`` in parts of ``size`` (one part when ``size`` is None)."""
+    step = size or max(len(items), 1)
+    return [range(start, min(start + step, len(items))) for start in range(0, len(items), step)]
 
 
 def check_metadata_table(metadata: pd.DataFrame) -> None:
@@ -437,13 +496,15 @@ class LazyGradcam:
     def __init__(
         self,
         checkpoint: dict[str, Any],
-        images: np.ndarray,
+        images: np.ndarray | Callable[[list[int]], np.ndarray],
         predictions: pd.DataFrame,
         meta: np.ndarray | None,
         *,
         device: torch.device,
         batch_size: int = GRADCAM_BATCH,
     ) -> None:
+        """``images``: the decoded images aligned with ``predictions``, or a function that
+        decodes those of the given prediction rows (for a run too large to hold them)."""
         self._args = (checkpoint, images, predictions, meta)
         self._device = device
         images = list(predictions["image"])
@@ -460,8 +521,9 @@ class LazyGradcam:
             rows = self._order[start : start + self._batch_size]
             checkpoint, images, predictions, meta = self._args
             chosen = predictions.iloc[rows]
+            pixels = images(rows) if callable(images) else images[rows]
             batch = gradcam_panels(
-                checkpoint, images[rows], chosen, None if meta is None else meta[rows],
+                checkpoint, pixels, chosen, None if meta is None else meta[rows],
                 device=self._device,
             )  # fmt: skip
             self._held = {r: batch[name] for r, name in zip(rows, chosen["image"])}

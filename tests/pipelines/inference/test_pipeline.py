@@ -91,6 +91,22 @@ def test_inference_matches_reporting_and_sets_bad_files_aside(trained, tmp_path)
     assert list(out["predicted"]) == [CLASSES[k] for k in expected.argmax(1)]
     assert (out["melanoma_flag"] == (expected[:, 4] >= point["melanoma_threshold"])).all()
 
+    # In parts of 4 images (inference.chunk_size), holding one part's images at a time and
+    # decoding Grad-CAM's again: the same predictions, rejects and overlays.
+    whole = {
+        name: pd.read_csv(root / "07_model_output" / f"{name}.csv")
+        for name in ("inference_predictions", "inference_rejects")
+    }
+    gradcam = root / "07_model_output" / "inference_gradcam"
+    pictures = {p.name: p.read_bytes() for p in gradcam.iterdir()}
+    assert len(whole["inference_predictions"]) > 8  # so that there are several parts
+    parts = {"input_dir": str(folder), "gradcam": True, "chunk_size": 4}
+    run_kedro(trained, "inference", inference=parts)
+    for name, frame in whole.items():
+        again = pd.read_csv(root / "07_model_output" / f"{name}.csv")
+        pd.testing.assert_frame_equal(again, frame, check_exact=False, atol=1e-6)
+    assert {p.name: p.read_bytes() for p in gradcam.iterdir()} == pictures
+
 
 def test_command_prints_a_table_and_writes_csv(trained, tmp_path, capsys):
     raw = trained / "data" / "01_raw" / "HAM10000"
