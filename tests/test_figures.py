@@ -462,3 +462,17 @@ def test_figures_are_not_registered_with_pyplot():
     figs = [figures.plot_confusion_matrix(confusion(), CLASSES), figures.plot_gradcam_grid([])]
     assert all(isinstance(f, Figure) for f in figs)
     assert len(plt.get_fignums()) == before
+
+
+def test_per_class_f1_legend_leaves_the_bar_labels_visible_at_f1_one():
+    # At F1 = 1 (the demo's model) the legend covered the first bars' value labels.
+    classes = ["akiec", "bcc", "bkl", "df", "mel", "nv", "vasc"]
+    scores = {c: {"precision": 1.0, "recall": 1.0, "f1": 1.0, "support": 10} for c in classes}
+    fig = figures.plot_per_class_f1(scores, classes)
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    ax = fig.axes[0]
+    legend = ax.get_legend().get_window_extent(renderer)
+    labels = [t.get_window_extent(renderer) for t in ax.texts if t.get_text() == "1.00"]
+    assert len(labels) == len(classes)
+    assert not any(legend.overlaps(label) for label in labels)

@@ -251,7 +251,10 @@ def plot_per_class_f1(per_class: dict[str, dict], classes: Sequence[str]) -> Fig
         label="recall",
     )
     ax.set_xticks(x, [f"{name}\n(n = {n})" for name, n in zip(classes, support)])
-    ax.set_ylim(0, 1.08)
+    # Head room above 1 for the value labels and the legend, which covered the labels of
+    # bars near F1 = 1; ticks stop at 1.
+    ax.set_ylim(0, 1.25)
+    ax.set_yticks(np.linspace(0, 1, 6))
     ax.set_xlabel("Class (support)")
     ax.set_ylabel("Score")
     ax.set_title("Per-class F1 (bars), precision and recall (markers)")
