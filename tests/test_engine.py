@@ -354,3 +354,31 @@ def test_resume_refuses_another_image_cache_or_starting_encoder(tmp_path):
     _fit(old, epochs=1, params={"lr": 0.05})
     _fit(old, epochs=2, resume=True, params=made)
     assert old.latest()["epoch"] == 1
+
+
+def test_steps_skipped_for_overflow_update_neither_schedule_nor_ema(monkeypatch):
+    # fp16 with a start scale far above its range: the first steps overflow and are skipped
+    # (GradScaler lowers the scale); the EMA was updated on them all the same.
+    monkeypatch.setattr(engine, "autocast_dtype", lambda device: torch.float16)
+    precision = engine.Precision(torch.device("cpu"))
+    precision.scaler = torch.amp.GradScaler("cpu", init_scale=2.0**40)
+    model = nn.Linear(4, 1)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+    batches = [(torch.randn(8, 4), torch.randn(8, 1)) for _ in range(30)]
+    updates = []
+    engine.train_one_epoch(
+        model,
+        lambda m, b: nn.functional.mse_loss(m(b[0]), b[1]),
+        batches,
+        optimizer,
+        scheduler,
+        precision,
+        epoch=0,
+        grad_clip=None,
+        progress=False,
+        after_step=lambda m: updates.append(1),
+    )
+    taken = scheduler.last_epoch  # the schedule follows the optimizer's real steps
+    assert 0 < taken < len(batches)  # some steps were skipped, some taken
+    assert len(updates) == taken

@@ -248,10 +248,12 @@ def train_one_epoch(
 ) -> dict[str, float]:
     """Run one epoch of optimisation.
 
-    ``after_step(model)``, when given, runs after every optimizer step (an EMA update).
+    ``after_step(model)``, when given, runs after every optimizer step that was taken (an EMA
+    update; fp16 skips the steps whose gradients overflowed).
 
     Returns:
-        ``loss`` (mean), ``lr`` (first group's, at the end), ``img_per_s``, ``seconds``.
+        ``loss`` (mean), ``lr`` (the head group's, else the first's, at the end),
+        ``img_per_s``, ``seconds``.
 
     Raises:
         NonFiniteLossError: Naming the epoch and step where the loss became NaN or inf.
@@ -283,11 +285,12 @@ def train_one_epoch(
         # schedule follows the optimizer's real steps (torch warns otherwise). Reading the
         # scale waits for the GPU, but GradScaler.step has already waited (it reads its
         # found-inf flag with .item()), so this costs no extra stall; bf16 and fp32 skip it.
-        if scale is None or precision.scaler.get_scale() >= scale:
+        stepped = scale is None or precision.scaler.get_scale() >= scale
+        if stepped:
             scheduler.step()
         losses.append(loss.detach().float())
         images_seen += len(batch[0])
-        if after_step is not None:
+        if after_step is not None and stepped:  # no EMA update for a skipped step either
             after_step(model)
         if (i + 1) % SYNC_EVERY == 0 or (total is not None and i + 1 == total):
             _check_finite(losses, epoch)
