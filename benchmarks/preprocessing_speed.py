@@ -45,7 +45,7 @@ from PIL import Image
 
 from skin_lesion.demo import generate_demo_dataset
 from skin_lesion.pipelines.data_processing.nodes import decode_images
-from skin_lesion.provenance import code_version, cpu_name
+from skin_lesion.provenance import code_version, cpu_name, describe_code
 
 ROOT = Path(__file__).resolve().parents[1]
 FULL_SIZE = (600, 450)
@@ -146,7 +146,8 @@ def markdown(result: dict[str, Any]) -> str:
     lines = [
         f"{result['cpu']}, {result['cores']} cores; cache {result['rows'][0]['cache_size']} (HxW); "
         f"fastest of {result['rows'][0]['repeats']} alternating runs; peak = rise of the "
-        "process's peak RSS during a run (both build the same uint8 array).",
+        "process's peak RSS during a run (both build the same uint8 array)"
+        + (f"; {describe_code(result['code'])}." if result.get("code") else "."),
         "",
         "| data | images | source | mean file (KiB) | ours (img/s) | PIL loop, 1 thread (img/s) "
         "| speed-up | ours peak (MiB) | PIL loop peak (MiB) |",
