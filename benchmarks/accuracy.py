@@ -324,7 +324,12 @@ def packages_line(records: list[dict], unit: str) -> str | None:
     """A sentence naming the package versions that differ between runs (None when none do)."""
     first = records[0].get("packages") or {}
     differ = sorted(
-        {p for r in records for p, v in (r.get("packages") or {}).items() if first.get(p) != v}
+        {
+            p
+            for r in records
+            for p in set(first) | set(r.get("packages") or {})
+            if first.get(p) != (r.get("packages") or {}).get(p)
+        }
     )
     if not differ:
         return None

@@ -194,6 +194,13 @@ def test_aggregate_names_packages_that_differ_between_seeds(tmp_path: Path) -> N
         "Packages differ between the seeds: seed 0: torch 2.11; seed 1: torch 2.14."
     )
     assert result["packages_line"] in (tmp_path / "accuracy-run.md").read_text()
+    # A package only the first seed recorded counts as well as one only a later seed did.
+    fewer = tmp_path / "fewer"
+    _write_seed(fewer, 0, 0.6, packages={"torch": "2.14", "kornia": "0.9"})
+    _write_seed(fewer, 1, 0.7, packages={"torch": "2.14"})
+    assert accuracy.aggregate("run", fewer)["packages_line"] == (
+        "Packages differ between the seeds: seed 0: kornia 0.9; seed 1: kornia not recorded."
+    )
     same = tmp_path / "same"
     for seed in (0, 1):
         _write_seed(same, seed, 0.6, packages={"torch": "2.14"})

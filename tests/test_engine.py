@@ -382,3 +382,30 @@ def test_steps_skipped_for_overflow_update_neither_schedule_nor_ema(monkeypatch)
     taken = scheduler.last_epoch  # the schedule follows the optimizer's real steps
     assert 0 < taken < len(batches)  # some steps were skipped, some taken
     assert len(updates) == taken
+
+
+def test_a_run_saved_before_a_setting_existed_resumes_at_its_old_behaviour(tmp_path):
+    # finetune.frozen_batchnorm came later: its absence in an interrupted run's settings is
+    # "update", what runs did before; the raw group recorded it as given (not at all).
+    store = CheckpointStore(tmp_path)
+    finetune = {"epochs": 3}
+    old = {"classifier_training": {}, "settings": {"classifier_training": {"finetune": finetune}}}
+    _fit(store, epochs=1, params=old)
+    now = {
+        "classifier_training": {},
+        "settings": {
+            "classifier_training": {"finetune": {**finetune, "frozen_batchnorm": "update"}}
+        },
+    }
+    _fit(store, epochs=2, resume=True, params=now)
+    assert store.latest()["epoch"] == 1
+    fixed = {
+        "classifier_training": {},
+        "settings": {
+            "classifier_training": {"finetune": {**finetune, "frozen_batchnorm": "fixed"}}
+        },
+    }
+    with pytest.raises(
+        ValueError, match=r"finetune.frozen_batchnorm: 'update' before, now 'fixed'"
+    ):
+        _fit(store, epochs=3, resume=True, params=fixed)

@@ -257,3 +257,38 @@ def test_lazy_gradcam_computes_a_batch_when_asked_and_holds_one(monkeypatch) -> 
     assert calls == [["a.jpg", "b__0.jpg"], ["b/0.jpg", "b/1.jpg"], ["c.jpg"]]
     assert all(got[name]["image"] == names.index(name) for name in names)
     assert len(lazy._held) == 1  # only the last batch is held
+
+
+def test_lazy_gradcam_names_an_image_it_cannot_read_again_instead_of_failing(
+    monkeypatch, caplog
+) -> None:
+    # With several parts Grad-CAM decodes its batches again; a file gone since then failed
+    # every panel of its batch (and the run), though the image had been classified.
+    import numpy as np
+    import pandas as pd
+    import torch
+
+    from skin_lesion import inference
+
+    def fake_panels(checkpoint, images, predictions, meta, *, device):
+        return {
+            name: {"image": image, "heatmap": np.ones((2, 2)), "title": name}
+            for name, image in zip(predictions["image"], images)
+        }
+
+    monkeypatch.setattr(inference, "gradcam_panels", fake_panels)
+    names = ["a.jpg", "b.jpg", "c.jpg"]
+
+    def decode_again(rows):
+        pixels = np.stack([np.full((2, 2, 3), r, np.uint8) for r in rows])
+        return pixels, {r: "cannot read file: gone" for r in rows if names[r] == "b.jpg"}
+
+    lazy = inference.LazyGradcam(
+        {}, decode_again, pd.DataFrame({"image": names}), None, device=torch.device("cpu")
+    )
+    with caplog.at_level(logging.WARNING, logger="skin_lesion.inference"):
+        panels = {name: make() for name, make in lazy.panels().items()}
+    assert panels["b.jpg"]["title"] == "b.jpg: not read again for Grad-CAM"
+    assert not panels["b.jpg"]["heatmap"].any() and panels["a.jpg"]["heatmap"].all()
+    assert panels["c.jpg"]["image"].max() == 2  # the others as decoded
+    assert "Grad-CAM of b.jpg: cannot read file: gone" in caplog.text

@@ -196,3 +196,11 @@ def test_unfreeze_stages_beyond_the_encoder_is_named_before_any_work(kedro_proje
     with pytest.raises(ConfigError, match=r"finetune.unfreeze_stages: 99, but .* stage\(s\)"):
         run_kedro(kedro_project, classifier_training={"finetune": {"unfreeze_stages": 99}})
     assert not (kedro_project / "data" / "02_intermediate").exists()
+
+
+def test_a_hub_encoder_name_is_left_to_the_hub():
+    from skin_lesion.parameters_check import check_encoder
+
+    check_encoder("hf-hub:timm/resnet18.a1_in1k")  # timm.is_model does not know hub names
+    with pytest.raises(ConfigError, match="not a timm model"):
+        check_encoder("resnet18_typo")

@@ -8,6 +8,7 @@ scheduler, batch source): no global state, so the loop can later be wrapped for 
 from __future__ import annotations
 
 import contextlib
+import copy
 import logging
 import math
 import random
@@ -494,6 +495,23 @@ RECORDED_SINCE = frozenset({SPLIT_KEY, SETTINGS_KEY, CACHE_KEY, ENCODER_KEY})
 RESUME_EXEMPT_KEYS = frozenset({"resume", "progress", "compile", "keep_epochs", "knn_monitor"})
 
 
+# Settings added since runs were first saved, each with the value that behaves as runs did
+# before it existed: a run interrupted before then resumes as long as the key has that value.
+ADDED_SETTINGS = {("classifier_training", "finetune", "frozen_batchnorm"): "update"}
+
+
+def _with_added_settings(settings: dict[str, Any]) -> dict[str, Any]:
+    """``settings`` (a run's filled-in groups) with any key of ``ADDED_SETTINGS`` it lacks."""
+    filled = copy.deepcopy(settings)
+    for path, value in ADDED_SETTINGS.items():
+        node = filled
+        for key in path[:-1]:
+            node = node.get(key) if isinstance(node, dict) else None
+        if isinstance(node, dict) and path[-1] not in node:
+            node[path[-1]] = value
+    return filled
+
+
 def _strip(params: Any) -> Any:
     if isinstance(params, dict):
         return {k: _strip(v) for k, v in params.items() if k not in RESUME_EXEMPT_KEYS}
@@ -510,6 +528,7 @@ def _check_resumable(latest: dict[str, Any], current: dict[str, Any]) -> None:
         if isinstance(saved.get(SETTINGS_KEY), dict) and isinstance(now.get(SETTINGS_KEY), dict):
             groups = now[SETTINGS_KEY].items()
             now[SETTINGS_KEY] = {g: v for g, v in groups if g in saved[SETTINGS_KEY]}
+            saved[SETTINGS_KEY] = _with_added_settings(saved[SETTINGS_KEY])
             # A group recorded both as given and with its defaults filled in is compared
             # filled in only: a key now given at its default value is no change, and a
             # change is named once, not also under ``settings.``.

@@ -57,6 +57,11 @@ def left_out(wanted: str) -> Callable[[], bytes]:
     return partial(_left_out, wanted)
 
 
+def is_left_out(loader: Callable[[], bytes]) -> bool:
+    """Whether ``loader`` is :func:`left_out`'s (a file that will not be read as an image)."""
+    return isinstance(loader, partial) and loader.func is _left_out
+
+
 def warn_left_out(folder: str, names: list[str], wanted: str) -> None:
     """One warning counting and naming (the first few of) the files of ``folder`` left out
     as not ``wanted``; nothing when there are none."""

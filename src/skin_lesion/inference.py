@@ -34,7 +34,7 @@ from skin_lesion.checkpoints import require_kind, state_fingerprint
 from skin_lesion.classifier import CHECKPOINT_KIND, CheckpointPredictor
 from skin_lesion.config import check_at_least, from_dict
 from skin_lesion.evaluation import explain
-from skin_lesion.files import display_name, left_out, walk_files, warn_left_out
+from skin_lesion.files import display_name, is_left_out, left_out, walk_files, warn_left_out
 from skin_lesion.images import IMAGE_SUFFIXES, build_image_cache
 from skin_lesion.metadata import MetadataConfig
 from skin_lesion.preprocessing import PreprocessConfig
@@ -71,7 +71,7 @@ class InferenceConfig:
         workers: Decoding threads; null uses every core.
         chunk_size: Images decoded and classified at a time, so that memory does not grow
             with the number of images (about 0.26 MB an image at the default 256x341
-            cache); null decodes all at once. With several parts, Grad-CAM decodes each
+            cache); null or 0 decodes all at once. With several parts, Grad-CAM decodes each
             batch's images again rather than keep them.
         gradcam: Also return a Grad-CAM overlay of the predicted class for every image.
         progress: Progress bars.
@@ -87,7 +87,8 @@ class InferenceConfig:
     progress: bool = True
 
     def __post_init__(self) -> None:
-        check_at_least(self, 1, "batch_size", "workers", "chunk_size")
+        check_at_least(self, 1, "batch_size", "workers")
+        check_at_least(self, 0, "chunk_size")  # 0, as null: all at once
 
 
 BATCH_SIZE_CUDA = 64
@@ -178,7 +179,9 @@ def predict_images(
         config: TTA, batch size, decoding threads.
         metadata: The images' ``image_id``, ``age``, ``sex`` and ``localization`` (see
             :func:`match_metadata`); required when the classifier fuses metadata, ignored
-            (with a warning) when it does not.
+            (with a warning) when it does not. It is matched to every file that will be read
+            before any is decoded (its errors come at once); its warnings name only the
+            images classified.
 
     Returns:
         ``predictions`` (``image``, the calibrated ``p_<class>``, ``predicted``,
@@ -220,12 +223,17 @@ def predict_images(
     )
     names_all = list(loaders)
     if fuses:
-        # Matched before any decoding, so that a table that cannot be used fails at once.
-        rows_all, given_all = match_metadata(names_all, metadata, metadata_limits(checkpoint))
+        # Matched before any decoding, so that a table that cannot be used fails at once:
+        # every file that will be read (not those a folder leaves out, such as a sidecar
+        # ISIC_0.json beside ISIC_0.jpg). Encoded once, for the predictions and Grad-CAM
+        # alike (its warnings said once).
+        read = [i for i, name in enumerate(names_all) if not is_left_out(loaders[name])]
+        slot = {i: k for k, i in enumerate(read)}
+        rows_read, given_read = match_metadata(
+            [names_all[i] for i in read], metadata, metadata_limits(checkpoint), warn=False
+        )
         encoder = MetadataEncoder.from_dict(checkpoint["metadata_encoder"])
-        warn_unseen_ages(rows_all, encoder)
-        # Encoded once, for the predictions and Grad-CAM alike (its warnings said once).
-        meta_all = encoder.transform(rows_all)
+        meta_read = encoder.transform(rows_read)
     classes = checkpoint["class_names"]
     predictor = CheckpointPredictor(
         checkpoint,
@@ -265,7 +273,7 @@ def predict_images(
                     predictor(
                         cache.images,
                         np.arange(len(done)),
-                        meta_features=meta_all[done] if fuses else None,
+                        meta_features=meta_read[[slot[i] for i in done]] if fuses else None,
                     )
                 )
             kept += done
@@ -274,8 +282,13 @@ def predict_images(
     rejects = pd.DataFrame(list(failures.items()), columns=list(REJECT_COLUMNS))
     names = [names_all[i] for i in kept]
     if fuses:
-        status = np.where(given_all[kept], "given", "missing")
-        meta = meta_all[kept]
+        # Said of the images classified only (not of those rejected).
+        rows_kept = [slot[i] for i in kept]
+        given = given_read[rows_kept]
+        warn_missing_rows(names, given)
+        warn_unseen_ages(rows_read.iloc[rows_kept], encoder)
+        status = np.where(given, "given", "missing")
+        meta = meta_read[rows_kept]
     else:
         status, meta = np.full(len(names), "unused"), None
     probs = np.concatenate(probs_parts) if probs_parts else np.zeros((0, len(classes)))
@@ -294,19 +307,19 @@ def predict_images(
     panels = {}
     if config.gradcam and len(names):
 
-        def decode_again(rows: list[int]) -> np.ndarray:
+        def decode_again(rows: list[int]) -> tuple[np.ndarray, dict[int, str]]:
             again, failed = build_image_cache(
                 {names[r]: loaders[names[r]] for r in rows},
                 preprocessing,
                 workers=config.workers,
                 progress=False,
             )
-            if failed:
-                raise RuntimeError(
-                    f"Grad-CAM: {len(failed)} image(s) decoded before could not be read "
-                    f"again (changed during the run?): {failed}"
-                )
-            return again.images
+            pixels = np.zeros((len(rows), *again.images.shape[1:]), dtype=np.uint8)
+            where = {name: k for k, name in enumerate(again.image_ids)}
+            for k, r in enumerate(rows):
+                if names[r] in where:
+                    pixels[k] = again.images[where[names[r]]]
+            return pixels, {r: failed[names[r]] for r in rows if names[r] in failed}
 
         # Several parts: a Grad-CAM batch decodes its images again instead of keeping all.
         source = decode_again if images is None else images
@@ -350,7 +363,11 @@ def metadata_limits(checkpoint: dict[str, Any]) -> MetadataConfig:
 
 
 def match_metadata(
-    names: list[str], metadata: pd.DataFrame, limits: MetadataConfig | None = None
+    names: list[str],
+    metadata: pd.DataFrame,
+    limits: MetadataConfig | None = None,
+    *,
+    warn: bool = True,
 ) -> tuple[pd.DataFrame, np.ndarray]:
     """Each image's metadata row, matched on the file name without its extension.
 
@@ -390,6 +407,13 @@ def match_metadata(
     rows.index = pd.Index(names, name="image")
     rows.insert(0, "image_id", stems.to_numpy())
     _check_age_range(rows, limits or MetadataConfig())
+    if warn:
+        warn_missing_rows(names, given)
+    return rows, given
+
+
+def warn_missing_rows(names: list[str], given: np.ndarray) -> None:
+    """One warning counting and naming the images without a metadata row (none if all have)."""
     if not given.all():
         logger.warning(
             "%d of %d image(s) have no row in the metadata table; they are classified with "
@@ -398,7 +422,6 @@ def match_metadata(
             len(names),
             _listed([n for n, g in zip(names, given, strict=True) if not g]),
         )
-    return rows, given
 
 
 def _check_age_range(rows: pd.DataFrame, limits: MetadataConfig) -> None:
@@ -496,7 +519,7 @@ class LazyGradcam:
     def __init__(
         self,
         checkpoint: dict[str, Any],
-        images: np.ndarray | Callable[[list[int]], np.ndarray],
+        images: np.ndarray | Callable[[list[int]], tuple[np.ndarray, dict[int, str]]],
         predictions: pd.DataFrame,
         meta: np.ndarray | None,
         *,
@@ -504,7 +527,9 @@ class LazyGradcam:
         batch_size: int = GRADCAM_BATCH,
     ) -> None:
         """``images``: the decoded images aligned with ``predictions``, or a function that
-        decodes those of the given prediction rows (for a run too large to hold them)."""
+        decodes those of the given prediction rows (for a run too large to hold them),
+        returning them and ``{row: reason}`` for any that could not be read again (whose
+        panel then says so, with an empty heatmap, and a warning)."""
         self._args = (checkpoint, images, predictions, meta)
         self._device = device
         images = list(predictions["image"])
@@ -521,11 +546,19 @@ class LazyGradcam:
             rows = self._order[start : start + self._batch_size]
             checkpoint, images, predictions, meta = self._args
             chosen = predictions.iloc[rows]
-            pixels = images(rows) if callable(images) else images[rows]
+            pixels, unreadable = images(rows) if callable(images) else (images[rows], {})
             batch = gradcam_panels(
                 checkpoint, pixels, chosen, None if meta is None else meta[rows],
                 device=self._device,
             )  # fmt: skip
+            for r, name in zip(rows, chosen["image"]):
+                if r in unreadable:  # classified, but gone or changed since: say so, not fail
+                    logger.warning("Grad-CAM of %s: %s", name, unreadable[r])
+                    batch[name] = {
+                        **batch[name],
+                        "heatmap": np.zeros_like(batch[name]["heatmap"]),
+                        "title": f"{name}: not read again for Grad-CAM",
+                    }
             self._held = {r: batch[name] for r, name in zip(rows, chosen["image"])}
         return self._held[row]
 

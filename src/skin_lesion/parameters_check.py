@@ -90,6 +90,8 @@ def check_encoder(name: str, finetune: Any = None) -> None:
     """
     import timm  # imported only when the parameters name an encoder
 
+    if ":" in name:  # hf-hub:org/model and the like: known only to the hub, checked there
+        return
     if not timm.is_model(name):
         close = difflib.get_close_matches(name, timm.list_models(), n=3, cutoff=0.8)
         hint = f" (did you mean {', '.join(close)}?)" if close else ""

@@ -334,6 +334,23 @@ def test_a_metadata_fusion_classifier_reads_the_metadata_table(kedro_project, tm
             inference={"input_dir": str(folder), "metadata": str(odd), "gradcam": True},
         )
     assert sum("localization value(s) outside" in r.getMessage() for r in records) == 1
+    # A sidecar file of an image's name (left out of a folder) and an unreadable image are
+    # rejected; neither stops the run as "two images share a file name", nor counts as an
+    # image without a metadata row (the table was matched to every file before decoding).
+    sidecar = folder / f"{test['image_id'].iloc[0]}.json"
+    sidecar.write_text("{}")
+    broken = folder / "ISIC_not_an_image.jpg"
+    broken.write_bytes(b"not a jpeg")
+    with caplog_at_warning() as records:
+        run_kedro(
+            kedro_project, "inference", inference={"input_dir": str(folder), "metadata": str(table)}
+        )
+    rejects = pd.read_csv(root / "07_model_output" / "inference_rejects.csv")
+    assert sorted(rejects["image"]) == sorted([sidecar.name, broken.name])
+    assert not any("no row in the metadata table" in r.getMessage() for r in records)
+    sidecar.unlink()
+    broken.unlink()
+    capsys.readouterr()  # that run's log, not the command's table below
 
     # The command, with a table that lacks the first image: that one is classified with its
     # metadata unknown, and says so; the others keep their probabilities.
