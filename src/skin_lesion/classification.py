@@ -117,6 +117,11 @@ class MixConfig:
     prob: float = 1.0
     switch_prob: float = 0.5
 
+    @property
+    def enabled(self) -> bool:
+        """Whether MixUp or CutMix is on (either alpha above 0)."""
+        return self.mixup_alpha > 0 or self.cutmix_alpha > 0
+
     def __post_init__(self) -> None:
         check_at_least(self, 0, "mixup_alpha", "cutmix_alpha")
         check_probability(self, "prob", "switch_prob")
@@ -171,8 +176,8 @@ class ClassifierConfig:
                 "warmup.epochs and finetune.epochs are both 0: there is nothing to train "
                 "(set either to 1 or more)"
             )
-        mixing = self.mix.mixup_alpha > 0 or self.mix.cutmix_alpha > 0
-        if mixing and self.batch_size % 2:  # checked here too, so a run refuses it up front
+        # Checked here too (build_mixup does), so that a run refuses it up front.
+        if self.mix.enabled and self.batch_size % 2:
             raise ValueError(
                 f"MixUp/CutMix pair images within a batch: batch_size must be even, "
                 f"got {self.batch_size}"
@@ -296,7 +301,7 @@ def _warn_double_reweighting(config: ClassifierConfig) -> None:
 
 def build_mixup(config: ClassifierConfig, num_classes: int) -> Mixup | None:
     """timm's MixUp/CutMix on the batch, or ``None`` when both alphas are 0."""
-    if config.mix.mixup_alpha <= 0 and config.mix.cutmix_alpha <= 0:
+    if not config.mix.enabled:
         return None
     if config.batch_size % 2:
         raise ValueError(
@@ -386,7 +391,7 @@ def _set_up(
         sampling="uniform" if config.sampling == "none" else config.sampling,
         placement=config.placement,
         meta=meta,
-        even=config.mix.mixup_alpha > 0 or config.mix.cutmix_alpha > 0,
+        even=config.mix.enabled,
     )
     augment = build_train_augment(config.augment, prep["mean"], prep["std"]).to(device)
     mixup = build_mixup(config, len(classes))

@@ -8,7 +8,6 @@ scheduler, batch source): no global state, so the loop can later be wrapped for 
 from __future__ import annotations
 
 import contextlib
-import copy
 import logging
 import math
 import random
@@ -500,16 +499,15 @@ RESUME_EXEMPT_KEYS = frozenset({"resume", "progress", "compile", "keep_epochs", 
 ADDED_SETTINGS = {("classifier_training", "finetune", "frozen_batchnorm"): "update"}
 
 
-def _with_added_settings(settings: dict[str, Any]) -> dict[str, Any]:
-    """``settings`` (a run's filled-in groups) with any key of ``ADDED_SETTINGS`` it lacks."""
-    filled = copy.deepcopy(settings)
+def _add_settings(settings: dict[str, Any]) -> None:
+    """Give ``settings`` (a copy of a run's filled-in groups) any ``ADDED_SETTINGS`` key it
+    lacks, in place."""
     for path, value in ADDED_SETTINGS.items():
-        node = filled
+        node = settings
         for key in path[:-1]:
             node = node.get(key) if isinstance(node, dict) else None
         if isinstance(node, dict) and path[-1] not in node:
             node[path[-1]] = value
-    return filled
 
 
 def _strip(params: Any) -> Any:
@@ -528,7 +526,7 @@ def _check_resumable(latest: dict[str, Any], current: dict[str, Any]) -> None:
         if isinstance(saved.get(SETTINGS_KEY), dict) and isinstance(now.get(SETTINGS_KEY), dict):
             groups = now[SETTINGS_KEY].items()
             now[SETTINGS_KEY] = {g: v for g, v in groups if g in saved[SETTINGS_KEY]}
-            saved[SETTINGS_KEY] = _with_added_settings(saved[SETTINGS_KEY])
+            _add_settings(saved[SETTINGS_KEY])  # _strip made saved a copy
             # A group recorded both as given and with its defaults filled in is compared
             # filled in only: a key now given at its default value is no change, and a
             # change is named once, not also under ``settings.``.

@@ -235,15 +235,8 @@ def predict_images(
         encoder = MetadataEncoder.from_dict(checkpoint["metadata_encoder"])
         meta_read = encoder.transform(rows_read)
     classes = checkpoint["class_names"]
-    predictor = CheckpointPredictor(
-        checkpoint,
-        device=device,
-        batch_size=batch_size_for(config, device),
-        tta=tta,
-        progress=config.progress,
-    )
     parts = chunked(names_all, config.chunk_size)
-    many = len(parts) > 1
+    many = len(parts) > 1  # then one progress bar over the parts, not one per part
     if many:
         logger.info(
             "Classifying %d images %d at a time (inference.chunk_size): %d parts",
@@ -251,7 +244,13 @@ def predict_images(
             config.chunk_size,
             len(parts),
         )
-        predictor.progress = False
+    predictor = CheckpointPredictor(
+        checkpoint,
+        device=device,
+        batch_size=batch_size_for(config, device),
+        tta=tta,
+        progress=config.progress and not many,
+    )
     kept: list[int] = []  # positions in names_all of the decoded images, in order
     probs_parts: list[np.ndarray] = []
     failures: dict[str, str] = {}
