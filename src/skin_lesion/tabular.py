@@ -26,6 +26,8 @@ none is changed silently.
 
 from __future__ import annotations
 
+import csv
+import io
 import logging
 import math
 from collections.abc import Mapping, Sequence
@@ -153,22 +155,85 @@ class MetadataEncoder:
         return config.from_dict(cls, data, path="metadata_encoder")
 
 
+def header_width(data: bytes, name: str, sep: str = ",", encoding: str = "utf-8") -> int | None:
+    """The number of fields in a delimited file's header, after checking no row has more.
+
+    pandas reads a data row with more fields than the header in one of two ways, neither
+    of them what a user of the metadata expects: when the first data row is the longer one
+    (with ``index_col=False``, which keeps image ids out of the index), the extra values of
+    every row are dropped with nothing but a ``ParserWarning``; when a later row is, the
+    whole read fails, even when the extra field is only a trailing separator. Reading with
+    ``usecols=range(width)`` makes both the same, so a caller that passes it accepts
+    trailing empty fields anywhere and loses no value, because this check refuses a row
+    whose extra fields hold anything.
+
+    Args:
+        data: The whole file.
+        name: How to name the file in the error.
+        sep: The one-character field separator.
+        encoding: The file's text encoding (a UTF-8 byte-order mark is skipped).
+
+    Returns:
+        The header's field count, or None when the file cannot be scanned (empty, or not
+        text in ``encoding``): pandas then raises its own error.
+
+    Raises:
+        ValueError: Naming ``name``, the line, the field counts and the values that would
+            be lost, for the first row with a non-empty field past the header's last.
+    """
+    if encoding.replace("-", "").replace("_", "").lower() == "utf8":
+        encoding = "utf-8-sig"
+    try:
+        rows = csv.reader(io.StringIO(data.decode(encoding), newline=""), delimiter=sep)
+        header = next(rows, None)
+        if header is None:
+            return None
+        width = len(header)
+        for row in rows:
+            extra = [value for value in row[width:] if value.strip()]
+            if extra:
+                raise ValueError(
+                    f"'{name}' line {rows.line_num}: {len(row)} fields but the header has "
+                    f"{width}; the values {extra} past the last column would be lost. Quote "
+                    "a value that contains the separator, or give the extra column a name "
+                    "in the header"
+                )
+    except (UnicodeDecodeError, LookupError, csv.Error):
+        return None
+    return width
+
+
 def read_text_csv(source: Any, name: str) -> pd.DataFrame:
     """A CSV with every cell as text (empty cells as ``""``), as metadata is read for checks.
 
     Reading text leaves the type checks to the code that can name a bad value (``"forty"``
-    as an age), instead of pandas silently turning it into NaN.
+    as an age), instead of pandas silently turning it into NaN. Rows ending in a trailing
+    comma are read as if it were not there; a row with a value past the header's last
+    column is refused (:func:`header_width`).
 
     Args:
         source: A path or an open binary file.
         name: How to name the file in the error.
 
     Raises:
-        ValueError: Naming ``name``, when the file is empty or not a readable CSV.
+        ValueError: Naming ``name``, when the file is empty, not a readable CSV, or has a
+            row with more values than the header has columns.
     """
+    if hasattr(source, "read"):
+        data = source.read()
+    else:
+        with open(source, "rb") as file:
+            data = file.read()
+    width = header_width(data, name)
     try:
         # index_col=False: rows ending in a comma must not turn image ids into the index.
-        return pd.read_csv(source, dtype=str, keep_default_na=False, index_col=False)
+        return pd.read_csv(
+            io.BytesIO(data),
+            dtype=str,
+            keep_default_na=False,
+            index_col=False,
+            usecols=None if width is None else range(width),
+        )
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
         raise ValueError(f"'{name}' is not a readable CSV ({error})") from error
 

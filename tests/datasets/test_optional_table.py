@@ -32,3 +32,16 @@ def test_a_missing_or_unreadable_file_is_named(tmp_path) -> None:
         OptionalTableDataset(filepath=str(empty)).load()
     with pytest.raises(DatasetError, match="read-only"):
         OptionalTableDataset(filepath=str(empty)).save(pd.DataFrame())
+
+
+def test_trailing_commas_are_dropped_and_a_value_past_the_header_is_refused(tmp_path) -> None:
+    csv = tmp_path / "meta.csv"
+    csv.write_text("image_id,age\nISIC_1,45\nISIC_2,50,\n")
+    table = OptionalTableDataset(filepath=str(csv)).load()
+    assert table.to_dict("list") == {"image_id": ["ISIC_1", "ISIC_2"], "age": ["45", "50"]}
+    csv.write_text("image_id,age\nISIC_1,45,male\nISIC_2,50\n")
+    with pytest.raises(
+        DatasetError,
+        match=r"meta\.csv' line 2: 3 fields but the header has 2; the values \['male'\]",
+    ):
+        OptionalTableDataset(filepath=str(csv)).load()

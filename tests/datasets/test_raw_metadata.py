@@ -69,3 +69,38 @@ def test_reads_dataverse_tab_separated_metadata(tmp_path, name):
     assert list(frame.columns) == [*CSV.split("\n")[0].split(","), "dataset"]
     assert frame.loc[0, "image_id"] == "ISIC_0027419" and frame.loc[1, "age"] == ""
     assert frame.loc[1, "dataset"] == "rosendahl"
+
+
+def test_a_trailing_comma_on_some_rows_only_is_read_as_if_absent(tmp_path):
+    """pandas fails on a later row with one field more than the first ("Expected 7
+    fields"), even when the extra field is empty."""
+    path = tmp_path / "HAM10000_metadata.csv"
+    header, first, second = CSV.splitlines()
+    path.write_text(f"{header}\n{first}\n{second},\n")
+    frame = RawMetadataDataset(filepath=str(path)).load()
+    assert list(frame.columns) == header.split(",")
+    assert frame.to_dict("records")[1]["localization"] == "back"
+
+
+@pytest.mark.parametrize("long_row", [0, 1])
+def test_a_value_past_the_last_column_is_refused_naming_the_line(tmp_path, long_row):
+    """On the first data row pandas would drop ``extra`` (and every later row's) with only a
+    ParserWarning; the error names the line and the value instead."""
+    path = tmp_path / "HAM10000_metadata.csv"
+    header, *rows = CSV.splitlines()
+    rows[long_row] += ",extra"
+    path.write_text("\n".join([header, *rows]) + "\n")
+    with pytest.raises(
+        DatasetError,
+        match=rf"HAM10000_metadata.csv' line {long_row + 2}: 8 fields but the header has 7; "
+        r"the values \['extra'\] past the last column would be lost",
+    ):
+        RawMetadataDataset(filepath=str(path)).load()
+
+
+def test_a_quoted_separator_is_one_value_not_an_extra_field(tmp_path):
+    path = tmp_path / "HAM10000_metadata.csv"
+    header, first, second = CSV.splitlines()
+    path.write_text(f'{header}\n{first[: -len("scalp")]}"scalp, left"\n{second}\n')
+    frame = RawMetadataDataset(filepath=str(path)).load()
+    assert frame.loc[0, "localization"] == "scalp, left"

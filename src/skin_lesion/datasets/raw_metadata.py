@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import logging
 from pathlib import PurePosixPath
 from typing import Any, ClassVar
@@ -11,6 +12,7 @@ from kedro.io.core import DatasetError, get_filepath_str
 from kedro_datasets.pandas import CSVDataset
 
 from skin_lesion.datasets._help import WHERE_TO_PUT_HAM10000
+from skin_lesion.tabular import header_width
 
 logger = logging.getLogger(__name__)
 
@@ -34,8 +36,9 @@ class RawMetadataDataset(CSVDataset):
     """
 
     # index_col=False: data rows ending in a comma (one field more than the header) must not
-    # turn image ids into the index. skip_blank_lines=False: row k is on line k + 2 of the
-    # file even with blank lines (validation drops the empty rows and names lines).
+    # turn image ids into the index (load also refuses a row with a value past the header).
+    # skip_blank_lines=False: row k is on line k + 2 of the file even with blank lines
+    # (validation drops the empty rows and names lines).
     DEFAULT_LOAD_ARGS: ClassVar[dict[str, Any]] = {
         "dtype": str,
         "keep_default_na": False,
@@ -57,9 +60,27 @@ class RawMetadataDataset(CSVDataset):
             logger.info("reading the metadata from Dataverse's tab-separated %s", tab)
             load_path = tab
         with self._fs.open(load_path, mode="rb") as file:
-            header = file.readline()
+            data = file.read()
+        header = data.split(b"\n", 1)[0]
         # Dataverse serves the metadata tab-separated (HAM10000_metadata.tab) unless asked
         # for the original CSV; a .tab saved under the .csv name reads the same.
-        sep = "\t" if b"\t" in header and b"," not in header else ","
-        with self._fs.open(load_path, mode="rb") as file:
-            return pd.read_csv(file, **{"sep": sep, **self._load_args})
+        load_args = {
+            "sep": "\t" if b"\t" in header and b"," not in header else ",",
+            **self._load_args,
+        }
+        if (
+            "usecols" not in load_args
+            and isinstance(load_args["sep"], str)
+            and len(load_args["sep"]) == 1
+        ):
+            # A value past the header's last column is refused rather than dropped, and
+            # trailing separators are read as if they were not there (tabular.header_width).
+            try:
+                width = header_width(
+                    data, load_path, load_args["sep"], load_args.get("encoding") or "utf-8"
+                )
+            except ValueError as error:
+                raise DatasetError(f"HAM10000 metadata {error}") from error
+            if width is not None:
+                load_args["usecols"] = range(width)
+        return pd.read_csv(io.BytesIO(data), **load_args)
