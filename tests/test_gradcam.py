@@ -5,7 +5,13 @@ import torch
 from torch import nn
 
 from skin_lesion.classifier import Classifier
-from skin_lesion.gradcam import gradcam_heatmaps, last_conv_layer, normalise_maps, overlay
+from skin_lesion.gradcam import (
+    feature_map_layer,
+    gradcam_heatmaps,
+    last_conv_layer,
+    normalise_maps,
+    overlay,
+)
 
 SIZE = 32
 HALF = SIZE // 2
@@ -135,3 +141,26 @@ def test_overlay_blends_jet_colours_and_resizes():
 def test_overlay_rejects_a_grey_image():
     with pytest.raises(ValueError, match=r"\(20, 30\)"):
         overlay(np.zeros((20, 30), np.uint8), np.zeros((20, 30)))
+
+
+def test_default_layer_is_the_final_feature_map_after_batchnorm_and_activation(classifier):
+    """Not ``conv_head``, whose output comes before ``bn2``'s BatchNorm and SiLU."""
+    images = torch.randn(2, 3, SIZE, SIZE)
+    assert feature_map_layer(classifier.encoder, images[:1]) is classifier.encoder.bn2
+    default = gradcam_heatmaps(classifier, images, [0, 2])
+    np.testing.assert_array_equal(
+        default, gradcam_heatmaps(classifier, images, [0, 2], layer="encoder.bn2")
+    )
+    before_bn = gradcam_heatmaps(classifier, images, [0, 2], layer="encoder.conv_head")
+    assert np.abs(default - before_bn).max() > 0.05
+
+
+def test_feature_map_layer_of_other_timm_families_and_no_statistic_moves():
+    torch.manual_seed(0)
+    resnet = timm.create_model("resnet10t", num_classes=0).eval()
+    before = {k: v.clone() for k, v in resnet.state_dict().items()}
+    assert feature_map_layer(resnet, torch.randn(1, 3, SIZE, SIZE)) is resnet.layer4
+    assert all(torch.equal(v, before[k]) for k, v in resnet.state_dict().items())
+    vit = timm.create_model("vit_tiny_patch16_224", img_size=SIZE, num_classes=0).eval()
+    with pytest.raises(ValueError, match=r"features are \(1, 5, 192\), not a \(B, C, H, W\)"):
+        feature_map_layer(vit, torch.randn(1, 3, SIZE, SIZE))

@@ -2,13 +2,19 @@
 
 Grad-CAM weights each channel of a convolutional layer's output by the spatial mean of the
 class score's gradient (Eq. 1 of Selvaraju et al. 2017), sums the weighted channels and
-keeps the positive part (Eq. 2). The last convolution sees the most semantic features at
-the finest spatial resolution still available, so it is the default layer.
+keeps the positive part (Eq. 2). The default layer is the one whose output is the encoder's
+final feature map, the map its global pooling averages (timm's ``forward_features``): the
+most semantic features at the finest resolution still available, after the last
+normalisation and activation. In a timm EfficientNet that is ``bn2`` (BatchNorm and SiLU after
+``conv_head``), in a ResNet ``layer4``; the last convolution itself (``conv_head``) would
+give maps of the features before their BatchNorm and activation, which differ per image by
+more than a scale.
 """
 
 from __future__ import annotations
 
 import logging
+import weakref
 from collections.abc import Sequence
 
 import matplotlib
@@ -50,25 +56,101 @@ def last_conv_layer(encoder: nn.Module) -> nn.Module:
     return convs[-1]
 
 
-def resolve_layer(model: nn.Module, layer: nn.Module | str | None) -> nn.Module:
-    """The module Grad-CAM attributes to.
+# Encoder -> its feature-map module, found once per encoder (a forward pass of one image).
+_FEATURE_MAP_LAYERS: weakref.WeakKeyDictionary[nn.Module, nn.Module] = weakref.WeakKeyDictionary()
+
+
+def feature_map_layer(encoder: nn.Module, sample: torch.Tensor) -> nn.Module:
+    """The module whose output is ``encoder``'s final feature map, before global pooling.
+
+    For a timm model, the last module in the forward pass whose output is the very tensor
+    ``encoder.forward_features`` returns (``bn2`` in an EfficientNet, ``layer4`` in a ResNet,
+    ``norm_pre`` in a ConvNeXt); found by running ``forward_features`` on ``sample`` with
+    forward hooks, without gradients, in the encoder's current mode (call it in eval mode, so
+    no BatchNorm statistic moves). A module without ``forward_features`` gets its last
+    ``nn.Conv2d`` (:func:`last_conv_layer`).
 
     Args:
-        model: The classifier.
-        layer: A module of ``model``; a dotted name relative to ``model`` (such as
-            ``"encoder.conv_head"``); or ``None`` for the last convolution of
-            ``model.encoder`` (of ``model`` itself when it has no ``encoder``).
+        encoder: The image encoder.
+        sample: A batch of normalised images ``(B, 3, H, W)`` on the encoder's device (one
+            image is enough).
 
     Returns:
         The module.
 
     Raises:
-        ValueError: If ``layer`` names no module of ``model``.
+        ValueError: If the features are not a ``(B, C, H, W)`` map (a vision transformer's
+            are tokens: Grad-CAM needs a convolutional feature map).
+    """
+    cached = _FEATURE_MAP_LAYERS.get(encoder)
+    if cached is not None:
+        return cached
+    forward_features = getattr(encoder, "forward_features", None)
+    if forward_features is None:
+        return last_conv_layer(encoder)
+    fired: list[tuple[nn.Module, object]] = []
+    handles = [
+        module.register_forward_hook(lambda module, _args, out: fired.append((module, out)))
+        for module in encoder.modules()
+        if module is not encoder
+    ]
+    try:
+        with torch.no_grad():
+            features = forward_features(sample)
+    finally:
+        for handle in handles:
+            handle.remove()
+    if not isinstance(features, torch.Tensor) or features.ndim != 4:
+        shape = tuple(features.shape) if isinstance(features, torch.Tensor) else type(features)
+        raise ValueError(
+            f"{type(encoder).__name__}'s features are {shape}, not a (B, C, H, W) feature "
+            "map: Grad-CAM needs a convolutional encoder (pass layer= to choose a module, or "
+            "set reporting.gradcam_per_class: 0 and inference.gradcam: false)"
+        )
+    found = next((module for module, out in reversed(fired) if out is features), None)
+    if found is None:
+        # forward_features ended in a function, not a module: the last module of that shape.
+        found = next(
+            (
+                module
+                for module, out in reversed(fired)
+                if isinstance(out, torch.Tensor) and out.shape == features.shape
+            ),
+            None,
+        )
+    if found is None:
+        found = last_conv_layer(encoder)
+    _FEATURE_MAP_LAYERS[encoder] = found
+    return found
+
+
+def resolve_layer(
+    model: nn.Module, layer: nn.Module | str | None, sample: torch.Tensor | None = None
+) -> nn.Module:
+    """The module Grad-CAM attributes to.
+
+    Args:
+        model: The classifier.
+        layer: A module of ``model``; a dotted name relative to ``model`` (such as
+            ``"encoder.conv_head"``); or ``None`` for the module whose output is the final
+            feature map of ``model.encoder`` (of ``model`` itself when it has no
+            ``encoder``; :func:`feature_map_layer`), which needs ``sample``.
+        sample: Images to find the feature-map module with (``layer=None`` only).
+
+    Returns:
+        The module.
+
+    Raises:
+        ValueError: If ``layer`` names no module of ``model``, or ``layer`` is None and the
+            encoder has no convolutional feature map.
     """
     if isinstance(layer, nn.Module):
         return layer
     if layer is None:
-        return last_conv_layer(getattr(model, "encoder", model))
+        encoder = getattr(model, "encoder", model)
+        if sample is None:
+            return last_conv_layer(encoder)
+        return feature_map_layer(encoder, sample)
     try:
         return model.get_submodule(layer)
     except AttributeError as err:
@@ -112,15 +194,16 @@ def gradcam_heatmaps(
         images: Normalised float images ``(B, 3, H, W)`` on the model's device.
         targets: Class index per image (``B`` of them), or one index for all.
         meta: Metadata features ``(B, F)`` for a classifier that fuses them.
-        layer: The convolution to attribute to (see ``resolve_layer``); default the last
-            ``nn.Conv2d`` of ``model.encoder``.
+        layer: The module to attribute to (see ``resolve_layer``); default the one whose
+            output is the final feature map of ``model.encoder``.
 
     Returns:
         ``float32`` array ``(B, H, W)`` in ``[0, 1]``: the ReLU'd class activation map,
         upsampled bilinearly and min-max normalised per image.
 
     Raises:
-        ValueError: If ``images`` is not a 4-D batch or ``targets`` does not match it.
+        ValueError: If ``images`` is not a 4-D batch or ``targets`` does not match it, or
+            the encoder has no convolutional feature map (``layer=None``).
     """
     if images.ndim != 4:
         raise ValueError(f"images must be (B, C, H, W), got shape {tuple(images.shape)}")
@@ -130,10 +213,10 @@ def gradcam_heatmaps(
         target = target.expand(batch)
     if target.numel() != batch:
         raise ValueError(f"expected 1 or {batch} targets for {batch} images, got {target.numel()}")
-    conv = resolve_layer(model, layer)
     was_training = model.training
     model.eval()
     try:
+        conv = resolve_layer(model, layer, images[:1].detach())
         cam = LayerGradCam(model, conv).attribute(
             images.detach(),
             target=target,

@@ -122,5 +122,5 @@ def plot_gradcam_grid(panels: Sequence[dict], *, ncols: int = 4) -> Figure:
             ax.set_title(panel.get("title", ""), fontsize=9)
             if c == 0 and label:
                 ax.set_ylabel(label)
-    fig.suptitle("Grad-CAM (last conv layer; red = most evidence for the class)")
+    fig.suptitle("Grad-CAM (encoder's final feature map; red = most evidence for the class)")
     return fig
