@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from tests.conftest import run_kedro
 
-from skin_lesion.calibration import fit_temperature
+from skin_lesion.calibration import apply_temperature, fit_temperature
 
 pytestmark = pytest.mark.slow
 
@@ -50,10 +50,26 @@ def test_kedro_run_everything_ends_with_the_report(kedro_project):
     refit = fit_temperature(val_tta[columns].to_numpy(), val_tta["label"].to_numpy())
     assert metrics["operating_point"]["temperature"] == pytest.approx(refit)
 
-    isic = pd.read_csv(root / "07_model_output" / "isic_predictions.csv")
+    isic = pd.read_csv(root / "08_reporting" / "isic_predictions.csv")
     assert list(isic.columns) == ["image", "MEL", "NV", "BCC", "AKIEC", "BKL", "DF", "VASC"]
     assert set(isic["image"]) == test_ids
     assert isic.iloc[:, 1:].to_numpy().min() >= 0 and isic.iloc[:, 1:].to_numpy().max() <= 1
+    # The ISIC file holds the calibrated probabilities the report's figures come from: the
+    # threshold applied to its MEL column gives the reported melanoma operating point.
+    test = pd.read_csv(root / "07_model_output" / "test_predictions.csv")
+    calibrated = apply_temperature(
+        test[columns].to_numpy(), metrics["operating_point"]["temperature"]
+    )
+    by_image = isic.set_index("image").loc[test["image_id"]]
+    np.testing.assert_allclose(
+        by_image[[c.upper() for c in metrics["classes"]]].to_numpy(), calibrated, atol=1e-12
+    )
+    assert metrics["operating_point"]["temperature"] != pytest.approx(1.0, abs=1e-3)
+    called = by_image["MEL"].to_numpy() >= metrics["operating_point"]["melanoma_threshold"]
+    is_mel = test["dx"].to_numpy() == "mel"
+    reported = metrics["melanoma"]["validated_threshold"]
+    assert called[is_mel].mean() == pytest.approx(reported["sensitivity"])
+    assert (~called[~is_mel]).mean() == pytest.approx(reported["specificity"])
 
     for name in FIGURES:
         png = root / "08_reporting" / "figures" / f"{name}.png"

@@ -123,6 +123,15 @@ def _calibrated(
     )
 
 
+def _calibrated_frame(
+    test_predictions: pd.DataFrame, test_metrics: dict[str, Any], classes: list[str]
+) -> pd.DataFrame:
+    """``test_predictions`` with its ``p_<class>`` columns calibrated (``_calibrated``)."""
+    calibrated = test_predictions.copy()
+    calibrated[[f"p_{c}" for c in classes]] = _calibrated(test_predictions, test_metrics, classes)
+    return calibrated
+
+
 def predict_test(
     classifier: dict[str, Any],
     image_cache: ImageCache,
@@ -131,17 +140,24 @@ def predict_test(
     params: dict[str, Any],
     device: str,
     **now: Any,
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Predict the test split once (optional TTA); also in the ISIC challenge CSV format.
+) -> pd.DataFrame:
+    """Predict the test split once (optional TTA): the uncalibrated probabilities that
+    ``evaluate_test`` calibrates with the temperature it fits on validation.
 
     ``now``: ``training``, ``encoder``, ``contrastive``, ``seed`` (``UPSTREAM``), which must
     match what the classifier was made with, as must the splits and the image cache
     (``lineage``).
     """
-    predictions = _predict(
-        "test", classifier, image_cache, splits, cached_metadata, params, device, now
-    )
-    return predictions, ev.to_isic_format(predictions)
+    return _predict("test", classifier, image_cache, splits, cached_metadata, params, device, now)
+
+
+def export_isic(
+    test_predictions: pd.DataFrame, test_metrics: dict[str, Any], classes: list[str]
+) -> pd.DataFrame:
+    """The calibrated test probabilities in the ISIC 2018 Task 3 CSV layout: the ones every
+    reported metric and the melanoma threshold are computed on, so that an official
+    scoring tool, or the threshold applied to ``MEL``, gives the report's figures."""
+    return ev.to_isic_format(_calibrated_frame(test_predictions, test_metrics, classes))
 
 
 def predict_val(
@@ -304,15 +320,20 @@ def plot_gradcam(
     splits: pd.DataFrame,
     cached_metadata: pd.DataFrame,
     test_predictions: pd.DataFrame,
+    test_metrics: dict[str, Any],
     params: dict[str, Any],
     device: str,
     **now: Any,
 ) -> bytes:
-    """Grad-CAM overlays for correct and wrong test images of each class (``now`` as in
-    ``predict_test``)."""
+    """Grad-CAM overlays for the most confident correct and wrong test images of each
+    class, confidence as calibrated P(predicted class) (``now`` as in ``predict_test``)."""
     classes = classifier["class_names"]
     _check_classifier(classifier, image_cache, splits, **now)
-    chosen = ev.pick_gradcam_examples(test_predictions, classes, _config(params).gradcam_per_class)
+    chosen = ev.pick_gradcam_examples(
+        _calibrated_frame(test_predictions, test_metrics, classes),
+        classes,
+        _config(params).gradcam_per_class,
+    )
     rows = _rows(image_cache, splits, cached_metadata)
     panels = ev.gradcam_panels(
         classifier, image_cache.images, rows, chosen, device=resolve_device(device)

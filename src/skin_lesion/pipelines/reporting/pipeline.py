@@ -44,6 +44,7 @@ FIGURES = {
             "splits": "splits",
             "cached_metadata": "cached_metadata",
             "test_predictions": "test_predictions",
+            "test_metrics": "test_metrics",
             "params": "params:reporting",
             "device": "params:device",
             **UPSTREAM_INPUTS,
@@ -89,7 +90,7 @@ def create_pipeline(**kwargs) -> Pipeline:
             Node(
                 nodes.predict_test,
                 PREDICT_INPUTS,
-                ["test_predictions", "isic_predictions"],
+                "test_predictions",
                 name="predict_test",
                 tags=["gpu"],
             ),
@@ -112,6 +113,12 @@ def create_pipeline(**kwargs) -> Pipeline:
                 ],
                 "test_metrics",
                 name="evaluate_test",
+            ),
+            Node(
+                nodes.export_isic,
+                ["test_predictions", "test_metrics", "params:classes"],
+                "isic_predictions",
+                name="export_isic",
             ),
             *figure_nodes,
             Node(
