@@ -171,3 +171,13 @@ def test_melanoma_summary_threshold_comes_from_validation() -> None:
     assert other["validated_threshold"]["threshold"] == rule["threshold"]
     assert other["validated_threshold"]["sensitivity"] != rule["sensitivity"]
     json.dumps(summary, allow_nan=False)
+
+
+def test_melanoma_summary_without_validation_melanomas_names_the_split() -> None:
+    val_labels, val_probs = noisy_predictions(200, seed=3)
+    test_labels, test_probs = noisy_predictions(150, seed=4)
+    keep = val_labels != MEL
+    with pytest.raises(ValueError, match=r"validation split has no image of the positive class"):
+        melanoma_summary(
+            val_labels[keep], val_probs[keep], test_labels, test_probs, positive_index=MEL
+        )

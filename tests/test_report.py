@@ -311,3 +311,18 @@ def test_the_pipeline_figures_get_their_captions_by_default(figures: dict[str, b
 
     assert 'alt="One-vs-rest ROC curves on the test split (calibrated probabilities)"' in html
     assert 'alt="unnamed_plot"' in html  # no caption known: its name
+
+
+def test_report_names_the_classes_macro_auc_leaves_out() -> None:
+    metrics = _metrics()
+    html = render_report(
+        title="t", metrics=metrics, split_summary={}, params={}, fingerprint={},
+        environment={}, figures={},
+    )  # fmt: skip
+    assert "Macro AUC leaves out" not in html
+    metrics["test"]["auc_undefined_for"] = ["df", "vasc"]
+    html = render_report(
+        title="t", metrics=metrics, split_summary={}, params={}, fingerprint={},
+        environment={}, figures={},
+    )  # fmt: skip
+    assert "Macro AUC leaves out df, vasc: no one-vs-rest AUC" in html

@@ -139,6 +139,26 @@ def probabilities(predictions: pd.DataFrame, classes: Sequence[str]) -> np.ndarr
     return predictions[[f"p_{c}" for c in classes]].to_numpy(dtype=np.float64)
 
 
+def _check_labels_match_dx(frame: pd.DataFrame, classes: Sequence[str], name: str) -> None:
+    """Every row's ``label`` must index its own ``dx`` in ``classes``: a ``classes`` list in
+    another order than the predictions were made with would score every image against the
+    wrong class without any other sign."""
+    if "dx" not in frame.columns or frame.empty:
+        return
+    labels = frame["label"].to_numpy()
+    valid = (labels >= 0) & (labels < len(classes))
+    named = np.where(valid, np.asarray(classes, dtype=object)[np.where(valid, labels, 0)], None)
+    wrong = np.flatnonzero(named != frame["dx"].to_numpy(dtype=object))
+    if wrong.size:
+        first = frame.iloc[wrong[0]]
+        raise ValueError(
+            f"{wrong.size} of {len(frame)} {name} predictions have a label that is not their "
+            f"dx in classes {list(classes)} (first: {first['image_id']}, dx "
+            f"{first['dx']!r}, label {first['label']}): the classes must be the ones, in the "
+            "order, the predictions were made with"
+        )
+
+
 def evaluate_test(
     test: pd.DataFrame,
     val: pd.DataFrame,
@@ -159,6 +179,8 @@ def evaluate_test(
         ``operating_point`` (what inference needs: temperature and threshold).
     """
     classes = list(classes)
+    for name, frame in (("test", test), ("validation", val)):
+        _check_labels_match_dx(frame, classes, name)
     mel = classes.index(POSITIVE_CLASS)
     val_probs, test_probs = probabilities(val, classes), probabilities(test, classes)
     val_labels, test_labels = val["label"].to_numpy(), test["label"].to_numpy()

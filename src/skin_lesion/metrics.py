@@ -220,6 +220,13 @@ def melanoma_summary(
             f"{val_probs.shape} and test probs {test_probs.shape}"
         )
     val_truth, test_truth = val_labels == positive_index, test_labels == positive_index
+    if not val_truth.any():
+        raise ValueError(
+            f"the validation split has no image of the positive class (index {positive_index}, "
+            "melanoma): no threshold on P(mel) can be chosen there for a sensitivity of "
+            f"{target_sensitivity}; validation must hold melanomas (the split node refuses "
+            "a split without every class)"
+        )
     threshold = threshold_for_sensitivity(
         val_truth, val_probs[:, positive_index], target_sensitivity
     )

@@ -281,6 +281,15 @@ def _summary_table(test: Mapping, bootstrap: Mapping) -> str:
         "resamples lesions (all images of a lesion together), so near-duplicate images do not "
         "narrow them. Valid resamples are those in which the metric is defined.</p>"
     )
+    left_out = list(test.get("auc_undefined_for") or [])
+    if left_out:
+        note += (
+            f"<p class='note'>Macro AUC leaves out {_esc(', '.join(left_out))}: no "
+            "one-vs-rest AUC exists for a class with no test image (or only test images of "
+            "its own). Balanced accuracy averages the recalls of the classes in the test "
+            "split, macro-F1 the classes in it or predicted, so the three average over "
+            "different classes here.</p>"
+        )
     header = [
         "Metric",
         "Test value",
