@@ -45,7 +45,7 @@ from skin_lesion import engine
 from skin_lesion.augment import AugmentConfig, build_train_augment
 from skin_lesion.config import from_dict
 from skin_lesion.host_memory import keep_freed_memory
-from skin_lesion.provenance import code_version, cpu_name, describe_code
+from skin_lesion.provenance import code_version, cpu_name, describe_code, device_slug
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf" / "base"
@@ -226,8 +226,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "code": code_version(),
         "stages": stages,
     }
-    slug = "cpu" if device.type != "cuda" else "cuda"
-    stem = f"augment-cost-{slug}-{args.batch}x{args.crop}"
+    stem = f"augment-cost-{device_slug(device.type, name)}-{args.batch}x{args.crop}"
     args.results_dir.mkdir(parents=True, exist_ok=True)
     (args.results_dir / f"{stem}.json").write_text(json.dumps(result, indent=2) + "\n")
     table = markdown(result)

@@ -92,7 +92,7 @@ from skin_lesion.images import IMAGE_SUFFIXES, PreprocessConfig, build_image_cac
 from skin_lesion.losses import SupConLoss, build_classification_loss
 from skin_lesion.models import ContrastiveModel, create_encoder, resolve_preprocessing
 from skin_lesion.pretraining import PretrainConfig, make_supcon_step
-from skin_lesion.provenance import code_version, cpu_name
+from skin_lesion.provenance import code_version, cpu_name, device_slug
 
 logger = logging.getLogger("speed")
 
@@ -460,13 +460,6 @@ def device_name(device: torch.device) -> str:
     return cpu_name()
 
 
-def device_slug(device: torch.device, name: str) -> str:
-    """``cpu``, or the GPU's name in lower case with dashes (``h100-80gb-hbm3``)."""
-    if device.type != "cuda":
-        return device.type
-    return re.sub(r"[^a-z0-9]+", "-", name.lower().replace("nvidia", "")).strip("-")
-
-
 def _fmt(value: float | None, suffix: str = "") -> str:
     return "n/a" if value is None else f"{value:,.1f}{suffix}"
 
@@ -609,7 +602,7 @@ def main() -> None:
     with Image.open(table["file"][0]) as img:
         source_size = f"{img.width}x{img.height}"
     name = device_name(device)
-    stem = f"speed-{device_slug(device, name)}-{args.encoder}-{args.crop}"
+    stem = f"speed-{device_slug(device.type, name)}-{args.encoder}-{args.crop}"
     planned = {
         "batch": args.batch,
         "cache": args.cache,

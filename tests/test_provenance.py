@@ -244,3 +244,10 @@ def test_this_checkout_s_file_trees_are_git_s_trees() -> None:
             text=True,
         ).stdout.strip()
         assert provenance.tree_hash(root / folder, root) == expected, folder
+
+
+def test_device_slug_keeps_two_gpus_apart() -> None:
+    """Benchmark files are named by it: an H100 run must not overwrite an H200 record."""
+    assert provenance.device_slug("cuda", "NVIDIA H100 80GB HBM3") == "h100-80gb-hbm3"
+    assert provenance.device_slug("cuda", "NVIDIA H200") == "h200"
+    assert provenance.device_slug("cpu", "AMD EPYC 9R45") == "cpu"

@@ -199,8 +199,8 @@ def written_figures() -> dict[str, list[str]]:
     cpu = _record("accuracy-cpu-quick-current-reviewed.json")
     cpu_first = _record("accuracy-cpu-quick-channels-last-contrastive.json")
     cpu_off = _record("accuracy-cpu-quick-channels-last.json")
-    gpu = _record("accuracy-gpu-full.json")
-    speed = _record("speed-h200-efficientnet_b0-224.json")["stages"]
+    gpu = _record("accuracy-gpu-full-d47f237.json")
+    speed = _record("speed-h200-efficientnet_b0-224-c140027.json")["stages"]
     sup, cls = speed["supcon"], speed["classifier"]
 
     def headline(run: dict) -> list[str]:

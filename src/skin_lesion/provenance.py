@@ -94,6 +94,15 @@ CODE_PATHS = ("src", "conf", "benchmarks", ":(exclude)benchmarks/results", ":(ex
 MAX_LISTED_CHANGES = 20
 
 
+def device_slug(device_type: str, name: str) -> str:
+    """A device for a file name: ``cpu``, or a GPU's name in lower case with dashes
+    (``NVIDIA H100 80GB HBM3`` -> ``h100-80gb-hbm3``), so that two GPUs' benchmark
+    results never share a file."""
+    if device_type != "cuda":
+        return device_type
+    return re.sub(r"[^a-z0-9]+", "-", name.lower().replace("nvidia", "")).strip("-")
+
+
 def _git(checkout: Path, *args: str) -> str | None:
     try:
         done = subprocess.run(
