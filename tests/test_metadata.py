@@ -65,6 +65,10 @@ def test_missing_column_names_it():
         ({"age": "forty"}, "age 'forty' is not a number"),
         ({"age": "nan"}, "age 'nan' is not a number"),
         ({"age": "150.0"}, "age 150 is outside [0, 120]"),
+        # Python's float() reads these; the typing of the valid rows (pd.to_numeric) did not,
+        # and stopped the run naming no line.
+        ({"age": "1_2"}, "age '1_2' is not a number"),
+        ({"age": "\u0661\u0662"}, "is not a number"),
         ({"lesion_id": ""}, "empty lesion_id"),
     ],
 )
@@ -221,3 +225,28 @@ def test_blank_rows_are_skipped_and_lines_still_named_right():
     assert rejected["reason"].tolist() == [
         "line 6: sex 'robot' is not one of ['male', 'female', 'unknown']"
     ]
+
+
+def test_a_row_with_only_an_extra_column_filled_is_rejected_not_dropped_unseen():
+    raw = _raw(_good(3))
+    raw["note"] = ""
+    extra = pd.DataFrame([{**{c: "" for c in raw.columns}, "note": "see ISIC_9"}])
+    raw = pd.concat([raw.iloc[:1], extra, raw.iloc[1:]], ignore_index=True)  # line 3
+    valid, rejected = validate_metadata(
+        raw, _files(["ISIC_0000000", "ISIC_0000001", "ISIC_0000002"]), CLASSES, MetadataConfig()
+    )
+    assert list(valid["row"]) == [2, 4, 5]
+    assert rejected["reason"].str.startswith("line 3: empty image_id").tolist() == [True]
+
+
+def test_a_rare_localization_like_a_common_one_is_named_as_a_likely_typo(caplog):
+    rows = _good(14)
+    rows[4]["localization"] = "bakc"
+    rows[6]["localization"] = "acral"  # rare, but like no other site
+    with caplog.at_level(logging.WARNING, logger="skin_lesion.metadata"):
+        valid, rejected = _validate(rows)
+    assert len(valid) == 14 and rejected.empty  # a warning, not a rejection
+    warnings = [r.getMessage() for r in caplog.records if "localization" in r.getMessage()]
+    assert len(warnings) == 1
+    assert "'bakc' on line 6 (like 'back', on 12 rows)" in warnings[0]
+    assert "acral" not in warnings[0]

@@ -156,7 +156,7 @@ class MetadataEncoder:
 
 
 def header_width(data: bytes, name: str, sep: str = ",", encoding: str = "utf-8") -> int | None:
-    """The number of fields in a delimited file's header, after checking no row has more.
+    """The number of fields in a delimited file's header, after checking every row has as many.
 
     pandas reads a data row with more fields than the header in one of two ways, neither
     of them what a user of the metadata expects: when the first data row is the longer one
@@ -178,8 +178,11 @@ def header_width(data: bytes, name: str, sep: str = ",", encoding: str = "utf-8"
         text in ``encoding``): pandas then raises its own error.
 
     Raises:
-        ValueError: Naming ``name``, the line, the field counts and the values that would
-            be lost, for the first row with a non-empty field past the header's last.
+        ValueError: Naming ``name``, the line, the field counts and the values, for the
+            first row with a non-empty field past the header's last, or with fewer fields
+            than the header (pandas fills the missing ones with empty values, so a row
+            missing its localization would read as one of unknown site). A blank line is
+            not a row.
     """
     if encoding.replace("-", "").replace("_", "").lower() == "utf8":
         encoding = "utf-8-sig"
@@ -190,6 +193,13 @@ def header_width(data: bytes, name: str, sep: str = ",", encoding: str = "utf-8"
             return None
         width = len(header)
         for row in rows:
+            if 0 < len(row) < width:
+                raise ValueError(
+                    f"'{name}' line {rows.line_num}: {len(row)} fields but the header has "
+                    f"{width}, so a value is missing and the ones after it would be read "
+                    f"into the wrong columns ({row}). Write an empty field as nothing "
+                    "between two separators"
+                )
             extra = [value for value in row[width:] if value.strip()]
             if extra:
                 raise ValueError(
@@ -209,7 +219,7 @@ def read_text_csv(source: Any, name: str) -> pd.DataFrame:
     Reading text leaves the type checks to the code that can name a bad value (``"forty"``
     as an age), instead of pandas silently turning it into NaN. Rows ending in a trailing
     comma are read as if it were not there; a row with a value past the header's last
-    column is refused (:func:`header_width`).
+    column, or with fewer fields than the header, is refused (:func:`header_width`).
 
     Args:
         source: A path or an open binary file.
@@ -217,7 +227,7 @@ def read_text_csv(source: Any, name: str) -> pd.DataFrame:
 
     Raises:
         ValueError: Naming ``name``, when the file is empty, not a readable CSV, or has a
-            row with more values than the header has columns.
+            row with more values than the header has columns, or fewer fields.
     """
     if hasattr(source, "read"):
         data = source.read()

@@ -104,3 +104,12 @@ def test_a_quoted_separator_is_one_value_not_an_extra_field(tmp_path):
     path.write_text(f'{header}\n{first[: -len("scalp")]}"scalp, left"\n{second}\n')
     frame = RawMetadataDataset(filepath=str(path)).load()
     assert frame.loc[0, "localization"] == "scalp, left"
+
+
+def test_a_row_with_fewer_fields_than_the_header_is_refused_naming_the_line(tmp_path):
+    """pandas would fill the missing localization with "", read as an unknown site."""
+    path = tmp_path / "HAM10000_metadata.csv"
+    header, first, second = CSV.splitlines()
+    path.write_text(f"{header}\n{first}\n\n{second.rsplit(',', 1)[0]}\n")
+    with pytest.raises(DatasetError, match=r"line 4: 6 fields but the header has 7"):
+        RawMetadataDataset(filepath=str(path)).load()
