@@ -65,3 +65,15 @@ def test_state_fingerprint_follows_the_weights_across_save_and_load(tmp_path):
     assert state_fingerprint({"state_dict": changed}) != fingerprint
     halved = {k: v.to(torch.bfloat16) for k, v in model.state_dict().items()}
     assert state_fingerprint({"state_dict": halved}) != fingerprint  # dtype counts
+
+
+def test_saved_checkpoints_get_the_umask_permissions(tmp_path) -> None:
+    import os
+    import stat
+
+    old = os.umask(0o027)
+    try:
+        save_checkpoint({"x": torch.zeros(1)}, tmp_path / "c.pt")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "c.pt").stat().st_mode) == 0o640

@@ -369,3 +369,26 @@ def test_build_image_cache_propagates_programming_errors(tmp_path):
 def test_build_image_cache_rejects_zero_workers():
     with pytest.raises(ValueError, match="workers must be >= 1, got 0"):
         build_image_cache({}, SMALL, workers=0)
+
+
+def test_build_image_cache_rejects_an_image_opencv_fails_on_and_goes_on(tmp_path, monkeypatch):
+    """An OpenCV failure (an allocation it cannot make) stopped the whole batch unnamed."""
+    import skin_lesion.images as images_module
+
+    loaders = {k: p.read_bytes for k, p in write_images(tmp_path, 2).items()}
+    odd = io.BytesIO()
+    Image.fromarray(np.full((37, 53, 3), 90, np.uint8)).save(odd, format="PNG")
+    loaders = {"ISIC_odd": lambda: odd.getvalue(), **loaders}
+    real = images_module.preprocess_image
+
+    def preprocess(image, config):
+        if image.shape[:2] == (37, 53):
+            raise cv2.error("OpenCV(5.1.0) resize.cpp:1: error: (-4:Insufficient memory)")
+        return real(image, config)
+
+    monkeypatch.setattr(images_module, "preprocess_image", preprocess)
+    cache, failures = build_image_cache(loaders, SMALL, workers=2, progress=False)
+    assert cache.image_ids == tuple(loaders)[1:]
+    assert list(failures) == ["ISIC_odd"]
+    assert failures["ISIC_odd"].startswith("cannot preprocess: ")
+    assert "Insufficient memory" in failures["ISIC_odd"]

@@ -206,3 +206,28 @@ def test_preprocess_config_to_dict_is_plain_and_nested():
 def test_configs_reject_bad_values(make, match):
     with pytest.raises(ValueError, match=match):
         make()
+
+
+def test_resize_cover_of_an_extreme_aspect_crops_before_it_scales(monkeypatch):
+    """A 2x40000 strip into 256x341 was scaled whole (6.8 million rows, 7 GB) before its
+    crop; now only what the output shows is scaled, to the same centre stripe."""
+    image = np.zeros((40000, 2, 3), dtype=np.uint8)
+    image[:19990] = RED
+    image[19990:20010] = GREEN
+    image[20010:] = BLUE
+    sizes = []
+    real_resize = cv2.resize
+
+    def spy(src, dsize, **kwargs):
+        sizes.append(dsize)
+        return real_resize(src, dsize, **kwargs)
+
+    monkeypatch.setattr(cv2, "resize", spy)
+    out = resize_cover(image, 256, 341)
+    assert out.shape == (256, 341, 3)
+    np.testing.assert_array_equal(out[100:150], np.broadcast_to(GREEN, (50, 341, 3)))
+    assert all(w * h <= 4 * 256 * 341 for w, h in sizes)
+    # An ordinary aspect takes the path it always did: one resize of the whole image.
+    sizes.clear()
+    resize_cover(np.zeros((450, 1800, 3), np.uint8), 256, 341)
+    assert sizes == [(1024, 256)]

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from skin_lesion.files import atomic_write
 
 LAST = "last.pt"
 
@@ -28,14 +29,7 @@ def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> None:
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as file:
-            torch.save(state, file)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(target, lambda file: torch.save(state, file))
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:

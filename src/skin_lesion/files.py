@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import logging
 import os
+import tempfile
 from collections.abc import Callable
 from functools import partial
+from pathlib import Path
+from typing import IO, Any
 
 from skin_lesion.images import ImageDecodeError
 
@@ -71,3 +74,33 @@ def warn_left_out(folder: str, names: list[str], wanted: str) -> None:
             folder, len(names), wanted, ", ".join(names[:SHOWN]),
             ", ..." if len(names) > SHOWN else "",
         )  # fmt: skip
+
+
+def atomic_write(target: str | os.PathLike, write: Callable[[IO[bytes]], Any]) -> None:
+    """Write through ``write(file)`` to a temporary file beside ``target``, then rename it.
+
+    A crash mid-write leaves the previous file intact. The file gets the permissions a plain
+    ``open`` would give it (0666 less the umask): ``mkstemp``'s are 0600, which left image
+    caches and checkpoints unreadable to the group of a shared data folder, or to a
+    container running as another user.
+    """
+    target = Path(target)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as file:
+            write(file)
+        os.chmod(tmp, DEFAULT_FILE_MODE & ~_umask())
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+DEFAULT_FILE_MODE = 0o666
+
+
+def _umask() -> int:
+    """The process's umask (reading it means setting it: set back at once)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask

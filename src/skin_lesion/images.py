@@ -243,9 +243,10 @@ def build_image_cache(
 
     Returns:
         The cache of the images that succeeded, in input order, and ``{image_id: reason}``
-        for those that failed: bytes that are no usable image (``ImageDecodeError``) or a
+        for those that failed: bytes that are no usable image (``ImageDecodeError``), a
         loader that failed with an ``OSError`` (also when wrapped, e.g. in Kedro's
-        ``DatasetError``). Never raises for a bad image: the caller decides the policy.
+        ``DatasetError``), or OpenCV failing on the image (``cv2.error``). Never raises for
+        a bad image: the caller decides the policy.
 
     Raises:
         ValueError: If ``workers`` is less than 1.
@@ -265,6 +266,9 @@ def build_image_cache(
             images[row] = preprocess_image(decode_image(data), config)
         except ImageDecodeError as exc:
             reasons[row] = str(exc)
+        except cv2.error as exc:
+            # OpenCV's own failures (an allocation it cannot make) belong to this image.
+            reasons[row] = f"cannot preprocess: {str(exc).strip().splitlines()[-1]}"
         except Exception as exc:
             if not _caused_by_os_error(exc):
                 raise

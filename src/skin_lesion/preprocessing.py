@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -91,6 +92,11 @@ class PreprocessConfig:
         return dataclasses.asdict(self)
 
 
+# resize_cover crops the source before scaling where the scaled whole would exceed this many
+# times the output's area (only for aspects far from the output's).
+PRECROP_AREA = 4
+
+
 def resize_cover(image: np.ndarray, height: int, width: int) -> np.ndarray:
     """Scale ``image`` to cover ``height`` x ``width`` keeping its aspect, then centre-crop.
 
@@ -116,6 +122,19 @@ def resize_cover(image: np.ndarray, height: int, width: int) -> np.ndarray:
     scale = max(height / src_h, width / src_w)
     new_h = max(height, round(src_h * scale))
     new_w = max(width, round(src_w * scale))
+    if new_h * new_w > PRECROP_AREA * height * width:
+        # An aspect far from the output's (a 2x40000 strip) would be scaled whole to gigabytes
+        # before the crop: crop the source to what the output shows (plus a pixel of context
+        # for the interpolation) first. Ordinary aspects never come here, so their pixels are
+        # as they always were.
+        keep_h = min(src_h, math.ceil(height / scale) + 2)
+        keep_w = min(src_w, math.ceil(width / scale) + 2)
+        top, left = (src_h - keep_h) // 2, (src_w - keep_w) // 2
+        image = image[top : top + keep_h, left : left + keep_w]
+        src_h, src_w = keep_h, keep_w
+        scale = max(height / src_h, width / src_w)
+        new_h = max(height, round(src_h * scale))
+        new_w = max(width, round(src_w * scale))
     if (new_h, new_w) == (src_h, src_w):
         resized = image
     else:

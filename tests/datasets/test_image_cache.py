@@ -60,3 +60,19 @@ def test_rejects_other_objects_and_bad_mode(tmp_path):
         ImageCacheDataset(path=str(tmp_path)).save(np.zeros((1, 2, 2, 3), np.uint8))
     with pytest.raises(DatasetError, match=r"got 'w\+'"):
         ImageCacheDataset(path=str(tmp_path), mmap_mode="w+")
+
+
+def test_cache_files_get_the_umask_permissions_not_mkstemp_0600(tmp_path):
+    """A shared data folder's group (or a container running as another user) must be able
+    to read the cache, as any file the process writes."""
+    import os
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        cache = ImageCache(np.zeros((1, 4, 4, 3), np.uint8), ("a",), {"height": 4, "width": 4})
+        ImageCacheDataset(path=str(tmp_path / "cache")).save(cache)
+    finally:
+        os.umask(old)
+    for name in ("images.npy", "index.json"):
+        assert stat.S_IMODE((tmp_path / "cache" / name).stat().st_mode) == 0o644, name

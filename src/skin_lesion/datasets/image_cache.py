@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 from kedro.io.core import AbstractDataset, DatasetError
 
+from skin_lesion.files import atomic_write
 from skin_lesion.images import ImageCache
 
 ARRAY_FILE = "images.npy"
@@ -98,8 +97,8 @@ class ImageCacheDataset(AbstractDataset[ImageCache, ImageCache]):
         }
         # The index goes last: a cache whose index exists is complete.
         (self._path / INDEX_FILE).unlink(missing_ok=True)
-        _atomic_write(self._path / ARRAY_FILE, lambda f: np.save(f, data.images))
-        _atomic_write(
+        atomic_write(self._path / ARRAY_FILE, lambda f: np.save(f, data.images))
+        atomic_write(
             self._path / INDEX_FILE, lambda f: f.write(json.dumps(index, indent=1).encode())
         )
 
@@ -108,15 +107,3 @@ class ImageCacheDataset(AbstractDataset[ImageCache, ImageCache]):
 
     def _describe(self) -> dict[str, Any]:
         return {"path": str(self._path), "mmap_mode": self._mmap_mode}
-
-
-def _atomic_write(target: Path, write: Any) -> None:
-    """Write through ``write(file)`` to a temporary file beside ``target``, then rename."""
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as file:
-            write(file)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
