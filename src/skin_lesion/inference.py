@@ -36,7 +36,7 @@ from skin_lesion.config import check_at_least, from_dict
 from skin_lesion.evaluation import explain
 from skin_lesion.files import display_name, is_left_out, left_out, walk_files, warn_left_out
 from skin_lesion.images import IMAGE_SUFFIXES, build_image_cache
-from skin_lesion.metadata import MetadataConfig
+from skin_lesion.metadata import MetadataConfig, set_aside_identical_copies
 from skin_lesion.preprocessing import PreprocessConfig
 from skin_lesion.tabular import MetadataEncoder
 
@@ -221,7 +221,16 @@ def predict_images(
     preprocessing = from_dict(
         PreprocessConfig, checkpoint["preprocessing"]["cache"], "checkpoint.preprocessing.cache"
     )
+    # Kaggle's HAM10000 holds every image twice (part_N and its lower-case copy): as in
+    # data_processing, byte-identical files of one name are classified once, the copies
+    # listed in the rejects (which also lets a metadata table tell every image apart).
     names_all = list(loaders)
+    _, copies = set_aside_identical_copies(
+        {name: loaders[name] for name in names_all if not is_left_out(loaders[name])},
+        listed_in="the rejects",
+    )
+    set_aside = dict(zip(copies["file"], copies["reason"], strict=True))
+    names_all = [name for name in names_all if name not in set_aside]
     if fuses:
         # Matched before any decoding, so that a table that cannot be used fails at once:
         # every file that will be read (not those a folder leaves out, such as a sidecar
@@ -278,7 +287,9 @@ def predict_images(
             kept += done
             images = None if many else cache.images
             bar.update(len(part))
-    rejects = pd.DataFrame(list(failures.items()), columns=list(REJECT_COLUMNS))
+    rejects = pd.DataFrame(
+        list(set_aside.items()) + list(failures.items()), columns=list(REJECT_COLUMNS)
+    )
     names = [names_all[i] for i in kept]
     if fuses:
         # Said of the images classified only (not of those rejected).

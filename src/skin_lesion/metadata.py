@@ -88,7 +88,7 @@ def _digest(read: Callable[[], bytes]) -> str:
 
 
 def set_aside_identical_copies(
-    files: Mapping[str, Callable[[], bytes]],
+    files: Mapping[str, Callable[[], bytes]], listed_in: str = "rejected_images"
 ) -> tuple[list[str], pd.DataFrame]:
     """Keep one file where several with the same image_id hold the same bytes.
 
@@ -123,10 +123,11 @@ def set_aside_identical_copies(
         logger.warning(
             "%d image file(s) are byte-identical copies of another file with the same name "
             "(e.g. %s = %s, as Kaggle's download holds every image twice): each image is "
-            "used once; the copies are listed in rejected_images",
+            "used once; the copies are listed in %s",
             len(dropped),
             dropped[0][1],
             dropped[0][2],
+            listed_in,
         )
     rejections = pd.DataFrame(
         {

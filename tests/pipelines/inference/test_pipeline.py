@@ -350,6 +350,29 @@ def test_a_metadata_fusion_classifier_reads_the_metadata_table(kedro_project, tm
     assert not any("no row in the metadata table" in r.getMessage() for r in records)
     sidecar.unlink()
     broken.unlink()
+    # Kaggle's layout holds every image twice: an identical copy in another folder is
+    # classified once (the copy listed in the rejects), as data_processing uses it once; a
+    # different file of the same name still stops a fusion run (whose row would it be?).
+    first_file = folder / f"{test['image_id'].iloc[0]}.jpg"
+    copies = folder / "ham10000_images_part_1"
+    copies.mkdir()
+    shutil.copy(first_file, copies / first_file.name)
+    run_kedro(
+        kedro_project, "inference", inference={"input_dir": str(folder), "metadata": str(table)}
+    )
+    out = pd.read_csv(root / "07_model_output" / "inference_predictions.csv")
+    assert sorted(out["image"]) == sorted(f"{i}.jpg" for i in test["image_id"])
+    rejects = pd.read_csv(root / "07_model_output" / "inference_rejects.csv")
+    assert rejects.to_dict("list") == {
+        "image": [f"ham10000_images_part_1/{first_file.name}"],
+        "reason": [f"identical copy of {first_file.name}; not used"],
+    }
+    (copies / first_file.name).write_bytes(first_file.read_bytes() + b"\0")
+    with pytest.raises(ValueError, match=r"2 images share a file name"):
+        run_kedro(
+            kedro_project, "inference", inference={"input_dir": str(folder), "metadata": str(table)}
+        )
+    shutil.rmtree(copies)
     capsys.readouterr()  # that run's log, not the command's table below
 
     # The command, with a table that lacks the first image: that one is classified with its
