@@ -10,7 +10,9 @@ Policies, each chosen once here:
 * Transparency: alpha is composited over black. Dermoscopy images rarely carry alpha; when
   they do, transparent pixels are outside the field of view, and the dermoscope's own
   vignette outside the field of view is black.
-* Bit depth: 16-bit samples are scaled to 8 bits by ``round(v * 255 / 65535)``, never clipped.
+* Bit depth: 16-bit grayscale samples are scaled to 8 bits by ``round(v * 255 / 65535)``,
+  never clipped; 16-bit RGB (48-bit) images are reduced by Pillow, which keeps the high byte
+  (at most one level below that rounding).
 """
 
 from __future__ import annotations

@@ -6,9 +6,10 @@ image-level split leaks. Every lesion here goes wholly to one split.
 Why our own assignment rather than sklearn's ``StratifiedGroupKFold`` for train/val/test:
 each lesion has exactly one diagnosis (validation enforces it), so grouped stratification
 decomposes into one independent problem per class. Filling each class's splits greedily,
-largest lesions first, hits any fractions (0.70/0.15/0.15 included) to within one lesion,
-where k-fold only offers multiples of 1/k. The folds, equal by definition, do use
-``StratifiedGroupKFold``.
+its lesions in random order (whatever their number of images, so that val and test hold
+multi-image lesions in the same proportion as train), hits any fractions (0.70/0.15/0.15
+included) to within about one lesion, where k-fold only offers multiples of 1/k. The folds,
+equal by definition, do use ``StratifiedGroupKFold``.
 """
 
 from __future__ import annotations

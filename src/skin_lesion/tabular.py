@@ -155,6 +155,13 @@ class MetadataEncoder:
         return config.from_dict(cls, data, path="metadata_encoder")
 
 
+def separator(data: bytes) -> str:
+    """``\\t`` for a tab-separated file (Harvard Dataverse serves HAM10000's metadata as
+    ``HAM10000_metadata.tab``), else ``,``: tabs and no comma in the header line."""
+    header = data.split(b"\n", 1)[0]
+    return "\t" if b"\t" in header and b"," not in header else ","
+
+
 def header_width(data: bytes, name: str, sep: str = ",", encoding: str = "utf-8") -> int | None:
     """The number of fields in a delimited file's header, after checking every row has as many.
 
@@ -217,7 +224,8 @@ def read_text_csv(source: Any, name: str) -> pd.DataFrame:
     """A CSV with every cell as text (empty cells as ``""``), as metadata is read for checks.
 
     Reading text leaves the type checks to the code that can name a bad value (``"forty"``
-    as an age), instead of pandas silently turning it into NaN. Rows ending in a trailing
+    as an age), instead of pandas silently turning it into NaN. A tab-separated file
+    (Dataverse's ``.tab``) is read as such (:func:`separator`). Rows ending in a trailing
     comma are read as if it were not there; a row with a value past the header's last
     column, or with fewer fields than the header, is refused (:func:`header_width`).
 
@@ -234,11 +242,13 @@ def read_text_csv(source: Any, name: str) -> pd.DataFrame:
     else:
         with open(source, "rb") as file:
             data = file.read()
-    width = header_width(data, name)
+    sep = separator(data)
+    width = header_width(data, name, sep)
     try:
         # index_col=False: rows ending in a comma must not turn image ids into the index.
         return pd.read_csv(
             io.BytesIO(data),
+            sep=sep,
             dtype=str,
             keep_default_na=False,
             index_col=False,

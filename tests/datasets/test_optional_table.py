@@ -45,3 +45,16 @@ def test_trailing_commas_are_dropped_and_a_value_past_the_header_is_refused(tmp_
         match=r"meta\.csv' line 2: 3 fields but the header has 2; the values \['male'\]",
     ):
         OptionalTableDataset(filepath=str(csv)).load()
+
+
+def test_a_dataverse_tab_separated_table_reads_like_the_csv(tmp_path) -> None:
+    """Harvard Dataverse serves HAM10000_metadata.tab, which data_processing reads too."""
+    tab = tmp_path / "HAM10000_metadata.tab"
+    tab.write_text('image_id\tage\tsex\tdataset\n"ISIC_1"\t45\t"male"\t"rosendahl"\n')
+    table = OptionalTableDataset(filepath=str(tab)).load()
+    assert table.to_dict("list") == {
+        "image_id": ["ISIC_1"],
+        "age": ["45"],
+        "sex": ["male"],
+        "dataset": ["rosendahl"],
+    }

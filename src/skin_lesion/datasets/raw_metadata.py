@@ -12,7 +12,7 @@ from kedro.io.core import DatasetError, get_filepath_str
 from kedro_datasets.pandas import CSVDataset
 
 from skin_lesion.datasets._help import WHERE_TO_PUT_HAM10000
-from skin_lesion.tabular import header_width
+from skin_lesion.tabular import header_width, separator
 
 logger = logging.getLogger(__name__)
 
@@ -61,13 +61,9 @@ class RawMetadataDataset(CSVDataset):
             load_path = tab
         with self._fs.open(load_path, mode="rb") as file:
             data = file.read()
-        header = data.split(b"\n", 1)[0]
         # Dataverse serves the metadata tab-separated (HAM10000_metadata.tab) unless asked
         # for the original CSV; a .tab saved under the .csv name reads the same.
-        load_args = {
-            "sep": "\t" if b"\t" in header and b"," not in header else ",",
-            **self._load_args,
-        }
+        load_args = {"sep": separator(data), **self._load_args}
         if (
             "usecols" not in load_args
             and isinstance(load_args["sep"], str)
