@@ -192,6 +192,7 @@ def test_report_formats_numbers_and_shows_missing_as_na(report_path: Path) -> No
         "0.751 – 0.883" in html
     )
     assert "validation</strong> set (predicted with test-time augmentation flips" in html
+    assert "The interval of B resamples test lesions with the threshold held fixed" in html
     # Calibration, confusion matrix diagonal, split sizes, header facts.
     assert "1.432" in html and "0.088" in html and "0.023" in html
     assert '<td class="num diag">504</td>' in html  # nv: 1006 // 2 + 1

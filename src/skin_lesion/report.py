@@ -369,6 +369,12 @@ def _melanoma_section(metrics: Mapping) -> str:
             f"{_fmt(_get(boot, 'estimate'))}, {_level(boot)}interval {_interval(boot)} "
             f"({_resamples(boot)} valid resamples).</p>"
         )
+    if len(boot_lines) == 2:
+        boot_lines.append(
+            "<p class='note'>The interval of B resamples test lesions with the threshold "
+            "held fixed: it leaves out how the threshold itself would move with another "
+            "validation split, so it is narrower than the rule's own uncertainty.</p>"
+        )
     return table + how + "".join(boot_lines)
 
 
