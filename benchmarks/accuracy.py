@@ -951,6 +951,13 @@ def compare_runs(baseline_name: str, name: str, results: Path = RESULTS) -> dict
         for label, loaded in ((baseline_name, baseline), (name, runs))
     }
     result["single_view_threshold"] = {k: v for k, v in single_view.items() if v}
+    result["code_line"] = comparison_code_line(
+        {
+            label: [loaded[k] for k in keys]
+            for label, loaded in ((baseline_name, baseline), (name, runs))
+        },
+        unit,
+    )
     result["title"] = f"{name} against {baseline_name}"
     out = f"accuracy-{name}-vs-{baseline_name}"
     (results / f"{out}.json").write_text(json.dumps(result, indent=2) + "\n")
@@ -978,6 +985,7 @@ def compare(setting: str, results: Path = RESULTS, cv: bool = False) -> dict:
     if not baseline or run_unit(list(baseline.values())) != unit:
         raise SystemExit(f"no {unit} results under {base_folder}")
     rows = []
+    paired_records: dict[str, list[dict]] = {}
     single_view = {f"{setting}{suffix}": _single_view(list(baseline.values()), unit)}
     for ablation in sorted(ABLATIONS):
         name = f"{setting}-{ablation}{suffix}"
@@ -1017,6 +1025,7 @@ def compare(setting: str, results: Path = RESULTS, cv: bool = False) -> dict:
                     f", the pair needs {wanted!r}"
                 )
         row = {"ablation": ablation, "overrides": runs[keys[0]]["overrides"], units: keys}
+        paired_records[name] = [runs[k] for k in keys]
         single_view[name] = _single_view([runs[k] for k in keys], unit)
         row |= _paired_metrics(runs, baseline, keys, units)
         rows.append(row)
@@ -1024,6 +1033,10 @@ def compare(setting: str, results: Path = RESULTS, cv: bool = False) -> dict:
         raise SystemExit(f"no ablation of {setting} shares a {unit} with it under {results}")
     result = _comparison(setting, baseline, unit, rows)
     result["single_view_threshold"] = {k: v for k, v in single_view.items() if v}
+    used = sorted({k for records in paired_records.values() for k in (r[unit] for r in records)})
+    result["code_line"] = comparison_code_line(
+        {f"{setting}{suffix}": [baseline[k] for k in used], **paired_records}, unit
+    )
     if cv:
         result["training_seed"] = sorted({r["seed"] for r in baseline.values()})
     name = f"{setting}{suffix}-ablations"
@@ -1083,6 +1096,26 @@ def _paired(ours: list[float], base: list[float]) -> dict:
         "delta_sd": statistics.stdev(deltas) if len(deltas) > 1 else None,
         "delta_per_seed": deltas,
     }
+
+
+def comparison_code_line(groups: dict[str, list[dict]], unit: str) -> str | None:
+    """The code of every run a comparison pairs: one sentence where all ran the same src and
+    conf, else each run's (:func:`code_line`), so a table pairing two codes says so."""
+    lines = {name: code_line(records, unit) for name, records in groups.items()}
+    if not any(lines.values()):
+        return None
+    said = {line.removeprefix("Code: ") if line else "not recorded." for line in lines.values()}
+    trees = {
+        (code.get("src_tree"), code.get("conf_tree"))
+        for records in groups.values()
+        for code in (r.get("code") or {} for r in records)
+    }
+    if len(trees) == 1 and len(said) == 1:
+        return f"Code: every run, {said.pop()}"
+    return "Code, by run: " + " ".join(
+        f"{name}: {line.removeprefix('Code: ') if line else 'not recorded.'}"
+        for name, line in lines.items()
+    )
 
 
 def compare_markdown(result: dict) -> str:
@@ -1147,6 +1180,8 @@ def compare_markdown(result: dict) -> str:
             f"{spread} of {result['setting']} itself (sd over {units} "
             f"{result[f'baseline_{units}']}): {noise}.",
         ]
+    if result.get("code_line"):
+        lines += ["", result["code_line"]]
     return "\n".join(lines) + "\n"
 
 

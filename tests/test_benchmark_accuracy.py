@@ -1446,3 +1446,25 @@ def test_compare_runs_pairs_any_two_runs_and_names_what_changed(
     _write_seed(tmp_path, 9, 0.7, name="elsewhere")
     with pytest.raises(SystemExit, match=r"elsewhere's seeds \[9\] share none with base's"):
         accuracy.compare_runs("base", "elsewhere", tmp_path)
+
+
+def test_a_comparison_names_the_code_of_its_runs_and_says_when_they_differ(
+    tmp_path: Path,
+) -> None:
+    """An ablation run at a later code paired with the setting's records at an earlier one
+    must show in the table, not only in each run's own summary."""
+    old = {"commit": "a" * 40, "src_tree": "s1", "conf_tree": "c1", "changed": 0}
+    new = {"commit": "b" * 40, "src_tree": "s2", "conf_tree": "c1", "changed": 0}
+    for seed in (0, 1):
+        _write_seed(tmp_path, seed, 0.7, name="cpu-quick", code=old)
+        _write_seed(tmp_path, seed, 0.72, name="cpu-quick-cross-entropy", code=old)
+    result = accuracy.compare("cpu-quick", tmp_path)
+    assert result["code_line"] == "Code: every run, commit `aaaaaaaaaa`."
+    for seed in (0, 1):
+        _write_seed(tmp_path, seed, 0.72, name="cpu-quick-cross-entropy", code=new)
+    accuracy.compare("cpu-quick", tmp_path)
+    table = (tmp_path / "accuracy-cpu-quick-ablations.md").read_text()
+    assert table.rstrip().endswith(
+        "Code, by run: cpu-quick: commit `aaaaaaaaaa`. "
+        "cpu-quick-cross-entropy: commit `bbbbbbbbbb`."
+    )
