@@ -203,3 +203,25 @@ def test_each_stage_refuses_upstream_outputs_made_from_other_inputs(kedro_projec
         contrastive_pretraining=supcon_speed,
         data_processing={"split": {"warn_share_gap": 50.0}},
     )
+
+
+def test_a_classifier_stale_in_two_ways_names_both_at_once() -> None:
+    """A user who changed the loss and the seed learnt one per run before."""
+    from dataclasses import asdict
+
+    from skin_lesion.classification import ClassifierConfig
+    from skin_lesion.config import from_dict
+    from skin_lesion.pipelines.reporting.nodes import check_classifier_settings
+
+    trained = asdict(from_dict(ClassifierConfig, {"loss": {"name": "cross_entropy"}}, "t"))
+    classifier = {"params": {"seed": 7, "settings": {"classifier_training": trained}}}
+    with pytest.raises(StaleInputError) as caught:
+        check_classifier_settings(classifier, training={"loss": {"name": "focal"}}, seed=42)
+    message = str(caught.value)
+    assert message.startswith("2 inputs or settings differ")
+    assert "1. `classifier` is stale: it was made with other classifier_training" in message
+    assert "loss.name: 'cross_entropy' before, now 'focal'" in message
+    assert "2. `classifier` is stale: it was trained with seed=7" in message
+    # One difference alone keeps its own message, unnumbered.
+    with pytest.raises(StaleInputError, match=r"^`classifier` is stale: it was trained"):
+        check_classifier_settings(classifier, training={"loss": {"name": "cross_entropy"}}, seed=42)

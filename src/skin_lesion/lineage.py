@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict
 from typing import Any
 
@@ -33,6 +33,28 @@ ENCODER_KEY = "encoder_sha256"
 
 class StaleInputError(RuntimeError):
     """A checkpoint was made from other splits or another image cache than the current ones."""
+
+
+def all_of(*checks: Callable[[], None]) -> None:
+    """Run every check, then raise one ``StaleInputError`` naming every check that failed, so
+    that a user who changed two settings learns both at once, not one per run.
+
+    Raises:
+        StaleInputError: The one failure's message, or each failure's, numbered.
+    """
+    problems = []
+    for check in checks:
+        try:
+            check()
+        except StaleInputError as error:
+            problems.append(str(error))
+    if len(problems) == 1:
+        raise StaleInputError(problems[0])
+    if problems:
+        raise StaleInputError(
+            f"{len(problems)} inputs or settings differ from what the output was made with:\n"
+            + "\n".join(f"  {k}. {problem}" for k, problem in enumerate(problems, 1))
+        )
 
 
 def split_fingerprint(splits: pd.DataFrame) -> str:

@@ -64,25 +64,35 @@ def train_classifier(
             other settings or splits than the current ones (naming the pipeline to rerun).
     """
     config = from_dict(classification.ClassifierConfig, params, "classifier_training")
+    checks = []
     if preprocessing is not None:
-        lineage.check_cache_settings(
-            image_cache.preprocessing,
-            from_dict(PreprocessConfig, preprocessing, "data_processing.preprocessing").to_dict(),
+        checks.append(
+            lambda: lineage.check_cache_settings(
+                image_cache.preprocessing,
+                from_dict(
+                    PreprocessConfig, preprocessing, "data_processing.preprocessing"
+                ).to_dict(),
+            )
         )
     if encoder is not None:
         wanted = asdict(from_dict(EncoderConfig, encoder, "encoder"))
-        lineage.check_encoder_settings(lineage.encoder_of(pretrained_encoder), wanted)
-    if contrastive is not None:
-        lineage.check_pretraining_settings(pretrained_encoder, contrastive)
-    if pretrained_encoder.get("history"):  # SupCon learnt from labels: same splits needed
-        lineage.check_checkpoint_inputs(
-            pretrained_encoder,
-            "pretrained_encoder",
-            "contrastive_pretraining",
-            splits=splits,
-            cache_preprocessing=image_cache.preprocessing,
+        checks.append(
+            lambda: lineage.check_encoder_settings(lineage.encoder_of(pretrained_encoder), wanted)
         )
-    else:  # initial weights: only the cache they will see is current
+    if contrastive is not None:
+        checks.append(lambda: lineage.check_pretraining_settings(pretrained_encoder, contrastive))
+    if pretrained_encoder.get("history"):  # SupCon learnt from labels: same splits needed
+        checks.append(
+            lambda: lineage.check_checkpoint_inputs(
+                pretrained_encoder,
+                "pretrained_encoder",
+                "contrastive_pretraining",
+                splits=splits,
+                cache_preprocessing=image_cache.preprocessing,
+            )
+        )
+    lineage.all_of(*checks)  # every stale input named at once
+    if not pretrained_encoder.get("history"):  # initial weights: only their cache is current
         pretrained_encoder = {
             **pretrained_encoder,
             "preprocessing": {

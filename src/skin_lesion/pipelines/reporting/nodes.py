@@ -62,14 +62,16 @@ def _check_classifier(classifier: dict[str, Any], image_cache: ImageCache, split
     ``now``: the current parameters by ``UPSTREAM`` keyword; one not given is not checked,
     nor is one the classifier did not record (made by an older version).
     """
-    lineage.check_checkpoint_inputs(
-        classifier,
-        "classifier",
-        "classifier_training",
-        splits=splits,
-        cache_preprocessing=image_cache.preprocessing,
+    lineage.all_of(
+        lambda: lineage.check_checkpoint_inputs(
+            classifier,
+            "classifier",
+            "classifier_training",
+            splits=splits,
+            cache_preprocessing=image_cache.preprocessing,
+        ),
+        lambda: check_classifier_settings(classifier, **now),
     )
-    check_classifier_settings(classifier, **now)
 
 
 def check_classifier_settings(classifier: dict[str, Any], **now) -> None:
@@ -82,23 +84,35 @@ def check_classifier_settings(classifier: dict[str, Any], **now) -> None:
     made outside a ``kedro run``.
     """
     then = lineage.recorded_config(classifier, "classifier_training", ClassifierConfig)
-    if now.get("training") is not None and then is not None:
-        lineage.check_settings(
-            asdict(then),
-            asdict(from_dict(ClassifierConfig, now["training"], "classifier_training")),
-            "classifier_training",
-            "classifier",
-            "classifier_training",
-            TRAINING_EXEMPT,
-        )
     made_from = (classifier.get("params") or {}).get(lineage.SETTINGS_KEY) or {}
+    checks = []
+    if now.get("training") is not None and then is not None:
+        checks.append(
+            lambda: lineage.check_settings(
+                asdict(then),
+                asdict(from_dict(ClassifierConfig, now["training"], "classifier_training")),
+                "classifier_training",
+                "classifier",
+                "classifier_training",
+                TRAINING_EXEMPT,
+            )
+        )
     if now.get("encoder") is not None and isinstance(made_from.get("encoder"), dict):
         wanted = asdict(from_dict(EncoderConfig, now["encoder"], "encoder"))
-        lineage.check_encoder_settings(made_from["encoder"], wanted, "classifier", RERUN_ALL)
+        checks.append(
+            lambda: lineage.check_encoder_settings(
+                made_from["encoder"], wanted, "classifier", RERUN_ALL
+            )
+        )
     if now.get("contrastive") is not None:
-        lineage.check_pretraining_settings(classifier, now["contrastive"], "classifier", RERUN_ALL)
+        checks.append(
+            lambda: lineage.check_pretraining_settings(
+                classifier, now["contrastive"], "classifier", RERUN_ALL
+            )
+        )
     if now.get("seed") is not None:
-        lineage.check_seed(classifier, now["seed"], "classifier", RERUN_ALL)
+        checks.append(lambda: lineage.check_seed(classifier, now["seed"], "classifier", RERUN_ALL))
+    lineage.all_of(*checks)
 
 
 def _predict(split: str, classifier, image_cache, splits, cached_metadata, params, device, now):
