@@ -221,6 +221,12 @@ def test_one_file_given_twice_is_classified_once(
 
     assert list(loaders) == [str(image), str(other)]
     assert f"{again.as_posix()} is the same file as {image}: classified once" in caplog.text
+    # The same spelling twice (here: named, then found in its folder) warns too.
+    assert f"{image} is given more than once (by name, or in a folder also given)" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="skin_lesion.inference"):
+        assert list(file_loaders([str(other), str(other)])) == [str(other)]
+    assert "given more than once" in caplog.text
 
 
 def test_lazy_gradcam_computes_a_batch_when_asked_and_holds_one(monkeypatch) -> None:

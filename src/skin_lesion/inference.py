@@ -641,13 +641,20 @@ def _add(
     path: Path,
     load: Callable[[], bytes],
 ) -> None:
-    """Add one image, unless the same file was already added under another spelling
-    (``x.jpg`` and ``../dir/x.jpg``, or a folder and a file in it): classified once."""
+    """Add one image, unless the same file was already added, under this spelling or another
+    (``x.jpg`` twice, ``x.jpg`` and ``../dir/x.jpg``, or a folder and a file in it):
+    classified once, with a warning."""
     name, real = _name(path), os.path.realpath(path)
-    if real in seen and seen[real] != name:
-        logger.warning("%s is the same file as %s: classified once", name, seen[real])
+    if real in seen:
+        if seen[real] == name:
+            logger.warning(
+                "%s is given more than once (by name, or in a folder also given): classified once",
+                name,
+            )
+        else:
+            logger.warning("%s is the same file as %s: classified once", name, seen[real])
         return
-    seen.setdefault(real, name)
+    seen[real] = name
     loaders[name] = load
 
 
