@@ -258,7 +258,7 @@ def test_store_and_artifacts_sit_at_the_project_root_from_any_working_folder(
                 config["server"]["mlflow_tracking_uri"] == f"sqlite:///{root.as_posix()}/mlflow.db"
             )
             kwargs = config["tracking"]["experiment"]["create_experiment_kwargs"]
-            assert kwargs["artifact_location"] == f"mlruns/{experiment}"  # kedro-mlflow: root
+            assert kwargs["artifact_location"] == f"{root.as_posix()}/mlruns/{experiment}"
 
 
 def test_without_mlflow_installed_runs_go_untracked():
