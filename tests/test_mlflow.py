@@ -271,3 +271,49 @@ def test_without_mlflow_installed_runs_go_untracked():
         "assert settings.CONFIG_LOADER_ARGS['merge_strategy']['parameters'] == 'soft'\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+INTERRUPTED_RUN = """
+import os, signal, sys, time
+import mlflow
+mlflow.set_tracking_uri(sys.argv[1])
+from skin_lesion.hooks import MlflowOutputsHook
+hook = MlflowOutputsHook()
+run = mlflow.start_run()  # as kedro-mlflow's before_pipeline_run does
+print(run.info.run_id, flush=True)
+hook.before_pipeline_run(run_params={}, pipeline=None, catalog=None)
+hook.before_node_run()
+if sys.argv[2] == "sigterm":
+    os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(30)
+elif sys.argv[2] == "ctrl-c":
+    raise KeyboardInterrupt
+else:  # the pipeline ends; kedro-mlflow ends the run
+    hook.after_pipeline_run(run_params={}, pipeline=None, catalog=None)
+    mlflow.end_run()
+"""
+
+
+@pytest.mark.parametrize(
+    ("how", "status", "exit_code"),
+    [("sigterm", "KILLED", 143), ("ctrl-c", "KILLED", -2), ("end", "FINISHED", 0)],
+)
+def test_a_run_interrupted_before_its_end_is_marked_killed(tmp_path, how, status, exit_code):
+    """Ctrl-C left MLflow's exit handler to end the run FINISHED; SIGTERM left it RUNNING."""
+    import os
+    import subprocess
+    import sys
+
+    uri = f"sqlite:///{tmp_path.as_posix()}/mlflow.db"
+    # Not the experiment an earlier in-process kedro run left in MLFLOW_EXPERIMENT_ID.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    done = subprocess.run(
+        [sys.executable, "-c", INTERRUPTED_RUN, uri, how],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
+    assert done.returncode == exit_code, done.stderr[-2000:]
+    run_id = done.stdout.split()[0]
+    assert mlflow.MlflowClient(uri).get_run(run_id).info.status == status

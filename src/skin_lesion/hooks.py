@@ -21,13 +21,23 @@ and logs the parameters every node reads, flattened (``classifier_training.finet
 
 It logs only while an MLflow run is active, i.e. while kedro-mlflow tracks this run; with
 tracking off (``disable_tracking`` in ``mlflow.yml``) it does nothing.
+
+A run stopped before its end is marked ``KILLED``: kedro-mlflow ends a run at the pipeline's
+end or error, but Ctrl-C is neither (Kedro prints ``Aborted!``, and MLflow's own exit handler
+then ended the run as ``FINISHED``), and a ``kill`` (SIGTERM) ended the process with the run
+left ``RUNNING`` for good. While a pipeline runs, SIGTERM raises ``SystemExit`` (exit status
+143, as the signal would give) so that exit handlers run, and one of ours ends a run still
+open then as ``KILLED``.
 """
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import logging
 import math
 import re
+import signal
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -174,23 +184,67 @@ def code_tags() -> dict[str, str]:
     return {key: str(value) for key, value in tags.items() if value is not None}
 
 
+# Whether a pipeline is running (between before_pipeline_run and its end or error), for the
+# exit handler that marks a run still open at exit as KILLED.
+_RUNNING = {"pipeline": False, "exit_handler": False}
+
+
+def end_interrupted_run() -> None:
+    """At exit: end the active MLflow run as ``KILLED`` if its pipeline never finished or
+    failed (Ctrl-C, SIGTERM); registered once, after MLflow's own handler, so it runs first
+    (``atexit`` runs the last registered first)."""
+    if _RUNNING["pipeline"] and mlflow.active_run() is not None:
+        logger.warning("the run was interrupted: its MLflow run is marked KILLED")
+        mlflow.end_run(status="KILLED")
+    _RUNNING["pipeline"] = False
+
+
+def _exit_on_sigterm(signum: int, frame: Any) -> None:
+    raise SystemExit(128 + signum)
+
+
 class MlflowOutputsHook:
-    """Logs training histories, test metrics and checkpoint/report files to the active run."""
+    """Logs training histories, test metrics and checkpoint/report files to the active run,
+    and marks a run interrupted before its end ``KILLED``."""
 
     def __init__(self) -> None:
         """Start with no catalog; ``before_pipeline_run`` hands it over."""
         self._catalog: CatalogProtocol | None = None
         self._code_tagged = False
         self._tagged_inputs: set[str] = set()
+        self._previous_sigterm: Any = None
 
     @hook_impl
     def before_pipeline_run(
         self, run_params: dict[str, Any], pipeline: Pipeline, catalog: CatalogProtocol
     ) -> None:
-        """Keep the run's catalog: ``after_dataset_saved`` needs it to find saved files."""
+        """Keep the run's catalog: ``after_dataset_saved`` needs it to find saved files.
+        Make SIGTERM an orderly exit while the pipeline runs (main thread, default handler
+        only: a handler someone else installed is left alone)."""
         self._catalog = catalog
         self._code_tagged = False
         self._tagged_inputs: set[str] = set()
+        _RUNNING["pipeline"] = True
+        self._previous_sigterm = None
+        with contextlib.suppress(ValueError):  # not the main thread: signals left alone
+            if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+                self._previous_sigterm = signal.signal(signal.SIGTERM, _exit_on_sigterm)
+
+    @hook_impl
+    def before_node_run(self) -> None:
+        """Register the exit handler once, now that kedro-mlflow has started the run (and
+        MLflow registered its own exit handler, which must run after ours)."""
+        if not _RUNNING["exit_handler"]:
+            atexit.register(end_interrupted_run)
+            _RUNNING["exit_handler"] = True
+
+    def _finished(self) -> None:
+        self._catalog = None
+        _RUNNING["pipeline"] = False
+        if self._previous_sigterm is not None:
+            with contextlib.suppress(ValueError):
+                signal.signal(signal.SIGTERM, self._previous_sigterm)
+            self._previous_sigterm = None
 
     @hook_impl
     def after_dataset_saved(self, dataset_name: str, data: Any, node: Any) -> None:
@@ -240,8 +294,8 @@ class MlflowOutputsHook:
     def after_pipeline_run(
         self, run_params: dict[str, Any], pipeline: Pipeline, catalog: CatalogProtocol
     ) -> None:
-        """Drop the catalog at the end of the run."""
-        self._catalog = None
+        """Drop the catalog at the end of the run; SIGTERM as it was."""
+        self._finished()
 
     @hook_impl
     def on_pipeline_error(
@@ -251,5 +305,5 @@ class MlflowOutputsHook:
         pipeline: Pipeline,
         catalog: CatalogProtocol,
     ) -> None:
-        """Drop the catalog when the run fails."""
-        self._catalog = None
+        """Drop the catalog when the run fails (kedro-mlflow marks it FAILED)."""
+        self._finished()
