@@ -317,3 +317,18 @@ def test_a_run_interrupted_before_its_end_is_marked_killed(tmp_path, how, status
     assert done.returncode == exit_code, done.stderr[-2000:]
     run_id = done.stdout.split()[0]
     assert mlflow.MlflowClient(uri).get_run(run_id).info.status == status
+
+
+def test_a_run_without_its_raw_data_stops_before_an_mlflow_run_opens(tracked_project):
+    """Missing HAM10000 (or folder to classify) stopped the first node, after kedro-mlflow
+    had opened a run, which then sat in the history as FAILED."""
+    import shutil
+
+    from kedro.io import DatasetError
+
+    project, uri = tracked_project
+    shutil.rmtree(project / "data" / "01_raw" / "HAM10000")
+    with pytest.raises(DatasetError, match=r"HAM10000 (metadata|image folder) not found"):
+        run_kedro(project, "data_processing")
+    experiments = mlflow.MlflowClient(uri).search_experiments()
+    assert not mlflow.MlflowClient(uri).search_runs([e.experiment_id for e in experiments])

@@ -322,10 +322,14 @@ def check_inputs_exist(pipeline: Any, catalog: Any, env: str | None = None) -> N
     """Refuse a run whose inputs another pipeline makes but has not made yet, naming each
     input, its file and the command that makes it: ``kedro run --pipelines inference``
     before any training would otherwise stop at the first node with a loading error that
-    names neither. Raw data (made by no pipeline) is left to its own dataset's message.
+    names neither. A missing raw input (made by no pipeline: HAM10000, the folder to
+    classify) is loaded here, so that its own dataset's message (where HAM10000 belongs,
+    which ``--params`` to give) stops the run before kedro-mlflow opens an MLflow run that
+    would end FAILED; one that loads (an optional table not given) goes on.
 
     Raises:
         FileNotFoundError: Listing every missing input of the run.
+        DatasetError: A raw input's own error.
     """
     absent = sorted(
         name
@@ -352,6 +356,8 @@ def check_inputs_exist(pipeline: Any, catalog: Any, env: str | None = None) -> N
         if (made_by := sorted(key for key, made in outputs.items() if name in made))
     ]
     if not missing:
+        for name in absent:
+            catalog.load(name)  # raw data: its dataset says what is wrong, or it loads after all
         return
     run = f"kedro run --env {env}" if env else "kedro run"
     lines = "\n".join(
