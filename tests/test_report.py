@@ -327,3 +327,16 @@ def test_report_names_the_classes_macro_auc_leaves_out() -> None:
         environment={}, figures={},
     )  # fmt: skip
     assert "Macro AUC leaves out df, vasc: no one-vs-rest AUC" in html
+
+
+def test_a_notice_shows_under_the_title_escaped() -> None:
+    """The demo environment's reporting.notice says its data are synthetic."""
+    html = render_report(
+        title="t", metrics={}, split_summary={}, params={}, fingerprint={},
+        environment={}, figures={}, notice="Synthetic <demo> data",
+    )  # fmt: skip
+    assert "<p class='notice'>Synthetic &lt;demo&gt; data</p></header>" in html
+    assert "class='notice'" not in render_report(
+        title="t", metrics={}, split_summary={}, params={}, fingerprint={},
+        environment={}, figures={},
+    )  # fmt: skip

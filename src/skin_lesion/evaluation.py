@@ -63,6 +63,8 @@ class ReportingConfig:
         augment_examples: Images in the augmentation grid.
         augment_views: Augmented views per image in the grid.
         progress: Progress bars.
+        notice: A line shown at the top of the report, before any figure (the demo
+            environment says there that its data are synthetic); none by default.
     """
 
     tta: Literal["none", "flips", "dihedral"] = "flips"
@@ -75,6 +77,7 @@ class ReportingConfig:
     augment_examples: int = 4
     augment_views: int = 5
     progress: bool = True
+    notice: str | None = None
 
     def __post_init__(self) -> None:
         check_at_least(self, 1, "batch_size", "calibration_bins", "augment_views")

@@ -68,6 +68,7 @@ h1 { margin: 0 0 0.25rem; font-size: 1.7rem; }
 h2 { margin-top: 2rem; font-size: 1.25rem; border-bottom: 1px solid #d0d7de; }
 h3 { font-size: 1.05rem; }
 .meta, .note { color: #57606a; font-size: 0.9rem; }
+.notice { background: #fff8c5; border: 1px solid #d4a72c; padding: 0.5rem 0.75rem; }
 table { border-collapse: collapse; margin: 0.5rem 0 1rem; font-size: 0.92rem; }
 th, td { border: 1px solid #d0d7de; padding: 0.3rem 0.6rem; text-align: left; }
 th { background: #f6f8fa; }
@@ -115,6 +116,7 @@ def render_report(
     figures: Mapping[str, bytes],
     figure_captions: Mapping[str, str] | None = None,
     generated_at: datetime | None = None,
+    notice: str | None = None,
 ) -> str:
     """Render one run as a self-contained HTML5 page.
 
@@ -130,6 +132,7 @@ def render_report(
         figure_captions: Name to caption, over :data:`FIGURE_CAPTIONS` (the reporting
             pipeline's figures); the name is used where neither gives one.
         generated_at: Timestamp to print (default: now, UTC).
+        notice: A line shown under the title, before any figure (``reporting.notice``).
 
     Returns:
         The HTML document.
@@ -154,8 +157,9 @@ def render_report(
         f"Generated {when:%Y-%m-%d %H:%M:%S} UTC · test set: "
         f"{_fmt(metrics.get('test_images'))} images, {_fmt(metrics.get('test_lesions'))} lesions"
     )
+    shown = f"<p class='notice'>{_esc(notice)}</p>" if notice else ""
     body = [
-        f"<header><h1>{_esc(title)}</h1><p class='meta'>{_esc(subtitle)}</p></header>",
+        f"<header><h1>{_esc(title)}</h1><p class='meta'>{_esc(subtitle)}</p>{shown}</header>",
         _section("Test metrics", _summary_table(test, metrics.get("bootstrap") or {})),
         _section("Per-class metrics", _per_class_table(metrics)),
         _section("Melanoma", _melanoma_section(metrics)),

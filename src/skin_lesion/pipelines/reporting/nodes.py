@@ -377,4 +377,5 @@ def build_report(
         fingerprint=provenance.dataset_fingerprint(cached_metadata),
         environment=provenance.environment_info(str(resolve_device(params["device"]))),
         figures={k: v for k, v in inputs.items() if not k.startswith(PARAM_PREFIX)},
+        notice=_config(params["reporting"]).notice,
     )
