@@ -129,7 +129,8 @@ def _read_metrics(path: str) -> dict:
     if not file.is_file():
         raise FileNotFoundError(
             f"no metrics file at '{file}': it holds the validated operating point; run "
-            "`kedro run --pipelines reporting` first, or pass --metrics PATH"
+            "`kedro run --pipelines reporting` first (with the --env and --params the "
+            "classifier was trained with), or pass --metrics PATH"
         )
     try:
         metrics = json.loads(file.read_text())

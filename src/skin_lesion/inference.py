@@ -128,7 +128,8 @@ def check_operating_point(operating_point: Mapping[str, Any]) -> tuple[float, fl
     if missing:
         raise ValueError(
             f"the operating point lacks {missing}; it comes from the reporting pipeline's "
-            "test_metrics.json ('operating_point'): run `kedro run --pipelines reporting` first"
+            "test_metrics.json ('operating_point'): run `kedro run --pipelines reporting` first "
+            "(with the --env and --params the classifier was trained with)"
         )
     return float(operating_point["temperature"]), float(operating_point["melanoma_threshold"])
 
@@ -146,7 +147,8 @@ def check_operating_point_matches(
     if fitted_for is None:
         logger.warning(
             "the operating point does not say which classifier it was fitted for (it predates "
-            "the record); rerun `kedro run --pipelines reporting` to be sure it fits this one"
+            "the record); rerun `kedro run --pipelines reporting` (with the --env and --params "
+            "the classifier was trained with) to be sure it fits this one"
         )
         return
     this = state_fingerprint(checkpoint)
@@ -154,8 +156,9 @@ def check_operating_point_matches(
         raise ValueError(
             f"the operating point (temperature, melanoma threshold) was fitted for another "
             f"classifier (weights SHA-256 {fitted_for[:12]}) than this checkpoint "
-            f"({this[:12]}): rerun `kedro run --pipelines reporting` for this classifier, or "
-            "use the test_metrics.json made with it"
+            f"({this[:12]}): rerun `kedro run --pipelines reporting` for this classifier (with "
+            "the --env and --params it was trained with), or use the test_metrics.json made "
+            "with it"
         )
 
 

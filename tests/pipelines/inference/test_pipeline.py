@@ -259,7 +259,12 @@ def test_operating_point_is_tied_to_its_classifier_and_bad_files_are_named(
     status, err = predict(listed)
     assert status == 2 and f"'{listed}' holds a JSON list, not the reporting" in err
     status, err = predict(tmp_path / "none.json")
-    assert status == 2 and "run `kedro run --pipelines reporting` first, or pass --metrics" in err
+    assert (
+        status == 2
+        and "run `kedro run --pipelines reporting` first (with the --env and --params the "
+        "classifier was trained with), or pass --metrics"
+        in err
+    )
     status, err = predict(other, tmp_path / "none.pt")
     assert status == 2 and "no checkpoint at" in err and "pass --checkpoint PATH" in err
 
