@@ -392,3 +392,9 @@ def test_build_image_cache_rejects_an_image_opencv_fails_on_and_goes_on(tmp_path
     assert list(failures) == ["ISIC_odd"]
     assert failures["ISIC_odd"].startswith("cannot preprocess: ")
     assert "Insufficient memory" in failures["ISIC_odd"]
+
+
+def test_image_cache_repr_gives_its_size_not_its_pixels() -> None:
+    cache = ImageCache(np.zeros((1000, 8, 9, 3), np.uint8), tuple(map(str, range(1000))), {})
+    assert repr(cache) == "ImageCache(1000 images of 8x9 (HxW), uint8, first '0'; preprocessing {})"
+    assert cache.shape == (1000, 8, 9, 3)

@@ -66,6 +66,20 @@ class ImageCache:
     image_ids: tuple[str, ...]
     preprocessing: dict[str, Any]
 
+    def __repr__(self) -> str:
+        """Its size, not its pixels (the default dumped the whole array in a notebook)."""
+        first = f", first {self.image_ids[0]!r}" if self.image_ids else ""
+        return (
+            f"ImageCache({len(self.image_ids)} images of {self.images.shape[1]}x"
+            f"{self.images.shape[2]} (HxW), {self.images.dtype}{first}; "
+            f"preprocessing {self.preprocessing})"
+        )
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """``images.shape``: ``(N, H, W, 3)``."""
+        return self.images.shape
+
     def __post_init__(self) -> None:
         images = self.images
         if not isinstance(images, np.ndarray):
