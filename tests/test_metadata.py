@@ -118,6 +118,15 @@ def test_duplicates_identical_keep_first_conflicting_reject_all():
     assert reasons[1] == "line 6: duplicate of line 3"
 
 
+def test_a_repeat_that_writes_the_age_another_way_is_still_a_repeat():
+    rows = _good(3)
+    rows[1]["age"] = "50"
+    rows.append({**rows[1], "age": "50.0"})  # line 5: the same row, the age written as float
+    valid, rejected = _validate(rows)
+    assert list(valid["image_id"]) == ["ISIC_0000000", "ISIC_0000001", "ISIC_0000002"]
+    assert list(rejected["reason"]) == ["line 5: duplicate of line 3"]
+
+
 def test_lesion_with_two_diagnoses_is_rejected():
     rows = _good(4)
     rows[1]["lesion_id"] = rows[0]["lesion_id"]  # dx akiec and bcc on one lesion

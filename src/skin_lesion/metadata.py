@@ -19,6 +19,8 @@ from typing import Literal
 
 import pandas as pd
 
+from skin_lesion.images import IMAGE_SUFFIXES
+
 logger = logging.getLogger(__name__)
 
 # A localization on fewer valid rows than this, at least this similar (difflib's ratio) to a
@@ -256,6 +258,12 @@ def _age_value(text: str) -> float:
         return math.nan
 
 
+def _age_key(text: str) -> str:
+    """An age cell as it compares: its number where it is one, else its text."""
+    age = _age_value(text) if text else math.nan
+    return repr(age) if math.isfinite(age) else text
+
+
 def _row_problems(
     row: pd.Series, classes: Sequence[str], config: MetadataConfig, files: dict[str, list[str]]
 ) -> list[str]:
@@ -278,7 +286,9 @@ def _row_problems(
     if row["image_id"]:
         found = files.get(row["image_id"], [])
         if not found:
-            problems.append("no image file for this image_id")
+            problems.append(
+                f"no image file for this image_id (only {'/'.join(IMAGE_SUFFIXES)} files are read)"
+            )
         elif len(found) > 1:
             problems.append(
                 f"{len(found)} image files for this image_id: {', '.join(found)} "
@@ -288,11 +298,13 @@ def _row_problems(
 
 
 def _flag_duplicates(frame: pd.DataFrame, reasons: dict[int, list[str]]) -> None:
-    """Flag repeated image_ids: exact repeats after the first, or every conflicting copy."""
+    """Flag repeated image_ids: exact repeats after the first, or every conflicting copy.
+    Ages compare as numbers (``50`` and ``50.0`` are one age), the rest as text."""
     repeated = frame[frame["image_id"].ne("") & frame["image_id"].duplicated(keep=False)]
     for _, group in repeated.groupby("image_id", sort=False):
         columns = list(REQUIRED_COLUMNS)
-        identical = len(group[columns].drop_duplicates()) == 1
+        same = group[columns].assign(age=[_age_key(a) for a in group["age"]])
+        identical = len(same.drop_duplicates()) == 1
         lines = ", ".join(str(r) for r in group["row"])
         if identical:
             first = group["row"].iloc[0]
