@@ -276,17 +276,19 @@ def test_without_mlflow_installed_runs_go_untracked():
 INTERRUPTED_RUN = """
 import os, signal, sys, time
 import mlflow
-mlflow.set_tracking_uri(sys.argv[1])
+uri, how = sys.argv[1:3]
+sys.argv = ["/venv/bin/kedro", "run"]  # as the kedro command's process
+mlflow.set_tracking_uri(uri)
 from skin_lesion.hooks import MlflowOutputsHook
 hook = MlflowOutputsHook()
 run = mlflow.start_run()  # as kedro-mlflow's before_pipeline_run does
 print(run.info.run_id, flush=True)
 hook.before_pipeline_run(run_params={}, pipeline=None, catalog=None)
 hook.before_node_run()
-if sys.argv[2] == "sigterm":
+if how == "sigterm":
     os.kill(os.getpid(), signal.SIGTERM)
     time.sleep(30)
-elif sys.argv[2] == "ctrl-c":
+elif how == "ctrl-c":
     raise KeyboardInterrupt
 else:  # the pipeline ends; kedro-mlflow ends the run
     hook.after_pipeline_run(run_params={}, pipeline=None, catalog=None)
@@ -332,3 +334,31 @@ def test_a_run_without_its_raw_data_stops_before_an_mlflow_run_opens(tracked_pro
         run_kedro(project, "data_processing")
     experiments = mlflow.MlflowClient(uri).search_experiments()
     assert not mlflow.MlflowClient(uri).search_runs([e.experiment_id for e in experiments])
+
+
+def test_sigterm_is_left_alone_outside_the_kedro_command(monkeypatch):
+    """A notebook catches SystemExit: a SIGTERM turned into one would not end its kernel."""
+    import signal
+    import sys
+
+    from skin_lesion import hooks
+
+    hook = MlflowOutputsHook()
+    for argv, installed in (
+        (["/usr/lib/python3/ipykernel_launcher.py", "-f", "k.json"], False),
+        (["/venv/bin/pytest"], False),
+        (["/venv/bin/kedro", "viz"], False),
+        (["/venv/bin/kedro", "run", "--env", "demo"], True),
+        (["/venv/lib/python3.11/site-packages/kedro/__main__.py", "run"], True),
+    ):
+        monkeypatch.setattr(sys, "argv", argv)
+        hook.before_pipeline_run(run_params={}, pipeline=None, catalog=None)
+        assert (signal.getsignal(signal.SIGTERM) is hooks._exit_on_sigterm) is installed, argv
+        hook.after_pipeline_run(run_params={}, pipeline=None, catalog=None)
+        assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+    # One-shot: the handler puts the default back before it raises.
+    monkeypatch.setattr(signal, "signal", lambda sig, handler: seen.append((sig, handler)))
+    seen = []
+    with pytest.raises(SystemExit) as stopped:
+        hooks._exit_on_sigterm(signal.SIGTERM, None)
+    assert stopped.value.code == 143 and seen == [(signal.SIGTERM, signal.SIG_DFL)]

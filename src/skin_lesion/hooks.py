@@ -25,9 +25,10 @@ tracking off (``disable_tracking`` in ``mlflow.yml``) it does nothing.
 A run stopped before its end is marked ``KILLED``: kedro-mlflow ends a run at the pipeline's
 end or error, but Ctrl-C is neither (Kedro prints ``Aborted!``, and MLflow's own exit handler
 then ended the run as ``FINISHED``), and a ``kill`` (SIGTERM) ended the process with the run
-left ``RUNNING`` for good. While a pipeline runs, SIGTERM raises ``SystemExit`` (exit status
-143, as the signal would give) so that exit handlers run, and one of ours ends a run still
-open then as ``KILLED``.
+left ``RUNNING`` for good. In the ``kedro run`` command, while a pipeline runs, a first SIGTERM
+raises ``SystemExit`` (exit status 143) so that exit handlers run, and one of ours ends a run
+still open then as ``KILLED``; a second SIGTERM ends the process at once. Notebooks, tests
+and other programs running a session in-process keep their own SIGTERM handling.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ import logging
 import math
 import re
 import signal
+import sys
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -200,7 +202,23 @@ def end_interrupted_run() -> None:
 
 
 def _exit_on_sigterm(signum: int, frame: Any) -> None:
+    """SIGTERM as an orderly exit, once: the default action is back in place first, so a
+    second SIGTERM ends the process at once (a node on another thread of a ThreadRunner
+    would otherwise be waited for)."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     raise SystemExit(128 + signum)
+
+
+def _is_kedro_command() -> bool:
+    """Whether this process is ``kedro run`` (or ``python -m kedro run``), not a notebook, a
+    test or another program running a session in-process, whose own handling of SystemExit
+    (a notebook catches it) must not meet a SIGTERM turned into one."""
+    program = Path(sys.argv[0])
+    kedro = program.name in ("kedro", "kedro.exe") or program.parts[-2:] == (
+        "kedro",
+        "__main__.py",
+    )
+    return kedro and sys.argv[1:2] == ["run"]
 
 
 class MlflowOutputsHook:
@@ -227,7 +245,7 @@ class MlflowOutputsHook:
         _RUNNING["pipeline"] = True
         self._previous_sigterm = None
         with contextlib.suppress(ValueError):  # not the main thread: signals left alone
-            if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+            if _is_kedro_command() and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
                 self._previous_sigterm = signal.signal(signal.SIGTERM, _exit_on_sigterm)
 
     @hook_impl
