@@ -219,6 +219,19 @@ def test_identical_copies_are_set_aside_and_different_ones_kept_for_validation()
     assert "different bytes" in rejected.loc[0, "reason"]
 
 
+def test_a_copy_that_cannot_be_read_is_kept_for_decoding_to_reject_not_fatal_here():
+    """A broken link beside its image stopped predict (and data_processing) outright."""
+
+    def broken() -> bytes:
+        raise FileNotFoundError("b/ISIC_1.jpg")
+
+    files = {"a/ISIC_1.jpg": lambda: b"one", "b/ISIC_1.jpg": broken, "c/ISIC_1.jpg": lambda: b"one"}
+    kept, copies = set_aside_identical_copies(files)
+    # Not known to be copies of one another: all kept, for decoding to reject the broken one
+    # and validation to name the image_id's several files.
+    assert kept == sorted(files) and copies.empty
+
+
 def test_blank_rows_are_skipped_and_lines_still_named_right():
     rows = _good(3)
     rows[2]["sex"] = "robot"

@@ -219,8 +219,16 @@ def _predict(args: argparse.Namespace) -> int:
         if (predictions["metadata"] != "unused").any():  # a classifier that fuses metadata
             shown["metadata"] = predictions["metadata"]
         print(shown.to_string(index=False))
-    for row in rejects.itertuples():
+    copies = rejects["reason"].str.startswith("identical copy of ")
+    for row in rejects[~copies].itertuples():
         print(f"rejected {row.image}: {row.reason}", file=sys.stderr)
+    if copies.any():  # Kaggle's folder holds every image twice: one line, not 10,015
+        print(
+            f"set aside {int(copies.sum())} byte-identical cop{'y' if copies.sum() == 1 else 'ies'}"
+            f" of images classified under another name (e.g. {rejects[copies].iloc[0]['image']})"
+            + ("; listed in --rejects" if args.rejects else "; --rejects PATH lists them"),
+            file=sys.stderr,
+        )
     try:
         if args.csv:
             predictions.to_csv(args.csv, index=False)

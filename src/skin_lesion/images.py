@@ -286,7 +286,7 @@ def build_image_cache(
             # OpenCV's own failures (an allocation it cannot make) belong to this image.
             reasons[row] = f"cannot preprocess: {str(exc).strip().splitlines()[-1]}"
         except Exception as exc:
-            if not _caused_by_os_error(exc):
+            if not caused_by_os_error(exc):
                 raise
             reasons[row] = f"cannot read file: {exc}"
 
@@ -334,7 +334,7 @@ def _run_parallel(task: Callable[[int], None], n: int, workers: int, progress: b
             raise
 
 
-def _caused_by_os_error(exc: BaseException) -> bool:
+def caused_by_os_error(exc: BaseException) -> bool:
     """Whether ``exc`` is an OSError or was raised from one (e.g. Kedro's DatasetError)."""
     seen: set[int] = set()
     current: BaseException | None = exc

@@ -19,7 +19,7 @@ from typing import Literal
 
 import pandas as pd
 
-from skin_lesion.images import IMAGE_SUFFIXES
+from skin_lesion.images import IMAGE_SUFFIXES, caused_by_os_error
 
 logger = logging.getLogger(__name__)
 
@@ -85,8 +85,16 @@ def index_image_files(files: Iterable[str]) -> dict[str, list[str]]:
     return by_id
 
 
-def _digest(read: Callable[[], bytes]) -> str:
-    return hashlib.sha256(read()).hexdigest()
+def _digest(path: str, read: Callable[[], bytes]) -> str:
+    """The file's SHA-256; for a file that cannot be read, a token no other file shares, so
+    it is kept (not set aside as a copy) and decoding rejects it with its reason, instead of
+    the read error stopping the whole run here."""
+    try:
+        return hashlib.sha256(read()).hexdigest()
+    except Exception as exc:
+        if not caused_by_os_error(exc):
+            raise
+        return f"unreadable: {path}"
 
 
 def set_aside_identical_copies(
@@ -115,7 +123,7 @@ def set_aside_identical_copies(
     logger.info("comparing the bytes of %d image_id(s) found in several files", len(shared))
     to_read = [path for paths in shared for path in paths]
     with ThreadPoolExecutor(max_workers=COMPARE_THREADS) as pool:
-        digests = dict(zip(to_read, pool.map(lambda path: _digest(files[path]), to_read)))
+        digests = dict(zip(to_read, pool.map(lambda path: _digest(path, files[path]), to_read)))
     dropped: list[tuple[str, str, str]] = []
     for paths in shared:
         if len({digests[path] for path in paths}) == 1:

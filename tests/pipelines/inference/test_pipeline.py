@@ -141,6 +141,17 @@ def test_command_prints_a_table_and_writes_csv(trained, tmp_path, capsys):
     assert "rejected" in captured.err and "bad.jpg" in captured.err
     written = pd.read_csv(csv)
     assert len(written) == 3 and (written["metadata"] == "unused").all()
+    # Identical copies (Kaggle's folder holds every image twice): one line, not one per copy.
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        for image in images:
+            (tmp_path / folder / image.name).write_bytes(image.read_bytes())
+    options = ["--checkpoint", str(trained / "data/06_models/classifier.pt")]
+    options += ["--metrics", str(trained / "data/08_reporting/test_metrics.json")]
+    assert main(["predict", str(tmp_path / "a"), str(tmp_path / "b"), *options]) == 0
+    err = capsys.readouterr().err
+    assert "set aside 3 byte-identical copies of images classified under another name" in err
+    assert "rejected" not in err
 
 
 def test_clear_errors(trained, tmp_path, capsys):
