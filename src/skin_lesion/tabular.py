@@ -199,11 +199,17 @@ def header_width(data: bytes, name: str, sep: str = ",", encoding: str = "utf-8"
         if header is None:
             return None
         width = len(header)
+        # A header ending in separators names no column there: rows may stop before them.
+        named = len(header) - next(
+            (k for k, name in enumerate(reversed(header)) if name.strip()), len(header)
+        )
         for row in rows:
-            if 0 < len(row) < width:
+            if not any(value.strip() for value in row):
+                continue  # a blank line (spaces and tabs too) is no row
+            if len(row) < named:
                 raise ValueError(
                     f"'{name}' line {rows.line_num}: {len(row)} fields but the header has "
-                    f"{width}, so a value is missing and the ones after it would be read "
+                    f"{named}, so a value is missing and the ones after it would be read "
                     f"into the wrong columns ({row}). Write an empty field as nothing "
                     "between two separators"
                 )

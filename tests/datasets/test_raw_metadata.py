@@ -113,3 +113,16 @@ def test_a_row_with_fewer_fields_than_the_header_is_refused_naming_the_line(tmp_
     path.write_text(f"{header}\n{first}\n\n{second.rsplit(',', 1)[0]}\n")
     with pytest.raises(DatasetError, match=r"line 4: 6 fields but the header has 7"):
         RawMetadataDataset(filepath=str(path)).load()
+
+
+def test_whitespace_lines_and_a_header_ending_in_a_comma_still_read(tmp_path):
+    """Neither is a short row: a blank line (spaces too) is no row, and a header's trailing
+    separator names no column a row must reach."""
+    path = tmp_path / "HAM10000_metadata.csv"
+    header, first, second = CSV.splitlines()
+    path.write_text(f"{header}\n{first}\n   \n{second}\n")
+    frame = RawMetadataDataset(filepath=str(path)).load()
+    assert frame.loc[2, "image_id"] == "ISIC_0027420"  # line 4, the spaces read as row 1
+    path.write_text(f"{header},\n{first}\n{second},\n")
+    frame = RawMetadataDataset(filepath=str(path)).load()
+    assert list(frame["image_id"]) == ["ISIC_0027419", "ISIC_0027420"]
