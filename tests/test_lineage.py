@@ -10,6 +10,7 @@ import pytest
 from skin_lesion.lineage import (
     SPLIT_KEY,
     StaleInputError,
+    all_of,
     check_cache_settings,
     check_checkpoint_inputs,
     check_encoder_settings,
@@ -225,3 +226,19 @@ def test_a_classifier_stale_in_two_ways_names_both_at_once() -> None:
     # One difference alone keeps its own message, unnumbered.
     with pytest.raises(StaleInputError, match=r"^`classifier` is stale: it was trained"):
         check_classifier_settings(classifier, training={"loss": {"name": "cross_entropy"}}, seed=42)
+
+
+def test_all_of_within_all_of_counts_and_numbers_every_difference_once() -> None:
+    def stale(what: str):
+        def check() -> None:
+            raise StaleInputError(f"`{what}` is stale")
+
+        return check
+
+    inner = lambda: all_of(stale("b"), stale("c"))  # noqa: E731
+    with pytest.raises(StaleInputError) as caught:
+        all_of(stale("a"), inner, lambda: None)
+    assert str(caught.value) == (
+        "3 inputs or settings differ from what the output was made with:\n"
+        "  1. `a` is stale\n  2. `b` is stale\n  3. `c` is stale"
+    )

@@ -42,19 +42,21 @@ def all_of(*checks: Callable[[], None]) -> None:
     Raises:
         StaleInputError: The one failure's message, or each failure's, numbered.
     """
-    problems = []
+    problems: list[str] = []
     for check in checks:
         try:
             check()
-        except StaleInputError as error:
-            problems.append(str(error))
+        except StaleInputError as error:  # one of all_of's own keeps its items apart
+            problems += getattr(error, "problems", None) or [str(error)]
     if len(problems) == 1:
         raise StaleInputError(problems[0])
     if problems:
-        raise StaleInputError(
+        error = StaleInputError(
             f"{len(problems)} inputs or settings differ from what the output was made with:\n"
             + "\n".join(f"  {k}. {problem}" for k, problem in enumerate(problems, 1))
         )
+        error.problems = problems
+        raise error
 
 
 def split_fingerprint(splits: pd.DataFrame) -> str:
