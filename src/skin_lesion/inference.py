@@ -613,6 +613,7 @@ def file_loaders(paths: list[str]) -> dict[str, Callable[[], bytes]]:
     wanted = "/".join(IMAGE_SUFFIXES)
     loaders: dict[str, Callable[[], bytes]] = {}
     seen: dict[str, str] = {}  # real path -> the name it was added under
+    repeats: list[str] = []  # names of files given again
     for given in paths:
         path = Path(given)
         if path.is_dir():
@@ -629,33 +630,35 @@ def file_loaders(paths: list[str]) -> dict[str, Callable[[], bytes]]:
                 )
             warn_left_out(given, [display_name(str(p.relative_to(path))) for p in others], wanted)
             for file in found:
-                _add(loaders, seen, file, file.read_bytes)
+                _add(loaders, seen, repeats, file, file.read_bytes)
             loaders.update({_name(p): left_out(wanted) for p in others})
         elif path.exists() or path.is_symlink():  # a broken link is rejected when read
-            _add(loaders, seen, path, path.read_bytes)
+            _add(loaders, seen, repeats, path, path.read_bytes)
         else:
             raise FileNotFoundError(f"no such image or folder: '{given}'")
+    if repeats:
+        logger.warning(
+            "%d file(s) given more than once (by name, under another spelling, or in a folder "
+            "also given) are classified once: %s",
+            len(repeats),
+            _listed(repeats),
+        )
     return loaders
 
 
 def _add(
     loaders: dict[str, Callable[[], bytes]],
     seen: dict[str, str],
+    repeats: list[str],
     path: Path,
     load: Callable[[], bytes],
 ) -> None:
     """Add one image, unless the same file was already added, under this spelling or another
-    (``x.jpg`` twice, ``x.jpg`` and ``../dir/x.jpg``, or a folder and a file in it):
-    classified once, with a warning."""
+    (``x.jpg`` twice, ``x.jpg`` and ``../dir/x.jpg``, or a folder and a file in it): then it
+    goes to ``repeats``, for one warning of them all."""
     name, real = _name(path), os.path.realpath(path)
     if real in seen:
-        if seen[real] == name:
-            logger.warning(
-                "%s is given more than once (by name, or in a folder also given): classified once",
-                name,
-            )
-        else:
-            logger.warning("%s is the same file as %s: classified once", name, seen[real])
+        repeats.append(name if seen[real] == name else f"{name} (= {seen[real]})")
         return
     seen[real] = name
     loaders[name] = load
