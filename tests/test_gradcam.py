@@ -164,3 +164,10 @@ def test_feature_map_layer_of_other_timm_families_and_no_statistic_moves():
     vit = timm.create_model("vit_tiny_patch16_224", img_size=SIZE, num_classes=0).eval()
     with pytest.raises(ValueError, match=r"features are \(1, 5, 192\), not a \(B, C, H, W\)"):
         feature_map_layer(vit, torch.randn(1, 3, SIZE, SIZE))
+
+
+def test_feature_map_layer_refuses_channels_last_features() -> None:
+    """timm's Swin returns (B, H, W, C): Grad-CAM would weigh its rows as channels."""
+    swin = timm.create_model("swin_tiny_patch4_window7_224", num_classes=0).eval()
+    with pytest.raises(ValueError, match=r"\(1, 7, 7, 768\) with its 768 channels last"):
+        feature_map_layer(swin, torch.randn(1, 3, 224, 224))

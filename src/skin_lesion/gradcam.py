@@ -80,7 +80,7 @@ def feature_map_layer(encoder: nn.Module, sample: torch.Tensor) -> nn.Module:
 
     Raises:
         ValueError: If the features are not a ``(B, C, H, W)`` map (a vision transformer's
-            are tokens: Grad-CAM needs a convolutional feature map).
+            are tokens, a Swin's channels-last: Grad-CAM needs a convolutional feature map).
     """
     cached = _FEATURE_MAP_LAYERS.get(encoder)
     if cached is not None:
@@ -105,6 +105,14 @@ def feature_map_layer(encoder: nn.Module, sample: torch.Tensor) -> nn.Module:
         raise ValueError(
             f"{type(encoder).__name__}'s features are {shape}, not a (B, C, H, W) feature "
             "map: Grad-CAM needs a convolutional encoder (pass layer= to choose a module, or "
+            "set reporting.gradcam_per_class: 0 and inference.gradcam: false)"
+        )
+    channels = getattr(encoder, "num_features", None)
+    if isinstance(channels, int) and features.shape[1] != channels:
+        raise ValueError(
+            f"{type(encoder).__name__}'s features are {tuple(features.shape)} with its "
+            f"{channels} channels last (as a Swin transformer's), not a (B, C, H, W) feature "
+            "map: Grad-CAM would weigh rows as channels (pass layer= to choose a module, or "
             "set reporting.gradcam_per_class: 0 and inference.gradcam: false)"
         )
     found = next((module for module, out in reversed(fired) if out is features), None)
