@@ -77,3 +77,14 @@ def test_saved_checkpoints_get_the_umask_permissions(tmp_path) -> None:
     finally:
         os.umask(old)
     assert stat.S_IMODE((tmp_path / "c.pt").stat().st_mode) == 0o640
+
+
+def test_a_replaced_checkpoint_keeps_its_permissions(tmp_path) -> None:
+    """As a plain open would: chmod 600 on a checkpoint survives its next save."""
+    import stat
+
+    path = tmp_path / "c.pt"
+    save_checkpoint({"x": torch.zeros(1)}, path)
+    path.chmod(0o600)
+    save_checkpoint({"x": torch.ones(1)}, path)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import stat
 import tempfile
 from collections.abc import Callable
 from functools import partial
@@ -80,16 +81,20 @@ def atomic_write(target: str | os.PathLike, write: Callable[[IO[bytes]], Any]) -
     """Write through ``write(file)`` to a temporary file beside ``target``, then rename it.
 
     A crash mid-write leaves the previous file intact. The file gets the permissions a plain
-    ``open`` would give it (0666 less the umask): ``mkstemp``'s are 0600, which left image
-    caches and checkpoints unreadable to the group of a shared data folder, or to a
-    container running as another user.
+    ``open`` would leave it with: those of the file it replaces, else 0666 less the umask
+    (``mkstemp``'s 0600 left image caches and checkpoints unreadable to the group of a
+    shared data folder, or to a container running as another user).
     """
     target = Path(target)
+    try:
+        mode = stat.S_IMODE(target.stat().st_mode)
+    except FileNotFoundError:
+        mode = DEFAULT_FILE_MODE & ~_umask()
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as file:
             write(file)
-        os.chmod(tmp, DEFAULT_FILE_MODE & ~_umask())
+        os.chmod(tmp, mode)
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -100,7 +105,15 @@ DEFAULT_FILE_MODE = 0o666
 
 
 def _umask() -> int:
-    """The process's umask (reading it means setting it: set back at once)."""
+    """The process's umask: read from ``/proc/self/status`` (Linux), since setting it to read
+    it, the portable way, changes it for every thread for a moment."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
     mask = os.umask(0o022)
     os.umask(mask)
     return mask
