@@ -226,8 +226,24 @@ def test_resize_cover_of_an_extreme_aspect_crops_before_it_scales(monkeypatch):
     out = resize_cover(image, 256, 341)
     assert out.shape == (256, 341, 3)
     np.testing.assert_array_equal(out[100:150], np.broadcast_to(GREEN, (50, 341, 3)))
-    assert all(w * h <= 4 * 256 * 341 for w, h in sizes)
+    assert all(w * h <= 16 * 256 * 341 for w, h in sizes)  # not 341 x 6.8 million
     # An ordinary aspect takes the path it always did: one resize of the whole image.
     sizes.clear()
     resize_cover(np.zeros((450, 1800, 3), np.uint8), 256, 341)
     assert sizes == [(1024, 256)]
+
+
+@pytest.mark.parametrize("shape", [(1000, 40000), (100, 3000), (56, 4000), (40000, 1000)])
+def test_resize_cover_of_an_extreme_aspect_equals_scaling_the_whole_where_sizes_allow(shape):
+    """Same factors and a crop on a whole output pixel: the very pixels of scaling the whole
+    image then cropping (a crop that recomputed the factors squeezed the window)."""
+    image = np.random.default_rng(0).integers(0, 255, (*shape, 3), dtype=np.uint8)
+    height, width = 224, 224
+    scale = max(height / shape[0], width / shape[1])
+    new_h, new_w = max(height, round(shape[0] * scale)), max(width, round(shape[1] * scale))
+    method = cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC
+    whole = cv2.resize(image, (new_w, new_h), interpolation=method)
+    top, left = (new_h - height) // 2, (new_w - width) // 2
+    np.testing.assert_array_equal(
+        resize_cover(image, height, width), whole[top : top + height, left : left + width]
+    )

@@ -93,8 +93,10 @@ class PreprocessConfig:
 
 
 # resize_cover crops the source before scaling where the scaled whole would exceed this many
-# times the output's area (only for aspects far from the output's).
+# times the output's area (only for aspects far from the output's); the crop starts on a
+# whole output pixel where that needs a step of at most PRECROP_ALIGN source pixels.
 PRECROP_AREA = 4
+PRECROP_ALIGN = 256
 
 
 def resize_cover(image: np.ndarray, height: int, width: int) -> np.ndarray:
@@ -124,17 +126,10 @@ def resize_cover(image: np.ndarray, height: int, width: int) -> np.ndarray:
     new_w = max(width, round(src_w * scale))
     if new_h * new_w > PRECROP_AREA * height * width:
         # An aspect far from the output's (a 2x40000 strip) would be scaled whole to gigabytes
-        # before the crop: crop the source to what the output shows (plus a pixel of context
-        # for the interpolation) first. Ordinary aspects never come here, so their pixels are
-        # as they always were.
-        keep_h = min(src_h, math.ceil(height / scale) + 2)
-        keep_w = min(src_w, math.ceil(width / scale) + 2)
-        top, left = (src_h - keep_h) // 2, (src_w - keep_w) // 2
-        image = image[top : top + keep_h, left : left + keep_w]
-        src_h, src_w = keep_h, keep_w
-        scale = max(height / src_h, width / src_w)
-        new_h = max(height, round(src_h * scale))
-        new_w = max(width, round(src_w * scale))
+        # before the crop: scale only the part of the source the output shows, plus the
+        # interpolation's context, by the same factors, and cut the same window from it.
+        # Ordinary aspects never come here, so their pixels are as they always were.
+        return _resize_window(image, height, width, new_h, new_w)
     if (new_h, new_w) == (src_h, src_w):
         resized = image
     else:
@@ -148,6 +143,39 @@ def resize_cover(image: np.ndarray, height: int, width: int) -> np.ndarray:
     if resized is image:
         return cropped.copy()
     return np.ascontiguousarray(cropped)
+
+
+def _resize_window(
+    image: np.ndarray, height: int, width: int, new_h: int, new_w: int
+) -> np.ndarray:
+    """``resize_cover``'s centre window of ``image`` scaled to ``new_h`` x ``new_w``, made by
+    scaling only the source rows and columns it covers (the same per-axis factors, within
+    a rounding of the crop's size), so the memory is the output's, not the whole image's."""
+    src_h, src_w = image.shape[:2]
+    sy, sx = new_h / src_h, new_w / src_w
+    top, left = (new_h - height) // 2, (new_w - width) // 2
+
+    def span(start: int, size: int, new: int, old: int) -> tuple[int, int, int]:
+        # Cubic needs 2 source pixels of context, area averaging old/new of them. The crop
+        # starts where a whole number of output pixels does (a multiple of old/gcd) when
+        # that is near, so the window's pixels match scaling the whole image's.
+        scale, step = new / old, old // math.gcd(new, old)
+        margin = 2 + math.ceil(1 / scale)
+        low = max(0, math.floor(start / scale) - margin)
+        high = min(old, math.ceil((start + size) / scale) + margin)
+        if step <= PRECROP_ALIGN:  # old is a multiple of step, so high stays within it
+            low -= low % step
+            high = min(old, low + -(-(high - low) // step) * step)
+        return low, high, round((high - low) * scale)
+
+    (r0, r1, kh), (c0, c1, kw) = span(top, height, new_h, src_h), span(left, width, new_w, src_w)
+    crop = image[r0:r1, c0:c1]
+    size = (max(1, kw), max(1, kh))
+    interpolation = cv2.INTER_AREA if max(sx, sy) < 1 else cv2.INTER_CUBIC
+    scaled = cv2.resize(crop, size, interpolation=interpolation)
+    y = min(max(0, round(top - r0 * sy)), scaled.shape[0] - height)
+    x = min(max(0, round(left - c0 * sx)), scaled.shape[1] - width)
+    return np.ascontiguousarray(scaled[y : y + height, x : x + width])
 
 
 def remove_hair(image: np.ndarray, config: HairRemovalConfig) -> np.ndarray:
