@@ -18,6 +18,7 @@ from skin_lesion.checkpoints import load_checkpoint, require_kind
 from skin_lesion.classifier import CHECKPOINT_KIND
 from skin_lesion.engine import resolve_device
 from skin_lesion.inference import InferenceConfig, file_loaders, predict_images
+from skin_lesion.metadata import IDENTICAL_COPY
 from skin_lesion.tabular import read_text_csv
 
 
@@ -219,7 +220,7 @@ def _predict(args: argparse.Namespace) -> int:
         if (predictions["metadata"] != "unused").any():  # a classifier that fuses metadata
             shown["metadata"] = predictions["metadata"]
         print(shown.to_string(index=False))
-    copies = rejects["reason"].str.startswith("identical copy of ")
+    copies = rejects["reason"].str.startswith(IDENTICAL_COPY)
     for row in rejects[~copies].itertuples():
         print(f"rejected {row.image}: {row.reason}", file=sys.stderr)
     if copies.any():  # Kaggle's folder holds every image twice: one line, not 10,015

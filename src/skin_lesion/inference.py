@@ -227,19 +227,18 @@ def predict_images(
     # Kaggle's HAM10000 holds every image twice (part_N and its lower-case copy): as in
     # data_processing, byte-identical files of one name are classified once, the copies
     # listed in the rejects (which also lets a metadata table tell every image apart).
-    names_all = list(loaders)
+    readable = {name for name, load in loaders.items() if not is_left_out(load)}
     _, copies = set_aside_identical_copies(
-        {name: loaders[name] for name in names_all if not is_left_out(loaders[name])},
-        listed_in="the rejects",
+        {name: loaders[name] for name in loaders if name in readable}, listed_in="the rejects"
     )
     set_aside = dict(zip(copies["file"], copies["reason"], strict=True))
-    names_all = [name for name in names_all if name not in set_aside]
+    names_all = [name for name in loaders if name not in set_aside]
     if fuses:
         # Matched before any decoding, so that a table that cannot be used fails at once:
         # every file that will be read (not those a folder leaves out, such as a sidecar
         # ISIC_0.json beside ISIC_0.jpg). Encoded once, for the predictions and Grad-CAM
         # alike (its warnings said once).
-        read = [i for i, name in enumerate(names_all) if not is_left_out(loaders[name])]
+        read = [i for i, name in enumerate(names_all) if name in readable]
         slot = {i: k for k, i in enumerate(read)}
         rows_read, given_read = match_metadata(
             [names_all[i] for i in read], metadata, metadata_limits(checkpoint), warn=False

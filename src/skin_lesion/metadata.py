@@ -34,6 +34,8 @@ HAM10000_SITES = frozenset(
 )
 REQUIRED_COLUMNS = ("lesion_id", "image_id", "dx", "dx_type", "age", "sex", "localization")
 REJECTION_COLUMNS = ("image_id", "file", "stage", "reason")
+# How the reason of a file set aside as a byte-identical copy begins (the kept file follows).
+IDENTICAL_COPY = "identical copy of "
 # Stages that set aside a file, never a metadata row: reported, never fatal.
 REPORT_ONLY_STAGES = ("unmatched_file", "duplicate_file")
 # Threads reading files to compare copies (I/O and hashing release the GIL).
@@ -149,7 +151,7 @@ def set_aside_identical_copies(
             "image_id": [image_id for image_id, _, _ in dropped],
             "file": [path for _, path, _ in dropped],
             "stage": "duplicate_file",
-            "reason": [f"identical copy of {kept}; not used" for _, _, kept in dropped],
+            "reason": [f"{IDENTICAL_COPY}{kept}; not used" for _, _, kept in dropped],
         },
         columns=list(REJECTION_COLUMNS),
     )

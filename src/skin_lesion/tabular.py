@@ -201,7 +201,7 @@ def header_width(data: bytes, name: str, sep: str = ",", encoding: str = "utf-8"
         width = len(header)
         # A header ending in separators names no column there: rows may stop before them.
         named = len(header) - next(
-            (k for k, name in enumerate(reversed(header)) if name.strip()), len(header)
+            (k for k, field in enumerate(reversed(header)) if field.strip()), len(header)
         )
         for row in rows:
             if not any(value.strip() for value in row):
