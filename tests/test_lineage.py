@@ -15,10 +15,12 @@ from skin_lesion.lineage import (
     check_checkpoint_inputs,
     check_encoder_settings,
     check_pretraining_settings,
+    check_raw_data,
     check_seed,
     check_settings,
     check_split_settings,
     encoder_of,
+    raw_data_record,
     recorded_config,
     split_fingerprint,
     split_settings,
@@ -139,6 +141,90 @@ def test_split_settings_are_compared_but_the_seed_and_warning_gap_are_not() -> N
     with pytest.raises(StaleInputError, match=r"classes: \['a', 'b'\] before.*data_processing`"):
         check_split_settings(made, SplitConfig(), ["a", "b", "c"])
     check_split_settings({"protocol": "older"}, SplitConfig(validation_fold=2), ["a"])
+
+
+class _File:
+    def __init__(self, size: int) -> None:
+        self._size = size
+
+    def size(self) -> int:
+        return self._size
+
+
+def _raw(rows: list[list[str | None]], sizes: dict[str, int]) -> dict:
+    columns = ["lesion_id", "image_id", "dx", "age"]
+    return raw_data_record(
+        {k: _File(v) for k, v in sizes.items()}, pd.DataFrame(rows, columns=columns)
+    )
+
+
+ROWS = [
+    ["HAM_1", "ISIC_1", "nv", "50.0"],
+    ["HAM_1", "ISIC_2", "nv", None],
+    ["HAM_2", "ISIC_3", "mel", "70"],
+]
+SIZES = {"part_1/ISIC_1.jpg": 10, "part_1/ISIC_2.jpg": 20, "part_2/ISIC_3.jpg": 30}
+
+
+def test_the_raw_data_record_ignores_order_and_names_every_change():
+    then = _raw(ROWS, SIZES)
+    assert then["metadata_rows"] == 3 and len(then["metadata"]) == 3
+    assert then["images"] == SIZES
+    # Rows and columns in another order, files listed in another order: the same data.
+    frame = pd.DataFrame(ROWS[::-1], columns=["lesion_id", "image_id", "dx", "age"])
+    shuffled = raw_data_record(
+        {k: _File(v) for k, v in reversed(SIZES.items())},
+        frame[["age", "dx", "image_id", "lesion_id"]],
+    )
+    assert shuffled == then
+    check_raw_data(then, shuffled, "raw/", "kedro run")
+    # A corrected label, an age written in, a row removed, a row added; one image replaced
+    # by another of another size, one removed, one added.
+    rows = [
+        ["HAM_1", "ISIC_1", "bkl", "50.0"],
+        ["HAM_1", "ISIC_2", "nv", "45"],
+        ["HAM_4", "ISIC_4", "df", "30"],
+    ]
+    sizes = {"part_1/ISIC_1.jpg": 11, "part_1/ISIC_2.jpg": 20, "part_2/ISIC_4.jpg": 40}
+    with pytest.raises(StaleInputError) as caught:
+        check_raw_data(then, _raw(rows, sizes), "raw/", "kedro run --env demo", "meta.csv")
+    message = str(caught.value)
+    assert "the raw data in raw/ changed since data_processing read it" in message
+    assert (
+        "meta.csv, the rows of image_id: 2 changed (ISIC_1, ISIC_2); 1 added (ISIC_4); " in message
+    )
+    assert "1 removed (ISIC_3)" in message
+    assert "image files: 1 changed size (part_1/ISIC_1.jpg); 1 added (part_2/ISIC_4.jpg)" in message
+    assert "Rerun `kedro run --env demo` (add the same --params)" in message
+    # A column renamed or added: said as such, not as every row changed.
+    renamed = raw_data_record(
+        {k: _File(v) for k, v in SIZES.items()},
+        pd.DataFrame(ROWS, columns=["lesion_id", "image_id", "diagnosis", "age"]),
+    )
+    with pytest.raises(StaleInputError, match=r"columns are now \['age', 'diagnosis', 'image_id'"):
+        check_raw_data(then, renamed, "raw/", "kedro run")
+    # Many changes: the first few named, then "...".
+    many = {f"x/{k}.jpg": k for k in range(9)}
+    with pytest.raises(StaleInputError, match=r"9 added \(x/0.jpg, x/1.jpg, x/2.jpg, x/3.jpg, x/4"):
+        check_raw_data(_raw(ROWS, {}), _raw(ROWS, many), "raw/", "kedro run")
+
+
+def test_the_raw_data_record_tells_duplicate_ids_and_missing_sizes_apart():
+    twice = _raw([*ROWS, ROWS[0]], SIZES)
+    assert twice["metadata_rows"] == 4 and twice != _raw(ROWS, SIZES)
+    with pytest.raises(StaleInputError, match=r"1 changed \(ISIC_1\)"):
+        check_raw_data(_raw(ROWS, SIZES), twice, "raw/", "kedro run")
+
+    # A loader without size() (not a file) counts as None; a broken link too.
+    class Broken:
+        def size(self) -> int:
+            raise FileNotFoundError("gone")
+
+    frame = pd.DataFrame(ROWS, columns=["lesion_id", "image_id", "dx", "age"])
+    assert raw_data_record({"a.jpg": lambda: b"", "b.jpg": Broken()}, frame)["images"] == {
+        "a.jpg": None,
+        "b.jpg": None,
+    }
 
 
 @dataclasses.dataclass(frozen=True)

@@ -204,3 +204,79 @@ def test_a_hub_encoder_name_is_left_to_the_hub():
     check_encoder("hf-hub:timm/resnet18.a1_in1k")  # timm.is_model does not know hub names
     with pytest.raises(ConfigError, match="not a timm model"):
         check_encoder("resnet18_typo")
+
+
+def _raw_catalog(tmp_path: Path, record: dict | None, *, raw: bool = True):
+    from kedro.io import DataCatalog, MemoryDataset
+
+    from skin_lesion.datasets import ImageFolderDataset, RawMetadataDataset
+
+    folder = tmp_path / "HAM10000"
+    if raw:
+        folder.mkdir(exist_ok=True)
+        (folder / "ISIC_1.jpg").write_bytes(b"12345")
+        (folder / "HAM10000_metadata.csv").write_text("lesion_id,image_id,dx\nHAM_1,ISIC_1,nv\n")
+    return DataCatalog(
+        {
+            "raw_images": ImageFolderDataset(path=str(folder)),
+            "raw_metadata": RawMetadataDataset(filepath=str(folder / "HAM10000_metadata.csv")),
+            "raw_data_record": MemoryDataset() if record is None else MemoryDataset(record),
+        }
+    )
+
+
+def test_a_run_on_processed_data_refuses_raw_data_changed_since(tmp_path: Path, caplog):
+    from skin_lesion.lineage import StaleInputError, raw_data_record
+    from skin_lesion.parameters_check import check_raw_data_current
+    from skin_lesion.pipelines import classifier_training, data_processing, inference, reporting
+
+    catalog = _raw_catalog(tmp_path, {})
+    record = raw_data_record(catalog.load("raw_images"), catalog.load("raw_metadata"))
+    catalog = _raw_catalog(tmp_path, record)
+    training = classifier_training.create_pipeline()
+    check_raw_data_current(training, catalog, "demo")  # unchanged
+    (tmp_path / "HAM10000" / "HAM10000_metadata.csv").write_text(
+        "lesion_id,image_id,dx\nHAM_1,ISIC_1,mel\n"
+    )
+    (tmp_path / "HAM10000" / "ISIC_2.jpg").write_bytes(b"new")
+    expected = (
+        r"HAM10000 changed since data_processing read it: HAM10000_metadata.csv, the rows of "
+        r"image_id: 1 changed \(ISIC_1\); and image files: 1 added \(ISIC_2.jpg\).*"
+        r"Rerun `kedro run --env demo`"
+    )
+    for pipeline in (
+        training,
+        reporting.create_pipeline(),
+        data_processing.create_pipeline().only_nodes("split_by_lesion"),
+    ):
+        with pytest.raises(StaleInputError, match=expected):
+            check_raw_data_current(pipeline, catalog, "demo")
+    # Runs that make the record again, or read nothing data_processing makes, pass.
+    check_raw_data_current(data_processing.create_pipeline() + training, catalog, "demo")
+    check_raw_data_current(inference.create_pipeline(), catalog, "demo")
+    # A project processed before the record existed, and one whose raw data are elsewhere.
+    check_raw_data_current(training, _raw_catalog(tmp_path, None), "demo")
+    check_raw_data_current(training, _raw_catalog(tmp_path, "not a record"), "demo")
+    other = tmp_path / "elsewhere"
+    other.mkdir()
+    with caplog.at_level(logging.INFO, logger="skin_lesion.parameters_check"):
+        check_raw_data_current(training, _raw_catalog(other, record, raw=False), None)
+    assert "are not at hand: not checked against what data_processing read" in caplog.text
+    # Raw data that no longer read: refused, the reader's own error named.
+    (tmp_path / "HAM10000" / "HAM10000_metadata.csv").write_text("lesion_id,image_id\nH,I,x\n")
+    with pytest.raises(StaleInputError, match=r"no longer read as data_processing read them \("):
+        check_raw_data_current(training, catalog, None)
+
+
+@pytest.mark.slow
+def test_an_edited_metadata_file_stops_training_on_the_old_cache(kedro_project: Path):
+    from skin_lesion.lineage import StaleInputError
+
+    run_kedro(kedro_project, "data_processing")
+    metadata = kedro_project / "data" / "01_raw" / "HAM10000" / "HAM10000_metadata.csv"
+    lines = metadata.read_text().splitlines(keepends=True)
+    metadata.write_text("".join(lines[:1] + lines[2:]))  # the first row removed
+    removed = lines[1].split(",")[1]
+    with pytest.raises(StaleInputError, match=rf"1 removed \({removed}\).*`kedro run --env test`"):
+        run_kedro(kedro_project, "contrastive_pretraining")
+    assert not (kedro_project / "data" / "06_models" / "pretrained_encoder.pt").exists()

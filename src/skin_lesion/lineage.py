@@ -77,6 +77,112 @@ def split_fingerprint(splits: pd.DataFrame) -> str:
     return digest.hexdigest()
 
 
+# How many names a raw-data difference lists before "...".
+SHOWN = 5
+
+
+def raw_data_record(raw_images: Mapping[str, Any], raw_metadata: pd.DataFrame) -> dict[str, Any]:
+    """What data_processing read: a digest of each metadata row, by ``image_id``, and each
+    image file's size, by path, so that a later run can name what changed since.
+
+    Image files are compared by size, not content: reading every file again on each run
+    would cost as much as decoding them, and a file replaced by another image (another
+    resolution, another lesion) all but always changes size. A moved raw folder with the
+    same files, a reordered or re-quoted metadata file, CRLF line ends: all the same record.
+
+    Args:
+        raw_images: ``raw_images`` as loaded: path -> loader, whose ``size()`` gives the
+            file's size (``ImageFolderDataset``'s); a loader without one counts as size None.
+        raw_metadata: ``raw_metadata`` as loaded (its values as text).
+    """
+    columns = sorted(map(str, raw_metadata.columns))
+    frame = raw_metadata.set_axis(list(map(str, raw_metadata.columns)), axis=1)[columns]
+    rows: dict[str, list[str]] = {}
+    image_ids = frame["image_id"] if "image_id" in frame.columns else [""] * len(frame)
+    for image_id, values in zip(image_ids, frame.itertuples(index=False, name=None), strict=True):
+        text = json.dumps([None if pd.isna(v) else str(v) for v in values], ensure_ascii=False)
+        rows.setdefault("" if pd.isna(image_id) else str(image_id), []).append(text)
+    digests = {
+        image_id: hashlib.sha256("\n".join(sorted(texts)).encode()).hexdigest()[:16]
+        for image_id, texts in sorted(rows.items())
+    }
+    return {
+        "metadata_columns": columns,
+        "metadata_rows": len(frame),
+        "metadata": digests,
+        "images": {path: _size(loader) for path, loader in sorted(raw_images.items())},
+    }
+
+
+def _size(loader: Any) -> int | None:
+    size = getattr(loader, "size", None)
+    try:
+        return None if size is None else int(size())
+    except OSError:
+        return None  # a broken link: decoding rejects it with the reason
+
+
+def _changes(then: Mapping[str, Any], now: Mapping[str, Any], what: str, verb: str) -> str | None:
+    """``"2 image files changed size (a, b), 1 added (c)"``, or None when equal."""
+    parts = []
+    for names, label in (
+        (sorted(k for k in then.keys() & now.keys() if then[k] != now[k]), verb),
+        (sorted(now.keys() - then.keys()), "added"),
+        (sorted(then.keys() - now.keys()), "removed"),
+    ):
+        if names:
+            shown = ", ".join(names[:SHOWN]) + (", ..." if len(names) > SHOWN else "")
+            parts.append(f"{len(names)} {label} ({shown})")
+    return f"{what}: {'; '.join(parts)}" if parts else None
+
+
+def check_raw_data(
+    recorded: Mapping[str, Any],
+    current: Mapping[str, Any],
+    where: str,
+    rerun: str,
+    metadata: str = "the metadata",
+) -> None:
+    """Refuse outputs of data_processing made from other raw data than is there now.
+
+    Args:
+        recorded: ``raw_data_record`` as data_processing saved it.
+        current: ``raw_data_record`` of the raw data now.
+        where: The raw data's location, for the message.
+        rerun: The command that remakes everything from the raw data.
+        metadata: The metadata file's name, for the message.
+
+    Raises:
+        StaleInputError: Naming the metadata rows (by image_id) and image files that changed,
+            were added or were removed, the first few of each.
+    """
+    problems = []
+    if recorded.get("metadata_columns") != current.get("metadata_columns"):
+        problems.append(
+            f"{metadata}'s columns are now {current.get('metadata_columns')}, then "
+            f"{recorded.get('metadata_columns')}"
+        )
+    else:
+        rows = _changes(
+            recorded.get("metadata") or {},
+            current.get("metadata") or {},
+            f"{metadata}, the rows of image_id",
+            "changed",
+        )
+        problems += [rows] if rows else []
+    images = _changes(
+        recorded.get("images") or {}, current.get("images") or {}, "image files", "changed size"
+    )
+    problems += [images] if images else []
+    if problems:
+        raise StaleInputError(
+            f"the raw data in {where} changed since data_processing read it: "
+            f"{'; and '.join(problems)}. The image cache, the splits and every model and "
+            f"figure after them were made from the old data. Rerun `{rerun}` (add the same "
+            "--params) to remake them from the data as they are now, or put the old data back."
+        )
+
+
 def _canonical(value: Any) -> str:
     return json.dumps(value, sort_keys=True, default=str)
 

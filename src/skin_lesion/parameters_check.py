@@ -34,7 +34,7 @@ import difflib
 import logging
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from kedro.config import MissingConfigException
@@ -280,6 +280,57 @@ def check_splits_current(pipeline: Any, catalog: Any) -> None:
     lineage.check_split_settings(summary, group.split, list(catalog.load("params:classes")))
 
 
+# data_processing's record of the raw data it read (lineage.raw_data_record).
+RAW_RECORD = "raw_data_record"
+
+
+def check_raw_data_current(pipeline: Any, catalog: Any, env: str | None = None) -> None:
+    """``lineage.check_raw_data`` for a pipeline that reads outputs of data_processing (the
+    image cache, the splits) without making them: a HAM10000 metadata file edited since
+    data_processing ran, or images replaced, would otherwise go on being trained on or
+    scored as they were. Runs that make the record, projects without one (made before it
+    was recorded) and runs where the raw data are not at hand (processed data copied to a
+    training machine) pass; the last with a log line saying so.
+
+    Raises:
+        StaleInputError: Naming what changed and the command that remakes everything.
+    """
+    if RAW_RECORD not in catalog or RAW_RECORD in pipeline.all_outputs():
+        return
+    from skin_lesion import lineage
+    from skin_lesion.pipelines import data_processing
+
+    made = data_processing.create_pipeline()
+    reads = sorted(set(pipeline.inputs()) & set(made.all_outputs()))
+    if not reads or not catalog.exists(RAW_RECORD):
+        return
+    raw = ("raw_images", "raw_metadata")  # raw_data_record's arguments
+    where = _path(catalog.get("raw_images")) or "raw_images"
+    if not all(name in catalog and catalog.exists(name) for name in raw):
+        logger.info(
+            "The raw data (%s) are not at hand: not checked against what data_processing read",
+            where,
+        )
+        return
+    recorded = catalog.load(RAW_RECORD)
+    if not isinstance(recorded, Mapping):
+        return
+    try:
+        current = lineage.raw_data_record(*(catalog.load(name) for name in raw))
+    except Exception as error:  # named in the refusal, with its cause
+        raise lineage.StaleInputError(
+            f"the raw data in {where} no longer read as data_processing read them ({error}). "
+            f"Fix them, or rerun `{_run(env)}` to remake everything from them."
+        ) from error
+    metadata = _path(catalog.get("raw_metadata"))
+    name = PurePosixPath(metadata).name if metadata else "the metadata"
+    lineage.check_raw_data(recorded, current, where, _run(env), name)
+
+
+def _run(env: str | None) -> str:
+    return f"kedro run --env {env}" if env else "kedro run"
+
+
 # The module whose nodes score a classifier with the settings it was trained with.
 REPORTING_NODES = "skin_lesion.pipelines.reporting.nodes"
 
@@ -312,9 +363,15 @@ def check_classifier_current(pipeline: Any, catalog: Any) -> None:
     nodes.check_classifier_settings(catalog.load("classifier"), **now)
 
 
+def _path(dataset: Any) -> str | None:
+    """The file or folder of a file-backed dataset; None for others."""
+    path = getattr(dataset, "_filepath", None) or getattr(dataset, "_path", None)
+    return str(path) if path else None
+
+
 def _where(dataset: Any) -> str:
     """`` (path)`` of a file-backed dataset, for a message; empty otherwise."""
-    path = getattr(dataset, "_filepath", None) or getattr(dataset, "_path", None)
+    path = _path(dataset)
     return f" ({path})" if path else ""
 
 
@@ -388,11 +445,13 @@ class ParametersCheck:
 
     @hook_impl(tryfirst=True)
     def before_pipeline_run(self, run_params: dict[str, Any], pipeline: Any, catalog: Any) -> None:
-        """Refuse inputs other pipelines have not made yet, splits made with other split
-        settings or classes than the parameters say,
-        in a run that reads them without making them, and a classifier made with other
-        settings in a run that scores it without training it, before any node runs."""
+        """Refuse inputs other pipelines have not made yet; outputs of data_processing made
+        from other raw data than is there now, or splits made with other split settings or
+        classes than the parameters say, in a run that reads them without making them; and a
+        classifier made with other settings in a run that scores it without training it;
+        before any node runs."""
         check_inputs_exist(pipeline, catalog, run_params.get("env"))
+        check_raw_data_current(pipeline, catalog, run_params.get("env"))
         check_splits_current(pipeline, catalog)
         check_classifier_current(pipeline, catalog)
 

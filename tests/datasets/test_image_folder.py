@@ -25,6 +25,11 @@ def test_lists_images_in_any_subfolder_with_lazy_bytes(tmp_path):
     assert images["flat.png"]() == b"three"
     assert images["HAM10000_images_part_2/ISIC_0000002.JPEG"]() == b"two"
 
+    # Sizes without reading the files: what data_processing records of the raw data.
+    assert images["flat.png"].size() == 5
+    assert images["flat.png"].path.endswith("flat.png")
+    assert "flat.png" in repr(images["flat.png"])
+
 
 def test_follows_symlinked_subfolders_once(tmp_path):
     _tree(tmp_path / "elsewhere")

@@ -216,6 +216,19 @@ def test_bad_targets_are_named() -> None:
         loss(logits[0], torch.tensor(0))
 
 
+def test_targets_off_the_cpu_are_not_read_back_each_step() -> None:
+    # On a GPU, int(targets.min()) would wait for the device twice a training step; there
+    # the range is left to one_hot's device-side assert, as F.one_hot itself does. A meta
+    # tensor has no values to read: the check must not ask for them.
+    from skin_lesion.losses.focal import _check_inputs
+
+    logits = torch.empty(4, 3, device="meta")
+    targets = torch.empty(4, dtype=torch.long, device="meta")
+    _check_inputs(logits, targets, None)
+    with pytest.raises(ValueError, match=r"hard targets must have shape \(4,\)"):
+        _check_inputs(logits, targets[:3], None)  # shapes are still checked: no sync needed
+
+
 def test_inverse_frequency_weights() -> None:
     weights = inverse_frequency_weights([2, 6])
     torch.testing.assert_close(weights, torch.tensor([2.0, 8 / 12]))

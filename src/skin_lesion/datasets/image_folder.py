@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from functools import partial
+from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Any, Literal
 
@@ -15,6 +15,23 @@ from skin_lesion.files import display_name, left_out, walk_files, warn_left_out
 from skin_lesion.images import IMAGE_SUFFIXES
 
 DEFAULT_EXTENSIONS = IMAGE_SUFFIXES
+
+
+@dataclass(frozen=True)
+class FileBytes:
+    """One file's bytes, read when called (the loader ``ImageFolderDataset.load`` gives per
+    file); ``size()`` asks the filesystem without reading them, for the raw-data record
+    (``lineage.raw_data_record``)."""
+
+    path: str
+    fs: Any = field(repr=False, compare=False)
+
+    def __call__(self) -> bytes:
+        return self.fs.cat_file(self.path)
+
+    def size(self) -> int:
+        """The file's size in bytes."""
+        return int(self.fs.size(self.path))
 
 
 class ImageFolderDataset(AbstractDataset[None, dict[str, Callable[[], bytes]]]):
@@ -95,7 +112,7 @@ class ImageFolderDataset(AbstractDataset[None, dict[str, Callable[[], bytes]]]):
         for full in found:
             relative = display_name(str(PurePosixPath(full).relative_to(root)))
             if full.lower().endswith(self._extensions):
-                files[relative] = partial(self._fs.cat_file, full)
+                files[relative] = FileBytes(full, self._fs)
             elif self._others == "reject" and not PurePosixPath(full).name.startswith("."):
                 others.append(relative)
         wanted = "/".join(self._extensions)

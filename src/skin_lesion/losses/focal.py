@@ -138,7 +138,8 @@ class FocalLoss(nn.Module):
 
         Raises:
             ValueError: Naming the shape or value, when ``logits`` is not 2-D or empty,
-                ``targets`` does not fit it, a class index is out of range, or ``alpha``
+                ``targets`` does not fit it, a class index is out of range (checked on the
+                CPU; on a GPU one_hot's device-side assert fails instead), or ``alpha``
                 has a different number of classes than ``logits``.
         """
         _check_inputs(logits, targets, self.alpha)
@@ -355,6 +356,11 @@ def _check_inputs(logits: torch.Tensor, targets: torch.Tensor, alpha: torch.Tens
             f"hard targets must have shape ({batch},) to match logits {tuple(logits.shape)}, "
             f"got {tuple(targets.shape)}"
         )
+    if targets.device.type != "cpu":
+        # As F.one_hot does on a GPU: reading the range would make every training step wait
+        # for the GPU (two syncs a step). An index out of range fails there as a device-side
+        # assert in one_hot instead; the pipeline's labels are checked in data_processing.
+        return
     low, high = int(targets.min()), int(targets.max())
     if low < 0 or high >= num_classes:
         bad = low if low < 0 else high

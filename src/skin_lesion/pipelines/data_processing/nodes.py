@@ -37,6 +37,22 @@ def _params(params: dict[str, Any]) -> DataProcessingParams:
     return from_dict(DataProcessingParams, params, "data_processing")
 
 
+def record_raw_data(
+    raw_images: dict[str, Callable[[], bytes]], raw_metadata: pd.DataFrame
+) -> dict[str, Any]:
+    """What this run read (``lineage.raw_data_record``): a run that uses the image cache or
+    the splits without making them checks the raw data against it first, so that a metadata
+    file edited since (a label corrected, rows removed) or images replaced are not trained
+    on, or scored, as the old ones without a word."""
+    record = lineage.raw_data_record(raw_images, raw_metadata)
+    logger.info(
+        "Recorded %d metadata rows and %d image files",
+        record["metadata_rows"],
+        len(record["images"]),
+    )
+    return record
+
+
 def validate_metadata(
     raw_images: dict[str, Callable[[], bytes]],
     raw_metadata: pd.DataFrame,

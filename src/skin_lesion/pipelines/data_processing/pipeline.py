@@ -6,9 +6,16 @@ from skin_lesion.pipelines.data_processing import nodes
 
 
 def create_pipeline(**kwargs) -> Pipeline:
-    """Validate -> decode once into the image cache -> split by lesion -> class statistics."""
+    """Record the raw data read; validate -> decode once into the image cache -> split by
+    lesion -> class statistics."""
     return Pipeline(
         [
+            Node(
+                nodes.record_raw_data,
+                ["raw_images", "raw_metadata"],
+                "raw_data_record",
+                name="record_raw_data",
+            ),
             Node(
                 nodes.validate_metadata,
                 ["raw_images", "raw_metadata", "params:classes", "params:data_processing"],
