@@ -149,6 +149,23 @@ def test_policy_raise_names_first_rows_and_count():
     assert "on_invalid: drop" in message
 
 
+def test_policy_raise_names_the_file_of_an_image_that_did_not_decode():
+    rejected = pd.DataFrame(
+        {
+            "image_id": ["ISIC_0000001", "ISIC_0000002"],
+            "file": ["HAM10000_images_part_2/ISIC_0000001.jpg", None],
+            "stage": ["decode", "metadata"],
+            "reason": ["truncated file", "line 3: sex '?'"],
+        }
+    )
+    with pytest.raises(InvalidDataError) as info:
+        enforce_policy(rejected, "raise", "images", 2)
+    assert "ISIC_0000001 (HAM10000_images_part_2/ISIC_0000001.jpg): truncated file" in str(
+        info.value
+    )
+    assert "ISIC_0000002: line 3" in str(info.value)  # a metadata row: its line says where
+
+
 def test_policy_drop_logs_and_continues(caplog):
     rows = _good(5)
     rows[0]["sex"] = "?"

@@ -410,8 +410,12 @@ def enforce_policy(
     fatal = rejections[~rejections["stage"].isin(REPORT_ONLY_STAGES)]
     if fatal.empty:
         return
+    # A file that did not decode is named by its path too: the image_id alone leaves the
+    # user to find which of the part folders (or Kaggle's lower-case copies) holds it.
     shown = "\n".join(
-        f"  {r.image_id or '<empty image_id>'}: {r.reason}"
+        f"  {r.image_id or '<empty image_id>'}"
+        + (f" ({r.file})" if r.stage == "decode" and isinstance(r.file, str) and r.file else "")
+        + f": {r.reason}"
         for r in fatal.head(SHOWN_IN_ERRORS).itertuples()
     )
     more = len(fatal) - SHOWN_IN_ERRORS
