@@ -41,7 +41,7 @@ def kedro_project(tmp_path: Path, demo_raw_dir: Path, monkeypatch: pytest.Monkey
     shutil.copy(PROJECT_ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
     shutil.copytree(PROJECT_ROOT / "conf", tmp_path / "conf")
     (tmp_path / "src").mkdir()  # bootstrap_project wants it; the package is installed
-    raw = tmp_path / "data" / "01_raw" / "HAM10000"
+    raw = tmp_path / "data" / "test" / "01_raw" / "HAM10000"
     shutil.copytree(demo_raw_dir, raw)
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("KEDRO_DISABLE_TELEMETRY", "true")
@@ -53,9 +53,11 @@ def run_kedro(
     pipeline: str | None = None,
     *,
     from_nodes: list[str] | None = None,
+    runner=None,
     **runtime_params,
 ) -> dict:
-    """Run a pipeline (from ``from_nodes`` on) of the copied project in the ``test`` env."""
+    """Run a pipeline (from ``from_nodes`` on) of the copied project in the ``test`` env,
+    with Kedro's default runner or ``runner``."""
     from kedro.framework.session import KedroSession
     from kedro.framework.startup import bootstrap_project
 
@@ -63,7 +65,9 @@ def run_kedro(
     with KedroSession.create(
         project_path=project, env="test", runtime_params=runtime_params or None
     ) as session:
-        return session.run(pipeline_names=[pipeline] if pipeline else None, from_nodes=from_nodes)
+        return session.run(
+            pipeline_names=[pipeline] if pipeline else None, from_nodes=from_nodes, runner=runner
+        )
 
 
 def colour_images(n: int = 64, classes: int = 4, size: int = 24, seed: int = 0):

@@ -612,7 +612,8 @@ def test_accuracy_command_runs_an_ablation_through_kedro(
         assert 0.0 <= record["metrics"][label]["value"] <= 1.0
     # The override and the seed reached the child's Kedro session: the checkpoint says so.
     checkpoint = torch.load(
-        work / "test-cross-entropy" / "data" / "06_models" / "classifier.pt", weights_only=True
+        work / "test-cross-entropy" / "data" / "test" / "06_models" / "classifier.pt",
+        weights_only=True,
     )
     assert checkpoint["params"]["classifier_training"]["loss"]["name"] == "weighted_cross_entropy"
     assert checkpoint["params"]["seed"] == 3
@@ -626,7 +627,7 @@ def test_accuracy_command_runs_an_ablation_through_kedro(
     assert record["validation"]["selected"]["phase"] in {"warmup", "finetune"}
     # Every epoch of both phases, as the run's training history has them; the kept one among them.
     history = json.loads(
-        (work / "test-cross-entropy/data/08_reporting/training_history.json").read_text()
+        (work / "test-cross-entropy/data/test/08_reporting/training_history.json").read_text()
     )
     epochs = record["validation"]["epochs"]
     assert [(e["phase"], e["epoch"]) for e in epochs] == [(h["phase"], h["epoch"]) for h in history]
@@ -656,7 +657,7 @@ def test_accuracy_command_runs_an_ablation_through_kedro(
     # data folder now: remove the checkpoint and spoil the saved test figures.
     kept = work / "test-cross-entropy" / "kept" / "seed3"
     assert (kept / "06_models" / "classifier.pt").exists()
-    (work / "test-cross-entropy" / "data" / "06_models" / "classifier.pt").unlink()
+    (work / "test-cross-entropy" / "data" / "test" / "06_models" / "classifier.pt").unlink()
     spoiled = {**record, "metrics": {}}
     (results / "accuracy" / "test-cross-entropy" / "seed3.json").write_text(json.dumps(spoiled))
     monkeypatch.setattr(sys, "argv", [*argv, "--rescore"])
@@ -800,7 +801,9 @@ def test_accuracy_command_cross_validates_through_kedro(
     ]
     assert "data_processing.split.validation_fold" not in record["overrides"]
     # The fold's split is on disk: fold 3 validates, the others train.
-    splits = pd.read_parquet(work / "test-cv" / "data" / "05_model_input" / "splits.parquet")
+    splits = pd.read_parquet(
+        work / "test-cv" / "data" / "test" / "05_model_input" / "splits.parquet"
+    )
     assert set(splits.loc[splits["fold"] == 3, "split"]) == {"val"}
     assert set(splits.loc[splits["fold"].isin([0, 1, 2, 4]), "split"]) == {"train"}
     summary = json.loads((results / "accuracy-test-cv.json").read_text())

@@ -25,7 +25,14 @@ def test_baseline_scores_validation_and_keeps_another_settings_result(
 ) -> None:
     run_kedro(kedro_project, "data_processing")
     out = tmp_path / "results" / "frozen.json"
-    argv = ["--data-dir", str(kedro_project / "data"), "--weights", "none", "--out", str(out)]
+    argv = [
+        "--data-dir",
+        str(kedro_project / "data" / "test"),
+        "--weights",
+        "none",
+        "--out",
+        str(out),
+    ]
     result = frozen_baseline.main([*argv, "--crop", "32"])
     saved = json.loads(out.read_text())
     assert saved == result
@@ -56,7 +63,7 @@ def test_baseline_scores_validation_and_keeps_another_settings_result(
     assert json.loads(out.read_text()) == saved
     # Another split of the same sizes (one train and one val image trade places) is another
     # baseline too: refused after reading the split, before the features.
-    _swap_a_train_and_a_val_image(kedro_project / "data")
+    _swap_a_train_and_a_val_image(kedro_project / "data" / "test")
     with pytest.raises(SystemExit, match=r"split_sha256 '[0-9a-f]{64}' there"):
         frozen_baseline.main([*argv, "--crop", "32"])
     assert json.loads(out.read_text()) == saved
@@ -78,7 +85,7 @@ def test_probe_of_a_supcon_encoder_uses_its_weights_and_refuses_one_trained_on_o
 
     run_kedro(kedro_project, "data_processing")
     run_kedro(kedro_project, "contrastive_pretraining")
-    data = kedro_project / "data"
+    data = kedro_project / "data" / "test"
     encoder = data / "06_models" / "pretrained_encoder.pt"
     checkpoint = torch.load(encoder, map_location="cpu", weights_only=True)
     out = tmp_path / "probe.json"

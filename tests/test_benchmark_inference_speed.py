@@ -13,10 +13,10 @@ pytestmark = pytest.mark.slow
 
 def test_inference_speed_records_each_tta_of_a_fusion_classifier(kedro_project: Path) -> None:
     run_kedro(kedro_project, classifier_training={"metadata_fusion": True})
-    raw = kedro_project / "data" / "01_raw" / "HAM10000"
+    raw = kedro_project / "data" / "test" / "01_raw" / "HAM10000"
     images = sorted(raw.rglob("*.jpg"))
     out = kedro_project / "results" / "speed.json"
-    argv = ["--data-dir", str(kedro_project / "data"), "--images", str(raw)]
+    argv = ["--data-dir", str(kedro_project / "data" / "test"), "--images", str(raw)]
     argv += ["--metadata", str(raw / "HAM10000_metadata.csv"), "--out", str(out)]
     assert inference_speed.main([*argv, "--tta", "default", "dihedral", "--repeats", "1"]) == 0
     result = json.loads(out.read_text())
@@ -42,9 +42,16 @@ def test_inference_speed_records_each_tta_of_a_fusion_classifier(kedro_project: 
 
 def test_inference_speed_passes_a_batch_size_on(kedro_project: Path) -> None:
     run_kedro(kedro_project)
-    raw = kedro_project / "data" / "01_raw" / "HAM10000"
+    raw = kedro_project / "data" / "test" / "01_raw" / "HAM10000"
     out = kedro_project / "results" / "speed.json"
-    argv = ["--data-dir", str(kedro_project / "data"), "--images", str(raw), "--out", str(out)]
+    argv = [
+        "--data-dir",
+        str(kedro_project / "data" / "test"),
+        "--images",
+        str(raw),
+        "--out",
+        str(out),
+    ]
     assert (
         inference_speed.main(
             [*argv, "--tta", "none", "--repeats", "1", "--batch-size", "5", "--chunk-size", "7"]

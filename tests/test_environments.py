@@ -54,6 +54,12 @@ def test_environment_catalog_builds(env: str) -> None:
     catalog = DataCatalog.from_config(load_config(env)["catalog"])
     for name in ("raw_images", "image_cache", "splits", "classifier", "test_metrics"):
         assert name in catalog, f"conf/{env}: catalog has no {name}"
+    # What `kedro catalog resolve-patterns` prints (each dataset's _init_config) builds the
+    # catalog again: a dataset that inherits its __init__ recorded args/kwargs instead.
+    printed = {name: catalog.get(name)._init_config() for name in catalog.keys()}
+    assert "args" not in printed["raw_metadata"], printed["raw_metadata"]
+    again = DataCatalog.from_config(printed)
+    assert {name: again.get(name)._init_config() for name in again.keys()} == printed
 
 
 def test_a_mistyped_key_in_an_environment_is_named(tmp_path: Path) -> None:

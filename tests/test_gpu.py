@@ -51,7 +51,7 @@ def test_every_pipeline_on_cuda(kedro_project, spy):
     assert expected in spy["dtypes"]
     assert spy["channels_last"] and all(spy["channels_last"])
     assert spy["on_device"] and all(spy["on_device"])  # the small cache fits: auto -> device
-    data = kedro_project / "data"
+    data = kedro_project / "data" / "test"
     checkpoint = torch.load(
         data / "06_models" / "classifier.pt", map_location="cpu", weights_only=False
     )
@@ -84,7 +84,7 @@ def test_classifier_resumes_on_cuda(kedro_project, monkeypatch):
     )
     assert epochs == []
     history = json.loads(
-        (kedro_project / "data" / "08_reporting" / "training_history.json").read_text()
+        (kedro_project / "data" / "test" / "08_reporting" / "training_history.json").read_text()
     )
     assert history and all(np.isfinite(r["loss"]) for r in history)
 

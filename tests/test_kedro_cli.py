@@ -50,7 +50,7 @@ def test_kedro_run_pipelines_prints_no_deprecation_warning(kedro_project):
     )
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-3000:]
-    assert (kedro_project / "data" / "05_model_input" / "splits.parquet").is_file()
+    assert (kedro_project / "data" / "test" / "05_model_input" / "splits.parquet").is_file()
     assert "register_new_resolver" not in output
     assert "is deprecated" not in output, output[-3000:]
 
@@ -71,3 +71,29 @@ def test_a_mistyped_pipeline_name_is_named_with_the_intended_one(kedro_project):
     assert "Failed to find the pipeline named 'reportng'" in output, output[-3000:]
     assert "Did you mean one of these instead? reporting" in output
     assert "An error occurred while importing" not in output
+
+
+def test_the_installed_package_runs_with_a_packaged_conf(kedro_project):
+    # What `kedro package` makes: the wheel (here the installed package) and a tar.gz of conf/
+    # (local/*.yml left out); Kedro runs it as `python -m skin_lesion --conf-source=...`,
+    # with no pyproject.toml or conf/ folder beside it.
+    import shutil
+    import tarfile
+
+    packaged = kedro_project / "conf-skin_lesion.tar.gz"
+    with tarfile.open(packaged, "w:gz") as tar:
+        tar.add(kedro_project / "conf", arcname="conf")
+    shutil.rmtree(kedro_project / "conf")
+    (kedro_project / "pyproject.toml").unlink()
+    command = [sys.executable, "-m", "skin_lesion", f"--conf-source={packaged}"]
+    result = subprocess.run(
+        [*command, "--env", "test", "--pipelines", "data_processing"],
+        cwd=kedro_project,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-3000:]
+    assert (kedro_project / "data" / "test" / "05_model_input" / "splits.parquet").is_file()

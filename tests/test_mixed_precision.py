@@ -64,7 +64,7 @@ def test_bf16_channels_last_through_every_pipeline(kedro_project, emulate_gpu_pr
     # Training SupCon and the classifier; the embedding export; reporting's val and test
     # predictions.
     assert seen["channels_last"] == 5
-    data = kedro_project / "data"
+    data = kedro_project / "data" / "test"
     for name in ("pretrained_encoder.pt", "classifier.pt"):
         _float32_state(data / "06_models" / name)
     for name in ("val_predictions.csv", "test_predictions.csv"):
@@ -88,10 +88,10 @@ def test_fp16_with_loss_scaling_trains_and_resumes(
     run_kedro(kedro_project, "contrastive_pretraining")
     run_kedro(kedro_project, "classifier_training")
     assert seen["autocast"] > 0 and set(seen["dtypes"]) == {torch.float16}
-    models = kedro_project / "data" / "06_models"
+    models = kedro_project / "data" / "test" / "06_models"
     _float32_state(models / "classifier.pt")
     history = json.loads(
-        (kedro_project / "data" / "08_reporting" / "training_history.json").read_text()
+        (kedro_project / "data" / "test" / "08_reporting" / "training_history.json").read_text()
     )
     assert all(np.isfinite(r["loss"]) for r in history)
     latest = sorted((models / "runs").rglob("*.pt"))

@@ -156,7 +156,7 @@ def test_kedro_run_logs_parameters_curves_test_metrics_and_files(tracked_project
     assert not [name for name in params if name.startswith("parameters.")]
 
     # Curves: one point per epoch that ran, step = epoch within the phase, values as saved.
-    reporting = project / "data" / "08_reporting"
+    reporting = project / "data" / "test" / "08_reporting"
     saved = json.loads((reporting / "pretraining_history.json").read_text())
     saved += json.loads((reporting / "training_history.json").read_text())
     curves = {  # phase: (epochs set in conf/test, metrics to check)
@@ -192,8 +192,8 @@ def test_kedro_run_logs_parameters_curves_test_metrics_and_files(tracked_project
 
     # Files: the checkpoints, the report and the metrics JSON, byte for byte in size.
     files = {
-        "checkpoints/classifier.pt": project / "data" / "06_models" / "classifier.pt",
-        "checkpoints/pretrained_encoder.pt": project / "data/06_models/pretrained_encoder.pt",
+        "checkpoints/classifier.pt": project / "data" / "test" / "06_models" / "classifier.pt",
+        "checkpoints/pretrained_encoder.pt": project / "data/test/06_models/pretrained_encoder.pt",
         "reporting/report.html": reporting / "report.html",
         "reporting/test_metrics.json": reporting / "test_metrics.json",
     }
@@ -216,7 +216,7 @@ def test_kedro_run_logs_parameters_curves_test_metrics_and_files(tracked_project
     assert tags["split_sha256"] == metrics["split_sha256"]
     assert len(tags["split_sha256"]) == 64
     assert tags["classifier_sha256"] == metrics["operating_point"]["classifier_sha256"]
-    cached = pd.read_parquet(project / "data" / "03_primary" / "cached_metadata.parquet")
+    cached = pd.read_parquet(project / "data" / "test" / "03_primary" / "cached_metadata.parquet")
     assert tags["metadata_sha256"] == dataset_fingerprint(cached)["metadata_sha256"]
     code = code_version()  # the package's checkout: the commit the run's code came from
     if code is not None:
@@ -329,7 +329,7 @@ def test_a_run_without_its_raw_data_stops_before_an_mlflow_run_opens(tracked_pro
     from kedro.io import DatasetError
 
     project, uri = tracked_project
-    shutil.rmtree(project / "data" / "01_raw" / "HAM10000")
+    shutil.rmtree(project / "data" / "test" / "01_raw" / "HAM10000")
     with pytest.raises(DatasetError, match=r"HAM10000 (metadata|image folder) not found"):
         run_kedro(project, "data_processing")
     experiments = mlflow.MlflowClient(uri).search_experiments()

@@ -58,7 +58,7 @@ def project_with_outputs(tmp_path_factory: pytest.TempPathFactory, demo_raw_dir:
     shutil.copytree(PROJECT_ROOT / "conf", project / "conf")
     shutil.copytree(NOTEBOOK_DIR, project / "notebooks")
     (project / "src").mkdir()  # bootstrap_project wants it; the package is installed
-    shutil.copytree(demo_raw_dir, project / "data" / "01_raw" / "HAM10000")
+    shutil.copytree(demo_raw_dir, project / "data" / "test" / "01_raw" / "HAM10000")
     with pytest.MonkeyPatch.context() as patch:
         patch.chdir(project)  # relative paths (the MLflow store) stay in the copy
         patch.setenv("KEDRO_DISABLE_TELEMETRY", "true")

@@ -80,14 +80,14 @@ def test_the_project_config_reads_raw_dir_at_run_time():
 def test_a_kedro_run_with_a_mistyped_name_fails_before_any_work(kedro_project: Path):
     with pytest.raises(ConfigError, match=r"'seeed' \(did you mean 'seed'\?\)"):
         run_kedro(kedro_project, "data_processing", seeed=1)
-    assert not (kedro_project / "data" / "02_intermediate").exists()
+    assert not (kedro_project / "data" / "test" / "02_intermediate").exists()
 
 
 def test_valid_runtime_names_load_the_context(kedro_project: Path):
     bootstrap_project(kedro_project)
     runtime = {
         "seed": 3,
-        "raw_dir": str(kedro_project / "data" / "01_raw" / "HAM10000"),
+        "raw_dir": str(kedro_project / "data" / "test" / "01_raw" / "HAM10000"),
         "inference": {"input_dir": "/somewhere"},
         "classifier_training": {"batch_size": 8},
     }
@@ -103,7 +103,7 @@ def test_a_mistyped_key_inside_a_group_fails_before_training(kedro_project: Path
     # reporting runs last: without the check this typo surfaced after the training.
     with pytest.raises(ConfigError, match=r"reporting: unknown key\(s\) \['gradcam_sampels'\]"):
         run_kedro(kedro_project, reporting={"gradcam_sampels": 4})
-    assert not (kedro_project / "data" / "02_intermediate").exists()
+    assert not (kedro_project / "data" / "test" / "02_intermediate").exists()
 
 
 def test_a_bad_key_in_an_environment_file_fails_before_any_work(kedro_project: Path):
@@ -111,7 +111,26 @@ def test_a_bad_key_in_an_environment_file_fails_before_any_work(kedro_project: P
     test_env.write_text(test_env.read_text() + "\n  not_a_key: 1\n")
     with pytest.raises(ConfigError, match=r"reporting: unknown key\(s\) \['not_a_key'\]"):
         run_kedro(kedro_project, "data_processing")
-    assert not (kedro_project / "data" / "02_intermediate").exists()
+    assert not (kedro_project / "data" / "test" / "02_intermediate").exists()
+
+
+def test_a_folder_to_classify_set_in_a_file_is_refused_for_the_command_line(kedro_project: Path):
+    from skin_lesion.parameters_check import check_runtime_only
+
+    # The catalog reads it through ${runtime_params:...} only: set in a file, inference
+    # classified data/01_raw/inference and MLflow logged the file's folder.
+    mine = kedro_project / "conf" / "test" / "parameters_inference.yml"
+    mine.write_text("inference:\n  input_dir: /scans/today\n")
+    expected = r"inference.input_dir is '/scans/today' in a parameter file.*--params inference"
+    with pytest.raises(ConfigError, match=expected):
+        run_kedro(kedro_project, "data_processing")
+    assert not (kedro_project / "data" / "test" / "02_intermediate").exists()
+    # Given at run time too (nested, as the command line splits it, or dotted): it is used.
+    check_runtime_only({"inference": {"input_dir": "/a"}}, {"inference": {"input_dir": "/a"}})
+    check_runtime_only({"inference": {"metadata": "m.csv"}}, {"inference.metadata": "m.csv"})
+    check_runtime_only({"inference": {"input_dir": None, "metadata": None}}, {})
+    with pytest.raises(ConfigError, match=r"inference.metadata is 'm.csv'"):
+        check_runtime_only({"inference": {"metadata": "m.csv"}}, {"seed": 1})
 
 
 def test_the_check_runs_before_tracking_starts(kedro_project: Path):
@@ -143,7 +162,7 @@ def test_a_mistyped_environment_is_named_before_tracking_fails_on_it(kedro_proje
         pytest.raises(ConfigError, match=r"environment 'tset' not found.*'test'\?"),
     ):
         session.run(pipeline_names=["data_processing"])
-    assert not (kedro_project / "data" / "02_intermediate").exists()
+    assert not (kedro_project / "data" / "test" / "02_intermediate").exists()
 
 
 def test_check_environment_accepts_existing_folders_and_packaged_sources(tmp_path: Path):
@@ -188,14 +207,14 @@ def test_a_scoring_run_refuses_a_classifier_of_other_settings_before_any_node():
 def test_an_unknown_encoder_is_named_before_any_work(kedro_project: Path):
     with pytest.raises(ConfigError, match=r"encoder.name: 'efficientnet_b9' is not a timm model"):
         run_kedro(kedro_project, "data_processing", encoder={"name": "efficientnet_b9"})
-    assert not (kedro_project / "data" / "02_intermediate").exists()
+    assert not (kedro_project / "data" / "test" / "02_intermediate").exists()
 
 
 def test_unfreeze_stages_beyond_the_encoder_is_named_before_any_work(kedro_project: Path):
     # Found otherwise when fine-tuning starts: after data_processing, SupCon and the warm-up.
     with pytest.raises(ConfigError, match=r"finetune.unfreeze_stages: 99, but .* stage\(s\)"):
         run_kedro(kedro_project, classifier_training={"finetune": {"unfreeze_stages": 99}})
-    assert not (kedro_project / "data" / "02_intermediate").exists()
+    assert not (kedro_project / "data" / "test" / "02_intermediate").exists()
 
 
 def test_a_hub_encoder_name_is_left_to_the_hub():
@@ -273,10 +292,10 @@ def test_an_edited_metadata_file_stops_training_on_the_old_cache(kedro_project: 
     from skin_lesion.lineage import StaleInputError
 
     run_kedro(kedro_project, "data_processing")
-    metadata = kedro_project / "data" / "01_raw" / "HAM10000" / "HAM10000_metadata.csv"
+    metadata = kedro_project / "data" / "test" / "01_raw" / "HAM10000" / "HAM10000_metadata.csv"
     lines = metadata.read_text().splitlines(keepends=True)
     metadata.write_text("".join(lines[:1] + lines[2:]))  # the first row removed
     removed = lines[1].split(",")[1]
     with pytest.raises(StaleInputError, match=rf"1 removed \({removed}\).*`kedro run --env test`"):
         run_kedro(kedro_project, "contrastive_pretraining")
-    assert not (kedro_project / "data" / "06_models" / "pretrained_encoder.pt").exists()
+    assert not (kedro_project / "data" / "test" / "06_models" / "pretrained_encoder.pt").exists()

@@ -51,7 +51,10 @@ def display_name(name: str) -> str:
 
 
 def _left_out(wanted: str) -> bytes:
-    raise ImageDecodeError(f"not a {wanted} file: left out (name it on its own to read it)")
+    raise ImageDecodeError(
+        f"not a {wanted} file: left out (`skin-lesion predict FILE` reads a file named on "
+        "its own whatever its ending)"
+    )
 
 
 def left_out(wanted: str) -> Callable[[], bytes]:

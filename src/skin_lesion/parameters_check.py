@@ -82,6 +82,31 @@ def check_node_configs(params: Mapping[str, Any]) -> None:
         check_encoder(built["encoder"].name, training.finetune if training is not None else None)
 
 
+# Parameters the catalog reads through ${runtime_params:...} only: a value in a parameter file
+# reaches MLflow's logged parameters but not the dataset.
+RUNTIME_ONLY = ("inference.input_dir", "inference.metadata")
+
+
+def check_runtime_only(params: Mapping[str, Any], runtime: Mapping[str, Any]) -> None:
+    """Refuse ``inference.input_dir`` or ``inference.metadata`` set in a parameter file and
+    not at run time: the catalog would classify ``data/01_raw/inference`` (or read no
+    metadata) instead, while MLflow logged the file's folder."""
+    for dotted in RUNTIME_ONLY:
+        group, key = dotted.split(".")
+        value = (
+            (params.get(group) or {}).get(key) if isinstance(params.get(group), Mapping) else None
+        )
+        nested = runtime.get(group)
+        given = nested.get(key) if isinstance(nested, Mapping) else runtime.get(dotted)
+        if value is not None and given is None:
+            raise ConfigError(
+                f"{dotted} is {value!r} in a parameter file, but the catalog reads it only "
+                f"from the command line (${{runtime_params:{dotted}}}), so the run would not "
+                f"use it. Pass --params {dotted}={value} instead, and leave it null in the "
+                "files."
+            )
+
+
 def check_encoder(name: str, finetune: Any = None) -> None:
     """``encoder.name`` must be a timm model, with ``unfreeze_stages`` within its stages.
 
@@ -442,6 +467,7 @@ class ParametersCheck:
         except MissingConfigException:
             return
         check_node_configs(params)
+        check_runtime_only(params, runtime)
 
     @hook_impl(tryfirst=True)
     def before_pipeline_run(self, run_params: dict[str, Any], pipeline: Any, catalog: Any) -> None:

@@ -46,6 +46,30 @@ class RawMetadataDataset(CSVDataset):
         "skip_blank_lines": False,
     }
 
+    def __init__(
+        self,
+        *,
+        filepath: str,
+        load_args: dict[str, Any] | None = None,
+        save_args: dict[str, Any] | None = None,
+        version: Any = None,
+        credentials: dict[str, Any] | None = None,
+        fs_args: dict[str, Any] | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> None:
+        """``CSVDataset``'s arguments, named: Kedro records a dataset's configuration from
+        its own ``__init__``'s signature, and an inherited one gave ``args``/``kwargs``, which
+        ``kedro catalog resolve-patterns`` printed and no catalog could load back."""
+        super().__init__(
+            filepath=filepath,
+            load_args=load_args,
+            save_args=save_args,
+            version=version,
+            credentials=credentials,
+            fs_args=fs_args,
+            metadata=metadata,
+        )
+
     def load(self) -> pd.DataFrame:
         """Load the CSV (or Dataverse's tab-separated ``.tab`` beside it), or explain where
         HAM10000 should be when it is missing."""

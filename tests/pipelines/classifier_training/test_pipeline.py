@@ -18,7 +18,7 @@ def test_kedro_run_classifier_training(kedro_project):
     run_kedro(kedro_project, "data_processing")
     run_kedro(kedro_project, "contrastive_pretraining")
     run_kedro(kedro_project, "classifier_training")
-    root = kedro_project / "data"
+    root = kedro_project / "data" / "test"
     checkpoint = torch.load(root / "06_models" / "classifier.pt", weights_only=True)
     assert checkpoint["kind"] == "classifier"
     assert checkpoint["class_names"] == ["akiec", "bcc", "bkl", "df", "mel", "nv", "vasc"]

@@ -15,7 +15,7 @@ pytestmark = pytest.mark.slow
 def test_kedro_run_contrastive_pretraining(kedro_project):
     run_kedro(kedro_project, "data_processing")
     run_kedro(kedro_project, "contrastive_pretraining")
-    root = kedro_project / "data"
+    root = kedro_project / "data" / "test"
     checkpoint = torch.load(root / "06_models" / "pretrained_encoder.pt", weights_only=True)
     assert checkpoint["kind"] == "supcon_encoder" and checkpoint["epoch"] == 1
     assert checkpoint["architecture"]["encoder"] == "test_efficientnet"
@@ -39,7 +39,7 @@ def test_disabled_pretraining_hands_on_initial_weights(kedro_project):
     run_kedro(kedro_project, "data_processing")
     run_kedro(kedro_project, "contrastive_pretraining", contrastive_pretraining={"enabled": False})
     checkpoint = torch.load(
-        kedro_project / "data" / "06_models" / "pretrained_encoder.pt", weights_only=True
+        kedro_project / "data" / "test" / "06_models" / "pretrained_encoder.pt", weights_only=True
     )
     assert checkpoint["epoch"] == -1 and checkpoint["history"] == []
 
@@ -54,7 +54,7 @@ def test_embeddings_not_exported_leave_an_empty_table_the_report_can_draw(kedro_
         "contrastive_pretraining",
         contrastive_pretraining={"enabled": False, "export_embeddings": False},
     )
-    path = kedro_project / "data" / "07_model_output" / "contrastive_embeddings.parquet"
+    path = kedro_project / "data" / "test" / "07_model_output" / "contrastive_embeddings.parquet"
     embeddings = pd.read_parquet(path)
     assert len(embeddings) == 0
     assert list(embeddings.columns[:4]) == ["image_id", "split", "label", "dx"]
@@ -68,7 +68,7 @@ def test_keep_epochs_keeps_each_epochs_weights_and_a_fresh_run_clears_them(kedro
     run_kedro(
         kedro_project, "contrastive_pretraining", contrastive_pretraining={"keep_epochs": True}
     )
-    root = kedro_project / "data" / "06_models"
+    root = kedro_project / "data" / "test" / "06_models"
     runs = root / "runs" / "contrastive_pretraining"
     final = torch.load(root / "pretrained_encoder.pt", weights_only=True)
     kept = [torch.load(runs / f"epoch{n}.pt", weights_only=True) for n in (0, 1)]
@@ -93,7 +93,7 @@ def test_changing_the_knn_monitor_keeps_the_encoder_current(kedro_project):
         kedro_project, "contrastive_pretraining", contrastive_pretraining={"knn_monitor": {"k": 0}}
     )
     history = json.loads(
-        (kedro_project / "data" / "08_reporting" / "pretraining_history.json").read_text()
+        (kedro_project / "data" / "test" / "08_reporting" / "pretraining_history.json").read_text()
     )
     assert not any("val_knn_balanced_accuracy" in h for h in history)
     run_kedro(kedro_project, "classifier_training", classifier_training={"finetune": {"epochs": 1}})

@@ -14,7 +14,7 @@ pytestmark = pytest.mark.slow
 
 def test_kedro_run_data_processing(kedro_project):
     run_kedro(kedro_project, "data_processing")
-    root = kedro_project / "data"
+    root = kedro_project / "data" / "test"
     splits = pd.read_parquet(root / "05_model_input" / "splits.parquet")
     assert len(splits) == TEST_IMAGES
     assert splits.groupby("lesion_id")["split"].nunique().max() == 1
@@ -52,7 +52,7 @@ def test_kedro_run_data_processing(kedro_project):
 
 
 def test_bad_inputs_are_set_aside_with_drop(kedro_project):
-    raw = kedro_project / "data" / "01_raw" / "HAM10000"
+    raw = kedro_project / "data" / "test" / "01_raw" / "HAM10000"
     meta = pd.read_csv(raw / "HAM10000_metadata.csv", dtype=str, keep_default_na=False)
     corrupt = meta.loc[0, "image_id"]
     next(raw.rglob(f"{corrupt}.jpg")).write_bytes(b"\xff\xd8 this is no jpeg")
@@ -64,7 +64,7 @@ def test_bad_inputs_are_set_aside_with_drop(kedro_project):
         run_kedro(kedro_project, "data_processing")
 
     run_kedro(kedro_project, "data_processing", data_processing={"on_invalid": "drop"})
-    root = kedro_project / "data"
+    root = kedro_project / "data" / "test"
     rejected = pd.read_csv(root / "02_intermediate" / "rejected_images.csv")
     stages = dict(zip(rejected["image_id"], rejected["stage"]))
     assert stages == {
@@ -76,10 +76,30 @@ def test_bad_inputs_are_set_aside_with_drop(kedro_project):
     assert len(splits) == TEST_IMAGES - 2  # every valid image survives
 
 
+def test_runs_under_kedros_parallel_runner(kedro_project):
+    """Every dataset passed between nodes is a file or undeclared: a declared MemoryDataset
+    (the rejections were) is not shared between ParallelRunner's processes, and the run
+    failed at collect_rejections."""
+    from kedro.runner import ParallelRunner
+
+    raw = kedro_project / "data" / "test" / "01_raw" / "HAM10000"
+    next(raw.rglob("*.jpg")).write_bytes(b"not a jpeg")  # one rejection to pass along
+    run_kedro(
+        kedro_project,
+        "data_processing",
+        runner=ParallelRunner(max_workers=2),
+        data_processing={"on_invalid": "drop"},
+    )
+    root = kedro_project / "data" / "test"
+    rejected = pd.read_csv(root / "02_intermediate" / "rejected_images.csv")
+    assert list(rejected["stage"]) == ["decode"]
+    assert len(pd.read_parquet(root / "05_model_input" / "splits.parquet")) == TEST_IMAGES - 1
+
+
 def test_kaggle_download_with_every_image_twice(kedro_project):
     """Kaggle's kmader download unpacks each image in HAM10000_images_part_N/ and again in
     ham10000_images_part_N/: identical copies are one image, different bytes are an error."""
-    raw = kedro_project / "data" / "01_raw" / "HAM10000"
+    raw = kedro_project / "data" / "test" / "01_raw" / "HAM10000"
     parts = sorted(p for p in raw.iterdir() if p.is_dir())
     assert [p.name for p in parts] == ["HAM10000_images_part_1", "HAM10000_images_part_2"]
     for part in parts:
@@ -87,7 +107,7 @@ def test_kaggle_download_with_every_image_twice(kedro_project):
 
     run_kedro(kedro_project, "data_processing")  # on_invalid: raise, the default
 
-    root = kedro_project / "data"
+    root = kedro_project / "data" / "test"
     splits = pd.read_parquet(root / "05_model_input" / "splits.parquet")
     assert len(splits) == TEST_IMAGES  # every image once
     rejected = pd.read_csv(root / "02_intermediate" / "rejected_images.csv")
@@ -105,20 +125,20 @@ def test_kaggle_download_with_every_image_twice(kedro_project):
 
 def test_raw_dir_runtime_param_and_missing_folder_message(kedro_project):
     moved = kedro_project / "elsewhere"
-    (kedro_project / "data" / "01_raw" / "HAM10000").rename(moved)
+    (kedro_project / "data" / "test" / "01_raw" / "HAM10000").rename(moved)
     with pytest.raises(DatasetError, match=r"not a folder.*make demo"):
         run_kedro(kedro_project, "data_processing")
     run_kedro(kedro_project, "data_processing", raw_dir=str(moved))
-    assert (kedro_project / "data" / "05_model_input" / "splits.parquet").is_file()
+    assert (kedro_project / "data" / "test" / "05_model_input" / "splits.parquet").is_file()
 
 
 def test_drop_refuses_to_leave_a_class_without_images_and_keeps_the_old_cache(kedro_project):
     run_kedro(kedro_project, "data_processing")
-    root = kedro_project / "data"
+    root = kedro_project / "data" / "test"
     cache = root / "02_intermediate" / "image_cache"
     cache_files = {p: p.stat().st_mtime_ns for p in cache.rglob("*") if p.is_file()}
     assert cache_files
-    raw = kedro_project / "data" / "01_raw" / "HAM10000"
+    raw = kedro_project / "data" / "test" / "01_raw" / "HAM10000"
     meta = pd.read_csv(raw / "HAM10000_metadata.csv", dtype=str, keep_default_na=False)
     # Every dermatofibroma image unreadable: dropping them leaves 'df' with nothing.
     for image_id in meta.loc[meta["dx"] == "df", "image_id"]:

@@ -51,7 +51,7 @@ def trained(kedro_project):
 
 
 def test_inference_matches_reporting_and_sets_bad_files_aside(trained, tmp_path):
-    root = trained / "data"
+    root = trained / "data" / "test"
     raw = root / "01_raw" / "HAM10000"
     test = pd.read_csv(root / "07_model_output" / "test_predictions.csv")
     folder = tmp_path / "new images"
@@ -109,7 +109,7 @@ def test_inference_matches_reporting_and_sets_bad_files_aside(trained, tmp_path)
 
 
 def test_command_prints_a_table_and_writes_csv(trained, tmp_path, capsys):
-    raw = trained / "data" / "01_raw" / "HAM10000"
+    raw = trained / "data" / "test" / "01_raw" / "HAM10000"
     images = sorted(raw.rglob("*.jpg"))[:3]
     bad = tmp_path / "bad.jpg"
     bad.write_bytes(b"\xff\xd8 broken")
@@ -125,9 +125,9 @@ def test_command_prints_a_table_and_writes_csv(trained, tmp_path, capsys):
             "--metadata",
             str(raw / "HAM10000_metadata.csv"),
             "--checkpoint",
-            str(trained / "data/06_models/classifier.pt"),
+            str(trained / "data/test/06_models/classifier.pt"),
             "--metrics",
-            str(trained / "data/08_reporting/test_metrics.json"),
+            str(trained / "data/test/08_reporting/test_metrics.json"),
         ]
     )
     captured = capsys.readouterr()
@@ -146,8 +146,8 @@ def test_command_prints_a_table_and_writes_csv(trained, tmp_path, capsys):
         (tmp_path / folder).mkdir()
         for image in images:
             (tmp_path / folder / image.name).write_bytes(image.read_bytes())
-    options = ["--checkpoint", str(trained / "data/06_models/classifier.pt")]
-    options += ["--metrics", str(trained / "data/08_reporting/test_metrics.json")]
+    options = ["--checkpoint", str(trained / "data/test/06_models/classifier.pt")]
+    options += ["--metrics", str(trained / "data/test/08_reporting/test_metrics.json")]
     assert main(["predict", str(tmp_path / "a"), str(tmp_path / "b"), *options]) == 0
     err = capsys.readouterr().err
     assert "set aside 3 byte-identical copies of images classified under another name" in err
@@ -163,18 +163,18 @@ def test_clear_errors(trained, tmp_path, capsys):
         run_kedro(trained, "inference", inference={"input_dir": str(tmp_path / "nowhere")})
     options = [
         "--checkpoint",
-        str(trained / "data/06_models/pretrained_encoder.pt"),
+        str(trained / "data/test/06_models/pretrained_encoder.pt"),
         "--metrics",
-        str(trained / "data/08_reporting/test_metrics.json"),
+        str(trained / "data/test/08_reporting/test_metrics.json"),
     ]
     # The command names a checkpoint of the wrong kind, and an empty folder.
-    image = next((trained / "data" / "01_raw" / "HAM10000").rglob("*.jpg"))
+    image = next((trained / "data" / "test" / "01_raw" / "HAM10000").rglob("*.jpg"))
     assert main(["predict", str(image), *options]) == 2
     assert "pretrained_encoder.pt': expected a 'classifier' checkpoint" in capsys.readouterr().err
-    metrics = trained / "data/08_reporting/test_metrics.json"
+    metrics = trained / "data/test/08_reporting/test_metrics.json"
     good = [
         "--checkpoint",
-        str(trained / "data/06_models/classifier.pt"),
+        str(trained / "data/test/06_models/classifier.pt"),
         "--metrics",
         str(metrics),
     ]
@@ -183,7 +183,7 @@ def test_clear_errors(trained, tmp_path, capsys):
 
     # Every user error a line on stderr and status 2, before any image is classified.
     truncated = tmp_path / "truncated.pt"
-    truncated.write_bytes((trained / "data/06_models/classifier.pt").read_bytes()[:1000])
+    truncated.write_bytes((trained / "data/test/06_models/classifier.pt").read_bytes()[:1000])
     no_point = tmp_path / "no_point.json"
     no_point.write_text('{"operating_point": null}')
     cases = {
@@ -213,7 +213,7 @@ def test_clear_errors(trained, tmp_path, capsys):
 
 
 def test_a_run_before_its_inputs_are_made_names_them_and_the_command(kedro_project):
-    folder = kedro_project / "data" / "01_raw" / "HAM10000"
+    folder = kedro_project / "data" / "test" / "01_raw" / "HAM10000"
     with pytest.raises(FileNotFoundError, match="reads 2 input") as error:
         run_kedro(kedro_project, "inference", inference={"input_dir": str(folder)})
     message = str(error.value)
@@ -228,7 +228,7 @@ def test_a_run_before_its_inputs_are_made_names_them_and_the_command(kedro_proje
 def test_operating_point_is_tied_to_its_classifier_and_bad_files_are_named(
     trained, tmp_path, capsys
 ):
-    data = trained / "data"
+    data = trained / "data" / "test"
     checkpoint = data / "06_models" / "classifier.pt"
     metrics = json.loads((data / "08_reporting" / "test_metrics.json").read_text())
     fitted_for = metrics["operating_point"]["classifier_sha256"]
@@ -292,7 +292,7 @@ def fusion_inference_agrees_with_reporting(project, tmp_path, device="auto", ato
         reporting={"tta": "none"},
         classifier_training={"metadata_fusion": True},
     )
-    root = project / "data"
+    root = project / "data" / "test"
     raw = root / "01_raw" / "HAM10000"
     table = raw / "HAM10000_metadata.csv"
     test = pd.read_csv(root / "07_model_output" / "test_predictions.csv")

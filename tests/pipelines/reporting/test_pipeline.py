@@ -22,7 +22,7 @@ FIGURES = [
 
 def test_kedro_run_everything_ends_with_the_report(kedro_project):
     run_kedro(kedro_project)  # the default pipeline: all four, in order
-    root = kedro_project / "data"
+    root = kedro_project / "data" / "test"
     metrics = json.loads((root / "08_reporting" / "test_metrics.json").read_text())
     splits = pd.read_parquet(root / "05_model_input" / "splits.parquet")
     test_ids = set(splits.loc[splits["split"] == "test", "image_id"])
