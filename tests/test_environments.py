@@ -56,10 +56,11 @@ def test_environment_catalog_builds(env: str) -> None:
         assert name in catalog, f"conf/{env}: catalog has no {name}"
     # What `kedro catalog resolve-patterns` prints (each dataset's _init_config) builds the
     # catalog again: a dataset that inherits its __init__ recorded args/kwargs instead.
-    printed = {name: catalog.get(name)._init_config() for name in catalog.keys()}
+    names = list(catalog.keys())
+    printed = {name: catalog.get(name)._init_config() for name in names}
     assert "args" not in printed["raw_metadata"], printed["raw_metadata"]
     again = DataCatalog.from_config(printed)
-    assert {name: again.get(name)._init_config() for name in again.keys()} == printed
+    assert {name: again.get(name)._init_config() for name in names} == printed
 
 
 def test_a_mistyped_key_in_an_environment_is_named(tmp_path: Path) -> None:
