@@ -54,6 +54,7 @@ def run_kedro(
     *,
     from_nodes: list[str] | None = None,
     runner=None,
+    only_missing_outputs: bool = False,
     **runtime_params,
 ) -> dict:
     """Run a pipeline (from ``from_nodes`` on) of the copied project in the ``test`` env,
@@ -66,7 +67,10 @@ def run_kedro(
         project_path=project, env="test", runtime_params=runtime_params or None
     ) as session:
         return session.run(
-            pipeline_names=[pipeline] if pipeline else None, from_nodes=from_nodes, runner=runner
+            pipeline_names=[pipeline] if pipeline else None,
+            from_nodes=from_nodes,
+            runner=runner,
+            only_missing_outputs=only_missing_outputs,
         )
 
 

@@ -79,3 +79,25 @@ def test_a_mistyped_key_in_an_environment_is_named(tmp_path: Path) -> None:
         from_dict(
             classification.ClassifierConfig, params["classifier_training"], "classifier_training"
         )
+
+
+@pytest.mark.parametrize("name", ["metadata_rejections", "decode_rejections"])
+def test_the_rejections_read_back_as_written(tmp_path: Path, name: str) -> None:
+    # Files between nodes since ParallelRunner works; pandas would read an image_id "NA" as
+    # missing and "007" as the number 7 (in a frame of numeric-looking ids).
+    import pandas as pd
+
+    config = dict(load_config("base")["catalog"][name], filepath=str(tmp_path / "r.csv"))
+    dataset = DataCatalog.from_config({name: config}).get(name)
+    frame = pd.DataFrame(
+        {
+            "image_id": ["NA", "007"],
+            "file": ["a/NA.jpg", None],
+            "stage": ["decode", "metadata"],
+            "reason": ["truncated", "line 3: sex '?'"],
+        }
+    )
+    dataset.save(frame)
+    back = dataset.load()
+    assert back["image_id"].tolist() == ["NA", "007"]
+    assert back["file"].tolist() == ["a/NA.jpg", ""]  # written empty either way

@@ -20,6 +20,7 @@ from skin_lesion.lineage import (
     check_settings,
     check_split_settings,
     encoder_of,
+    raw_data_at_hand,
     raw_data_record,
     recorded_config,
     split_fingerprint,
@@ -151,11 +152,15 @@ class _File:
         return self._size
 
 
-def _raw(rows: list[list[str | None]], sizes: dict[str, int]) -> dict:
-    columns = ["lesion_id", "image_id", "dx", "age"]
-    return raw_data_record(
-        {k: _File(v) for k, v in sizes.items()}, pd.DataFrame(rows, columns=columns)
-    )
+COLUMNS = ["lesion_id", "image_id", "dx", "age"]
+
+
+def _raw(rows: list[list[str | None]], sizes: dict[str, int], recorded: dict | None = None) -> dict:
+    """The record of ``rows`` and files of ``sizes``; of ``recorded``'s files only, if given
+    (as the check reads the raw data now)."""
+    files = None if recorded is None else recorded["images"]
+    images = {k: _File(v) for k, v in sizes.items()}
+    return raw_data_record(images, pd.DataFrame(rows, columns=COLUMNS), files)
 
 
 ROWS = [
@@ -170,60 +175,98 @@ def test_the_raw_data_record_ignores_order_and_names_every_change():
     then = _raw(ROWS, SIZES)
     assert then["metadata_rows"] == 3 and len(then["metadata"]) == 3
     assert then["images"] == SIZES
-    # Rows and columns in another order, files listed in another order: the same data.
-    frame = pd.DataFrame(ROWS[::-1], columns=["lesion_id", "image_id", "dx", "age"])
+    # Rows and columns in another order, files listed in another order, a blank line: the
+    # same data.
+    frame = pd.DataFrame([*ROWS[::-1], ["", "", None, ""]], columns=COLUMNS)
     shuffled = raw_data_record(
         {k: _File(v) for k, v in reversed(SIZES.items())},
         frame[["age", "dx", "image_id", "lesion_id"]],
     )
     assert shuffled == then
-    check_raw_data(then, shuffled, "raw/", "kedro run")
+    check_raw_data(then, shuffled, "kedro run")
     # A corrected label, an age written in, a row removed, a row added; one image replaced
-    # by another of another size, one removed, one added.
+    # by another of another size, one gone; a file no row used then (not recorded) added.
     rows = [
         ["HAM_1", "ISIC_1", "bkl", "50.0"],
         ["HAM_1", "ISIC_2", "nv", "45"],
         ["HAM_4", "ISIC_4", "df", "30"],
     ]
-    sizes = {"part_1/ISIC_1.jpg": 11, "part_1/ISIC_2.jpg": 20, "part_2/ISIC_4.jpg": 40}
+    files = {"part_1/ISIC_1.jpg": 11, "part_1/ISIC_2.jpg": 20, "part_2/ISIC_4.jpg": 40}
+    now = _raw(rows, files, recorded=then)
+    assert "part_2/ISIC_4.jpg" not in now["images"]
     with pytest.raises(StaleInputError) as caught:
-        check_raw_data(then, _raw(rows, sizes), "raw/", "kedro run --env demo", "meta.csv")
+        check_raw_data(then, now, "kedro run --env demo", "meta.csv")
     message = str(caught.value)
-    assert "the raw data in raw/ changed since data_processing read it" in message
+    assert "the raw data at hand changed since data_processing read them: " in message
     assert (
         "meta.csv, the rows of image_id: 2 changed (ISIC_1, ISIC_2); 1 added (ISIC_4); " in message
     )
     assert "1 removed (ISIC_3)" in message
-    assert "image files: 1 changed size (part_1/ISIC_1.jpg); 1 added (part_2/ISIC_4.jpg)" in message
-    assert "Rerun `kedro run --env demo` (add the same --params)" in message
+    assert (
+        "image files: 1 changed size (part_1/ISIC_1.jpg); 1 missing (part_2/ISIC_3.jpg)" in message
+    )
+    assert "`kedro run --env demo --pipelines data_processing`, then the stages" in message
+    assert "or the whole `kedro run --env demo` (add the same --params)" in message
     # A column renamed or added: said as such, not as every row changed.
     renamed = raw_data_record(
         {k: _File(v) for k, v in SIZES.items()},
         pd.DataFrame(ROWS, columns=["lesion_id", "image_id", "diagnosis", "age"]),
     )
     with pytest.raises(StaleInputError, match=r"columns are now \['age', 'diagnosis', 'image_id'"):
-        check_raw_data(then, renamed, "raw/", "kedro run")
-    # Many changes: the first few named, then "...".
-    many = {f"x/{k}.jpg": k for k in range(9)}
-    with pytest.raises(StaleInputError, match=r"9 added \(x/0.jpg, x/1.jpg, x/2.jpg, x/3.jpg, x/4"):
-        check_raw_data(_raw(ROWS, {}), _raw(ROWS, many), "raw/", "kedro run")
+        check_raw_data(then, renamed, "kedro run")
+    # Many changes: the first few named, then "..."; an empty image_id named as such.
+    many = [[f"HAM_{k}", f"ISIC_{k}", "nv", ""] for k in range(5, 13)] + [["H", "", "nv", ""]]
+    expected = r"9 added \(<empty image_id>, ISIC_10, ISIC_11, ISIC_12, ISIC_5, \.\.\.\)"
+    with pytest.raises(StaleInputError, match=expected):
+        check_raw_data(then, _raw(ROWS + many, SIZES), "kedro run")
+
+
+def test_the_raw_data_record_names_another_folder_and_knows_data_not_at_hand():
+    then = _raw(ROWS, SIZES)
+    then["folder"] = "/data/HAM10000"
+    now = _raw([ROWS[0]], SIZES)
+    now["folder"] = "/elsewhere/HAM10000"
+    with pytest.raises(
+        StaleInputError,
+        match=r"raw data in /elsewhere/HAM10000 differ from "
+        r"those data_processing read in /data/HAM10000: .*2 removed",
+    ):
+        check_raw_data(then, now, "kedro run")
+    # None of the files data_processing used is there: not at hand (processed data copied to
+    # another machine), not 3 files missing.
+    assert raw_data_at_hand(then, _raw(ROWS, SIZES, recorded=then))
+    assert not raw_data_at_hand(then, _raw(ROWS, {}, recorded=then))
+    assert raw_data_at_hand(_raw(ROWS, {}), _raw(ROWS, {}))
+
+    # The folder comes from the loaders' paths.
+    class Located(_File):
+        def __init__(self, size: int, path: str) -> None:
+            super().__init__(size)
+            self.path = path
+
+    frame = pd.DataFrame(ROWS, columns=COLUMNS)
+    images = {"part_1/ISIC_1.jpg": Located(1, "/data/HAM10000/part_1/ISIC_1.jpg")}
+    assert raw_data_record(images, frame)["folder"] == "/data/HAM10000"
 
 
 def test_the_raw_data_record_tells_duplicate_ids_and_missing_sizes_apart():
     twice = _raw([*ROWS, ROWS[0]], SIZES)
     assert twice["metadata_rows"] == 4 and twice != _raw(ROWS, SIZES)
     with pytest.raises(StaleInputError, match=r"1 changed \(ISIC_1\)"):
-        check_raw_data(_raw(ROWS, SIZES), twice, "raw/", "kedro run")
+        check_raw_data(_raw(ROWS, SIZES), twice, "kedro run")
 
-    # A loader without size() (not a file) counts as None; a broken link too.
+    # A loader without size() (not a file) counts as None; a broken link too; a file asked
+    # for and not listed too.
     class Broken:
         def size(self) -> int:
             raise FileNotFoundError("gone")
 
-    frame = pd.DataFrame(ROWS, columns=["lesion_id", "image_id", "dx", "age"])
-    assert raw_data_record({"a.jpg": lambda: b"", "b.jpg": Broken()}, frame)["images"] == {
+    frame = pd.DataFrame(ROWS, columns=COLUMNS)
+    images = {"a.jpg": lambda: b"", "b.jpg": Broken()}
+    assert raw_data_record(images, frame, ["a.jpg", "b.jpg", "c.jpg"])["images"] == {
         "a.jpg": None,
         "b.jpg": None,
+        "c.jpg": None,
     }
 
 

@@ -5,6 +5,7 @@ inside a group (a runtime one or one in ``conf/local``) would surface only when 
 """
 
 import logging
+import re
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -115,7 +116,7 @@ def test_a_bad_key_in_an_environment_file_fails_before_any_work(kedro_project: P
 
 
 def test_a_folder_to_classify_set_in_a_file_is_refused_for_the_command_line(kedro_project: Path):
-    from skin_lesion.parameters_check import check_runtime_only
+    from skin_lesion.parameters_check import check_runtime_only, runtime_only_problems
 
     # The catalog reads it through ${runtime_params:...} only: set in a file, inference
     # classified data/01_raw/inference and MLflow logged the file's folder.
@@ -123,14 +124,24 @@ def test_a_folder_to_classify_set_in_a_file_is_refused_for_the_command_line(kedr
     mine.write_text("inference:\n  input_dir: /scans/today\n")
     expected = r"inference.input_dir is '/scans/today' in a parameter file.*--params inference"
     with pytest.raises(ConfigError, match=expected):
-        run_kedro(kedro_project, "data_processing")
-    assert not (kedro_project / "data" / "test" / "02_intermediate").exists()
+        run_kedro(kedro_project, "inference")  # before the missing classifier is named
+    # A run that does not classify, a notebook, kedro-viz: a warning only (logged when the
+    # context is created, the problems as runtime_only_problems words them).
+    run_kedro(kedro_project, "data_processing")
+    assert (kedro_project / "data" / "test" / "05_model_input" / "splits.parquet").is_file()
+    (problem,) = runtime_only_problems({"inference": {"input_dir": "/scans/today"}}, {})
+    assert re.search(expected, problem)
     # Given at run time too (nested, as the command line splits it, or dotted): it is used.
-    check_runtime_only({"inference": {"input_dir": "/a"}}, {"inference": {"input_dir": "/a"}})
-    check_runtime_only({"inference": {"metadata": "m.csv"}}, {"inference.metadata": "m.csv"})
-    check_runtime_only({"inference": {"input_dir": None, "metadata": None}}, {})
+    images = {"inference_images", "inference_metadata"}
+    given = {"inference": {"input_dir": "/a"}}
+    check_runtime_only({"inference": {"input_dir": "/a"}}, given, images)
+    check_runtime_only(
+        {"inference": {"metadata": "m.csv"}}, {"inference.metadata": "m.csv"}, images
+    )
+    check_runtime_only({"inference": {"input_dir": None, "metadata": None}}, {}, images)
     with pytest.raises(ConfigError, match=r"inference.metadata is 'm.csv'"):
-        check_runtime_only({"inference": {"metadata": "m.csv"}}, {"seed": 1})
+        check_runtime_only({"inference": {"metadata": "m.csv"}}, {"seed": 1}, images)
+    check_runtime_only({"inference": {"metadata": "m.csv"}}, {}, {"inference_images"})
 
 
 def test_the_check_runs_before_tracking_starts(kedro_project: Path):
@@ -257,11 +268,12 @@ def test_a_run_on_processed_data_refuses_raw_data_changed_since(tmp_path: Path, 
     (tmp_path / "HAM10000" / "HAM10000_metadata.csv").write_text(
         "lesion_id,image_id,dx\nHAM_1,ISIC_1,mel\n"
     )
-    (tmp_path / "HAM10000" / "ISIC_2.jpg").write_bytes(b"new")
+    (tmp_path / "HAM10000" / "ISIC_1.jpg").write_bytes(b"123456")
+    (tmp_path / "HAM10000" / "ISIC_2.jpg").write_bytes(b"new, used by no row: not recorded")
     expected = (
-        r"HAM10000 changed since data_processing read it: HAM10000_metadata.csv, the rows of "
-        r"image_id: 1 changed \(ISIC_1\); and image files: 1 added \(ISIC_2.jpg\).*"
-        r"Rerun `kedro run --env demo`"
+        r"HAM10000 changed since data_processing read them: HAM10000_metadata.csv, the rows "
+        r"of image_id: 1 changed \(ISIC_1\); and image files: 1 changed size \(ISIC_1.jpg\)\. "
+        r".*Rerun data_processing \(`kedro run --env demo --pipelines data_processing`"
     )
     for pipeline in (
         training,
@@ -273,14 +285,19 @@ def test_a_run_on_processed_data_refuses_raw_data_changed_since(tmp_path: Path, 
     # Runs that make the record again, or read nothing data_processing makes, pass.
     check_raw_data_current(data_processing.create_pipeline() + training, catalog, "demo")
     check_raw_data_current(inference.create_pipeline(), catalog, "demo")
-    # A project processed before the record existed, and one whose raw data are elsewhere.
+    # A project processed before the record existed, and one whose raw data are elsewhere, or
+    # whose folder holds none of the images used.
     check_raw_data_current(training, _raw_catalog(tmp_path, None), "demo")
     check_raw_data_current(training, _raw_catalog(tmp_path, "not a record"), "demo")
     other = tmp_path / "elsewhere"
     other.mkdir()
     with caplog.at_level(logging.INFO, logger="skin_lesion.parameters_check"):
         check_raw_data_current(training, _raw_catalog(other, record, raw=False), None)
-    assert "are not at hand: not checked against what data_processing read" in caplog.text
+        assert "are not at hand: the outputs of data_processing are not checked" in caplog.text
+        caplog.clear()
+        (tmp_path / "HAM10000" / "ISIC_1.jpg").unlink()
+        check_raw_data_current(training, catalog, None)
+        assert "are not at hand" in caplog.text
     # Raw data that no longer read: refused, the reader's own error named.
     (tmp_path / "HAM10000" / "HAM10000_metadata.csv").write_text("lesion_id,image_id\nH,I,x\n")
     with pytest.raises(StaleInputError, match=r"no longer read as data_processing read them \("):
@@ -292,10 +309,28 @@ def test_an_edited_metadata_file_stops_training_on_the_old_cache(kedro_project: 
     from skin_lesion.lineage import StaleInputError
 
     run_kedro(kedro_project, "data_processing")
-    metadata = kedro_project / "data" / "test" / "01_raw" / "HAM10000" / "HAM10000_metadata.csv"
+    raw = kedro_project / "data" / "test" / "01_raw" / "HAM10000"
+    metadata = raw / "HAM10000_metadata.csv"
     lines = metadata.read_text().splitlines(keepends=True)
     metadata.write_text("".join(lines[:1] + lines[2:]))  # the first row removed
     removed = lines[1].split(",")[1]
-    with pytest.raises(StaleInputError, match=rf"1 removed \({removed}\).*`kedro run --env test`"):
+    stale = rf"1 removed \({removed}\).*`kedro run --env test --pipelines data_processing`"
+    with pytest.raises(StaleInputError, match=stale):
         run_kedro(kedro_project, "contrastive_pretraining")
     assert not (kedro_project / "data" / "test" / "06_models" / "pretrained_encoder.pt").exists()
+    # Kedro trims --only-missing-outputs runs inside the runner: checked all the same.
+    with pytest.raises(StaleInputError, match=stale):
+        run_kedro(kedro_project, only_missing_outputs=True)
+    # A slice that leaves validation out makes the splits again, from the old validated rows,
+    # and keeps the old record: still refused.
+    run_kedro(kedro_project, "data_processing", from_nodes=["split_by_lesion"])
+    with pytest.raises(StaleInputError, match=stale):
+        run_kedro(kedro_project, "contrastive_pretraining")
+    # A run of data_processing that fails after reading the new data keeps the old record
+    # (and with it the refusal): an image that no longer decodes stops it at decode_images.
+    broken = next(raw.rglob(f"{lines[2].split(',')[1]}.jpg"))
+    broken.write_bytes(b"not a jpeg")
+    with pytest.raises(Exception, match=r"images are invalid"):
+        run_kedro(kedro_project, "data_processing")
+    with pytest.raises(StaleInputError, match=stale):
+        run_kedro(kedro_project, "contrastive_pretraining")

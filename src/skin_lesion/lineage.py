@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict
 from typing import Any
 
@@ -81,65 +81,112 @@ def split_fingerprint(splits: pd.DataFrame) -> str:
 SHOWN = 5
 
 
-def raw_data_record(raw_images: Mapping[str, Any], raw_metadata: pd.DataFrame) -> dict[str, Any]:
-    """What data_processing read: a digest of each metadata row, by ``image_id``, and each
-    image file's size, by path, so that a later run can name what changed since.
+def raw_data_record(
+    raw_images: Mapping[str, Any],
+    raw_metadata: pd.DataFrame,
+    files: Iterable[str] | None = None,
+) -> dict[str, Any]:
+    """What data_processing read: a digest of each metadata row, by ``image_id``, and the
+    size of each image file it used, by path, so that a later run can name what changed.
 
     Image files are compared by size, not content: reading every file again on each run
     would cost as much as decoding them, and a file replaced by another image (another
     resolution, another lesion) all but always changes size. A moved raw folder with the
-    same files, a reordered or re-quoted metadata file, CRLF line ends: all the same record.
+    same files, a reordered or re-quoted metadata file, CRLF line ends, blank lines: all the
+    same record.
 
     Args:
         raw_images: ``raw_images`` as loaded: path -> loader, whose ``size()`` gives the
             file's size (``ImageFolderDataset``'s); a loader without one counts as size None.
         raw_metadata: ``raw_metadata`` as loaded (its values as text).
+        files: The image files to record (``validated_metadata.file``: those the rows use,
+            so that files data_processing sets aside, Kaggle's second copies or a
+            ``._`` file, do not count); None: every file. One not in ``raw_images`` is
+            recorded as None (absent).
     """
     columns = sorted(map(str, raw_metadata.columns))
     frame = raw_metadata.set_axis(list(map(str, raw_metadata.columns)), axis=1)[columns]
     rows: dict[str, list[str]] = {}
     image_ids = frame["image_id"] if "image_id" in frame.columns else [""] * len(frame)
     for image_id, values in zip(image_ids, frame.itertuples(index=False, name=None), strict=True):
-        text = json.dumps([None if pd.isna(v) else str(v) for v in values], ensure_ascii=False)
+        cells = [None if pd.isna(v) or str(v) == "" else str(v) for v in values]
+        if all(cell is None for cell in cells):
+            continue  # a blank line: no row (validation skips it too)
+        text = json.dumps(cells, ensure_ascii=False)
         rows.setdefault("" if pd.isna(image_id) else str(image_id), []).append(text)
     digests = {
         image_id: hashlib.sha256("\n".join(sorted(texts)).encode()).hexdigest()[:16]
         for image_id, texts in sorted(rows.items())
     }
+    wanted = sorted(raw_images) if files is None else sorted(set(map(str, files)))
     return {
+        "folder": _folder(raw_images),
         "metadata_columns": columns,
-        "metadata_rows": len(frame),
+        "metadata_rows": sum(len(texts) for texts in rows.values()),
         "metadata": digests,
-        "images": {path: _size(loader) for path, loader in sorted(raw_images.items())},
+        "images": {path: _size(raw_images.get(path)) for path in wanted},
     }
 
 
+def _folder(raw_images: Mapping[str, Any]) -> str | None:
+    """The folder the image files were listed under (a loader's path less its key)."""
+    for key, loader in raw_images.items():
+        path = str(getattr(loader, "path", ""))
+        if path.endswith("/" + key):
+            return path[: -len(key) - 1]
+    return None
+
+
 def _size(loader: Any) -> int | None:
-    size = getattr(loader, "size", None)
+    size = getattr(loader, "size", None)  # None too for a file not listed
     try:
         return None if size is None else int(size())
     except OSError:
         return None  # a broken link: decoding rejects it with the reason
 
 
-def _changes(then: Mapping[str, Any], now: Mapping[str, Any], what: str, verb: str) -> str | None:
-    """``"2 image files changed size (a, b), 1 added (c)"``, or None when equal."""
-    parts = []
-    for names, label in (
-        (sorted(k for k in then.keys() & now.keys() if then[k] != now[k]), verb),
-        (sorted(now.keys() - then.keys()), "added"),
-        (sorted(then.keys() - now.keys()), "removed"),
-    ):
-        if names:
-            shown = ", ".join(names[:SHOWN]) + (", ..." if len(names) > SHOWN else "")
-            parts.append(f"{len(names)} {label} ({shown})")
+def _named(names: list[str]) -> str:
+    shown = [name or "<empty image_id>" for name in names[:SHOWN]]
+    return ", ".join(shown) + (", ..." if len(names) > SHOWN else "")
+
+
+def _row_changes(then: Mapping[str, Any], now: Mapping[str, Any], what: str) -> str | None:
+    """``"meta.csv, the rows of image_id: 2 changed (a, b); 1 added (c)"``, or None."""
+    parts = [
+        f"{len(names)} {label} ({_named(names)})"
+        for names, label in (
+            (sorted(k for k in then.keys() & now.keys() if then[k] != now[k]), "changed"),
+            (sorted(now.keys() - then.keys()), "added"),
+            (sorted(then.keys() - now.keys()), "removed"),
+        )
+        if names
+    ]
     return f"{what}: {'; '.join(parts)}" if parts else None
+
+
+def _file_changes(then: Mapping[str, Any], now: Mapping[str, Any]) -> str | None:
+    """``"image files: 1 changed size (a); 2 missing (b, c)"``, or None: the recorded files
+    only (a file added since, used by no row then, is not one data_processing read)."""
+    gone = sorted(p for p, size in then.items() if size is not None and now.get(p) is None)
+    resized = sorted(p for p, size in then.items() if now.get(p) is not None and now.get(p) != size)
+    parts = [
+        f"{len(names)} {label} ({_named(names)})"
+        for names, label in ((resized, "changed size"), (gone, "missing"))
+        if names
+    ]
+    return f"image files: {'; '.join(parts)}" if parts else None
+
+
+def raw_data_at_hand(recorded: Mapping[str, Any], current: Mapping[str, Any]) -> bool:
+    """Whether any image file data_processing used is there now (a project whose processed
+    data were copied to another machine without the images has none)."""
+    images = recorded.get("images") or {}
+    return not images or any((current.get("images") or {}).get(p) is not None for p in images)
 
 
 def check_raw_data(
     recorded: Mapping[str, Any],
     current: Mapping[str, Any],
-    where: str,
     rerun: str,
     metadata: str = "the metadata",
 ) -> None:
@@ -147,14 +194,14 @@ def check_raw_data(
 
     Args:
         recorded: ``raw_data_record`` as data_processing saved it.
-        current: ``raw_data_record`` of the raw data now.
-        where: The raw data's location, for the message.
-        rerun: The command that remakes everything from the raw data.
+        current: ``raw_data_record`` of the raw data now, of the files ``recorded`` names.
+        rerun: ``kedro run`` with the run's ``--env``, for the advice.
         metadata: The metadata file's name, for the message.
 
     Raises:
-        StaleInputError: Naming the metadata rows (by image_id) and image files that changed,
-            were added or were removed, the first few of each.
+        StaleInputError: Naming the metadata rows (by image_id) that changed, were added or
+            were removed, and the image files that changed size or are missing, the first
+            few of each; and the folder data_processing read where it was another.
     """
     problems = []
     if recorded.get("metadata_columns") != current.get("metadata_columns"):
@@ -163,24 +210,29 @@ def check_raw_data(
             f"{recorded.get('metadata_columns')}"
         )
     else:
-        rows = _changes(
+        rows = _row_changes(
             recorded.get("metadata") or {},
             current.get("metadata") or {},
             f"{metadata}, the rows of image_id",
-            "changed",
         )
         problems += [rows] if rows else []
-    images = _changes(
-        recorded.get("images") or {}, current.get("images") or {}, "image files", "changed size"
-    )
+    images = _file_changes(recorded.get("images") or {}, current.get("images") or {})
     problems += [images] if images else []
-    if problems:
-        raise StaleInputError(
-            f"the raw data in {where} changed since data_processing read it: "
-            f"{'; and '.join(problems)}. The image cache, the splits and every model and "
-            f"figure after them were made from the old data. Rerun `{rerun}` (add the same "
-            "--params) to remake them from the data as they are now, or put the old data back."
-        )
+    if not problems:
+        return
+    then, now = recorded.get("folder"), current.get("folder")
+    where = f"in {now}" if now else "at hand"
+    if then and now and then != now:
+        where = f"in {now} differ from those data_processing read in {then}"
+    else:
+        where = f"{where} changed since data_processing read them"
+    raise StaleInputError(
+        f"the raw data {where}: {'; and '.join(problems)}. The image cache, the splits and "
+        "every model and figure after them were made from the data as they were. Rerun "
+        f"data_processing (`{rerun} --pipelines data_processing`, then the stages after it, "
+        f"each naming what it needs) or the whole `{rerun}` (add the same --params), or put "
+        "the old data back."
+    )
 
 
 def _canonical(value: Any) -> str:

@@ -83,28 +83,48 @@ def check_node_configs(params: Mapping[str, Any]) -> None:
 
 
 # Parameters the catalog reads through ${runtime_params:...} only: a value in a parameter file
-# reaches MLflow's logged parameters but not the dataset.
-RUNTIME_ONLY = ("inference.input_dir", "inference.metadata")
+# reaches MLflow's logged parameters but not the dataset. Each with the datasets reading it.
+RUNTIME_ONLY = {
+    "inference.input_dir": "inference_images",
+    "inference.metadata": "inference_metadata",
+}
 
 
-def check_runtime_only(params: Mapping[str, Any], runtime: Mapping[str, Any]) -> None:
-    """Refuse ``inference.input_dir`` or ``inference.metadata`` set in a parameter file and
-    not at run time: the catalog would classify ``data/01_raw/inference`` (or read no
-    metadata) instead, while MLflow logged the file's folder."""
-    for dotted in RUNTIME_ONLY:
+def runtime_only_problems(
+    params: Mapping[str, Any], runtime: Mapping[str, Any], datasets: Iterable[str] | None = None
+) -> list[str]:
+    """Each of ``RUNTIME_ONLY`` set in a parameter file and not at run time (of those whose
+    dataset is in ``datasets``, where given), said as such."""
+    problems = []
+    for dotted, dataset in RUNTIME_ONLY.items():
+        if datasets is not None and dataset not in datasets:
+            continue
         group, key = dotted.split(".")
-        value = (
-            (params.get(group) or {}).get(key) if isinstance(params.get(group), Mapping) else None
-        )
+        section = params.get(group)
+        value = section.get(key) if isinstance(section, Mapping) else None
         nested = runtime.get(group)
         given = nested.get(key) if isinstance(nested, Mapping) else runtime.get(dotted)
         if value is not None and given is None:
-            raise ConfigError(
+            problems.append(
                 f"{dotted} is {value!r} in a parameter file, but the catalog reads it only "
-                f"from the command line (${{runtime_params:{dotted}}}), so the run would not "
-                f"use it. Pass --params {dotted}={value} instead, and leave it null in the "
-                "files."
+                f"from the command line (${{runtime_params:{dotted}}}), so `{dataset}` would "
+                f"not be read from it. Pass --params {dotted}={value} instead, and leave it "
+                "null in the files."
             )
+    return problems
+
+
+def check_runtime_only(
+    params: Mapping[str, Any], runtime: Mapping[str, Any], datasets: Iterable[str]
+) -> None:
+    """Refuse a run that reads ``inference_images`` or ``inference_metadata`` while its
+    ``inference.input_dir`` or ``inference.metadata`` is set in a parameter file only: the
+    catalog would classify ``data/01_raw/inference`` (or read no metadata) instead, while
+    MLflow logged the file's value. Other runs, notebooks and kedro-viz only get a warning
+    when the context is created."""
+    problems = runtime_only_problems(params, runtime, set(datasets))
+    if problems:
+        raise ConfigError(" ".join(problems))
 
 
 def check_encoder(name: str, finetune: Any = None) -> None:
@@ -318,38 +338,62 @@ def check_raw_data_current(pipeline: Any, catalog: Any, env: str | None = None) 
     training machine) pass; the last with a log line saying so.
 
     Raises:
-        StaleInputError: Naming what changed and the command that remakes everything.
+        StaleInputError: Naming what changed and the commands that remake the outputs.
     """
     if RAW_RECORD not in catalog or RAW_RECORD in pipeline.all_outputs():
         return
     from skin_lesion import lineage
     from skin_lesion.pipelines import data_processing
 
-    made = data_processing.create_pipeline()
-    reads = sorted(set(pipeline.inputs()) & set(made.all_outputs()))
-    if not reads or not catalog.exists(RAW_RECORD):
-        return
-    raw = ("raw_images", "raw_metadata")  # raw_data_record's arguments
-    where = _path(catalog.get("raw_images")) or "raw_images"
-    if not all(name in catalog and catalog.exists(name) for name in raw):
-        logger.info(
-            "The raw data (%s) are not at hand: not checked against what data_processing read",
-            where,
-        )
+    made = data_processing.create_pipeline().all_outputs()
+    if not set(pipeline.inputs()) & set(made) or not catalog.exists(RAW_RECORD):
         return
     recorded = catalog.load(RAW_RECORD)
     if not isinstance(recorded, Mapping):
         return
+    raw = ("raw_images", "raw_metadata")  # raw_data_record's arguments
+    where = _path(catalog.get("raw_images")) or "raw_images"
+    not_at_hand = (
+        "The raw data (%s) are not at hand: the outputs of data_processing are not checked "
+        "against them"
+    )
+    if not all(name in catalog and catalog.exists(name) for name in raw):
+        logger.info(not_at_hand, where)
+        return
     try:
-        current = lineage.raw_data_record(*(catalog.load(name) for name in raw))
+        images, metadata = (catalog.load(name) for name in raw)
+        current = lineage.raw_data_record(images, metadata, recorded.get("images") or {})
     except Exception as error:  # named in the refusal, with its cause
         raise lineage.StaleInputError(
             f"the raw data in {where} no longer read as data_processing read them ({error}). "
             f"Fix them, or rerun `{_run(env)}` to remake everything from them."
         ) from error
-    metadata = _path(catalog.get("raw_metadata"))
-    name = PurePosixPath(metadata).name if metadata else "the metadata"
-    lineage.check_raw_data(recorded, current, where, _run(env), name)
+    if not lineage.raw_data_at_hand(recorded, current):
+        logger.info(not_at_hand, where)
+        return
+    path = _path(catalog.get("raw_metadata"))
+    name = PurePosixPath(path).name if path else "the metadata"
+    lineage.check_raw_data(recorded, current, _run(env), name)
+
+
+def nodes_to_run(pipeline: Any, catalog: Any, run_params: Mapping[str, Any]) -> Any:
+    """The part of ``pipeline`` the runner will run. With ``--only-missing-outputs`` Kedro
+    trims the pipeline inside the runner, after ``before_pipeline_run``: the checks would
+    see a pipeline that makes everything (and pass) while only the stages after existing
+    outputs ran. The same trimming here (Kedro's own functions; where a Kedro version lacks
+    them, the whole pipeline)."""
+    if not run_params.get("only_missing_outputs"):
+        return pipeline
+    try:
+        from kedro.runner.runner import _build_node_children_map, _determine_nodes_to_run
+    except ImportError:
+        return pipeline
+    from kedro.pipeline import Pipeline
+
+    ordered = list(pipeline.nodes)
+    ordered.reverse()
+    keep = _determine_nodes_to_run(ordered, catalog, _build_node_children_map(pipeline), logger)
+    return pipeline.filter(node_names=[node.name for node in keep]) if keep else Pipeline([])
 
 
 def _run(env: str | None) -> str:
@@ -467,7 +511,8 @@ class ParametersCheck:
         except MissingConfigException:
             return
         check_node_configs(params)
-        check_runtime_only(params, runtime)
+        for problem in runtime_only_problems(params, runtime):
+            logger.warning("%s", problem)
 
     @hook_impl(tryfirst=True)
     def before_pipeline_run(self, run_params: dict[str, Any], pipeline: Any, catalog: Any) -> None:
@@ -476,6 +521,11 @@ class ParametersCheck:
         classes than the parameters say, in a run that reads them without making them; and a
         classifier made with other settings in a run that scores it without training it;
         before any node runs."""
+        pipeline = nodes_to_run(pipeline, catalog, run_params)
+        reads = set(pipeline.inputs())
+        if reads & set(RUNTIME_ONLY.values()) and "params:inference" in catalog:
+            params = {"inference": catalog.load("params:inference")}
+            check_runtime_only(params, run_params.get("runtime_params") or {}, reads)
         check_inputs_exist(pipeline, catalog, run_params.get("env"))
         check_raw_data_current(pipeline, catalog, run_params.get("env"))
         check_splits_current(pipeline, catalog)

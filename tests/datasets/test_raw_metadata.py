@@ -33,6 +33,7 @@ def test_round_trip(tmp_path):
 
 def test_missing_file_says_where_to_put_ham10000(tmp_path):
     dataset = RawMetadataDataset(filepath=str(tmp_path / "HAM10000_metadata.csv"))
+    assert not dataset.exists()
     with pytest.raises(DatasetError, match=r"HAM10000_metadata.tab' exists.*Kaggle.*make demo"):
         dataset.load()
 
@@ -65,7 +66,9 @@ def test_reads_dataverse_tab_separated_metadata(tmp_path, name):
         for i, (row, extra) in enumerate(zip(lines, ["dataset", '"vidir_modern"', '"rosendahl"']))
     )
     (tmp_path / name).write_text(tab + "\n")
-    frame = RawMetadataDataset(filepath=str(tmp_path / "HAM10000_metadata.csv")).load()
+    dataset = RawMetadataDataset(filepath=str(tmp_path / "HAM10000_metadata.csv"))
+    assert dataset.exists()  # what load reads: the pre-run checks ask exists() first
+    frame = dataset.load()
     assert list(frame.columns) == [*CSV.split("\n")[0].split(","), "dataset"]
     assert frame.loc[0, "image_id"] == "ISIC_0027419" and frame.loc[1, "age"] == ""
     assert frame.loc[1, "dataset"] == "rosendahl"

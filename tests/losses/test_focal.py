@@ -217,7 +217,7 @@ def test_bad_targets_are_named() -> None:
 
 
 def test_targets_off_the_cpu_are_not_read_back_each_step() -> None:
-    # On a GPU, int(targets.min()) would wait for the device twice a training step; there
+    # On CUDA, int(targets.min()) would wait for the device twice a training step; there
     # the range is left to one_hot's device-side assert, as F.one_hot itself does. A meta
     # tensor has no values to read: the check must not ask for them.
     from skin_lesion.losses.focal import _check_inputs

@@ -138,8 +138,8 @@ class FocalLoss(nn.Module):
 
         Raises:
             ValueError: Naming the shape or value, when ``logits`` is not 2-D or empty,
-                ``targets`` does not fit it, a class index is out of range (checked on the
-                CPU; on a GPU one_hot's device-side assert fails instead), or ``alpha``
+                ``targets`` does not fit it, a class index is out of range (not read back
+                on CUDA, where one_hot's device-side assert fails instead), or ``alpha``
                 has a different number of classes than ``logits``.
         """
         _check_inputs(logits, targets, self.alpha)
@@ -330,6 +330,10 @@ def _as_alpha(alpha: Sequence[float] | torch.Tensor | None) -> torch.Tensor | No
     return values
 
 
+# Devices whose targets' class range is not read back (see _check_inputs).
+UNCHECKED_DEVICES = frozenset({"cuda", "meta"})
+
+
 def _check_inputs(logits: torch.Tensor, targets: torch.Tensor, alpha: torch.Tensor | None) -> None:
     """Raise a ValueError naming the bad shape or value if inputs do not fit each other."""
     if logits.ndim != LOGITS_NDIM:
@@ -356,10 +360,11 @@ def _check_inputs(logits: torch.Tensor, targets: torch.Tensor, alpha: torch.Tens
             f"hard targets must have shape ({batch},) to match logits {tuple(logits.shape)}, "
             f"got {tuple(targets.shape)}"
         )
-    if targets.device.type != "cpu":
-        # As F.one_hot does on a GPU: reading the range would make every training step wait
+    if targets.device.type in UNCHECKED_DEVICES:
+        # As F.one_hot does on CUDA: reading the range would make every training step wait
         # for the GPU (two syncs a step). An index out of range fails there as a device-side
         # assert in one_hot instead; the pipeline's labels are checked in data_processing.
+        # (MPS has no such assert, so it is checked; a meta tensor has no values to read.)
         return
     low, high = int(targets.min()), int(targets.max())
     if low < 0 or high >= num_classes:

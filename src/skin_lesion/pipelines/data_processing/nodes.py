@@ -37,20 +37,31 @@ def _params(params: dict[str, Any]) -> DataProcessingParams:
     return from_dict(DataProcessingParams, params, "data_processing")
 
 
-def record_raw_data(
-    raw_images: dict[str, Callable[[], bytes]], raw_metadata: pd.DataFrame
+def describe_raw_data(
+    raw_images: dict[str, Callable[[], bytes]],
+    raw_metadata: pd.DataFrame,
+    validated_metadata: pd.DataFrame,
 ) -> dict[str, Any]:
-    """What this run read (``lineage.raw_data_record``): a run that uses the image cache or
-    the splits without making them checks the raw data against it first, so that a metadata
-    file edited since (a label corrected, rows removed) or images replaced are not trained
-    on, or scored, as the old ones without a word."""
-    record = lineage.raw_data_record(raw_images, raw_metadata)
+    """What validation read (``lineage.raw_data_record``): each metadata row's digest and
+    the size of each image file a valid row uses. ``record_raw_data`` makes it the run's
+    record once every other output is written."""
+    record = lineage.raw_data_record(raw_images, raw_metadata, validated_metadata["file"])
     logger.info(
-        "Recorded %d metadata rows and %d image files",
-        record["metadata_rows"],
-        len(record["images"]),
+        "Read %d metadata rows and %d image files", record["metadata_rows"], len(record["images"])
     )
     return record
+
+
+def record_raw_data(raw_data_read: dict[str, Any], *written: Any) -> dict[str, Any]:
+    """``raw_data_read`` as the record of the raw data data_processing's outputs were made
+    from, written last (it takes the last outputs, ``written``, only to run after them): a
+    run that reads those outputs without making them first checks the raw data against it,
+    so that a metadata file edited since (a label corrected, rows removed) or images
+    replaced are not trained on, or scored, as they were. A run that stops midway, or a
+    slice of the pipeline that leaves validation out, keeps the previous record, and with it
+    the refusal of outputs made from other data."""
+    del written
+    return raw_data_read
 
 
 def validate_metadata(

@@ -6,13 +6,19 @@ from skin_lesion.pipelines.data_processing import nodes
 
 
 def create_pipeline(**kwargs) -> Pipeline:
-    """Record the raw data read; validate -> decode once into the image cache -> split by
-    lesion -> class statistics."""
+    """Validate -> decode once into the image cache -> split by lesion -> class statistics;
+    the raw data read, recorded once the rest is written."""
     return Pipeline(
         [
             Node(
+                nodes.describe_raw_data,
+                ["raw_images", "raw_metadata", "validated_metadata"],
+                "raw_data_read",
+                name="describe_raw_data",
+            ),
+            Node(
                 nodes.record_raw_data,
-                ["raw_images", "raw_metadata"],
+                ["raw_data_read", "split_summary", "class_statistics", "rejected_images"],
                 "raw_data_record",
                 name="record_raw_data",
             ),
