@@ -14,6 +14,7 @@ from skin_lesion.lineage import (
     check_cache_settings,
     check_checkpoint_inputs,
     check_encoder_settings,
+    check_made_from,
     check_pretraining_settings,
     check_raw_data,
     check_seed,
@@ -23,6 +24,7 @@ from skin_lesion.lineage import (
     raw_data_at_hand,
     raw_data_record,
     recorded_config,
+    rows_fingerprint,
     split_fingerprint,
     split_settings,
 )
@@ -247,6 +249,67 @@ def test_the_raw_data_record_names_another_folder_and_knows_data_not_at_hand():
     frame = pd.DataFrame(ROWS, columns=COLUMNS)
     images = {"part_1/ISIC_1.jpg": Located(1, "/data/HAM10000/part_1/ISIC_1.jpg")}
     assert raw_data_record(images, frame)["folder"] == "/data/HAM10000"
+
+
+def test_the_metadata_is_compared_when_no_image_used_is_at_hand():
+    then = _raw(ROWS, SIZES)
+    elsewhere = _raw([ROWS[0], ROWS[1]], {}, recorded=then)
+    assert not raw_data_at_hand(then, elsewhere)
+    check_raw_data(then, _raw(ROWS, {}, recorded=then), "kedro run", images=False)
+    with pytest.raises(StaleInputError, match=r"1 removed \(ISIC_3\)\. The image cache"):
+        check_raw_data(then, elsewhere, "kedro run", images=False)
+
+
+def test_the_rows_fingerprint_survives_parquet_and_tells_rows_apart(tmp_path):
+    frame = pd.DataFrame(
+        {
+            "image_id": ["ISIC_2", "ISIC_1"],
+            "age": [50.0, None],
+            "label": [1, 0],
+            "sex": pd.array(["male", None], dtype="string"),
+        }
+    )
+    frame.to_parquet(tmp_path / "f.parquet")
+    back = pd.read_parquet(tmp_path / "f.parquet")
+    assert rows_fingerprint(back) == rows_fingerprint(frame)
+    assert rows_fingerprint(frame.iloc[::-1][["sex", "label", "age", "image_id"]]) == (
+        rows_fingerprint(frame)
+    )
+    assert rows_fingerprint(frame.assign(label=[1, 1])) != rows_fingerprint(frame)
+
+
+class _Cache:
+    def __init__(self, ids: list[str]) -> None:
+        self.image_ids = tuple(ids)
+
+
+def test_the_record_refuses_outputs_of_different_runs():
+    validated = pd.DataFrame(
+        {"image_id": ["a", "b", "c"], "label": [0, 1, 1], "file": ["a.jpg", "b.jpg", "c.jpg"]}
+    )
+    read = {"validated_sha256": rows_fingerprint(validated)}
+    cached = validated.iloc[[0, 2]].reset_index(drop=True)  # b did not decode
+    splits = cached[["image_id", "label"]].assign(split=["train", "test"])
+    check_made_from(read, validated, _Cache(["a", "c"]), cached, splits)
+    stale = r"outputs come from different runs.*Rerun `kedro run --pipelines data_processing`"
+    # Validation ran again (another label for c) but decoding stopped: the cache is older.
+    relabelled = validated.assign(label=[0, 1, 0])
+    with pytest.raises(StaleInputError, match=rf"{stale[:30]}.*other validated rows"):
+        check_made_from(
+            {"validated_sha256": rows_fingerprint(relabelled)},
+            relabelled,
+            _Cache(["a", "c"]),
+            cached,
+            splits,
+        )
+    # validated_metadata from another validation than raw_data_read.
+    with pytest.raises(StaleInputError, match=r"not the table validation wrote"):
+        check_made_from(read, relabelled, _Cache(["a", "c"]), cached, splits)
+    # The cache and its table out of step; splits of another cache.
+    with pytest.raises(StaleInputError, match=r"does not list the image cache's images"):
+        check_made_from(read, validated, _Cache(["a"]), cached, splits)
+    with pytest.raises(StaleInputError, match=r"`splits` were made from another image cache"):
+        check_made_from(read, validated, _Cache(["a", "c"]), cached, splits.iloc[:1])
 
 
 def test_the_raw_data_record_tells_duplicate_ids_and_missing_sizes_apart():

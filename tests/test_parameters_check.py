@@ -285,8 +285,7 @@ def test_a_run_on_processed_data_refuses_raw_data_changed_since(tmp_path: Path, 
     # Runs that make the record again, or read nothing data_processing makes, pass.
     check_raw_data_current(data_processing.create_pipeline() + training, catalog, "demo")
     check_raw_data_current(inference.create_pipeline(), catalog, "demo")
-    # A project processed before the record existed, and one whose raw data are elsewhere, or
-    # whose folder holds none of the images used.
+    # A project processed before the record existed, and one whose raw data are elsewhere.
     check_raw_data_current(training, _raw_catalog(tmp_path, None), "demo")
     check_raw_data_current(training, _raw_catalog(tmp_path, "not a record"), "demo")
     other = tmp_path / "elsewhere"
@@ -295,9 +294,17 @@ def test_a_run_on_processed_data_refuses_raw_data_changed_since(tmp_path: Path, 
         check_raw_data_current(training, _raw_catalog(other, record, raw=False), None)
         assert "are not at hand: the outputs of data_processing are not checked" in caplog.text
         caplog.clear()
+        check_raw_data_current(training, _raw_catalog(tmp_path, None), None)
+        assert "No raw_data_record (data processed before it was recorded" in caplog.text
+        # The images gone (or elsewhere), the edited metadata still there: it is compared.
+        caplog.clear()
         (tmp_path / "HAM10000" / "ISIC_1.jpg").unlink()
-        check_raw_data_current(training, catalog, None)
-        assert "are not at hand" in caplog.text
+        (tmp_path / "HAM10000" / "HAM10000_metadata.csv").write_text(
+            "lesion_id,image_id,dx\nHAM_1,ISIC_1,mel\n"
+        )
+        with pytest.raises(StaleInputError, match=r"1 changed \(ISIC_1\)\. The image cache"):
+            check_raw_data_current(training, catalog, None)
+        assert "None of the image files data_processing used is in" in caplog.text
     # Raw data that no longer read: refused, the reader's own error named.
     (tmp_path / "HAM10000" / "HAM10000_metadata.csv").write_text("lesion_id,image_id\nH,I,x\n")
     with pytest.raises(StaleInputError, match=r"no longer read as data_processing read them \("):
@@ -321,11 +328,12 @@ def test_an_edited_metadata_file_stops_training_on_the_old_cache(kedro_project: 
     # Kedro trims --only-missing-outputs runs inside the runner: checked all the same.
     with pytest.raises(StaleInputError, match=stale):
         run_kedro(kedro_project, only_missing_outputs=True)
-    # A slice that leaves validation out makes the splits again, from the old validated rows,
-    # and keeps the old record: still refused.
-    run_kedro(kedro_project, "data_processing", from_nodes=["split_by_lesion"])
+    # A slice that leaves validation out (it would make splits from the old validated rows,
+    # and record what validation read then) is checked against what validation read.
     with pytest.raises(StaleInputError, match=stale):
-        run_kedro(kedro_project, "contrastive_pretraining")
+        run_kedro(kedro_project, "data_processing", from_nodes=["split_by_lesion"])
+    with pytest.raises(StaleInputError, match=stale):
+        run_kedro(kedro_project, from_nodes=["split_by_lesion"])
     # A run of data_processing that fails after reading the new data keeps the old record
     # (and with it the refusal): an image that no longer decodes stops it at decode_images.
     broken = next(raw.rglob(f"{lines[2].split(',')[1]}.jpg"))

@@ -81,6 +81,65 @@ def split_fingerprint(splits: pd.DataFrame) -> str:
 SHOWN = 5
 
 
+# Where raw_data_read keeps the fingerprint of the rows validation kept (rows_fingerprint).
+VALIDATED_KEY = "validated_sha256"
+
+
+def rows_fingerprint(frame: pd.DataFrame) -> str:
+    """SHA-256 of a table's values as text, rows in ``image_id`` order and columns in name
+    order: the same for a frame and its Parquet round trip (dtypes aside)."""
+    columns = sorted(map(str, frame.columns))
+    ordered = frame.set_axis(list(map(str, frame.columns)), axis=1)[columns]
+    if "image_id" in ordered.columns:
+        ordered = ordered.sort_values("image_id", kind="stable")
+    text = ordered.astype(object).where(ordered.notna(), "").astype(str)
+    return hashlib.sha256(text.to_csv(index=False, lineterminator="\n").encode()).hexdigest()
+
+
+def _labelled(frame: pd.DataFrame) -> set[tuple[str, int]]:
+    return set(zip(frame["image_id"].astype(str), frame["label"].astype(int), strict=True))
+
+
+def check_made_from(
+    read: Mapping[str, Any],
+    validated: pd.DataFrame,
+    cache: Any,
+    cached: pd.DataFrame,
+    splits: pd.DataFrame,
+) -> None:
+    """Refuse to record ``read`` for outputs of data_processing that come from different runs
+    (a run that failed midway, then a slice of the pipeline): the validated rows must be
+    those validation wrote with ``read``, the cache's rows some of them, and the splits'
+    images and labels the cache's.
+
+    Raises:
+        StaleInputError: Naming the outputs that do not match.
+    """
+    problems = []
+    if read.get(VALIDATED_KEY) != rows_fingerprint(validated):
+        problems.append(
+            "`validated_metadata` is not the table validation wrote with `raw_data_read`"
+        )
+    ids = [str(i) for i in cached["image_id"]]
+    if ids != [str(i) for i in cache.image_ids]:
+        problems.append("`cached_metadata` does not list the image cache's images")
+    known = set(map(str, validated["image_id"]))
+    if not set(ids) <= known:
+        problems.append("the image cache holds images `validated_metadata` does not")
+    else:
+        rows = validated.set_axis(list(validated["image_id"].astype(str)), axis=0).loc[ids]
+        if rows_fingerprint(rows.reset_index(drop=True)) != rows_fingerprint(cached):
+            problems.append("the image cache was made from other validated rows")
+    if _labelled(splits) != _labelled(cached):
+        problems.append("`splits` were made from another image cache")
+    if problems:
+        raise StaleInputError(
+            "data_processing's outputs come from different runs (one stopped midway, then a "
+            f"part of the pipeline run alone): {'; '.join(problems)}. Rerun `kedro run "
+            "--pipelines data_processing` in full (add the same --env/--params)."
+        )
+
+
 def raw_data_record(
     raw_images: Mapping[str, Any],
     raw_metadata: pd.DataFrame,
@@ -189,6 +248,7 @@ def check_raw_data(
     current: Mapping[str, Any],
     rerun: str,
     metadata: str = "the metadata",
+    images: bool = True,
 ) -> None:
     """Refuse outputs of data_processing made from other raw data than is there now.
 
@@ -197,6 +257,7 @@ def check_raw_data(
         current: ``raw_data_record`` of the raw data now, of the files ``recorded`` names.
         rerun: ``kedro run`` with the run's ``--env``, for the advice.
         metadata: The metadata file's name, for the message.
+        images: Whether to compare the image files (False where none of them is at hand).
 
     Raises:
         StaleInputError: Naming the metadata rows (by image_id) that changed, were added or
@@ -216,8 +277,8 @@ def check_raw_data(
             f"{metadata}, the rows of image_id",
         )
         problems += [rows] if rows else []
-    images = _file_changes(recorded.get("images") or {}, current.get("images") or {})
-    problems += [images] if images else []
+    files = _file_changes(recorded.get("images") or {}, current.get("images") or {})
+    problems += [files] if files and images else []
     if not problems:
         return
     then, now = recorded.get("folder"), current.get("folder")

@@ -325,55 +325,77 @@ def check_splits_current(pipeline: Any, catalog: Any) -> None:
     lineage.check_split_settings(summary, group.split, list(catalog.load("params:classes")))
 
 
-# data_processing's record of the raw data it read (lineage.raw_data_record).
+# What validation read (lineage.raw_data_record), and the same once made the record of the
+# finished outputs of data_processing (record_raw_data).
+RAW_READ = "raw_data_read"
 RAW_RECORD = "raw_data_record"
 
 
 def check_raw_data_current(pipeline: Any, catalog: Any, env: str | None = None) -> None:
     """``lineage.check_raw_data`` for a pipeline that reads outputs of data_processing (the
-    image cache, the splits) without making them: a HAM10000 metadata file edited since
-    data_processing ran, or images replaced, would otherwise go on being trained on or
-    scored as they were. Runs that make the record, projects without one (made before it
-    was recorded) and runs where the raw data are not at hand (processed data copied to a
-    training machine) pass; the last with a log line saying so.
+    image cache, the splits) without running validation: a HAM10000 metadata file edited
+    since data_processing ran, or images replaced, would otherwise go on being trained on or
+    scored as they were. A run that starts after validation (``--from-nodes decode_images``,
+    ``split_by_lesion``) is compared with what validation read, any other with the record of
+    the finished outputs. Runs that validate, projects without a record (processed before it
+    existed) and runs where the metadata is not at hand (processed data copied to a training
+    machine) pass with a log line; where none of the image files used is at hand, the
+    metadata alone is compared.
 
     Raises:
         StaleInputError: Naming what changed and the commands that remake the outputs.
     """
-    if RAW_RECORD not in catalog or RAW_RECORD in pipeline.all_outputs():
-        return
+    if RAW_READ in pipeline.all_outputs():
+        return  # validation runs: it reads the raw data itself
     from skin_lesion import lineage
     from skin_lesion.pipelines import data_processing
 
-    made = data_processing.create_pipeline().all_outputs()
-    if not set(pipeline.inputs()) & set(made) or not catalog.exists(RAW_RECORD):
+    reads = set(pipeline.inputs()) & set(data_processing.create_pipeline().all_outputs())
+    if not reads:
         return
-    recorded = catalog.load(RAW_RECORD)
+    reference = RAW_READ if reads & {RAW_READ, "validated_metadata"} else RAW_RECORD
+    if reference not in catalog:
+        return
+    if not catalog.exists(reference):
+        logger.info(
+            "No %s (data processed before it was recorded, 2026-12-05): the raw data are not "
+            "checked; a full data_processing run records them",
+            reference,
+        )
+        return
+    recorded = catalog.load(reference)
     if not isinstance(recorded, Mapping):
         return
-    raw = ("raw_images", "raw_metadata")  # raw_data_record's arguments
     where = _path(catalog.get("raw_images")) or "raw_images"
-    not_at_hand = (
-        "The raw data (%s) are not at hand: the outputs of data_processing are not checked "
-        "against them"
-    )
-    if not all(name in catalog and catalog.exists(name) for name in raw):
-        logger.info(not_at_hand, where)
+    if "raw_metadata" not in catalog or not catalog.exists("raw_metadata"):
+        logger.info(
+            "The raw data (%s) are not at hand: the outputs of data_processing are not "
+            "checked against them",
+            where,
+        )
         return
     try:
-        images, metadata = (catalog.load(name) for name in raw)
+        metadata = catalog.load("raw_metadata")
+        folder = "raw_images" in catalog and catalog.exists("raw_images")
+        images = catalog.load("raw_images") if folder else {}
         current = lineage.raw_data_record(images, metadata, recorded.get("images") or {})
     except Exception as error:  # named in the refusal, with its cause
         raise lineage.StaleInputError(
             f"the raw data in {where} no longer read as data_processing read them ({error}). "
             f"Fix them, or rerun `{_run(env)}` to remake everything from them."
         ) from error
-    if not lineage.raw_data_at_hand(recorded, current):
-        logger.info(not_at_hand, where)
-        return
-    path = _path(catalog.get("raw_metadata"))
+    compare_images = lineage.raw_data_at_hand(recorded, current)
+    if not compare_images:
+        logger.info(
+            "None of the image files data_processing used is in %s: the metadata alone is "
+            "checked against what it read",
+            where,
+        )
+    dataset = catalog.get("raw_metadata")
+    read_from = getattr(dataset, "read_path", None)
+    path = read_from() if callable(read_from) else _path(dataset)
     name = PurePosixPath(path).name if path else "the metadata"
-    lineage.check_raw_data(recorded, current, _run(env), name)
+    lineage.check_raw_data(recorded, current, _run(env), name, images=compare_images)
 
 
 def nodes_to_run(pipeline: Any, catalog: Any, run_params: Mapping[str, Any]) -> Any:
@@ -384,15 +406,22 @@ def nodes_to_run(pipeline: Any, catalog: Any, run_params: Mapping[str, Any]) -> 
     them, the whole pipeline)."""
     if not run_params.get("only_missing_outputs"):
         return pipeline
-    try:
-        from kedro.runner.runner import _build_node_children_map, _determine_nodes_to_run
-    except ImportError:
-        return pipeline
     from kedro.pipeline import Pipeline
 
-    ordered = list(pipeline.nodes)
-    ordered.reverse()
-    keep = _determine_nodes_to_run(ordered, catalog, _build_node_children_map(pipeline), logger)
+    try:
+        from kedro.runner.runner import _build_node_children_map, _determine_nodes_to_run
+
+        ordered = list(pipeline.nodes)
+        ordered.reverse()
+        children = _build_node_children_map(pipeline)
+        keep = _determine_nodes_to_run(ordered, catalog, children, logger)
+    except (ImportError, TypeError, AttributeError) as error:  # another Kedro's internals
+        logger.warning(
+            "--only-missing-outputs: cannot tell which nodes Kedro will run (%s); the checks "
+            "before the run look at the whole pipeline and may miss stale inputs",
+            error,
+        )
+        return pipeline
     return pipeline.filter(node_names=[node.name for node in keep]) if keep else Pipeline([])
 
 

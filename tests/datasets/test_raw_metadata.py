@@ -68,6 +68,7 @@ def test_reads_dataverse_tab_separated_metadata(tmp_path, name):
     (tmp_path / name).write_text(tab + "\n")
     dataset = RawMetadataDataset(filepath=str(tmp_path / "HAM10000_metadata.csv"))
     assert dataset.exists()  # what load reads: the pre-run checks ask exists() first
+    assert dataset.read_path().endswith(name)  # the file named in a stale-data message
     frame = dataset.load()
     assert list(frame.columns) == [*CSV.split("\n")[0].split(","), "dataset"]
     assert frame.loc[0, "image_id"] == "ISIC_0027419" and frame.loc[1, "age"] == ""

@@ -70,6 +70,12 @@ class RawMetadataDataset(CSVDataset):
             metadata=metadata,
         )
 
+    def read_path(self) -> str:
+        """The file ``load`` reads: the CSV, or Dataverse's ``.tab`` in place of a missing one."""
+        path = get_filepath_str(self._get_load_path(), self._protocol)
+        tab = str(PurePosixPath(path).with_suffix(".tab"))
+        return tab if not self._fs.exists(path) and self._fs.exists(tab) else path
+
     def _exists(self) -> bool:
         """The CSV, or Dataverse's ``.tab`` beside it, which ``load`` reads in its place."""
         if super()._exists():

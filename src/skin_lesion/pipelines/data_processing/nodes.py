@@ -37,30 +37,30 @@ def _params(params: dict[str, Any]) -> DataProcessingParams:
     return from_dict(DataProcessingParams, params, "data_processing")
 
 
-def describe_raw_data(
-    raw_images: dict[str, Callable[[], bytes]],
-    raw_metadata: pd.DataFrame,
+def record_raw_data(
+    raw_data_read: dict[str, Any],
     validated_metadata: pd.DataFrame,
+    image_cache: ImageCache,
+    cached_metadata: pd.DataFrame,
+    splits: pd.DataFrame,
 ) -> dict[str, Any]:
-    """What validation read (``lineage.raw_data_record``): each metadata row's digest and
-    the size of each image file a valid row uses. ``record_raw_data`` makes it the run's
-    record once every other output is written."""
-    record = lineage.raw_data_record(raw_images, raw_metadata, validated_metadata["file"])
+    """``raw_data_read`` (what validation read) as the record of the raw data the image cache
+    and the splits were made from, once they are written and shown to come from that read
+    (``lineage.check_made_from``): a run that reads them without making them first checks
+    the raw data against this record, so that a metadata file edited since (a label
+    corrected, rows removed) or images replaced are not trained on, or scored, as they were.
+    A run that stops midway keeps the previous record; a slice of the pipeline that would
+    pair outputs of different runs is refused here.
+
+    Raises:
+        lineage.StaleInputError: When the outputs come from different runs.
+    """
+    lineage.check_made_from(raw_data_read, validated_metadata, image_cache, cached_metadata, splits)
     logger.info(
-        "Read %d metadata rows and %d image files", record["metadata_rows"], len(record["images"])
+        "Recorded the raw data read: %d metadata rows, %d image files",
+        raw_data_read["metadata_rows"],
+        len(raw_data_read["images"]),
     )
-    return record
-
-
-def record_raw_data(raw_data_read: dict[str, Any], *written: Any) -> dict[str, Any]:
-    """``raw_data_read`` as the record of the raw data data_processing's outputs were made
-    from, written last (it takes the last outputs, ``written``, only to run after them): a
-    run that reads those outputs without making them first checks the raw data against it,
-    so that a metadata file edited since (a label corrected, rows removed) or images
-    replaced are not trained on, or scored, as they were. A run that stops midway, or a
-    slice of the pipeline that leaves validation out, keeps the previous record, and with it
-    the refusal of outputs made from other data."""
-    del written
     return raw_data_read
 
 
@@ -69,7 +69,7 @@ def validate_metadata(
     raw_metadata: pd.DataFrame,
     classes: list[str],
     params: dict[str, Any],
-) -> tuple[pd.DataFrame, pd.DataFrame]:
+) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
     """Check the metadata rows and match each to exactly one image file.
 
     Args:
@@ -80,7 +80,10 @@ def validate_metadata(
         params: ``params:data_processing``.
 
     Returns:
-        The valid rows (typed, with ``label`` and ``file``) and the rejected ones.
+        The valid rows (typed, with ``label`` and ``file``), the rejected ones, and what was
+        read (``lineage.raw_data_record``: each row's digest, the size of each image file a
+        valid row uses, and the valid rows' fingerprint), which ``record_raw_data`` makes
+        the run's record once the rest is written.
     """
     config = _params(params)
     files, copies = meta.set_aside_identical_copies(raw_images)
@@ -91,7 +94,9 @@ def validate_metadata(
     fatal = int((~rejections["stage"].isin(meta.REPORT_ONLY_STAGES)).sum())
     meta.require_every_class(valid, classes, "metadata rows", fatal)
     logger.info("%d of %d metadata rows are valid", len(valid), rows)
-    return valid, rejections
+    read = lineage.raw_data_record(raw_images, raw_metadata, valid["file"])
+    read[lineage.VALIDATED_KEY] = lineage.rows_fingerprint(valid)
+    return valid, rejections, read
 
 
 def decode_images(

@@ -7,25 +7,14 @@ from skin_lesion.pipelines.data_processing import nodes
 
 def create_pipeline(**kwargs) -> Pipeline:
     """Validate -> decode once into the image cache -> split by lesion -> class statistics;
-    the raw data read, recorded once the rest is written."""
+    the raw data validation read, recorded once the cache and splits made from it are
+    written."""
     return Pipeline(
         [
             Node(
-                nodes.describe_raw_data,
-                ["raw_images", "raw_metadata", "validated_metadata"],
-                "raw_data_read",
-                name="describe_raw_data",
-            ),
-            Node(
-                nodes.record_raw_data,
-                ["raw_data_read", "split_summary", "class_statistics", "rejected_images"],
-                "raw_data_record",
-                name="record_raw_data",
-            ),
-            Node(
                 nodes.validate_metadata,
                 ["raw_images", "raw_metadata", "params:classes", "params:data_processing"],
-                ["validated_metadata", "metadata_rejections"],
+                ["validated_metadata", "metadata_rejections", "raw_data_read"],
                 name="validate_metadata",
             ),
             Node(
@@ -51,6 +40,12 @@ def create_pipeline(**kwargs) -> Pipeline:
                 ["splits", "params:classes"],
                 "class_statistics",
                 name="compute_class_statistics",
+            ),
+            Node(
+                nodes.record_raw_data,
+                ["raw_data_read", "validated_metadata", "image_cache", "cached_metadata", "splits"],
+                "raw_data_record",
+                name="record_raw_data",
             ),
         ]
     )
