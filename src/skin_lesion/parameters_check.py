@@ -26,6 +26,11 @@ other settings, another seed, or from an encoder made with other encoder or SupC
 (``check_classifier_current``): the report and MLflow would list settings the model was not
 made with. Both refusals come before any node runs and before kedro-mlflow opens a run, so
 no FAILED run is left in the tracking store.
+
+Likewise a pipeline that reads outputs of data_processing without validating compares the
+raw data with what data_processing read (``check_raw_data_current``), and every one of these
+checks looks at the nodes that will run (``nodes_to_run``: Kedro trims an
+``--only-missing-outputs`` run only inside its runner, after this hook).
 """
 
 from __future__ import annotations
