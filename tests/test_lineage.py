@@ -310,6 +310,10 @@ def test_the_record_refuses_outputs_of_different_runs():
         check_made_from(read, validated, _Cache(["a"]), cached, splits)
     with pytest.raises(StaleInputError, match=r"`splits` were made from another image cache"):
         check_made_from(read, validated, _Cache(["a", "c"]), cached, splits.iloc[:1])
+    # Before a run, only what it keeps: the validated rows, or those and the cache.
+    check_made_from(read, validated)
+    with pytest.raises(StaleInputError, match=r"other validated rows"):
+        check_made_from(read, validated, _Cache(["a", "c"]), cached.assign(label=[0, 0]))
 
 
 def test_the_raw_data_record_tells_duplicate_ids_and_missing_sizes_apart():

@@ -342,3 +342,8 @@ def test_an_edited_metadata_file_stops_training_on_the_old_cache(kedro_project: 
         run_kedro(kedro_project, "data_processing")
     with pytest.raises(StaleInputError, match=stale):
         run_kedro(kedro_project, "contrastive_pretraining")
+    # Continuing after that validation, without decoding again, would pair its rows with the
+    # old cache: refused before any node (training included) runs.
+    with pytest.raises(StaleInputError, match=r"different runs.*holds images `validated_meta"):
+        run_kedro(kedro_project, from_nodes=["split_by_lesion"])
+    assert not (kedro_project / "data" / "test" / "06_models" / "pretrained_encoder.pt").exists()

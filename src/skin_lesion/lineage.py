@@ -103,14 +103,15 @@ def _labelled(frame: pd.DataFrame) -> set[tuple[str, int]]:
 def check_made_from(
     read: Mapping[str, Any],
     validated: pd.DataFrame,
-    cache: Any,
-    cached: pd.DataFrame,
-    splits: pd.DataFrame,
+    cache: Any = None,
+    cached: pd.DataFrame | None = None,
+    splits: pd.DataFrame | None = None,
 ) -> None:
     """Refuse to record ``read`` for outputs of data_processing that come from different runs
     (a run that failed midway, then a slice of the pipeline): the validated rows must be
     those validation wrote with ``read``, the cache's rows some of them, and the splits'
-    images and labels the cache's.
+    images and labels the cache's. ``cache`` with ``cached``, and ``splits``, are compared
+    where given (before a run, the outputs it will not make again).
 
     Raises:
         StaleInputError: Naming the outputs that do not match.
@@ -120,17 +121,18 @@ def check_made_from(
         problems.append(
             "`validated_metadata` is not the table validation wrote with `raw_data_read`"
         )
-    ids = [str(i) for i in cached["image_id"]]
-    if ids != [str(i) for i in cache.image_ids]:
-        problems.append("`cached_metadata` does not list the image cache's images")
-    known = set(map(str, validated["image_id"]))
-    if not set(ids) <= known:
-        problems.append("the image cache holds images `validated_metadata` does not")
-    else:
-        rows = validated.set_axis(list(validated["image_id"].astype(str)), axis=0).loc[ids]
-        if rows_fingerprint(rows.reset_index(drop=True)) != rows_fingerprint(cached):
-            problems.append("the image cache was made from other validated rows")
-    if _labelled(splits) != _labelled(cached):
+    if cache is not None and cached is not None:
+        ids = [str(i) for i in cached["image_id"]]
+        if ids != [str(i) for i in cache.image_ids]:
+            problems.append("`cached_metadata` does not list the image cache's images")
+        known = set(map(str, validated["image_id"]))
+        if not set(ids) <= known:
+            problems.append("the image cache holds images `validated_metadata` does not")
+        else:
+            rows = validated.set_axis(list(validated["image_id"].astype(str)), axis=0).loc[ids]
+            if rows_fingerprint(rows.reset_index(drop=True)) != rows_fingerprint(cached):
+                problems.append("the image cache was made from other validated rows")
+    if splits is not None and cached is not None and _labelled(splits) != _labelled(cached):
         problems.append("`splits` were made from another image cache")
     if problems:
         raise StaleInputError(

@@ -371,6 +371,8 @@ def check_raw_data_current(pipeline: Any, catalog: Any, env: str | None = None) 
     recorded = catalog.load(reference)
     if not isinstance(recorded, Mapping):
         return
+    if reference == RAW_READ:
+        _check_outputs_kept(pipeline, catalog, recorded)
     where = _path(catalog.get("raw_images")) or "raw_images"
     if "raw_metadata" not in catalog or not catalog.exists("raw_metadata"):
         logger.info(
@@ -401,6 +403,22 @@ def check_raw_data_current(pipeline: Any, catalog: Any, env: str | None = None) 
     path = read_from() if callable(read_from) else _path(dataset)
     name = PurePosixPath(path).name if path else "the metadata"
     lineage.check_raw_data(recorded, current, _run(env), name, images=compare_images)
+
+
+def _check_outputs_kept(pipeline: Any, catalog: Any, read: Mapping[str, Any]) -> None:
+    """For a run that starts after validation: the outputs it keeps (the validated rows, and
+    the cache unless it decodes again) must come from the read it continues, or
+    ``record_raw_data`` would refuse them only at the end, after any training the run does."""
+    from skin_lesion import lineage
+
+    if not catalog.exists("validated_metadata"):
+        return
+    made = set(pipeline.all_outputs())
+    cache = cached = None
+    kept = ("image_cache", "cached_metadata")
+    if not made & set(kept) and all(catalog.exists(name) for name in kept):
+        cache, cached = (catalog.load(name) for name in kept)
+    lineage.check_made_from(read, catalog.load("validated_metadata"), cache, cached)
 
 
 def nodes_to_run(pipeline: Any, catalog: Any, run_params: Mapping[str, Any]) -> Any:
