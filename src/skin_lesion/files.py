@@ -80,6 +80,10 @@ def warn_left_out(folder: str, names: list[str], wanted: str) -> None:
         )  # fmt: skip
 
 
+# The mode a plain open() creates a file with, before the umask.
+DEFAULT_FILE_MODE = 0o666
+
+
 def atomic_write(target: str | os.PathLike, write: Callable[[IO[bytes]], Any]) -> None:
     """Write through ``write(file)`` to a temporary file beside ``target``, then rename it.
 
@@ -102,9 +106,6 @@ def atomic_write(target: str | os.PathLike, write: Callable[[IO[bytes]], Any]) -
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-
-
-DEFAULT_FILE_MODE = 0o666
 
 
 def _umask() -> int:

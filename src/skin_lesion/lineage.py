@@ -284,11 +284,10 @@ def check_raw_data(
     if not problems:
         return
     then, now = recorded.get("folder"), current.get("folder")
-    where = f"in {now}" if now else "at hand"
     if then and now and then != now:
         where = f"in {now} differ from those data_processing read in {then}"
     else:
-        where = f"{where} changed since data_processing read them"
+        where = f"{f'in {now}' if now else 'at hand'} changed since data_processing read them"
     raise StaleInputError(
         f"the raw data {where}: {'; and '.join(problems)}. The image cache, the splits and "
         "every model and figure after them were made from the data as they were. Rerun "

@@ -78,13 +78,10 @@ class RawMetadataDataset(CSVDataset):
 
     def _exists(self) -> bool:
         """The CSV, or Dataverse's ``.tab`` beside it, which ``load`` reads in its place."""
-        if super()._exists():
-            return True
         try:
-            load_path = get_filepath_str(self._get_load_path(), self._protocol)
+            return bool(self._fs.exists(self.read_path()))
         except DatasetError:
             return False
-        return bool(self._fs.exists(str(PurePosixPath(load_path).with_suffix(".tab"))))
 
     def load(self) -> pd.DataFrame:
         """Load the CSV (or Dataverse's tab-separated ``.tab`` beside it), or explain where
