@@ -131,7 +131,11 @@ METRICS = (
         ("melanoma", "validated_threshold", "sensitivity"),
         "melanoma_sensitivity_at_threshold",
     ),
-    ("mel_specificity_threshold", ("melanoma", "validated_threshold", "specificity"), None),
+    (
+        "mel_specificity_threshold",
+        ("melanoma", "validated_threshold", "specificity"),
+        "melanoma_specificity_at_threshold",  # bootstrapped since 2026-12-06
+    ),
 )
 
 
@@ -483,10 +487,18 @@ def seed_summary(metrics: dict) -> dict:
         for key in path:
             value = value[key]
         entry = {"value": value}
-        if boot is not None:
+        if boot in metrics["bootstrap"]:  # a report from before an interval was added has none
             interval = metrics["bootstrap"][boot]
+            # "ci95" whatever the confidence: the key of every record; "bootstrap" says which.
             entry["ci95"] = [interval["low"], interval["high"]]
         summary[label] = entry
+    first = metrics["bootstrap"]["balanced_accuracy"]
+    # The intervals' confidence, and whether each diagnosis's lesions were resampled apart
+    # (reports from before 2026-12-06 were not, and do not say).
+    summary["bootstrap"] = {
+        "confidence": first.get("confidence", 0.95),
+        "stratified": first.get("stratified", False),
+    }
     summary["melanoma_threshold"] = metrics["melanoma"]["validated_threshold"]["threshold"]
     # The TTA the threshold and temperature were fitted with, as reporting records it; None
     # for reports from before it predicted validation itself (fitted on single-view
@@ -744,7 +756,7 @@ def aggregate(name: str, results: Path = RESULTS) -> dict:
     summary = {}
     for label, _, _ in METRICS:
         summary[label] = _spread([s["metrics"][label]["value"] for s in seeds])
-        if "ci95" in seeds[0]["metrics"][label]:
+        if all("ci95" in s["metrics"][label] for s in seeds):
             summary[label]["ci95_per_seed"] = [s["metrics"][label]["ci95"] for s in seeds]
     stages = {}
     for pipeline in ("data_processing", *TRAINING_PIPELINES):
@@ -768,6 +780,9 @@ def aggregate(name: str, results: Path = RESULTS) -> dict:
         test_images=first["metrics"]["test_images"],
         test_lesions=first["metrics"]["test_lesions"],
         metrics=summary,
+        # The intervals' confidence and stratification (the parameters are the seeds' own,
+        # checked alike above); seed files from before 2026-12-06 have none.
+        bootstrap=first["metrics"].get("bootstrap"),
         # Seed files written before validation was recorded have none.
         validation={
             label: _spread([s["validation"][label] for s in seeds])
@@ -1185,6 +1200,13 @@ def compare_markdown(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def interval_label(bootstrap: dict | None) -> str:
+    """What the per-seed intervals are: "lesion-bootstrap 95% CI", stratified or not."""
+    bootstrap = bootstrap or {}
+    stratified = "stratified " if bootstrap.get("stratified") else ""
+    return f"{stratified}lesion-bootstrap {100 * bootstrap.get('confidence', 0.95):g}% CI"
+
+
 def markdown(name: str, result: dict) -> str:
     """A markdown table of ``result`` for the README."""
     n = len(result["seeds"])
@@ -1203,7 +1225,7 @@ def markdown(name: str, result: dict) -> str:
         f"images of {result['test_lesions']} lesions; {runs}.",
         "",
         f"| metric (test) | mean ± sd over {n} {unit}{'s' if n > 1 else ''} "
-        f"| per {unit} [lesion-bootstrap 95% CI] |",
+        f"| per {unit} [{interval_label(result.get('bootstrap'))}] |",
         "|---|---|---|",
     ]
     for label, entry in result["metrics"].items():

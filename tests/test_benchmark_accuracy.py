@@ -161,6 +161,24 @@ def test_aggregate_gives_mean_sd_and_per_seed_intervals(tmp_path: Path) -> None:
     assert "| balanced_accuracy | 0.700 ± 0.100 |" in table
     assert result["validation"] == {}  # seed files from before validation was recorded
     assert "Validation" not in table
+    # A report from before the bootstrap said its confidence and stratification: 95%, plain.
+    assert result["bootstrap"] == {"confidence": 0.95, "stratified": False}
+    assert "| per seed [lesion-bootstrap 95% CI] |" in table
+    # Before specificity was bootstrapped: no interval for it, and none made up.
+    assert "ci95_per_seed" not in result["metrics"]["mel_specificity_threshold"]
+
+
+def test_the_table_names_the_intervals_confidence_and_stratification(tmp_path: Path) -> None:
+    metrics = _metrics(0.7)
+    for entry in metrics["bootstrap"].values():
+        entry.update(confidence=0.9, stratified=True)
+    metrics["bootstrap"]["melanoma_specificity_at_threshold"] = {"low": 0.6, "high": 0.8}
+    summary = accuracy.seed_summary(metrics)
+    assert summary["bootstrap"] == {"confidence": 0.9, "stratified": True}
+    assert summary["mel_specificity_threshold"] == {"value": 0.7, "ci95": [0.6, 0.8]}
+    result = {"seeds": [0], "metrics": {}, "bootstrap": summary["bootstrap"]}
+    assert accuracy.interval_label(result["bootstrap"]) == "stratified lesion-bootstrap 90% CI"
+    assert accuracy.interval_label(None) == "lesion-bootstrap 95% CI"
 
 
 def test_aggregate_reports_validation_when_every_seed_has_it(tmp_path: Path) -> None:

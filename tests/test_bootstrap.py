@@ -52,6 +52,7 @@ def test_bootstrap_two_lesions_analytic_distribution() -> None:
         "n_resamples": 4000,
         "n_valid": 4000,
         "confidence": 0.95,
+        "stratified": False,
     }
 
 
@@ -111,6 +112,7 @@ def test_bootstrap_skips_and_counts_undefined_resamples() -> None:
         "n_resamples": 20,
         "n_valid": 0,
         "confidence": 0.95,
+        "stratified": False,
     }
     json.dumps(report, allow_nan=False)
 
@@ -136,10 +138,67 @@ def test_standard_bootstrap_metrics_match_sklearn() -> None:
     assert metrics["melanoma_sensitivity"](labels, probs) == pytest.approx(
         np.mean(predicted[mel] == MEL)
     )
+    assert metrics["melanoma_specificity"](labels, probs) == pytest.approx(
+        np.mean(predicted[~mel] != MEL)
+    )
     at_threshold = standard_bootstrap_metrics(CLASSES, MEL, threshold=0.2)
     assert at_threshold["melanoma_sensitivity"](labels, probs) == pytest.approx(
         np.mean(probs[mel, MEL] >= 0.2)
     )
+    assert at_threshold["melanoma_specificity"](labels, probs) == pytest.approx(
+        np.mean(probs[~mel, MEL] < 0.2)
+    )
+    only_mel = np.full(5, MEL)
+    assert np.isnan(metrics["melanoma_specificity"](only_mel, probs[:5]))
     assert np.isnan(metrics["macro_auc"](np.zeros(5, dtype=int), probs[:5]))
     with pytest.raises(ValueError, match="positive_index 7"):
         standard_bootstrap_metrics(CLASSES, 7)
+
+
+def class_counts(labels: np.ndarray, probs: np.ndarray) -> float:
+    """The resample's images per class, packed into one number (base 1000)."""
+    return float(np.bincount(labels, minlength=7) @ (1000.0 ** np.arange(7)))
+
+
+def test_stratified_bootstrap_keeps_every_class_in_every_resample() -> None:
+    # 30 lesions of one image: 25 nv, 4 mel, 1 df. A plain resample lacks df in about
+    # (29/30)^30 = 36% of draws, and a macro metric then averages over the classes left;
+    # stratified, each resample holds 25 nv, 4 mel and 1 df lesion.
+    nv, df = CLASSES.index("nv"), CLASSES.index("df")
+    labels = np.array([nv] * 25 + [MEL] * 4 + [df])
+    probs = np.eye(7)[labels]
+    groups = np.arange(30)
+    plain = bootstrap_distribution(
+        labels, probs, groups, {"counts": class_counts}, n_resamples=500, seed=0
+    )["counts"]
+    stratified = bootstrap_distribution(
+        labels, probs, groups, {"counts": class_counts}, n_resamples=500, seed=0, stratify=True
+    )["counts"]
+    assert np.all(stratified == class_counts(labels, probs))
+    assert 0.25 < np.mean(plain != class_counts(labels, probs)) < 1.0
+    # ... yet it still resamples lesions: which mel lesions are drawn varies.
+    probs[labels == MEL] = np.eye(7)[nv]  # two of the four melanomas missed
+    probs[np.flatnonzero(labels == MEL)[2:]] = np.eye(7)[MEL]
+    report = lesion_bootstrap(
+        labels, probs, groups, standard_bootstrap_metrics(CLASSES, MEL), stratify=True
+    )
+    assert report["melanoma_sensitivity"]["low"] == 0.0
+    assert report["melanoma_sensitivity"]["high"] == 1.0
+    assert report["balanced_accuracy"]["n_valid"] == 1000
+    assert report["balanced_accuracy"]["stratified"] is True
+
+
+def test_stratified_bootstrap_puts_mixed_groups_in_a_stratum_of_their_own() -> None:
+    # Lesions a and b are class 0; lesion c has one image of class 0 and one of class 1.
+    labels = np.array([0, 0, 0, 1])
+    probs = np.eye(2)[labels]
+    groups = np.array(["a", "b", "c", "c"])
+    ones = bootstrap_distribution(
+        labels,
+        probs,
+        groups,
+        {"ones": lambda y, p: float(np.sum(y == 1))},
+        n_resamples=200,
+        stratify=True,
+    )["ones"]
+    assert np.all(ones == 1.0)  # c is drawn exactly once in every resample

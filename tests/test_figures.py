@@ -151,6 +151,14 @@ def test_precision_recall_marks_operating_point():
     assert f"mel (AP = {ap:.3f})" in legend_texts(ax)
 
 
+def test_precision_recall_says_when_the_threshold_flags_nothing():
+    # Above every score: recall 0 and no precision (drawn at 1, the curve's end), not "P = 1".
+    fig = figures.plot_precision_recall(PR_LABELS, PR_SCORES, threshold=0.95)
+    (ax,) = fig.axes
+    np.testing.assert_allclose(line_labelled(ax, "operating point").get_xydata(), [[0.0, 1.0]])
+    assert [t.get_text() for t in ax.texts] == ["P undefined:\nnothing flagged\nR = 0.00"]
+
+
 def test_precision_recall_without_threshold_or_positives():
     fig = figures.plot_precision_recall(PR_LABELS, PR_SCORES, threshold=None, positive_name="bcc")
     assert not [ln for ln in fig.axes[0].get_lines() if "operating" in ln.get_label()]

@@ -4,6 +4,8 @@ import timm
 import torch
 from torch import nn
 
+from skin_lesion import evaluation
+from skin_lesion.augment import EvalTransform
 from skin_lesion.classifier import Classifier
 from skin_lesion.gradcam import (
     feature_map_layer,
@@ -12,6 +14,7 @@ from skin_lesion.gradcam import (
     normalise_maps,
     overlay,
 )
+from skin_lesion.prediction import TTA_VIEWS, dihedral, undo_dihedral
 
 SIZE = 32
 HALF = SIZE // 2
@@ -171,3 +174,74 @@ def test_feature_map_layer_refuses_channels_last_features() -> None:
     swin = timm.create_model("swin_tiny_patch4_window7_224", num_classes=0).eval()
     with pytest.raises(ValueError, match=r"\(1, 7, 7, 768\) with its 768 channels last"):
         feature_map_layer(swin, torch.randn(1, 3, 224, 224))
+
+
+# ----- test-time augmentation: the views' heatmaps, each turned back, averaged -----------
+
+
+def test_undo_dihedral_inverts_every_view() -> None:
+    x = torch.arange(2 * 3 * 4 * 4, dtype=torch.float32).reshape(2, 3, 4, 4)
+    for k in range(8):
+        assert torch.equal(undo_dihedral(dihedral(x, k), k), x), k
+    assert len({dihedral(x, k).flatten().tolist().__repr__() for k in range(8)}) == 8
+
+
+TTA_SIZE = 128  # a 4x4 feature map in test_efficientnet (32 px gives 1x1: nothing to turn)
+
+
+def blocks(seed: int) -> np.ndarray:
+    """Three cached images of a few coloured rectangles at random places, ``TTA_SIZE`` square."""
+    rng = np.random.default_rng(seed)
+    images = np.zeros((3, TTA_SIZE, TTA_SIZE, 3), dtype=np.uint8)
+    for image in images:
+        for _ in range(3):
+            top, left = rng.integers(0, TTA_SIZE - 30, 2)
+            image[top : top + 30, left : left + 20, rng.integers(0, 3)] = 255
+    return images
+
+
+def explain_square_images(classifier, monkeypatch, images: np.ndarray, tta: str) -> np.ndarray:
+    monkeypatch.setattr(evaluation, "classifier_from_checkpoint", lambda checkpoint: classifier)
+    checkpoint = {"preprocessing": {"crop_size": TTA_SIZE, "mean": [0.5] * 3, "std": [0.25] * 3}}
+    crops, heatmaps = evaluation.explain(
+        checkpoint, images, [0, 1, 2], device=torch.device("cpu"), tta=tta
+    )
+    np.testing.assert_array_equal(crops, images)  # a square image of the crop's size is kept
+    return heatmaps
+
+
+@pytest.mark.parametrize(
+    ("tta", "turn"),
+    [
+        ("flips", lambda a: a[:, :, ::-1]),  # horizontal flip
+        ("flips", lambda a: a[:, ::-1, ::-1]),  # 180-degree rotation
+        ("dihedral", lambda a: np.swapaxes(a, 1, 2)),  # transpose
+        ("dihedral", lambda a: np.rot90(a, axes=(1, 2))),
+    ],
+)
+def test_tta_gradcam_explains_the_averaged_prediction(classifier, monkeypatch, tta, turn):
+    """Averaged over a group of views, each turned back, the map of a turned image is the
+    turned map of the image (as the TTA prediction is the same for both); one view's map is
+    not, since a CNN is not turn-equivariant."""
+    images = blocks(seed=0)
+    turned = np.ascontiguousarray(turn(images))
+    maps = explain_square_images(classifier, monkeypatch, images, tta)
+    maps_of_turned = explain_square_images(classifier, monkeypatch, turned, tta)
+    assert maps.shape == (3, TTA_SIZE, TTA_SIZE) and maps.min() >= 0.0 and maps.max() == 1.0
+    np.testing.assert_allclose(maps_of_turned, turn(maps), atol=1e-4)
+    single = explain_square_images(classifier, monkeypatch, images, "none")
+    single_turned = explain_square_images(classifier, monkeypatch, turned, "none")
+    assert np.abs(single_turned - turn(single)).max() > 0.05
+    # The average of the views' maps, each turned back onto the crop, renormalised.
+    x = EvalTransform(TTA_SIZE, [0.5] * 3, [0.25] * 3)(torch.from_numpy(images))
+    views = [
+        undo_dihedral(torch.from_numpy(gradcam_heatmaps(classifier, dihedral(x, k), [0, 1, 2])), k)
+        for k in TTA_VIEWS[tta]
+    ]
+    expected = normalise_maps(torch.stack(views).mean(0)).numpy()
+    np.testing.assert_allclose(maps, expected, atol=1e-6)
+
+
+def test_explain_refuses_an_unknown_tta(classifier, monkeypatch) -> None:
+    with pytest.raises(ValueError, match=r"tta must be one of.*'rot'"):
+        explain_square_images(classifier, monkeypatch, blocks(seed=1), "rot")

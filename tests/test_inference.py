@@ -242,7 +242,8 @@ def test_lazy_gradcam_computes_a_batch_when_asked_and_holds_one(monkeypatch) -> 
 
     calls = []
 
-    def fake_panels(checkpoint, images, predictions, meta, *, device):
+    def fake_panels(checkpoint, images, predictions, meta, *, device, tta):
+        assert tta == "dihedral"  # the TTA the predictions were made with, passed on
         calls.append(list(predictions["image"]))
         assert len(images) == len(predictions)  # the batch's own rows of the cache
         return {
@@ -255,7 +256,7 @@ def test_lazy_gradcam_computes_a_batch_when_asked_and_holds_one(monkeypatch) -> 
     images = np.arange(len(names))
     predictions = pd.DataFrame({"image": names})
     lazy = inference.LazyGradcam(
-        {}, images, predictions, None, device=torch.device("cpu"), batch_size=2
+        {}, images, predictions, None, device=torch.device("cpu"), batch_size=2, tta="dihedral"
     )
 
     panels = lazy.panels()
@@ -280,7 +281,7 @@ def test_lazy_gradcam_names_an_image_it_cannot_read_again_instead_of_failing(
 
     from skin_lesion import inference
 
-    def fake_panels(checkpoint, images, predictions, meta, *, device):
+    def fake_panels(checkpoint, images, predictions, meta, *, device, tta):
         return {
             name: {"image": image, "heatmap": np.ones((2, 2)), "title": name}
             for name, image in zip(predictions["image"], images)

@@ -117,6 +117,16 @@ def test_threshold_for_sensitivity_hand_made() -> None:
     assert threshold_for_sensitivity(np.array([0, 1]), np.array([0.9, 0.2]), 1.0) == 0.2
 
 
+def test_threshold_for_sensitivity_between_adjacent_floats_calls_no_lower_row() -> None:
+    # No float lies between 0.3 and the next one down: the midpoint rounds onto the lower
+    # score, which the rule would then call too; the kept positive's own score does not.
+    lower = np.nextafter(0.3, 0.0)
+    truth, scores = np.array([1, 0]), np.array([0.3, lower])
+    threshold = threshold_for_sensitivity(truth, scores, 1.0)
+    assert threshold == 0.3
+    assert (scores >= threshold).tolist() == [True, False]
+
+
 def test_threshold_for_sensitivity_survives_float_noise_in_the_scores() -> None:
     """Inference recomputes validation scores in float32 (reporting read them from a CSV):
     scores that move by 1e-7 must not cross the threshold, as they did when it sat exactly
@@ -148,11 +158,14 @@ def test_melanoma_summary_threshold_comes_from_validation() -> None:
     test_labels, test_probs = noisy_predictions(150, seed=4)
     summary = melanoma_summary(val_labels, val_probs, test_labels, test_probs, positive_index=MEL)
     rule = summary["validated_threshold"]
-    assert set(summary["argmax"]) == {"sensitivity", "specificity", "rule"}
+    assert set(summary["argmax"]) == {"sensitivity", "specificity", "evaluated_on", "rule"}
+    # The unprefixed sensitivity and specificity are the test split's, and say so.
+    assert summary["argmax"]["evaluated_on"] == rule["evaluated_on"] == "test"
     assert set(rule) == {
         "threshold",
         "target_sensitivity",
         "chosen_on",
+        "evaluated_on",
         "val_sensitivity",
         "val_specificity",
         "sensitivity",

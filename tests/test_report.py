@@ -55,6 +55,7 @@ def _metrics() -> dict:
                 "n_resamples": 1000,
                 "n_valid": 998,
                 "confidence": 0.95,
+                "stratified": True,
             },
             "macro_f1": {"estimate": 0.679, "low": 0.6111, "high": 0.7222, "confidence": 0.95},
             "melanoma_sensitivity": {
@@ -67,6 +68,12 @@ def _metrics() -> dict:
                 "estimate": 0.82,
                 "low": 0.7512,
                 "high": 0.8833,
+                "confidence": 0.95,
+            },
+            "melanoma_specificity_at_threshold": {
+                "estimate": 0.796,
+                "low": 0.7704,
+                "high": 0.8215,
                 "confidence": 0.95,
             },
         },
@@ -192,7 +199,13 @@ def test_report_formats_numbers_and_shows_missing_as_na(report_path: Path) -> No
         "0.751 – 0.883" in html
     )
     assert "validation</strong> set (predicted with test-time augmentation flips" in html
-    assert "The interval of B resamples test lesions with the threshold held fixed" in html
+    assert (
+        "specificity (B, validated threshold), lesion bootstrap: estimate 0.796, 95% interval "
+        "0.770 – 0.822" in html
+    )
+    assert "specificity (A, argmax)" not in html  # no entry, no line
+    assert "The intervals of B resample test lesions with the threshold held fixed" in html
+    assert "resampled separately, so every resample holds every class" in html
     # Calibration, confusion matrix diagonal, split sizes, header facts.
     assert "1.432" in html and "0.088" in html and "0.023" in html
     assert '<td class="num diag">504</td>' in html  # nv: 1006 // 2 + 1

@@ -25,7 +25,8 @@ from skin_lesion import metrics as m
 from skin_lesion.augment import AugmentConfig, build_eval_transform, build_train_augment
 from skin_lesion.classifier import classifier_from_checkpoint, predict_with_checkpoint
 from skin_lesion.config import check_at_least, from_dict
-from skin_lesion.gradcam import gradcam_heatmaps
+from skin_lesion.gradcam import gradcam_heatmaps, normalise_maps
+from skin_lesion.prediction import TTA_VIEWS, dihedral, undo_dihedral
 from skin_lesion.tabular import MetadataEncoder
 
 logger = logging.getLogger(__name__)
@@ -36,10 +37,12 @@ POSITIVE_CLASS = "mel"
 
 @dataclass(frozen=True)
 class BootstrapConfig:
-    """Lesion-level percentile bootstrap."""
+    """Lesion-level percentile bootstrap; ``stratified`` resamples each diagnosis's lesions
+    separately (every resample keeps each class's number of lesions)."""
 
     n_resamples: int = 1000
     confidence: float = 0.95
+    stratified: bool = True
 
     def __post_init__(self) -> None:
         check_at_least(self, 1, "n_resamples")
@@ -200,9 +203,9 @@ def evaluate_test(
     )
     threshold = melanoma["validated_threshold"]["threshold"]
     bootstrap_metrics = bs.standard_bootstrap_metrics(classes, mel)
-    bootstrap_metrics["melanoma_sensitivity_at_threshold"] = bs.standard_bootstrap_metrics(
-        classes, mel, threshold=threshold
-    )["melanoma_sensitivity"]
+    at_threshold = bs.standard_bootstrap_metrics(classes, mel, threshold=threshold)
+    for name in ("melanoma_sensitivity", "melanoma_specificity"):
+        bootstrap_metrics[f"{name}_at_threshold"] = at_threshold[name]
     bootstrap = bs.lesion_bootstrap(
         test_labels,
         test_cal,
@@ -211,6 +214,7 @@ def evaluate_test(
         n_resamples=config.bootstrap.n_resamples,
         confidence=config.bootstrap.confidence,
         seed=seed,
+        stratify=config.bootstrap.stratified,
     )
     bins = config.calibration_bins
     return {
@@ -303,13 +307,21 @@ def explain(
     device: torch.device,
     meta: np.ndarray | None = None,
     batch_size: int = 16,
+    tta: str = "none",
 ) -> tuple[np.ndarray, np.ndarray]:
     """Grad-CAM of ``targets`` on cached ``images`` as the checkpoint's model sees them.
+
+    With test-time augmentation (``tta`` as in :func:`skin_lesion.prediction.predict_proba`),
+    which is how the explained predictions were made, each view's heatmap is turned back
+    onto the unaugmented crop and the views' heatmaps are averaged (then min-max normalised
+    again): the explanation of the mean prediction, not of one view's.
 
     Returns:
         ``(crops, heatmaps)``: the model's input crops as uint8 ``(n, S, S, 3)`` and the
         heatmaps ``(n, S, S)`` in [0, 1].
     """
+    if tta not in TTA_VIEWS:
+        raise ValueError(f"tta must be one of {sorted(TTA_VIEWS)}, got {tta!r}")
     prep = checkpoint["preprocessing"]
     model = classifier_from_checkpoint(checkpoint).to(device)
     transform = build_eval_transform(prep["crop_size"], prep["mean"], prep["std"]).to(device)
@@ -318,7 +330,13 @@ def explain(
         stop = start + batch_size
         x = transform(torch.from_numpy(np.ascontiguousarray(images[start:stop])).to(device))
         m = None if meta is None else torch.from_numpy(meta[start:stop]).to(device)
-        heatmaps.append(gradcam_heatmaps(model, x, [int(t) for t in targets[start:stop]], meta=m))
+        wanted = [int(t) for t in targets[start:stop]]
+        views = []
+        for k in TTA_VIEWS[tta]:
+            view = gradcam_heatmaps(model, dihedral(x, k), wanted, meta=m)
+            views.append(undo_dihedral(torch.from_numpy(view), k))
+        heat = views[0] if len(views) == 1 else normalise_maps(torch.stack(views).mean(0))
+        heatmaps.append(heat.numpy().astype(np.float32))
         crops.append(to_uint8(x, prep["mean"], prep["std"]))
     return np.concatenate(crops), np.concatenate(heatmaps)
 
@@ -330,8 +348,10 @@ def gradcam_panels(
     chosen: pd.DataFrame,
     *,
     device: torch.device,
+    tta: str = "none",
 ) -> list[dict[str, Any]]:
-    """Grad-CAM of the predicted class for each chosen test image, ready to plot.
+    """Grad-CAM of the predicted class for each chosen test image, ready to plot; ``tta``:
+    the test-time augmentation the predictions were made with (see :func:`explain`).
 
     Returns:
         One dict per image: ``image`` (the model's input crop, uint8), ``heatmap`` (in
@@ -347,7 +367,12 @@ def gradcam_panels(
         encoder = MetadataEncoder.from_dict(checkpoint["metadata_encoder"])
         meta = encoder.transform(rows.iloc[index])
     crops, heatmaps = explain(
-        checkpoint, images[index], chosen["predicted"].to_numpy(), device=device, meta=meta
+        checkpoint,
+        images[index],
+        chosen["predicted"].to_numpy(),
+        device=device,
+        meta=meta,
+        tta=tta,
     )
     return [
         {

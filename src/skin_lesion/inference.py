@@ -335,7 +335,7 @@ def predict_images(
 
         # Several parts: a Grad-CAM batch decodes its images again instead of keeping all.
         source = decode_again if images is None else images
-        panels = LazyGradcam(checkpoint, source, predictions, meta, device=device).panels()
+        panels = LazyGradcam(checkpoint, source, predictions, meta, device=device, tta=tta).panels()
     return predictions, rejects, panels
 
 
@@ -499,15 +499,18 @@ def gradcam_panels(
     meta: np.ndarray | None,
     *,
     device: torch.device,
+    tta: str = "none",
 ) -> dict[str, dict[str, Any]]:
     """Grad-CAM (captum) of the predicted class on each image's model input crop.
 
     ``meta`` (encoded metadata rows aligned with ``images``) feeds a classifier that fuses
-    it, so that the heatmap explains the prediction that was made.
+    it, and ``tta`` is the test-time augmentation the predictions were made with (the views'
+    heatmaps averaged, :func:`skin_lesion.evaluation.explain`), so that the heatmap explains
+    the prediction that was made.
     """
     classes = checkpoint["class_names"]
     targets = [classes.index(c) for c in predictions["predicted"]]
-    crops, heatmaps = explain(checkpoint, images, targets, device=device, meta=meta)
+    crops, heatmaps = explain(checkpoint, images, targets, device=device, meta=meta, tta=tta)
     return {
         row.image: {
             "image": crop,
@@ -537,6 +540,7 @@ class LazyGradcam:
         *,
         device: torch.device,
         batch_size: int = GRADCAM_BATCH,
+        tta: str = "none",
     ) -> None:
         """``images``: the decoded images aligned with ``predictions``, or a function that
         decodes those of the given prediction rows (for a run too large to hold them),
@@ -544,6 +548,7 @@ class LazyGradcam:
         panel then says so, with an empty heatmap, and a warning)."""
         self._args = (checkpoint, images, predictions, meta)
         self._device = device
+        self._tta = tta
         images = list(predictions["image"])
         names = overlay_names(images)
         self._order = sorted(range(len(images)), key=lambda i: names[images[i]])
@@ -561,7 +566,7 @@ class LazyGradcam:
             pixels, unreadable = images(rows) if callable(images) else (images[rows], {})
             batch = gradcam_panels(
                 checkpoint, pixels, chosen, None if meta is None else meta[rows],
-                device=self._device,
+                device=self._device, tta=self._tta,
             )  # fmt: skip
             for r, name in zip(rows, chosen["image"]):
                 if r in unreadable:  # classified, but gone or changed since: say so, not fail

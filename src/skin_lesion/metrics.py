@@ -180,7 +180,11 @@ def threshold_for_sensitivity(
     below = scores[scores < last_kept]
     if below.size == 0:
         return float(last_kept)
-    return float((last_kept + below.max()) / 2)
+    next_lower = below.max()
+    midpoint = (last_kept + next_lower) / 2
+    # Adjacent floats have no float between them: the midpoint rounds to one of the two, and
+    # at the lower one the rule would call that row too.
+    return float(midpoint if midpoint > next_lower else last_kept)
 
 
 def melanoma_summary(
@@ -250,6 +254,7 @@ def melanoma_summary(
         "argmax": {
             "sensitivity": argmax_sens,
             "specificity": argmax_spec,
+            "evaluated_on": "test",
             "rule": "predicted class == mel (argmax of the 7 probabilities)",
         },
         "validated_threshold": {
@@ -258,6 +263,8 @@ def melanoma_summary(
             "chosen_on": "validation",
             "val_sensitivity": val_sens,
             "val_specificity": val_spec,
+            # sensitivity and specificity below are the test split's, as in argmax.
+            "evaluated_on": "test",
             "sensitivity": test_sens,
             "specificity": test_spec,
             "rule": "P(mel) >= threshold",

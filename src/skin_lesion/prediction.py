@@ -37,6 +37,13 @@ def dihedral(x: torch.Tensor, k: int) -> torch.Tensor:
     return {0: x, 1: x.flip(-1), 2: x.flip(-2), 3: x.flip(-1).flip(-2)}[k]
 
 
+def undo_dihedral(x: torch.Tensor, k: int) -> torch.Tensor:
+    """The inverse of :func:`dihedral` ``k``: ``undo_dihedral(dihedral(x, k), k) == x``."""
+    if k < 4:
+        return dihedral(x, k)  # the flips are their own inverses
+    return dihedral(x, k - 4).transpose(-1, -2)
+
+
 @torch.no_grad()
 def predict_proba(
     model: Classifier,

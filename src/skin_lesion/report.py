@@ -279,11 +279,26 @@ def _summary_table(test: Mapping, bootstrap: Mapping) -> str:
         ]
         for key, label in SUMMARY_METRICS
     ]
-    level = _level(next(iter(bootstrap.values()), None) if bootstrap else None)
+    first = next(iter(bootstrap.values()), None) if bootstrap else None
+    level = _level(first)
+    stratified = _get(first, "stratified")
+    if stratified is True:
+        how = (
+            " Each diagnosis's lesions are resampled separately, so every resample holds "
+            "every class of the test split in the same number of lesions."
+        )
+    elif stratified is False:
+        how = (
+            " Resamples are not stratified by diagnosis: one that lacks a class scores the "
+            "macro metrics over the classes it has."
+        )
+    else:
+        how = ""
     note = (
         f"<p class='note'>Intervals are {level}percentile intervals from a bootstrap that "
-        "resamples lesions (all images of a lesion together), so near-duplicate images do not "
-        "narrow them. Valid resamples are those in which the metric is defined.</p>"
+        "resamples test lesions (all images of a lesion together), so near-duplicate images "
+        f"do not narrow them.{how} Valid resamples are those in which the metric is "
+        "defined.</p>"
     )
     left_out = list(test.get("auc_undefined_for") or [])
     if left_out:
@@ -362,22 +377,24 @@ def _melanoma_section(metrics: Mapping) -> str:
     )
     boot_lines = []
     for key, label in (
-        ("melanoma_sensitivity", "A, argmax"),
-        ("melanoma_sensitivity_at_threshold", "B, validated threshold"),
+        ("melanoma_sensitivity", "sensitivity (A, argmax)"),
+        ("melanoma_specificity", "specificity (A, argmax)"),
+        ("melanoma_sensitivity_at_threshold", "sensitivity (B, validated threshold)"),
+        ("melanoma_specificity_at_threshold", "specificity (B, validated threshold)"),
     ):
         boot = _get(metrics, "bootstrap", key)
         if boot is None:
             continue
         boot_lines.append(
-            f"<p>Melanoma test sensitivity ({label}), lesion bootstrap: estimate "
+            f"<p>Melanoma test {label}, lesion bootstrap: estimate "
             f"{_fmt(_get(boot, 'estimate'))}, {_level(boot)}interval {_interval(boot)} "
             f"({_resamples(boot)} valid resamples).</p>"
         )
-    if len(boot_lines) == 2:
+    if _get(metrics, "bootstrap", "melanoma_sensitivity_at_threshold") is not None:
         boot_lines.append(
-            "<p class='note'>The interval of B resamples test lesions with the threshold "
-            "held fixed: it leaves out how the threshold itself would move with another "
-            "validation split, so it is narrower than the rule's own uncertainty.</p>"
+            "<p class='note'>The intervals of B resample test lesions with the threshold "
+            "held fixed: they leave out how the threshold itself would move with another "
+            "validation split, so they are narrower than the rule's own uncertainty.</p>"
         )
     return table + how + "".join(boot_lines)
 
@@ -392,7 +409,9 @@ def _calibration_table(calibration: Mapping) -> str:
     ]
     note = (
         "<p class='note'>Temperature scaling (Guo et al., 2017) divides the logits by one "
-        "scalar; ECE is the expected calibration error of the top-class probability.</p>"
+        "scalar (with test-time augmentation, the log of the views' mean probabilities, "
+        "which are the logits up to a constant with none); ECE is the expected calibration "
+        "error of the top-class probability.</p>"
     )
     return _table(["Quantity", "Value"], rows) + note
 

@@ -183,8 +183,12 @@ def plot_precision_recall(
             label=f"operating point (threshold {threshold:.3f}, from val)",
         )
         right = r > ANNOTATE_LEFT_OF  # keep the label inside the axes near recall 1
+        # Nothing flagged: precision is undefined (the curve's end convention puts it at 1).
+        shown = (
+            "P undefined:\nnothing flagged" if not (scores >= threshold).any() else f"P = {p:.2f}"
+        )
         ax.annotate(
-            f"P = {p:.2f}\nR = {r:.2f}",
+            f"{shown}\nR = {r:.2f}",
             (r, p),
             xytext=(-16 if right else 16, 16),
             textcoords="offset points",

@@ -350,7 +350,14 @@ def plot_gradcam(
     )
     rows = _rows(image_cache, splits, cached_metadata)
     panels = ev.gradcam_panels(
-        classifier, image_cache.images, rows, chosen, device=resolve_device(device)
+        classifier,
+        image_cache.images,
+        rows,
+        chosen,
+        device=resolve_device(device),
+        # The TTA the explained (calibrated) predictions were made with; "none" for metrics
+        # from before it was recorded.
+        tta=test_metrics.get("tta") or "none",
     )
     return figures.figure_to_png(figures.plot_gradcam_grid(panels))
 
