@@ -233,6 +233,23 @@ def test_one_file_given_twice_is_classified_once(
     assert len(caplog.records) == 1 and "2 file(s) given more than once" in caplog.text
 
 
+def test_a_symlink_beside_its_target_in_one_folder_is_an_image_of_its_own(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """As the inference pipeline reads the folder: the command dropped alias.jpg as "given
+    more than once" (though one folder was given), and no rejects row said so."""
+    (tmp_path / "a.jpg").write_bytes(b"a")
+    (tmp_path / "alias.jpg").symlink_to(tmp_path / "a.jpg")
+    with caplog.at_level(logging.WARNING, logger="skin_lesion.inference"):
+        loaders = file_loaders([str(tmp_path)])
+    assert list(loaders) == [str(tmp_path / "a.jpg"), str(tmp_path / "alias.jpg")]
+    assert not caplog.records
+    # Given again as a path of its own, it is a repeat.
+    with caplog.at_level(logging.WARNING, logger="skin_lesion.inference"):
+        loaders = file_loaders([str(tmp_path), str(tmp_path / "a.jpg")])
+    assert len(loaders) == 2 and "1 file(s) given more than once" in caplog.text
+
+
 def test_lazy_gradcam_computes_a_batch_when_asked_and_holds_one(monkeypatch) -> None:
     import numpy as np
     import pandas as pd

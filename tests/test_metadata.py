@@ -244,9 +244,26 @@ def test_a_copy_that_cannot_be_read_is_kept_for_decoding_to_reject_not_fatal_her
 
     files = {"a/ISIC_1.jpg": lambda: b"one", "b/ISIC_1.jpg": broken, "c/ISIC_1.jpg": lambda: b"one"}
     kept, copies = set_aside_identical_copies(files)
-    # Not known to be copies of one another: all kept, for decoding to reject the broken one
-    # and validation to name the image_id's several files.
-    assert kept == sorted(files) and copies.empty
+    # The unreadable one is not known to be a copy: kept, for decoding to reject it and
+    # validation to name the image_id's several files; c is a's copy all the same.
+    assert kept == ["a/ISIC_1.jpg", "b/ISIC_1.jpg"]
+    assert list(copies["file"]) == ["c/ISIC_1.jpg"]
+
+
+def test_identical_copies_are_set_aside_beside_a_different_file_of_the_same_name():
+    """A third file of one name, with other bytes, left both identical copies in (inference
+    classified the same image twice)."""
+    files = {"a.jpg": lambda: b"one", "nested/a.jpg": lambda: b"one", "other/a.png": lambda: b"2"}
+    kept, copies = set_aside_identical_copies(files)
+    assert kept == ["a.jpg", "other/a.png"]
+    assert copies.to_dict("records") == [
+        {
+            "image_id": "a",
+            "file": "nested/a.jpg",
+            "stage": "duplicate_file",
+            "reason": "identical copy of a.jpg; not used",
+        }
+    ]
 
 
 def test_blank_rows_are_skipped_and_lines_still_named_right():

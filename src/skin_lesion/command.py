@@ -17,7 +17,12 @@ import pandas as pd
 from skin_lesion.checkpoints import load_checkpoint, require_kind
 from skin_lesion.classifier import CHECKPOINT_KIND
 from skin_lesion.engine import resolve_device
-from skin_lesion.inference import InferenceConfig, file_loaders, predict_images
+from skin_lesion.inference import (
+    InferenceConfig,
+    check_operating_point_matches,
+    file_loaders,
+    predict_images,
+)
 from skin_lesion.metadata import IDENTICAL_COPY
 from skin_lesion.tabular import read_text_csv
 
@@ -42,8 +47,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     predict.add_argument(
         "--metrics",
-        help="reporting output with the validated operating point "
-        "(default: DATA_DIR/08_reporting/test_metrics.json)",
+        help="reporting output with the validated operating point (default: the "
+        "08_reporting/test_metrics.json beside a --checkpoint's 06_models folder, if there is "
+        "one, else DATA_DIR/08_reporting/test_metrics.json)",
     )
     predict.add_argument(
         "--metadata",
@@ -166,6 +172,20 @@ def _check_output(path: str | None, option: str) -> None:
         raise FileNotFoundError(f"{option} '{path}': no folder '{target.parent}' to write it in")
 
 
+def _check_outputs_differ(csv: str | None, rejects: str | None) -> None:
+    """--csv and --rejects must be two files: the rejects overwrote the predictions."""
+    if csv and rejects and Path(csv).resolve() == Path(rejects).resolve():
+        raise ValueError(f"--csv and --rejects both name '{csv}'; give two files")
+
+
+def _metrics_beside(checkpoint: str) -> Path | None:
+    """The test_metrics.json of the data folder holding ``checkpoint`` (DATA/06_models/x.pt
+    -> DATA/08_reporting/test_metrics.json), where there is one."""
+    folder = Path(checkpoint).parent
+    beside = folder.parent / "08_reporting" / "test_metrics.json"
+    return beside if folder.name == "06_models" and beside.is_file() else None
+
+
 def _load_classifier(path: str) -> dict:
     """The checkpoint at ``path``, checked to be a classifier (the error names the file)."""
     checkpoint = load_checkpoint(path)
@@ -180,10 +200,14 @@ def _predict(args: argparse.Namespace) -> int:
     try:
         _check_output(args.csv, "--csv")
         _check_output(args.rejects, "--rejects")
+        _check_outputs_differ(args.csv, args.rejects)
         try:
             device = resolve_device(args.device)
         except RuntimeError as error:  # torch's, for a name it does not know
             raise ValueError(f"--device {args.device}: {error}") from None
+        if args.checkpoint is not None and args.metrics is None:
+            beside = _metrics_beside(args.checkpoint)
+            args.metrics = str(beside) if beside else None
         if args.checkpoint is None or args.metrics is None:
             outputs = data_dir(args.env)
             args.checkpoint = args.checkpoint or str(outputs / "06_models" / "classifier.pt")
@@ -197,6 +221,14 @@ def _predict(args: argparse.Namespace) -> int:
             )
         checkpoint = _load_classifier(args.checkpoint)
         metrics = _read_metrics(args.metrics)
+        point = metrics.get("operating_point") or {}
+        try:  # here to name both files; one without a fingerprint is warned about later
+            if point.get("classifier_sha256") is not None:
+                check_operating_point_matches(point, checkpoint)
+        except ValueError as error:
+            raise ValueError(
+                f"--metrics '{args.metrics}' does not fit --checkpoint '{args.checkpoint}': {error}"
+            ) from None
         predictions, rejects, _ = predict_images(
             checkpoint,
             metrics.get("operating_point") or {},

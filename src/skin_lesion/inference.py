@@ -616,9 +616,10 @@ def file_loaders(paths: list[str]) -> dict[str, Callable[[], bytes]]:
     """
     wanted = "/".join(IMAGE_SUFFIXES)
     loaders: dict[str, Callable[[], bytes]] = {}
-    seen: dict[str, str] = {}  # real path -> the name it was added under
+    # real path -> the name it was added under and the position of the path that gave it
+    seen: dict[str, tuple[str, int]] = {}
     repeats: list[str] = []  # names of files given again
-    for given in paths:
+    for position, given in enumerate(paths):
         path = Path(given)
         if path.is_dir():
             files = sorted(Path(f) for f in walk_files(path))
@@ -634,10 +635,10 @@ def file_loaders(paths: list[str]) -> dict[str, Callable[[], bytes]]:
                 )
             warn_left_out(given, [display_name(str(p.relative_to(path))) for p in others], wanted)
             for file in found:
-                _add(loaders, seen, repeats, file, file.read_bytes)
+                _add(loaders, seen, repeats, file, file.read_bytes, position)
             loaders.update({_name(p): left_out(wanted) for p in others})
         elif path.exists() or path.is_symlink():  # a broken link is rejected when read
-            _add(loaders, seen, repeats, path, path.read_bytes)
+            _add(loaders, seen, repeats, path, path.read_bytes, position)
         else:
             raise FileNotFoundError(f"no such image or folder: '{given}'")
     if repeats:
@@ -652,19 +653,25 @@ def file_loaders(paths: list[str]) -> dict[str, Callable[[], bytes]]:
 
 def _add(
     loaders: dict[str, Callable[[], bytes]],
-    seen: dict[str, str],
+    seen: dict[str, tuple[str, int]],
     repeats: list[str],
     path: Path,
     load: Callable[[], bytes],
+    position: int,
 ) -> None:
-    """Add one image, unless the same file was already added, under this spelling or another
-    (``x.jpg`` twice, ``x.jpg`` and ``../dir/x.jpg``, or a folder and a file in it): then it
-    goes to ``repeats``, for one warning of them all."""
+    """Add one image, unless another path given (``position``) already added the same file,
+    under this spelling or another (``x.jpg`` twice, ``x.jpg`` and ``../dir/x.jpg``, or a
+    folder and a file in it): then it goes to ``repeats``, for one warning of them all.
+
+    Two names inside one folder given (a symlink beside its target) are two images, as the
+    inference pipeline reads that folder; byte-identical copies of one file name are set
+    aside later, as there."""
     name, real = _name(path), os.path.realpath(path)
-    if real in seen:
-        repeats.append(name if seen[real] == name else f"{name} (= {seen[real]})")
+    if real in seen and seen[real][1] != position:
+        first = seen[real][0]
+        repeats.append(name if first == name else f"{name} (= {first})")
         return
-    seen[real] = name
+    seen.setdefault(real, (name, position))
     loaders[name] = load
 
 

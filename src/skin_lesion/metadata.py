@@ -112,9 +112,9 @@ def set_aside_identical_copies(
     Kaggle's HAM10000 (``kmader/skin-cancer-mnist-ham10000``) unpacks every image twice, in
     ``HAM10000_images_part_N/`` and ``ham10000_images_part_N/``. Byte-identical copies are
     one image: the first path in sorted order is kept and the others are reported (stage
-    ``duplicate_file``, never fatal). Copies whose bytes differ are all kept here, so that
-    validation rejects their image_id naming every file: which one is right is not ours to
-    guess.
+    ``duplicate_file``, never fatal), also where another file of that name differs. Files
+    whose bytes differ are all kept here (one of each set of identical ones), so that
+    validation rejects their image_id naming each: which one is right is not ours to guess.
 
     Args:
         files: Relative path -> a callable returning the file's bytes.
@@ -133,9 +133,11 @@ def set_aside_identical_copies(
         digests = dict(zip(to_read, pool.map(lambda path: _digest(path, files[path]), to_read)))
     dropped: list[tuple[str, str, str]] = []
     for paths in shared:
-        if len({digests[path] for path in paths}) == 1:
-            kept = paths[0]
-            dropped += [(PurePosixPath(kept).stem, path, kept) for path in paths[1:]]
+        by_digest: dict[str, list[str]] = {}
+        for path in paths:
+            by_digest.setdefault(digests[path], []).append(path)
+        for same in by_digest.values():  # each set of identical bytes: its first path kept
+            dropped += [(PurePosixPath(same[0]).stem, path, same[0]) for path in same[1:]]
     if dropped:
         logger.warning(
             "%d image file(s) are byte-identical copies of another file with the same name "

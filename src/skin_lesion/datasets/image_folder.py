@@ -116,12 +116,13 @@ class ImageFolderDataset(AbstractDataset[None, dict[str, Callable[[], bytes]]]):
             elif self._others == "reject" and not PurePosixPath(full).name.startswith("."):
                 others.append(relative)
         wanted = "/".join(self._extensions)
+        if not files and not self._allow_empty:  # left-out files are no images to classify
+            other = f" ({len(others)} other file(s))" if others else ""
+            raise DatasetError(
+                f"{self._description} '{self._path}' holds no {wanted} file{other}. {self._hint}"
+            )
         warn_left_out(self._path, others, wanted)
         files.update({path: left_out(wanted) for path in others})
-        if not files and not self._allow_empty:
-            raise DatasetError(
-                f"{self._description} '{self._path}' holds no {wanted} file. {self._hint}"
-            )
         return dict(sorted(files.items()))
 
     def save(self, data: None) -> None:

@@ -159,6 +159,18 @@ def test_clear_errors(trained, tmp_path, capsys):
     empty.mkdir()
     with pytest.raises(DatasetError, match=rf"folder '{empty}' holds no \.jpg/\.jpeg/\.png"):
         run_kedro(trained, "inference", inference={"input_dir": str(empty)})
+    # A folder of other files only is no image folder either (it ran, writing an empty CSV
+    # over the last predictions); nor is one whose every image is unreadable.
+    others = tmp_path / "others"
+    others.mkdir()
+    (others / "notes.txt").write_text("x")
+    with pytest.raises(DatasetError, match=r"holds no \.jpg/\.jpeg/\.png file \(1 other file"):
+        run_kedro(trained, "inference", inference={"input_dir": str(others)})
+    (others / "bad.jpg").write_bytes(b"not a jpeg")
+    with pytest.raises(
+        ValueError, match=r"no image could be classified: all 2 file\(s\).*bad\.jpg"
+    ):
+        run_kedro(trained, "inference", inference={"input_dir": str(others)})
     with pytest.raises(DatasetError, match=r"Inference image folder not found.*input_dir"):
         run_kedro(trained, "inference", inference={"input_dir": str(tmp_path / "nowhere")})
     options = [
@@ -250,6 +262,8 @@ def test_operating_point_is_tied_to_its_classifier_and_bad_files_are_named(
     other.write_text(json.dumps(metrics))
     status, err = predict(other)
     assert status == 2 and "fitted for another classifier (weights SHA-256 000000000000)" in err
+    assert f"--metrics '{other}' does not fit --checkpoint '{checkpoint}'" in err
+    assert err.count("fitted for another classifier") == 1
     # One from before the record: used, with a warning. (Kedro's logging set up by the
     # earlier runs in this process keeps records from the root logger, so listen here.)
     del metrics["operating_point"]["classifier_sha256"]
@@ -278,6 +292,17 @@ def test_operating_point_is_tied_to_its_classifier_and_bad_files_are_named(
     )
     status, err = predict(other, tmp_path / "none.pt")
     assert status == 2 and "no checkpoint at" in err and "pass --checkpoint PATH" in err
+    # --checkpoint alone: the metrics of its own data folder, not of data/ (which holds none
+    # here: the run before looked there and said to run reporting).
+    assert main(["predict", image, "--checkpoint", str(checkpoint)]) == 0
+    assert "melanoma" not in capsys.readouterr().err
+    # --csv and --rejects naming one file: refused before any work (the rejects overwrote
+    # the predictions).
+    same = tmp_path / "same.csv"
+    outputs = ["--csv", str(same), "--rejects", str(tmp_path / "." / "same.csv")]
+    status = main(["predict", image, "--checkpoint", str(checkpoint), *outputs])
+    assert status == 2 and not same.exists()
+    assert "--csv and --rejects both name" in capsys.readouterr().err
 
 
 def fusion_inference_agrees_with_reporting(project, tmp_path, device="auto", atol=1e-4):

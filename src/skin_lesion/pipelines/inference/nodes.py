@@ -14,6 +14,8 @@ from skin_lesion import figures, inference
 from skin_lesion.config import from_dict
 from skin_lesion.engine import resolve_device
 
+SHOWN = 5  # rejects named in the error of a run that classified nothing
+
 
 def classify_images(
     inference_images: dict[str, Callable[[], bytes]],
@@ -43,6 +45,13 @@ def classify_images(
         config=config,
         metadata=inference_metadata,
     )
+    if predictions.empty:  # as `skin-lesion predict` exits 1: not an empty CSV over the last
+        shown = "; ".join(f"{r.image}: {r.reason}" for r in rejects.head(SHOWN).itertuples())
+        more = f" and {len(rejects) - SHOWN} more" if len(rejects) > SHOWN else ""
+        raise ValueError(
+            f"no image could be classified: all {len(rejects)} file(s) of inference.input_dir "
+            f"rejected ({shown}{more}); nothing written"
+        )
     names = inference.overlay_names(list(panels))
     overlays = {names[name]: partial(_overlay, panel) for name, panel in panels.items()}
     return predictions, rejects, overlays
