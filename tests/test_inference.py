@@ -77,9 +77,15 @@ def test_metadata_tables_that_cannot_be_matched_are_errors() -> None:
         match_metadata(["a.jpg"], _table(image_id=["a", "a.png", "c"]))
     with pytest.raises(ValueError, match=r"2 images share a file name.*x/a\.jpg, y/a\.png"):
         match_metadata(["x/a.jpg", "y/a.png", "b.jpg"], _table())
+    # One file name in two folders (p1/1.jpg, p2/1.jpg) with no row of that name is not
+    # ambiguous: both are classified without metadata, as any image without a row.
+    _, given = match_metadata(["p1/1.jpg", "p2/1.jpg", "a.jpg"], _table())
+    assert list(given) == [False, False, True]
 
 
-def test_unknown_metadata_encodes_as_unknown_and_bad_ages_name_their_image() -> None:
+def test_unknown_metadata_encodes_as_unknown_and_bad_ages_name_their_image(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     from skin_lesion.inference import match_metadata
     from skin_lesion.tabular import fit_metadata_encoder
 
@@ -90,6 +96,14 @@ def test_unknown_metadata_encodes_as_unknown_and_bad_ages_name_their_image() -> 
     assert list(features["age_missing"]) == [0, 1]
     assert list(features["sex=unknown"]) == [0, 1]
     assert list(features["localization=unknown"]) == [0, 1]
+    # A sex or site training never saw counts as unknown, with a warning naming the image.
+    rows, _ = match_metadata(["b.jpg", "a.jpg"], _table(sex=["female", "other", "male"]))
+    with caplog.at_level(logging.WARNING, logger="skin_lesion.tabular"):
+        features = dict(zip(encoder.feature_names, encoder.transform(rows).T, strict=True))
+    assert list(features["sex=unknown"]) == [1, 0]
+    assert (
+        "1 sex value(s) outside" in caplog.text and "{'other': 1} (image(s) b.jpg)" in caplog.text
+    )
     rows, _ = match_metadata(["b.jpg"], _table(age=["40", "forty", "1"]))
     with pytest.raises(ValueError, match=r"row b\.jpg: 'forty'"):
         encoder.transform(rows)

@@ -401,19 +401,21 @@ def match_metadata(
 
     Raises:
         ValueError: Naming missing columns, repeated ``image_id`` values, images in
-            different folders whose file names (and so image_id) are the same, or ages
-            outside ``limits``, the range metadata validation kept for training.
+            different folders whose file names (and so image_id) are the same and have a row,
+            or ages outside ``limits``, the range metadata validation kept for training.
     """
     check_metadata_table(metadata)
     stems = pd.Series([PurePosixPath(name).stem for name in names], index=names, dtype=object)
-    clashes = stems[stems.duplicated(keep=False)]
+    table = metadata.assign(image_id=_image_ids(metadata)).set_index("image_id")
+    # Images of one file name in two folders are ambiguous only where the table has a row
+    # of that name (which image it describes cannot be told); without, all are "missing".
+    clashes = stems[stems.duplicated(keep=False) & stems.isin(table.index)]
     if len(clashes):
         raise ValueError(
-            f"{len(clashes)} images share a file name without extension (image_id), so one "
-            f"metadata row cannot be told from another: {_listed(list(clashes.index))}; "
-            "classify them in separate runs"
+            f"{len(clashes)} images share a file name without extension (image_id) that the "
+            "metadata table has a row for, so which image the row describes cannot be told: "
+            f"{_listed(list(clashes.index))}; classify them in separate runs"
         )
-    table = metadata.assign(image_id=_image_ids(metadata)).set_index("image_id")
     given = stems.isin(table.index).to_numpy()
     rows = table.reindex(stems.to_numpy())[list(METADATA_COLUMNS[1:])]
     rows.index = pd.Index(names, name="image")

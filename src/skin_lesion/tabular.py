@@ -350,13 +350,18 @@ def _one_hot(column: pd.Series, vocabulary: Sequence[str], name: str) -> np.ndar
     values = _normalise_column(column)
     outside = values[~values.isin(vocabulary)]
     if len(outside):
+        where = [str(label) for label in outside.index[:SHOWN_IN_ERRORS]]
+        more = len(outside) - len(where)
         logger.warning(
-            "%d %s value(s) outside %s encoded as %r: %s",
+            "%d %s value(s) outside %s encoded as %r: %s (%s %s%s)",
             len(outside),
             name,
             list(vocabulary),
             UNKNOWN,
             outside.value_counts().to_dict(),
+            "image(s)" if outside.index.name == "image" else "row(s)",
+            ", ".join(where),
+            f" and {more} more" if more > 0 else "",
         )
     index = {value: k for k, value in enumerate(vocabulary)}
     positions = values.map(index).fillna(index[UNKNOWN]).to_numpy(dtype=np.int64)

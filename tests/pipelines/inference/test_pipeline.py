@@ -374,7 +374,9 @@ def test_a_metadata_fusion_classifier_reads_the_metadata_table(kedro_project, tm
             "inference",
             inference={"input_dir": str(folder), "metadata": str(odd), "gradcam": True},
         )
-    assert sum("localization value(s) outside" in r.getMessage() for r in records) == 1
+    warned = [r.getMessage() for r in records if "localization value(s) outside" in r.getMessage()]
+    assert len(warned) == 1 and "'elbow': 1" in warned[0] and "(image(s) " in warned[0]
+    assert test["image_id"].iloc[0] in warned[0]  # which image, not only how many
     # A sidecar file of an image's name (left out of a folder) and an unreadable image are
     # rejected; neither stops the run as "two images share a file name", nor counts as an
     # image without a metadata row (the table was matched to every file before decoding).
