@@ -176,6 +176,21 @@ def test_the_command_finds_an_environments_outputs(tmp_path: Path, monkeypatch, 
     monkeypatch.delenv("KEDRO_ENV")
     assert main(["predict", "a.jpg", "--env", "cpu"]) == 2
     assert "no environment 'cpu'" in capsys.readouterr().err
+    # From a subfolder of the project, as kedro finds it (pyproject.toml's [tool.kedro]): the
+    # project's conf/ and data, not "no conf/ folder here".
+    (tmp_path / "pyproject.toml").write_text('[tool.kedro]\npackage_name = "x"\n')
+    (tmp_path / "sub").mkdir()
+    monkeypatch.chdir(tmp_path / "sub")
+    assert data_dir("cpu_quick") == tmp_path / "data" / "cpu_quick"
+    assert main(["predict", "../a.jpg", "--env", "cpu_quick"]) == 2
+    assert f"no checkpoint at '{tmp_path}/data/cpu_quick/06_models" in capsys.readouterr().err
+    monkeypatch.chdir(tmp_path)
+    assert data_dir("cpu_quick") == Path("data/cpu_quick")  # at the root: as before
+    outside = tmp_path.parent / f"{tmp_path.name}-outside"
+    outside.mkdir()
+    monkeypatch.chdir(outside)
+    assert main(["predict", str(tmp_path / "a.jpg"), "--env", "cpu_quick"]) == 2
+    assert "--env cpu_quick: no Kedro project here or above" in capsys.readouterr().err
 
 
 def test_ages_outside_the_training_range_are_named(caplog) -> None:

@@ -104,20 +104,30 @@ def main(argv: list[str] | None = None) -> int:
         package_logger.setLevel(level)
 
 
-def data_dir(env: str | None, conf: Path = Path("conf")) -> Path:
+def data_dir(env: str | None, conf: Path | None = None) -> Path:
     """Where a Kedro environment keeps its outputs: ``data_dir`` of its ``globals.yml``.
 
     As ``kedro run`` reads them: ``base`` overlaid with ``env`` (with no env, Kedro's default
-    ``local``, which may not exist). Outside a project (no ``conf/``), ``data``.
+    ``local``, which may not exist). ``conf`` defaults to the ``conf/`` of the Kedro project
+    holding the working folder (this one or a parent, as ``kedro`` finds it), and a relative
+    ``data_dir`` is then taken from that project's root. Outside a project, ``data``.
 
     Raises:
         FileNotFoundError: Naming the environments there are, for one that does not exist.
     """
     import yaml
+    from kedro.utils import find_kedro_project
 
+    root = None
+    if conf is None:
+        root = find_kedro_project(Path.cwd())
+        conf = root / "conf" if root is not None else Path("conf")
     if not conf.is_dir():
         if env:
-            raise FileNotFoundError(f"--env {env}: no conf/ folder here (run in the project)")
+            raise FileNotFoundError(
+                f"--env {env}: no Kedro project here or above (no conf/ folder); run in the "
+                "project, or pass --checkpoint and --metrics"
+            )
         return Path("data")
     if env and not (conf / env).is_dir():
         have = sorted(p.name for p in conf.iterdir() if p.is_dir())
@@ -127,7 +137,10 @@ def data_dir(env: str | None, conf: Path = Path("conf")) -> Path:
         file = conf / name / "globals.yml"
         if file.is_file():
             found = (yaml.safe_load(file.read_text()) or {}).get("data_dir", found)
-    return Path(found)
+    outputs = Path(found)
+    if root is not None and not outputs.is_absolute() and root.resolve() != Path.cwd().resolve():
+        outputs = root / outputs  # run from a subfolder: the project's data, not ./data
+    return outputs
 
 
 def _read_metrics(path: str) -> dict:

@@ -313,6 +313,8 @@ def predict_images(
     predictions["melanoma_threshold"] = threshold
     predictions["tta"] = tta
     predictions["metadata"] = status
+    # Which classifier made them, as the operating point and the MLflow runs name it.
+    predictions["classifier_sha256"] = state_fingerprint(checkpoint)
     logger.info("Classified %d image(s); %d rejected", len(predictions), len(rejects))
     if not len(predictions):
         logger.warning("no image could be classified: all %d rejected", len(rejects))

@@ -141,6 +141,9 @@ def test_command_prints_a_table_and_writes_csv(trained, tmp_path, capsys):
     assert "rejected" in captured.err and "bad.jpg" in captured.err
     written = pd.read_csv(csv)
     assert len(written) == 3 and (written["metadata"] == "unused").all()
+    # Each row names the classifier that made it, as the operating point does.
+    metrics = json.loads((trained / "data/test/08_reporting/test_metrics.json").read_text())
+    assert set(written["classifier_sha256"]) == {metrics["operating_point"]["classifier_sha256"]}
     # Identical copies (Kaggle's folder holds every image twice): one line, not one per copy.
     for folder in ("a", "b"):
         (tmp_path / folder).mkdir()
