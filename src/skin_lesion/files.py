@@ -50,11 +50,15 @@ def display_name(name: str) -> str:
     return name
 
 
-def _left_out(wanted: str) -> bytes:
-    raise ImageDecodeError(
+def _left_out_message(wanted: str) -> str:
+    return (
         f"not a {wanted} file: left out (`skin-lesion predict FILE` reads a file named on "
         "its own whatever its ending)"
     )
+
+
+def _left_out(wanted: str) -> bytes:
+    raise ImageDecodeError(_left_out_message(wanted))
 
 
 def left_out(wanted: str) -> Callable[[], bytes]:
@@ -67,6 +71,13 @@ def left_out(wanted: str) -> Callable[[], bytes]:
 def is_left_out(loader: Callable[[], bytes]) -> bool:
     """Whether ``loader`` is :func:`left_out`'s (a file that will not be read as an image)."""
     return isinstance(loader, partial) and loader.func is _left_out
+
+
+def left_out_reason(loader: Callable[[], bytes]) -> str:
+    """The reason a :func:`left_out` loader fails with, without calling it."""
+    if not is_left_out(loader):
+        raise ValueError("not a left_out() loader")
+    return _left_out_message(*loader.args)
 
 
 def warn_left_out(folder: str, names: list[str], wanted: str) -> None:

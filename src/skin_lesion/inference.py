@@ -34,7 +34,14 @@ from skin_lesion.checkpoints import require_kind, state_fingerprint
 from skin_lesion.classifier import CHECKPOINT_KIND, CheckpointPredictor
 from skin_lesion.config import check_at_least, from_dict
 from skin_lesion.evaluation import explain
-from skin_lesion.files import display_name, is_left_out, left_out, walk_files, warn_left_out
+from skin_lesion.files import (
+    display_name,
+    is_left_out,
+    left_out,
+    left_out_reason,
+    walk_files,
+    warn_left_out,
+)
 from skin_lesion.images import IMAGE_SUFFIXES, build_image_cache
 from skin_lesion.metadata import MetadataConfig, set_aside_identical_copies
 from skin_lesion.preprocessing import PreprocessConfig
@@ -232,16 +239,18 @@ def predict_images(
         {name: loaders[name] for name in loaders if name in readable}, listed_in="the rejects"
     )
     set_aside = dict(zip(copies["file"], copies["reason"], strict=True))
+    # Files a folder left out (already warned about) go to the rejects without decoding.
+    set_aside.update(
+        {name: left_out_reason(load) for name, load in loaders.items() if is_left_out(load)}
+    )
     names_all = [name for name in loaders if name not in set_aside]
     if fuses:
         # Matched before any decoding, so that a table that cannot be used fails at once:
         # every file that will be read (not those a folder leaves out, such as a sidecar
-        # ISIC_0.json beside ISIC_0.jpg). Encoded once, for the predictions and Grad-CAM
-        # alike (its warnings said once).
-        read = [i for i, name in enumerate(names_all) if name in readable]
-        slot = {i: k for k, i in enumerate(read)}
+        # ISIC_0.json beside ISIC_0.jpg, nor the identical copies). Encoded once, for the
+        # predictions and Grad-CAM alike (its warnings said once).
         rows_read, given_read = match_metadata(
-            [names_all[i] for i in read], metadata, metadata_limits(checkpoint), warn=False
+            names_all, metadata, metadata_limits(checkpoint), warn=False
         )
         encoder = MetadataEncoder.from_dict(checkpoint["metadata_encoder"])
         meta_read = encoder.transform(rows_read)
@@ -283,7 +292,7 @@ def predict_images(
                     predictor(
                         cache.images,
                         np.arange(len(done)),
-                        meta_features=meta_read[[slot[i] for i in done]] if fuses else None,
+                        meta_features=meta_read[done] if fuses else None,
                     )
                 )
             kept += done
@@ -292,15 +301,15 @@ def predict_images(
     rejects = pd.DataFrame(
         list(set_aside.items()) + list(failures.items()), columns=list(REJECT_COLUMNS)
     )
+    rejects = rejects.sort_values("image", ignore_index=True)  # alike however they were given
     names = [names_all[i] for i in kept]
     if fuses:
         # Said of the images classified only (not of those rejected).
-        rows_kept = [slot[i] for i in kept]
-        given = given_read[rows_kept]
+        given = given_read[kept]
         warn_missing_rows(names, given)
-        warn_unseen_ages(rows_read.iloc[rows_kept], encoder)
+        warn_unseen_ages(rows_read.iloc[kept], encoder)
         status = np.where(given, "given", "missing")
-        meta = meta_read[rows_kept]
+        meta = meta_read[kept]
     else:
         status, meta = np.full(len(names), "unused"), None
     probs = np.concatenate(probs_parts) if probs_parts else np.zeros((0, len(classes)))

@@ -392,8 +392,12 @@ def test_a_metadata_fusion_classifier_reads_the_metadata_table(kedro_project, tm
             kedro_project, "inference", inference={"input_dir": str(folder), "metadata": str(table)}
         )
     rejects = pd.read_csv(root / "07_model_output" / "inference_rejects.csv")
-    assert sorted(rejects["image"]) == sorted([sidecar.name, broken.name])
+    assert list(rejects["image"]) == sorted([sidecar.name, broken.name])  # by name
     assert not any("no row in the metadata table" in r.getMessage() for r in records)
+    # The sidecar is warned about once, as left out, not again as an image that failed.
+    messages = [r.getMessage() for r in records]
+    assert sum(sidecar.name in m for m in messages) == 1
+    assert any("1 of " in m and "images failed" in m and broken.name in m for m in messages)
     sidecar.unlink()
     broken.unlink()
     # Kaggle's layout holds every image twice: an identical copy in another folder is
