@@ -229,8 +229,16 @@ def recorded_parameters(record: dict, cache: dict | None = None) -> tuple[dict |
     return found, f"conf at its commit {commit[:10]}" if found is not None else "not recorded"
 
 
+# Parameters added since records were kept, each with the value that does what every run
+# before it did: a record without the key ran with that value, so a run with another differs.
+EARLIER_VALUES = {"reporting.bootstrap.stratified": False}
+
+
 def parameter_differences(theirs: dict, ours: dict) -> tuple[list[str], list[str]]:
-    """Keys whose values differ (both have them), and keys only one side has."""
+    """Keys whose values differ (both have them, or one has one of ``EARLIER_VALUES`` and
+    the other ran before it), and keys only one side has (others added since)."""
+    theirs = {**{k: v for k, v in EARLIER_VALUES.items() if k in ours}, **theirs}
+    ours = {**{k: v for k, v in EARLIER_VALUES.items() if k in theirs}, **ours}
     both = sorted(k for k in set(theirs) & set(ours) if theirs[k] != ours[k])
     one = sorted(set(theirs) ^ set(ours))
     return both, one
@@ -753,6 +761,14 @@ def aggregate(name: str, results: Path = RESULTS) -> dict:
             + ", ".join(f"seed {k}: {v[:12]}" for k, v in sorted(splits.items()))
             + "); rerun or move the odd ones aside"
         )
+    earlier = {"confidence": 0.95, "stratified": False}  # what a record without one ran
+    kinds = {json.dumps(s["metrics"].get("bootstrap") or earlier, sort_keys=True) for s in seeds}
+    if len(kinds) > 1:
+        raise SystemExit(
+            f"{folder}: its {unit}s' bootstrap intervals are of different kinds ("
+            + " vs ".join(sorted(kinds))
+            + "); rerun the odd ones with --rescore, or move them aside"
+        )
     summary = {}
     for label, _, _ in METRICS:
         summary[label] = _spread([s["metrics"][label]["value"] for s in seeds])
@@ -780,8 +796,8 @@ def aggregate(name: str, results: Path = RESULTS) -> dict:
         test_images=first["metrics"]["test_images"],
         test_lesions=first["metrics"]["test_lesions"],
         metrics=summary,
-        # The intervals' confidence and stratification (the parameters are the seeds' own,
-        # checked alike above); seed files from before 2026-12-06 have none.
+        # The intervals' confidence and stratification, alike in every seed (checked above);
+        # seed files from before 2026-12-06 have none.
         bootstrap=first["metrics"].get("bootstrap"),
         # Seed files written before validation was recorded have none.
         validation={

@@ -422,6 +422,30 @@ def test_run_parameters_are_the_environments_with_the_overrides_less_the_per_run
     )
     assert not {"seed", "raw_dir", accuracy.FOLD_KEY} & set(plain)
     assert accuracy.run_parameters("gpu_full", {})["classifier_training.augment.crop_size"] == 224
+    # A record from before the stratified bootstrap ran the plain one: a run with it
+    # differs (not "a parameter one side lacks, taken to keep the earlier behaviour").
+    assert plain["reporting.bootstrap.stratified"] is True
+    before = {k: v for k, v in plain.items() if k != "reporting.bootstrap.stratified"}
+    assert accuracy.parameter_differences(before, plain) == (
+        ["reporting.bootstrap.stratified"],
+        [],
+    )
+    assert accuracy.parameter_differences(
+        before, plain | {"reporting.bootstrap.stratified": False}
+    ) == ([], [])
+
+
+def test_seeds_with_intervals_of_different_kinds_are_not_summarised_together(
+    tmp_path: Path,
+) -> None:
+    _write_seed(tmp_path, 0, 0.6)  # a report from before: plain 95% intervals
+    _write_seed(tmp_path, 1, 0.7)
+    accuracy.aggregate("run", tmp_path)
+    record = json.loads((tmp_path / "accuracy" / "run" / "seed1.json").read_text())
+    record["metrics"]["bootstrap"] = {"confidence": 0.95, "stratified": True}
+    (tmp_path / "accuracy" / "run" / "seed1.json").write_text(json.dumps(record))
+    with pytest.raises(SystemExit, match=r"bootstrap intervals are of different kinds"):
+        accuracy.aggregate("run", tmp_path)
 
 
 def test_a_run_with_other_parameters_is_not_filed_beside_them(

@@ -398,3 +398,25 @@ def test_image_cache_repr_gives_its_size_not_its_pixels() -> None:
     cache = ImageCache(np.zeros((1000, 8, 9, 3), np.uint8), tuple(map(str, range(1000))), {})
     assert repr(cache) == "ImageCache(1000 images of 8x9 (HxW), uint8, first '0'; preprocessing {})"
     assert cache.shape == (1000, 8, 9, 3)
+
+
+def test_images_unlike_dermoscopy_are_cached_and_named_in_one_warning(caplog) -> None:
+    """A 3x2 thumbnail or a grey scan was classified with confidence and no word."""
+    config = PreprocessConfig(height=48, width=64)
+    grey = np.repeat(noisy_rgb(48, 64)[..., :1], 3, axis=2)
+    loaders = {
+        "colour": lambda: encode(noisy_rgb(48, 64)),
+        "tiny": lambda: encode(noisy_rgb(10, 12, seed=1)),  # enlarged 5.3x on a side
+        "small": lambda: encode(noisy_rgb(12, 16, seed=2)),  # 4x: still fine
+        "grey": lambda: encode(Image.fromarray(grey[..., 0], mode="L")),
+        "bad": lambda: b"junk",
+    }
+    with caplog.at_level("WARNING", logger="skin_lesion.images"):
+        cache, failures = build_image_cache(loaders, config, workers=2, progress=False)
+    assert cache.image_ids == ("colour", "tiny", "small", "grey") and list(failures) == ["bad"]
+    odd = [r.getMessage() for r in caplog.records if "unlike dermoscopy" in r.getMessage()]
+    assert odd == [
+        "2 of 5 images are unlike dermoscopy images (colour, at least a quarter of the "
+        "cache's size), and are used all the same: tiny (12x10, upscaled 5x), "
+        "grey (grey: its three channels are equal)"
+    ]

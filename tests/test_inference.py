@@ -349,3 +349,23 @@ def test_lazy_gradcam_names_an_image_it_cannot_read_again_instead_of_failing(
     assert not panels["b.jpg"]["heatmap"].any() and panels["a.jpg"]["heatmap"].all()
     assert panels["c.jpg"]["image"].max() == 2  # the others as decoded
     assert "Grad-CAM of b.jpg: cannot read file: gone" in caplog.text
+
+
+def test_the_metrics_beside_a_checkpoint_are_found_however_it_is_named(
+    tmp_path: Path, monkeypatch
+) -> None:
+    from skin_lesion.command import _metrics_beside
+
+    models, reporting = tmp_path / "data" / "06_models", tmp_path / "data" / "08_reporting"
+    models.mkdir(parents=True)
+    assert _metrics_beside(str(models / "classifier.pt")) is None  # no metrics there yet
+    reporting.mkdir()
+    (reporting / "test_metrics.json").write_text("{}")
+    expected = reporting / "test_metrics.json"
+    assert _metrics_beside(str(models / "classifier.pt")) == expected
+    monkeypatch.chdir(models)  # a bare name (its parent is "."), and ./name
+    assert _metrics_beside("classifier.pt") == expected
+    assert _metrics_beside("./classifier.pt") == expected
+    monkeypatch.chdir(tmp_path)
+    assert _metrics_beside("data/06_models/classifier.pt") == expected
+    assert _metrics_beside("elsewhere/classifier.pt") is None

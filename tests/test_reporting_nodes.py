@@ -53,3 +53,32 @@ def test_evaluate_test_refuses_classes_in_another_order_than_the_labels() -> Non
         ValueError, match=r"60 of 70 test predictions have a label that is not their dx.*first: t0"
     ):
         nodes.evaluate_test(test, val, isic_order, params, seed=0)
+
+
+@pytest.mark.parametrize(("recorded", "used"), [("dihedral", "dihedral"), (None, "none")])
+def test_gradcam_explains_with_the_tta_the_predictions_were_made_with(
+    monkeypatch: pytest.MonkeyPatch, recorded: str | None, used: str
+) -> None:
+    """The panels' classes and confidences are the TTA predictions': so are their maps (a
+    test_metrics.json from before the TTA was recorded was single-view)."""
+    rng = np.random.default_rng(1)
+    probs = rng.dirichlet(np.ones(len(CLASSES)), size=14)
+    predictions = pd.DataFrame(probs, columns=[f"p_{c}" for c in CLASSES])
+    predictions["label"] = np.arange(14) % len(CLASSES)
+    predictions["image_id"] = [f"ISIC_{i}" for i in range(14)]
+    seen = {}
+
+    def capture(classifier, images, rows, chosen, *, device, tta):
+        seen["tta"] = tta
+        return []
+
+    monkeypatch.setattr(nodes, "_check_classifier", lambda *args, **kwargs: None)
+    monkeypatch.setattr(nodes, "_rows", lambda *args: None)
+    monkeypatch.setattr(nodes.ev, "gradcam_panels", capture)
+    monkeypatch.setattr(nodes.figures, "figure_to_png", lambda fig: b"png")
+    metrics = {"calibration": {"temperature": 1.5}} | ({"tta": recorded} if recorded else {})
+    cache = type("Cache", (), {"images": None})()
+    png = nodes.plot_gradcam(
+        {"class_names": CLASSES}, cache, None, None, predictions, metrics, {}, "cpu"
+    )
+    assert png == b"png" and seen["tta"] == used

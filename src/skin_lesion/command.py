@@ -194,7 +194,7 @@ def _check_outputs_differ(csv: str | None, rejects: str | None) -> None:
 def _metrics_beside(checkpoint: str) -> Path | None:
     """The test_metrics.json of the data folder holding ``checkpoint`` (DATA/06_models/x.pt
     -> DATA/08_reporting/test_metrics.json), where there is one."""
-    folder = Path(checkpoint).parent
+    folder = Path(checkpoint).absolute().parent  # "classifier.pt" run in 06_models too
     beside = folder.parent / "08_reporting" / "test_metrics.json"
     return beside if folder.name == "06_models" and beside.is_file() else None
 

@@ -37,6 +37,10 @@ from skin_lesion.preprocessing import PreprocessConfig, preprocess_image
 logger = logging.getLogger(__name__)
 
 MIN_IMAGE_SIDE = 2
+# An image the cache enlarges more than this on a side is named in a warning: its cached
+# pixels are mostly interpolated (HAM10000's 600x450 and 200x150 copies are enlarged at most
+# 1.7x, to the default 256x341 cache).
+UPSCALE_WARNING = 4.0
 # The suffixes a folder of images is searched for (any case); a file named directly is read
 # whatever its suffix.
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
@@ -275,11 +279,14 @@ def build_image_cache(
     n = len(ids)
     images = np.empty((n, config.height, config.width, 3), dtype=np.uint8)
     reasons: list[str | None] = [None] * n
+    odd: list[str | None] = [None] * n  # usable, but unlike any dermoscopy image: why
 
     def process(row: int) -> None:
         try:
             data = loaders[ids[row]]()
-            images[row] = preprocess_image(decode_image(data), config)
+            decoded = decode_image(data)
+            odd[row] = _oddity(decoded, config)
+            images[row] = preprocess_image(decoded, config)
         except ImageDecodeError as exc:
             reasons[row] = str(exc)
         except cv2.error as exc:
@@ -314,7 +321,36 @@ def build_image_cache(
     if failures:
         sample = dict(list(failures.items())[:_MAX_LOGGED_FAILURES])
         logger.warning("%d of %d images failed, e.g. %s", len(failures), n, sample)
+    _warn_odd({ids[row]: odd[row] for row in kept if odd[row]}, n)
     return cache, failures
+
+
+def _oddity(image: np.ndarray, config: PreprocessConfig) -> str | None:
+    """Why a decoded image is unlike any dermoscopy image, though usable; None if it is not:
+    so small that the cache's pixels are mostly interpolated, or grey (all channels equal)."""
+    height, width = image.shape[:2]
+    scale = max(config.height / height, config.width / width)
+    if scale > UPSCALE_WARNING:
+        return f"{width}x{height}, upscaled {scale:.0f}x"
+    # The first row first: most colour images differ there, sparing the full comparison.
+    grey = (image[0, :, 0] == image[0, :, 1]).all() and (image[..., 0] == image[..., 1]).all()
+    if grey and (image[..., 1] == image[..., 2]).all():
+        return "grey: its three channels are equal"
+    return None
+
+
+def _warn_odd(odd: dict[str, str], n: int) -> None:
+    """One warning naming (the first few of) the images :func:`_oddity` found; none if none."""
+    if odd:
+        shown = list(odd.items())[:_MAX_LOGGED_FAILURES]
+        logger.warning(
+            "%d of %d images are unlike dermoscopy images (colour, at least a quarter of the "
+            "cache's size), and are used all the same: %s%s",
+            len(odd),
+            n,
+            ", ".join(f"{name} ({why})" for name, why in shown),
+            " and more" if len(odd) > len(shown) else "",
+        )
 
 
 def _run_parallel(task: Callable[[int], None], n: int, workers: int, progress: bool) -> None:

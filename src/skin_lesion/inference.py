@@ -196,10 +196,11 @@ def predict_images(
     Returns:
         ``predictions`` (``image``, the calibrated ``p_<class>``, ``predicted``,
         ``melanoma_flag``, ``melanoma_threshold``, ``tta``, ``metadata``: ``given``,
-        ``missing`` (classified as unknown) or ``unused`` by an image-only classifier),
-        ``rejects`` (``image``, ``reason``) and, with ``config.gradcam``, one callable per
-        image returning its Grad-CAM panel (``image``, ``heatmap``, ``title``), computed
-        when called, a batch at a time (:class:`LazyGradcam`; empty otherwise).
+        ``missing`` (classified as unknown) or ``unused`` by an image-only classifier,
+        ``classifier_sha256``), ``rejects`` (``image``, ``reason``, sorted by image) and,
+        with ``config.gradcam``, one callable per image returning its Grad-CAM panel
+        (``image``, ``heatmap``, ``title``), computed when called, a batch at a time
+        (:class:`LazyGradcam`; empty otherwise).
 
     Raises:
         ValueError: For a checkpoint of the wrong kind, a metadata-fusion classifier
@@ -253,7 +254,7 @@ def predict_images(
             names_all, metadata, metadata_limits(checkpoint), warn=False
         )
         encoder = MetadataEncoder.from_dict(checkpoint["metadata_encoder"])
-        meta_read = encoder.transform(rows_read)
+        meta_read = encoder.transform(rows_read, warn=False)  # warned of the classified
     classes = checkpoint["class_names"]
     parts = chunked(names_all, config.chunk_size)
     many = len(parts) > 1  # then one progress bar over the parts, not one per part
@@ -308,6 +309,7 @@ def predict_images(
         given = given_read[kept]
         warn_missing_rows(names, given)
         warn_unseen_ages(rows_read.iloc[kept], encoder)
+        encoder.warn_unseen(rows_read.iloc[kept])
         status = np.where(given, "given", "missing")
         meta = meta_read[kept]
     else:

@@ -113,12 +113,14 @@ class MetadataEncoder:
         """The number of output columns ``F``."""
         return 2 + len(self.sex_vocabulary) + len(self.localization_vocabulary)
 
-    def transform(self, frame: pd.DataFrame) -> np.ndarray:
+    def transform(self, frame: pd.DataFrame, *, warn: bool = True) -> np.ndarray:
         """Encode metadata rows as features.
 
         Args:
             frame: Rows with columns ``age`` (number, NaN or ``""`` when missing), ``sex``
                 and ``localization``; other columns are ignored.
+            warn: Warn about sexes and sites outside the vocabularies (encoded as unknown),
+                naming the rows (:meth:`warn_unseen`); False leaves that to the caller.
 
         Returns:
             A float32 array of shape ``(len(frame), num_features)``, rows in frame order,
@@ -132,9 +134,42 @@ class MetadataEncoder:
         ages = _parse_ages(frame["age"])
         missing = np.isnan(ages)
         scaled = np.where(missing, 0.0, (ages - self.age_mean) / self.age_std)
-        sex = _one_hot(frame["sex"], self.sex_vocabulary, "sex")
-        place = _one_hot(frame["localization"], self.localization_vocabulary, "localization")
+        sex = _one_hot(frame["sex"], self.sex_vocabulary)
+        place = _one_hot(frame["localization"], self.localization_vocabulary)
+        if warn:
+            self.warn_unseen(frame)
         return np.column_stack([scaled, missing, sex, place]).astype(np.float32)
+
+    def warn_unseen(self, frame: pd.DataFrame) -> None:
+        """One warning per column counting the values outside its vocabulary (encoded as
+        ``unknown``) and naming the first rows that hold them: by image where ``frame`` is
+        indexed by ``image`` (inference) or has an ``image_id`` column, else by position."""
+        if frame.index.name == "image":
+            where, kind = frame.index.astype(str), "image(s)"
+        elif "image_id" in frame.columns:
+            where, kind = frame["image_id"].astype(str), "image_id(s)"
+        else:
+            where, kind = pd.Index([str(k) for k in range(len(frame))]), "row(s)"
+        for column, vocabulary in (
+            ("sex", self.sex_vocabulary),
+            ("localization", self.localization_vocabulary),
+        ):
+            values = _normalise_column(frame[column])
+            outside = ~values.isin(vocabulary).to_numpy()
+            if outside.any():
+                named = list(np.asarray(where)[outside][:SHOWN_IN_ERRORS])
+                more = int(outside.sum()) - len(named)
+                logger.warning(
+                    "%d %s value(s) outside %s encoded as %r: %s (%s %s%s)",
+                    int(outside.sum()),
+                    column,
+                    list(vocabulary),
+                    UNKNOWN,
+                    values[outside].value_counts().to_dict(),
+                    kind,
+                    ", ".join(named),
+                    f" and {more} more" if more > 0 else "",
+                )
 
     def to_dict(self) -> dict[str, Any]:
         """The encoder as plain JSON-able values; :meth:`from_dict` rebuilds it exactly."""
@@ -345,24 +380,9 @@ def _normalise_column(column: pd.Series) -> pd.Series:
     return column.where(column.notna(), "").astype(str).map(_normalise_text)
 
 
-def _one_hot(column: pd.Series, vocabulary: Sequence[str], name: str) -> np.ndarray:
+def _one_hot(column: pd.Series, vocabulary: Sequence[str]) -> np.ndarray:
     """One-hot encode ``column`` over ``vocabulary``; values outside it count as unknown."""
     values = _normalise_column(column)
-    outside = values[~values.isin(vocabulary)]
-    if len(outside):
-        where = [str(label) for label in outside.index[:SHOWN_IN_ERRORS]]
-        more = len(outside) - len(where)
-        logger.warning(
-            "%d %s value(s) outside %s encoded as %r: %s (%s %s%s)",
-            len(outside),
-            name,
-            list(vocabulary),
-            UNKNOWN,
-            outside.value_counts().to_dict(),
-            "image(s)" if outside.index.name == "image" else "row(s)",
-            ", ".join(where),
-            f" and {more} more" if more > 0 else "",
-        )
     index = {value: k for k, value in enumerate(vocabulary)}
     positions = values.map(index).fillna(index[UNKNOWN]).to_numpy(dtype=np.int64)
     return np.eye(len(vocabulary), dtype=np.float32)[positions]

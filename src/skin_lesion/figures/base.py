@@ -44,6 +44,7 @@ DARK_CELL = 0.5
 TSNE_MIN_SAMPLES = 5
 IMAGE_CELL_INCHES = 1.9
 ANNOTATE_LEFT_OF = 0.75
+ANNOTATE_BELOW = 0.85  # y above which a point's label goes below it, inside the axes
 NOTE_STYLE: dict[str, Any] = {"ha": "center", "va": "center", "fontsize": 12, "color": NEUTRAL}
 
 

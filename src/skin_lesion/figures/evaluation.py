@@ -11,6 +11,7 @@ from matplotlib.patches import Patch
 from sklearn.metrics import auc, average_precision_score, precision_recall_curve, roc_curve
 
 from skin_lesion.figures.base import (
+    ANNOTATE_BELOW,
     ANNOTATE_LEFT_OF,
     MATRIX_CMAP,
     NEUTRAL,
@@ -190,7 +191,8 @@ def plot_precision_recall(
         ax.annotate(
             f"{shown}\nR = {r:.2f}",
             (r, p),
-            xytext=(-16 if right else 16, 16),
+            # below a point near the top (nothing flagged sits at P = 1), else above it
+            xytext=(-16 if right else 16, -40 if p > ANNOTATE_BELOW else 16),
             textcoords="offset points",
             ha="right" if right else "left",
             fontsize=10,

@@ -50,7 +50,7 @@ def trained(kedro_project):
     return kedro_project
 
 
-def test_inference_matches_reporting_and_sets_bad_files_aside(trained, tmp_path):
+def test_inference_matches_reporting_and_sets_bad_files_aside(trained, tmp_path, monkeypatch):
     root = trained / "data" / "test"
     raw = root / "01_raw" / "HAM10000"
     test = pd.read_csv(root / "07_model_output" / "test_predictions.csv")
@@ -67,10 +67,22 @@ def test_inference_matches_reporting_and_sets_bad_files_aside(trained, tmp_path)
     shutil.copy(first, folder / "x" / "y.jpg")
     shutil.copy(first, folder / "x__y.jpg")
 
+    from skin_lesion import inference as library
+
+    explained, explain = [], library.explain
+
+    def spy(*args, **kwargs):
+        explained.append(kwargs["tta"])
+        return explain(*args, **kwargs)
+
+    monkeypatch.setattr(library, "explain", spy)
     run_kedro(trained, "inference", inference={"input_dir": str(folder), "gradcam": True})
     out = pd.read_csv(root / "07_model_output" / "inference_predictions.csv")
     rejects = pd.read_csv(root / "07_model_output" / "inference_rejects.csv")
     assert sorted(rejects["image"]) == ["empty.jpg", "notes.png", "scan.tif"]
+    # The overlays explain the predictions as they were made: with their TTA (here the
+    # operating point's, none; another given is passed on as well, at the end).
+    assert explained and set(explained) == set(out["tta"])
     assert rejects["reason"].str.len().min() > 0
     assert (
         rejects.set_index("image")
@@ -106,6 +118,14 @@ def test_inference_matches_reporting_and_sets_bad_files_aside(trained, tmp_path)
         again = pd.read_csv(root / "07_model_output" / f"{name}.csv")
         pd.testing.assert_frame_equal(again, frame, check_exact=False, atol=1e-6)
     assert {p.name: p.read_bytes() for p in gradcam.iterdir()} == pictures
+
+    few = tmp_path / "few"
+    few.mkdir()
+    shutil.copy(first, few / first.name)
+    explained.clear()
+    flips = {"input_dir": str(few), "gradcam": True, "tta": "flips"}
+    run_kedro(trained, "inference", inference=flips)
+    assert explained == ["flips"]
 
 
 def test_command_prints_a_table_and_writes_csv(trained, tmp_path, capsys):
@@ -370,13 +390,18 @@ def test_a_metadata_fusion_classifier_reads_the_metadata_table(kedro_project, tm
     odd = tmp_path / "odd.csv"
     ham = pd.read_csv(table, dtype=str, keep_default_na=False)
     ham.loc[ham["image_id"] == test["image_id"].iloc[0], "localization"] = "elbow"
-    ham.to_csv(odd, index=False)
+    # An unreadable image with an odd row: rejected, so not named among the classified.
+    unreadable = ham.iloc[[0]].assign(image_id="ISIC_unreadable", localization="moon")
+    pd.concat([ham, unreadable]).to_csv(odd, index=False)
+    (folder / "ISIC_unreadable.jpg").write_bytes(b"not a jpeg")
     with caplog_at_warning() as records:
         run_kedro(
             kedro_project,
             "inference",
             inference={"input_dir": str(folder), "metadata": str(odd), "gradcam": True},
         )
+    (folder / "ISIC_unreadable.jpg").unlink()
+    assert not any("moon" in r.getMessage() for r in records)
     warned = [r.getMessage() for r in records if "localization value(s) outside" in r.getMessage()]
     assert len(warned) == 1 and "'elbow': 1" in warned[0] and "(image(s) " in warned[0]
     assert test["image_id"].iloc[0] in warned[0]  # which image, not only how many

@@ -29,12 +29,17 @@ def test_kedro_run_everything_ends_with_the_report(kedro_project):
     assert metrics["test_images"] == len(test_ids)
     assert metrics["calibration"]["fitted_on"] == "validation"
     assert metrics["melanoma"]["validated_threshold"]["chosen_on"] == "validation"
-    assert set(metrics["bootstrap"]) >= {
+    assert set(metrics["bootstrap"]) == {
         "balanced_accuracy",
         "macro_f1",
         "macro_auc",
         "melanoma_sensitivity",
+        "melanoma_specificity",
+        "melanoma_sensitivity_at_threshold",
+        "melanoma_specificity_at_threshold",
     }
+    # Each diagnosis's lesions resampled apart (reporting.bootstrap.stratified, the default).
+    assert all(entry["stratified"] is True for entry in metrics["bootstrap"].values())
     cm = metrics["test"]["confusion_matrix"]
     assert sum(map(sum, cm)) == len(test_ids)
 
