@@ -34,6 +34,22 @@ def test_fit_temperature_recovers_known_temperature() -> None:
     assert np.allclose(calibrated.sum(axis=1), 1.0)
 
 
+def test_a_temperature_fitted_on_separable_validation_is_called_meaningless(caplog) -> None:
+    """Every validation image right (the demo's data): the NLL falls as T shrinks, and the
+    search stopped short of its bound, so the bound's warning said nothing."""
+    labels = np.arange(60) % 7
+    probs = np.full((60, 7), 0.02)
+    probs[np.arange(60), labels] = 0.88
+    with caplog.at_level("WARNING", logger="skin_lesion.calibration"):
+        fit_temperature(probs, labels)
+    assert "every one of the 60 validation images is classified correctly" in caplog.text
+    caplog.clear()
+    labels[0] = 1  # one mistake: a real fit, no such warning
+    with caplog.at_level("WARNING", logger="skin_lesion.calibration"):
+        fit_temperature(probs, labels)
+    assert "classified correctly" not in caplog.text
+
+
 def test_apply_temperature_identity_and_errors() -> None:
     _, probs = noisy_predictions(20, seed=7)
     np.testing.assert_allclose(apply_temperature(probs, 1.0), probs, rtol=1e-10)

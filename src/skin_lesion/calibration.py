@@ -50,7 +50,17 @@ def fit_temperature(probs: np.ndarray, labels: np.ndarray) -> float:
 
     result = minimize_scalar(nll, bounds=LOG_TEMPERATURE_BOUNDS, method="bounded")
     temperature = float(np.exp(result.x))
-    if min(abs(result.x - b) for b in LOG_TEMPERATURE_BOUNDS) < 1e-3:
+    if (probs.argmax(axis=1) == labels).all():
+        # The NLL then falls towards 0 as T shrinks; where the search stopped means nothing
+        # (the demo's synthetic data, or a validation split too small or too easy).
+        logger.warning(
+            "every one of the %d validation images is classified correctly: the NLL keeps "
+            "falling as the temperature shrinks, so the fitted %.4g is only where the search "
+            "stopped, and calibration says nothing on these data",
+            len(labels),
+            temperature,
+        )
+    elif min(abs(result.x - b) for b in LOG_TEMPERATURE_BOUNDS) < 1e-3:
         logger.warning("fitted temperature %.4g is at its search bound", temperature)
     logger.info("temperature %.4f: NLL %.4f -> %.4f", temperature, nll(0.0), result.fun)
     return temperature
