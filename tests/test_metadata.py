@@ -135,6 +135,19 @@ def test_lesion_with_two_diagnoses_is_rejected():
     assert all("several diagnoses (akiec, bcc)" in r for r in rejected["reason"])
 
 
+def test_a_diagnosis_typo_rejects_its_row_not_the_lesions_other_images():
+    """MEL on one image of a mel lesion rejected all three as "several diagnoses (MEL, mel)",
+    and under on_invalid: drop lost the two correct ones."""
+    rows = _good(8) + [
+        {"lesion_id": "HAM_lesion", "image_id": f"ISIC_m{k}", "dx": dx}
+        for k, dx in enumerate(["mel", "MEL", "mel"])
+    ]
+    valid, rejected = _validate(rows)
+    assert list(valid["image_id"])[-2:] == ["ISIC_m0", "ISIC_m2"]
+    assert list(rejected["image_id"]) == ["ISIC_m1"]
+    assert "several diagnoses" not in rejected["reason"].iloc[0]
+
+
 def test_policy_raise_names_first_rows_and_count():
     rows = _good(12)
     for row in rows[:7]:
@@ -310,3 +323,19 @@ def test_a_rare_localization_like_a_common_one_is_named_as_a_likely_typo(caplog)
     assert "'bakc' on line 6 (like 'back', on 8 rows)" in warnings[0]
     assert "extremity" not in warnings[0]
     assert "acral" not in warnings[0]
+
+
+def test_age_zero_is_kept_with_a_warning_counting_it_by_class(caplog):
+    """HAM10000 has 39 rows of age 0 (nv, bkl, vasc): likely placeholders, read by metadata
+    fusion as newborns without a word."""
+    rows = _good(8)
+    rows[2]["age"] = "0"
+    rows[6]["age"] = "0.0"
+    with caplog.at_level("WARNING", logger="skin_lesion.metadata"):
+        valid, rejected = _validate(rows)
+    assert len(valid) == 8 and rejected.empty
+    assert list(valid.loc[valid["age"].eq(0), "image_id"]) == ["ISIC_0000002", "ISIC_0000006"]
+    assert (
+        f"2 valid row(s) have age 0 ({CLASSES[2]} 1, {CLASSES[6]} 1; first lines 4, 8)"
+        in caplog.text
+    )

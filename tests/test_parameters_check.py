@@ -291,8 +291,27 @@ def test_a_run_on_processed_data_refuses_raw_data_changed_since(tmp_path: Path, 
     other = tmp_path / "elsewhere"
     other.mkdir()
     with caplog.at_level(logging.INFO, logger="skin_lesion.parameters_check"):
-        check_raw_data_current(training, _raw_catalog(other, record, raw=False), None)
+        # raw_dir left out of this run (it names no data), the folder data_processing read
+        # still there: that folder is checked, and the commands given name it.
+        folder = str(tmp_path / "HAM10000")
+        (tmp_path / "HAM10000" / "HAM10000_metadata.csv").write_text(
+            "lesion_id,image_id,dx\nHAM_1,ISIC_1,mel\n"
+        )
+        rerun = rf"`kedro run --params raw_dir={re.escape(folder)} --pipelines data_processing`"
+        with pytest.raises(StaleInputError, match=rf"1 changed \(ISIC_1\).*{rerun}"):
+            check_raw_data_current(training, _raw_catalog(other, record, raw=False), None)
+        assert f"checking those data_processing read, in {folder}" in caplog.text
+        # Gone too (processed data copied to a training machine): not checked, and said so.
+        caplog.clear()
+        moved = record | {"folder": str(tmp_path / "gone")}
+        check_raw_data_current(training, _raw_catalog(other, moved, raw=False), None)
         assert "are not at hand: the outputs of data_processing are not checked" in caplog.text
+        # raw_dir given to this run: the commands given name it too.
+        with pytest.raises(StaleInputError, match=r"--params raw_dir=/x/y --pipelines data"):
+            check_raw_data_current(training, catalog, None, {"raw_dir": "/x/y"})
+        (tmp_path / "HAM10000" / "HAM10000_metadata.csv").write_text(
+            "lesion_id,image_id,dx\nHAM_1,ISIC_1,nv\n"
+        )
         caplog.clear()
         check_raw_data_current(training, _raw_catalog(tmp_path, None), None)
         assert "No raw_data_record (data processed before it was recorded" in caplog.text

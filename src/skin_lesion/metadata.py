@@ -205,7 +205,7 @@ def validate_metadata(
         for reason in _row_problems(row, classes, config, files):
             reasons[i].append(reason)
     _flag_duplicates(frame, reasons)
-    _flag_mixed_lesions(frame, reasons)
+    _flag_mixed_lesions(frame, reasons, classes)
 
     bad = [i for i, found in reasons.items() if found]
     good = frame.drop(index=bad)
@@ -236,7 +236,24 @@ def validate_metadata(
     )
     rejections = pd.concat([empty_rejections(), rejected, orphans], ignore_index=True)
     _warn_rare_localizations(valid)
+    _warn_zero_ages(valid)
     return valid, rejections
+
+
+def _warn_zero_ages(valid: pd.DataFrame) -> None:
+    """Age 0 is a valid age, kept; but HAM10000's rows of age 0 (nevi, keratoses, vascular
+    lesions, some histology-confirmed) look like placeholders for an unknown age, which
+    metadata fusion would read as newborns. Say how many, by class, and how to treat them."""
+    zero = valid[valid["age"].eq(0)]
+    if len(zero):
+        logger.warning(
+            "%d valid row(s) have age 0 (%s; first lines %s): kept as 0 years, which metadata "
+            "fusion reads as a newborn; if they stand for an unknown age, blank it in the "
+            "metadata file",
+            len(zero),
+            ", ".join(f"{dx} {n}" for dx, n in zero["dx"].value_counts().sort_index().items()),
+            ", ".join(str(line) for line in zero["row"].head(5)),
+        )
 
 
 def _warn_rare_localizations(valid: pd.DataFrame) -> None:
@@ -334,9 +351,14 @@ def _flag_duplicates(frame: pd.DataFrame, reasons: dict[int, list[str]]) -> None
                 reasons[i].append(f"image_id appears on lines {lines} with different values")
 
 
-def _flag_mixed_lesions(frame: pd.DataFrame, reasons: dict[int, list[str]]) -> None:
-    """Flag lesions whose images carry different diagnoses (a lesion has one diagnosis)."""
-    named = frame[frame["lesion_id"].ne("")]
+def _flag_mixed_lesions(
+    frame: pd.DataFrame, reasons: dict[int, list[str]], classes: Sequence[str]
+) -> None:
+    """Flag lesions whose images carry different diagnoses (a lesion has one diagnosis).
+
+    Only diagnoses among ``classes`` count: a row with a typo (``MEL``) is rejected for it
+    alone, not with the lesion's other images, whose diagnosis agrees."""
+    named = frame[frame["lesion_id"].ne("") & frame["dx"].isin(list(classes))]
     counts = named.groupby("lesion_id")["dx"].nunique()
     for lesion_id in counts[counts > 1].index:
         members = named[named["lesion_id"] == lesion_id]

@@ -38,6 +38,7 @@ from __future__ import annotations
 import difflib
 import logging
 import re
+import shlex
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -336,7 +337,9 @@ RAW_READ = "raw_data_read"
 RAW_RECORD = "raw_data_record"
 
 
-def check_raw_data_current(pipeline: Any, catalog: Any, env: str | None = None) -> None:
+def check_raw_data_current(
+    pipeline: Any, catalog: Any, env: str | None = None, runtime: Mapping[str, Any] | None = None
+) -> None:
     """``lineage.check_raw_data`` for a pipeline that reads outputs of data_processing (the
     image cache, the splits) without running validation: a HAM10000 metadata file edited
     since data_processing ran, or images replaced, would otherwise go on being trained on or
@@ -345,7 +348,10 @@ def check_raw_data_current(pipeline: Any, catalog: Any, env: str | None = None) 
     the finished outputs. Runs that validate, projects without a record (processed before it
     existed) and runs where the metadata is not at hand (processed data copied to a training
     machine) pass with a log line; where none of the image files used is at hand, the
-    metadata alone is compared.
+    metadata alone is compared. Where ``raw_dir`` now names no data (a run that leaves out
+    the ``--params raw_dir=...`` data_processing ran with) but the folder data_processing read
+    is still there, that folder is checked. ``runtime``: the run's ``--params``, so that the
+    commands the refusal gives name the same ``raw_dir``.
 
     Raises:
         StaleInputError: Naming what changed and the commands that remake the outputs.
@@ -374,22 +380,39 @@ def check_raw_data_current(pipeline: Any, catalog: Any, env: str | None = None) 
     if reference == RAW_READ:
         _check_outputs_kept(pipeline, catalog, recorded)
     where = _path(catalog.get("raw_images")) or "raw_images"
-    if "raw_metadata" not in catalog or not catalog.exists("raw_metadata"):
+    metadata_set = catalog.get("raw_metadata") if "raw_metadata" in catalog else None
+    images_set = catalog.get("raw_images") if "raw_images" in catalog else None
+    rerun = _run(env)
+    if "raw_dir" in (runtime or {}):
+        rerun += f" --params raw_dir={shlex.quote(str(runtime['raw_dir']))}"
+    if metadata_set is None or not metadata_set.exists():
+        read_in = recorded.get("folder")
+        found = _raw_datasets_in(read_in) if read_in and not _same_folder(read_in, where) else None
+        if found is None:
+            logger.info(
+                "The raw data (%s) are not at hand: the outputs of data_processing are not "
+                "checked against them",
+                where,
+            )
+            return
         logger.info(
-            "The raw data (%s) are not at hand: the outputs of data_processing are not "
-            "checked against them",
+            "raw_dir names %s, where there are no raw data: checking those data_processing "
+            "read, in %s",
             where,
+            read_in,
         )
-        return
+        metadata_set, images_set = found
+        where = read_in
+        rerun = f"{_run(env)} --params raw_dir={shlex.quote(read_in)}"
     try:
-        metadata = catalog.load("raw_metadata")
-        folder = "raw_images" in catalog and catalog.exists("raw_images")
-        images = catalog.load("raw_images") if folder else {}
+        metadata = metadata_set.load()
+        folder = images_set is not None and images_set.exists()
+        images = images_set.load() if folder else {}
         current = lineage.raw_data_record(images, metadata, recorded.get("images") or {})
     except Exception as error:  # named in the refusal, with its cause
         raise lineage.StaleInputError(
             f"the raw data in {where} no longer read as data_processing read them ({error}). "
-            f"Fix them, or rerun `{_run(env)}` to remake everything from them."
+            f"Fix them, or rerun `{rerun}` to remake everything from them."
         ) from error
     compare_images = lineage.raw_data_at_hand(recorded, current)
     if not compare_images:
@@ -398,11 +421,23 @@ def check_raw_data_current(pipeline: Any, catalog: Any, env: str | None = None) 
             "checked against what it read",
             where,
         )
-    dataset = catalog.get("raw_metadata")
-    read_from = getattr(dataset, "read_path", None)
-    path = read_from() if callable(read_from) else _path(dataset)
+    read_from = getattr(metadata_set, "read_path", None)
+    path = read_from() if callable(read_from) else _path(metadata_set)
     name = PurePosixPath(path).name if path else "the metadata"
-    lineage.check_raw_data(recorded, current, _run(env), name, images=compare_images)
+    lineage.check_raw_data(recorded, current, rerun, name, images=compare_images)
+
+
+def _same_folder(one: str, other: str) -> bool:
+    return Path(one).resolve() == Path(other).resolve()
+
+
+def _raw_datasets_in(folder: str) -> tuple[Any, Any] | None:
+    """The raw metadata and image datasets of a HAM10000 ``folder`` as the catalog declares
+    them for ``raw_dir``; None where the folder holds no metadata file now."""
+    from skin_lesion.datasets import ImageFolderDataset, RawMetadataDataset
+
+    metadata = RawMetadataDataset(filepath=f"{folder}/HAM10000_metadata.csv")
+    return (metadata, ImageFolderDataset(path=folder)) if metadata.exists() else None
 
 
 def _check_outputs_kept(pipeline: Any, catalog: Any, read: Mapping[str, Any]) -> None:
@@ -579,7 +614,9 @@ class ParametersCheck:
             params = {"inference": catalog.load("params:inference")}
             check_runtime_only(params, run_params.get("runtime_params") or {}, reads)
         check_inputs_exist(pipeline, catalog, run_params.get("env"))
-        check_raw_data_current(pipeline, catalog, run_params.get("env"))
+        check_raw_data_current(
+            pipeline, catalog, run_params.get("env"), run_params.get("runtime_params")
+        )
         check_splits_current(pipeline, catalog)
         check_classifier_current(pipeline, catalog)
 
