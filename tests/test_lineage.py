@@ -367,9 +367,14 @@ def test_each_stage_refuses_upstream_outputs_made_from_other_inputs(kedro_projec
         )
     # Other SupCon settings than the pretrained encoder was made with, or other classifier
     # settings than the classifier was trained with (the report would list them).
-    with pytest.raises(StaleInputError, match=r"contrastive_pretraining.temperature: 0.1 bef"):
+    with pytest.raises(
+        StaleInputError, match=r"contrastive_pretraining.temperature: 0.1 bef"
+    ) as early:
         supcon = {"temperature": 0.2}
         run_kedro(kedro_project, "classifier_training", contrastive_pretraining=supcon)
+    # Refused by the hook before any node ran (train_classifier had loaded its inputs and
+    # kedro-mlflow opened a run that ended FAILED).
+    assert "check_training_inputs_current" in {entry.name for entry in early.traceback}
     with pytest.raises(StaleInputError, match=r"enabled and epochs > 0: True before, now False"):
         run_kedro(kedro_project, "classifier_training", contrastive_pretraining={"enabled": False})
     # Another encoder asked for than the pretrained one was built from.

@@ -236,6 +236,24 @@ def test_a_hub_encoder_name_is_left_to_the_hub():
         check_encoder("resnet18_typo")
 
 
+def test_encoder_weights_are_a_keyword_or_a_file_that_exists(tmp_path: Path) -> None:
+    """A typo (imagenet_offline) was read as a path, "not found" inside the node."""
+    from skin_lesion.parameters_check import check_encoder_weights
+
+    for weights in ("none", "timm"):
+        check_encoder_weights("resnet18", weights)
+    check_encoder_weights("tf_efficientnet_lite0", "imagenet-offline")
+    state = tmp_path / "w.pth"
+    state.write_bytes(b"x")  # read (and judged) when the encoder is built
+    check_encoder_weights("resnet18", str(state))
+    with pytest.raises(ConfigError, match=r"'imagenet_offline' is neither.*'imagenet-offline'\?"):
+        check_encoder_weights("tf_efficientnet_lite0", "imagenet_offline")
+    with pytest.raises(ConfigError, match=r"encoder.weights: '/nowhere/w.pth' is neither"):
+        check_encoder_weights("resnet18", "/nowhere/w.pth")
+    with pytest.raises(ConfigError, match=r"ImageNet weights of tf_efficientnet_lite0, not of"):
+        check_encoder_weights("resnet18", "imagenet-offline")
+
+
 def _raw_catalog(tmp_path: Path, record: dict | None, *, raw: bool = True):
     from kedro.io import DataCatalog, MemoryDataset
 

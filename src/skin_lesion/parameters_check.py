@@ -86,6 +86,7 @@ def check_node_configs(params: Mapping[str, Any]) -> None:
         )
     if "encoder" in built:
         check_encoder(built["encoder"].name, training.finetune if training is not None else None)
+        check_encoder_weights(built["encoder"].name, built["encoder"].weights)
 
 
 # Parameters the catalog reads through ${runtime_params:...} only: a value in a parameter file
@@ -158,6 +159,34 @@ def check_encoder(name: str, finetune: Any = None) -> None:
             check_unfreeze_stages(encoder_architecture(name), finetune.unfreeze_stages)
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
+
+
+def check_encoder_weights(name: str, weights: str) -> None:
+    """``encoder.weights``: one of the three keywords or a file that exists, and
+    ``imagenet-offline`` only for the model those weights are of. Found otherwise only when
+    the encoder is built (a typo read as a file path "not found"), with a run already open."""
+    from skin_lesion.models import (
+        IMAGENET_OFFLINE_MODEL,
+        WEIGHTS_IMAGENET_OFFLINE,
+        WEIGHTS_NONE,
+        WEIGHTS_TIMM,
+    )
+
+    keywords = (WEIGHTS_IMAGENET_OFFLINE, WEIGHTS_NONE, WEIGHTS_TIMM)
+    if weights == WEIGHTS_IMAGENET_OFFLINE and name != IMAGENET_OFFLINE_MODEL:
+        raise ConfigError(
+            f"encoder.weights: {weights!r} are the ImageNet weights of {IMAGENET_OFFLINE_MODEL}, "
+            f"not of encoder.name {name!r}; use {WEIGHTS_NONE!r}, {WEIGHTS_TIMM!r} (a download) "
+            "or a path to a state dict"
+        )
+    if weights in keywords or Path(weights).is_file():
+        return
+    close = difflib.get_close_matches(weights, keywords, n=1, cutoff=0.6)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    raise ConfigError(
+        f"encoder.weights: {weights!r} is neither one of {list(keywords)} nor a file that "
+        f"exists{hint}; give a keyword or the path to a .pth/.pt/.safetensors state dict"
+    )
 
 
 def check_device(device: Any) -> None:
@@ -491,6 +520,43 @@ def _run(env: str | None) -> str:
 REPORTING_NODES = "skin_lesion.pipelines.reporting.nodes"
 
 
+# What train_classifier reads that other pipelines make, and the parameters they must match.
+TRAINING_INPUTS = ("image_cache", "splits", "pretrained_encoder")
+TRAINING_SETTINGS = {
+    "encoder": "encoder",
+    "preprocessing": "data_processing.preprocessing",
+    "contrastive": "contrastive_pretraining",
+}
+
+
+def check_training_inputs_current(pipeline: Any, catalog: Any) -> None:
+    """``classifier_training.nodes.check_inputs_current`` for a run that trains the classifier
+    on an image cache, splits and pretrained encoder it does not make (``--pipelines
+    classifier_training``): a changed SupCon, encoder or preprocessing setting is refused
+    before any node and before MLflow opens a run, not after the node has loaded its inputs.
+    Runs that make any of them leave the check to the node."""
+    if not any(node.name.endswith("train_classifier") for node in pipeline.nodes):
+        return
+    if set(TRAINING_INPUTS) & set(pipeline.all_outputs()):
+        return
+    if not all(name in catalog and catalog.exists(name) for name in TRAINING_INPUTS):
+        return  # not made yet: check_inputs_exist names them
+    # Imports torch and the training code: only for the runs that train a classifier.
+    from skin_lesion.pipelines.classifier_training import nodes
+
+    settings = {
+        keyword: catalog.load(f"params:{name}")
+        for keyword, name in TRAINING_SETTINGS.items()
+        if f"params:{name}" in catalog
+    }
+    nodes.check_inputs_current(
+        catalog.load("image_cache").preprocessing,
+        catalog.load("splits"),
+        catalog.load("pretrained_encoder"),
+        **settings,
+    )
+
+
 def check_classifier_current(pipeline: Any, catalog: Any) -> None:
     """``reporting.nodes.check_classifier_settings`` for a pipeline whose reporting nodes
     read a ``classifier`` the pipeline does not train (``--pipelines reporting``).
@@ -618,6 +684,7 @@ class ParametersCheck:
             pipeline, catalog, run_params.get("env"), run_params.get("runtime_params")
         )
         check_splits_current(pipeline, catalog)
+        check_training_inputs_current(pipeline, catalog)
         check_classifier_current(pipeline, catalog)
 
     @staticmethod

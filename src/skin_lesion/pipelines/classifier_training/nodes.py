@@ -19,6 +19,52 @@ from skin_lesion.splits import align_to_cache
 METADATA_COLUMNS = ["image_id", "age", "sex", "localization"]
 
 
+def check_inputs_current(
+    cache_preprocessing: dict[str, Any],
+    splits: pd.DataFrame,
+    pretrained_encoder: dict[str, Any],
+    *,
+    encoder: dict[str, Any] | None = None,
+    preprocessing: dict[str, Any] | None = None,
+    contrastive: dict[str, Any] | None = None,
+) -> None:
+    """The cache and the pretrained encoder must have been made with the current settings
+    and splits (arguments as :func:`train_classifier`'s). Run by the node, and before the
+    run starts by ``parameters_check`` (before any node, and before MLflow opens a run).
+
+    Raises:
+        lineage.StaleInputError: Naming every stale input at once, and what to rerun.
+    """
+    checks = []
+    if preprocessing is not None:
+        checks.append(
+            lambda: lineage.check_cache_settings(
+                cache_preprocessing,
+                from_dict(
+                    PreprocessConfig, preprocessing, "data_processing.preprocessing"
+                ).to_dict(),
+            )
+        )
+    if encoder is not None:
+        wanted = asdict(from_dict(EncoderConfig, encoder, "encoder"))
+        checks.append(
+            lambda: lineage.check_encoder_settings(lineage.encoder_of(pretrained_encoder), wanted)
+        )
+    if contrastive is not None:
+        checks.append(lambda: lineage.check_pretraining_settings(pretrained_encoder, contrastive))
+    if pretrained_encoder.get("history"):  # SupCon learnt from labels: same splits needed
+        checks.append(
+            lambda: lineage.check_checkpoint_inputs(
+                pretrained_encoder,
+                "pretrained_encoder",
+                "contrastive_pretraining",
+                splits=splits,
+                cache_preprocessing=cache_preprocessing,
+            )
+        )
+    lineage.all_of(*checks)  # every stale input named at once
+
+
 def train_classifier(
     image_cache: ImageCache,
     splits: pd.DataFrame,
@@ -64,34 +110,14 @@ def train_classifier(
             other settings or splits than the current ones (naming the pipeline to rerun).
     """
     config = from_dict(classification.ClassifierConfig, params, "classifier_training")
-    checks = []
-    if preprocessing is not None:
-        checks.append(
-            lambda: lineage.check_cache_settings(
-                image_cache.preprocessing,
-                from_dict(
-                    PreprocessConfig, preprocessing, "data_processing.preprocessing"
-                ).to_dict(),
-            )
-        )
-    if encoder is not None:
-        wanted = asdict(from_dict(EncoderConfig, encoder, "encoder"))
-        checks.append(
-            lambda: lineage.check_encoder_settings(lineage.encoder_of(pretrained_encoder), wanted)
-        )
-    if contrastive is not None:
-        checks.append(lambda: lineage.check_pretraining_settings(pretrained_encoder, contrastive))
-    if pretrained_encoder.get("history"):  # SupCon learnt from labels: same splits needed
-        checks.append(
-            lambda: lineage.check_checkpoint_inputs(
-                pretrained_encoder,
-                "pretrained_encoder",
-                "contrastive_pretraining",
-                splits=splits,
-                cache_preprocessing=image_cache.preprocessing,
-            )
-        )
-    lineage.all_of(*checks)  # every stale input named at once
+    check_inputs_current(
+        image_cache.preprocessing,
+        splits,
+        pretrained_encoder,
+        encoder=encoder,
+        preprocessing=preprocessing,
+        contrastive=contrastive,
+    )
     if not pretrained_encoder.get("history"):  # initial weights: only their cache is current
         pretrained_encoder = {
             **pretrained_encoder,
