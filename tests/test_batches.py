@@ -117,3 +117,15 @@ def test_even_batches_need_two_images():
             seed=0,
             even=True,
         )
+
+
+def test_a_batch_larger_than_the_training_images_is_clipped_with_a_warning(caplog):
+    """batch_size 1000 on 276 images trained with 276 while MLflow recorded 1000, unsaid."""
+    with caplog.at_level("WARNING", logger="skin_lesion.batches"):
+        source, _ = _source(batch_size=50)
+    assert source.batch_size == 20 and len(source) == 1
+    assert "batch_size 50 is more than the 20 training images: batches of 20" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="skin_lesion.batches"):
+        _source(batch_size=20)
+    assert not caplog.records

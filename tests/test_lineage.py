@@ -92,6 +92,12 @@ def test_cache_and_encoder_settings() -> None:
     check_cache_settings(CACHE, dict(CACHE))
     with pytest.raises(StaleInputError, match=r"`image_cache` is stale.*pipelines data_processing"):
         check_cache_settings(CACHE, {**CACHE, "width": 80})
+    # The key that changed, not both whole settings.
+    with pytest.raises(StaleInputError) as stale:
+        check_cache_settings(CACHE, {**CACHE, "width": 80})
+    assert f"(data_processing.preprocessing.width: {CACHE['width']!r} before, now 80)" in str(
+        stale.value
+    )
     pretrained = encoder_of({"architecture": {"encoder": "resnet18"}, "initial_weights": "none"})
     assert pretrained == {"name": "resnet18", "weights": "none"}
     check_encoder_settings(pretrained, {"name": "resnet18", "weights": "none"})

@@ -359,11 +359,18 @@ def check_cache_settings(
         configured: ``PreprocessConfig.to_dict()`` of ``data_processing.preprocessing``.
     """
     if _canonical(dict(cache_preprocessing)) != _canonical(dict(configured)):
+        from skin_lesion.config import parameter_differences
+
+        changed = parameter_differences(
+            json.loads(_canonical(dict(cache_preprocessing))),
+            json.loads(_canonical(dict(configured))),
+            "data_processing.preprocessing",
+        )
         raise StaleInputError(
-            "`image_cache` is stale: it was made with preprocessing "
-            f"{_canonical(dict(cache_preprocessing))}, but data_processing.preprocessing is now "
-            f"{_canonical(dict(configured))}. Rerun `kedro run --pipelines data_processing` "
-            "(add the same --env/--params) to remake it, or restore the settings."
+            "`image_cache` is stale: it was made with other preprocessing than "
+            f"data_processing.preprocessing now says ({'; '.join(changed)}). Rerun `kedro run "
+            "--pipelines data_processing` (add the same --env/--params) to remake it, then the "
+            "stages after it, or restore the settings."
         )
 
 
