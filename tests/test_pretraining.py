@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from skin_lesion import pretraining as supcon
-from skin_lesion.augment import AugmentConfig
+from skin_lesion.augment import AugmentConfig, build_eval_transform
 from skin_lesion.checkpoints import CheckpointStore
 from skin_lesion.engine import OptimConfig
 from tests.conftest import colour_images
@@ -65,6 +65,24 @@ def test_checkpoint_rebuilds_the_model_alone(caplog):
     assert "random weights" not in caplog.text
     assert checkpoint["preprocessing"]["crop_size"] == 24
     assert checkpoint["preprocessing"]["mean"] == pytest.approx([0.485, 0.456, 0.406])
+    # The eval settings recorded are the ones evaluation applies (timm's pretrained eval,
+    # 224 px bicubic at crop_pct 0.875, was recorded and applied nowhere).
+    prep = checkpoint["preprocessing"]
+    assert (prep["input_size"], prep["interpolation"], prep["crop_pct"], prep["crop_mode"]) == (
+        [3, 24, 24],
+        "bilinear",
+        1.0,
+        "center",
+    )
+    recorded = build_eval_transform(
+        24,
+        prep["mean"],
+        prep["std"],
+        crop_pct=prep["crop_pct"],
+        interpolation=prep["interpolation"],
+    )
+    batch = torch.from_numpy(_images(2)[0])
+    assert torch.equal(recorded(batch), build_eval_transform(24, prep["mean"], prep["std"])(batch))
     images, _ = _images(8)
     feats, proj = supcon.embed(
         model,

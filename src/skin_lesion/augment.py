@@ -18,6 +18,7 @@ import logging
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -530,6 +531,18 @@ def build_eval_transform(
         A module mapping ``uint8 (B, H, W, 3)`` to normalised ``float32 (B, 3, S, S)``.
     """
     return EvalTransform(crop_size, mean, std, crop_pct=crop_pct, interpolation=interpolation)
+
+
+def eval_settings(crop_size: int) -> dict[str, Any]:
+    """What evaluation does (``build_eval_transform(crop_size, mean, std)``, as every
+    prediction path calls it), in timm's data-config keys, for checkpoints to record: the
+    shorter side resized to ``crop_size`` bilinearly, then a centre crop of it."""
+    return {
+        "input_size": [3, crop_size, crop_size],
+        "interpolation": "bilinear",
+        "crop_pct": 1.0,
+        "crop_mode": "center",
+    }
 
 
 def two_views(augment: nn.Module, images: torch.Tensor) -> torch.Tensor:

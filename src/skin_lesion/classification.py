@@ -21,7 +21,12 @@ from timm.data import Mixup
 from torch import nn
 
 from skin_lesion import engine
-from skin_lesion.augment import AugmentConfig, build_eval_transform, build_train_augment
+from skin_lesion.augment import (
+    AugmentConfig,
+    build_eval_transform,
+    build_train_augment,
+    eval_settings,
+)
 from skin_lesion.batches import Batch, BatchSource, Placement
 from skin_lesion.checkpoints import CheckpointStore, to_cpu
 from skin_lesion.classifier import (
@@ -368,7 +373,8 @@ def _set_up(
         meta_features=meta_encoder.num_features if meta_encoder else 0,
     )
     channels_last = engine.place_model(model, device, config.channels_last)
-    prep = dict(pretrained["preprocessing"], crop_size=config.augment.crop_size)
+    crop = config.augment.crop_size
+    prep = {**pretrained["preprocessing"], "crop_size": crop, **eval_settings(crop)}
     _warn_double_reweighting(config)
     loss_fn = build_classification_loss(
         config.loss.name,

@@ -20,7 +20,13 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from skin_lesion import engine
-from skin_lesion.augment import AugmentConfig, build_eval_transform, build_train_augment, two_views
+from skin_lesion.augment import (
+    AugmentConfig,
+    build_eval_transform,
+    build_train_augment,
+    eval_settings,
+    two_views,
+)
 from skin_lesion.batches import Batch, BatchSource, Placement
 from skin_lesion.checkpoints import CheckpointStore, require_kind, to_cpu
 from skin_lesion.config import check_at_least
@@ -216,6 +222,9 @@ def pretrain(
         "cache": cache_preprocessing,
         **resolve_preprocessing(model.encoder),
         "crop_size": config.augment.crop_size,
+        # What evaluation does, not timm's pretrained eval (224 px, bicubic, crop_pct 0.875),
+        # which no prediction here applies: a reader deploying from the record gets ours.
+        **eval_settings(config.augment.crop_size),
     }
     epochs = config.epochs if config.enabled else 0
 
