@@ -247,6 +247,7 @@ def build_image_cache(
     *,
     workers: int | None = None,
     progress: bool = True,
+    warn_failures: bool = True,
 ) -> tuple[ImageCache, dict[str, str]]:
     """Decode and preprocess every image in parallel into one uint8 array.
 
@@ -260,6 +261,8 @@ def build_image_cache(
         config: The preprocessing settings.
         workers: Number of threads; defaults to ``os.cpu_count()``.
         progress: Show a tqdm progress bar with images/s.
+        warn_failures: Log one warning counting the failures (False where the caller
+            reports them itself, as data_processing's policy does).
 
     Returns:
         The cache of the images that succeeded, in input order, and ``{image_id: reason}``
@@ -318,7 +321,7 @@ def build_image_cache(
         n / elapsed if elapsed > 0 else 0.0,
         workers,
     )
-    if failures:
+    if failures and warn_failures:
         sample = dict(list(failures.items())[:_MAX_LOGGED_FAILURES])
         logger.warning("%d of %d images failed, e.g. %s", len(failures), n, sample)
     _warn_odd({ids[row]: odd[row] for row in kept if odd[row]}, n)

@@ -1,6 +1,7 @@
 """End-to-end runs of data_processing through a Kedro session on generated data."""
 
 import json
+import logging
 import shutil
 
 import numpy as np
@@ -63,7 +64,16 @@ def test_bad_inputs_are_set_aside_with_drop(kedro_project):
     with pytest.raises(Exception, match="metadata rows are invalid"):
         run_kedro(kedro_project, "data_processing")
 
-    run_kedro(kedro_project, "data_processing", data_processing={"on_invalid": "drop"})
+    messages = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = lambda record: messages.append(record.getMessage())
+    logging.getLogger("skin_lesion").addHandler(handler)  # kedro's set-up leaves caplog out
+    try:
+        run_kedro(kedro_project, "data_processing", data_processing={"on_invalid": "drop"})
+    finally:
+        logging.getLogger("skin_lesion").removeHandler(handler)
+    # The image that did not decode is reported once (set aside), not also as "failed".
+    assert sum(corrupt in m for m in messages) == 1
     root = kedro_project / "data" / "test"
     rejected = pd.read_csv(root / "02_intermediate" / "rejected_images.csv")
     stages = dict(zip(rejected["image_id"], rejected["stage"]))

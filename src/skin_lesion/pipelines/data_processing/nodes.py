@@ -119,7 +119,10 @@ def decode_images(
     """
     config = _params(params)
     loaders = {row.image_id: raw_images[row.file] for row in validated_metadata.itertuples()}
-    cache, failures = build_image_cache(loaders, config.preprocessing, workers=config.workers)
+    # Failures are reported once, by the policy below (set aside, or the run stopped).
+    cache, failures = build_image_cache(
+        loaders, config.preprocessing, workers=config.workers, warn_failures=False
+    )
     files = dict(zip(validated_metadata["image_id"], validated_metadata["file"]))
     rejections = pd.DataFrame(
         {
