@@ -124,7 +124,7 @@ def test_a_batch_larger_than_the_training_images_is_clipped_with_a_warning(caplo
     with caplog.at_level("WARNING", logger="skin_lesion.batches"):
         source, _ = _source(batch_size=50)
     assert source.batch_size == 20 and len(source) == 1
-    assert "batch_size 50 is more than the 20 training images: batches of 20" in caplog.text
+    assert "batch_size 50 gives batches of 20 here (20 training images)" in caplog.text
     caplog.clear()
     with caplog.at_level("WARNING", logger="skin_lesion.batches"):
         _source(batch_size=20)

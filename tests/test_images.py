@@ -417,6 +417,6 @@ def test_images_unlike_dermoscopy_are_cached_and_named_in_one_warning(caplog) ->
     odd = [r.getMessage() for r in caplog.records if "unlike dermoscopy" in r.getMessage()]
     assert odd == [
         "2 of 5 images are unlike dermoscopy images (colour, at least a quarter of the "
-        "cache's size), and are used all the same: tiny (12x10, upscaled 5x), "
+        "cache's size), and are used all the same: tiny (12x10, upscaled 5.3x), "
         "grey (grey: its three channels are equal)"
     ]

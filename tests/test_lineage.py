@@ -214,7 +214,7 @@ def test_the_raw_data_record_ignores_order_and_names_every_change():
         "image files: 1 changed size (part_1/ISIC_1.jpg); 1 missing (part_2/ISIC_3.jpg)" in message
     )
     assert "`kedro run --env demo --pipelines data_processing`, then the stages" in message
-    assert "or the whole `kedro run --env demo` (add the same --params)" in message
+    assert "or the whole `kedro run --env demo` (any other --params of yours in the same" in message
     # A column renamed or added: said as such, not as every row changed.
     renamed = raw_data_record(
         {k: _File(v) for k, v in SIZES.items()},
@@ -371,6 +371,10 @@ def test_each_stage_refuses_upstream_outputs_made_from_other_inputs(kedro_projec
         run_kedro(
             kedro_project, "classifier_training", data_processing={"preprocessing": {"height": 40}}
         )
+    with pytest.raises(StaleInputError, match=r"`image_cache` is stale") as cache_early:
+        stale_cache = {"preprocessing": {"height": 40}}
+        run_kedro(kedro_project, "contrastive_pretraining", data_processing=stale_cache)
+    assert "check_cache_current" in {entry.name for entry in cache_early.traceback}
     # Other SupCon settings than the pretrained encoder was made with, or other classifier
     # settings than the classifier was trained with (the report would list them).
     with pytest.raises(

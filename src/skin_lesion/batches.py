@@ -104,21 +104,22 @@ class BatchSource:
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         self.batch_size = min(batch_size, len(indices)) if drop_last else batch_size
-        if self.batch_size < batch_size:
-            logger.warning(
-                "batch_size %d is more than the %d training images: batches of %d (one a "
-                "step); the parameters still record %d",
-                batch_size,
-                len(indices),
-                self.batch_size,
-                batch_size,
-            )
         if even and self.batch_size % 2:
             if self.batch_size == 1:
                 raise ValueError(
                     "MixUp/CutMix pair images within a batch: the selection has only 1 image"
                 )
             self.batch_size -= 1
+        if self.batch_size < batch_size:
+            logger.warning(
+                "batch_size %d gives batches of %d here (%d training images%s); the "
+                "parameters still record %d",
+                batch_size,
+                self.batch_size,
+                len(indices),
+                ", and MixUp/CutMix pair images within an even batch" if even else "",
+                batch_size,
+            )
         self.device = device
         self.seed = seed
         self.drop_last = drop_last

@@ -334,7 +334,7 @@ def _oddity(image: np.ndarray, config: PreprocessConfig) -> str | None:
     height, width = image.shape[:2]
     scale = max(config.height / height, config.width / width)
     if scale > UPSCALE_WARNING:
-        return f"{width}x{height}, upscaled {scale:.0f}x"
+        return f"{width}x{height}, upscaled {scale:.1f}x"
     # The first row first: most colour images differ there, sparing the full comparison.
     grey = (image[0, :, 0] == image[0, :, 1]).all() and (image[..., 0] == image[..., 1]).all()
     if grey and (image[..., 1] == image[..., 2]).all():

@@ -292,7 +292,8 @@ def check_raw_data(
         f"the raw data {where}: {'; and '.join(problems)}. The image cache, the splits and "
         "every model and figure after them were made from the data as they were. Rerun "
         f"data_processing (`{rerun} --pipelines data_processing`, then the stages after it, "
-        f"each naming what it needs) or the whole `{rerun}` (add the same --params), or put "
+        f"each naming what it needs) or the whole `{rerun}` (any other --params of yours in the "
+        "same --params, comma-separated: a second --params replaces the first), or put "
         "the old data back."
     )
 

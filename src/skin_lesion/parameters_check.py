@@ -161,10 +161,14 @@ def check_encoder(name: str, finetune: Any = None) -> None:
             raise ConfigError(str(exc)) from None
 
 
-def check_encoder_weights(name: str, weights: str) -> None:
-    """``encoder.weights``: one of the three keywords or a file that exists, and
-    ``imagenet-offline`` only for the model those weights are of. Found otherwise only when
-    the encoder is built (a typo read as a file path "not found"), with a run already open."""
+def check_encoder_weights(name: str, weights: str, *, file_needed: bool = False) -> None:
+    """``encoder.weights``: one of the three keywords or a file, and ``imagenet-offline`` only
+    for the model those weights are of. Found otherwise only when the encoder is built (a
+    typo read as a file path "not found"), with a run already open.
+
+    When the context is created (every command, notebooks too) only what cannot be a file is
+    refused: a keyword's typo. ``file_needed`` (a run that builds the encoder) also refuses a
+    path that is no file, as the node would read it (from the working folder)."""
     from skin_lesion.models import (
         IMAGENET_OFFLINE_MODEL,
         WEIGHTS_IMAGENET_OFFLINE,
@@ -182,6 +186,8 @@ def check_encoder_weights(name: str, weights: str) -> None:
     if weights in keywords or Path(weights).is_file():
         return
     close = difflib.get_close_matches(weights, keywords, n=1, cutoff=0.6)
+    if not close and not file_needed:
+        return  # a path: read only by the run that builds the encoder, checked there
     hint = f" (did you mean {close[0]!r}?)" if close else ""
     raise ConfigError(
         f"encoder.weights: {weights!r} is neither one of {list(keywords)} nor a file that "
@@ -416,7 +422,9 @@ def check_raw_data_current(
         rerun += f" --params raw_dir={shlex.quote(str(runtime['raw_dir']))}"
     if metadata_set is None or not metadata_set.exists():
         read_in = recorded.get("folder")
-        found = _raw_datasets_in(read_in) if read_in and not _same_folder(read_in, where) else None
+        # A run that decodes raw_images itself reads the current folder: check no other.
+        fallback = read_in and "raw_images" not in pipeline.inputs()
+        found = _raw_datasets_in(read_in) if fallback and not _same_folder(read_in, where) else None
         if found is None:
             logger.info(
                 "The raw data (%s) are not at hand: the outputs of data_processing are not "
@@ -527,6 +535,30 @@ TRAINING_SETTINGS = {
     "preprocessing": "data_processing.preprocessing",
     "contrastive": "contrastive_pretraining",
 }
+
+
+CACHE_SETTINGS = "params:data_processing.preprocessing"
+
+
+def check_cache_current(pipeline: Any, catalog: Any) -> None:
+    """``lineage.check_cache_settings`` for a run whose nodes read an image cache it does not
+    make, with the preprocessing it should have been made with (``--pipelines
+    contrastive_pretraining`` or ``classifier_training``): refused before any node and before
+    MLflow opens a run, not in the node after loading."""
+    readers = [n for n in pipeline.nodes if {"image_cache", CACHE_SETTINGS} <= set(n.inputs)]
+    if not readers or "image_cache" in pipeline.all_outputs():
+        return
+    if CACHE_SETTINGS not in catalog or "image_cache" not in catalog:
+        return
+    if not catalog.exists("image_cache"):
+        return  # not made yet: check_inputs_exist names it
+    from skin_lesion import lineage
+    from skin_lesion.preprocessing import PreprocessConfig
+
+    configured = from_dict(
+        PreprocessConfig, catalog.load(CACHE_SETTINGS), "data_processing.preprocessing"
+    )
+    lineage.check_cache_settings(catalog.load("image_cache").preprocessing, configured.to_dict())
 
 
 def check_training_inputs_current(pipeline: Any, catalog: Any) -> None:
@@ -684,7 +716,16 @@ class ParametersCheck:
             pipeline, catalog, run_params.get("env"), run_params.get("runtime_params")
         )
         check_splits_current(pipeline, catalog)
+        check_cache_current(pipeline, catalog)
         check_training_inputs_current(pipeline, catalog)
+        if any(n.name.endswith("pretrain_encoder") for n in pipeline.nodes) and (
+            "params:encoder" in catalog
+        ):
+            encoder = catalog.load("params:encoder") or {}
+            if isinstance(encoder.get("weights"), str):
+                check_encoder_weights(
+                    str(encoder.get("name")), encoder["weights"], file_needed=True
+                )
         check_classifier_current(pipeline, catalog)
 
     @staticmethod
