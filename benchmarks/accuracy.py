@@ -232,6 +232,8 @@ def recorded_parameters(record: dict, cache: dict | None = None) -> tuple[dict |
 # Parameters added since records were kept, each with the value that does what every run
 # before it did: a record without the key ran with that value, so a run with another differs.
 EARLIER_VALUES = {"reporting.bootstrap.stratified": False}
+# The intervals a report from before they said their kind had: 95%, not stratified.
+EARLIER_BOOTSTRAP = {"confidence": 0.95, "stratified": False}
 
 
 def parameter_differences(theirs: dict, ours: dict) -> tuple[list[str], list[str]]:
@@ -503,10 +505,7 @@ def seed_summary(metrics: dict) -> dict:
     first = metrics["bootstrap"]["balanced_accuracy"]
     # The intervals' confidence, and whether each diagnosis's lesions were resampled apart
     # (reports from before 2026-12-06 were not, and do not say).
-    summary["bootstrap"] = {
-        "confidence": first.get("confidence", 0.95),
-        "stratified": first.get("stratified", False),
-    }
+    summary["bootstrap"] = {key: first.get(key, value) for key, value in EARLIER_BOOTSTRAP.items()}
     summary["melanoma_threshold"] = metrics["melanoma"]["validated_threshold"]["threshold"]
     # The TTA the threshold and temperature were fitted with, as reporting records it; None
     # for reports from before it predicted validation itself (fitted on single-view
@@ -761,8 +760,10 @@ def aggregate(name: str, results: Path = RESULTS) -> dict:
             + ", ".join(f"seed {k}: {v[:12]}" for k, v in sorted(splits.items()))
             + "); rerun or move the odd ones aside"
         )
-    earlier = {"confidence": 0.95, "stratified": False}  # what a record without one ran
-    kinds = {json.dumps(s["metrics"].get("bootstrap") or earlier, sort_keys=True) for s in seeds}
+    kinds = {
+        json.dumps(s["metrics"].get("bootstrap") or EARLIER_BOOTSTRAP, sort_keys=True)
+        for s in seeds
+    }
     if len(kinds) > 1:
         raise SystemExit(
             f"{folder}: its {unit}s' bootstrap intervals are of different kinds ("
@@ -1218,9 +1219,9 @@ def compare_markdown(result: dict) -> str:
 
 def interval_label(bootstrap: dict | None) -> str:
     """What the per-seed intervals are: "lesion-bootstrap 95% CI", stratified or not."""
-    bootstrap = bootstrap or {}
-    stratified = "stratified " if bootstrap.get("stratified") else ""
-    return f"{stratified}lesion-bootstrap {100 * bootstrap.get('confidence', 0.95):g}% CI"
+    bootstrap = {**EARLIER_BOOTSTRAP, **(bootstrap or {})}
+    stratified = "stratified " if bootstrap["stratified"] else ""
+    return f"{stratified}lesion-bootstrap {100 * bootstrap['confidence']:g}% CI"
 
 
 def markdown(name: str, result: dict) -> str:

@@ -19,7 +19,7 @@ from skin_lesion.classifier import CHECKPOINT_KIND
 from skin_lesion.engine import resolve_device
 from skin_lesion.inference import (
     InferenceConfig,
-    check_operating_point_matches,
+    OperatingPointMismatch,
     file_loaders,
     predict_images,
 )
@@ -234,27 +234,24 @@ def _predict(args: argparse.Namespace) -> int:
             )
         checkpoint = _load_classifier(args.checkpoint)
         metrics = _read_metrics(args.metrics)
-        point = metrics.get("operating_point") or {}
-        try:  # here to name both files; one without a fingerprint is warned about later
-            if point.get("classifier_sha256") is not None:
-                check_operating_point_matches(point, checkpoint)
-        except ValueError as error:
+        try:
+            predictions, rejects, _ = predict_images(
+                checkpoint,
+                metrics.get("operating_point") or {},
+                file_loaders(args.paths),
+                device=device,
+                config=InferenceConfig(
+                    tta=args.tta,
+                    batch_size=args.batch_size,
+                    chunk_size=args.chunk_size or None,
+                    progress=False,
+                ),
+                metadata=_read_metadata(args.metadata),
+            )
+        except OperatingPointMismatch as error:  # named with both files
             raise ValueError(
                 f"--metrics '{args.metrics}' does not fit --checkpoint '{args.checkpoint}': {error}"
             ) from None
-        predictions, rejects, _ = predict_images(
-            checkpoint,
-            metrics.get("operating_point") or {},
-            file_loaders(args.paths),
-            device=device,
-            config=InferenceConfig(
-                tta=args.tta,
-                batch_size=args.batch_size,
-                chunk_size=args.chunk_size or None,
-                progress=False,
-            ),
-            metadata=_read_metadata(args.metadata),
-        )
     except (FileNotFoundError, ValueError) as error:
         print(f"skin-lesion predict: {error}", file=sys.stderr)
         return 2

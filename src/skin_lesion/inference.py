@@ -141,10 +141,13 @@ def check_operating_point(operating_point: Mapping[str, Any]) -> tuple[float, fl
     return float(operating_point["temperature"]), float(operating_point["melanoma_threshold"])
 
 
-def check_operating_point_matches(
-    operating_point: Mapping[str, Any], checkpoint: dict[str, Any]
-) -> None:
-    """Refuse an operating point fitted for another classifier than ``checkpoint``.
+class OperatingPointMismatch(ValueError):
+    """An operating point fitted for another classifier than the one given."""
+
+
+def check_operating_point_matches(operating_point: Mapping[str, Any], fingerprint: str) -> None:
+    """Refuse an operating point fitted for another classifier than the one whose weights'
+    fingerprint (:func:`skin_lesion.checkpoints.state_fingerprint`) is ``fingerprint``.
 
     The temperature and melanoma threshold were fitted on one classifier's validation
     predictions; on another model the flag would not have its validated sensitivity. An
@@ -158,14 +161,13 @@ def check_operating_point_matches(
             "the classifier was trained with) to be sure it fits this one"
         )
         return
-    this = state_fingerprint(checkpoint)
-    if fitted_for != this:
-        raise ValueError(
+    if fitted_for != fingerprint:
+        raise OperatingPointMismatch(
             f"the operating point (temperature, melanoma threshold) was fitted for another "
             f"classifier (weights SHA-256 {fitted_for[:12]}) than this checkpoint "
-            f"({this[:12]}): rerun `kedro run --pipelines reporting` for this classifier (with "
-            "the --env and --params it was trained with), or use the test_metrics.json made "
-            "with it"
+            f"({fingerprint[:12]}): rerun `kedro run --pipelines reporting` for this classifier "
+            "(with the --env and --params it was trained with), or use the test_metrics.json "
+            "made with it"
         )
 
 
@@ -227,7 +229,8 @@ def predict_images(
     if not loaders:
         raise ValueError("no images to classify: the input is empty (.jpg, .jpeg, .png)")
     temperature, threshold = check_operating_point(operating_point)
-    check_operating_point_matches(operating_point, checkpoint)
+    fingerprint = state_fingerprint(checkpoint)  # hashed once: checked, then recorded
+    check_operating_point_matches(operating_point, fingerprint)
     tta = operating_tta(operating_point, config.tta)
     preprocessing = from_dict(
         PreprocessConfig, checkpoint["preprocessing"]["cache"], "checkpoint.preprocessing.cache"
@@ -235,15 +238,13 @@ def predict_images(
     # Kaggle's HAM10000 holds every image twice (part_N and its lower-case copy): as in
     # data_processing, byte-identical files of one name are classified once, the copies
     # listed in the rejects (which also lets a metadata table tell every image apart).
-    readable = {name for name, load in loaders.items() if not is_left_out(load)}
-    _, copies = set_aside_identical_copies(
-        {name: loaders[name] for name in loaders if name in readable}, listed_in="the rejects"
-    )
-    set_aside = dict(zip(copies["file"], copies["reason"], strict=True))
     # Files a folder left out (already warned about) go to the rejects without decoding.
-    set_aside.update(
-        {name: left_out_reason(load) for name, load in loaders.items() if is_left_out(load)}
+    left = {name: left_out_reason(load) for name, load in loaders.items() if is_left_out(load)}
+    _, copies = set_aside_identical_copies(
+        {name: load for name, load in loaders.items() if name not in left},
+        listed_in="the rejects",
     )
+    set_aside = {**dict(zip(copies["file"], copies["reason"], strict=True)), **left}
     names_all = [name for name in loaders if name not in set_aside]
     if fuses:
         # Matched before any decoding, so that a table that cannot be used fails at once:
@@ -325,7 +326,7 @@ def predict_images(
     predictions["tta"] = tta
     predictions["metadata"] = status
     # Which classifier made them, as the operating point and the MLflow runs name it.
-    predictions["classifier_sha256"] = state_fingerprint(checkpoint)
+    predictions["classifier_sha256"] = fingerprint
     logger.info("Classified %d image(s); %d rejected", len(predictions), len(rejects))
     if not len(predictions):
         logger.warning("no image could be classified: all %d rejected", len(rejects))

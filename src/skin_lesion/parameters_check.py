@@ -195,6 +195,16 @@ def check_encoder_weights(name: str, weights: str, *, file_needed: bool = False)
     )
 
 
+def check_encoder_weights_readable(pipeline: Any, catalog: Any) -> None:
+    """:func:`check_encoder_weights` with the weights file needed, for a run that builds the
+    encoder (``pretrain_encoder``) and so reads it."""
+    if not any(n.name.endswith("pretrain_encoder") for n in pipeline.nodes):
+        return
+    encoder = catalog.load("params:encoder") if "params:encoder" in catalog else None
+    if isinstance(encoder, Mapping) and isinstance(encoder.get("weights"), str):
+        check_encoder_weights(str(encoder.get("name")), encoder["weights"], file_needed=True)
+
+
 def check_device(device: Any) -> None:
     """Refuse a device name torch cannot parse; only warn when CUDA is asked for but absent.
 
@@ -528,15 +538,10 @@ def _run(env: str | None) -> str:
 REPORTING_NODES = "skin_lesion.pipelines.reporting.nodes"
 
 
-# What train_classifier reads that other pipelines make, and the parameters they must match.
+# What train_classifier reads that other pipelines make, and the parameters they must match
+# (the cache's own, data_processing.preprocessing, checked before by check_cache_current).
 TRAINING_INPUTS = ("image_cache", "splits", "pretrained_encoder")
-TRAINING_SETTINGS = {
-    "encoder": "encoder",
-    "preprocessing": "data_processing.preprocessing",
-    "contrastive": "contrastive_pretraining",
-}
-
-
+TRAINING_SETTINGS = {"encoder": "encoder", "contrastive": "contrastive_pretraining"}
 CACHE_SETTINGS = "params:data_processing.preprocessing"
 
 
@@ -545,8 +550,8 @@ def check_cache_current(pipeline: Any, catalog: Any) -> None:
     make, with the preprocessing it should have been made with (``--pipelines
     contrastive_pretraining`` or ``classifier_training``): refused before any node and before
     MLflow opens a run, not in the node after loading."""
-    readers = [n for n in pipeline.nodes if {"image_cache", CACHE_SETTINGS} <= set(n.inputs)]
-    if not readers or "image_cache" in pipeline.all_outputs():
+    reads = any({"image_cache", CACHE_SETTINGS} <= set(n.inputs) for n in pipeline.nodes)
+    if not reads or "image_cache" in pipeline.all_outputs():
         return
     if CACHE_SETTINGS not in catalog or "image_cache" not in catalog:
         return
@@ -718,14 +723,7 @@ class ParametersCheck:
         check_splits_current(pipeline, catalog)
         check_cache_current(pipeline, catalog)
         check_training_inputs_current(pipeline, catalog)
-        if any(n.name.endswith("pretrain_encoder") for n in pipeline.nodes) and (
-            "params:encoder" in catalog
-        ):
-            encoder = catalog.load("params:encoder") or {}
-            if isinstance(encoder.get("weights"), str):
-                check_encoder_weights(
-                    str(encoder.get("name")), encoder["weights"], file_needed=True
-                )
+        check_encoder_weights_readable(pipeline, catalog)
         check_classifier_current(pipeline, catalog)
 
     @staticmethod
