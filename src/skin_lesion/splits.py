@@ -3,24 +3,34 @@
 HAM10000 has 10,015 images of 7,470 lesions; images of one lesion are near-duplicates, so an
 image-level split leaks. Every lesion here goes wholly to one split.
 
-Why our own assignment rather than sklearn's ``StratifiedGroupKFold`` for train/val/test:
-each lesion has exactly one diagnosis (validation enforces it), so grouped stratification
-decomposes into one independent problem per class. Filling each class's splits greedily,
-its lesions in random order (whatever their number of images, so that val and test hold
-multi-image lesions in the same proportion as train), hits any fractions (0.70/0.15/0.15
-included) to within about one lesion, where k-fold only offers multiples of 1/k. The folds,
-equal by definition, do use ``StratifiedGroupKFold``.
+Each lesion has exactly one diagnosis (validation enforces it), so grouped stratification
+decomposes into one problem per class. Each class's lesions are put in an order fixed by a
+hash of (seed, lesion_id) and laid end to end by their image counts; a lesion goes to the
+split whose share of that line holds the lesion's middle (the first 70% of the class's
+images train, the next 15% val, the last 15% test). That hits any fractions (0.70/0.15/0.15
+included) to within about half a lesion at each boundary, whatever a lesion's size, so val
+and test hold multi-image lesions in the same proportion as train. The folds lay train+val's
+lesions out the same way (in another hashed order) in ``folds`` equal parts per class.
+
+Why our own assignment rather than a random permutation or sklearn's
+``StratifiedGroupKFold``: **stability**. A lesion's place depends on its own hash and on the
+images before it on its class's line only, so removing, adding or relabelling a lesion (a
+corrupt file, a corrected label, Dataverse's copy instead of Kaggle's) moves only the lesions
+within about one lesion of a boundary; with a seeded permutation of the class, or k-fold's
+shuffle, one lesion fewer reshuffles about half of the class, and results on two versions of
+the data would compare different test splits. The order does not depend on the numpy or
+scikit-learn version either (``StratifiedGroupKFold`` assigned other folds before 1.8).
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from sklearn.model_selection import StratifiedGroupKFold
 
 logger = logging.getLogger(__name__)
 
@@ -86,13 +96,16 @@ def split_by_lesion(metadata: pd.DataFrame, config: SplitConfig, seed: int) -> p
     Args:
         metadata: Rows with ``image_id``, ``lesion_id``, ``dx`` and ``label``.
         config: Fractions and folds.
-        seed: Seed for the random order in which lesions are assigned.
+        seed: Seed of the hashed order in which each class's lesions are laid out.
 
     Returns:
         A frame with columns ``image_id, lesion_id, dx, label, split, fold`` in the input
         order; ``fold`` is -1 for test rows (and everywhere when folds are off).
+
+    Raises:
+        SplitError: When ``folds`` equal parts of train+val cannot each hold a lesion, or
+            (under ``validation_fold``) a class has fewer train+val lesions than folds.
     """
-    rng = np.random.default_rng(seed)
     fractions = np.array([config.train, config.val, config.test])
     lesions = metadata.groupby("lesion_id", sort=True).agg(
         dx=("dx", "first"), images=("image_id", "size")
@@ -100,7 +113,8 @@ def split_by_lesion(metadata: pd.DataFrame, config: SplitConfig, seed: int) -> p
     assignment: dict[str, str] = {}
     for dx in sorted(lesions["dx"].unique()):
         members = lesions[lesions["dx"] == dx]
-        chosen = _fill_splits(members["images"].to_numpy(), fractions, rng)
+        order = hashed_order(members.index, seed, "split")
+        chosen = _fill_splits(members["images"].to_numpy(), fractions, order)
         assignment.update(zip(members.index, (SPLITS[k] for k in chosen)))
     out = metadata.loc[:, ["image_id", "lesion_id", "dx", "label"]].copy()
     out["split"] = out["lesion_id"].map(assignment)
@@ -108,23 +122,65 @@ def split_by_lesion(metadata: pd.DataFrame, config: SplitConfig, seed: int) -> p
     if config.folds:
         dev = out.index[out["split"] != "test"]
         _check_fold_lesions(out.loc[dev], config)
-        kfold = StratifiedGroupKFold(n_splits=config.folds, shuffle=True, random_state=seed)
-        try:
-            for fold, (_, held_out) in enumerate(
-                kfold.split(dev, out.loc[dev, "label"], groups=out.loc[dev, "lesion_id"])
-            ):
-                out.loc[dev[held_out], "fold"] = fold
-        except ValueError as error:  # sklearn's, e.g. n_splits above a class's images
-            lesions = out.loc[dev].groupby("dx")["lesion_id"].nunique().to_dict()
-            raise SplitError(
-                f"cannot make data_processing.split.folds={config.folds} lesion-grouped folds "
-                f"of train+val ({error}); lesions per class there: {lesions}. Lower folds "
-                "(0 turns them off) or add data"
-            ) from error
+        folds = _assign_folds(lesions[lesions.index.isin(out.loc[dev, "lesion_id"])], config, seed)
+        out.loc[dev, "fold"] = out.loc[dev, "lesion_id"].map(folds).to_numpy()
         if config.validation_fold is not None:
             held_out = out.loc[dev, "fold"] == config.validation_fold
             out.loc[dev, "split"] = np.where(held_out, "val", "train")
     return out.reset_index(drop=True)
+
+
+def hashed_order(lesion_ids: Sequence[str], seed: int, purpose: str) -> np.ndarray:
+    """Positions of ``lesion_ids`` sorted by SHA-256 of ``purpose:seed:lesion_id``.
+
+    Each lesion's key depends on nothing but its own id and the seed, so the relative order of
+    the others is unchanged when a lesion is added or removed. ``purpose`` gives the split and
+    the folds independent orders.
+    """
+    keys = [_hash(purpose, seed, lesion) for lesion in lesion_ids]
+    return np.array(sorted(range(len(keys)), key=keys.__getitem__), dtype=int)
+
+
+def _hash(purpose: str, seed: int, name: str) -> int:
+    return int.from_bytes(hashlib.sha256(f"{purpose}:{seed}:{name}".encode()).digest()[:8], "big")
+
+
+def _line_positions(sizes: np.ndarray, order: np.ndarray) -> np.ndarray:
+    """Each lesion's middle on the line of its class's images laid end to end in ``order``,
+    as a fraction of the class's images (aligned with ``sizes``)."""
+    laid = sizes[order].astype(float)
+    middles = np.cumsum(laid) - laid / 2
+    positions = np.empty(len(sizes))
+    positions[order] = middles / laid.sum()
+    return positions
+
+
+def _assign_folds(dev_lesions: pd.DataFrame, config: SplitConfig, seed: int) -> dict:
+    """Fold of each train+val lesion: ``folds`` equal parts of each class's hashed line.
+
+    Each class's parts are rotated by a hashed offset, so classes with fewer lesions than
+    folds do not all leave the same folds empty.
+
+    Raises:
+        SplitError: When a fold would hold no lesion at all.
+    """
+    folds: dict[str, int] = {}
+    for dx in sorted(dev_lesions["dx"].unique()):
+        members = dev_lesions[dev_lesions["dx"] == dx]
+        order = hashed_order(members.index, seed, "fold")
+        positions = _line_positions(members["images"].to_numpy(), order)
+        offset = _hash("fold-offset", seed, dx) % config.folds
+        part = np.minimum((positions * config.folds).astype(int), config.folds - 1)
+        folds.update(zip(members.index, ((part + offset) % config.folds).tolist()))
+    empty = sorted(set(range(config.folds)) - set(folds.values()))
+    if empty:
+        per_class = dev_lesions.groupby("dx").size().to_dict()
+        raise SplitError(
+            f"cannot make data_processing.split.folds={config.folds} lesion-grouped folds of "
+            f"train+val: fold(s) {empty} would hold no lesion; lesions per class there: "
+            f"{per_class}. Lower folds (0 turns them off) or add data"
+        )
+    return folds
 
 
 def _check_fold_lesions(dev: pd.DataFrame, config: SplitConfig) -> None:
@@ -151,26 +207,22 @@ def _check_fold_lesions(dev: pd.DataFrame, config: SplitConfig) -> None:
     logger.warning("%s: a cross-validation run on such a fold would miss the class", message)
 
 
-def _fill_splits(sizes: np.ndarray, fractions: np.ndarray, rng: np.random.Generator) -> list:
+def _fill_splits(sizes: np.ndarray, fractions: np.ndarray, order: np.ndarray) -> list:
     """Assign lesions of one class to splits so image counts track ``fractions``.
 
-    Lesions go in random order, whatever their size; each goes to the split furthest below
-    its target image count relative to that target, so every split fills at its own pace
-    from the first lesion on and ends within about one lesion of its target. A lesion's
-    split therefore does not depend on how many images it has: val and test hold multi-image
-    lesions in the same proportion as train. (Placing the largest lesions first would hit
-    the counts a little closer, but it sends every multi-image lesion to train and leaves
-    val and test with single-image lesions only: a sample of lesions that is not HAM10000's.)
-    A split left without a lesion then takes the smallest lesion of the fullest split.
+    The lesions are laid end to end in ``order`` (a hashed order: see the module docstring),
+    each as long as its number of images; a lesion goes to the split whose part of the line
+    (``fractions`` in turn) holds its middle. Every split thus ends within about half a lesion
+    of its target at each boundary, and a lesion's split does not depend on how many images it
+    has: val and test hold multi-image lesions in the same proportion as train. (Placing the
+    largest lesions first would hit the counts a little closer, but it sends every
+    multi-image lesion to train and leaves val and test with single-image lesions only: a
+    sample of lesions that is not HAM10000's.) A split left without a lesion (a class of very
+    few lesions) then takes the smallest lesion of the split holding most lesions.
     """
-    targets = fractions * sizes.sum()
-    order = rng.permutation(len(sizes))
-    filled = np.zeros(len(fractions))
-    chosen = [0] * len(sizes)
-    for i in order:
-        k = int(np.argmax((targets - filled) / targets))
-        chosen[i] = k
-        filled[k] += sizes[i]
+    bounds = np.cumsum(fractions)[:-1]
+    positions = _line_positions(sizes, order)
+    chosen = np.searchsorted(bounds, positions, side="right").tolist()
     for k in range(len(fractions)):
         if k not in chosen and len(sizes) >= len(fractions):
             counts = np.bincount(chosen, minlength=len(fractions))

@@ -1,0 +1,76 @@
+"""benchmarks/split_stability.py: the comparison it reports must be able to go either way."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from benchmarks import split_stability
+
+from skin_lesion.splits import SplitConfig, split_by_lesion
+
+
+def _metadata_csv(folder: Path, lesions: int = 400) -> pd.DataFrame:
+    rng = np.random.default_rng(0)
+    dx = rng.choice(
+        split_stability.CLASSES, size=lesions, p=[0.04, 0.05, 0.1, 0.02, 0.1, 0.67, 0.02]
+    )
+    rows = [
+        {"lesion_id": f"HAM_{i:07d}", "image_id": f"ISIC_{i:05d}_{j}", "dx": d}
+        for i, d in enumerate(dx)
+        for j in range(rng.choice([1, 1, 2, 3]))
+    ]
+    frame = pd.DataFrame(rows)
+    frame.assign(age=50, sex="male", localization="back").to_csv(
+        folder / "HAM10000_metadata.csv", index=False
+    )
+    return frame
+
+
+def test_permuted_reference_is_the_earlier_assignment_and_moves_far_more(tmp_path: Path) -> None:
+    _metadata_csv(tmp_path)
+    out = tmp_path / "results" / "split-stability.json"
+    assert split_stability.main(["--data", str(tmp_path), "--trials", "3", "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    rows = {(r["change"], r["assignment"]): r for r in result["rows"]}
+    assert {c for c, _ in rows} == set(split_stability.CHANGES)
+    for change in split_stability.CHANGES:
+        hashed, permuted = rows[change, "hashed"], rows[change, "permuted"]
+        assert hashed["split"]["max"] <= 10, (change, hashed)
+        assert hashed["test_to_train"]["max"] == 0
+        # The earlier assignment reshuffles a class: many times more images move.
+        assert permuted["split"]["median"] > 10 * max(hashed["split"]["median"], 1), change
+    table = out.with_suffix(".md").read_text()
+    assert "| image removed | hashed |" in table and "`HAM10000_metadata.csv`" in table
+
+
+def test_moved_counts_split_test_to_train_and_fold_changes() -> None:
+    before = pd.DataFrame(
+        {
+            "image_id": ["a", "b", "c", "d"],
+            "split": ["train", "test", "val", "train"],
+            "fold": [0, -1, 1, 2],
+        }
+    )
+    after = before.assign(split=["train", "train", "val", "train"], fold=[0, 3, 2, 2]).iloc[:3]
+    assert split_stability.moved(before, after) == {"split": 1, "test_to_train": 1, "fold": 1}
+
+
+def test_hashed_row_is_the_project_split(tmp_path: Path) -> None:
+    frame = _metadata_csv(tmp_path)
+    metadata, name, _ = split_stability.read_metadata(tmp_path)
+    assert name == "HAM10000_metadata.csv" and len(metadata) == len(frame)
+    result = split_stability.run(metadata, trials=1)
+    ours = split_by_lesion(metadata, SplitConfig(), split_stability.SEED)
+    assert result["split_images"]["hashed"] == [
+        int((ours["split"] == s).sum()) for s in ("train", "val", "test")
+    ]
+
+
+def test_missing_metadata_and_unknown_diagnosis_are_named(tmp_path: Path) -> None:
+    with pytest.raises(SystemExit, match="no HAM10000_metadata"):
+        split_stability.main(["--data", str(tmp_path)])
+    _metadata_csv(tmp_path).assign(dx="MEL").to_csv(tmp_path / "HAM10000_metadata.csv")
+    with pytest.raises(SystemExit, match=r"outside .*\['MEL'\]"):
+        split_stability.main(["--data", str(tmp_path)])
