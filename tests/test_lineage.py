@@ -152,6 +152,16 @@ def test_split_settings_are_compared_but_the_seed_and_warning_gap_are_not() -> N
     check_split_settings({"protocol": "older"}, SplitConfig(validation_fold=2), ["a"])
 
 
+def test_splits_made_by_the_earlier_assignment_are_named_but_used(caplog) -> None:
+    made = {"settings": split_settings(SplitConfig(), ["a", "b"], seed=42)}
+    check_split_settings(made, SplitConfig(), ["a", "b"])
+    assert "assignment used before 2026-12-06" not in caplog.text
+    earlier = {"settings": {k: v for k, v in made["settings"].items() if k != "assignment"}}
+    check_split_settings(earlier, SplitConfig(), ["a", "b"])
+    assert "assignment used before 2026-12-06" in caplog.text
+    assert "`kedro run --pipelines data_processing` remakes them" in caplog.text
+
+
 class _File:
     def __init__(self, size: int) -> None:
         self._size = size

@@ -105,7 +105,8 @@ def _metrics() -> dict:
 
 def _split_summary() -> dict:
     return {
-        "protocol": "grouped by lesion_id, stratified by dx; test rows have fold -1",
+        "protocol": "grouped by lesion_id, stratified by dx, lesions in an order hashed from "
+        "(seed, lesion_id); test rows have fold -1",
         "images": {"train": 7009, "val": 1503, "test": 1503},
         "lesions": {"train": 5228, "val": 1141, "test": 1101},
         "max_share_gap_points": 0.412,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict
 from typing import Any
@@ -19,6 +20,9 @@ from typing import Any
 import pandas as pd
 
 from skin_lesion.config import ConfigError, from_dict, parameter_differences
+from skin_lesion.splits import ASSIGNMENT
+
+logger = logging.getLogger(__name__)
 
 SPLIT_KEY = "split_sha256"
 # Where a checkpoint's params keep each group's settings with every default filled in, so
@@ -483,6 +487,7 @@ def split_settings(split: Any, classes: list[str], seed: int) -> dict[str, Any]:
         "split": {k: v for k, v in asdict(split).items() if k not in SPLIT_EXEMPT},
         "classes": list(classes),
         "seed": seed,
+        "assignment": ASSIGNMENT,
     }
 
 
@@ -500,6 +505,14 @@ def check_split_settings(split_summary: Mapping[str, Any], split: Any, classes: 
         {"data_processing": {"split": recorded.get("split")}, "classes": recorded.get("classes")},
         {"data_processing": {"split": now["split"]}, "classes": now["classes"]},
     )
+    if recorded.get("assignment") != now["assignment"]:
+        logger.warning(
+            "`splits` were made by the lesion assignment used before 2026-12-06 (each class's "
+            "lesions in a seeded random order), which reshuffles about half of a class when one "
+            "lesion changes; they are used as they are, and models trained on them stay valid. "
+            "`kedro run --pipelines data_processing` remakes them with today's (stable) "
+            "assignment, which gives other splits: every model must then be trained again"
+        )
     if differences:
         raise StaleInputError(
             f"`splits` is stale: they were made with other settings than the parameters now "

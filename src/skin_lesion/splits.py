@@ -36,6 +36,9 @@ logger = logging.getLogger(__name__)
 
 SPLITS = ("train", "val", "test")
 SPLIT_COLUMNS = ("image_id", "lesion_id", "dx", "label", "split", "fold")
+# How lesions are assigned, as ``split_summary`` records it: splits made before this
+# assignment (a seeded random order, until 2026-12-06) are named when a run reads them.
+ASSIGNMENT = "hashed lesion order (2026-12-06)"
 
 
 @dataclass(frozen=True)
@@ -287,7 +290,10 @@ def summarize_splits(
                 "share": round(share, 4),
             }
     folds = splits[splits["fold"] >= 0]
-    protocol = "grouped by lesion_id, stratified by dx; test rows have fold -1"
+    protocol = (
+        "grouped by lesion_id, stratified by dx, lesions in an order hashed from "
+        "(seed, lesion_id); test rows have fold -1"
+    )
     if validation_fold is not None:
         protocol += (
             f"; cross-validation: fold {validation_fold} of train+val is the validation "
