@@ -155,11 +155,18 @@ def test_split_settings_are_compared_but_the_seed_and_warning_gap_are_not() -> N
 def test_splits_made_by_the_earlier_assignment_are_named_but_used(caplog) -> None:
     made = {"settings": split_settings(SplitConfig(), ["a", "b"], seed=42)}
     check_split_settings(made, SplitConfig(), ["a", "b"])
-    assert "assignment used before 2026-12-06" not in caplog.text
+    assert "lesion assignment" not in caplog.text
     earlier = {"settings": {k: v for k, v in made["settings"].items() if k != "assignment"}}
     check_split_settings(earlier, SplitConfig(), ["a", "b"])
-    assert "assignment used before 2026-12-06" in caplog.text
+    assert "made before 2026-12-06, by an earlier lesion assignment" in caplog.text
     assert "`kedro run --pipelines data_processing` remakes them" in caplog.text
+    caplog.clear()
+    check_split_settings({"protocol": "older, no settings"}, SplitConfig(), ["a"])
+    assert "made before 2026-12-06" in caplog.text
+    caplog.clear()
+    later = {"settings": {**made["settings"], "assignment": "another"}}
+    check_split_settings(later, SplitConfig(), ["a", "b"])
+    assert "by the lesion assignment 'another', not today's" in caplog.text
 
 
 class _File:

@@ -196,7 +196,7 @@ def _seeds(metric: dict, ci: bool = False) -> str:
 def written_figures() -> dict[str, list[str]]:
     """The README's hand-written headline and target rows (found by how each line starts),
     each with the figures its records say it must show."""
-    cpu = _record("accuracy-cpu-quick-current-reviewed.json")
+    cpu = _record("accuracy-cpu-quick-stable-split.json")
     cpu_first = _record("accuracy-cpu-quick-channels-last-contrastive.json")
     cpu_off = _record("accuracy-cpu-quick-channels-last.json")
     gpu = _record("accuracy-gpu-full-d47f237.json")
@@ -219,6 +219,9 @@ def written_figures() -> dict[str, list[str]]:
         "| `cpu-quick`: ImageNet Lite0": headline(cpu),
         "| `gpu-full`: ImageNet Lite0": headline(gpu),
         "| CPU: `cpu-quick` balanced accuracy": [
+            f"{_pm(cpu['metrics']['balanced_accuracy'])} over 3 seeds "
+            + _seeds(cpu["metrics"]["balanced_accuracy"]),
+            f"validation {_pm(cpu['validation']['balanced_accuracy'])}",
             f"{_pm(cpu_first['metrics']['balanced_accuracy'])} over 3 seeds "
             + _seeds(cpu_first["metrics"]["balanced_accuracy"]),
             f"with SupCon off {_pm(cpu_off['metrics']['balanced_accuracy'])}",
@@ -257,5 +260,5 @@ def test_the_headline_and_target_figures_are_their_records() -> None:
     # them whole; each figure in them is rebuilt here from the JSON it comes from.
     doc = (ROOT / "README.md").read_text().splitlines()
     assert written_mismatches(doc, written_figures()) == []
-    edited = [line.replace("0.710 ± 0.007", "0.720 ± 0.007") for line in doc]
+    edited = [line.replace("0.683 ± 0.021", "0.693 ± 0.021") for line in doc]
     assert len(written_mismatches(edited, written_figures())) == 2  # the check can fail

@@ -491,28 +491,44 @@ def split_settings(split: Any, classes: list[str], seed: int) -> dict[str, Any]:
     }
 
 
+def warn_earlier_assignment(recorded: Any) -> None:
+    """Warn that splits were made by another lesion assignment than today's ``ASSIGNMENT``."""
+    if recorded == ASSIGNMENT:
+        return
+    made = (
+        "before 2026-12-06, by an earlier lesion assignment"
+        if recorded is None
+        else f"by the lesion assignment {recorded!r}, not today's {ASSIGNMENT!r}"
+    )
+    logger.warning(
+        "`splits` were made %s, under which a small change to the data (one lesion fewer) "
+        "could reshuffle a class; they are used as they are, and models trained on them stay "
+        "valid. `kedro run --pipelines data_processing` remakes them with today's assignment, "
+        "which gives other splits: every model must then be trained again",
+        made,
+    )
+
+
 def check_split_settings(split_summary: Mapping[str, Any], split: Any, classes: list[str]) -> None:
     """Refuse ``splits`` made with other ``data_processing.split`` settings or classes than
     the parameters now say (``--params data_processing.split.validation_fold=1`` given to a
     run that does not make the splits would otherwise train on the old ones, while MLflow
     logged the new fold). A summary made before the settings were recorded passes.
+
+    Splits made by another lesion assignment than today's (``splits.ASSIGNMENT``; none
+    recorded: made before 2026-12-06) are used, with a warning saying so.
     """
     recorded = split_summary.get(SETTINGS_KEY)
     if not isinstance(recorded, Mapping):
+        recorded = {}
+    warn_earlier_assignment(recorded.get("assignment"))
+    if not recorded:
         return
     now = split_settings(split, classes, seed=0)
     differences = parameter_differences(
         {"data_processing": {"split": recorded.get("split")}, "classes": recorded.get("classes")},
         {"data_processing": {"split": now["split"]}, "classes": now["classes"]},
     )
-    if recorded.get("assignment") != now["assignment"]:
-        logger.warning(
-            "`splits` were made by the lesion assignment used before 2026-12-06 (each class's "
-            "lesions in a seeded random order), which reshuffles about half of a class when one "
-            "lesion changes; they are used as they are, and models trained on them stay valid. "
-            "`kedro run --pipelines data_processing` remakes them with today's (stable) "
-            "assignment, which gives other splits: every model must then be trained again"
-        )
     if differences:
         raise StaleInputError(
             f"`splits` is stale: they were made with other settings than the parameters now "

@@ -13,13 +13,14 @@ and test hold multi-image lesions in the same proportion as train. The folds lay
 lesions out the same way (in another hashed order) in ``folds`` equal parts per class.
 
 Why our own assignment rather than a random permutation or sklearn's
-``StratifiedGroupKFold``: **stability**. A lesion's place depends on its own hash and on the
-images before it on its class's line only, so removing, adding or relabelling a lesion (a
-corrupt file, a corrected label, Dataverse's copy instead of Kaggle's) moves only the lesions
-within about one lesion of a boundary; with a seeded permutation of the class, or k-fold's
-shuffle, one lesion fewer reshuffles about half of the class, and results on two versions of
-the data would compare different test splits. The order does not depend on the numpy or
-scikit-learn version either (``StratifiedGroupKFold`` assigned other folds before 1.8).
+``StratifiedGroupKFold``: **stability**. A lesion's place depends only on its own hash, the
+images before it on its class's line and the class's image count, so removing, adding or
+relabelling a lesion (a corrupt file set aside, a corrected label, another copy of the data)
+moves only lesions within about that lesion's images of a boundary; with a seeded
+permutation of the class, or k-fold's shuffle, one lesion fewer reshuffles about half of the
+class, and results on two versions of the data would compare different test splits. The
+order does not depend on the numpy or scikit-learn version either (``StratifiedGroupKFold``
+assigned other folds before 1.8).
 """
 
 from __future__ import annotations
@@ -161,29 +162,47 @@ def _line_positions(sizes: np.ndarray, order: np.ndarray) -> np.ndarray:
 def _assign_folds(dev_lesions: pd.DataFrame, config: SplitConfig, seed: int) -> dict:
     """Fold of each train+val lesion: ``folds`` equal parts of each class's hashed line.
 
-    Each class's parts are rotated by a hashed offset, so classes with fewer lesions than
-    folds do not all leave the same folds empty.
+    A class with at least ``folds`` lesions reaches every fold: where a lesion of many images
+    would cover a whole part of the line (leaving that fold without the class), the class is
+    cut by lesion count instead. A class with fewer lesions reaches as many folds as it has
+    lesions; classes are rotated, in turn, to whichever offset covers the most folds still
+    without a lesion (ties: a hashed preference), so that they do not all leave the same
+    folds empty.
 
     Raises:
         SplitError: When a fold would hold no lesion at all.
     """
+    k = config.folds
     folds: dict[str, int] = {}
+    covered = np.zeros(k, dtype=int)
     for dx in sorted(dev_lesions["dx"].unique()):
         members = dev_lesions[dev_lesions["dx"] == dx]
         order = hashed_order(members.index, seed, "fold")
-        positions = _line_positions(members["images"].to_numpy(), order)
-        offset = _hash("fold-offset", seed, dx) % config.folds
-        part = np.minimum((positions * config.folds).astype(int), config.folds - 1)
-        folds.update(zip(members.index, ((part + offset) % config.folds).tolist()))
-    empty = sorted(set(range(config.folds)) - set(folds.values()))
+        part = _parts(_line_positions(members["images"].to_numpy(), order), k)
+        if len(members) >= k and len(set(part.tolist())) < k:
+            part = _parts(_line_positions(np.ones(len(members)), order), k)
+        preference = hashed_order([str(o) for o in range(k)], seed, f"fold-offset:{dx}")
+        offset = max(
+            preference.tolist(),
+            key=lambda o: (covered[(np.unique(part) + o) % k] == 0).sum(),
+        )
+        chosen = (part + offset) % k
+        covered[np.unique(chosen)] += 1
+        folds.update(zip(members.index, chosen.tolist()))
+    empty = np.flatnonzero(covered == 0).tolist()
     if empty:
         per_class = dev_lesions.groupby("dx").size().to_dict()
         raise SplitError(
-            f"cannot make data_processing.split.folds={config.folds} lesion-grouped folds of "
+            f"cannot make data_processing.split.folds={k} lesion-grouped folds of "
             f"train+val: fold(s) {empty} would hold no lesion; lesions per class there: "
             f"{per_class}. Lower folds (0 turns them off) or add data"
         )
     return folds
+
+
+def _parts(positions: np.ndarray, k: int) -> np.ndarray:
+    """Which of ``k`` equal parts of the line each position falls in."""
+    return np.minimum((positions * k).astype(int), k - 1)
 
 
 def _check_fold_lesions(dev: pd.DataFrame, config: SplitConfig) -> None:
@@ -223,17 +242,26 @@ def _fill_splits(sizes: np.ndarray, fractions: np.ndarray, order: np.ndarray) ->
     sample of lesions that is not HAM10000's.) A split left without a lesion (a class of very
     few lesions) then takes the smallest lesion of the split holding most lesions.
     """
-    bounds = np.cumsum(fractions)[:-1]
+    edges = np.concatenate([[0.0], np.cumsum(fractions)])
     positions = _line_positions(sizes, order)
-    chosen = np.searchsorted(bounds, positions, side="right").tolist()
+    chosen = np.searchsorted(edges[1:-1], positions, side="right").tolist()
+    rank = np.empty(len(sizes), dtype=int)
+    rank[order] = np.arange(len(sizes))
     for k in range(len(fractions)):
         if k not in chosen and len(sizes) >= len(fractions):
             counts = np.bincount(chosen, minlength=len(fractions))
             donor = int(np.argmax(counts))
-            smallest = min(
-                (i for i in range(len(sizes)) if chosen[i] == donor), key=lambda i: sizes[i]
+            # The donor's smallest lesion nearest split k's part of the line (then the
+            # hashed order): the choice does not depend on how lesion ids sort.
+            given = min(
+                (i for i in range(len(sizes)) if chosen[i] == donor),
+                key=lambda i: (
+                    sizes[i],
+                    max(edges[k] - positions[i], positions[i] - edges[k + 1], 0.0),
+                    rank[i],
+                ),
             )
-            chosen[smallest] = k
+            chosen[given] = k
     return chosen
 
 
