@@ -216,10 +216,12 @@ def header_width(data: bytes, name: str, sep: str = ",", encoding: str = "utf-8"
         encoding: The file's text encoding (a UTF-8 byte-order mark is skipped).
 
     Returns:
-        The header's field count, or None when the file cannot be scanned (empty, or not
-        text in ``encoding``): pandas then raises its own error.
+        The header's field count, or None when the file cannot be scanned (empty, an
+        unknown encoding, or not CSV): pandas then raises its own error.
 
     Raises:
+        ValueError: Naming ``name``, the line and byte, when the file is not text in
+            ``encoding`` (a spreadsheet's Windows-1252 export read as UTF-8).
         ValueError: Naming ``name``, the line, the field counts and the values, for the
             first row with a non-empty field past the header's last, or with fewer fields
             than the header (pandas fills the missing ones with empty values, so a row
@@ -229,7 +231,13 @@ def header_width(data: bytes, name: str, sep: str = ",", encoding: str = "utf-8"
     if encoding.replace("-", "").replace("_", "").lower() == "utf8":
         encoding = "utf-8-sig"
     try:
-        rows = csv.reader(io.StringIO(data.decode(encoding), newline=""), delimiter=sep)
+        text = data.decode(encoding)
+    except UnicodeDecodeError as error:
+        raise ValueError(_undecodable(data, name, encoding, error)) from None
+    except LookupError:
+        return None  # an unknown encoding: pandas names it
+    try:
+        rows = csv.reader(io.StringIO(text, newline=""), delimiter=sep)
         header = next(rows, None)
         if header is None:
             return None
@@ -256,9 +264,24 @@ def header_width(data: bytes, name: str, sep: str = ",", encoding: str = "utf-8"
                     "a value that contains the separator, or give the extra column a name "
                     "in the header"
                 )
-    except (UnicodeDecodeError, LookupError, csv.Error):
+    except csv.Error:
         return None
     return width
+
+
+def _undecodable(data: bytes, name: str, encoding: str, error: UnicodeDecodeError) -> str:
+    """Where in ``data`` the first byte ``encoding`` cannot decode lies, for the error."""
+    start = data.rfind(b"\n", 0, error.start) + 1
+    end = data.find(b"\n", error.start)
+    line = data.count(b"\n", 0, error.start) + 1
+    shown = data[start : end if end >= 0 else len(data)].decode(encoding, errors="replace")
+    codec = "UTF-8" if encoding == "utf-8-sig" else encoding
+    return (
+        f"'{name}' is not {codec} text: line {line}, byte {error.start - start + 1} "
+        f"({data[error.start : error.end]!r}) cannot be decoded ({shown.strip()[:120]!r}). "
+        "Save the file as UTF-8 (a spreadsheet's 'CSV UTF-8'); another encoding, e.g. "
+        "Latin-1 or Windows-1252, is not guessed"
+    )
 
 
 def read_text_csv(source: Any, name: str) -> pd.DataFrame:

@@ -58,3 +58,10 @@ def test_a_dataverse_tab_separated_table_reads_like_the_csv(tmp_path) -> None:
         "sex": ["male"],
         "dataset": ["rosendahl"],
     }
+
+
+def test_a_file_not_in_utf8_is_refused_naming_its_line(tmp_path) -> None:
+    csv = tmp_path / "meta.csv"
+    csv.write_bytes("image_id,localization\nISIC_1,back\nISIC_2,épaule\n".encode("cp1252"))
+    with pytest.raises(DatasetError, match=r"meta\.csv' is not UTF-8 text: line 3, byte 8 "):
+        OptionalTableDataset(filepath=str(csv)).load()

@@ -130,3 +130,22 @@ def test_whitespace_lines_and_a_header_ending_in_a_comma_still_read(tmp_path):
     path.write_text(f"{header},\n{first}\n{second},\n")
     frame = RawMetadataDataset(filepath=str(path)).load()
     assert list(frame["image_id"]) == ["ISIC_0027419", "ISIC_0027420"]
+
+
+def test_a_file_not_in_utf8_is_refused_naming_its_line(tmp_path):
+    """A spreadsheet's Windows-1252 export: pandas said only "can't decode byte 0xe9 in
+    position N"; the error names the line, the byte and the row."""
+    path = tmp_path / "HAM10000_metadata.csv"
+    path.write_bytes(CSV.replace("back", "caf\xe9").encode("latin-1"))
+    with pytest.raises(
+        DatasetError,
+        match=r"HAM10000 metadata '.*HAM10000_metadata.csv' is not UTF-8 text: line 3, byte 51 "
+        r"\(b'\\xe9'\) cannot be decoded \('HAM_0000119,.*,caf\ufffd'\)\. Save the file as UTF-8",
+    ):
+        RawMetadataDataset(filepath=str(path)).load()
+    # The same file read as Latin-1 when the catalog says so (load_args encoding).
+    frame = RawMetadataDataset(filepath=str(path), load_args={"encoding": "latin-1"}).load()
+    assert frame.loc[1, "localization"] == "caf\xe9"
+    # A UTF-8 byte-order mark is no error.
+    path.write_bytes(b"\xef\xbb\xbf" + CSV.encode())
+    assert RawMetadataDataset(filepath=str(path)).load().columns[0] == "lesion_id"
