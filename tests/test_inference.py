@@ -24,7 +24,10 @@ def test_a_folder_gives_its_images_and_names_what_it_leaves_out(
     )
     assert "sub/deep/notes.txt" in caplog.text and ".DS_Store" not in caplog.text
     # The files left out fail when read, with the reason the rejects report gives.
-    with pytest.raises(ImageDecodeError, match=r"^not a \.jpg/\.jpeg/\.png file: left out"):
+    with pytest.raises(
+        ImageDecodeError,
+        match=r"^not a \.jpg/\.jpeg/\.png file: left out \(rename it, or name the file itself",
+    ):
         loaders[str(tmp_path / "scan.tif")]()
     assert loaders[str(tmp_path / "a.jpg")]() == b"x"
     # Named directly, a .tif is read (the decoder decides what it can use).

@@ -52,8 +52,8 @@ def display_name(name: str) -> str:
 
 def _left_out_message(wanted: str) -> str:
     return (
-        f"not a {wanted} file: left out (`skin-lesion predict FILE` reads a file named on "
-        "its own whatever its ending)"
+        f"not a {wanted} file: left out (rename it, or name the file itself to `skin-lesion "
+        "predict`, which reads a file named on its own whatever its ending)"
     )
 
 
