@@ -35,7 +35,8 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import StratifiedGroupKFold
 
-from skin_lesion.splits import SplitConfig, split_by_lesion
+from skin_lesion.datasets import RawMetadataDataset
+from skin_lesion.splits import SPLITS, SplitConfig, split_by_lesion
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "ham10000_200x150"
@@ -61,7 +62,7 @@ def permuted_split(metadata: pd.DataFrame, config: SplitConfig, seed: int) -> pd
             k = int(np.argmax((targets - filled) / targets))
             chosen[i] = k
             filled[k] += sizes[i]
-        assignment.update(zip(members.index, (("train", "val", "test")[k] for k in chosen)))
+        assignment.update(zip(members.index, (SPLITS[k] for k in chosen)))
     out = metadata.loc[:, ["image_id", "lesion_id", "dx", "label"]].copy()
     out["split"] = out["lesion_id"].map(assignment)
     out["fold"] = -1
@@ -86,7 +87,8 @@ def read_metadata(folder: Path) -> tuple[pd.DataFrame, str, str]:
     if not found:
         raise SystemExit(f"split_stability.py: no HAM10000_metadata.csv or .tab in {folder}")
     path = found[0]
-    frame = pd.read_csv(path, sep="\t" if path.suffix == ".tab" else ",", dtype=str)
+    # The project's reader: text cells, Dataverse's tab separator, refusals naming the line.
+    frame = RawMetadataDataset(filepath=str(path)).load()
     frame = frame.drop_duplicates("image_id")[["image_id", "lesion_id", "dx"]]
     unknown = sorted(set(frame["dx"]) - set(CLASSES))
     if unknown:
@@ -152,7 +154,7 @@ def run(metadata: pd.DataFrame, trials: int, seed: int = SEED) -> dict[str, Any]
         "lesions": int(metadata["lesion_id"].nunique()),
         "seed": seed,
         "split_images": {
-            name: frame["split"].value_counts().reindex(["train", "val", "test"]).tolist()
+            name: frame["split"].value_counts().reindex(list(SPLITS)).tolist()
             for name, frame in base.items()
         },
         "rows": rows,

@@ -126,7 +126,8 @@ def split_by_lesion(metadata: pd.DataFrame, config: SplitConfig, seed: int) -> p
     if config.folds:
         dev = out.index[out["split"] != "test"]
         _check_fold_lesions(out.loc[dev], config)
-        folds = _assign_folds(lesions[lesions.index.isin(out.loc[dev, "lesion_id"])], config, seed)
+        dev_lesions = lesions[[assignment[lesion] != "test" for lesion in lesions.index]]
+        folds = _assign_folds(dev_lesions, config, seed)
         out.loc[dev, "fold"] = out.loc[dev, "lesion_id"].map(folds).to_numpy()
         if config.validation_fold is not None:
             held_out = out.loc[dev, "fold"] == config.validation_fold
@@ -181,13 +182,11 @@ def _assign_folds(dev_lesions: pd.DataFrame, config: SplitConfig, seed: int) -> 
         part = _parts(_line_positions(members["images"].to_numpy(), order), k)
         if len(members) >= k and len(set(part.tolist())) < k:
             part = _parts(_line_positions(np.ones(len(members)), order), k)
+        used = np.unique(part)
         preference = hashed_order([str(o) for o in range(k)], seed, f"fold-offset:{dx}")
-        offset = max(
-            preference.tolist(),
-            key=lambda o: (covered[(np.unique(part) + o) % k] == 0).sum(),
-        )
+        offset = max(preference.tolist(), key=lambda o: (covered[(used + o) % k] == 0).sum())
         chosen = (part + offset) % k
-        covered[np.unique(chosen)] += 1
+        covered[(used + offset) % k] += 1
         folds.update(zip(members.index, chosen.tolist()))
     empty = np.flatnonzero(covered == 0).tolist()
     if empty:
