@@ -71,8 +71,10 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from importlib import metadata as importlib_metadata
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -86,6 +88,14 @@ DEFAULT_DATA = ROOT.parent / "shared" / "data" / "ham10000_200x150"
 SETTINGS = {"cpu-quick": "cpu_quick", "gpu-full": "gpu_full"}
 TRAINING_PIPELINES = ("contrastive_pretraining", "classifier_training", "reporting")
 FOLD_KEY = "data_processing.split.validation_fold"
+SPLIT_SEED_KEY = "data_processing.split.seed"
+# A record's unit (the key that tells its runs apart) -> its file and label prefix.
+LABELS = {"seed": "seed", "fold": "fold", "split_seed": "split"}
+RUN_KINDS = {
+    "seed": "a seed run",
+    "fold": "a cross-validation run",
+    "split_seed": "a run over split draws",
+}
 # Named parameter overrides for the ablations; each flips one choice of the method.
 ABLATIONS = {
     "no-contrastive": {"contrastive_pretraining.enabled": False},
@@ -150,7 +160,9 @@ def setting_parameters(env: str, conf: Path = ROOT / "conf") -> dict:
 
 
 # Parameters a run sets per stage, not part of what the run is: the data folder (compared by
-# its SHA-256), the training seed (one record each) and the cross-validation fold.
+# its SHA-256), the training seed (one record each) and the cross-validation fold. (A run over
+# split draws sets SPLIT_SEED_KEY per draw, not in its overrides: its records say
+# ``split_seed``, and the parameters keep the environment's value.)
 PER_RUN = ("raw_dir", "seed", FOLD_KEY)
 
 
@@ -348,11 +360,11 @@ def packages_line(records: list[dict], unit: str) -> str | None:
     if not differ:
         return None
     runs = "; ".join(
-        f"{unit} {r[unit]}: "
+        f"{said(unit)} {r[unit]}: "
         + ", ".join(f"{p} {(r.get('packages') or {}).get(p, 'not recorded')}" for p in differ)
         for r in records
     )
-    return f"Packages differ between the {unit}s: {runs}."
+    return f"Packages differ between the {said(unit)}s: {runs}."
 
 
 def code_line(records: list[dict], unit: str) -> str | None:
@@ -366,7 +378,7 @@ def code_line(records: list[dict], unit: str) -> str | None:
         return None
     if not all(code for _, code in codes):
         missing = [str(key) for key, code in codes if not code]
-        return f"Code: not recorded for {unit} {', '.join(missing)} (run before it was)."
+        return f"Code: not recorded for {said(unit)} {', '.join(missing)} (run before it was)."
 
     def tree(code: dict) -> tuple:
         return code.get("src_tree"), code.get("conf_tree"), code.get("package_commit")
@@ -385,9 +397,9 @@ def code_line(records: list[dict], unit: str) -> str | None:
             f"Code: commit{'s' if len(commits) > 1 else ''} `{'`, `'.join(commits)}`{same}"
         )
     else:
-        per_run = ", ".join(f"{unit} {key} `{commit(code)}`" for key, code in codes)
-        parts.append(f"Code: the {unit}s ran different src or conf ({per_run})")
-    changed = [f"{unit} {key}" for key, code in codes if code.get("changed")]
+        per_run = ", ".join(f"{said(unit)} {key} `{commit(code)}`" for key, code in codes)
+        parts.append(f"Code: the {said(unit)}s ran different src or conf ({per_run})")
+    changed = [f"{said(unit)} {key}" for key, code in codes if code.get("changed")]
     if changed:
         parts.append(f"uncommitted changes in {', '.join(changed)}")
     elsewhere = sorted({code["package"] for _, code in codes if code.get("package")})
@@ -644,28 +656,35 @@ def nest(flat: dict) -> dict:
 
 
 def load_seeds(name: str, results: Path = RESULTS) -> dict[int, dict]:
-    """Every ``seed*.json`` of run ``name`` by training seed, or every ``fold*.json`` of a
-    cross-validation run by fold (empty when there are none).
+    """Every ``seed*.json`` of run ``name`` by training seed, every ``fold*.json`` of a
+    cross-validation run by fold, or every ``split*.json`` of a run over split draws by split
+    seed (empty when there are none).
 
     Raises:
-        SystemExit: When the folder holds both kinds of file.
+        SystemExit: When the folder holds more than one kind of file.
     """
     folder = results / "accuracy" / name
     files = sorted(folder.glob("*.json")) if folder.is_dir() else []
-    seeds = [p for p in files if re.fullmatch(r"seed\d+\.json", p.name)]
-    folds = [p for p in files if re.fullmatch(r"fold\d+\.json", p.name)]
-    if seeds and folds:
+    kinds = {
+        unit: [p for p in files if re.fullmatch(rf"{prefix}\d+\.json", p.name)]
+        for unit, prefix in LABELS.items()
+    }
+    present = [unit for unit, paths in kinds.items() if paths]
+    if len(present) > 1:
         raise SystemExit(
-            f"{folder} holds both seed*.json and fold*.json files (a seed run and a "
-            "cross-validation run under one name); move one aside or use --name"
+            f"{folder} holds both "
+            + " and ".join(f"{LABELS[unit]}*.json" for unit in present)
+            + " files (runs of different kinds under one name: "
+            + ", ".join(RUN_KINDS[unit] for unit in present)
+            + "); move one aside or use --name"
         )
-    unit = "fold" if folds else "seed"
+    unit = present[0] if present else "seed"
     found: dict[int, tuple[Path, dict]] = {}
-    for path in folds or seeds:
+    for path in kinds[unit]:
         record = json.loads(path.read_text())
         key = record[unit]
         if key in found:  # seed01.json beside seed1.json: neither may silently win
-            raise SystemExit(f"{found[key][0]} and {path} are both {unit} {key}; keep one")
+            raise SystemExit(f"{found[key][0]} and {path} are both {said(unit)} {key}; keep one")
         found[key] = (path, record)
     return {key: record for key, (_, record) in sorted(found.items())}
 
@@ -718,8 +737,17 @@ def check_not_overwriting(name: str, results: Path, common: dict) -> None:
 
 
 def run_unit(records: list[dict]) -> str:
-    """``fold`` for a cross-validation run's records, else ``seed``."""
-    return "fold" if records and records[0].get("fold") is not None else "seed"
+    """``fold`` for a cross-validation run's records, ``split_seed`` for a run over split
+    draws, else ``seed``."""
+    for unit in ("fold", "split_seed"):
+        if records and records[0].get(unit) is not None:
+            return unit
+    return "seed"
+
+
+def said(unit: str) -> str:
+    """A run unit as the tables and messages name it (``split_seed`` -> ``split seed``)."""
+    return unit.replace("_", " ")
 
 
 def aggregate(name: str, results: Path = RESULTS) -> dict:
@@ -734,7 +762,8 @@ def aggregate(name: str, results: Path = RESULTS) -> dict:
         for key in ("setting", "ablation", "overrides", "data_sha256", "device"):
             if other[key] != first[key]:
                 raise SystemExit(
-                    f"{folder}: {unit} {other[unit]} differs from {unit} {first[unit]} in "
+                    f"{folder}: {said(unit)} {other[unit]} differs from {said(unit)} "
+                    f"{first[unit]} in "
                     f"{key!r} ({other[key]!r} vs {first[key]!r}); rerun or move one aside"
                 )
     recorded = [s for s in seeds if s.get("parameters") is not None]
@@ -742,13 +771,13 @@ def aggregate(name: str, results: Path = RESULTS) -> dict:
         differ, _ = parameter_differences(recorded[0]["parameters"], other["parameters"])
         if differ:
             raise SystemExit(
-                f"{folder}: {unit} {other[unit]} ran other parameters than {unit} "
+                f"{folder}: {said(unit)} {other[unit]} ran other parameters than {said(unit)} "
                 f"{recorded[0][unit]} ("
                 + describe_differences(
                     differ,
                     recorded[0]["parameters"],
                     other["parameters"],
-                    (f"in {unit} {recorded[0][unit]}", f"in {unit} {other[unit]}"),
+                    (f"in {said(unit)} {recorded[0][unit]}", f"in {said(unit)} {other[unit]}"),
                 )
                 + "); rerun or move one aside"
             )
@@ -766,7 +795,7 @@ def aggregate(name: str, results: Path = RESULTS) -> dict:
     }
     if len(kinds) > 1:
         raise SystemExit(
-            f"{folder}: its {unit}s' bootstrap intervals are of different kinds ("
+            f"{folder}: its {said(unit)}s' bootstrap intervals are of different kinds ("
             + " vs ".join(sorted(kinds))
             + "); rerun the odd ones with --rescore, or move them aside"
         )
@@ -794,8 +823,10 @@ def aggregate(name: str, results: Path = RESULTS) -> dict:
     result.update(
         seeds=[s["seed"] for s in seeds],
         folds=[s["fold"] for s in seeds] if unit == "fold" else None,
-        test_images=first["metrics"]["test_images"],
-        test_lesions=first["metrics"]["test_lesions"],
+        **({"split_seeds": [s["split_seed"] for s in seeds]} if unit == "split_seed" else {}),
+        # Each split draw has its own test split: its sizes by draw.
+        test_images=per_draw(seeds, unit, lambda s: s["metrics"]["test_images"]),
+        test_lesions=per_draw(seeds, unit, lambda s: s["metrics"]["test_lesions"]),
         metrics=summary,
         # The intervals' confidence and stratification, alike in every seed (checked above);
         # seed files from before 2026-12-06 have none.
@@ -823,7 +854,9 @@ def aggregate(name: str, results: Path = RESULTS) -> dict:
         per_class_recall={
             name: {
                 **_spread([s["metrics"]["per_class"][name]["recall"] for s in seeds]),
-                "support": first["metrics"]["per_class"][name]["support"],
+                "support": per_draw(
+                    seeds, unit, lambda s, name=name: s["metrics"]["per_class"][name]["support"]
+                ),
             }
             for name in first["metrics"].get("per_class", {})
             if all(
@@ -846,6 +879,12 @@ def aggregate(name: str, results: Path = RESULTS) -> dict:
     return result
 
 
+def per_draw(records: list[dict], unit: str, value: Callable[[dict], Any]) -> Any:
+    """``value`` of the first record, or of each record (a list) for a run over split draws,
+    whose test splits differ."""
+    return [value(r) for r in records] if unit == "split_seed" else value(records[0])
+
+
 COMPARED = ("balanced_accuracy", "macro_f1", "macro_auc", "mel_sensitivity_threshold")
 VALIDATION = ("balanced_accuracy", "macro_f1")
 # Figures that depend on the reporting protocol of the threshold (see _single_view).
@@ -854,8 +893,8 @@ THRESHOLD_METRICS = ("mel_sensitivity_threshold",)
 
 def _check_pair(ours: dict, base: dict, what: str, base_name: str) -> None:
     """Refuse to pair two records of different data, device, setting, fold seed or split."""
-    # Folds pair only when trained with the same seed.
-    folds = run_unit([ours]) == "fold" or run_unit([base]) == "fold"
+    # Folds (split draws) pair only when trained with the same seed.
+    folds = {run_unit([ours]), run_unit([base])} != {"seed"}
     fields = ("data_sha256", "device", "setting", *(("seed",) if folds else ()))
     for field in fields:
         if ours[field] != base[field]:
@@ -947,12 +986,13 @@ def compare_runs(baseline_name: str, name: str, results: Path = RESULTS) -> dict
     keys = sorted(set(runs) & set(baseline))
     if not keys:
         raise SystemExit(
-            f"{name}'s {units} {sorted(runs)} share none with {baseline_name}'s {sorted(baseline)}"
+            f"{name}'s {said(unit)}s {sorted(runs)} share none with {baseline_name}'s "
+            f"{sorted(baseline)}"
         )
     changes = set()
     cache: dict = {}
     for key in keys:
-        _check_pair(runs[key], baseline[key], f"{name} {unit} {key}", baseline_name)
+        _check_pair(runs[key], baseline[key], f"{name} {said(unit)} {key}", baseline_name)
         ours_p, _ = recorded_parameters(runs[key], cache)
         base_p, _ = recorded_parameters(baseline[key], cache)
         if ours_p is None or base_p is None:
@@ -972,7 +1012,7 @@ def compare_runs(baseline_name: str, name: str, results: Path = RESULTS) -> dict
         changes.add("; ".join(sorted(change)) or "none (a rerun)")
     if len(changes) > 1:
         raise SystemExit(
-            f"the {units} of {name} differ from {baseline_name} in different ways: "
+            f"the {said(unit)}s of {name} differ from {baseline_name} in different ways: "
             + " | ".join(sorted(changes))
         )
     row = {"ablation": changes.pop(), "run": name, units: keys}
@@ -1015,7 +1055,7 @@ def compare(setting: str, results: Path = RESULTS, cv: bool = False) -> dict:
     base_folder = results / "accuracy" / f"{setting}{suffix}"
     baseline = load_seeds(f"{setting}{suffix}", results)
     if not baseline or run_unit(list(baseline.values())) != unit:
-        raise SystemExit(f"no {unit} results under {base_folder}")
+        raise SystemExit(f"no {said(unit)} results under {base_folder}")
     rows = []
     paired_records: dict[str, list[dict]] = {}
     single_view = {f"{setting}{suffix}": _single_view(list(baseline.values()), unit)}
@@ -1023,18 +1063,20 @@ def compare(setting: str, results: Path = RESULTS, cv: bool = False) -> dict:
         name = f"{setting}-{ablation}{suffix}"
         runs = load_seeds(name, results)
         if runs and run_unit(list(runs.values())) != unit:
-            raise SystemExit(f"{results / 'accuracy' / name} holds no {unit} results")
+            raise SystemExit(f"{results / 'accuracy' / name} holds no {said(unit)} results")
         keys = sorted(set(runs) & set(baseline))
         if runs and not keys:
             print(
-                f"[accuracy] {name} left out: its {units} {sorted(runs)} share none with "
+                f"[accuracy] {name} left out: its {said(unit)}s {sorted(runs)} share none with "
                 f"{setting}{suffix}'s {sorted(baseline)}",
                 file=sys.stderr,
             )
         if not keys:
             continue
         for key in keys:
-            _check_pair(runs[key], baseline[key], f"{name} {unit} {key}", f"{setting}{suffix}")
+            _check_pair(
+                runs[key], baseline[key], f"{name} {said(unit)} {key}", f"{setting}{suffix}"
+            )
             # A pair must differ in the one choice the ablation flips, and in nothing else:
             # in its overrides and, where both recorded them, in the parameters they ran.
             ours_p, base_p = runs[key].get("parameters"), baseline[key].get("parameters")
@@ -1043,7 +1085,7 @@ def compare(setting: str, results: Path = RESULTS, cv: bool = False) -> dict:
                 beyond = [k for k in differ if k not in ABLATIONS[ablation]]
                 if beyond:
                     raise SystemExit(
-                        f"{name} {unit} {key} differs from {setting}{suffix} in more than "
+                        f"{name} {said(unit)} {key} differs from {setting}{suffix} in more than "
                         f"{ablation}: "
                         + describe_differences(
                             beyond, base_p, ours_p, (f"in {setting}{suffix}", f"in {name}")
@@ -1052,7 +1094,8 @@ def compare(setting: str, results: Path = RESULTS, cv: bool = False) -> dict:
             wanted = {**baseline[key]["overrides"], **ABLATIONS[ablation]}
             if runs[key]["ablation"] != ablation or runs[key]["overrides"] != wanted:
                 raise SystemExit(
-                    f"{name} {unit} {key} is not {setting}{suffix} with {ablation} alone: it ran "
+                    f"{name} {said(unit)} {key} is not {setting}{suffix} with {ablation} alone: "
+                    "it ran "
                     f"ablation {runs[key]['ablation']!r} with overrides {runs[key]['overrides']!r}"
                     f", the pair needs {wanted!r}"
                 )
@@ -1062,7 +1105,7 @@ def compare(setting: str, results: Path = RESULTS, cv: bool = False) -> dict:
         row |= _paired_metrics(runs, baseline, keys, units)
         rows.append(row)
     if not rows:
-        raise SystemExit(f"no ablation of {setting} shares a {unit} with it under {results}")
+        raise SystemExit(f"no ablation of {setting} shares a {said(unit)} with it under {results}")
     result = _comparison(setting, baseline, unit, rows)
     result["single_view_threshold"] = {k: v for k, v in single_view.items() if v}
     used = sorted({k for records in paired_records.values() for k in (r[unit] for r in records)})
@@ -1153,7 +1196,7 @@ def comparison_code_line(groups: dict[str, list[dict]], unit: str) -> str | None
 def compare_markdown(result: dict) -> str:
     """The ablation comparison as a markdown table: value, and change against the setting."""
     unit = result.get("unit", "seed")
-    units = f"{unit}s"
+    units, shown = f"{unit}s", f"{said(unit)}s"
     sd = result["baseline_sd"]
     noise = ", ".join(
         f"{label[4:] + ' (validation)' if label.startswith('val_') else label} {value:.3f}"
@@ -1169,11 +1212,11 @@ def compare_markdown(result: dict) -> str:
     lines = [
         f"**{title or 'Ablations of ' + result['setting']}**{what} on {result['device']}; data "
         f"`{result['data']}` (SHA-256 `{result['data_sha256'][:12]}…`). Each cell: the "
-        f"{'run' if title else 'ablation'}'s mean over the {units} shown, then its change "
-        f"against {result['setting'] if title else 'the setting'} on the same {units} (mean of "
-        f"per-{unit} differences, and each {unit}'s difference in brackets).",
+        f"{'run' if title else 'ablation'}'s mean over the {shown} shown, then its change "
+        f"against {result['setting'] if title else 'the setting'} on the same {shown} (mean of "
+        f"per-{said(unit)} differences, and each {said(unit)}'s difference in brackets).",
         "",
-        f"| {'parameters changed' if title else 'ablation'} | {units} | "
+        f"| {'parameters changed' if title else 'ablation'} | {shown} | "
         + " | ".join(f"{label} (test)" for label in COMPARED)
         + " | "
         + " | ".join(f"{label} (validation)" for label in VALIDATION)
@@ -1193,23 +1236,25 @@ def compare_markdown(result: dict) -> str:
             per_key = ", ".join(f"{d:+.3f}" for d in entry["delta_per_seed"])
             cell = f"{entry['mean']:.3f} ({entry['delta_mean']:+.3f}; [{per_key}])"
             if entry.get(units, row[units]) != row[units]:
-                word = unit if len(entry[units]) == 1 else units
+                word = said(unit) if len(entry[units]) == 1 else shown
                 cell += f" on {word} {', '.join(map(str, entry[units]))} only"
             cells.append(cell)
         keys = ", ".join(map(str, row[units]))
         lines.append(f"| {row['ablation']} | {keys} | " + " | ".join(cells) + " |")
     if result.get("single_view_threshold"):
-        runs = "; ".join(f"{k} {units} {v}" for k, v in result["single_view_threshold"].items())
+        runs = "; ".join(f"{k} {shown} {v}" for k, v in result["single_view_threshold"].items())
         lines += [
             "",
             f"mel_sensitivity_threshold of {runs}: {SINGLE_VIEW_NOTE}. Its change is taken "
-            f"only on the {units} where the ablation and the setting share the protocol.",
+            f"only on the {shown} where the ablation and the setting share the protocol.",
         ]
     if noise:
-        spread = "Fold-to-fold spread" if unit == "fold" else "Seed noise"
+        spread = {"fold": "Fold-to-fold spread", "split_seed": "Split-to-split spread"}.get(
+            unit, "Seed noise"
+        )
         lines += [
             "",
-            f"{spread} of {result['setting']} itself (sd over {units} "
+            f"{spread} of {result['setting']} itself (sd over {shown} "
             f"{result[f'baseline_{units}']}): {noise}.",
         ]
     if result.get("code_line"):
@@ -1224,25 +1269,44 @@ def interval_label(bootstrap: dict | None) -> str:
     return f"{stratified}lesion-bootstrap {100 * bootstrap['confidence']:g}% CI"
 
 
+def _sizes(value: int | list[int]) -> str:
+    """A count, or the counts of each split draw (``1502, 1498, 1503``)."""
+    return ", ".join(map(str, value)) if isinstance(value, list) else str(value)
+
+
 def markdown(name: str, result: dict) -> str:
     """A markdown table of ``result`` for the README."""
     n = len(result["seeds"])
-    folds = result.get("folds")
-    unit = "fold" if folds else "seed"
-    runs = (
-        f"cross-validation folds {folds} (each validated on its fold, trained on the others), "
+    folds, draws = result.get("folds"), result.get("split_seeds")
+    unit = "fold" if folds else "split_seed" if draws else "seed"
+    training = (
         f"training seed{'s' if len(set(result['seeds'])) > 1 else ''} "
         f"{sorted(set(result['seeds']))}"
-        if folds
-        else f"seeds {result['seeds']}"
+    )
+    if folds:
+        runs = (
+            f"cross-validation folds {folds} (each validated on its fold, trained on the "
+            f"others), {training}"
+        )
+    elif draws:
+        runs = (
+            f"split draws {draws} (`{SPLIT_SEED_KEY}`: each draw its own lesion-grouped "
+            f"train/val/test split of the same images), {training}"
+        )
+    else:
+        runs = f"seeds {result['seeds']}"
+    test = (
+        f"test splits {_sizes(result['test_images'])} images of "
+        f"{_sizes(result['test_lesions'])} lesions (by split seed)"
+        if draws
+        else f"test split {result['test_images']} images of {result['test_lesions']} lesions"
     )
     lines = [
         f"**{name}** on {result['device']}; data `{result['data']}` "
-        f"(SHA-256 `{result['data_sha256'][:12]}…`), test split {result['test_images']} "
-        f"images of {result['test_lesions']} lesions; {runs}.",
+        f"(SHA-256 `{result['data_sha256'][:12]}…`), {test}; {runs}.",
         "",
-        f"| metric (test) | mean ± sd over {n} {unit}{'s' if n > 1 else ''} "
-        f"| per {unit} [{interval_label(result.get('bootstrap'))}] |",
+        f"| metric (test) | mean ± sd over {n} {said(unit)}{'s' if n > 1 else ''} "
+        f"| per {said(unit)} [{interval_label(result.get('bootstrap'))}] |",
         "|---|---|---|",
     ]
     for label, entry in result["metrics"].items():
@@ -1259,19 +1323,19 @@ def markdown(name: str, result: dict) -> str:
             sd = f" ± {entry['sd']:.3f}" if entry["sd"] is not None else ""
             per_seed = ", ".join(f"{v:.3f}" for v in entry["per_seed"])
             parts.append(f"{label} {entry['mean']:.3f}{sd} ({per_seed})")
-        lines += ["", f"Validation, at the epoch each {unit} kept: " + "; ".join(parts) + "."]
+        lines += ["", f"Validation, at the epoch each {said(unit)} kept: " + "; ".join(parts) + "."]
     if result.get("kept_epochs"):
         kept = result["kept_epochs"]
         lines += [
             "",
-            f"Epoch kept on validation, by {unit}: "
+            f"Epoch kept on validation, by {said(unit)}: "
             + "; ".join(f"{k} {kept_epoch(v)}" for k, v in kept.items())
             + ".",
         ]
     if result.get("supcon_knn"):
         lines += [
             "",
-            f"SupCon validation kNN balanced accuracy (the pretraining monitor), by {unit}: "
+            f"SupCon validation kNN balanced accuracy (the pretraining monitor), by {said(unit)}: "
             + "; ".join(
                 f"{k} {v['last']:.3f} after epoch {v['epochs']} (best {v['best']:.3f}, epoch "
                 f"{v['best_epoch']})"
@@ -1281,19 +1345,19 @@ def markdown(name: str, result: dict) -> str:
         ]
     if result.get("per_class_recall"):
         parts = [
-            f"{name} {entry['mean']:.3f} ({entry['support']})"
+            f"{name} {entry['mean']:.3f} ({_sizes(entry['support'])})"
             for name, entry in result["per_class_recall"].items()
         ]
         lines += [
             "",
-            f"Test recall per class, mean over the {unit}s (test images): "
+            f"Test recall per class, mean over the {said(unit)}s (test images): "
             + ", ".join(parts)
             + ".",
         ]
     if result.get("single_view_threshold"):
         lines += [
             "",
-            f"{unit.capitalize()}s {result['single_view_threshold']}: {SINGLE_VIEW_NOTE}.",
+            f"{said(unit).capitalize()}s {result['single_view_threshold']}: {SINGLE_VIEW_NOTE}.",
         ]
     if result.get("code_line"):
         lines += ["", result["code_line"]]
@@ -1304,8 +1368,8 @@ def markdown(name: str, result: dict) -> str:
         sources = sorted({v.rsplit("/", 1)[0] for v in taken.values()})
         lines += [
             "",
-            f"SupCon pretraining not trained in this run for {unit}s "
-            f"{sorted(int(k) for k in taken)}: each took the same {unit}'s encoder from "
+            f"SupCon pretraining not trained in this run for {said(unit)}s "
+            f"{sorted(int(k) for k in taken)}: each took the same {said(unit)}'s encoder from "
             + ", ".join(f"`{s}`" for s in sources)
             + " (`--pretraining-from`); the stage table covers the runs that trained it.",
         ]
@@ -1331,7 +1395,8 @@ def markdown(name: str, result: dict) -> str:
         shared = result["concurrent"]
         lines += [
             "",
-            f"Wall times of {unit}s {sorted(int(k) for k in shared)} were measured with up to "
+            f"Wall times of {said(unit)}s {sorted(int(k) for k in shared)} were measured with "
+            "up to "
             f"{max(shared.values())} runs started together on the device (`--concurrent`): "
             "longer than a run alone, and not comparable with one.",
         ]
@@ -1611,10 +1676,29 @@ def check_folds(folds: list[int], seeds: list[int], overrides: dict, params: dic
         )
 
 
-def _with_fold(params: dict, fold: int) -> dict:
-    """``params`` with ``data_processing.split.validation_fold`` set, other keys kept."""
+def check_split_seeds(
+    split_seeds: list[int], seeds: list[int], overrides: dict, pretraining_from: str | None
+) -> None:
+    """Refuse a run over split draws that cannot run as asked, before any work."""
+    if len(seeds) != 1:
+        raise SystemExit(
+            f"--split-seeds trains one seed per split draw; give one --seeds value, got {seeds}"
+        )
+    if SPLIT_SEED_KEY in overrides:
+        raise SystemExit(f"--split-seeds sets {SPLIT_SEED_KEY} itself; drop it from --params")
+    if len(set(split_seeds)) != len(split_seeds) or any(k < 0 for k in split_seeds):
+        raise SystemExit(f"--split-seeds {split_seeds}: each must appear once and be 0 or more")
+    if pretraining_from:
+        raise SystemExit(
+            "--pretraining-from with --split-seeds: a SupCon stage is tied to its split; "
+            "train it in the run"
+        )
+
+
+def _with_split(params: dict, field: str, value: int) -> dict:
+    """``params`` with ``data_processing.split.<field>`` set, other keys kept."""
     processing = dict(params.get("data_processing", {}))
-    processing["split"] = {**processing.get("split", {}), "validation_fold": fold}
+    processing["split"] = {**processing.get("split", {}), field: value}
     return {**params, "data_processing": processing}
 
 
@@ -1639,6 +1723,14 @@ def main() -> None:
         type=int,
         nargs="+",
         help="cross-validation: validate on each of these folds in turn (one training seed)",
+    )
+    parser.add_argument(
+        "--split-seeds",
+        type=int,
+        nargs="+",
+        metavar="SEED",
+        help="repeated hold-out: draw the train/val/test split with each of these seeds "
+        f"({SPLIT_SEED_KEY}) in turn, one training seed each",
     )
     parser.add_argument("--ablation", choices=sorted(ABLATIONS))
     parser.add_argument("--params", nargs="*", default=[], help="extra key=value overrides")
@@ -1692,7 +1784,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     if args.compare_runs:
-        if args.compare or args.ablation or args.folds or args.seeds:
+        if args.compare or args.ablation or args.folds or args.split_seeds or args.seeds:
             raise SystemExit("--compare-runs takes the two run names alone")
         print(compare_markdown(compare_runs(*args.compare_runs, args.results_dir)))
         return
@@ -1700,13 +1792,25 @@ def main() -> None:
         parser.error("the following arguments are required: --setting")
     if args.compare:
         base = args.name or args.setting
-        if args.ablation or args.folds:
+        if args.ablation or args.folds or args.split_seeds:
             raise SystemExit("--compare takes --setting and optionally --name (the baseline run)")
         for result in compare_all(base, args.results_dir):
             print(compare_markdown(result))
         return
+    if args.folds and args.split_seeds:
+        raise SystemExit(
+            "--folds and --split-seeds: cross-validation keeps one split, split draws vary it; "
+            "use one"
+        )
     name = args.name or "-".join(
-        filter(None, [args.setting, args.ablation, "cv" if args.folds else None])
+        filter(
+            None,
+            [
+                args.setting,
+                args.ablation,
+                "cv" if args.folds else "splits" if args.split_seeds else None,
+            ],
+        )
     )
     if args.concurrent < 1:
         raise SystemExit(f"--concurrent {args.concurrent}: expected 1 or more runs")
@@ -1728,9 +1832,11 @@ def main() -> None:
     if clash:
         raise SystemExit(f"--params {', '.join(clash)}: set by --ablation {args.ablation} itself")
     overrides = {**ABLATIONS.get(args.ablation, {}), **extra}
-    seeds = args.seeds or ([0] if args.folds else [0, 1, 2])
+    seeds = args.seeds or ([0] if args.folds or args.split_seeds else [0, 1, 2])
     if args.folds:
         check_folds(args.folds, seeds, overrides, setting_parameters(env))
+    if args.split_seeds:
+        check_split_seeds(args.split_seeds, seeds, overrides, args.pretraining_from)
     sha = dataset_sha256(data)
     project = make_project(args.work_dir.resolve() / name, env)
     base_params = {"raw_dir": str(data), **nest(overrides)}
@@ -1753,18 +1859,25 @@ def main() -> None:
     if not args.rescore:
         check_not_overwriting(name, args.results_dir, common)
     # A seed run splits once (every seed on the same lesions); a cross-validation run
-    # re-splits train+val for each fold, one training seed each.
-    runs = (
-        [(None, seed) for seed in seeds] if not args.folds else [(k, seeds[0]) for k in args.folds]
-    )
-    labels = [f"seed{seed}" if fold is None else f"fold{fold}" for fold, seed in runs]
+    # re-splits train+val for each fold, a run over split draws splits anew for each draw,
+    # one training seed each. Each run: (unit, its key, training seed).
+    if args.folds:
+        runs = [("fold", k, seeds[0]) for k in args.folds]
+    elif args.split_seeds:
+        runs = [("split_seed", k, seeds[0]) for k in args.split_seeds]
+    else:
+        runs = [("seed", seed, seed) for seed in seeds]
+    labels = [f"{LABELS[unit]}{key}" for unit, key, _ in runs]
     sources = {}
     if args.pretraining_from:
         if args.pretraining_from == name:
             raise SystemExit(f"--pretraining-from {name}: that is this run itself")
         sources = pretraining_sources(
             args.pretraining_from,
-            [(label, fold, seed) for label, (fold, seed) in zip(labels, runs)],
+            [
+                (label, key if unit == "fold" else None, seed)
+                for label, (unit, key, seed) in zip(labels, runs)
+            ],
             overrides,
             common,
             args.work_dir.resolve(),
@@ -1773,19 +1886,19 @@ def main() -> None:
     # --rescore updates saved records: read them all, and refuse, before any work.
     records = {}
     if args.rescore:
-        for label, (_, seed) in zip(labels, runs):
+        for label, (_, _, seed) in zip(labels, runs):
             records[label] = load_record(out / f"{label}.json", overrides, sha, seed)
             kept_outputs(project, label)
     # What an interrupted run must share with this one for --resume to build on its outputs.
     identity = {
         **{key: common[key] for key in RESUME_KEYS},
         "params": base_params,
-        "runs": "folds" if args.folds else "seeds",
+        "runs": "folds" if args.folds else "split seeds" if args.split_seeds else "seeds",
         "pretraining_from": args.pretraining_from,
     }
     progress = load_progress(project, identity) if args.resume else None
     processing = progress.get("processing") if progress else None
-    for label, (fold, seed) in zip(labels, runs):
+    for label, (unit, key, seed) in zip(labels, runs):
         if args.resume and finished_record(out / f"{label}.json", identity):
             print(f"[accuracy] {label}: recorded already, kept (--resume)", flush=True)
             continue
@@ -1799,19 +1912,26 @@ def main() -> None:
                 flush=True,
             )
 
-        # Every stage of a fold sees its validation_fold (MLflow logs it with the run).
-        run_params = base_params if fold is None else _with_fold(base_params, fold)
+        # Every stage of a fold (split draw) sees its validation_fold (split seed): MLflow logs
+        # it with the run, and a stage that reads the splits checks it.
+        run_params = (
+            base_params
+            if unit == "seed"
+            else _with_split(
+                base_params, {"fold": "validation_fold", "split_seed": "seed"}[unit], key
+            )
+        )
         params = {**run_params, "seed": seed}
         # A rescore trains nothing, so there is nothing for it to resume.
         track = None if args.rescore else {"identity": identity, "label": label}
-        if fold is not None or processing is None:
+        if unit != "seed" or processing is None:
             if "data_processing" in finished:
                 processing = next(s for s in carried if s["pipeline"] == "data_processing")
             else:
                 processing = tracked_stage(
                     project, env, "data_processing", run_params, stage_file, stages, track
                 )
-        if track is not None and fold is None:
+        if track is not None and unit == "seed":
             track["processing"] = processing  # the seeds share the split: not run again
         if args.rescore:
             restore_outputs(project, env, label)
@@ -1843,7 +1963,7 @@ def main() -> None:
             record = {
                 **common,
                 "seed": seed,
-                **({"fold": fold} if fold is not None else {}),
+                **({unit: key} if unit != "seed" else {}),
                 "stages": stages,
                 "metrics": metrics,
                 "validation": validation_summary(

@@ -805,9 +805,9 @@ def test_check_folds_refuses_what_cannot_run() -> None:
         accuracy.check_folds([3], [0], {"data_processing.split.folds": 3}, params)
 
 
-def test_with_fold_keeps_the_other_data_processing_overrides() -> None:
+def test_with_split_keeps_the_other_data_processing_overrides() -> None:
     params = {"raw_dir": "x", "data_processing": {"split": {"folds": 4}, "workers": 1}}
-    assert accuracy._with_fold(params, 2) == {
+    assert accuracy._with_split(params, "validation_fold", 2) == {
         "raw_dir": "x",
         "data_processing": {"split": {"folds": 4, "validation_fold": 2}, "workers": 1},
     }
@@ -850,6 +850,54 @@ def test_accuracy_command_cross_validates_through_kedro(
     assert set(splits.loc[splits["fold"].isin([0, 1, 2, 4]), "split"]) == {"train"}
     summary = json.loads((results / "accuracy-test-cv.json").read_text())
     assert summary["folds"] == [3] and summary["seeds"] == [2]
+
+
+@pytest.mark.slow
+def test_accuracy_command_draws_other_splits_through_kedro(
+    demo_raw_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two split draws on generated data: each split seed reaches data_processing's split in
+    its process, the training stages accept the splits it drew, and each draw is scored on
+    its own test lesions."""
+    import sys
+
+    import pandas as pd
+
+    monkeypatch.setitem(accuracy.SETTINGS, "test", "test")
+    monkeypatch.setenv("KEDRO_DISABLE_TELEMETRY", "true")
+    work, results = tmp_path / "work", tmp_path / "results"
+    argv = ["accuracy.py", "--setting", "test", "--split-seeds", "5", "6", "--seeds", "2"]
+    argv += ["--data", str(demo_raw_dir), "--work-dir", str(work), "--results-dir", str(results)]
+    argv += ["--params", "contrastive_pretraining.enabled=false"]
+    monkeypatch.setattr(sys, "argv", argv)
+    accuracy.main()
+
+    folder = results / "accuracy" / "test-splits"
+    assert sorted(p.name for p in folder.iterdir()) == ["split5.json", "split6.json"]
+    records = [json.loads((folder / f"split{k}.json").read_text()) for k in (5, 6)]
+    for k, record in zip((5, 6), records):
+        assert record["split_seed"] == k and record["seed"] == 2
+        assert [s["pipeline"] for s in record["stages"]] == [
+            "data_processing",
+            *accuracy.TRAINING_PIPELINES,
+        ]
+        assert accuracy.SPLIT_SEED_KEY not in record["overrides"]
+    # Two draws, two test splits (the fingerprint the classifier recorded).
+    assert accuracy.split_of(records[0]) != accuracy.split_of(records[1])
+    # The last draw's split is on disk and is seed 6's, whatever the training seed.
+    splits = pd.read_parquet(
+        work / "test-splits" / "data" / "test" / "05_model_input" / "splits.parquet"
+    )
+    summary_file = work / "test-splits" / "data" / "test" / "05_model_input"
+    settings = json.loads((summary_file / "split_summary.json").read_text())["settings"]
+    assert settings["seed"] == 6
+    assert len(splits) > 0
+    summary = json.loads((results / "accuracy-test-splits.json").read_text())
+    assert summary["split_seeds"] == [5, 6] and summary["seeds"] == [2, 2]
+    assert isinstance(summary["test_images"], list) and len(summary["test_images"]) == 2
+    table = (results / "accuracy-test-splits.md").read_text()
+    assert "split draws [5, 6] (`data_processing.split.seed`" in table
+    assert "mean ± sd over 2 split seeds" in table
 
 
 class _Calls(list):

@@ -152,6 +152,22 @@ def test_split_settings_are_compared_but_the_seed_and_warning_gap_are_not() -> N
     check_split_settings({"protocol": "older"}, SplitConfig(validation_fold=2), ["a"])
 
 
+def test_a_split_seed_the_parameters_name_must_be_the_one_drawn() -> None:
+    made = {"settings": split_settings(SplitConfig(), ["a", "b"], seed=42)}
+    assert "seed" not in made["settings"]["split"]
+    check_split_settings(made, SplitConfig(seed=42), ["a", "b"])  # drawn with the run's 42
+    with pytest.raises(
+        StaleInputError, match=r"split.seed: the splits were drawn with seed 42, now 7"
+    ):
+        check_split_settings(made, SplitConfig(seed=7), ["a", "b"])
+    drawn = {"settings": split_settings(SplitConfig(seed=7), ["a", "b"], seed=7)}
+    check_split_settings(drawn, SplitConfig(seed=7), ["a", "b"])
+    check_split_settings(drawn, SplitConfig(), ["a", "b"])  # no split seed named: not compared
+    # A summary recorded with the split seed among the split fields (as asdict gives them).
+    fuller = {"settings": {**drawn["settings"], "split": {**drawn["settings"]["split"], "seed": 7}}}
+    check_split_settings(fuller, SplitConfig(), ["a", "b"])
+
+
 def test_splits_made_by_the_earlier_assignment_are_named_but_used(caplog) -> None:
     made = {"settings": split_settings(SplitConfig(), ["a", "b"], seed=42)}
     check_split_settings(made, SplitConfig(), ["a", "b"])

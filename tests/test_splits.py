@@ -81,6 +81,15 @@ def test_seeded_and_seed_sensitive():
     assert (a["split"] != c["split"]).any()
 
 
+def test_the_split_seed_overrides_the_run_seed():
+    meta = _metadata()
+    drawn = split_by_lesion(meta, SplitConfig(), seed=4)
+    # data_processing.split.seed=4 draws seed 4's split whatever the run's seed...
+    pd.testing.assert_frame_equal(split_by_lesion(meta, SplitConfig(seed=4), seed=3), drawn)
+    # ...and keeps it while the run's seed changes.
+    pd.testing.assert_frame_equal(split_by_lesion(meta, SplitConfig(seed=4), seed=9), drawn)
+
+
 def test_folds_are_grouped_stratified_and_skip_test():
     splits = split_by_lesion(_metadata(), SplitConfig(folds=5), seed=0)
     assert (splits.loc[splits["split"] == "test", "fold"] == -1).all()
@@ -192,6 +201,9 @@ def test_validation_fold_makes_that_fold_the_val_split_and_keeps_test():
         ({"validation_fold": 1, "folds": 0}, r"validation_fold=1 needs folds"),
         ({"validation_fold": "2"}, r"must be an integer or null, got '2'"),
         ({"validation_fold": True}, r"must be an integer or null, got True"),
+        ({"seed": "7"}, r"seed must be an integer or null, got '7'"),
+        ({"seed": 1.5}, r"seed must be an integer or null, got 1.5"),
+        ({"seed": False}, r"seed must be an integer or null, got False"),
     ],
 )
 def test_bad_validation_fold_is_named(kwargs, message):

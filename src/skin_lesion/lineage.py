@@ -473,15 +473,18 @@ def check_seed(checkpoint: Mapping[str, Any], seed: int, what: str, rerun: str) 
         )
 
 
-# SplitConfig fields that do not change which image lands in which split.
-SPLIT_EXEMPT = frozenset({"warn_share_gap"})
+# SplitConfig fields left out of the recorded settings: ``warn_share_gap`` does not change
+# which image lands in which split, and the split's seed is recorded as ``seed`` (the one
+# the split was drawn with, ``split.seed`` or the run's).
+SPLIT_EXEMPT = frozenset({"warn_share_gap", "seed"})
 
 
 def split_settings(split: Any, classes: list[str], seed: int) -> dict[str, Any]:
     """What ``split_summary`` records of the settings a split was made with.
 
-    ``split`` is the ``SplitConfig``. The seed is recorded but not compared: the accuracy
-    benchmark trains several seeds on one split.
+    ``split`` is the ``SplitConfig``; ``seed`` the seed the split was drawn with. It is
+    compared only against a ``data_processing.split.seed`` the parameters set: the run's
+    ``seed`` may differ (the accuracy benchmark trains several seeds on one split).
     """
     return {
         "split": {k: v for k, v in asdict(split).items() if k not in SPLIT_EXEMPT},
@@ -525,10 +528,20 @@ def check_split_settings(split_summary: Mapping[str, Any], split: Any, classes: 
     if not recorded:
         return
     now = split_settings(split, classes, seed=0)
+    saved_split = recorded.get("split")
+    if isinstance(saved_split, Mapping):  # recorded by a version that kept more fields
+        saved_split = {k: v for k, v in saved_split.items() if k not in SPLIT_EXEMPT}
     differences = parameter_differences(
-        {"data_processing": {"split": recorded.get("split")}, "classes": recorded.get("classes")},
+        {"data_processing": {"split": saved_split}, "classes": recorded.get("classes")},
         {"data_processing": {"split": now["split"]}, "classes": now["classes"]},
     )
+    # A split seed the parameters name must be the one the splits were drawn with.
+    drawn = recorded.get("seed")
+    if split.seed is not None and drawn is not None and drawn != split.seed:
+        differences.append(
+            f"data_processing.split.seed: the splits were drawn with seed {drawn!r}, now "
+            f"{split.seed!r}"
+        )
     if differences:
         raise StaleInputError(
             f"`splits` is stale: they were made with other settings than the parameters now "

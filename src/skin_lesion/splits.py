@@ -56,6 +56,9 @@ class SplitConfig:
             unchanged). ``None`` keeps the fractions' train/val split.
         warn_share_gap: Warn when a class's share of a split is further than this many
             percentage points from its overall share.
+        seed: Seed of the split's hashed lesion order (train/val/test and folds); ``None``
+            uses the run's ``seed``. Set it to draw another split while the training seed
+            stays, or to keep the split while ``seed`` varies.
     """
 
     train: float = 0.70
@@ -64,8 +67,13 @@ class SplitConfig:
     folds: int = 5
     validation_fold: int | None = None
     warn_share_gap: float = 2.0
+    seed: int | None = None
 
     def __post_init__(self) -> None:
+        if self.seed is not None and (
+            isinstance(self.seed, bool) or not isinstance(self.seed, int)
+        ):
+            raise ValueError(f"seed must be an integer or null, got {self.seed!r}")
         fractions = (self.train, self.val, self.test)
         if any(f <= 0 for f in fractions) or abs(sum(fractions) - 1.0) > 1e-6:
             raise ValueError(
@@ -100,7 +108,8 @@ def split_by_lesion(metadata: pd.DataFrame, config: SplitConfig, seed: int) -> p
     Args:
         metadata: Rows with ``image_id``, ``lesion_id``, ``dx`` and ``label``.
         config: Fractions and folds.
-        seed: Seed of the hashed order in which each class's lesions are laid out.
+        seed: Seed of the hashed order in which each class's lesions are laid out, where
+            ``config.seed`` is null (the run's ``seed``).
 
     Returns:
         A frame with columns ``image_id, lesion_id, dx, label, split, fold`` in the input
@@ -110,6 +119,7 @@ def split_by_lesion(metadata: pd.DataFrame, config: SplitConfig, seed: int) -> p
         SplitError: When ``folds`` equal parts of train+val cannot each hold a lesion, or
             (under ``validation_fold``) a class has fewer train+val lesions than folds.
     """
+    seed = split_seed(config, seed)
     fractions = np.array([config.train, config.val, config.test])
     lesions = metadata.groupby("lesion_id", sort=True).agg(
         dx=("dx", "first"), images=("image_id", "size")
@@ -133,6 +143,11 @@ def split_by_lesion(metadata: pd.DataFrame, config: SplitConfig, seed: int) -> p
             held_out = out.loc[dev, "fold"] == config.validation_fold
             out.loc[dev, "split"] = np.where(held_out, "val", "train")
     return out.reset_index(drop=True)
+
+
+def split_seed(config: SplitConfig, seed: int) -> int:
+    """The seed a split is drawn with: ``config.seed`` where set, else the run's ``seed``."""
+    return seed if config.seed is None else config.seed
 
 
 def hashed_order(lesion_ids: Sequence[str], seed: int, purpose: str) -> np.ndarray:

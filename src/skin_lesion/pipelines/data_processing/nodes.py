@@ -166,7 +166,9 @@ def split_by_lesion(
     splitting.check_splits(splits, classes)
     summary = splitting.summarize_splits(splits, classes, config.validation_fold)
     # What the split was made with: runs that read the splits without making them check it.
-    summary[lineage.SETTINGS_KEY] = lineage.split_settings(config, classes, seed)
+    summary[lineage.SETTINGS_KEY] = lineage.split_settings(
+        config, classes, splitting.split_seed(config, seed)
+    )
     splitting.warn_on_share_gaps(summary, config.warn_share_gap)
     logger.info("Split sizes (images): %s; lesions: %s", summary["images"], summary["lesions"])
     return splits, summary
