@@ -979,9 +979,11 @@ def compare_runs(baseline_name: str, name: str, results: Path = RESULTS) -> dict
     for label, loaded in ((baseline_name, baseline), (name, runs)):
         if not loaded:
             raise SystemExit(f"no seed or fold results under {results / 'accuracy' / label}")
-    unit = run_unit(list(baseline.values()))
-    if run_unit(list(runs.values())) != unit:
-        raise SystemExit(f"{name} and {baseline_name}: one is a cross-validation run, one not")
+    unit, theirs = run_unit(list(baseline.values())), run_unit(list(runs.values()))
+    if theirs != unit:
+        raise SystemExit(
+            f"{name} is {RUN_KINDS[theirs]}, {baseline_name} {RUN_KINDS[unit]}: they do not pair"
+        )
     units = f"{unit}s"
     keys = sorted(set(runs) & set(baseline))
     if not keys:

@@ -105,6 +105,8 @@ def _write_seed(
     code: dict | None = None,
     parameters: dict | None = None,
     packages: dict | None = None,
+    split_seed: int | None = None,
+    test_images: int = 30,
 ) -> None:
     # An ablation run is filed as <setting>-<ablation>[-cv] and flips that one choice.
     named = [a for a in accuracy.ABLATIONS if name.endswith((f"-{a}", f"-{a}-cv"))]
@@ -137,13 +139,22 @@ def _write_seed(
             record["validation"]["split_sha256"] = split
     if fold is not None:
         record["fold"] = fold
+    if split_seed is not None:
+        record["split_seed"] = split_seed
+    record["metrics"]["test_images"] = test_images
     if code is not None:
         record["code"] = code
     if parameters is not None:
         record["parameters"] = parameters
     folder = results / "accuracy" / name
     folder.mkdir(parents=True, exist_ok=True)
-    label = f"seed{seed}" if fold is None else f"fold{fold}"
+    label = (
+        f"fold{fold}"
+        if fold is not None
+        else f"split{split_seed}"
+        if split_seed is not None
+        else f"seed{seed}"
+    )
     (folder / f"{label}.json").write_text(json.dumps(record))
 
 
@@ -780,6 +791,69 @@ def test_a_folder_mixing_seed_and_fold_files_is_refused(tmp_path: Path) -> None:
     _write_seed(tmp_path, 0, 0.7, name="mixed", fold=1)
     with pytest.raises(SystemExit, match=r"both seed\*\.json and fold\*\.json"):
         accuracy.aggregate("mixed", tmp_path)
+    _write_seed(tmp_path, 0, 0.7, name="draws", split_seed=3)
+    _write_seed(tmp_path, 0, 0.7, name="draws", fold=2)
+    with pytest.raises(
+        SystemExit, match=r"fold\*\.json and split\*\.json files .*over split draws"
+    ):
+        accuracy.aggregate("draws", tmp_path)
+
+
+def test_aggregate_over_split_draws_gives_each_draws_test_split(tmp_path: Path) -> None:
+    """A run over split draws: one record per split seed, each scored on its own test split,
+    summarised over draws with each draw's test size."""
+    for k, (balanced, size) in {1: (0.6, 30), 2: (0.7, 28), 42: (0.8, 31)}.items():
+        _write_seed(tmp_path, 0, balanced, name="draws", split_seed=k, val=0.5, test_images=size)
+    result = accuracy.aggregate("draws", tmp_path)
+    assert result["split_seeds"] == [1, 2, 42] and result["seeds"] == [0, 0, 0]
+    assert result["folds"] is None and result["test_images"] == [30, 28, 31]
+    assert result["metrics"]["balanced_accuracy"]["sd"] == pytest.approx(0.1)
+    table = (tmp_path / "accuracy-draws.md").read_text()
+    assert "test splits 30, 28, 31 images of 25, 25, 25 lesions (by split seed)" in table
+    assert "split draws [1, 2, 42] (`data_processing.split.seed`" in table
+    assert "training seed [0]" in table
+    assert "| metric (test) | mean ± sd over 3 split seeds | per split seed [" in table
+    assert "at the epoch each split seed kept" in table
+    # Seed and fold runs record no split seeds.
+    assert "split_seeds" not in accuracy.aggregate("run-cv", _folds(tmp_path))
+
+
+def _folds(tmp_path: Path) -> Path:
+    results = tmp_path / "cv"
+    for fold in (0, 1):
+        _write_seed(results, 0, 0.7, name="run-cv", fold=fold)
+    return results
+
+
+def test_check_split_seeds_refuses_what_cannot_run() -> None:
+    accuracy.check_split_seeds([1, 2, 42], [0], {}, None)
+    with pytest.raises(SystemExit, match=r"one --seeds value, got \[0, 1\]"):
+        accuracy.check_split_seeds([1], [0, 1], {}, None)
+    with pytest.raises(SystemExit, match=r"sets data_processing\.split\.seed itself; drop it"):
+        accuracy.check_split_seeds([1], [0], {accuracy.SPLIT_SEED_KEY: 3}, None)
+    with pytest.raises(SystemExit, match="each must appear once"):
+        accuracy.check_split_seeds([1, 1], [0], {}, None)
+    with pytest.raises(SystemExit, match="SupCon stage is tied to its split"):
+        accuracy.check_split_seeds([1], [0], {}, "cpu-quick")
+
+
+def test_compare_runs_pairs_split_draws_by_split_seed(tmp_path: Path) -> None:
+    for k, (ours, theirs) in {1: (0.72, 0.70), 2: (0.66, 0.65)}.items():
+        _write_seed(tmp_path, 0, theirs, name="draws", split_seed=k, val=0.6, split=f"{k}" * 64)
+        _write_seed(tmp_path, 0, ours, name="other", split_seed=k, val=0.6, split=f"{k}" * 64)
+    (row,) = accuracy.compare_runs("draws", "other", tmp_path)["ablations"]
+    assert row["split_seeds"] == [1, 2]
+    assert row["balanced_accuracy"]["delta_per_seed"] == pytest.approx([0.02, 0.01])
+    table = (tmp_path / "accuracy-other-vs-draws.md").read_text()
+    assert "| parameters changed | split seeds |" in table
+    assert "Split-to-split spread of draws itself (sd over split seeds [1, 2])" in table
+    # Another training seed on the same draw does not pair; nor a seed run with draws.
+    _write_seed(tmp_path, 5, 0.7, name="seed5", split_seed=1, val=0.6, split="1" * 64)
+    with pytest.raises(SystemExit, match=r"seed5 split seed 1 differs from draws in 'seed'"):
+        accuracy.compare_runs("draws", "seed5", tmp_path)
+    _write_seed(tmp_path, 1, 0.7, name="seeds", val=0.6)
+    with pytest.raises(SystemExit, match=r"seeds is a seed run, draws a run over split draws"):
+        accuracy.compare_runs("draws", "seeds", tmp_path)
 
 
 def test_aggregate_names_the_fold_that_differs(tmp_path: Path) -> None:
@@ -906,10 +980,12 @@ class _Calls(list):
     def __init__(self) -> None:
         super().__init__()
         self.encoders: list = []
+        self.split_seeds: list = []  # data_processing.split.seed each stage saw
 
     def clear(self) -> None:
         super().clear()
         self.encoders.clear()
+        self.split_seeds.clear()
 
 
 def _fake_kedro(monkeypatch: pytest.MonkeyPatch, kill_at: tuple | None = None) -> list:
@@ -924,6 +1000,7 @@ def _fake_kedro(monkeypatch: pytest.MonkeyPatch, kill_at: tuple | None = None) -
             killed.append(pipeline)
             raise _Killed(pipeline)
         calls.append((pipeline, params.get("seed"), fold))
+        calls.split_seeds.append(params.get("data_processing", {}).get("split", {}).get("seed"))
         folder = accuracy.data_dir(project, env)
         (folder / "08_reporting").mkdir(parents=True, exist_ok=True)
         (folder / accuracy.KEPT[0]).parent.mkdir(parents=True, exist_ok=True)
@@ -960,17 +1037,24 @@ def _ham(tmp_path: Path) -> Path:
     return data
 
 
-@pytest.mark.parametrize("mode", ["seeds", "folds", "rescore seeds", "rescore folds"])
+@pytest.mark.parametrize(
+    "mode",
+    ["seeds", "folds", "split seeds", "rescore seeds", "rescore folds", "rescore split seeds"],
+)
 def test_the_command_runs_the_stages_each_mode_needs_in_order(
     mode: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Seeds split once; folds split again each; a rescore trains nothing. Kedro is replaced
-    by a stand-in that records each stage and writes what the command reads back."""
+    """Seeds split once; folds and split draws split again each; a rescore trains nothing.
+    Kedro is replaced by a stand-in that records each stage and writes what the command reads
+    back."""
     import sys
 
     work, results, data = tmp_path / "work", tmp_path / "results", _ham(tmp_path)
     calls = _fake_kedro(monkeypatch)
-    runs = ["--folds", "1", "3", "--seeds", "2"] if "folds" in mode else ["--seeds", "0", "1"]
+    runs = {
+        "folds": ["--folds", "1", "3", "--seeds", "2"],
+        "split seeds": ["--split-seeds", "7", "4", "--seeds", "2"],
+    }.get(mode.removeprefix("rescore "), ["--seeds", "0", "1"])
     argv = ["accuracy.py", "--setting", "cpu-quick", "--data", str(data), *runs]
     argv += ["--work-dir", str(work), "--results-dir", str(results)]
     if mode.startswith("rescore"):
@@ -994,14 +1078,22 @@ def test_the_command_runs_the_stages_each_mode_needs_in_order(
         + [(p, 2) for p in trained],
         "rescore seeds": [("data_processing", None), ("reporting", 0), ("reporting", 1)],
         "rescore folds": [("data_processing", None), ("reporting", 2)] * 2,
-    }[mode]
-    assert train == expected
-    assert folds == ([1, 3] if "folds" in mode else [None])
-    name = "cpu-quick-cv" if "folds" in mode else "cpu-quick"
-    for label, seed in (
-        [("fold1", 2), ("fold3", 2)] if "folds" in mode else [("seed0", 0), ("seed1", 1)]
-    ):
+    }
+    expected["split seeds"] = expected["folds"]
+    expected["rescore split seeds"] = expected["rescore folds"]
+    assert train == expected[mode]
+    assert folds == ([1, 3] if "folds" in mode else [None] * len(folds))
+    # Every stage of a split draw sees its split seed (the training stages check the splits
+    # against it); other runs leave the environment's (null).
+    drawn = [7] * (len(calls) // 2) + [4] * (len(calls) // 2) if "split" in mode else []
+    assert calls.split_seeds == (drawn or [None] * len(calls))
+    name, labels = {
+        "folds": ("cpu-quick-cv", [("fold1", 2), ("fold3", 2)]),
+        "split seeds": ("cpu-quick-splits", [("split7", 2), ("split4", 2)]),
+    }.get(mode.removeprefix("rescore "), ("cpu-quick", [("seed0", 0), ("seed1", 1)]))
+    for label, seed in labels:
         record = json.loads((results / "accuracy" / name / f"{label}.json").read_text())
+        assert record.get("split_seed") == (int(label[5:]) if "split" in mode else None)
         # Each record's validation is read from its own run's classifier, kept beside it.
         assert record["validation"]["from"] == f"trained seed {seed}"
         kept = work / name / "kept" / label / accuracy.KEPT[0]
