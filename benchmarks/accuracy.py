@@ -5,6 +5,7 @@ Usage:
         [--ablation NAME] [--params key=value ...] [--work-dir data/benchmarks]
     python benchmarks/accuracy.py --setting cpu-quick --compare
     python benchmarks/accuracy.py --setting cpu-quick --folds 0 1 2 3 4 [--seeds 0]
+    python benchmarks/accuracy.py --setting cpu-quick --split-seeds 1 2 3 42 [--seeds 0]
     python benchmarks/accuracy.py --setting cpu-quick [--seeds ...|--folds ...] --rescore
     python benchmarks/accuracy.py --setting gpu-full [same arguments as the cut run] --resume
 
@@ -42,6 +43,12 @@ again with ``data_processing.split.validation_fold=k`` (fold ``k`` of train+val 
 other folds train, the test lesions stay the same), then one training seed; it writes
 ``fold<k>.json`` under ``<name>`` (default ``<setting>[-<ablation>]-cv``) and the summary is
 over folds: how much the figures move with the training and validation lesions drawn.
+
+``--split-seeds`` runs the setting on other train/val/test splits instead (repeated hold-out):
+for each split seed ``k``, ``data_processing`` again with ``data_processing.split.seed=k``
+(every stage of the draw gets it), then one training seed; it writes ``split<k>.json`` under
+``<name>`` (default ``<setting>[-<ablation>]-splits``) and the summary is over draws, each with
+its own test split: how much the figures move with the test lesions drawn.
 
 ``--pretraining-from RUN`` takes each seed's (fold's) ``contrastive_pretraining`` outputs from
 run ``RUN``'s kept outputs (the same label: ``seed<k>``, ``fold<k>``) instead of training
