@@ -49,6 +49,10 @@ def test_fractions_and_class_shares_are_close():
     assert abs(sizes["train"] - 0.70) < 0.02
     assert abs(sizes["val"] - 0.15) < 0.02
     summary = summarize_splits(splits, CLASSES)
+    assert "hashed from (seed, lesion_id)" in summary["protocol"]
+    assert (
+        "hashed from (seed 7, lesion_id)" in summarize_splits(splits, CLASSES, seed=7)["protocol"]
+    )
     assert summary["max_share_gap_points"] < 2.0
     assert sum(summary["images"].values()) == len(meta)
 

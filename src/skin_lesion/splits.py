@@ -306,11 +306,15 @@ def check_splits(splits: pd.DataFrame, classes: Sequence[str]) -> None:
 
 
 def summarize_splits(
-    splits: pd.DataFrame, classes: Sequence[str], validation_fold: int | None = None
+    splits: pd.DataFrame,
+    classes: Sequence[str],
+    validation_fold: int | None = None,
+    seed: int | None = None,
 ) -> dict:
     """Images and lesions per class per split, shares, and the largest share gap.
 
-    ``validation_fold`` (``SplitConfig.validation_fold``) is recorded in the protocol.
+    ``validation_fold`` (``SplitConfig.validation_fold``) and the ``seed`` the split was
+    drawn with are recorded in the protocol (the report quotes it).
 
     Returns:
         A JSON-ready dict.
@@ -334,7 +338,7 @@ def summarize_splits(
     folds = splits[splits["fold"] >= 0]
     protocol = (
         "grouped by lesion_id, stratified by dx, lesions in an order hashed from "
-        "(seed, lesion_id); test rows have fold -1"
+        f"({'seed' if seed is None else f'seed {seed}'}, lesion_id); test rows have fold -1"
     )
     if validation_fold is not None:
         protocol += (

@@ -162,13 +162,12 @@ def split_by_lesion(
         SplitError: When a lesion crosses splits or a class is missing from a split.
     """
     config = _params(params).split
+    drawn = splitting.split_seed(config, seed)  # data_processing.split.seed, else seed
     splits = splitting.split_by_lesion(cached_metadata, config, seed)
     splitting.check_splits(splits, classes)
-    summary = splitting.summarize_splits(splits, classes, config.validation_fold)
+    summary = splitting.summarize_splits(splits, classes, config.validation_fold, drawn)
     # What the split was made with: runs that read the splits without making them check it.
-    summary[lineage.SETTINGS_KEY] = lineage.split_settings(
-        config, classes, splitting.split_seed(config, seed)
-    )
+    summary[lineage.SETTINGS_KEY] = lineage.split_settings(config, classes, drawn)
     splitting.warn_on_share_gaps(summary, config.warn_share_gap)
     logger.info("Split sizes (images): %s; lesions: %s", summary["images"], summary["lesions"])
     return splits, summary
