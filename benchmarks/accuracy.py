@@ -985,7 +985,7 @@ def compare_runs(baseline_name: str, name: str, results: Path = RESULTS) -> dict
     baseline, runs = load_seeds(baseline_name, results), load_seeds(name, results)
     for label, loaded in ((baseline_name, baseline), (name, runs)):
         if not loaded:
-            raise SystemExit(f"no seed or fold results under {results / 'accuracy' / label}")
+            raise SystemExit(f"no seed, fold or split results under {results / 'accuracy' / label}")
     unit, theirs = run_unit(list(baseline.values())), run_unit(list(runs.values()))
     if theirs != unit:
         raise SystemExit(

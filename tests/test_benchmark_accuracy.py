@@ -1616,7 +1616,7 @@ def test_compare_runs_pairs_any_two_runs_and_names_what_changed(
     _write_seed(tmp_path, 0, 0.7, name="base-split", val=0.6, split="dd" * 32)
     with pytest.raises(SystemExit, match=r"another split than base-split"):
         accuracy.compare_runs("base-split", "resplit", tmp_path)
-    with pytest.raises(SystemExit, match=r"no seed or fold results under .*missing"):
+    with pytest.raises(SystemExit, match=r"no seed, fold or split results under .*missing"):
         accuracy.compare_runs("base", "missing", tmp_path)
     _write_seed(tmp_path, 9, 0.7, name="elsewhere")
     with pytest.raises(SystemExit, match=r"elsewhere's seeds \[9\] share none with base's"):
