@@ -250,7 +250,11 @@ def recorded_parameters(record: dict, cache: dict | None = None) -> tuple[dict |
 
 # Parameters added since records were kept, each with the value that does what every run
 # before it did: a record without the key ran with that value, so a run with another differs.
-EARLIER_VALUES = {"reporting.bootstrap.stratified": False}
+EARLIER_VALUES = {
+    "reporting.bootstrap.stratified": False,
+    # null: the split drawn with the run's seed, as before the key existed (2026-12-06).
+    "data_processing.split.seed": None,
+}
 # The intervals a report from before they said their kind had: 95%, not stratified.
 EARLIER_BOOTSTRAP = {"confidence": 0.95, "stratified": False}
 
@@ -679,8 +683,8 @@ def load_seeds(name: str, results: Path = RESULTS) -> dict[int, dict]:
     present = [unit for unit, paths in kinds.items() if paths]
     if len(present) > 1:
         raise SystemExit(
-            f"{folder} holds both "
-            + " and ".join(f"{LABELS[unit]}*.json" for unit in present)
+            f"{folder} holds "
+            + ", ".join(f"{LABELS[unit]}*.json" for unit in present)
             + " files (runs of different kinds under one name: "
             + ", ".join(RUN_KINDS[unit] for unit in present)
             + "); move one aside or use --name"
@@ -696,18 +700,24 @@ def load_seeds(name: str, results: Path = RESULTS) -> dict[int, dict]:
     return {key: record for key, (_, record) in sorted(found.items())}
 
 
-def check_not_overwriting(name: str, results: Path, common: dict) -> None:
+def check_not_overwriting(name: str, results: Path, common: dict, unit: str = "seed") -> None:
     """Refuse, before any work, to file a run under ``name`` beside records of another run.
 
     A record of the same setting, ablation, overrides, data and device is the same run
     (rerunning a seed replaces it); any other would be overwritten, or mixed into the summary.
+    Records of another kind of run (``unit``: seeds, folds, split draws) are refused too.
 
     Raises:
         SystemExit: Naming the record, what differs, and ``--name``.
     """
     folder, cache = results / "accuracy" / name, {}
     for key, record in load_seeds(name, results).items():
-        which = f"{run_unit([record])} {key}"
+        which = f"{said(run_unit([record]))} {key}"
+        if run_unit([record]) != unit:
+            raise SystemExit(
+                f"{folder} holds {RUN_KINDS[run_unit([record])]} ({which}), this one is "
+                f"{RUN_KINDS[unit]}: file it under another --name, or move that folder aside"
+            )
         for field in ("setting", "ablation", "overrides", "data_sha256", "device"):
             if record.get(field) != common[field]:
                 raise SystemExit(
@@ -1725,7 +1735,10 @@ def main() -> None:
     )
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="a HAM10000 folder")
     parser.add_argument(
-        "--seeds", type=int, nargs="+", help="training seeds (default 0 1 2; 0 with --folds)"
+        "--seeds",
+        type=int,
+        nargs="+",
+        help="training seeds (default 0 1 2; 0 with --folds or --split-seeds)",
     )
     parser.add_argument(
         "--folds",
@@ -1866,7 +1879,8 @@ def main() -> None:
         "code": code_record(),
     }
     if not args.rescore:
-        check_not_overwriting(name, args.results_dir, common)
+        unit = "fold" if args.folds else "split_seed" if args.split_seeds else "seed"
+        check_not_overwriting(name, args.results_dir, common, unit)
     # A seed run splits once (every seed on the same lesions); a cross-validation run
     # re-splits train+val for each fold, a run over split draws splits anew for each draw,
     # one training seed each. Each run: (unit, its key, training seed).

@@ -419,6 +419,9 @@ def test_a_run_is_not_filed_over_another_runs_records(tmp_path: Path) -> None:
         accuracy.check_not_overwriting("cpu-quick", tmp_path, other)
     with pytest.raises(SystemExit, match="has device 'cpu', this one 'NVIDIA H200'"):
         accuracy.check_not_overwriting("cpu-quick", tmp_path, same | {"device": "NVIDIA H200"})
+    # Another kind of run under the name is refused before any work, not at the summary.
+    with pytest.raises(SystemExit, match=r"holds a seed run \(seed 0\), this one is a run over"):
+        accuracy.check_not_overwriting("cpu-quick", tmp_path, same, "split_seed")
 
 
 def test_run_parameters_are_the_environments_with_the_overrides_less_the_per_run_ones() -> None:
@@ -789,12 +792,12 @@ def test_aggregate_over_cross_validation_folds(tmp_path: Path) -> None:
 def test_a_folder_mixing_seed_and_fold_files_is_refused(tmp_path: Path) -> None:
     _write_seed(tmp_path, 0, 0.6, name="mixed")
     _write_seed(tmp_path, 0, 0.7, name="mixed", fold=1)
-    with pytest.raises(SystemExit, match=r"both seed\*\.json and fold\*\.json"):
+    with pytest.raises(SystemExit, match=r"holds seed\*\.json, fold\*\.json files"):
         accuracy.aggregate("mixed", tmp_path)
     _write_seed(tmp_path, 0, 0.7, name="draws", split_seed=3)
     _write_seed(tmp_path, 0, 0.7, name="draws", fold=2)
     with pytest.raises(
-        SystemExit, match=r"fold\*\.json and split\*\.json files .*over split draws"
+        SystemExit, match=r"holds fold\*\.json, split\*\.json files .*over split draws"
     ):
         accuracy.aggregate("draws", tmp_path)
 
@@ -1152,6 +1155,33 @@ def test_resume_finishes_an_interrupted_run_without_repeating_finished_stages(
     calls.clear()
     accuracy.main()
     assert calls == []
+
+
+def test_resume_of_split_draws_keeps_the_cut_draws_split_and_makes_the_next_draws(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Killed in the first draw's classifier: resuming trains that draw on the split it made
+    (not made again), then makes and trains the second draw's."""
+    work, results, data = tmp_path / "work", tmp_path / "results", _ham(tmp_path)
+    argv = ["accuracy.py", "--setting", "cpu-quick", "--data", str(data)]
+    argv += ["--split-seeds", "7", "4", "--seeds", "2"]
+    argv += ["--work-dir", str(work), "--results-dir", str(results)]
+    calls = _fake_kedro(monkeypatch, ("classifier_training", 2))
+    monkeypatch.setattr(sys, "argv", argv)
+    with pytest.raises(_Killed):
+        accuracy.main()
+    assert calls.split_seeds == [7, 7]  # data_processing and SupCon of draw 7 finished
+    calls.clear()
+    monkeypatch.setattr(sys, "argv", [*argv, "--resume"])
+    accuracy.main()
+    trained = list(accuracy.TRAINING_PIPELINES)
+    assert [p for p, _, _ in calls] == [*trained[1:], "data_processing", *trained]
+    assert calls.split_seeds == [7, 7, 4, 4, 4, 4]
+    folder = results / "accuracy" / "cpu-quick-splits"
+    record = json.loads((folder / "split7.json").read_text())
+    assert record["resumed"] == ["data_processing", "contrastive_pretraining"]
+    assert [s["pipeline"] for s in record["stages"]] == ["data_processing", *trained]
+    assert json.loads((folder / "split4.json").read_text())["split_seed"] == 4
 
 
 def test_resume_refuses_what_an_interrupted_run_of_other_code_left(

@@ -205,9 +205,10 @@ def test_validation_fold_makes_that_fold_the_val_split_and_keeps_test():
         ({"validation_fold": 1, "folds": 0}, r"validation_fold=1 needs folds"),
         ({"validation_fold": "2"}, r"must be an integer or null, got '2'"),
         ({"validation_fold": True}, r"must be an integer or null, got True"),
-        ({"seed": "7"}, r"seed must be an integer or null, got '7'"),
-        ({"seed": 1.5}, r"seed must be an integer or null, got 1.5"),
-        ({"seed": False}, r"seed must be an integer or null, got False"),
+        ({"seed": "7"}, r"seed must be an integer >= 0 or null, got '7'"),
+        ({"seed": 1.5}, r"seed must be an integer >= 0 or null, got 1.5"),
+        ({"seed": False}, r"seed must be an integer >= 0 or null, got False"),
+        ({"seed": -1}, r"seed must be an integer >= 0 or null, got -1"),
     ],
 )
 def test_bad_validation_fold_is_named(kwargs, message):

@@ -71,9 +71,9 @@ class SplitConfig:
 
     def __post_init__(self) -> None:
         if self.seed is not None and (
-            isinstance(self.seed, bool) or not isinstance(self.seed, int)
+            isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0
         ):
-            raise ValueError(f"seed must be an integer or null, got {self.seed!r}")
+            raise ValueError(f"seed must be an integer >= 0 or null, got {self.seed!r}")
         fractions = (self.train, self.val, self.test)
         if any(f <= 0 for f in fractions) or abs(sum(fractions) - 1.0) > 1e-6:
             raise ValueError(
