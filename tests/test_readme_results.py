@@ -21,8 +21,9 @@ CAPTION = re.compile(r"\*\*([\w.-]+)\*\* on ")
 # Lines the benchmark commands write beside their tables (how each kind starts).
 GENERATED = re.compile(
     r"Validation, at the epoch each|Test recall per|Epoch kept on validation|SupCon validation "
-    r"kNN|Seed noise of|Code: commit|Slowest nodes|Fold-to-fold spread of [\w-]+ itself \(sd|"
-    r"Inference on CPU|CPU AMD EPYC|Ours above the|Seeds \[|Folds \[|"
+    r"kNN|Seed noise of|Code: commit|Slowest nodes|(Fold-to-fold|Split-to-split) spread of "
+    r"[\w-]+ itself \(sd|"
+    r"Inference on CPU|CPU AMD EPYC|Ours above the|Seeds \[|Folds \[|Split seeds \[|"
     r"(AMD EPYC|NVIDIA)[^,]* \(\d+ CPU cores\)"
 )
 
