@@ -200,6 +200,7 @@ def written_figures() -> dict[str, list[str]]:
     cpu = _record("accuracy-cpu-quick-stable-split.json")
     cpu_first = _record("accuracy-cpu-quick-channels-last-contrastive.json")
     cpu_off = _record("accuracy-cpu-quick-channels-last.json")
+    draws = _record("accuracy-cpu-quick-split-draws.json")
     gpu = _record("accuracy-gpu-full-d47f237.json")
     speed = _record("speed-h200-efficientnet_b0-224-c140027.json")["stages"]
     sup, cls = speed["supcon"], speed["classifier"]
@@ -226,6 +227,9 @@ def written_figures() -> dict[str, list[str]]:
             f"{_pm(cpu_first['metrics']['balanced_accuracy'])} over 3 seeds "
             + _seeds(cpu_first["metrics"]["balanced_accuracy"]),
             f"with SupCon off {_pm(cpu_off['metrics']['balanced_accuracy'])}",
+            f"{_pm(draws['metrics']['balanced_accuracy'])} over {len(draws['split_seeds'])} "
+            "split draws " + _seeds(draws["metrics"]["balanced_accuracy"]),
+            f"validation {_pm(draws['validation']['balanced_accuracy'])}",
         ],
         "| GPU: `gpu-full` balanced accuracy": [
             f"{_pm(gpu['metrics']['balanced_accuracy'])} over seeds 0 and 1 "
