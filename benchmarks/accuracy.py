@@ -1049,6 +1049,8 @@ def compare_runs(baseline_name: str, name: str, results: Path = RESULTS) -> dict
         },
         unit,
     )
+    if unit != "seed":  # folds and split draws pair on one training seed: the caption names it
+        result["training_seed"] = sorted({baseline[k]["seed"] for k in keys})
     result["title"] = f"{name} against {baseline_name}"
     out = f"accuracy-{name}-vs-{baseline_name}"
     (results / f"{out}.json").write_text(json.dumps(result, indent=2) + "\n")
@@ -1222,9 +1224,10 @@ def compare_markdown(result: dict) -> str:
         for label, value in sd.items()
         if value is not None
     )
+    kinds = {"fold": "cross-validation runs", "split_seed": "runs over split draws"}
     what = (
-        f", cross-validation runs (training seed {result['training_seed']}) paired by fold,"
-        if unit == "fold"
+        f", {kinds[unit]} (training seed {result['training_seed']}) paired by {said(unit)},"
+        if unit in kinds
         else ""
     )
     title = result.get("title")

@@ -840,6 +840,16 @@ def test_check_split_seeds_refuses_what_cannot_run() -> None:
         accuracy.check_split_seeds([1], [0], {}, "cpu-quick")
 
 
+def test_compare_runs_pairs_cross_validation_runs_by_fold(tmp_path: Path) -> None:
+    for fold, (ours, theirs) in enumerate([(0.72, 0.70), (0.66, 0.65)]):
+        _write_seed(tmp_path, 3, theirs, name="cv", fold=fold, val=0.6)
+        _write_seed(tmp_path, 3, ours, name="cv-other", fold=fold, val=0.6)
+    (row,) = accuracy.compare_runs("cv", "cv-other", tmp_path)["ablations"]
+    assert row["folds"] == [0, 1]
+    table = (tmp_path / "accuracy-cv-other-vs-cv.md").read_text()
+    assert "cross-validation runs (training seed [3]) paired by fold," in table
+
+
 def test_compare_runs_pairs_split_draws_by_split_seed(tmp_path: Path) -> None:
     for k, (ours, theirs) in {1: (0.72, 0.70), 2: (0.66, 0.65)}.items():
         _write_seed(tmp_path, 0, theirs, name="draws", split_seed=k, val=0.6, split=f"{k}" * 64)
@@ -849,6 +859,10 @@ def test_compare_runs_pairs_split_draws_by_split_seed(tmp_path: Path) -> None:
     assert row["balanced_accuracy"]["delta_per_seed"] == pytest.approx([0.02, 0.01])
     table = (tmp_path / "accuracy-other-vs-draws.md").read_text()
     assert "| parameters changed | split seeds |" in table
+    assert (
+        "**other against draws**, runs over split draws (training seed [0]) paired by split"
+        in table
+    )
     assert "Split-to-split spread of draws itself (sd over split seeds [1, 2])" in table
     # Another training seed on the same draw does not pair; nor a seed run with draws.
     _write_seed(tmp_path, 5, 0.7, name="seed5", split_seed=1, val=0.6, split="1" * 64)
