@@ -22,6 +22,9 @@ def test_save_load_round_trip_weights_only(tmp_path):
     assert torch.equal(loaded["state_dict"]["w"], state["state_dict"]["w"])
     assert loaded["params"] == state["params"] and loaded["epoch"] == 3
     assert [p.name for p in (tmp_path / "sub").iterdir()] == ["c.pt"]
+    # The versions it was saved with, added without changing the caller's dict.
+    assert loaded["versions"]["torch"] == torch.__version__ and "versions" not in state
+    assert set(loaded["versions"]) == {"python", "torch", "timm", "skin_lesion"}
 
 
 def test_failed_write_keeps_previous_checkpoint(tmp_path):

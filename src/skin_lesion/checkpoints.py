@@ -21,14 +21,34 @@ from skin_lesion.files import atomic_write
 LAST = "last.pt"
 
 
+def library_versions() -> dict[str, str]:
+    """The Python, torch, timm and skin_lesion versions a checkpoint is saved with."""
+    import platform
+
+    import timm
+
+    import skin_lesion
+
+    return {
+        "python": platform.python_version(),
+        "torch": str(torch.__version__),  # a TorchVersion, which weights_only cannot load
+        "timm": str(timm.__version__),
+        "skin_lesion": skin_lesion.__version__,
+    }
+
+
 def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> None:
     """Write ``state`` to ``path`` atomically: a temporary file beside it, then a rename.
 
     A crash mid-write leaves the previous checkpoint intact (timm's ``CheckpointSaver``
-    does the same).
+    does the same). The file records the library versions it was saved with (``versions``,
+    :func:`library_versions`) unless ``state`` names them already; they are recorded, not
+    compared on load.
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
+    if "versions" not in state:
+        state = {**state, "versions": library_versions()}
     atomic_write(target, lambda file: torch.save(state, file))
 
 
