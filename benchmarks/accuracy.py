@@ -62,8 +62,9 @@ names the encoder's source (``pretraining_from``).
 An ablation that would change nothing in the setting (``no-contrastive`` where SupCon is
 already off) is refused. ``--compare`` sets each ablation run of a setting beside the setting
 on the seeds both have, difference taken seed by seed (``accuracy-<setting>-ablations.md``),
-and each cross-validation ablation beside ``<setting>-cv`` fold by fold
-(``accuracy-<setting>-cv-ablations.md``).
+each cross-validation ablation beside ``<setting>-cv`` fold by fold
+(``accuracy-<setting>-cv-ablations.md``), and each split-draw ablation beside
+``<setting>-splits`` split seed by split seed (``accuracy-<setting>-splits-ablations.md``).
 """
 
 from __future__ import annotations
@@ -98,6 +99,8 @@ FOLD_KEY = "data_processing.split.validation_fold"
 SPLIT_SEED_KEY = "data_processing.split.seed"
 # A record's unit (the key that tells its runs apart) -> its file and label prefix.
 LABELS = {"seed": "seed", "fold": "fold", "split_seed": "split"}
+# A run's name suffix by unit (``--name`` default: ``<setting>[-<ablation>]<suffix>``).
+SUFFIXES = {"seed": "", "fold": "-cv", "split_seed": "-splits"}
 RUN_KINDS = {
     "seed": "a seed run",
     "fold": "a cross-validation run",
@@ -1058,7 +1061,9 @@ def compare_runs(baseline_name: str, name: str, results: Path = RESULTS) -> dict
     return result
 
 
-def compare(setting: str, results: Path = RESULTS, cv: bool = False) -> dict:
+def compare(
+    setting: str, results: Path = RESULTS, cv: bool = False, unit: str | None = None
+) -> dict:
     """Each ablation of ``setting`` against the setting itself, seed by seed (or fold by fold).
 
     Reads ``accuracy/<setting>/`` and every ``accuracy/<setting>-<ablation>/`` present. Only
@@ -1069,9 +1074,12 @@ def compare(setting: str, results: Path = RESULTS, cv: bool = False) -> dict:
     With ``cv``, the cross-validation runs instead: ``<setting>-cv`` against each
     ``<setting>-<ablation>-cv``, paired by fold (same training and validation lesions) when
     both trained the fold with the same seed; writes ``accuracy-<setting>-cv-ablations.*``.
+    With ``unit="split_seed"``, the runs over split draws likewise: ``<setting>-splits``
+    against each ``<setting>-<ablation>-splits``, paired by split seed (the same split) and
+    training seed; writes ``accuracy-<setting>-splits-ablations.*``.
     """
-    suffix = "-cv" if cv else ""
-    unit = "fold" if cv else "seed"
+    unit = unit or ("fold" if cv else "seed")
+    suffix = SUFFIXES[unit]
     units = f"{unit}s"
     base_folder = results / "accuracy" / f"{setting}{suffix}"
     baseline = load_seeds(f"{setting}{suffix}", results)
@@ -1133,7 +1141,7 @@ def compare(setting: str, results: Path = RESULTS, cv: bool = False) -> dict:
     result["code_line"] = comparison_code_line(
         {f"{setting}{suffix}": [baseline[k] for k in used], **paired_records}, unit
     )
-    if cv:
+    if unit != "seed":
         result["training_seed"] = sorted({r["seed"] for r in baseline.values()})
     name = f"{setting}{suffix}-ablations"
     (results / f"accuracy-{name}.json").write_text(json.dumps(result, indent=2) + "\n")
@@ -1142,8 +1150,8 @@ def compare(setting: str, results: Path = RESULTS, cv: bool = False) -> dict:
 
 
 def compare_all(setting: str, results: Path = RESULTS) -> list[dict]:
-    """:func:`compare` for the seed runs and for the cross-validation runs, each where the
-    setting and at least one of its ablations ran.
+    """:func:`compare` for the seed runs, the cross-validation runs and the runs over split
+    draws, each where the setting and at least one of its ablations ran.
 
     ``setting`` names the baseline run: the setting itself, or a run filed with ``--name``
     (``cpu-quick-rerun``), whose ablations are then ``<name>-<ablation>``.
@@ -1152,16 +1160,16 @@ def compare_all(setting: str, results: Path = RESULTS) -> list[dict]:
         SystemExit: When neither kind has both.
     """
     done = []
-    for cv in (False, True):
-        suffix = "-cv" if cv else ""
+    for unit, suffix in SUFFIXES.items():
         if load_seeds(f"{setting}{suffix}", results) and any(
             load_seeds(f"{setting}-{ablation}{suffix}", results) for ablation in ABLATIONS
         ):
-            done.append(compare(setting, results, cv=cv))
+            done.append(compare(setting, results, unit=unit))
     if not done:
         raise SystemExit(
             f"nothing to compare under {results / 'accuracy'}: --compare needs {setting}/ and "
-            f"at least one {setting}-<ablation>/ (or {setting}-cv/ and {setting}-<ablation>-cv/)"
+            f"at least one {setting}-<ablation>/ (or {setting}-cv/ and {setting}-<ablation>-cv/, "
+            f"or {setting}-splits/ and {setting}-<ablation>-splits/)"
         )
     return done
 
@@ -1796,7 +1804,8 @@ def main() -> None:
         "--compare",
         action="store_true",
         help="only compare every ablation run of --setting with the setting, seed by seed "
-        "(and every cross-validation ablation with the setting's, fold by fold); with --name, "
+        "(and every cross-validation or split-draw ablation with the setting's, fold by fold "
+        "or split seed by split seed); with --name, "
         "the run NAME with every NAME-<ablation> run",
     )
     parser.add_argument(

@@ -109,7 +109,7 @@ def _write_seed(
     test_images: int = 30,
 ) -> None:
     # An ablation run is filed as <setting>-<ablation>[-cv] and flips that one choice.
-    named = [a for a in accuracy.ABLATIONS if name.endswith((f"-{a}", f"-{a}-cv"))]
+    named = [a for a in accuracy.ABLATIONS if name.endswith((f"-{a}", f"-{a}-cv", f"-{a}-splits"))]
     ablation = max(named, key=len, default=None)  # no-metadata-fusion, not metadata-fusion
     record = {
         "setting": "cpu-quick",
@@ -838,6 +838,23 @@ def test_check_split_seeds_refuses_what_cannot_run() -> None:
         accuracy.check_split_seeds([1, 1], [0], {}, None)
     with pytest.raises(SystemExit, match="SupCon stage is tied to its split"):
         accuracy.check_split_seeds([1], [0], {}, "cpu-quick")
+
+
+def test_compare_sets_each_ablation_over_split_draws_beside_the_setting(tmp_path: Path) -> None:
+    for k, (base, ablated) in {1: (0.70, 0.73), 2: (0.65, 0.66)}.items():
+        _write_seed(tmp_path, 0, base, name="cpu-quick-splits", split_seed=k, val=0.6)
+        _write_seed(
+            tmp_path, 0, ablated, name="cpu-quick-cross-entropy-splits", split_seed=k, val=0.6
+        )
+    (result,) = accuracy.compare_all("cpu-quick", tmp_path)
+    (row,) = result["ablations"]
+    assert row["ablation"] == "cross-entropy" and row["split_seeds"] == [1, 2]
+    assert row["balanced_accuracy"]["delta_per_seed"] == pytest.approx([0.03, 0.01])
+    table = (tmp_path / "accuracy-cpu-quick-splits-ablations.md").read_text()
+    assert (
+        "**Ablations of cpu-quick**, runs over split draws (training seed [0]) paired by" in table
+    )
+    assert "| ablation | split seeds |" in table
 
 
 def test_compare_runs_pairs_cross_validation_runs_by_fold(tmp_path: Path) -> None:
