@@ -1836,16 +1836,9 @@ def main() -> None:
             "--folds and --split-seeds: cross-validation keeps one split, split draws vary it; "
             "use one"
         )
-    name = args.name or "-".join(
-        filter(
-            None,
-            [
-                args.setting,
-                args.ablation,
-                "cv" if args.folds else "splits" if args.split_seeds else None,
-            ],
-        )
-    )
+    # What tells this run's records apart: training seeds, folds or split seeds.
+    kind = "fold" if args.folds else "split_seed" if args.split_seeds else "seed"
+    name = args.name or "-".join(filter(None, [args.setting, args.ablation])) + SUFFIXES[kind]
     if args.concurrent < 1:
         raise SystemExit(f"--concurrent {args.concurrent}: expected 1 or more runs")
     if args.resume and args.rescore:
@@ -1891,17 +1884,14 @@ def main() -> None:
         "code": code_record(),
     }
     if not args.rescore:
-        unit = "fold" if args.folds else "split_seed" if args.split_seeds else "seed"
-        check_not_overwriting(name, args.results_dir, common, unit)
+        check_not_overwriting(name, args.results_dir, common, kind)
     # A seed run splits once (every seed on the same lesions); a cross-validation run
     # re-splits train+val for each fold, a run over split draws splits anew for each draw,
     # one training seed each. Each run: (unit, its key, training seed).
-    if args.folds:
-        runs = [("fold", k, seeds[0]) for k in args.folds]
-    elif args.split_seeds:
-        runs = [("split_seed", k, seeds[0]) for k in args.split_seeds]
-    else:
+    if kind == "seed":
         runs = [("seed", seed, seed) for seed in seeds]
+    else:
+        runs = [(kind, k, seeds[0]) for k in args.folds or args.split_seeds]
     labels = [f"{LABELS[unit]}{key}" for unit, key, _ in runs]
     sources = {}
     if args.pretraining_from:
