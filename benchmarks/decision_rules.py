@@ -45,7 +45,7 @@ if str(ROOT) not in sys.path:  # run as a script: `benchmarks` is not on the pat
 
 from benchmarks import accuracy  # noqa: E402
 
-from skin_lesion import engine  # noqa: E402
+from skin_lesion import engine, lineage  # noqa: E402
 from skin_lesion import splits as splitting  # noqa: E402
 from skin_lesion.checkpoints import load_checkpoint  # noqa: E402
 from skin_lesion.classifier import CheckpointPredictor  # noqa: E402
@@ -74,6 +74,15 @@ def fit_tau(probs: np.ndarray, labels: np.ndarray, log_prior: np.ndarray) -> flo
     return float(best[np.argmin(np.abs(best))])
 
 
+def lesion_half(labels: np.ndarray, lesions: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A random half of the lesions of each class (a lesion's images together), as a mask."""
+    chosen = []
+    for label in np.unique(labels):
+        unique = np.unique(lesions[labels == label])
+        chosen.append(rng.choice(unique, len(unique) // 2, replace=False))
+    return np.isin(lesions, np.concatenate(chosen))
+
+
 def cross_fitted_gain(
     probs: np.ndarray,
     labels: np.ndarray,
@@ -85,12 +94,11 @@ def cross_fitted_gain(
 ) -> list[float]:
     """Per random halving of the lesions: balanced accuracy on one half with ``tau`` fitted on
     the other, minus that half's balanced accuracy at ``tau = 0``. A lesion's images stay
-    together, as in the split."""
+    together, as in the split, and each class's lesions are halved (:func:`lesion_half`)."""
     rng = np.random.default_rng(seed)
-    unique = np.unique(lesions)
     gains = []
     for _ in range(halves):
-        fit = np.isin(lesions, rng.choice(unique, len(unique) // 2, replace=False))
+        fit = lesion_half(labels, lesions, rng)
         tau = fit_tau(probs[fit], labels[fit], log_prior)
         held = ~fit
         gains.append(
@@ -107,6 +115,8 @@ def score(views: dict[str, np.ndarray], data: dict[str, np.ndarray], halves: int
     ``train_counts`` (training images per class).
     """
     counts = np.asarray(data["train_counts"], dtype=float)
+    if (counts <= 0).any():
+        raise ValueError(f"every class needs training images for a prior, got {counts.tolist()}")
     log_prior = np.log(counts / counts.sum())
     out: dict[str, Any] = {}
     means = {
@@ -124,7 +134,9 @@ def score(views: dict[str, np.ndarray], data: dict[str, np.ndarray], halves: int
         s: balanced_accuracy(data[f"{s}_labels"], shifted(flips[s], log_prior, tau)) for s in flips
     }
     out["flips + prior shift"].update(
-        tau=tau, cross_fitted_gain=float(np.mean(gains)), cross_fitted_sd=float(np.std(gains))
+        tau=tau,
+        cross_fitted_gain=float(np.mean(gains)),
+        cross_fitted_sd=float(np.std(gains, ddof=1)) if len(gains) > 1 else None,
     )
     return out
 
@@ -142,18 +154,29 @@ class _View(nn.Module):
 
 def split_seeds(record: dict, project: Path, env: str) -> list[int]:
     """The seeds a record's split may have been drawn with: its split draw's, the parameter
-    ``data_processing.split.seed``, the environment's ``seed`` (a run's data_processing)."""
-    from kedro.config import OmegaConfigLoader
-
-    params = OmegaConfigLoader(str(project / "conf"), base_env="base", default_run_env=env)[
-        "parameters"
-    ]
+    ``data_processing.split.seed``, a ``seed`` the run overrode, the environment's ``seed``
+    (a seed run's data_processing runs once, with the environment's or the overridden seed)."""
+    params = accuracy.setting_parameters(env, project / "conf")
+    overrides = record.get("overrides") or {}
     candidates = [
         record.get("split_seed"),
-        record["parameters"].get(accuracy.SPLIT_SEED_KEY),
+        parameters_of(record).get(accuracy.SPLIT_SEED_KEY),
+        overrides.get("seed"),
         params.get("seed"),
     ]
     return list(dict.fromkeys(int(s) for s in candidates if s is not None))
+
+
+def parameters_of(record: dict) -> dict:
+    """The parameters a record ran with (its own, else its commit's ``conf/``).
+
+    Raises:
+        SystemExit: When neither is known.
+    """
+    params, _ = accuracy.recorded_parameters(record)
+    if params is None:
+        raise SystemExit("a record without its parameters: rerun it with the current accuracy.py")
+    return params
 
 
 def rebuild_split(
@@ -165,7 +188,7 @@ def rebuild_split(
     Raises:
         SystemExit: Naming the label and the fingerprints, when none matches.
     """
-    p = record["parameters"]
+    p = parameters_of(record)
     config = splitting.SplitConfig(
         train=p["data_processing.split.train"],
         val=p["data_processing.split.val"],
@@ -244,9 +267,20 @@ def evaluate_run(
             (checkpoint.get("params") or {}).get(SPLIT_KEY),
             label,
         )
+        # As reporting refuses a classifier trained on another cache.
+        lineage.check_checkpoint_inputs(
+            checkpoint,
+            "classifier",
+            "classifier_training",
+            splits=splits,
+            cache_preprocessing=cache.preprocessing,
+        )
         rows = align_to_cache(cache.image_ids, splits).merge(
             metadata[METADATA_COLUMNS], on="image_id", how="left", validate="one_to_one"
         )
+        classes = list(checkpoint["class_names"])
+        if (rows["dx"].map(classes.index) != rows["label"]).any():
+            raise SystemExit(f"{label}: the split's labels are not the classifier's {classes}")
         start = time.perf_counter()
         views = {s: predict_views(checkpoint, cache, rows, s, device) for s in ("val", "test")}
         labels = rows["label"].to_numpy()
@@ -264,6 +298,17 @@ def evaluate_run(
             halves,
         )
         per_run[label]["seconds"] = round(time.perf_counter() - start, 1)
+        # The run's own figure, from reporting: the same rule must give it again here.
+        tta = parameters_of(record).get("reporting.tta", "flips")
+        recorded = record["metrics"]["balanced_accuracy"]["value"]
+        per_run[label]["recorded"] = {"tta": tta, "test": recorded}
+        if tta in per_run[label] and abs(per_run[label][tta]["test"] - recorded) > 1e-6:
+            print(
+                f"warning: {label}: {tta} scores test balanced accuracy "
+                f"{per_run[label][tta]['test']:.4f} here, the run recorded {recorded:.4f} "
+                f"(recorded on {record.get('device')}; here {accuracy.device_name()})",
+                file=sys.stderr,
+            )
         print(label, json.dumps(per_run[label]), flush=True)
     return {
         "run": run,
@@ -288,7 +333,7 @@ def summarize(per_run: dict[str, dict]) -> dict:
             values = np.array([r[split] for r in rows])
             entry[split] = [
                 float(values.mean()),
-                float(values.std(ddof=1)) if len(values) > 1 else 0.0,
+                float(values.std(ddof=1)) if len(values) > 1 else None,
             ]
         entry["test_change_vs_flips"] = [
             float(r[rule]["test"] - r["flips"]["test"]) for r in per_run.values()
@@ -302,11 +347,17 @@ def summarize(per_run: dict[str, dict]) -> dict:
 
 def markdown(result: dict) -> str:
     """The summary table, one row a rule."""
+
+    def spread(pair: list) -> str:
+        mean, sd = pair
+        return f"{mean:.3f}" + (f" ± {sd:.3f}" if sd is not None else "")
+
     s = result["summary"]
     labels = list(result["per_run"])
     lines = [
         f"**Decision rules on `{result['run']}`**: {len(labels)} kept classifiers "
-        f"({', '.join(labels)}), on {result['device']}; balanced accuracy at argmax, mean ± sd.",
+        f"({', '.join(labels)}) on {result['device']}; balanced accuracy at argmax, mean ± sd "
+        "over the classifiers.",
         "",
         "| rule | validation | test | test change against flips, by classifier |",
         "|---|---|---|---|",
@@ -314,17 +365,16 @@ def markdown(result: dict) -> str:
     for rule in RULES:
         e = s[rule]
         change = ", ".join(f"{d:+.3f}" for d in e["test_change_vs_flips"])
-        lines.append(
-            f"| {rule} | {e['val'][0]:.3f} ± {e['val'][1]:.3f} | {e['test'][0]:.3f} ± "
-            f"{e['test'][1]:.3f} | {change} |"
-        )
+        lines.append(f"| {rule} | {spread(e['val'])} | {spread(e['test'])} | {change} |")
     shift = s["flips + prior shift"]
     lines += [
         "",
         "Prior shift: tau chosen on validation, by classifier: "
         + ", ".join(f"{t:+.2f}" for t in shift["tau"])
-        + f"; cross-fitted inside validation ({result['halves']} halvings by lesion), mean "
-        "gain over tau = 0: " + ", ".join(f"{g:+.3f}" for g in shift["cross_fitted_gain"]) + ".",
+        + f"; cross-fitted inside validation ({result['halves']} halvings of each class's "
+        "lesions), mean gain over tau = 0: "
+        + ", ".join(f"{g:+.3f}" for g in shift["cross_fitted_gain"])
+        + ". Validation of `none` reads high: training chose its epoch on it, single view.",
     ]
     return "\n".join(lines) + "\n"
 

@@ -1,5 +1,7 @@
 """benchmarks/decision_rules.py: the prior shift, its cross-fitting, the TTA views, the split."""
 
+from dataclasses import replace
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -45,6 +47,7 @@ def test_cross_fitted_gain_is_positive_for_a_learnt_prior_and_zero_when_nothing_
     assert dr.cross_fitted_gain(perfect, labels, lesions, log_prior, halves=3) == [0.0] * 3
 
 
+@pytest.mark.filterwarnings("ignore:A single label")  # halves of 4 images
 def test_score_averages_the_views_each_rule_names():
     labels = np.array([0, 1, 2, 1])
     right, wrong = np.eye(3)[labels], np.eye(3)[(labels + 1) % 3]
@@ -64,6 +67,35 @@ def test_score_averages_the_views_each_rule_names():
     assert out["flips + prior shift"]["test"] == 1.0
 
 
+def test_score_shifts_by_the_training_prior_it_is_given():
+    probs, labels, log_prior = _prior_biased()
+    val, test = slice(0, 1500), slice(1500, None)
+    data = {
+        "val_labels": labels[val],
+        "test_labels": labels[test],
+        "val_lesions": np.array([f"L{i}" for i in range(1500)]),
+        "train_counts": np.round(np.exp(log_prior) * 1000),  # 800, 150, 50
+    }
+    views = {"val": np.stack([probs[val]] * 8), "test": np.stack([probs[test]] * 8)}
+    out = dr.score(views, data, halves=4)
+    shift = out["flips + prior shift"]
+    assert 0.6 <= shift["tau"] <= 1.4
+    assert shift["test"] > out["flips"]["test"] + 0.05
+    assert shift["cross_fitted_gain"] > 0.03 and shift["cross_fitted_sd"] is not None
+    with pytest.raises(ValueError, match="every class needs training images"):
+        dr.score(views, {**data, "train_counts": np.array([800, 150, 0])}, halves=1)
+
+
+def test_a_lesion_half_keeps_lesions_whole_and_halves_each_class():
+    rng = np.random.default_rng(0)
+    lesions = np.array([f"L{i // 3}" for i in range(300)])  # 100 lesions of 3 images
+    labels = np.array([0 if i < 240 else 1 for i in range(300)])  # 80 and 20 lesions
+    for _ in range(5):
+        half = dr.lesion_half(labels, lesions, rng)
+        assert all(len(set(half[lesions == lesion])) == 1 for lesion in set(lesions))
+        assert half[labels == 0].sum() == 40 * 3 and half[labels == 1].sum() == 10 * 3
+
+
 def _metadata(seed: int = 0) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
     rows = []
@@ -81,17 +113,19 @@ def _metadata(seed: int = 0) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+# Not the defaults: a rebuild that ignored the record's fractions or folds would fail.
 RECORD_PARAMETERS = {
-    "data_processing.split.train": 0.7,
-    "data_processing.split.val": 0.15,
-    "data_processing.split.test": 0.15,
-    "data_processing.split.folds": 5,
+    "data_processing.split.train": 0.6,
+    "data_processing.split.val": 0.2,
+    "data_processing.split.test": 0.2,
+    "data_processing.split.folds": 4,
 }
+CONFIG = SplitConfig(train=0.6, val=0.2, test=0.2, folds=4)
 
 
 def test_the_split_is_rebuilt_from_the_seed_whose_fingerprint_the_checkpoint_records():
     metadata = _metadata()
-    trained = split_by_lesion(metadata, SplitConfig(), 7)
+    trained = split_by_lesion(metadata, CONFIG, 7)
     record = {"parameters": RECORD_PARAMETERS, "split_seed": 7}
     rebuilt = dr.rebuild_split(record, metadata, [3, 7], split_fingerprint(trained), "split7")
     pd.testing.assert_frame_equal(rebuilt, trained)
@@ -103,7 +137,31 @@ def test_the_split_is_rebuilt_from_the_seed_whose_fingerprint_the_checkpoint_rec
 
 def test_a_cross_validation_record_rebuilds_its_fold_as_validation():
     metadata = _metadata()
-    trained = split_by_lesion(metadata, SplitConfig(validation_fold=2), 42)
+    trained = split_by_lesion(metadata, replace(CONFIG, validation_fold=2), 42)
     record = {"parameters": RECORD_PARAMETERS, "fold": 2}
     rebuilt = dr.rebuild_split(record, metadata, [42], split_fingerprint(trained), "fold2")
     pd.testing.assert_frame_equal(rebuilt, trained)
+
+
+def test_the_views_average_to_what_reporting_predicts_with_flips_and_dihedral():
+    from types import SimpleNamespace
+
+    import torch
+
+    from skin_lesion import classification as clf
+    from skin_lesion import classifier
+    from tests.test_classification import _config, _train
+
+    (checkpoint, _, _), images, rows = _train(
+        _config(warmup=clf.WarmupConfig(epochs=1), finetune=clf.FinetuneConfig(epochs=1)), n=64
+    )
+    cpu = torch.device("cpu")
+    views = dr.predict_views(checkpoint, SimpleNamespace(images=images), rows, "val", cpu)
+    val = np.flatnonzero(rows["split"] == "val")
+    assert views.shape == (8, len(val), len(checkpoint["class_names"]))
+    for tta, used in (("none", [0]), ("flips", [0, 1, 2, 3]), ("dihedral", list(range(8)))):
+        expected = classifier.predict_with_checkpoint(
+            checkpoint, images, rows, val, device=cpu, tta=tta, progress=False
+        )
+        np.testing.assert_allclose(views[used].mean(0), expected, atol=1e-6)
+    assert not np.allclose(views[0], views[1])  # the views differ: the check above means something
