@@ -339,8 +339,8 @@ def summarize(per_run: dict[str, dict]) -> dict:
             float(r[rule]["test"] - r["flips"]["test"]) for r in per_run.values()
         ]
         if rule == "flips + prior shift":
-            entry["tau"] = [r[rule]["tau"] for r in rows]
-            entry["cross_fitted_gain"] = [r[rule]["cross_fitted_gain"] for r in rows]
+            entry["tau"] = [r["tau"] for r in rows]
+            entry["cross_fitted_gain"] = [r["cross_fitted_gain"] for r in rows]
         out[rule] = entry
     return out
 

@@ -165,3 +165,35 @@ def test_the_views_average_to_what_reporting_predicts_with_flips_and_dihedral():
         )
         np.testing.assert_allclose(views[used].mean(0), expected, atol=1e-6)
     assert not np.allclose(views[0], views[1])  # the views differ: the check above means something
+
+
+def test_the_summary_and_table_gather_every_classifier():
+    def one(flips: float, shift: float, tau: float) -> dict:
+        return {
+            "none": {"val": 0.70, "test": flips - 0.01},
+            "flips": {"val": 0.69, "test": flips},
+            "dihedral": {"val": 0.69, "test": flips + 0.01},
+            "flips + prior shift": {
+                "val": 0.72,
+                "test": shift,
+                "tau": tau,
+                "cross_fitted_gain": 0.004,
+                "cross_fitted_sd": 0.01,
+            },
+        }
+
+    per_run = {"split1": one(0.70, 0.68, 0.65), "split2": one(0.66, 0.67, -0.15)}
+    summary = dr.summarize(per_run)
+    assert summary["flips"]["test"][0] == pytest.approx(0.68)
+    assert summary["flips + prior shift"]["test_change_vs_flips"] == pytest.approx([-0.02, 0.01])
+    assert summary["flips + prior shift"]["tau"] == [0.65, -0.15]
+    assert summary["dihedral"]["test_change_vs_flips"] == pytest.approx([0.01, 0.01])
+    result = {"run": "r", "device": "CPU x", "halves": 50, "per_run": per_run, "summary": summary}
+    table = dr.markdown(result)
+    assert "| flips + prior shift | 0.720 ± 0.000 | 0.675 ± 0.007 | -0.020, +0.010 |" in table
+    assert "by classifier: +0.65, -0.15;" in table
+    one_run = dr.summarize({"split1": one(0.70, 0.68, 0.65)})
+    assert one_run["flips"]["test"] == [pytest.approx(0.70), None]
+    assert "| flips | 0.690 | 0.700 | +0.000 |" in dr.markdown(
+        {**result, "summary": one_run, "per_run": {"split1": one(0.70, 0.68, 0.65)}}
+    )
