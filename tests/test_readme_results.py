@@ -24,6 +24,7 @@ GENERATED = re.compile(
     r"kNN|Seed noise of|Code: commit|Slowest nodes|(Fold-to-fold|Split-to-split) spread of "
     r"[\w-]+ itself \(sd|"
     r"Inference on CPU|CPU AMD EPYC|Ours above the|Seeds \[|Folds \[|Split seeds \[|"
+    r"Prior shift: tau chosen|"
     r"(AMD EPYC|NVIDIA)[^,]* \(\d+ CPU cores\)"
 )
 
@@ -201,6 +202,7 @@ def written_figures() -> dict[str, list[str]]:
     cpu_first = _record("accuracy-cpu-quick-channels-last-contrastive.json")
     cpu_off = _record("accuracy-cpu-quick-channels-last.json")
     draws = _record("accuracy-cpu-quick-split-draws.json")
+    larger = _record("accuracy-cpu-quick-150px.json")
     gpu = _record("accuracy-gpu-full-d47f237.json")
     speed = _record("speed-h200-efficientnet_b0-224-c140027.json")["stages"]
     sup, cls = speed["supcon"], speed["classifier"]
@@ -230,6 +232,8 @@ def written_figures() -> dict[str, list[str]]:
             f"{_pm(draws['metrics']['balanced_accuracy'])} over {len(draws['split_seeds'])} "
             "split draws " + _seeds(draws["metrics"]["balanced_accuracy"]),
             f"validation {_pm(draws['validation']['balanced_accuracy'])}",
+            f"with 150 px crops {_pm(larger['metrics']['balanced_accuracy'])} over 3 seeds, "
+            f"validation {_pm(larger['validation']['balanced_accuracy'])}",
         ],
         "| GPU: `gpu-full` balanced accuracy": [
             f"{_pm(gpu['metrics']['balanced_accuracy'])} over seeds 0 and 1 "
