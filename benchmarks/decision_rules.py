@@ -49,6 +49,7 @@ from skin_lesion import engine, lineage  # noqa: E402
 from skin_lesion import splits as splitting  # noqa: E402
 from skin_lesion.checkpoints import load_checkpoint  # noqa: E402
 from skin_lesion.classifier import CheckpointPredictor  # noqa: E402
+from skin_lesion.config import from_dict  # noqa: E402
 from skin_lesion.datasets.image_cache import ImageCacheDataset  # noqa: E402
 from skin_lesion.lineage import SPLIT_KEY, split_fingerprint  # noqa: E402
 from skin_lesion.prediction import TTA_VIEWS, dihedral  # noqa: E402
@@ -188,13 +189,13 @@ def rebuild_split(
     Raises:
         SystemExit: Naming the label and the fingerprints, when none matches.
     """
-    p = parameters_of(record)
-    config = splitting.SplitConfig(
-        train=p["data_processing.split.train"],
-        val=p["data_processing.split.val"],
-        test=p["data_processing.split.test"],
-        folds=p["data_processing.split.folds"],
-        validation_fold=record.get("fold"),
+    recorded = accuracy.nest(parameters_of(record))["data_processing"]["split"]
+    # Every split setting as recorded; the fold a cross-validation record names, and the seed
+    # from the candidates (a recorded split seed is among them).
+    config = from_dict(
+        splitting.SplitConfig,
+        {**recorded, "validation_fold": record.get("fold"), "seed": None},
+        "data_processing.split",
     )
     if not fingerprint:
         raise SystemExit(f"{label}: its classifier records no split fingerprint ({SPLIT_KEY})")
@@ -213,9 +214,10 @@ def rebuild_split(
 
 
 def predict_views(
-    checkpoint: dict, cache, rows: pd.DataFrame, split: str, device: torch.device
-) -> np.ndarray:
-    """``(8, N, K)`` probabilities of ``split``'s images, one slice per dihedral view."""
+    checkpoint: dict, cache, rows: pd.DataFrame, splits: tuple[str, ...], device: torch.device
+) -> dict[str, np.ndarray]:
+    """For each split, ``(8, N, K)`` probabilities of its images, one slice per dihedral view
+    (the model built once for all)."""
     predictor = CheckpointPredictor(
         checkpoint,
         device=device,
@@ -224,12 +226,15 @@ def predict_views(
         progress=False,
     )
     base = predictor.transform
-    chosen = np.flatnonzero(rows["split"].to_numpy() == split)
-    out = []
-    for k in TTA_VIEWS["dihedral"]:
-        predictor.transform = _View(base, k)
-        out.append(predictor(cache.images, chosen, rows=rows))
-    return np.stack(out)
+    out = {}
+    for split in splits:
+        chosen = np.flatnonzero(rows["split"].to_numpy() == split)
+        views = []
+        for k in TTA_VIEWS["dihedral"]:
+            predictor.transform = _View(base, k)
+            views.append(predictor(cache.images, chosen, rows=rows))
+        out[split] = np.stack(views)
+    return out
 
 
 def evaluate_run(
@@ -267,13 +272,10 @@ def evaluate_run(
             (checkpoint.get("params") or {}).get(SPLIT_KEY),
             label,
         )
-        # As reporting refuses a classifier trained on another cache.
+        # As reporting refuses a classifier trained on another cache (the split is the
+        # checkpoint's already: rebuild_split matched its fingerprint).
         lineage.check_checkpoint_inputs(
-            checkpoint,
-            "classifier",
-            "classifier_training",
-            splits=splits,
-            cache_preprocessing=cache.preprocessing,
+            checkpoint, "classifier", "classifier_training", cache_preprocessing=cache.preprocessing
         )
         rows = align_to_cache(cache.image_ids, splits).merge(
             metadata[METADATA_COLUMNS], on="image_id", how="left", validate="one_to_one"
@@ -282,7 +284,7 @@ def evaluate_run(
         if (rows["dx"].map(classes.index) != rows["label"]).any():
             raise SystemExit(f"{label}: the split's labels are not the classifier's {classes}")
         start = time.perf_counter()
-        views = {s: predict_views(checkpoint, cache, rows, s, device) for s in ("val", "test")}
+        views = predict_views(checkpoint, cache, rows, ("val", "test"), device)
         labels = rows["label"].to_numpy()
         in_split = {s: rows["split"].to_numpy() == s for s in ("train", "val", "test")}
         per_run[label] = score(
@@ -291,9 +293,7 @@ def evaluate_run(
                 "val_labels": labels[in_split["val"]],
                 "test_labels": labels[in_split["test"]],
                 "val_lesions": rows["lesion_id"].to_numpy()[in_split["val"]],
-                "train_counts": np.bincount(
-                    labels[in_split["train"]], minlength=len(checkpoint["class_names"])
-                ),
+                "train_counts": np.bincount(labels[in_split["train"]], minlength=len(classes)),
             },
             halves,
         )

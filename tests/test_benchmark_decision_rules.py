@@ -156,7 +156,7 @@ def test_the_views_average_to_what_reporting_predicts_with_flips_and_dihedral():
         _config(warmup=clf.WarmupConfig(epochs=1), finetune=clf.FinetuneConfig(epochs=1)), n=64
     )
     cpu = torch.device("cpu")
-    views = dr.predict_views(checkpoint, SimpleNamespace(images=images), rows, "val", cpu)
+    views = dr.predict_views(checkpoint, SimpleNamespace(images=images), rows, ("val",), cpu)["val"]
     val = np.flatnonzero(rows["split"] == "val")
     assert views.shape == (8, len(val), len(checkpoint["class_names"]))
     for tta, used in (("none", [0]), ("flips", [0, 1, 2, 3]), ("dihedral", list(range(8)))):
