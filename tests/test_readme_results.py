@@ -203,6 +203,8 @@ def written_figures() -> dict[str, list[str]]:
     cpu_off = _record("accuracy-cpu-quick-channels-last.json")
     draws = _record("accuracy-cpu-quick-split-draws.json")
     larger = _record("accuracy-cpu-quick-150px.json")
+    unfrozen = _record("accuracy-cpu-quick-unfreeze-all.json")
+    faster = _record("accuracy-cpu-quick-encoder-lr-1.json")
     gpu = _record("accuracy-gpu-full-d47f237.json")
     speed = _record("speed-h200-efficientnet_b0-224-c140027.json")["stages"]
     sup, cls = speed["supcon"], speed["classifier"]
@@ -234,6 +236,12 @@ def written_figures() -> dict[str, list[str]]:
             f"validation {_pm(draws['validation']['balanced_accuracy'])}",
             f"with 150 px crops {_pm(larger['metrics']['balanced_accuracy'])} over 3 seeds, "
             f"validation {_pm(larger['validation']['balanced_accuracy'])}",
+            f"with every stage fine-tuned {_pm(unfrozen['metrics']['balanced_accuracy'])} over 3 "
+            f"seeds, validation {_pm(unfrozen['validation']['balanced_accuracy'])}",
+            "with the encoder at the head's learning rate "
+            f"{_pm(faster['metrics']['balanced_accuracy'])} over 3 seeds "
+            + _seeds(faster["metrics"]["balanced_accuracy"]),
+            f"validation {_pm(faster['validation']['balanced_accuracy'])}",
         ],
         "| GPU: `gpu-full` balanced accuracy": [
             f"{_pm(gpu['metrics']['balanced_accuracy'])} over seeds 0 and 1 "
