@@ -234,6 +234,55 @@ def test_decode_applies_exif_orientation():
     assert decoded[-3, -3].min() >= 245
 
 
+def _exif_transpose_failing_for_width(monkeypatch, width: int) -> None:
+    """Make Pillow's EXIF transpose raise, as on malformed EXIF, for images ``width`` wide."""
+    from PIL import ImageOps
+
+    real = ImageOps.exif_transpose
+
+    def exif_transpose(image, *, in_place=False):
+        if image.width == width:
+            raise SyntaxError("not a TIFF file (header b'junk' not valid)")
+        return real(image, in_place=in_place)
+
+    monkeypatch.setattr(ImageOps, "exif_transpose", exif_transpose)
+
+
+def test_decode_keeps_pixels_of_an_image_with_unreadable_exif(monkeypatch, caplog):
+    _exif_transpose_failing_for_width(monkeypatch, 80)
+    stored = noisy_rgb(60, 80)
+    with caplog.at_level("WARNING", logger="skin_lesion.images"):
+        decoded = decode_image(encode(stored))
+    assert_rgb(decoded, stored)
+    assert [r.getMessage() for r in caplog.records] == [
+        "Ignoring unreadable EXIF orientation (SyntaxError: not a TIFF file (header b'junk' not "
+        "valid)); pixels kept as stored"
+    ]
+
+
+def test_build_image_cache_names_the_images_with_unreadable_exif_in_one_warning(
+    monkeypatch, caplog
+):
+    """The warning named no image, once per image: which file to check was left unsaid."""
+    _exif_transpose_failing_for_width(monkeypatch, 80)
+    config = PreprocessConfig(height=48, width=64)
+    loaders = {
+        "fine": lambda: encode(noisy_rgb(60, 90)),
+        "ISIC_a": lambda: encode(noisy_rgb(60, 80, seed=1)),
+        "ISIC_b": lambda: encode(noisy_rgb(60, 80, seed=2)),
+        "bad": lambda: b"junk",
+    }
+    with caplog.at_level("WARNING", logger="skin_lesion.images"):
+        cache, failures = build_image_cache(loaders, config, workers=2, progress=False)
+    assert cache.image_ids == ("fine", "ISIC_a", "ISIC_b") and list(failures) == ["bad"]
+    exif = [r.getMessage() for r in caplog.records if "EXIF" in r.getMessage()]
+    why = "SyntaxError: not a TIFF file (header b'junk' not valid)"
+    assert exif == [
+        "2 of 4 images have an unreadable EXIF orientation and are used as stored (check that "
+        f"they are upright): ISIC_a ({why}), ISIC_b ({why})"
+    ]
+
+
 # --- ImageCache --------------------------------------------------------------------------
 
 

@@ -138,6 +138,19 @@ def decode_image(data: bytes) -> np.ndarray:
             than ``MIN_IMAGE_SIDE`` on a side, or in a pixel mode that has no RGB meaning.
         TypeError: If ``data`` is not bytes-like.
     """
+    image, exif_problem = _decode(data)
+    if exif_problem:
+        logger.warning(
+            "Ignoring unreadable EXIF orientation (%s); pixels kept as stored", exif_problem
+        )
+    return image
+
+
+def _decode(data: bytes) -> tuple[np.ndarray, str | None]:
+    """:func:`decode_image`, with why the EXIF orientation could not be read (else None).
+
+    The caller names the image in its warning; ``decode_image`` knows only the bytes.
+    """
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise TypeError(f"data must be bytes, got {type(data).__name__}")
     if len(data) == 0:
@@ -153,10 +166,10 @@ def decode_image(data: bytes) -> np.ndarray:
             img.load()
         except Exception as exc:
             raise _load_error(exc) from exc
-        _apply_exif_orientation(img)
+        exif_problem = _apply_exif_orientation(img)
         if img.width < MIN_IMAGE_SIDE or img.height < MIN_IMAGE_SIDE:
             raise ImageDecodeError(f"image too small: {img.width}x{img.height}")
-        return _to_rgb_array(img)
+        return _to_rgb_array(img), exif_problem
 
 
 def _load_error(exc: Exception) -> ImageDecodeError:
@@ -173,15 +186,16 @@ def _load_error(exc: Exception) -> ImageDecodeError:
     return ImageDecodeError(f"truncated or corrupt image: {exc}")
 
 
-def _apply_exif_orientation(img: Image.Image) -> None:
-    """Rotate/flip ``img`` in place as its EXIF Orientation tag says."""
+def _apply_exif_orientation(img: Image.Image) -> str | None:
+    """Rotate/flip ``img`` in place as its EXIF Orientation tag says; why not, if it cannot."""
     try:
         ImageOps.exif_transpose(img, in_place=True)
     except MemoryError:
         raise
     except Exception as exc:
         # Broken EXIF does not make the pixels unusable; keep them as stored.
-        logger.warning("Ignoring unreadable EXIF orientation (%s); pixels kept as stored", exc)
+        return f"{type(exc).__name__}: {exc}"
+    return None
 
 
 def _to_rgb_array(img: Image.Image) -> np.ndarray:
@@ -283,11 +297,12 @@ def build_image_cache(
     images = np.empty((n, config.height, config.width, 3), dtype=np.uint8)
     reasons: list[str | None] = [None] * n
     odd: list[str | None] = [None] * n  # usable, but unlike any dermoscopy image: why
+    exif: list[str | None] = [None] * n  # usable, but its EXIF orientation unreadable: why
 
     def process(row: int) -> None:
         try:
             data = loaders[ids[row]]()
-            decoded = decode_image(data)
+            decoded, exif[row] = _decode(data)
             odd[row] = _oddity(decoded, config)
             images[row] = preprocess_image(decoded, config)
         except ImageDecodeError as exc:
@@ -325,6 +340,7 @@ def build_image_cache(
         sample = dict(list(failures.items())[:_MAX_LOGGED_FAILURES])
         logger.warning("%d of %d images failed, e.g. %s", len(failures), n, sample)
     _warn_odd({ids[row]: odd[row] for row in kept if odd[row]}, n)
+    _warn_exif({ids[row]: exif[row] for row in kept if exif[row]}, n)
     return cache, failures
 
 
@@ -353,6 +369,20 @@ def _warn_odd(odd: dict[str, str], n: int) -> None:
             n,
             ", ".join(f"{name} ({why})" for name, why in shown),
             " and more" if len(odd) > len(shown) else "",
+        )
+
+
+def _warn_exif(problems: dict[str, str], n: int) -> None:
+    """One warning naming (the first few of) the images whose EXIF orientation was unreadable."""
+    if problems:
+        shown = list(problems.items())[:_MAX_LOGGED_FAILURES]
+        logger.warning(
+            "%d of %d images have an unreadable EXIF orientation and are used as stored "
+            "(check that they are upright): %s%s",
+            len(problems),
+            n,
+            ", ".join(f"{name} ({why})" for name, why in shown),
+            " and more" if len(problems) > len(shown) else "",
         )
 
 
