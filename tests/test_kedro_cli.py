@@ -73,6 +73,33 @@ def test_a_mistyped_pipeline_name_is_named_with_the_intended_one(kedro_project):
     assert "An error occurred while importing" not in output
 
 
+def test_an_error_in_the_input_prints_its_message_not_a_traceback(kedro_project):
+    """A mistyped parameter value, or HAM10000 not where the catalog looks, came last in a
+    200-300-line traceback; the message alone names the culprit."""
+    import shutil
+
+    kedro = Path(sys.executable).with_name("kedro")
+    bad_value = ["--params", "classifier_training.finetune.encoder_lr_scale=-1"]
+    shutil.rmtree(kedro_project / "data" / "test" / "01_raw" / "HAM10000")
+    for extra, message in [
+        (bad_value, "Error: ConfigError: classifier_training.finetune: encoder_lr_scale must "),
+        ([], "Error: DatasetError: raw_images: HAM10000 image folder not found: "),
+    ]:
+        result = subprocess.run(
+            [str(kedro), "run", "--env", "test", "--pipelines", "data_processing", *extra],
+            cwd=kedro_project,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+        output = result.stdout + result.stderr
+        assert result.returncode == 1, output[-3000:]
+        assert message in result.stderr, output[-3000:]
+        assert "SKIN_LESION_TRACEBACK=1 shows it" in result.stderr
+        assert "Traceback" not in output and len(output.splitlines()) < 80, output[-3000:]
+
+
 def test_the_installed_package_runs_with_a_packaged_conf(kedro_project):
     # What `kedro package` makes: the wheel (here the installed package) and a tar.gz of conf/
     # (local/*.yml left out); Kedro runs it as `python -m skin_lesion --conf-source=...`,

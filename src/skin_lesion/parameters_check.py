@@ -48,6 +48,7 @@ from kedro.framework.hooks import hook_impl
 from kedro.framework.project import settings
 from omegaconf.errors import InterpolationResolutionError
 
+from skin_lesion import input_errors
 from skin_lesion.config import ConfigError, from_dict
 
 logger = logging.getLogger(__name__)
@@ -680,10 +681,14 @@ def check_inputs_exist(pipeline: Any, catalog: Any, env: str | None = None) -> N
         f"  {name}{_where(catalog.get(name))}: made by `{run} --pipelines {' or '.join(made_by)}`"
         for name, made_by in missing
     )
-    raise FileNotFoundError(
+    raise MissingInputsError(
         f"this run reads {len(missing)} input(s) not made yet:\n{lines}\n"
         f"Run those pipelines first, or the whole `{run}`."
     )
+
+
+class MissingInputsError(FileNotFoundError):
+    """A run reads datasets that other pipelines make and have not made yet."""
 
 
 class ParametersCheck:
@@ -691,6 +696,8 @@ class ParametersCheck:
 
     @hook_impl(tryfirst=True)  # before kedro-mlflow's hook sets up tracking
     def after_context_created(self, context: Any) -> None:
+        # Here, not in settings.py: Kedro's rich traceback handler is installed after that.
+        input_errors.install()
         loader = context.config_loader
         check_environment(loader.conf_source, loader.env)
         runtime = dict(getattr(loader, "runtime_params", None) or {})

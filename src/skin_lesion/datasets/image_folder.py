@@ -11,6 +11,7 @@ import fsspec
 from kedro.io.core import AbstractDataset, DatasetError, get_protocol_and_path
 
 from skin_lesion.datasets._help import WHERE_TO_PUT_HAM10000
+from skin_lesion.datasets.errors import InputDataError
 from skin_lesion.files import display_name, left_out, walk_files, warn_left_out
 from skin_lesion.images import IMAGE_SUFFIXES
 
@@ -101,7 +102,7 @@ class ImageFolderDataset(AbstractDataset[None, dict[str, Callable[[], bytes]]]):
     def load(self) -> dict[str, Callable[[], bytes]]:
         """List the images; each value reads one file when called."""
         if not self._fs.isdir(self._path):
-            raise DatasetError(
+            raise InputDataError(
                 f"{self._description} not found: '{self._path}' is not a folder. {self._hint}"
             )
         # find() returns paths as the filesystem spells them (absolute, for local files).
@@ -118,7 +119,7 @@ class ImageFolderDataset(AbstractDataset[None, dict[str, Callable[[], bytes]]]):
         wanted = "/".join(self._extensions)
         if not files and not self._allow_empty:  # left-out files are no images to classify
             other = f" ({len(others)} other file(s))" if others else ""
-            raise DatasetError(
+            raise InputDataError(
                 f"{self._description} '{self._path}' holds no {wanted} file{other}. {self._hint}"
             )
         warn_left_out(self._path, others, wanted)

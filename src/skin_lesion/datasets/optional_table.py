@@ -8,6 +8,7 @@ import fsspec
 import pandas as pd
 from kedro.io.core import AbstractDataset, DatasetError, get_protocol_and_path
 
+from skin_lesion.datasets.errors import InputDataError
 from skin_lesion.tabular import read_text_csv
 
 
@@ -58,12 +59,12 @@ class OptionalTableDataset(AbstractDataset[None, pd.DataFrame | None]):
         if self._given is None:
             return None
         if not self._fs.isfile(self._path):
-            raise DatasetError(f"{self._description} not found: '{self._given}' is not a file")
+            raise InputDataError(f"{self._description} not found: '{self._given}' is not a file")
         with self._fs.open(self._path, "rb") as file:
             try:
                 return read_text_csv(file, self._given)
             except ValueError as error:
-                raise DatasetError(f"{self._description} {error}") from error
+                raise InputDataError(f"{self._description} {error}") from error
 
     def save(self, data: None) -> None:
         """Inputs given at run time are read-only."""

@@ -12,6 +12,7 @@ from kedro.io.core import DatasetError, get_filepath_str
 from kedro_datasets.pandas import CSVDataset
 
 from skin_lesion.datasets._help import WHERE_TO_PUT_HAM10000
+from skin_lesion.datasets.errors import InputDataError
 from skin_lesion.tabular import header_width, separator
 
 logger = logging.getLogger(__name__)
@@ -90,7 +91,7 @@ class RawMetadataDataset(CSVDataset):
         if not self._fs.exists(load_path):
             tab = str(PurePosixPath(load_path).with_suffix(".tab"))
             if not self._fs.exists(tab):
-                raise DatasetError(
+                raise InputDataError(
                     f"HAM10000 metadata not found: neither '{load_path}' nor Dataverse's "
                     f"'{PurePosixPath(tab).name}' exists. " + WHERE_TO_PUT_HAM10000
                 )
@@ -113,7 +114,7 @@ class RawMetadataDataset(CSVDataset):
                     data, load_path, load_args["sep"], load_args.get("encoding") or "utf-8"
                 )
             except ValueError as error:
-                raise DatasetError(f"HAM10000 metadata {error}") from error
+                raise InputDataError(f"HAM10000 metadata {error}") from error
             if width is not None:
                 load_args["usecols"] = range(width)
         return pd.read_csv(io.BytesIO(data), **load_args)

@@ -1,0 +1,56 @@
+"""An uncaught input error prints as one message; any other error keeps its traceback."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+
+from skin_lesion import input_errors
+from skin_lesion.config import ConfigError
+from skin_lesion.lineage import StaleInputError
+from skin_lesion.parameters_check import MissingInputsError
+
+
+@pytest.fixture
+def hook(monkeypatch):
+    """``sys.excepthook`` wrapped by ``install``, over a fake previous hook; the calls it got."""
+    passed_on = []
+    monkeypatch.setattr(sys, "excepthook", lambda *info: passed_on.append(info[1]))
+    monkeypatch.delenv(input_errors.TRACEBACK_VARIABLE, raising=False)
+    input_errors.install()
+    return passed_on
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        ConfigError("classifier_training.finetune: encoder_lr_scale must be >= 0, got -1.0"),
+        StaleInputError("splits were made with other settings"),
+        MissingInputsError("this run reads 1 input(s) not made yet"),
+    ],
+)
+def test_an_input_error_prints_its_message_without_a_traceback(hook, capsys, error):
+    sys.excepthook(type(error), error, None)
+    assert hook == []
+    assert capsys.readouterr().err == (
+        f"Error: {type(error).__name__}: {error}\n(An error in the run's input, not in the "
+        "code: the traceback is left out; SKIN_LESION_TRACEBACK=1 shows it.)\n"
+    )
+
+
+def test_any_other_error_keeps_the_previous_hook_and_its_traceback(hook, capsys):
+    for error in (RuntimeError("a bug"), FileNotFoundError("a plain missing file")):
+        sys.excepthook(type(error), error, None)
+    assert [str(e) for e in hook] == ["a bug", "a plain missing file"]
+    assert capsys.readouterr().err == ""
+
+
+def test_the_variable_restores_the_traceback_and_install_wraps_once(hook, monkeypatch, capsys):
+    wrapped = sys.excepthook
+    input_errors.install()
+    assert sys.excepthook is wrapped
+    monkeypatch.setenv(input_errors.TRACEBACK_VARIABLE, "1")
+    error = ConfigError("bad")
+    sys.excepthook(ConfigError, error, None)
+    assert hook == [error] and capsys.readouterr().err == ""
