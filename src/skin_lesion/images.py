@@ -339,8 +339,17 @@ def build_image_cache(
     if failures and warn_failures:
         sample = dict(list(failures.items())[:_MAX_LOGGED_FAILURES])
         logger.warning("%d of %d images failed, e.g. %s", len(failures), n, sample)
-    _warn_odd({ids[row]: odd[row] for row in kept if odd[row]}, n)
-    _warn_exif({ids[row]: exif[row] for row in kept if exif[row]}, n)
+    _warn_named(
+        {ids[row]: odd[row] for row in kept if odd[row]},
+        n,
+        "are unlike dermoscopy images (colour, at least a quarter of the cache's size), "
+        "and are used all the same",
+    )
+    _warn_named(
+        {ids[row]: exif[row] for row in kept if exif[row]},
+        n,
+        "have an unreadable EXIF orientation and are used as stored (check that they are upright)",
+    )
     return cache, failures
 
 
@@ -358,29 +367,16 @@ def _oddity(image: np.ndarray, config: PreprocessConfig) -> str | None:
     return None
 
 
-def _warn_odd(odd: dict[str, str], n: int) -> None:
-    """One warning naming (the first few of) the images :func:`_oddity` found; none if none."""
-    if odd:
-        shown = list(odd.items())[:_MAX_LOGGED_FAILURES]
-        logger.warning(
-            "%d of %d images are unlike dermoscopy images (colour, at least a quarter of the "
-            "cache's size), and are used all the same: %s%s",
-            len(odd),
-            n,
-            ", ".join(f"{name} ({why})" for name, why in shown),
-            " and more" if len(odd) > len(shown) else "",
-        )
-
-
-def _warn_exif(problems: dict[str, str], n: int) -> None:
-    """One warning naming (the first few of) the images whose EXIF orientation was unreadable."""
+def _warn_named(problems: dict[str, str], n: int, what: str) -> None:
+    """One warning, ``<count> of <n> images <what>: name (why), ...``, naming the first few
+    images; none if none."""
     if problems:
         shown = list(problems.items())[:_MAX_LOGGED_FAILURES]
         logger.warning(
-            "%d of %d images have an unreadable EXIF orientation and are used as stored "
-            "(check that they are upright): %s%s",
+            "%d of %d images %s: %s%s",
             len(problems),
             n,
+            what,
             ", ".join(f"{name} ({why})" for name, why in shown),
             " and more" if len(problems) > len(shown) else "",
         )
