@@ -202,6 +202,8 @@ def written_figures() -> dict[str, list[str]]:
     cpu_first = _record("accuracy-cpu-quick-channels-last-contrastive.json")
     cpu_off = _record("accuracy-cpu-quick-channels-last.json")
     draws = _record("accuracy-cpu-quick-split-draws.json")
+    folds = _record("accuracy-cpu-quick-stable-split-cv.json")
+    faster_folds = _record("accuracy-cpu-quick-encoder-lr-1-cv.json")
     larger = _record("accuracy-cpu-quick-150px.json")
     unfrozen = _record("accuracy-cpu-quick-unfreeze-all.json")
     faster = _record("accuracy-cpu-quick-encoder-lr-1.json")
@@ -245,6 +247,18 @@ def written_figures() -> dict[str, list[str]]:
             f"validation {_pm(faster['validation']['balanced_accuracy'])}",
             f"test, read after, {_pm(faster_draws['metrics']['balanced_accuracy'])} against "
             f"{draws['metrics']['balanced_accuracy']['mean']:.3f}",
+            f"{_pm(folds['metrics']['balanced_accuracy'])} over {len(folds['folds'])} grouped "
+            "folds " + _seeds(folds["metrics"]["balanced_accuracy"]),
+            f"validation {_pm(folds['validation']['balanced_accuracy'])}",
+            f"test, read after, {_pm(faster_folds['metrics']['balanced_accuracy'])} against "
+            f"{folds['metrics']['balanced_accuracy']['mean']:.3f}",
+        ],
+        "| `cpu-quick-stable-split-cv`": [
+            f"| {_pm(folds['metrics']['balanced_accuracy'])} "
+            f"| {folds['metrics']['macro_f1']['mean']:.3f} "
+            f"| {folds['metrics']['macro_auc']['mean']:.3f} "
+            f"| {folds['metrics']['mel_sensitivity_threshold']['mean']:.3f} / "
+            f"{folds['metrics']['mel_specificity_threshold']['mean']:.3f} |",
         ],
         "| GPU: `gpu-full` balanced accuracy": [
             f"{_pm(gpu['metrics']['balanced_accuracy'])} over seeds 0 and 1 "
