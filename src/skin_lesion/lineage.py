@@ -271,10 +271,22 @@ def check_raw_data(
             few of each; and the folder data_processing read where it was another.
     """
     problems = []
-    if recorded.get("metadata_columns") != current.get("metadata_columns"):
+    then_columns = list(recorded.get("metadata_columns") or [])
+    now_columns = list(current.get("metadata_columns") or [])
+    if then_columns != now_columns:
+        # Lead with the difference (a Kaggle and a Dataverse copy differ by a column or two),
+        # then both lists in full.
+        changes = [
+            f"{label} {names}"
+            for label, names in (
+                ("added", sorted(set(now_columns) - set(then_columns))),
+                ("removed", sorted(set(then_columns) - set(now_columns))),
+            )
+            if names
+        ]
         problems.append(
-            f"{metadata}'s columns are now {current.get('metadata_columns')}, then "
-            f"{recorded.get('metadata_columns')}"
+            f"{metadata}'s columns changed ({'; '.join(changes) or 'repeated'}): they are now "
+            f"{now_columns}, then {then_columns}"
         )
     else:
         rows = _row_changes(
