@@ -283,6 +283,57 @@ def test_build_image_cache_names_the_images_with_unreadable_exif_in_one_warning(
     ]
 
 
+def jpeg_with_damaged_exif(seed: int = 0) -> bytes:
+    """A JPEG whose EXIF ImageDescription (tag 270) claims more bytes than the file has:
+    Pillow skips the tag with a warning naming no file; the pixels are whole."""
+    exif = Image.Exif()
+    exif[0x010E] = "x" * 40  # long enough to be stored at an offset, not inline
+    raw = exif.tobytes()
+    data = bytearray(encode(noisy_rgb(60, 80, seed=seed), "JPEG", exif=raw))
+    start = data.find(raw)
+    assert raw[6:8] == b"MM" and start > 0  # big-endian TIFF header, as Pillow writes it
+    entry = start + raw.find(b"\x01\x0e")  # the IFD entry: tag, type, count, offset
+    data[entry + 4 : entry + 8] = (4000).to_bytes(4, "big")  # count: 4,000 bytes
+    return bytes(data)
+
+
+def test_build_image_cache_names_the_images_pillow_warned_of(caplog, recwarn):
+    """Pillow's own warning named no image and was shown once however many images had it."""
+    config = PreprocessConfig(height=48, width=64)
+    loaders = {
+        "fine": lambda: encode(noisy_rgb(60, 90), "JPEG"),
+        "ISIC_a": lambda: jpeg_with_damaged_exif(1),
+        "ISIC_b": lambda: jpeg_with_damaged_exif(2),
+    }
+    with caplog.at_level("WARNING", logger="skin_lesion.images"):
+        cache, failures = build_image_cache(loaders, config, workers=2, progress=False)
+    assert cache.image_ids == ("fine", "ISIC_a", "ISIC_b") and not failures
+    why = "Tag data larger than file. Skipping tag 270"
+    assert [r.getMessage() for r in caplog.records] == [
+        "2 of 3 images decoded with a warning from Pillow (most often damaged EXIF metadata, "
+        f"whose unreadable tags Pillow skips) and are used all the same: ISIC_a ({why}), "
+        f"ISIC_b ({why})"
+    ]
+    assert not [w for w in recwarn if "Skipping tag" in str(w.message)]  # not shown twice
+
+
+def test_pillow_warnings_outside_decoding_are_shown_as_before(recwarn):
+    """Only the decode threads' Pillow warnings are taken; the filters come back after."""
+    import warnings
+
+    def load() -> bytes:  # warns while the decode threads run, from outside Pillow
+        warnings.warn("the loader's own warning", UserWarning, stacklevel=1)
+        return jpeg_with_damaged_exif()
+
+    config = PreprocessConfig(height=48, width=64)
+    build_image_cache({"ISIC_a": load}, config, workers=2, progress=False)
+    Image.open(io.BytesIO(jpeg_with_damaged_exif())).getexif()  # outside build_image_cache
+    assert [str(w.message) for w in recwarn] == [
+        "the loader's own warning",
+        "Tag data larger than file. Skipping tag 270",
+    ]
+
+
 # --- ImageCache --------------------------------------------------------------------------
 
 

@@ -19,16 +19,20 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
+import warnings
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor, as_completed
+from contextlib import contextmanager
 from dataclasses import dataclass
 from io import BytesIO
 from typing import Any
 
 import cv2
 import numpy as np
+import PIL
 from PIL import Image, ImageOps, UnidentifiedImageError
 from tqdm.auto import tqdm
 
@@ -37,6 +41,7 @@ from skin_lesion.preprocessing import PreprocessConfig, preprocess_image
 logger = logging.getLogger(__name__)
 
 MIN_IMAGE_SIDE = 2
+"""Smallest width or height accepted; a 1-pixel line is no usable image."""
 # An image the cache enlarges more than this on a side is named in a warning: its cached
 # pixels are mostly interpolated (HAM10000's 600x450 and 200x150 copies are enlarged at most
 # 1.7x, to the default 256x341 cache).
@@ -44,7 +49,6 @@ UPSCALE_WARNING = 4.0
 # The suffixes a folder of images is searched for (any case); a file named directly is read
 # whatever its suffix.
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
-"""Smallest width or height accepted; a 1-pixel line is no usable image."""
 
 _MAX_16BIT = 65535
 _MAX_8BIT = 255
@@ -298,11 +302,13 @@ def build_image_cache(
     reasons: list[str | None] = [None] * n
     odd: list[str | None] = [None] * n  # usable, but unlike any dermoscopy image: why
     exif: list[str | None] = [None] * n  # usable, but its EXIF orientation unreadable: why
+    pillow: dict[int, list[str]] = {}  # what Pillow warned of while decoding the row's image
 
     def process(row: int) -> None:
         try:
             data = loaders[ids[row]]()
-            decoded, exif[row] = _decode(data)
+            with _decoding_row(row):
+                decoded, exif[row] = _decode(data)
             odd[row] = _oddity(decoded, config)
             images[row] = preprocess_image(decoded, config)
         except ImageDecodeError as exc:
@@ -319,7 +325,8 @@ def build_image_cache(
     previous_cv_threads = cv2.getNumThreads()
     cv2.setNumThreads(1)
     try:
-        _run_parallel(process, n, min(workers, max(n, 1)), progress)
+        with _pillow_warnings_by_row(pillow):
+            _run_parallel(process, n, min(workers, max(n, 1)), progress)
     finally:
         cv2.setNumThreads(previous_cv_threads)
     elapsed = time.perf_counter() - start
@@ -350,7 +357,58 @@ def build_image_cache(
         n,
         "have an unreadable EXIF orientation and are used as stored (check that they are upright)",
     )
+    _warn_named(
+        {ids[row]: "; ".join(pillow[row]) for row in kept if row in pillow},
+        n,
+        "decoded with a warning from Pillow (most often damaged EXIF metadata, whose unreadable "
+        "tags Pillow skips) and are used all the same",
+    )
     return cache, failures
+
+
+# The row whose image the current decode thread is decoding, for _pillow_warnings_by_row.
+_decoding = threading.local()
+_PILLOW_DIR = os.path.dirname(PIL.__file__) + os.sep
+
+
+@contextmanager
+def _decoding_row(row: int) -> Iterator[None]:
+    """Mark this thread as decoding ``row``'s image while the block runs."""
+    _decoding.row = row
+    try:
+        yield
+    finally:
+        _decoding.row = None
+
+
+@contextmanager
+def _pillow_warnings_by_row(record: dict[int, list[str]]) -> Iterator[None]:
+    """Collect the warnings Pillow raises while decoding, by the row being decoded.
+
+    Pillow says what is wrong with a file in a Python warning that names no file ("Tag data
+    larger than file. Skipping tag 270"), shown once per run whatever the count of such
+    files. While this block runs, a warning raised in Pillow's code by a thread inside
+    :func:`_decoding_row` goes to ``record[row]`` instead, every time, so that the caller
+    can name the images; any other warning is shown as before. Warnings filters are global
+    (Python 3.11), so the decode threads must run inside this block, not start it.
+    """
+    with warnings.catch_warnings():
+        shown = warnings.showwarning
+        lock = threading.Lock()
+        # "always": Pillow's messages repeat (one per damaged file); the default filter would
+        # let only the first through.
+        warnings.filterwarnings("always", module=r"PIL(\.|$)")
+
+        def showwarning(message, category, filename, lineno, file=None, line=None):
+            row = getattr(_decoding, "row", None)
+            if row is None or not str(filename).startswith(_PILLOW_DIR):
+                shown(message, category, filename, lineno, file, line)
+                return
+            with lock:
+                record.setdefault(row, []).append(str(message))
+
+        warnings.showwarning = showwarning
+        yield
 
 
 def _oddity(image: np.ndarray, config: PreprocessConfig) -> str | None:
