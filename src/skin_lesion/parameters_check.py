@@ -595,6 +595,25 @@ def check_training_inputs_current(pipeline: Any, catalog: Any) -> None:
     )
 
 
+def check_embedded_encoder_current(pipeline: Any, catalog: Any) -> None:
+    """``lineage.check_pretraining_settings`` for a run that embeds with a pretrained encoder
+    it does not make (``--nodes export_embeddings``): an encoder pretrained with other
+    ``contrastive_pretraining`` settings is refused before any node and before MLflow opens a
+    run, not mapped as if the settings described it. Runs that make it pass."""
+    if not any(node.name.endswith("export_embeddings") for node in pipeline.nodes):
+        return
+    if "pretrained_encoder" in pipeline.all_outputs():
+        return
+    names = ("pretrained_encoder", "params:contrastive_pretraining")
+    if not all(name in catalog for name in names) or not catalog.exists("pretrained_encoder"):
+        return  # not made yet: check_inputs_exist names it
+    from skin_lesion import lineage
+
+    lineage.check_pretraining_settings(
+        catalog.load("pretrained_encoder"), catalog.load("params:contrastive_pretraining")
+    )
+
+
 def check_classifier_current(pipeline: Any, catalog: Any) -> None:
     """``reporting.nodes.check_classifier_settings`` for a pipeline whose reporting nodes
     read a ``classifier`` the pipeline does not train (``--pipelines reporting``).
@@ -715,9 +734,10 @@ class ParametersCheck:
     def before_pipeline_run(self, run_params: dict[str, Any], pipeline: Any, catalog: Any) -> None:
         """Refuse inputs other pipelines have not made yet; outputs of data_processing made
         from other raw data than is there now, or splits made with other split settings or
-        classes than the parameters say, in a run that reads them without making them; and a
-        classifier made with other settings in a run that scores it without training it;
-        before any node runs."""
+        classes than the parameters say, in a run that reads them without making them; a
+        pretrained encoder made with other SupCon settings in a run that embeds with it
+        without making it; and a classifier made with other settings in a run that scores it
+        without training it; before any node runs."""
         pipeline = nodes_to_run(pipeline, catalog, run_params)
         reads = set(pipeline.inputs())
         if reads & set(RUNTIME_ONLY.values()) and "params:inference" in catalog:
@@ -730,6 +750,7 @@ class ParametersCheck:
         check_splits_current(pipeline, catalog)
         check_cache_current(pipeline, catalog)
         check_training_inputs_current(pipeline, catalog)
+        check_embedded_encoder_current(pipeline, catalog)
         check_encoder_weights_readable(pipeline, catalog)
         check_classifier_current(pipeline, catalog)
 

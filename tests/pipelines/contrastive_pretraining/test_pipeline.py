@@ -97,3 +97,25 @@ def test_changing_the_knn_monitor_keeps_the_encoder_current(kedro_project):
     )
     assert not any("val_knn_balanced_accuracy" in h for h in history)
     run_kedro(kedro_project, "classifier_training", classifier_training={"finetune": {"epochs": 1}})
+
+
+def test_embeddings_alone_refuse_an_encoder_trained_with_other_settings(kedro_project):
+    """`--nodes export_embeddings` after a SupCon setting changed mapped the old encoder."""
+    from skin_lesion.lineage import StaleInputError
+
+    run_kedro(kedro_project, "data_processing")
+    run_kedro(kedro_project, "contrastive_pretraining", contrastive_pretraining={"epochs": 1})
+    # A setting that leaves the weights as they are (how many images a forward pass takes).
+    run_kedro(
+        kedro_project,
+        "contrastive_pretraining",
+        from_nodes=["export_embeddings"],
+        contrastive_pretraining={"epochs": 1, "embed_batch_size": 7},
+    )
+    with pytest.raises(
+        StaleInputError,
+        match=r"`pretrained_encoder` is stale.*epochs: 1 before, now 2.*contrastive_pretraining",
+    ) as refused:
+        run_kedro(kedro_project, "contrastive_pretraining", from_nodes=["export_embeddings"])
+    # By the hook, before the node ran (and before kedro-mlflow opened a run).
+    assert "check_embedded_encoder_current" in {entry.name for entry in refused.traceback}

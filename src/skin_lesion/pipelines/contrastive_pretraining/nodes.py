@@ -97,6 +97,9 @@ def export_embeddings(
         projection ``z0 .. z{d-1}`` (no rows when ``export_embeddings`` is false).
     """
     config = from_dict(supcon.PretrainConfig, params, "contrastive_pretraining")
+    # Run alone (`--nodes export_embeddings`) after the SupCon settings changed, it would map
+    # an encoder the settings no longer describe.
+    lineage.check_pretraining_settings(pretrained_encoder, params)
     if pretrained_encoder.get("history"):  # trained on labels: must match the current splits
         lineage.check_checkpoint_inputs(
             pretrained_encoder,
