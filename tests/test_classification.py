@@ -330,13 +330,21 @@ def test_tta_views_are_the_eight_symmetries_and_average():
         )
 
 
-def test_resume_in_phase_two_equals_uninterrupted(tmp_path, monkeypatch):
+@pytest.mark.parametrize(
+    "mix",
+    [clf.MixConfig(), clf.MixConfig(mixup_alpha=0.4, cutmix_alpha=1.0)],
+    ids=["no-mix", "mixup-cutmix"],
+)
+def test_resume_in_phase_two_equals_uninterrupted(tmp_path, monkeypatch, mix):
+    """With MixUp/CutMix too, whose draws come from NumPy's RNG (a resume replayed them from
+    the start of the run until 2026-12-06: the checkpoint kept torch's RNG only)."""
     from skin_lesion.checkpoints import CheckpointStore
 
     config = _config(
         resume=True,
         warmup=clf.WarmupConfig(epochs=1),
         finetune=clf.FinetuneConfig(epochs=3),
+        mix=mix,
     )
     images, labels = colour_images(64)
     rows, pretrained = _rows(64, labels), _pretrained()

@@ -119,18 +119,38 @@ def seed_everything(seed: int) -> None:
 
 
 def rng_state() -> dict[str, Any]:
-    """Torch's RNG states (CPU and CUDA), for a checkpoint."""
+    """The RNG states a resumed run must continue from, for a checkpoint: torch's (CPU and
+    CUDA; the augmentation and batch order draw from them), NumPy's global one (timm's
+    MixUp/CutMix draws from it) and Python's. Plain tensors, ints and tuples only, so that
+    ``torch.load(..., weights_only=True)`` reads them."""
     state: dict[str, Any] = {"torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
+    kind, key, pos, has_gauss, gauss = np.random.get_state()
+    state["numpy"] = {
+        "kind": kind,
+        "key": torch.from_numpy(key.astype(np.int64)),
+        "pos": int(pos),
+        "has_gauss": int(has_gauss),
+        "gauss": float(gauss),
+    }
+    state["python"] = random.getstate()
     return state
 
 
 def set_rng_state(state: dict[str, Any]) -> None:
-    """Restore what ``rng_state`` returned."""
+    """Restore what ``rng_state`` returned. A checkpoint from before NumPy's and Python's
+    states were kept (2026-12-06) restores torch's only, as it was saved."""
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+    if "numpy" in state:
+        saved = state["numpy"]
+        key = saved["key"].numpy().astype(np.uint32)
+        np.random.set_state((saved["kind"], key, saved["pos"], saved["has_gauss"], saved["gauss"]))
+    if "python" in state:
+        version, internal, gauss_next = state["python"]
+        random.setstate((version, tuple(internal), gauss_next))
 
 
 def autocast_dtype(device: torch.device) -> torch.dtype | None:
