@@ -218,7 +218,7 @@ def test_the_raw_data_record_ignores_order_and_names_every_change():
     assert then["images"] == SIZES
     # Rows and columns in another order, files listed in another order, a blank line: the
     # same data.
-    frame = pd.DataFrame([*ROWS[::-1], ["", "", None, ""]], columns=COLUMNS)
+    frame = pd.DataFrame([*ROWS[::-1], ["", "", None, ""], [" ", "", None, "  "]], columns=COLUMNS)
     shuffled = raw_data_record(
         {k: _File(v) for k, v in reversed(SIZES.items())},
         frame[["age", "dx", "image_id", "lesion_id"]],

@@ -6,6 +6,7 @@ import pytest
 from skin_lesion.metadata import (
     InvalidDataError,
     MetadataConfig,
+    count_rows,
     enforce_policy,
     require_every_class,
     set_aside_identical_copies,
@@ -283,8 +284,11 @@ def test_blank_rows_are_skipped_and_lines_still_named_right():
     rows = _good(3)
     rows[2]["sex"] = "robot"
     raw = _raw(rows)
-    blank = pd.DataFrame([[""] * raw.shape[1]] * 2, columns=raw.columns)
+    blank = pd.DataFrame([[""] * raw.shape[1], [" "] * raw.shape[1]], columns=raw.columns)
     raw = pd.concat([raw.iloc[:1], blank, raw.iloc[1:]], ignore_index=True)  # lines 3 and 4
+    # The count the node logs ("n of N metadata rows are valid") skips both, as validation
+    # does: the line of only spaces counted as a row until 2026-12-06.
+    assert count_rows(raw) == 3
 
     valid, rejected = validate_metadata(
         raw, _files(["ISIC_0000000", "ISIC_0000001", "ISIC_0000002"]), CLASSES, MetadataConfig()

@@ -158,6 +158,12 @@ def test_bad_fractions_are_named():
         SplitConfig(train=0.8)
     with pytest.raises(ValueError, match="got 1"):
         SplitConfig(folds=1)
+    # NaN passed both checks (`--params data_processing.split.val=.nan` reads as NaN) and
+    # drew a split with one lesion a class in test.
+    with pytest.raises(ValueError, match=r"positive and sum to 1.*val=nan"):
+        SplitConfig(val=float("nan"))
+    with pytest.raises(ValueError, match=r"positive and sum to 1.*train=inf"):
+        SplitConfig(train=float("inf"))
 
 
 def test_class_statistics_counts_and_weights():

@@ -175,8 +175,8 @@ def raw_data_record(
     image_ids = frame["image_id"] if "image_id" in frame.columns else [""] * len(frame)
     for image_id, values in zip(image_ids, frame.itertuples(index=False, name=None), strict=True):
         cells = [None if pd.isna(v) or str(v) == "" else str(v) for v in values]
-        if all(cell is None for cell in cells):
-            continue  # a blank line: no row (validation skips it too)
+        if all(cell is None or not cell.strip() for cell in cells):
+            continue  # a blank line, or one of only spaces: no row (validation skips it too)
         text = json.dumps(cells, ensure_ascii=False)
         rows.setdefault("" if pd.isna(image_id) else str(image_id), []).append(text)
     digests = {

@@ -161,6 +161,17 @@ def set_aside_identical_copies(
     return [path for path in sorted(files) if path not in set_aside], rejections
 
 
+def _stripped_text(raw: pd.DataFrame) -> pd.DataFrame:
+    """Every cell as text, stripped, empty where missing; index 0..n-1."""
+    return raw.reset_index(drop=True).fillna("").astype(str).apply(lambda c: c.str.strip())
+
+
+def count_rows(raw: pd.DataFrame) -> int:
+    """The metadata rows ``validate_metadata`` checks: those with a value in some column once
+    stripped (a blank line, or one of only spaces and commas, is no row)."""
+    return int(_stripped_text(raw).ne("").any(axis=1).sum())
+
+
 def validate_metadata(
     raw: pd.DataFrame,
     image_files: Iterable[str],
@@ -191,7 +202,7 @@ def validate_metadata(
             f"Metadata is missing required column(s) {missing}; found {list(raw.columns)}. "
             f"Expected HAM10000's columns {list(REQUIRED_COLUMNS)}."
         )
-    text = raw.reset_index(drop=True).fillna("").astype(str).apply(lambda c: c.str.strip())
+    text = _stripped_text(raw)
     frame = text.loc[:, list(REQUIRED_COLUMNS)].copy()
     # CSV line: the header is line 1, and blank lines were read as empty rows (then dropped).
     # A row with a value in any column is checked (one with only extra columns filled is

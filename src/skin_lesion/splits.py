@@ -75,7 +75,8 @@ class SplitConfig:
         ):
             raise ValueError(f"seed must be an integer >= 0 or null, got {self.seed!r}")
         fractions = (self.train, self.val, self.test)
-        if any(f <= 0 for f in fractions) or abs(sum(fractions) - 1.0) > 1e-6:
+        # Written to fail on NaN too (`--params data_processing.split.val=.nan`).
+        if not all(f > 0 for f in fractions) or not abs(sum(fractions) - 1.0) <= 1e-6:
             raise ValueError(
                 f"split fractions must be positive and sum to 1, got train={self.train}, "
                 f"val={self.val}, test={self.test} (sum {sum(fractions):g})"

@@ -89,7 +89,7 @@ def validate_metadata(
     files, copies = meta.set_aside_identical_copies(raw_images)
     valid, rejections = meta.validate_metadata(raw_metadata, files, classes, config.metadata)
     rejections = pd.concat([rejections, copies], ignore_index=True)
-    rows = int(raw_metadata.fillna("").ne("").any(axis=1).sum())  # blank lines are no rows
+    rows = meta.count_rows(raw_metadata)  # blank lines are no rows
     meta.enforce_policy(rejections, config.on_invalid, "metadata rows", rows)
     fatal = int((~rejections["stage"].isin(meta.REPORT_ONLY_STAGES)).sum())
     meta.require_every_class(valid, classes, "metadata rows", fatal)
