@@ -438,6 +438,18 @@ def test_gradcam_grid_one_row_per_label():
     assert overlay.get_extent() == [-0.5, 15.5, 15.5, -0.5]  # stretched over the image
 
 
+def test_gradcam_grid_titles_are_file_names_not_mathtext():
+    """Two `$` in an image's name made its title mathtext, and saving the overlay failed."""
+    import io
+
+    image = np.zeros((16, 16, 3), np.uint8)
+    heat = np.zeros((8, 8), np.float32)
+    for title in ("scan $$ 2.jpg: mel (p=0.91)", "x$^$.jpg: nv (p=0.50)", "pay$\\x$.jpg"):
+        fig = figures.plot_gradcam_grid([{"image": image, "heatmap": heat, "title": title}])
+        fig.savefig(io.BytesIO(), format="png")
+        assert fig.axes[0].get_title() == title
+
+
 def test_gradcam_grid_without_panels():
     fig = figures.plot_gradcam_grid([])
     assert len(fig.axes) == 1

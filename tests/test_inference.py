@@ -372,3 +372,56 @@ def test_the_metrics_beside_a_checkpoint_are_found_however_it_is_named(
     monkeypatch.chdir(tmp_path)
     assert _metrics_beside("data/06_models/classifier.pt") == expected
     assert _metrics_beside("elsewhere/classifier.pt") is None
+
+
+def test_a_file_named_directly_is_read_whatever_order_its_folder_comes_in(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Named before its folder, a .tif was replaced by the folder's left-out entry."""
+    (tmp_path / "a.jpg").write_bytes(b"a")
+    (tmp_path / "scan.tif").write_bytes(b"t")
+    (tmp_path / "notes.txt").write_bytes(b"n")
+    tif = str(tmp_path / "scan.tif")
+    for paths in ([tif, str(tmp_path)], [str(tmp_path), tif]):
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="skin_lesion.inference"):
+            loaders = file_loaders(paths)
+        assert loaders[tif]() == b"t", paths
+        with pytest.raises(ImageDecodeError, match="left out"):
+            loaders[str(tmp_path / "notes.txt")]()
+        # Only the file not named is said to be left out.
+        assert "1 file(s) not .jpg/.jpeg/.png left out (listed in the rejects): notes.txt" in (
+            caplog.text
+        ), paths
+
+
+def test_a_control_character_in_a_file_name_is_shown_escaped(tmp_path: Path) -> None:
+    """A bare carriage return is legal in a POSIX file name; pandas does not quote it, so it
+    split the name over two rows of the predictions CSV."""
+    import io
+
+    import pandas as pd
+
+    (tmp_path / "scan\r2.jpg").write_bytes(b"x")
+    (tmp_path / "tab\t.jpg").write_bytes(b"y")
+    loaders = file_loaders([str(tmp_path)])
+    assert sorted(Path(k).name for k in loaders) == ["scan\\r2.jpg", "tab\\t.jpg"]
+    assert loaders[f"{tmp_path}/scan\\r2.jpg"]() == b"x"  # read from the real name
+    text = pd.DataFrame({"image": list(loaders), "p": [0.5, 0.5]}).to_csv(index=False)
+    assert len(pd.read_csv(io.StringIO(text))) == 2
+
+
+def test_overlay_names_fit_a_file_systems_limit() -> None:
+    from skin_lesion.inference import MAX_NAME_BYTES, overlay_names
+
+    deep = "/".join(f"clinic_2024_a_long_folder_name_for_batch_{i:02d}" for i in range(6))
+    images = [f"{deep}/ISIC_1.jpg", f"{deep}/ISIC_2.jpg", "é" * 130 + ".jpg", "a/b.jpg"]
+    names = overlay_names(images)
+    assert all(len(name.encode()) <= MAX_NAME_BYTES for name in names.values())
+    assert len(set(names.values())) == len(images)
+    # The file's own name is kept at the end, after a hash of its path; short names as before.
+    assert names[images[0]].endswith("batch_05__ISIC_1.jpg.png")
+    assert names[images[0]].startswith("~") and names[images[0]][13] == "~"
+    assert names[images[2]].endswith("éé.jpg.png")
+    assert names["a/b.jpg"] == "a__b.jpg.png"
+    assert overlay_names(["a__b.jpg", "a/b.jpg"])["a/b.jpg"] == "a__b.jpg~2.png"

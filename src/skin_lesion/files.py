@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import stat
 import tempfile
 from collections.abc import Callable
@@ -40,14 +41,21 @@ def walk_files(root: str | os.PathLike) -> list[str]:
 
 
 def display_name(name: str) -> str:
-    """``name`` as valid UTF-8 text: bytes a file name holds that are not UTF-8 (which
-    Python keeps as lone surrogates, and pandas, JSON and CSV writers refuse) shown as
-    ``\\xNN``, e.g. ``caf\\xe9.jpg`` for a Latin-1 ``café.jpg``. Other names are unchanged."""
+    """``name`` as valid UTF-8 text on one line: bytes a file name holds that are not UTF-8
+    (which Python keeps as lone surrogates, and pandas, JSON and CSV writers refuse) shown as
+    ``\\xNN``, e.g. ``caf\\xe9.jpg`` for a Latin-1 ``café.jpg``, and control characters as
+    Python writes them (``scan\\r2.jpg``; a bare carriage return, which pandas does not quote,
+    split the name over two rows of a CSV). Other names are unchanged."""
     try:
         name.encode("utf-8")
     except UnicodeEncodeError:
-        return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-    return name
+        name = name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    return _CONTROL.sub(lambda m: repr(m.group())[1:-1], name)
+
+
+# C0 control characters and DEL: a tab, newline or carriage return in a file name is legal
+# on POSIX file systems.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def _left_out_message(wanted: str) -> str:

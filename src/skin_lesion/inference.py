@@ -15,6 +15,7 @@ unknown (as HAM10000 itself records unknowns), and its prediction says so.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 from collections.abc import Callable, Mapping
@@ -601,21 +602,39 @@ class LazyGradcam:
         return {name: partial(self.panel, row) for row, name in enumerate(images)}
 
 
+# The longest file name most file systems take (ext4, XFS, APFS, NTFS: 255 bytes or UTF-16
+# units; bytes are the stricter count).
+MAX_NAME_BYTES = 255
+
+
 def overlay_names(images: list[str]) -> dict[str, str]:
     """A file name for each image's Grad-CAM overlay in one flat folder: its relative path
     with ``/`` as ``__``, plus ``.png``; one already taken (``x/y.jpg`` and ``x__y.jpg``)
-    gets ``~2``, ``~3``, ... so that no overlay overwrites another."""
+    gets ``~2``, ``~3``, ... so that no overlay overwrites another. A name longer than
+    :data:`MAX_NAME_BYTES` in UTF-8 (an image deep in long folders) keeps its end, the file's
+    own name, after ``~`` and 12 hex digits of its path's SHA-256, so that it can be saved."""
     names: dict[str, str] = {}
     taken: set[str] = set()
     for image in images:
-        stem = image.replace("/", "__")
+        stem = _fit_name(image.replace("/", "__"), image)
         name, k = f"{stem}.png", 1
         while name in taken:
             k += 1
-            name = f"{stem}~{k}.png"
+            name = f"{_fit_name(stem, image, f'~{k}')}~{k}.png"
         names[image] = name
         taken.add(name)
     return names
+
+
+def _fit_name(stem: str, image: str, suffix: str = "") -> str:
+    """``stem``, or where ``stem + suffix + '.png'`` is over :data:`MAX_NAME_BYTES` bytes, a
+    hash of ``image`` then as much of the end of ``stem`` as fits."""
+    room = MAX_NAME_BYTES - len(suffix.encode()) - len(b".png")
+    if len(stem.encode()) <= room:
+        return stem
+    tag = "~" + hashlib.sha256(image.encode("utf-8", "surrogateescape")).hexdigest()[:12] + "~"
+    tail = stem.encode()[-(room - len(tag)) :].decode("utf-8", "ignore")  # whole characters
+    return tag + tail
 
 
 def file_loaders(paths: list[str]) -> dict[str, Callable[[], bytes]]:
@@ -635,6 +654,8 @@ def file_loaders(paths: list[str]) -> dict[str, Callable[[], bytes]]:
     # real path -> the name it was added under and the position of the path that gave it
     seen: dict[str, tuple[str, int]] = {}
     repeats: list[str] = []  # names of files given again
+    # A folder's files left out, by real path: (folder given, name in the folder, loader name)
+    left: dict[str, tuple[str, str, str]] = {}
     for position, given in enumerate(paths):
         path = Path(given)
         if path.is_dir():
@@ -649,14 +670,23 @@ def file_loaders(paths: list[str]) -> dict[str, Callable[[], bytes]]:
                     f"no {wanted} image in folder '{given}'"
                     + (f" ({len(others)} other file(s))" if others else "")
                 )
-            warn_left_out(given, [display_name(str(p.relative_to(path))) for p in others], wanted)
             for file in found:
                 _add(loaders, seen, repeats, file, file.read_bytes, position)
-            loaders.update({_name(p): left_out(wanted) for p in others})
+            for file in others:
+                real = os.path.realpath(file)
+                if real not in seen and real not in left:  # a file named directly is read
+                    name = display_name(str(file.relative_to(path)))
+                    left[real] = (given, name, _name(file))
         elif path.exists() or path.is_symlink():  # a broken link is rejected when read
             _add(loaders, seen, repeats, path, path.read_bytes, position)
         else:
             raise FileNotFoundError(f"no such image or folder: '{given}'")
+    # Named directly after its folder was given: read, not left out (until 2026-12-06 the
+    # folder's left-out entry replaced a file named before it).
+    left = {real: entry for real, entry in left.items() if real not in seen}
+    for folder in dict.fromkeys(entry[0] for entry in left.values()):
+        warn_left_out(folder, [name for f, name, _ in left.values() if f == folder], wanted)
+    loaders.update({key: left_out(wanted) for _, _, key in left.values()})
     if repeats:
         logger.warning(
             "%d file(s) given more than once (by name, under another spelling, or in a folder "

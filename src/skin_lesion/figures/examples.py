@@ -119,7 +119,9 @@ def plot_gradcam_grid(panels: Sequence[dict], *, ncols: int = 4) -> Figure:
                 interpolation="bilinear",
             )
             _image_axes(ax)
-            ax.set_title(panel.get("title", ""), fontsize=9)
+            # parse_math off: a title holds a file name, and one with two `$` in it is no
+            # mathtext (saving the figure failed on it).
+            ax.set_title(panel.get("title", ""), fontsize=9, parse_math=False)
             if c == 0 and label:
                 ax.set_ylabel(label)
     fig.suptitle("Grad-CAM (encoder's final feature map; red = most evidence for the class)")
