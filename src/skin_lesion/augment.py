@@ -90,9 +90,9 @@ class AugmentConfig:
                 raise ValueError(f"{name} must be a probability in [0, 1], got {value}")
         for name in ("crop_scale", "crop_ratio", "blur_sigma"):
             low, high = getattr(self, name)
-            if not 0 < low <= high:
+            if not 0 < low <= high < math.inf:
                 raise ValueError(
-                    f"{name} must be (low, high) with 0 < low <= high, got {(low, high)}"
+                    f"{name} must be (low, high) with 0 < low <= high, finite, got {(low, high)}"
                 )
         if self.crop_scale[1] > 1:
             raise ValueError(f"crop_scale must lie in (0, 1], got {self.crop_scale}")
@@ -107,9 +107,17 @@ class AugmentConfig:
             raise ValueError(
                 f"rotation_padding must be one of {PADDING_MODES}, got '{self.rotation_padding}'"
             )
-        if any(v < 0 for v in self.color_jitter):
-            raise ValueError(f"color_jitter strengths must be >= 0, got {self.color_jitter}")
-        if self.color_jitter[3] > 0.5:
+        # Written to refuse NaN and infinity too: a NaN angle or strength made every image
+        # one flat colour or NaN, and the run went on.
+        if not all(0 <= v < math.inf for v in self.color_jitter):
+            raise ValueError(
+                f"color_jitter strengths must be finite numbers >= 0, got {self.color_jitter}"
+            )
+        if not math.isfinite(self.rotation_degrees):
+            raise ValueError(
+                f"rotation_degrees must be a finite number, got {self.rotation_degrees!r}"
+            )
+        if not self.color_jitter[3] <= 0.5:
             raise ValueError(
                 f"color_jitter hue must be at most 0.5 (a half turn, as in torchvision), "
                 f"got {self.color_jitter[3]}"

@@ -8,6 +8,7 @@ instead of being silently ignored.
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from collections.abc import Mapping
@@ -65,11 +66,23 @@ def from_dict(cls: type[T], data: Mapping[str, Any] | None, path: str = "") -> T
 
 
 def check_at_least(owner: Any, minimum: float, *names: str) -> None:
-    """Raise ``ValueError`` unless each named attribute (skipping None) is >= ``minimum``."""
+    """Raise ``ValueError`` unless each named attribute (skipping None) is a finite number
+    >= ``minimum`` (NaN fails the comparison; infinity, as ``--params key=.inf`` gives, passed
+    it and turned a learning rate or MixUp strength into NaN losses mid-run)."""
     for name in names:
         value = getattr(owner, name)
         if value is not None and not value >= minimum:
             raise ValueError(f"{name} must be >= {minimum:g}, got {value!r}")
+        check_finite(owner, name)
+
+
+def check_finite(owner: Any, *names: str) -> None:
+    """Raise ``ValueError`` if a named attribute is an infinite or NaN float (None and ints
+    pass; a NaN is also refused by any comparison written as ``not x >= ...``)."""
+    for name in names:
+        value = getattr(owner, name)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(f"{name} must be a finite number, got {value!r}")
 
 
 def check_probability(owner: Any, *names: str, below_one: bool = False) -> None:

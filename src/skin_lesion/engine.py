@@ -21,7 +21,12 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from skin_lesion.config import check_at_least, check_probability, parameter_differences
+from skin_lesion.config import (
+    check_at_least,
+    check_finite,
+    check_probability,
+    parameter_differences,
+)
 from skin_lesion.lineage import CACHE_KEY, ENCODER_KEY, SETTINGS_KEY, SPLIT_KEY
 
 logger = logging.getLogger(__name__)
@@ -57,6 +62,7 @@ class OptimConfig:
     def __post_init__(self) -> None:
         if not self.lr > 0:
             raise ValueError(f"lr must be > 0, got {self.lr!r}")
+        check_finite(self, "lr")
         check_at_least(self, 0, "weight_decay", "warmup_epochs", "grad_clip")  # clip 0: off
         check_probability(self, "min_lr_ratio")
 

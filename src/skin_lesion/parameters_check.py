@@ -206,6 +206,13 @@ def check_encoder_weights_readable(pipeline: Any, catalog: Any) -> None:
         check_encoder_weights(str(encoder.get("name")), encoder["weights"], file_needed=True)
 
 
+# The torch device types the nodes run on.
+DEVICE_TYPES = frozenset({"cpu", "cuda", "mps", "xpu"})
+# One above the largest seed: NumPy's legacy seeding takes 32 bits, and the batch order's
+# torch generator seeds from ``seed * 100_003 + epoch``, which must fit in 64.
+MAX_SEED = 2**32
+
+
 def check_device(device: Any) -> None:
     """Refuse a device name torch cannot parse; only warn when CUDA is asked for but absent.
 
@@ -222,6 +229,11 @@ def check_device(device: Any) -> None:
         parsed = torch.device(device)
     except RuntimeError as exc:
         raise ConfigError(f"device: {exc} (use auto, cpu, cuda, cuda:N or mps)") from exc
+    if parsed.type not in DEVICE_TYPES:  # meta, hip, xla, ... parse but cannot run the nodes
+        raise ConfigError(
+            f"device: {device!r} is not a device the nodes run on (use auto, cpu, cuda, cuda:N "
+            "or mps)"
+        )
     backends = {"mps": getattr(torch.backends, "mps", None), "xpu": getattr(torch, "xpu", None)}
     if parsed.type in backends and not (
         backends[parsed.type] is not None and backends[parsed.type].is_available()
@@ -242,8 +254,10 @@ def check_run_settings(params: Mapping[str, Any]) -> None:
     """Check the top-level ``seed``, ``device`` and ``classes`` that several nodes read."""
     if "seed" in params:
         seed = params["seed"]
-        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-            raise ConfigError(f"seed: expected a non-negative integer, got {seed!r}")
+        if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < MAX_SEED:
+            raise ConfigError(
+                f"seed: expected an integer from 0 to 2**32 - 1 (NumPy's seed range), got {seed!r}"
+            )
     if "device" in params:
         check_device(params["device"])
     if "classes" in params:

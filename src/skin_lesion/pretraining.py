@@ -29,7 +29,7 @@ from skin_lesion.augment import (
 )
 from skin_lesion.batches import Batch, BatchSource, Placement
 from skin_lesion.checkpoints import CheckpointStore, require_kind, to_cpu
-from skin_lesion.config import check_at_least
+from skin_lesion.config import check_at_least, check_finite
 from skin_lesion.losses import SupConLoss
 from skin_lesion.models import (
     ContrastiveModel,
@@ -97,6 +97,7 @@ class KnnMonitorConfig:
         check_at_least(self, 1, "every")
         if not self.temperature > 0:
             raise ValueError(f"knn_monitor.temperature must be > 0, got {self.temperature!r}")
+        check_finite(self, "temperature")
 
 
 @dataclass(frozen=True)
@@ -151,6 +152,7 @@ class PretrainConfig:
         check_at_least(self, 1, "batch_size", "embed_batch_size")
         if not self.temperature > 0:
             raise ValueError(f"temperature must be > 0, got {self.temperature!r}")
+        check_finite(self, "temperature")  # at infinity SupCon's gradient is zero
         if self.enabled:
             engine.check_warmup_fits(self.optim, self.epochs)
 
