@@ -140,6 +140,30 @@ def test_code_version_names_the_commit_the_code_trees_and_uncommitted_code(
     assert provenance.code_version(tmp_path / "plain") is None
 
 
+def test_code_version_of_a_project_inside_a_larger_repository(tmp_path: Path) -> None:
+    """Checked at the repository's top, the project had no src there: no trees, and its
+    uncommitted changes were not seen (``changed`` 0)."""
+    repo = tmp_path / "mono"
+    project = repo / "proj"
+    for rel in ("pyproject.toml", "src/pkg/mod.py", "conf/base/p.yml", "other/src/x.py"):
+        where = (project if not rel.startswith("other") else repo) / rel
+        where.parent.mkdir(parents=True, exist_ok=True)
+        where.write_text("x = 1\n")
+    _git(repo, "init", "-q")
+    _git(repo, "add", "-A")
+    _git(repo, "commit", "-q", "-m", "first")
+    clean = provenance.code_version(project / "src" / "pkg")
+    assert clean["src_tree"] == _git(repo, "rev-parse", "HEAD:proj/src")
+    assert clean["conf_tree"] == _git(repo, "rev-parse", "HEAD:proj/conf")
+    assert clean["changed"] == 0
+    (project / "src" / "pkg" / "mod.py").write_text("x = 2\n")
+    (repo / "other" / "src" / "x.py").write_text("x = 2\n")  # not this project's code
+    edited = provenance.code_version(project / "src" / "pkg")
+    assert edited["changed"] == 1 and edited["changes"] == [" M proj/src/pkg/mod.py"]
+    # The stamp goes beside the project's src and conf, where a copy of it looks.
+    assert provenance.stamp(project / "src") == project / provenance.STAMP_FILE
+
+
 def test_environment_info_names_this_package_s_commit() -> None:
     code = provenance.code_version()
     info = environment_info()

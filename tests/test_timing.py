@@ -69,3 +69,24 @@ def test_nodes_loads_and_saves_are_timed_and_logged(caplog) -> None:
     timer.before_pipeline_run()
     timer.after_pipeline_run()
     assert timing.last_run()["nodes"] == {}
+
+
+def test_two_nodes_loading_one_dataset_at_once_are_both_timed() -> None:
+    """Under a ThreadRunner the second load's start replaced the first's: one load lost."""
+    from kedro.runner import ThreadRunner
+
+    pipeline = Pipeline(
+        [
+            Node(_quick, "raw", "a", name="first"),
+            Node(_quick, "raw", "b", name="second"),
+        ]
+    )
+    catalog = DataCatalog(
+        {"raw": SlowDataset(3, delay=0.5), "a": MemoryDataset(), "b": MemoryDataset()}
+    )
+    timer, hooks = timing.RunTimer(), _create_hook_manager()
+    hooks.register(timer)
+    timer.before_pipeline_run()
+    ThreadRunner(max_workers=2).run(pipeline, catalog, hooks)
+    timer.after_pipeline_run()
+    assert timing.last_run()["loads"]["raw"] >= 0.95  # two loads of 0.5 s each

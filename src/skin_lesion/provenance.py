@@ -228,7 +228,9 @@ def code_version(path: str | os.PathLike | None = None) -> dict | None:
     if not top or not commit:
         root = _project_root(folder)
         return _code_from_files(root) if root is not None else None
-    checkout = Path(top)
+    checkout = _code_root(folder, top)
+    # Paths relative to the project's folder (git -C), which is the checkout's top or a
+    # folder inside it (a project in a larger repository).
     status = _git(checkout, "status", "--porcelain", "--", *CODE_PATHS)
     lines = status.splitlines() if status else []
     changes = lines[:MAX_LISTED_CHANGES]
@@ -236,11 +238,22 @@ def code_version(path: str | os.PathLike | None = None) -> dict | None:
         changes.append(f"... and {len(lines) - MAX_LISTED_CHANGES} more")
     return {
         "commit": commit,
-        "src_tree": _git(checkout, "rev-parse", "--verify", "HEAD:src"),
-        "conf_tree": _git(checkout, "rev-parse", "--verify", "HEAD:conf"),
-        "changed": len(lines),
+        "src_tree": _git(checkout, "rev-parse", "--verify", "HEAD:./src"),
+        "conf_tree": _git(checkout, "rev-parse", "--verify", "HEAD:./conf"),
+        "changed": None if status is None else len(lines),
         "changes": changes,
     }
+
+
+def _code_root(folder: Path, top: str) -> Path:
+    """The folder holding the project's ``src`` and ``conf`` in the git checkout whose top is
+    ``top``: the top, or the project's own folder where it lies deeper (until 2026-12-06 a
+    project in a larger repository was checked at the top, where it has no ``src``: no trees,
+    and its uncommitted changes went unseen)."""
+    root = _project_root(folder)
+    if root is not None and root.resolve().is_relative_to(Path(top).resolve()):
+        return root
+    return Path(top)
 
 
 def describe_code(code: dict | None) -> str:
@@ -300,7 +313,8 @@ def _code_from_files(root: Path) -> dict:
 
 
 def stamp(checkout: str | os.PathLike | None = None) -> Path:
-    """Write ``CODE_VERSION.json`` at the root of the git checkout holding ``checkout``.
+    """Write ``CODE_VERSION.json`` at the root of the project (in the git checkout) holding
+    ``checkout``.
 
     It holds ``code_version`` (commit, trees, uncommitted changes) and, under ``files``, the
     tree hashes of ``src``, ``conf`` and ``benchmarks`` (without results and documentation)
@@ -316,7 +330,7 @@ def stamp(checkout: str | os.PathLike | None = None) -> Path:
     top = _git(where if where.is_dir() else where.parent, "rev-parse", "--show-toplevel")
     if not code or not top or code.get("commit") is None:
         raise RuntimeError(f"{where} is not in a git checkout: nothing to stamp")
-    root = Path(top)
+    root = _code_root(where if where.is_dir() else where.parent, top)
     out = root / STAMP_FILE
     out.write_text(json.dumps({**code, "files": _file_trees(root)}, indent=2) + "\n")
     return out

@@ -59,16 +59,18 @@ class RunTimer:
         self._reset()
 
     def _reset(self) -> None:
-        self._started: dict[tuple[str, str], float] = {}
+        # By (kind, dataset or node name, node name): under a ThreadRunner two nodes may load
+        # one dataset at once, and keyed by name alone the second start replaced the first.
+        self._started: dict[tuple[str, str, str], float] = {}
         self._seconds: dict[str, defaultdict[str, float]] = {
             kind: defaultdict(float) for kind in ("nodes", "loads", "saves")
         }
 
-    def _start(self, kind: str, name: str) -> None:
-        self._started[(kind, name)] = time.perf_counter()
+    def _start(self, kind: str, name: str, node: Any) -> None:
+        self._started[(kind, name, getattr(node, "name", ""))] = time.perf_counter()
 
-    def _stop(self, kind: str, name: str) -> None:
-        started = self._started.pop((kind, name), None)
+    def _stop(self, kind: str, name: str, node: Any) -> None:
+        started = self._started.pop((kind, name, getattr(node, "name", "")), None)
         if started is not None:  # a hook registered mid-run has no start: left out
             self._seconds[kind][name] += time.perf_counter() - started
 
@@ -80,34 +82,34 @@ class RunTimer:
     @hook_impl
     def before_node_run(self, node: Any) -> None:
         """Start the node's clock (its inputs are loaded by now)."""
-        self._start("nodes", node.name)
+        self._start("nodes", node.name, node)
 
     @hook_impl
     def after_node_run(self, node: Any) -> None:
         """Stop the node's clock (before its outputs are saved)."""
-        self._stop("nodes", node.name)
+        self._stop("nodes", node.name, node)
 
     @hook_impl
-    def before_dataset_loaded(self, dataset_name: str) -> None:
+    def before_dataset_loaded(self, dataset_name: str, node: Any) -> None:
         """Start a load's clock."""
         if not _is_parameters(dataset_name):
-            self._start("loads", dataset_name)
+            self._start("loads", dataset_name, node)
 
     @hook_impl
-    def after_dataset_loaded(self, dataset_name: str) -> None:
+    def after_dataset_loaded(self, dataset_name: str, node: Any) -> None:
         """Stop a load's clock; a dataset loaded by several nodes adds up."""
         if not _is_parameters(dataset_name):
-            self._stop("loads", dataset_name)
+            self._stop("loads", dataset_name, node)
 
     @hook_impl
-    def before_dataset_saved(self, dataset_name: str) -> None:
+    def before_dataset_saved(self, dataset_name: str, node: Any) -> None:
         """Start a save's clock."""
-        self._start("saves", dataset_name)
+        self._start("saves", dataset_name, node)
 
     @hook_impl
-    def after_dataset_saved(self, dataset_name: str) -> None:
+    def after_dataset_saved(self, dataset_name: str, node: Any) -> None:
         """Stop a save's clock."""
-        self._stop("saves", dataset_name)
+        self._stop("saves", dataset_name, node)
 
     @hook_impl
     def after_pipeline_run(self) -> None:

@@ -54,3 +54,23 @@ def test_preview_is_the_image_in_base64(tmp_path):
     dataset = PngDataset(filepath=str(tmp_path / "roc.png"))
     dataset.save(_png())
     assert base64.b64decode(dataset.preview()) == dataset.load()
+
+
+def test_a_save_cut_short_leaves_the_previous_file(tmp_path, monkeypatch):
+    """Written in place, a save that failed midway (a full disk) left a half PNG that loaded."""
+    import os
+
+    dataset = PngDataset(filepath=str(tmp_path / "fig.png"))
+    first = figure_to_png(Figure(figsize=(1, 1)))
+    dataset.save(first)
+    real_replace = os.replace
+
+    def disk_full(*args):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "replace", disk_full)
+    with pytest.raises((OSError, DatasetError), match="No space left"):
+        dataset.save(figure_to_png(Figure(figsize=(2, 2))))
+    monkeypatch.setattr(os, "replace", real_replace)
+    assert dataset.load() == first
+    assert [p.name for p in tmp_path.iterdir()] == ["fig.png"]  # no temporary file left

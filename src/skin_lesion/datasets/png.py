@@ -17,6 +17,7 @@ from kedro.io.core import (
 )
 from kedro_datasets._typing import ImagePreview
 
+from skin_lesion.files import atomic_write
 from skin_lesion.report import PNG_SIGNATURE
 
 
@@ -85,8 +86,13 @@ class PngDataset(AbstractVersionedDataset[bytes, bytes]):
                 f"{path}: {name} saves PNG bytes, got data starting {bytes(data[:8])!r}"
             )
         self._fs.mkdirs(str(PurePosixPath(path).parent), exist_ok=True)
-        with self._fs.open(path, mode="wb") as file:
-            file.write(bytes(data))
+        if self._protocol == "file":
+            # Written beside and renamed: a save cut short (a full disk) left a half PNG that
+            # loaded, and that a later report embedded without complaint.
+            atomic_write(path, lambda file: file.write(bytes(data)))
+        else:
+            with self._fs.open(path, mode="wb") as file:
+                file.write(bytes(data))
         self._fs.invalidate_cache(path)
 
     def _exists(self) -> bool:
