@@ -14,6 +14,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from skin_lesion.files import atomic_write
@@ -98,9 +99,14 @@ def require_kind(checkpoint: dict[str, Any], kind: str) -> None:
 
 
 def to_cpu(obj: Any) -> Any:
-    """Copy every tensor in a nested structure to the CPU (checkpoints are device-free)."""
+    """Copy every tensor in a nested structure to the CPU (checkpoints are device-free), and
+    turn NumPy scalars (``np.float64(0.5)``, a ``float`` to Python) into Python numbers:
+    pickled as NumPy objects, ``torch.load(weights_only=True)`` refused the checkpoint that
+    had been saved over a readable one."""
     if isinstance(obj, torch.Tensor):
         return obj.detach().cpu()
+    if isinstance(obj, np.generic):
+        return obj.item()
     if isinstance(obj, dict):
         return {k: to_cpu(v) for k, v in obj.items()}
     if isinstance(obj, list | tuple):

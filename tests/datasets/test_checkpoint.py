@@ -27,6 +27,18 @@ def test_save_then_load_returns_the_same_dict(tmp_path):
     assert loaded["preprocessing"] == state["preprocessing"]
 
 
+def test_numpy_scalars_are_saved_as_python_numbers(tmp_path):
+    """A NumPy scalar pickled as a NumPy object: the checkpoint saved but could not be loaded
+    (``weights_only=True``), and it had replaced a readable one."""
+    import numpy as np
+
+    dataset = TorchCheckpointDataset(filepath=str(tmp_path / "model.pt"))
+    dataset.save({**_state(), "score": np.float64(0.5), "n": [np.int64(3)]})
+    loaded = dataset.load()
+    assert loaded["score"] == 0.5 and type(loaded["score"]) is float
+    assert loaded["n"] == [3] and type(loaded["n"][0]) is int
+
+
 def test_missing_file_raises(tmp_path):
     with pytest.raises(DatasetError, match=r"missing\.pt"):
         TorchCheckpointDataset(filepath=str(tmp_path / "missing.pt")).load()
