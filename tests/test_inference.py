@@ -425,3 +425,17 @@ def test_overlay_names_fit_a_file_systems_limit() -> None:
     assert names[images[2]].endswith("éé.jpg.png")
     assert names["a/b.jpg"] == "a__b.jpg.png"
     assert overlay_names(["a__b.jpg", "a/b.jpg"])["a/b.jpg"] == "a__b.jpg~2.png"
+
+
+def test_two_files_whose_names_show_alike_are_both_read(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """As in the pipeline's folder: one of the two was dropped, with no reject row."""
+    with open(bytes(tmp_path) + b"/caf\xe9.jpg", "wb") as file:
+        file.write(b"latin-1")
+    (tmp_path / "caf\\xe9.jpg").write_bytes(b"literal")
+    with caplog.at_level(logging.WARNING, logger="skin_lesion.files"):
+        loaders = file_loaders([str(tmp_path)])
+    assert sorted(Path(k).name for k in loaders) == ["caf\\xe9.jpg", "caf\\xe9.jpg~2"]
+    assert sorted(load() for load in loaders.values()) == [b"latin-1", b"literal"]
+    assert "1 file(s) whose names show like another file's" in caplog.text

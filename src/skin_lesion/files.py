@@ -7,7 +7,7 @@ import os
 import re
 import stat
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Container
 from functools import partial
 from pathlib import Path
 from typing import IO, Any
@@ -51,6 +51,27 @@ def display_name(name: str) -> str:
     except UnicodeEncodeError:
         name = name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
     return _CONTROL.sub(lambda m: repr(m.group())[1:-1], name)
+
+
+def unique_name(name: str, taken: Container[str]) -> str:
+    """``name``, or where another file is already listed under it, ``name~2``, ``name~3``,
+    ... : two files whose names show alike once escaped (``caf\\xe9.jpg`` written out, beside
+    a Latin-1 ``café.jpg``) are both kept, not one put in the other's place unseen."""
+    unique, k = name, 1
+    while unique in taken:
+        k += 1
+        unique = f"{name}~{k}"
+    return unique
+
+
+def warn_alike(renamed: list[str]) -> None:
+    """One warning naming the files listed under a ``~k`` name by :func:`unique_name`."""
+    if renamed:
+        logger.warning(
+            "%d file(s) whose names show like another file's once escaped are listed with a "
+            "~2, ~3, ... suffix: %s%s",
+            len(renamed), ", ".join(renamed[:SHOWN]), ", ..." if len(renamed) > SHOWN else "",
+        )  # fmt: skip
 
 
 # C0 control characters and DEL: a tab, newline or carriage return in a file name is legal

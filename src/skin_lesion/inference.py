@@ -40,7 +40,9 @@ from skin_lesion.files import (
     is_left_out,
     left_out,
     left_out_reason,
+    unique_name,
     walk_files,
+    warn_alike,
     warn_left_out,
 )
 from skin_lesion.images import IMAGE_SUFFIXES, build_image_cache
@@ -654,6 +656,7 @@ def file_loaders(paths: list[str]) -> dict[str, Callable[[], bytes]]:
     # real path -> the name it was added under and the position of the path that gave it
     seen: dict[str, tuple[str, int]] = {}
     repeats: list[str] = []  # names of files given again
+    renamed: list[str] = []  # files listed as name~k: another file shows under their name
     # A folder's files left out, by real path: (folder given, name in the folder, loader name)
     left: dict[str, tuple[str, str, str]] = {}
     for position, given in enumerate(paths):
@@ -671,14 +674,14 @@ def file_loaders(paths: list[str]) -> dict[str, Callable[[], bytes]]:
                     + (f" ({len(others)} other file(s))" if others else "")
                 )
             for file in found:
-                _add(loaders, seen, repeats, file, file.read_bytes, position)
+                _add(loaders, seen, repeats, file, file.read_bytes, position, renamed)
             for file in others:
                 real = os.path.realpath(file)
                 if real not in seen and real not in left:  # a file named directly is read
                     name = display_name(str(file.relative_to(path)))
                     left[real] = (given, name, _name(file))
         elif path.exists() or path.is_symlink():  # a broken link is rejected when read
-            _add(loaders, seen, repeats, path, path.read_bytes, position)
+            _add(loaders, seen, repeats, path, path.read_bytes, position, renamed)
         else:
             raise FileNotFoundError(f"no such image or folder: '{given}'")
     # Named directly after its folder was given: read, not left out (until 2026-12-06 the
@@ -686,7 +689,12 @@ def file_loaders(paths: list[str]) -> dict[str, Callable[[], bytes]]:
     left = {real: entry for real, entry in left.items() if real not in seen}
     for folder in dict.fromkeys(entry[0] for entry in left.values()):
         warn_left_out(folder, [name for f, name, _ in left.values() if f == folder], wanted)
-    loaders.update({key: left_out(wanted) for _, _, key in left.values()})
+    for _, _, key in left.values():
+        unique = unique_name(key, loaders)
+        if unique != key:
+            renamed.append(unique)
+        loaders[unique] = left_out(wanted)
+    warn_alike(renamed)
     if repeats:
         logger.warning(
             "%d file(s) given more than once (by name, under another spelling, or in a folder "
@@ -704,6 +712,7 @@ def _add(
     path: Path,
     load: Callable[[], bytes],
     position: int,
+    renamed: list[str],
 ) -> None:
     """Add one image, unless another path given (``position``) already added the same file,
     under this spelling or another (``x.jpg`` twice, ``x.jpg`` and ``../dir/x.jpg``, or a
@@ -717,6 +726,9 @@ def _add(
         first = seen[real][0]
         repeats.append(name if first == name else f"{name} (= {first})")
         return
+    if real not in seen and name in loaders:  # another file shows under this name
+        name = unique_name(name, loaders)
+        renamed.append(name)
     seen.setdefault(real, (name, position))
     loaders[name] = load
 

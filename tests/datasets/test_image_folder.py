@@ -67,3 +67,16 @@ def test_missing_folder_says_where_to_put_ham10000(tmp_path):
 def test_is_read_only(tmp_path):
     with pytest.raises(DatasetError, match="read-only"):
         ImageFolderDataset(path=str(tmp_path)).save({"a.jpg": b""})
+
+
+def test_two_files_whose_names_show_alike_are_both_listed(tmp_path, caplog):
+    """A Latin-1 `café.jpg` shows as `caf\\xe9.jpg`, as does a file named so literally: one
+    took the other's place, unseen."""
+    with open(bytes(tmp_path) + b"/caf\xe9.jpg", "wb") as file:
+        file.write(b"latin-1")
+    (tmp_path / "caf\\xe9.jpg").write_bytes(b"literal")
+    with caplog.at_level("WARNING", logger="skin_lesion.files"):
+        images = ImageFolderDataset(path=str(tmp_path)).load()
+    assert sorted(images) == ["caf\\xe9.jpg", "caf\\xe9.jpg~2"]
+    assert sorted(load() for load in images.values()) == [b"latin-1", b"literal"]
+    assert "1 file(s) whose names show like another file's once escaped" in caplog.text

@@ -12,7 +12,14 @@ from kedro.io.core import AbstractDataset, DatasetError, get_protocol_and_path
 
 from skin_lesion.datasets._help import WHERE_TO_PUT_HAM10000
 from skin_lesion.datasets.errors import InputDataError
-from skin_lesion.files import display_name, left_out, walk_files, warn_left_out
+from skin_lesion.files import (
+    display_name,
+    left_out,
+    unique_name,
+    walk_files,
+    warn_alike,
+    warn_left_out,
+)
 from skin_lesion.images import IMAGE_SUFFIXES
 
 DEFAULT_EXTENSIONS = IMAGE_SUFFIXES
@@ -109,13 +116,18 @@ class ImageFolderDataset(AbstractDataset[None, dict[str, Callable[[], bytes]]]):
         root = PurePosixPath(self._fs._strip_protocol(self._path))
         local = self._protocol == "file"
         found = walk_files(root) if local else self._fs.find(self._path)
-        files, others = {}, []
+        files, others, renamed, taken = {}, [], [], set()
         for full in found:
-            relative = display_name(str(PurePosixPath(full).relative_to(root)))
+            shown = display_name(str(PurePosixPath(full).relative_to(root)))
+            relative = unique_name(shown, taken)
+            taken.add(relative)
+            if relative != shown:
+                renamed.append(relative)
             if full.lower().endswith(self._extensions):
                 files[relative] = FileBytes(full, self._fs)
             elif self._others == "reject" and not PurePosixPath(full).name.startswith("."):
                 others.append(relative)
+        warn_alike(renamed)
         wanted = "/".join(self._extensions)
         if not files and not self._allow_empty:  # left-out files are no images to classify
             other = f" ({len(others)} other file(s))" if others else ""
