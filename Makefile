@@ -28,6 +28,7 @@ demo-data: $(STAMP)
 
 demo: demo-data
 	$(BIN)/kedro run --env demo
+	@echo "Report: data/demo/08_reporting/report.html (outputs under data/demo/; add --env demo to kedro commands to use them)"
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks

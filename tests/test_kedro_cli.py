@@ -71,6 +71,9 @@ def test_a_mistyped_pipeline_name_is_named_with_the_intended_one(kedro_project):
     assert "Failed to find the pipeline named 'reportng'" in output, output[-3000:]
     assert "Did you mean one of these instead? reporting" in output
     assert "An error occurred while importing" not in output
+    # One message, as for any input error, not Kedro's 130-line traceback.
+    assert "Error: ValueError: Failed to find the pipeline named 'reportng'" in output
+    assert "Traceback" not in output
 
 
 def test_an_error_in_the_input_prints_its_message_not_a_traceback(kedro_project):

@@ -62,7 +62,10 @@ def fit_temperature(probs: np.ndarray, labels: np.ndarray) -> float:
         )
     elif min(abs(result.x - b) for b in LOG_TEMPERATURE_BOUNDS) < 1e-3:
         logger.warning("fitted temperature %.4g is at its search bound", temperature)
-    logger.info("temperature %.4f: NLL %.4f -> %.4f", temperature, nll(0.0), result.fun)
+    # An NLL is >= 0; float rounding near 0 printed "-0.0000".
+    logger.info(
+        "temperature %.4f: NLL %.4f -> %.4f", temperature, nll(0.0), max(float(result.fun), 0.0)
+    )
     return temperature
 
 

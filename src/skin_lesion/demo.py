@@ -173,7 +173,9 @@ def _sample_metadata(rng: np.random.Generator, n_images: int) -> pd.DataFrame:
         style = _STYLES[dx]
         for size in _lesion_sizes(rng, dx, counts[dx]):
             # HAM10000 ages are multiples of 5 from 0 to 85; `+ 0.0` turns -0.0 into 0.0
-            age = float(np.clip(np.round(rng.normal(style.age_mean, 15) / 5) * 5, 0, 85)) + 0.0
+            # From 5: HAM10000's age 0 rows are placeholders, which data_processing warns of
+            # (the demo's own data told the user to edit a file it had written).
+            age = float(np.clip(np.round(rng.normal(style.age_mean, 15) / 5) * 5, 5, 85)) + 0.0
             lesions.append(
                 {
                     "dx": dx,

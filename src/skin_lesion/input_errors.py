@@ -30,6 +30,7 @@ def input_error_types() -> tuple[type[BaseException], ...]:
     from skin_lesion.lineage import StaleInputError
     from skin_lesion.metadata import InvalidDataError
     from skin_lesion.parameters_check import MissingInputsError
+    from skin_lesion.pipeline_registry import UnknownPipelineError
     from skin_lesion.splits import SplitError
 
     return (
@@ -40,6 +41,9 @@ def input_error_types() -> tuple[type[BaseException], ...]:
         InvalidDataError,
         SplitError,
         OperatingPointMismatch,
+        # `--pipelines reportng`: Kedro's ValueError ("Failed to find the pipeline named
+        # ... Did you mean ... reporting") is raised from it.
+        UnknownPipelineError,
     )
 
 
