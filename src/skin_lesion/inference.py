@@ -1,7 +1,7 @@
 """Classify new images with a trained classifier checkpoint.
 
-The images get exactly the preprocessing the checkpoint records (decode, optional hair
-removal and CLAHE, resize to the cache size, then the eval crop and normalisation), not
+The images get exactly the preprocessing the checkpoint records (decode, resize to the cache
+size, optional hair removal and CLAHE, then the eval crop and normalisation), not
 whatever the current parameters say. Probabilities are calibrated with the temperature
 fitted on validation, and the melanoma flag uses the threshold chosen on validation (both
 from the reporting pipeline's ``test_metrics["operating_point"]``).
