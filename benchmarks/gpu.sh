@@ -89,6 +89,10 @@ if ! "$PYTHON" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() el
     echo "benchmarks/gpu.sh: no CUDA device visible to $PYTHON; nothing run" >&2
     exit 2
 fi
+# The project's own ranges (pip check does not see them where the project runs uninstalled):
+# named in a second, not minutes into a run. Reported, not fatal: a step may still run.
+"$PYTHON" benchmarks/check_dependencies.py ||
+    echo "benchmarks/gpu.sh: dependencies missing or out of range (above); going on" >&2
 if [[ ! -f "$DATA/HAM10000_metadata.csv" ]]; then
     echo "benchmarks/gpu.sh: DATA=$DATA has no HAM10000_metadata.csv" >&2
     exit 2

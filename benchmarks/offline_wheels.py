@@ -20,8 +20,8 @@ runs go untracked, see src/skin_lesion/settings.py), ``viz`` (kedro-viz) and ``n
 
 On the target, with the checkout and the wheels copied there::
 
-    python3 -m pip install --no-index --no-deps --target /opt/skin-lesion-site WHEELS/*.whl
-    export PYTHONPATH=/opt/skin-lesion-site:$PWD/src KEDRO_DISABLE_TELEMETRY=true
+    python3 -m pip install --no-index --no-deps --target /tmp/site WHEELS/*.whl
+    export PYTHONPATH=/tmp/site:$PWD/src KEDRO_DISABLE_TELEMETRY=true
     PYTHON=python3 DATA=/path/to/HAM10000 bash benchmarks/gpu.sh
 
 ``--have`` versions are checked against what the project asks for (``torch<=2.14.1``, say):
@@ -57,7 +57,8 @@ ROOT = Path(__file__).resolve().parents[1]
 OPTIONAL = {
     "tracking": ("kedro-mlflow",),
     "viz": ("kedro-viz",),
-    "notebooks": ("ipykernel", "jupyterlab"),
+    # ipywidgets draws tqdm's bars in Jupyter; without it they fall back to text.
+    "notebooks": ("ipykernel", "jupyterlab", "ipywidgets"),
 }
 
 DEFAULT_PLATFORMS = (

@@ -63,7 +63,24 @@ def run_script(fake: dict[str, Path], **env: str) -> tuple[subprocess.CompletedP
         ["bash", str(SCRIPT)], env=environment, capture_output=True, text=True, timeout=60
     )
     calls = fake["log"].read_text().splitlines() if fake["log"].exists() else []
+    # The dependency check runs right after the CUDA probe, every time; left out of the calls
+    # the tests compare (test_the_dependencies_are_checked_first checks it).
+    if calls[1:2] == [CHECK]:
+        del calls[1]
     return result, calls
+
+
+CHECK = "benchmarks/check_dependencies.py"
+
+
+def test_the_dependencies_are_checked_first_and_a_misfit_is_reported_not_fatal(
+    fake: dict[str, Path],
+) -> None:
+    result, _ = run_script(fake, STEPS="speed", FAKE_FAIL="check_dependencies")
+    assert result.returncode == 0, result.stderr
+    logged = fake["log"].read_text().splitlines()
+    assert logged[1] == CHECK and logged[2] == "benchmarks/augment_cost.py"
+    assert "dependencies missing or out of range (above); going on" in result.stderr
 
 
 def test_runs_every_step_in_order_with_the_seeds_and_data(fake: dict[str, Path]) -> None:
