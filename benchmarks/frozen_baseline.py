@@ -87,6 +87,40 @@ def check_not_overwriting(path: Path, planned: dict[str, Any]) -> None:
         )
 
 
+def probe_scores(
+    x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val: np.ndarray
+) -> dict[str, Any]:
+    """Scores of frozen features: a linear probe (standardised, class-balanced logistic
+    regression) fitted on train and scored on val, its train scores for comparison, and the
+    SupCon kNN monitor's rule on the same features (prior-corrected, and plain)."""
+    monitor = supcon.KnnMonitorConfig()
+    knn: dict[str, Any] = {"k": monitor.k, "temperature": monitor.temperature}
+    for prefix, corrected in (("val_", True), ("plain_val_", False)):
+        scores = supcon.knn_scores(
+            torch.from_numpy(x_train),
+            torch.from_numpy(y_train),
+            torch.from_numpy(x_val),
+            torch.from_numpy(y_val),
+            k=monitor.k,
+            temperature=monitor.temperature,
+            prior_corrected=corrected,
+        )
+        knn |= {prefix + k.removeprefix("val_knn_"): round(v, 4) for k, v in scores.items()}
+    model = make_pipeline(
+        StandardScaler(), LogisticRegression(class_weight="balanced", max_iter=3000, C=0.1)
+    )
+    model.fit(x_train, y_train)
+    predicted = model.predict(x_val)
+    fitted = model.predict(x_train)
+    return {
+        "val_balanced_accuracy": round(float(balanced_accuracy_score(y_val, predicted)), 4),
+        "val_macro_f1": round(float(f1_score(y_val, predicted, average="macro")), 4),
+        "train_balanced_accuracy": round(float(balanced_accuracy_score(y_train, fitted)), 4),
+        "train_macro_f1": round(float(f1_score(y_train, fitted, average="macro")), 4),
+        "knn": knn,
+    }
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", type=Path, default=ROOT / "data/cpu_quick")
@@ -187,33 +221,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     x_train = _features(encoder, cache.images, train, transform, device)
     x_val = _features(encoder, cache.images, val, transform, device)
     labels = rows["label"].to_numpy()
-    # The kNN monitor's rule on the same features: prior-corrected, and plain for comparison.
-    monitor = supcon.KnnMonitorConfig()
-    knn: dict[str, Any] = {"k": monitor.k, "temperature": monitor.temperature}
-    for prefix, corrected in (("val_", True), ("plain_val_", False)):
-        scores = supcon.knn_scores(
-            torch.from_numpy(x_train),
-            torch.from_numpy(labels[train]),
-            torch.from_numpy(x_val),
-            torch.from_numpy(labels[val]),
-            k=monitor.k,
-            temperature=monitor.temperature,
-            prior_corrected=corrected,
-        )
-        knn |= {prefix + k.removeprefix("val_knn_"): round(v, 4) for k, v in scores.items()}
-    model = make_pipeline(
-        StandardScaler(), LogisticRegression(class_weight="balanced", max_iter=3000, C=0.1)
-    )
-    model.fit(x_train, labels[train])
-    predicted = model.predict(x_val)
-    fitted = model.predict(x_train)
     result = {
         **planned,
-        "val_balanced_accuracy": round(float(balanced_accuracy_score(labels[val], predicted)), 4),
-        "val_macro_f1": round(float(f1_score(labels[val], predicted, average="macro")), 4),
-        "train_balanced_accuracy": round(float(balanced_accuracy_score(labels[train], fitted)), 4),
-        "train_macro_f1": round(float(f1_score(labels[train], fitted, average="macro")), 4),
-        "knn": knn,
+        **probe_scores(x_train, labels[train], x_val, labels[val]),
         "seconds": round(time.perf_counter() - start, 1),
         "code": code_version(ROOT),
     }

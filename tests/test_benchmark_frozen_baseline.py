@@ -3,6 +3,7 @@
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from benchmarks import frozen_baseline
@@ -125,3 +126,24 @@ def test_probe_of_a_supcon_encoder_uses_its_weights_and_refuses_one_trained_on_o
     torch.save({"kind": "classifier"}, tmp_path / "c.pt")
     with pytest.raises(SystemExit, match=r"a 'classifier' checkpoint, not a"):
         frozen_baseline.main([*argv[:3], str(tmp_path / "c.pt"), "--out", str(tmp_path / "c.json")])
+
+
+def test_probe_scores_score_validation_against_its_own_labels() -> None:
+    """The scores were checked only to lie in [0, 1]: scored on train, or micro-averaged,
+    they passed the same."""
+    from sklearn.metrics import balanced_accuracy_score, f1_score
+
+    rng = np.random.default_rng(0)
+    y_train = np.repeat([0, 1, 2], [30, 10, 5])
+    x_train = (np.eye(3)[y_train] * 5 + rng.normal(0, 0.1, (45, 3))).astype(np.float32)
+    # Val: the features of train images the probe sees as classes 0, 0, 1, 2, with labels that
+    # disagree on two of them, so that val's scores are not train's (1.0).
+    pick = [0, 1, 30, 40]
+    x_val, y_val = x_train[pick], np.array([0, 2, 1, 1])
+    scores = frozen_baseline.probe_scores(x_train, y_train, x_val, y_val)
+    predicted = y_train[pick]
+    assert scores["train_balanced_accuracy"] == 1.0
+    assert scores["val_balanced_accuracy"] == round(balanced_accuracy_score(y_val, predicted), 4)
+    assert scores["val_macro_f1"] == round(f1_score(y_val, predicted, average="macro"), 4)
+    assert scores["val_balanced_accuracy"] == 0.5 and scores["val_macro_f1"] == 0.4444
+    assert set(scores["knn"]) >= {"val_balanced_accuracy", "plain_val_balanced_accuracy"}

@@ -99,6 +99,11 @@ def test_heatmaps_with_metadata_features():
     assert heatmaps.shape == (2, SIZE, SIZE)
     assert np.isfinite(heatmaps).all()
     assert heatmaps.min() >= 0.0 and heatmaps.max() <= 1.0
+    # The metadata reaches the forward pass: other values, other heatmaps.
+    zeroed = gradcam_heatmaps(
+        model, images, torch.tensor([1, 0]), meta=torch.zeros_like(meta), layer="encoder.conv_head"
+    )
+    assert np.abs(heatmaps - zeroed).max() > 0.1
 
 
 def test_gradcam_localises_the_target_class_square():
