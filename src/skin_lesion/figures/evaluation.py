@@ -199,7 +199,9 @@ def plot_precision_recall(
             bbox={"boxstyle": "round,pad=0.25", "facecolor": "white", "edgecolor": NEUTRAL},
             arrowprops={"arrowstyle": "-", "color": "black"},
         )
-    ax.legend(loc="upper right", fontsize=9)
+    # Lower left, the curve's empty corner: upper right covered a high-precision operating
+    # point's label (and the top of the curve).
+    ax.legend(loc="lower left", fontsize=9)
     return fig
 
 
