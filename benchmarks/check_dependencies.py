@@ -15,9 +15,7 @@ runs it first and reports what it finds.
 from __future__ import annotations
 
 import argparse
-import importlib.metadata
 import sys
-import tomllib
 from pathlib import Path
 
 from packaging.requirements import Requirement
@@ -28,7 +26,11 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as a script: `benchmarks` is not on the path
     sys.path.insert(0, str(ROOT))
 
-from benchmarks.offline_wheels import OPTIONAL  # noqa: E402
+from benchmarks.offline_wheels import (  # noqa: E402
+    OPTIONAL,
+    _installed_version,
+    project_dependencies,
+)
 
 
 def problems(pyproject: Path) -> list[str]:
@@ -36,16 +38,14 @@ def problems(pyproject: Path) -> list[str]:
     (those whose environment marker excludes this Python are skipped, and so are the
     optional ones ``offline_wheels.py`` leaves out unless asked, MLflow tracking, kedro-viz
     and Jupyter, where they are not installed: the runs work without them)."""
-    project = tomllib.loads(pyproject.read_text())["project"]
     optional = {canonicalize_name(name) for names in OPTIONAL.values() for name in names}
     found = []
-    for line in project.get("dependencies", []):
+    for line in project_dependencies(pyproject):
         requirement = Requirement(line)
         if requirement.marker is not None and not requirement.marker.evaluate():
             continue
-        try:
-            installed = importlib.metadata.version(requirement.name)
-        except importlib.metadata.PackageNotFoundError:
+        installed = _installed_version(requirement.name)
+        if installed is None:
             if canonicalize_name(requirement.name) in optional:
                 continue
             needs = requirement.specifier or "any"

@@ -24,6 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from skin_lesion.config import check_finite
+
 logger = logging.getLogger(__name__)
 
 UINT8_MAX = 255.0
@@ -113,10 +115,7 @@ class AugmentConfig:
             raise ValueError(
                 f"color_jitter strengths must be finite numbers >= 0, got {self.color_jitter}"
             )
-        if not math.isfinite(self.rotation_degrees):
-            raise ValueError(
-                f"rotation_degrees must be a finite number, got {self.rotation_degrees!r}"
-            )
+        check_finite(self, "rotation_degrees")
         if not self.color_jitter[3] <= 0.5:
             raise ValueError(
                 f"color_jitter hue must be at most 0.5 (a half turn, as in torchvision), "
