@@ -161,6 +161,11 @@ def run(metadata: pd.DataFrame, trials: int, seed: int = SEED) -> dict[str, Any]
     }
 
 
+def _count(value: float) -> str:
+    """A median of counts: whole, or halfway between two (``:,.0f`` showed 712.5 as 712)."""
+    return f"{value:,.0f}" if float(value).is_integer() else f"{value:,.1f}"
+
+
 def markdown(result: dict[str, Any]) -> str:
     lines = [
         f"Split stability on `{result['data']}` ({result['images']:,} images of "
@@ -174,7 +179,7 @@ def markdown(result: dict[str, Any]) -> str:
     ]
     for row in result["rows"]:
         cells = [
-            f"{row[key]['median']:,.0f} / {row[key]['max']:,}"
+            f"{_count(row[key]['median'])} / {row[key]['max']:,}"
             for key in ("split", "test_to_train", "fold")
         ]
         lines.append(f"| {row['change']} | {row['assignment']} | " + " | ".join(cells) + " |")

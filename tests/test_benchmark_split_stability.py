@@ -74,3 +74,18 @@ def test_missing_metadata_and_unknown_diagnosis_are_named(tmp_path: Path) -> Non
     _metadata_csv(tmp_path).assign(dx="MEL").to_csv(tmp_path / "HAM10000_metadata.csv")
     with pytest.raises(SystemExit, match=r"outside .*\['MEL'\]"):
         split_stability.main(["--data", str(tmp_path)])
+
+
+def test_half_medians_are_shown_not_rounded() -> None:
+    # An even number of trials gives medians halfway between two counts: 712.5 was shown as
+    # 712 and 1.5 as 2 (round half to even).
+    cell = {"median": 712.5, "max": 1018}
+    row = {"change": "label corrected", "assignment": "permuted"}
+    row |= {"split": {"median": 1.5, "max": 2}, "test_to_train": cell}
+    row |= {"fold": {"median": 6086.0, "max": 6742}}
+    result = {
+        "data": "d", "images": 1, "lesions": 1, "metadata": "m.csv",
+        "metadata_sha256": "0" * 64, "seed": 42, "trials": 2, "rows": [row],
+    }  # fmt: skip
+    line = split_stability.markdown(result).splitlines()[-1]
+    assert line == "| label corrected | permuted | 1.5 / 2 | 712.5 / 1,018 | 6,086 / 6,742 |"
