@@ -29,6 +29,9 @@ logger = logging.getLogger(__name__)
 
 # A little above 1: a score of 1.0 (the demo's) was drawn on the axes' top edge, half hidden.
 SCORE_TOP = 1.02
+# The SupCon panel's axes reach this multiple of their data's span: the top fifth holds the
+# legend, clear of both lines.
+LEGEND_ROOM = 1.25
 
 
 def _series(rows: Sequence[Mapping[str, Any]], key: str) -> np.ndarray:
@@ -78,12 +81,18 @@ def plot_training_curves(pretraining_history: list[dict], training_history: list
                 linestyle="--",
                 label="validation kNN balanced accuracy",
             )
-            monitor.set_ylim(0, SCORE_TOP)
+            # Head room above both lines for one legend of both axes: "best" weighs only
+            # the loss axis's line and put the legend over the kNN line near 1.0 (the demo).
+            monitor.set_ylim(0, SCORE_TOP * LEGEND_ROOM)
+            monitor.set_yticks(np.linspace(0, 1, 6))
+            low, high = supcon.get_ylim()
+            supcon.set_ylim(low, low + (high - low) * LEGEND_ROOM)
             monitor.set_ylabel("Validation kNN balanced accuracy")
             supcon.set_title("Contrastive pretraining (SupCon): loss, validation kNN")
-            # One legend for both axes.
             lines = supcon.get_lines() + monitor.get_lines()
-            supcon.legend(lines, [line.get_label() for line in lines], fontsize=9)
+            supcon.legend(
+                lines, [line.get_label() for line in lines], fontsize=9, loc="upper center", ncols=2
+            )
         else:
             _legend(supcon)
     else:
