@@ -112,7 +112,9 @@ def op_counts(module: nn.Module, images: torch.Tensor) -> dict[str, int]:
 
 def timings(module: nn.Module, images: torch.Tensor, repeats: int) -> tuple[float, float]:
     """Median host milliseconds (no wait) and device milliseconds (synchronised) per call."""
-    sync = torch.cuda.synchronize if images.device.type == "cuda" else (lambda: None)
+    cuda = images.device.type == "cuda"
+    # The images' GPU, not the current one (which --device cuda:1 would leave unsynchronised).
+    sync = (lambda: torch.cuda.synchronize(images.device)) if cuda else (lambda: None)
     host, device = [], []
     for _ in range(repeats):
         sync()

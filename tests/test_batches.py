@@ -129,3 +129,30 @@ def test_a_batch_larger_than_the_training_images_is_clipped_with_a_warning(caplo
     with caplog.at_level("WARNING", logger="skin_lesion.batches"):
         _source(batch_size=20)
     assert not caplog.records
+
+
+def test_host_placement_on_cuda_keeps_one_unpinned_copy(monkeypatch):
+    # Pinning the whole cache held a second, page-locked copy of it and served no copy to
+    # the GPU: a batch gathered by index is a new tensor, pinned on its way (epoch).
+    def pin(self):
+        raise AssertionError("the whole cache was pinned")
+
+    monkeypatch.setattr(torch.Tensor, "pin_memory", pin)
+    source, images = _source(device=torch.device("cuda"), placement="host")
+    assert not source.on_device
+    assert np.array_equal(source.images.numpy(), images)
+
+
+@pytest.mark.parametrize(("reserved", "expected"), [(0, False), (6_000, True)])
+def test_auto_placement_counts_memory_the_allocator_holds_unused_as_free(
+    monkeypatch, reserved, expected
+):
+    # mem_get_info counts blocks PyTorch's caching allocator keeps (pretraining's, earlier in
+    # the same run) as used: the cache went to the host where it fits on the GPU.
+    cache = 20 * 2 * 2 * 3  # bytes, the _source images
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (2 * cache - 2, 10**9))
+    monkeypatch.setattr(torch.cuda, "memory_reserved", lambda device=None: reserved + 1_000)
+    monkeypatch.setattr(torch.cuda, "memory_allocated", lambda device=None: 1_000)
+    source = object.__new__(BatchSource)
+    source.device = torch.device("cuda")
+    assert source._place(torch.zeros(cache, dtype=torch.uint8), "auto") is expected

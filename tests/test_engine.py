@@ -409,3 +409,46 @@ def test_a_run_saved_before_a_setting_existed_resumes_at_its_old_behaviour(tmp_p
         ValueError, match=r"finetune.frozen_batchnorm: 'update' before, now 'fixed'"
     ):
         _fit(store, epochs=3, resume=True, params=fixed)
+
+
+@pytest.mark.parametrize(
+    ("capability", "expected"),
+    [
+        ((7, 0), torch.float16),
+        ((7, 5), torch.float16),
+        ((8, 0), torch.bfloat16),
+        ((9, 0), torch.bfloat16),
+    ],
+)
+def test_autocast_dtype_is_bf16_only_where_the_gpu_has_it_natively(
+    monkeypatch, capability, expected
+):
+    # is_bf16_supported() counts emulation: a T4 (7.5) or V100 (7.0) got slow emulated bf16
+    # and the fp16 + GradScaler path never ran. The device asked about is the one given.
+    asked = []
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    monkeypatch.setattr(
+        torch.cuda, "get_device_capability", lambda device=None: asked.append(device) or capability
+    )
+    assert engine.autocast_dtype(torch.device("cuda:1")) is expected
+    assert asked == [torch.device("cuda:1")]
+    assert engine.autocast_dtype(torch.device("cpu")) is None
+
+
+def test_cuda_rng_states_restore_on_a_machine_with_fewer_gpus(monkeypatch):
+    # A checkpoint saved on a 4-GPU node keeps four CUDA states; set_rng_state_all failed on
+    # a 1-GPU node for the missing ordinals.
+    restored = []
+
+    def set_state(state, device="cuda"):
+        if device not in (0, "cuda"):
+            raise RuntimeError(f"Invalid device ordinal {device}")
+        restored.append(state)
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(torch.cuda, "set_rng_state", set_state)
+    monkeypatch.setattr(torch.cuda.random, "set_rng_state", set_state)
+    saved = [torch.full((8,), i, dtype=torch.uint8) for i in range(4)]
+    engine.set_rng_state({"torch": torch.get_rng_state(), "cuda": saved})
+    assert len(restored) == 1 and torch.equal(restored[0], saved[0])

@@ -93,7 +93,8 @@ class BatchSource:
             seed: Seed of the sampling order.
             sampling: ``uniform`` shuffling, or class re-balancing with replacement.
             placement: ``device`` copies the selected images to ``device`` once, ``host``
-                keeps them in (pinned) RAM, ``auto`` picks ``device`` when they fit.
+                keeps them in RAM (each batch pinned on its way to CUDA), ``auto`` picks
+                ``device`` when they fit.
             drop_last: Drop a last incomplete batch (keeps batch statistics stable).
             meta: Optional per-image float features ``(N, F)``, gathered with the images.
             even: Batches of an even size (MixUp/CutMix pair images within a batch): a
@@ -136,7 +137,10 @@ class BatchSource:
             self.labels = self.labels.to(device)
             self.meta = None if self.meta is None else self.meta.to(device)
         else:
-            self.images = host.pin_memory() if device.type == "cuda" else host
+            # Not pinned: gathering a batch (advanced indexing) copies into a new, pageable
+            # tensor whatever the source, so a pinned cache only held a second copy of it in
+            # page-locked memory; each batch is pinned on its way (epoch).
+            self.images = host
         logger.info(
             "BatchSource: %d images (%.1f MiB) on %s, batch %d, %s sampling",
             len(indices),
@@ -154,6 +158,9 @@ class BatchSource:
         if placement == "device" or self.device.type != "cuda":
             return True
         free, _ = torch.cuda.mem_get_info(self.device)
+        # Blocks PyTorch's allocator holds but no tensor uses (pretraining's, in the same
+        # run) are free to this process though the driver counts them as used.
+        free += torch.cuda.memory_reserved(self.device) - torch.cuda.memory_allocated(self.device)
         return host.numel() <= AUTO_GPU_SHARE * free
 
     def __len__(self) -> int:

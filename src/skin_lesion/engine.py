@@ -149,7 +149,10 @@ def set_rng_state(state: dict[str, Any]) -> None:
     states were kept (2026-12-06) restores torch's only, as it was saved."""
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+        # One state per GPU of the machine that saved it: resumed on a machine with fewer
+        # GPUs, set_rng_state_all failed on the missing device ordinals.
+        for index, cuda_state in enumerate(state["cuda"][: torch.cuda.device_count()]):
+            torch.cuda.set_rng_state(cuda_state, index)
     if "numpy" in state:
         saved = state["numpy"]
         key = saved["key"].numpy().astype(np.uint32)
@@ -159,12 +162,19 @@ def set_rng_state(state: dict[str, Any]) -> None:
         random.setstate((version, tuple(internal), gauss_next))
 
 
+# The first CUDA compute capability with bf16 tensor cores (Ampere).
+BF16_CAPABILITY = (8, 0)
+
+
 def autocast_dtype(device: torch.device) -> torch.dtype | None:
-    """The autocast dtype for ``device``: bf16 on CUDA where supported, else fp16; ``None``
-    (float32) on other devices."""
+    """The autocast dtype for ``device``: bf16 on CUDA GPUs with native bf16 (compute
+    capability 8.0, Ampere, and later), else fp16 (with a GradScaler); ``None`` (float32) on
+    other devices. ``torch.cuda.is_bf16_supported()`` counts emulation, which put a T4 or
+    V100 on slow emulated bf16, and asks about the current GPU, not ``device``."""
     if device.type != "cuda":
         return None
-    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    native = torch.cuda.get_device_capability(device) >= BF16_CAPABILITY
+    return torch.bfloat16 if native else torch.float16
 
 
 def use_channels_last(device: torch.device, requested: bool) -> bool:
