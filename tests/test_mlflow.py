@@ -244,8 +244,9 @@ def test_store_and_artifacts_sit_at_the_project_root_from_any_working_folder(
     """A kernel started in notebooks/ tracks into the root's mlflow.db, not notebooks/."""
     from kedro.config import OmegaConfigLoader
 
-    from skin_lesion.settings import CONFIG_LOADER_ARGS
+    from skin_lesion.settings import CONFIG_LOADER_ARGS, SessionProject
 
+    monkeypatch.setattr(SessionProject, "path", None)  # no session: the working folder's
     root = kedro_project.resolve()
     (root / "notebooks").mkdir()
     for cwd in (root, root / "notebooks"):
@@ -261,13 +262,38 @@ def test_store_and_artifacts_sit_at_the_project_root_from_any_working_folder(
             assert kwargs["artifact_location"] == f"{root.as_posix()}/mlruns/{experiment}"
 
 
+def test_a_session_from_outside_the_project_tracks_into_the_project(
+    kedro_project: Path, monkeypatch
+):
+    """A script or kernel elsewhere (here inside another Kedro project) that creates a
+    session for this project tracked into an mlflow.db of its working folder."""
+    from kedro.framework.session import KedroSession
+    from kedro.framework.startup import bootstrap_project
+
+    root = kedro_project.resolve()
+    elsewhere = root.parent / f"{root.name}-elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "pyproject.toml").write_text((root / "pyproject.toml").read_text())
+    monkeypatch.chdir(elsewhere)
+    bootstrap_project(root)
+    try:
+        with KedroSession.create(project_path=root, env="demo") as session:
+            session.load_context()
+            assert mlflow.get_tracking_uri() == f"sqlite:///{root.as_posix()}/mlflow.db"
+    finally:
+        mlflow_hook.run_id = None
+    assert (root / "mlflow.db").is_file()
+    assert not (elsewhere / "mlflow.db").exists() and not (elsewhere / "mlruns").exists()
+
+
 def test_without_mlflow_installed_runs_go_untracked():
     """A box with the training stack but no mlflow still loads the project settings."""
     code = (
         "import sys; sys.modules['mlflow'] = None\n"  # `import mlflow` now fails as if absent
         "from skin_lesion import settings\n"
         "hooks = [type(h).__name__ for h in settings.HOOKS]\n"
-        "assert hooks == ['ParametersCheck', 'HostMemoryHook', 'RunTimer'], hooks\n"
+        "expected = ['SessionProject', 'ParametersCheck', 'HostMemoryHook', 'RunTimer']\n"
+        "assert hooks == expected, hooks\n"
         "assert settings.CONFIG_LOADER_ARGS['merge_strategy']['parameters'] == 'soft'\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -68,3 +68,28 @@ def test_store_dataset_hands_out_a_store(tmp_path):
     assert store.directory == tmp_path / "run"
     with pytest.raises(DatasetError, match="read-only"):
         CheckpointStoreDataset(path=str(tmp_path)).save(store)
+
+
+@pytest.mark.parametrize("url", ["s3://bucket/models/model.pt", "memory:///model.pt"])
+def test_urls_other_than_file_are_refused_not_written_to_a_local_folder(tmp_path, monkeypatch, url):
+    # Path("s3://b/x.pt") is the relative local path s3:/b/x.pt: a folder named "s3:".
+    monkeypatch.chdir(tmp_path)
+    for make in (
+        lambda: TorchCheckpointDataset(filepath=url),
+        lambda: CheckpointStoreDataset(path=url.removesuffix("/model.pt") + "/run"),
+    ):
+        with pytest.raises(DatasetError, match=r"local files only, got '.*'"):
+            make().save(_state())
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_file_url_is_the_local_path(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path / "..")
+    target = tmp_path / "models" / "model.pt"
+    dataset = TorchCheckpointDataset(filepath=target.as_uri())
+    dataset.save(_state())
+    assert target.is_file() and dataset.exists()
+    assert (
+        CheckpointStoreDataset(path=(tmp_path / "run").as_uri()).load().directory
+        == tmp_path / "run"
+    )

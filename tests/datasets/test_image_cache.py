@@ -76,3 +76,23 @@ def test_cache_files_get_the_umask_permissions_not_mkstemp_0600(tmp_path):
         os.umask(old)
     for name in ("images.npy", "index.json"):
         assert stat.S_IMODE((tmp_path / "cache" / name).stat().st_mode) == 0o644, name
+
+
+def test_urls_other_than_file_are_refused_and_a_file_url_is_the_local_path(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(DatasetError, match=r"ImageCacheDataset reads and writes local files only"):
+        ImageCacheDataset(path="memory:///cache").save(_cache())
+    assert list(tmp_path.iterdir()) == []  # was a folder named "memory:"
+    dataset = ImageCacheDataset(path=(tmp_path / "cache").as_uri())
+    dataset.save(_cache())
+    assert (tmp_path / "cache" / "index.json").is_file() and dataset.exists()
+
+
+def test_a_save_that_cannot_write_its_index_leaves_the_old_cache(tmp_path):
+    dataset = ImageCacheDataset(path=str(tmp_path / "cache"), mmap_mode=None)
+    dataset.save(_cache(3))
+    bad = _cache(5)
+    bad = ImageCache(bad.images, bad.image_ids, {"height": np.int64(6)})  # not JSON
+    with pytest.raises(DatasetError, match="cannot record the cache's index"):
+        dataset.save(bad)
+    assert dataset.load().image_ids == _cache(3).image_ids

@@ -13,6 +13,7 @@ from kedro.io.core import (
 )
 
 from skin_lesion.checkpoints import CheckpointStore, load_checkpoint, save_checkpoint, to_cpu
+from skin_lesion.datasets.errors import local_path
 
 
 class TorchCheckpointDataset(AbstractVersionedDataset[dict, dict]):
@@ -46,7 +47,8 @@ class TorchCheckpointDataset(AbstractVersionedDataset[dict, dict]):
             version: Kedro version (set by the catalog when ``versioned: true``).
             metadata: Free-form metadata, ignored by Kedro (kedro-viz reads ``layer``).
         """
-        super().__init__(filepath=PurePosixPath(Path(filepath).as_posix()), version=version)
+        local = local_path(filepath, type(self).__name__)
+        super().__init__(filepath=PurePosixPath(Path(local).as_posix()), version=version)
         self.metadata = metadata
 
     def load(self) -> dict:
@@ -87,7 +89,7 @@ class CheckpointStoreDataset(AbstractDataset[None, CheckpointStore]):
 
     def __init__(self, *, path: str, metadata: dict[str, Any] | None = None) -> None:
         """Create the dataset for the run folder ``path``."""
-        self._path = Path(path)
+        self._path = Path(local_path(path, type(self).__name__))
         self.metadata = metadata
 
     def load(self) -> CheckpointStore:

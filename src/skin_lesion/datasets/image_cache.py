@@ -9,6 +9,7 @@ from typing import Any, Literal
 import numpy as np
 from kedro.io.core import AbstractDataset, DatasetError
 
+from skin_lesion.datasets.errors import local_path
 from skin_lesion.files import atomic_write
 from skin_lesion.images import ImageCache
 
@@ -52,7 +53,7 @@ class ImageCacheDataset(AbstractDataset[ImageCache, ImageCache]):
         """
         if mmap_mode not in ("r", "c", None):
             raise DatasetError(f"mmap_mode must be 'r', 'c' or null, got {mmap_mode!r}")
-        self._path = Path(path)
+        self._path = Path(local_path(path, type(self).__name__))
         self._mmap_mode = mmap_mode
         self.metadata = metadata
 
@@ -87,7 +88,6 @@ class ImageCacheDataset(AbstractDataset[ImageCache, ImageCache]):
         """Write the array and its index atomically (temporary files, then rename)."""
         if not isinstance(data, ImageCache):
             raise DatasetError(f"Expected an ImageCache, got {type(data).__name__}")
-        self._path.mkdir(parents=True, exist_ok=True)
         index = {
             "format_version": FORMAT_VERSION,
             "shape": list(data.images.shape),
@@ -95,12 +95,20 @@ class ImageCacheDataset(AbstractDataset[ImageCache, ImageCache]):
             "image_ids": list(data.image_ids),
             "preprocessing": data.preprocessing,
         }
+        # Serialised before anything is touched: an index that cannot be written (a value
+        # JSON does not take) used to fail after the old cache was already gone.
+        try:
+            text = json.dumps(index, indent=1).encode()
+        except (TypeError, ValueError) as error:
+            raise DatasetError(
+                f"{type(self).__name__} '{self._path}': cannot record the cache's index "
+                f"({error}); the cache there is left as it was"
+            ) from error
+        self._path.mkdir(parents=True, exist_ok=True)
         # The index goes last: a cache whose index exists is complete.
         (self._path / INDEX_FILE).unlink(missing_ok=True)
         atomic_write(self._path / ARRAY_FILE, lambda f: np.save(f, data.images))
-        atomic_write(
-            self._path / INDEX_FILE, lambda f: f.write(json.dumps(index, indent=1).encode())
-        )
+        atomic_write(self._path / INDEX_FILE, lambda f: f.write(text))
 
     def _exists(self) -> bool:
         return (self._path / INDEX_FILE).is_file() and (self._path / ARRAY_FILE).is_file()
