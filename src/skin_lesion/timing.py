@@ -53,7 +53,13 @@ def _slowest(seconds: dict[str, float]) -> str:
 
 
 class RunTimer:
-    """Times nodes, dataset loads and saves through Kedro's hooks (see the module)."""
+    """Times nodes, dataset loads and saves through Kedro's hooks (see the module).
+
+    Its clocks start in the last ``before_*`` hook called and stop in the first ``after_*``
+    one, so other hooks' work around a save or load (MLflow's artifact copies and hashing in
+    ``after_dataset_saved``) is not counted as the dataset's: pluggy calls the hook
+    registered last first, which is kedro-mlflow's and ours after this one.
+    """
 
     def __init__(self) -> None:
         """Start with nothing timed; ``before_pipeline_run`` resets."""
@@ -80,34 +86,34 @@ class RunTimer:
         """Forget the previous run's figures."""
         self._reset()
 
-    @hook_impl
+    @hook_impl(trylast=True)  # after other hooks' work
     def before_node_run(self, node: Any) -> None:
         """Start the node's clock (its inputs are loaded by now)."""
         self._start("nodes", node.name, node)
 
-    @hook_impl
+    @hook_impl(tryfirst=True)  # before other hooks' work
     def after_node_run(self, node: Any) -> None:
         """Stop the node's clock (before its outputs are saved)."""
         self._stop("nodes", node.name, node)
 
-    @hook_impl
+    @hook_impl(trylast=True)  # after other hooks' work
     def before_dataset_loaded(self, dataset_name: str, node: Any) -> None:
         """Start a load's clock."""
         if not _is_parameters(dataset_name):
             self._start("loads", dataset_name, node)
 
-    @hook_impl
+    @hook_impl(tryfirst=True)  # before other hooks' work
     def after_dataset_loaded(self, dataset_name: str, node: Any) -> None:
         """Stop a load's clock; a dataset loaded by several nodes adds up."""
         if not _is_parameters(dataset_name):
             self._stop("loads", dataset_name, node)
 
-    @hook_impl
+    @hook_impl(trylast=True)  # after other hooks' work
     def before_dataset_saved(self, dataset_name: str, node: Any) -> None:
         """Start a save's clock."""
         self._start("saves", dataset_name, node)
 
-    @hook_impl
+    @hook_impl(tryfirst=True)  # before other hooks' work
     def after_dataset_saved(self, dataset_name: str, node: Any) -> None:
         """Stop a save's clock."""
         self._stop("saves", dataset_name, node)
