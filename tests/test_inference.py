@@ -439,3 +439,23 @@ def test_two_files_whose_names_show_alike_are_both_read(
     assert sorted(Path(k).name for k in loaders) == ["caf\\xe9.jpg", "caf\\xe9.jpg~2"]
     assert sorted(load() for load in loaders.values()) == [b"latin-1", b"literal"]
     assert "1 file(s) whose names show like another file's" in caplog.text
+
+
+def test_a_subfolder_that_cannot_be_listed_is_named(tmp_path: Path, monkeypatch) -> None:
+    """os.walk skipped it without a word: its images went unclassified and unreported."""
+    import os
+
+    from skin_lesion.files import UnreadableFolderError
+
+    (tmp_path / "locked").mkdir()
+    (tmp_path / "a.jpg").write_bytes(b"x")
+    scandir = os.scandir
+
+    def denied(path="."):
+        if str(path).endswith("locked"):
+            raise PermissionError(13, "Permission denied", str(path))
+        return scandir(path)
+
+    monkeypatch.setattr(os, "scandir", denied)
+    with pytest.raises(UnreadableFolderError, match=r"locked': Permission denied"):
+        file_loaders([str(tmp_path)])

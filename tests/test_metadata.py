@@ -247,7 +247,7 @@ def test_identical_copies_are_set_aside_and_different_ones_kept_for_validation()
     rows = [{"lesion_id": f"HAM_{i}", "image_id": f"ISIC_{i}", "dx": "nv"} for i in (1, 2, 3)]
     valid, rejected = _validate(rows, kept)
     assert list(valid["image_id"]) == ["ISIC_1", "ISIC_3"]
-    assert "different bytes" in rejected.loc[0, "reason"]
+    assert "their bytes differ" in rejected.loc[0, "reason"]
 
 
 def test_a_copy_that_cannot_be_read_is_kept_for_decoding_to_reject_not_fatal_here():
@@ -258,10 +258,16 @@ def test_a_copy_that_cannot_be_read_is_kept_for_decoding_to_reject_not_fatal_her
 
     files = {"a/ISIC_1.jpg": lambda: b"one", "b/ISIC_1.jpg": broken, "c/ISIC_1.jpg": lambda: b"one"}
     kept, copies = set_aside_identical_copies(files)
-    # The unreadable one is not known to be a copy: kept, for decoding to reject it and
-    # validation to name the image_id's several files; c is a's copy all the same.
+    # The unreadable one is not known to be a copy: kept, for validation to name the
+    # image_id's several files; c is a's copy all the same. The read error is listed (the
+    # refusal alone said "different bytes", sending the user to compare the two files).
     assert kept == ["a/ISIC_1.jpg", "b/ISIC_1.jpg"]
-    assert list(copies["file"]) == ["c/ISIC_1.jpg"]
+    assert copies[["file", "stage"]].values.tolist() == [
+        ["c/ISIC_1.jpg", "duplicate_file"],
+        ["b/ISIC_1.jpg", "duplicate_file"],
+    ]
+    assert copies.loc[1, "reason"] == "cannot read file: b/ISIC_1.jpg"
+    enforce_policy(copies, "raise", "metadata rows", 1)  # listed, never fatal by itself
 
 
 def test_identical_copies_are_set_aside_beside_a_different_file_of_the_same_name():

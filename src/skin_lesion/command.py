@@ -17,6 +17,7 @@ import pandas as pd
 from skin_lesion.checkpoints import load_checkpoint, require_kind
 from skin_lesion.classifier import CHECKPOINT_KIND
 from skin_lesion.engine import resolve_device
+from skin_lesion.files import UnreadableFolderError
 from skin_lesion.inference import (
     InferenceConfig,
     OperatingPointMismatch,
@@ -252,7 +253,7 @@ def _predict(args: argparse.Namespace) -> int:
             raise ValueError(
                 f"--metrics '{args.metrics}' does not fit --checkpoint '{args.checkpoint}': {error}"
             ) from None
-    except (FileNotFoundError, ValueError) as error:
+    except (FileNotFoundError, UnreadableFolderError, ValueError) as error:
         print(f"skin-lesion predict: {error}", file=sys.stderr)
         return 2
     if len(predictions):

@@ -19,24 +19,41 @@ logger = logging.getLogger(__name__)
 SHOWN = 5
 
 
+class UnreadableFolderError(OSError):
+    """A folder below the one listed could not be read (permissions, a dead mount)."""
+
+
 def walk_files(root: str | os.PathLike) -> list[str]:
     """Every file below a local folder (``root/...`` paths), through symlinked subfolders too.
 
     ``Path.rglob`` and fsspec's local ``find`` do not descend into a symlinked folder, so
     images in a part folder linked in from elsewhere would not be seen at all. A folder
-    reached twice (a link loop, two links to one place) is walked once. Broken links are
-    listed like files, so that reading them fails with a reason instead of their being
-    skipped unseen.
+    reached twice (a link loop, two links to one place) is walked once, under the first of
+    its paths in name order. Broken links are listed like files, so that reading them fails
+    with a reason instead of their being skipped unseen.
+
+    Raises:
+        UnreadableFolderError: Naming each folder that could not be listed and why
+            (``os.walk`` skips them without a word, and their images' metadata rows were
+            rejected as having no file).
     """
     seen: set[str] = set()
-    files = []
-    for folder, subfolders, names in os.walk(root, followlinks=True):
+    files: list[str] = []
+    unreadable: list[OSError] = []
+    for folder, subfolders, names in os.walk(root, onerror=unreadable.append, followlinks=True):
         real = os.path.realpath(folder)
         if real in seen:
             subfolders[:] = []
             continue
         seen.add(real)
+        subfolders.sort()  # a folder linked twice is walked under the same path every time
         files += [os.path.join(folder, name) for name in sorted(names)]
+    if unreadable:
+        listed = "; ".join(f"'{e.filename}': {e.strerror or e}" for e in unreadable[:SHOWN])
+        raise UnreadableFolderError(
+            f"{len(unreadable)} folder(s) under '{root}' could not be read, so their images "
+            f"would be missed: {listed}{'; ...' if len(unreadable) > SHOWN else ''}"
+        )
     return files
 
 

@@ -92,16 +92,16 @@ def index_image_files(files: Iterable[str]) -> dict[str, list[str]]:
     return by_id
 
 
-def _digest(path: str, read: Callable[[], bytes]) -> str:
-    """The file's SHA-256; for a file that cannot be read, a token no other file shares, so
-    it is kept (not set aside as a copy) and decoding rejects it with its reason, instead of
-    the read error stopping the whole run here."""
+def _digest(path: str, read: Callable[[], bytes]) -> tuple[str, str | None]:
+    """The file's SHA-256 and None; for a file that cannot be read, a token no other file
+    shares (so it is never set aside as a copy of another) and the read error, instead of
+    the error stopping the whole run here."""
     try:
-        return hashlib.sha256(read()).hexdigest()
+        return hashlib.sha256(read()).hexdigest(), None
     except Exception as exc:
         if not caused_by_os_error(exc):
             raise
-        return f"unreadable: {path}"
+        return f"unreadable: {path}", f"cannot read file: {exc}"
 
 
 def set_aside_identical_copies(
@@ -121,7 +121,9 @@ def set_aside_identical_copies(
 
     Returns:
         ``(paths, rejections)``: every path but the identical copies set aside, sorted, and
-        one rejection row per copy set aside.
+        one rejection row per copy set aside, and per file of a shared image_id that cannot
+        be read (kept in ``paths``: its image_id is then refused as having several files;
+        the row gives the read error).
     """
     by_id = index_image_files(sorted(files))
     shared = [paths for paths in by_id.values() if len(paths) > 1]
@@ -130,7 +132,18 @@ def set_aside_identical_copies(
     logger.info("comparing the bytes of %d image_id(s) found in several files", len(shared))
     to_read = [path for paths in shared for path in paths]
     with ThreadPoolExecutor(max_workers=COMPARE_THREADS) as pool:
-        digests = dict(zip(to_read, pool.map(lambda path: _digest(path, files[path]), to_read)))
+        read = dict(zip(to_read, pool.map(lambda path: _digest(path, files[path]), to_read)))
+    digests = {path: digest for path, (digest, _) in read.items()}
+    # A copy that cannot be read is kept (its image_id is then refused as having several
+    # files: which is right is not ours to guess), and listed with its read error, which
+    # the refusal alone ("different bytes") hid.
+    unreadable = {path: error for path, (_, error) in read.items() if error is not None}
+    if unreadable:
+        logger.warning(
+            "%d image file(s) sharing an image_id with another file cannot be read (e.g. %s: "
+            "%s); listed in %s",
+            len(unreadable), *next(iter(unreadable.items())), listed_in,
+        )  # fmt: skip
     dropped: list[tuple[str, str, str]] = []
     for paths in shared:
         by_digest: dict[str, list[str]] = {}
@@ -150,14 +163,16 @@ def set_aside_identical_copies(
         )
     rejections = pd.DataFrame(
         {
-            "image_id": [image_id for image_id, _, _ in dropped],
-            "file": [path for _, path, _ in dropped],
+            "image_id": [image_id for image_id, _, _ in dropped]
+            + [PurePosixPath(path).stem for path in unreadable],
+            "file": [path for _, path, _ in dropped] + list(unreadable),
             "stage": "duplicate_file",
-            "reason": [f"{IDENTICAL_COPY}{kept}; not used" for _, _, kept in dropped],
+            "reason": [f"{IDENTICAL_COPY}{kept}; not used" for _, _, kept in dropped]
+            + list(unreadable.values()),
         },
         columns=list(REJECTION_COLUMNS),
     )
-    set_aside = set(rejections["file"])
+    set_aside = {path for _, path, _ in dropped}
     return [path for path in sorted(files) if path not in set_aside], rejections
 
 
@@ -339,7 +354,7 @@ def _row_problems(
         elif len(found) > 1:
             problems.append(
                 f"{len(found)} image files for this image_id: {', '.join(found)} "
-                "(different bytes: keep the right one)"
+                "(their bytes differ, or one cannot be read: keep the right one)"
             )
     return problems
 

@@ -227,6 +227,9 @@ def header_width(data: bytes, name: str, sep: str = ",", encoding: str = "utf-8"
             than the header (pandas fills the missing ones with empty values, so a row
             missing its localization would read as one of unknown site). A blank line is
             not a row.
+        ValueError: Naming ``name`` and the lines, for a value that runs over lines (an
+            unclosed quote swallows the rows up to the next quote into one field; no
+            HAM10000 value holds a line break).
     """
     if encoding.replace("-", "").replace("_", "").lower() == "utf8":
         encoding = "utf-8-sig"
@@ -246,9 +249,19 @@ def header_width(data: bytes, name: str, sep: str = ",", encoding: str = "utf-8"
         named = len(header) - next(
             (k for k, field in enumerate(reversed(header)) if field.strip()), len(header)
         )
+        previous = rows.line_num
         for row in rows:
+            first, previous = previous + 1, rows.line_num
             if not any(value.strip() for value in row):
                 continue  # a blank line (spaces and tabs too) is no row
+            spanning = next((value for value in row if "\n" in value or "\r" in value), None)
+            if spanning is not None:
+                raise ValueError(
+                    f"'{name}' lines {first}-{rows.line_num}: one value runs over "
+                    f"{rows.line_num - first + 1} lines ({spanning[:120]!r}), so the rows "
+                    "in it would be read as part of one field and not as rows. An unclosed "
+                    'quote ("): remove it, or close it on its own line'
+                )
             if len(row) < named:
                 raise ValueError(
                     f"'{name}' line {rows.line_num}: {len(row)} fields but the header has "

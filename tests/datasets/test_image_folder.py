@@ -80,3 +80,53 @@ def test_two_files_whose_names_show_alike_are_both_listed(tmp_path, caplog):
     assert sorted(images) == ["caf\\xe9.jpg", "caf\\xe9.jpg~2"]
     assert sorted(load() for load in images.values()) == [b"latin-1", b"literal"]
     assert "1 file(s) whose names show like another file's once escaped" in caplog.text
+
+
+def test_an_unreadable_folder_is_named_not_skipped(tmp_path, monkeypatch):
+    """os.walk skips a folder it cannot list without a word; its images' rows were then
+    rejected as having no file."""
+    import os
+
+    _tree(tmp_path)
+    scandir = os.scandir
+
+    def denied(path="."):
+        if str(path).endswith("HAM10000_images_part_2"):
+            raise PermissionError(13, "Permission denied", str(path))
+        return scandir(path)
+
+    monkeypatch.setattr(os, "scandir", denied)
+    with pytest.raises(
+        DatasetError, match=r"1 folder\(s\) under .* could not be read.*part_2': Permission denied"
+    ):
+        ImageFolderDataset(path=str(tmp_path)).load()
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+def test_a_folder_linked_twice_is_listed_under_the_same_path_whatever_the_disk_order(
+    tmp_path, monkeypatch, reverse
+):
+    """The path kept followed the disk's listing order (hash order on ext4)."""
+    import os
+
+    (tmp_path / "b_real").mkdir()
+    (tmp_path / "b_real" / "ISIC_0000005.jpg").write_bytes(b"five")
+    (tmp_path / "a_link").symlink_to(tmp_path / "b_real", target_is_directory=True)
+    scandir = os.scandir
+
+    class Ordered:  # os.scandir, its entries in name order or the reverse
+        def __init__(self, path="."):
+            with scandir(path) as entries:
+                self.entries = iter(sorted(entries, key=lambda e: e.name, reverse=reverse))
+
+        def __next__(self):
+            return next(self.entries)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+    monkeypatch.setattr(os, "scandir", Ordered)
+    assert list(ImageFolderDataset(path=str(tmp_path)).load()) == ["a_link/ISIC_0000005.jpg"]

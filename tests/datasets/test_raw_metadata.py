@@ -149,3 +149,16 @@ def test_a_file_not_in_utf8_is_refused_naming_its_line(tmp_path):
     # A UTF-8 byte-order mark is no error.
     path.write_bytes(b"\xef\xbb\xbf" + CSV.encode())
     assert RawMetadataDataset(filepath=str(path)).load().columns[0] == "lesion_id"
+
+
+def test_an_unclosed_quote_is_refused_naming_the_lines_not_read_as_one_value(tmp_path):
+    """csv and pandas read a stray quote as a field running to the next quote: the rows
+    between became part of one row's localization, and were neither validated nor
+    rejected."""
+    path = tmp_path / "HAM10000_metadata.csv"
+    header, first, second = CSV.splitlines()
+    third = second.replace("ISIC_0027420", "ISIC_0027421")
+    stray = first[: -len("scalp")] + '"scalp'
+    path.write_text(f'{header}\n{stray}\n{second}\n{third}"\n')
+    with pytest.raises(DatasetError, match=r"lines 2-4: one value runs over 3 lines"):
+        RawMetadataDataset(filepath=str(path)).load()

@@ -13,6 +13,7 @@ from kedro.io.core import AbstractDataset, DatasetError, get_protocol_and_path
 from skin_lesion.datasets._help import WHERE_TO_PUT_HAM10000
 from skin_lesion.datasets.errors import InputDataError
 from skin_lesion.files import (
+    UnreadableFolderError,
     display_name,
     left_out,
     unique_name,
@@ -115,7 +116,10 @@ class ImageFolderDataset(AbstractDataset[None, dict[str, Callable[[], bytes]]]):
         # find() returns paths as the filesystem spells them (absolute, for local files).
         root = PurePosixPath(self._fs._strip_protocol(self._path))
         local = self._protocol == "file"
-        found = walk_files(root) if local else self._fs.find(self._path)
+        try:
+            found = walk_files(root) if local else self._fs.find(self._path)
+        except UnreadableFolderError as error:
+            raise InputDataError(f"{self._description}: {error}") from None
         files, others, renamed, taken = {}, [], [], set()
         for full in found:
             shown = display_name(str(PurePosixPath(full).relative_to(root)))

@@ -129,7 +129,7 @@ def test_kaggle_download_with_every_image_twice(kedro_project):
     # One copy that differs: which is right is not for the pipeline to guess.
     changed = next((raw / "ham10000_images_part_1").glob("*.jpg"))
     changed.write_bytes(changed.read_bytes() + b"\0")
-    with pytest.raises(Exception, match=rf"{changed.stem}: .*2 image files.*different bytes"):
+    with pytest.raises(Exception, match=rf"{changed.stem}: .*2 image files.*bytes differ"):
         run_kedro(kedro_project, "data_processing")
 
 
