@@ -89,3 +89,20 @@ def test_half_medians_are_shown_not_rounded() -> None:
     }  # fmt: skip
     line = split_stability.markdown(result).splitlines()[-1]
     assert line == "| label corrected | permuted | 1.5 / 2 | 712.5 / 1,018 | 6,086 / 6,742 |"
+
+
+def test_lesions_are_drawn_uniformly_and_each_change_has_its_own_stream() -> None:
+    # One lesion of 1,000 images among 10 of one: drawn as the lesion of a random image
+    # (before the fix) it came up about 99% of the time; uniformly, 1 in 11.
+    rows = [("HAM_big", f"ISIC_{i:05d}") for i in range(1000)]
+    rows += [(f"HAM_{k}", f"ISIC_9{k:04d}") for k in range(10)]
+    metadata = pd.DataFrame(rows, columns=["lesion_id", "image_id"]).assign(dx="nv", label=5)
+    rng = split_stability.changes_rng("lesion removed")
+    removed_big = [
+        len(split_stability.change(metadata, "lesion removed", rng)) == 10 for _ in range(220)
+    ]
+    assert 0.03 < np.mean(removed_big) < 0.2
+    # Paired streams made "image removed" and "lesion removed" the same change for every
+    # one-image lesion.
+    firsts = {k: split_stability.changes_rng(k).integers(10**9) for k in split_stability.CHANGES}
+    assert len(set(firsts.values())) == len(split_stability.CHANGES)
