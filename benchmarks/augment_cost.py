@@ -24,6 +24,9 @@ the test dependencies (``pip install -e ".[test]"``).
 
     python benchmarks/augment_cost.py                          # 128 x 256x341 -> 224, auto device
     python benchmarks/augment_cost.py --batch 32 --cache 120x160 --crop 96 --device cpu
+
+Writes ``augment-cost-<device>-<batch>x<crop>.{json,md}`` to ``--results-dir``; a file there
+measured with another cache, repeats or malloc setting is refused before anything is measured.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ import argparse
 import json
 import platform
 import statistics
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -48,6 +52,12 @@ from skin_lesion.host_memory import keep_freed_memory
 from skin_lesion.provenance import code_version, cpu_name, describe_code, device_slug
 
 ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # run as a script: `benchmarks` is not on the path
+    sys.path.insert(0, str(ROOT))
+
+from benchmarks.cli import image_size  # noqa: E402
+from benchmarks.overwrite import check_not_overwriting  # noqa: E402
+
 CONF = ROOT / "conf" / "base"
 STAGES = {"supcon": "contrastive_pretraining", "classifier": "classifier_training"}
 SYNCING_OPS = ("aten::item", "aten::_local_scalar_dense", "aten::nonzero", "aten::is_nonzero")
@@ -174,6 +184,11 @@ def markdown(result: dict[str, Any]) -> str:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line, checked: ``--cache`` as HxW (``args.cache_hw``), sizes at least 1.
+
+    Raises:
+        SystemExit: Through ``parser.error``, naming the option and its value.
+    """
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--batch", type=int, default=128, help="images a batch (SupCon: x2)")
     parser.add_argument("--cache", default="256x341", help="cached image size, HxW")
@@ -182,20 +197,45 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--results-dir", type=Path, default=ROOT / "benchmarks" / "results")
     args = parser.parse_args(argv)
-    try:
-        height, width = (int(v) for v in args.cache.lower().split("x"))
-    except ValueError:
-        parser.error(f"--cache must look like 256x341 (HxW), got {args.cache!r}")
-    args.cache_hw = (height, width)
+    args.cache_hw = image_size(parser, "--cache", args.cache)
+    args.cache = "x".join(map(str, args.cache_hw))  # as recorded and compared: 256x341
     if args.batch < 2 or args.repeats < 1 or args.crop < 1:
         parser.error("--batch must be at least 2, --repeats and --crop at least 1")
     return args
 
 
+def comparable_settings(result: dict[str, Any]) -> dict[str, Any]:
+    """A result file's settings with its malloc setting, as the run's are compared."""
+    settings = dict(result.get("settings") or {})
+    if "malloc_kept" in result:  # older files do not record it: unknown
+        settings["malloc_kept"] = result["malloc_kept"]
+    return settings
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
+    """Measure both pipelines for both stages; write the JSON and markdown, return the record.
+
+    Raises:
+        SystemExit: Before measuring, where the result file there was measured with other
+            settings (the file name leaves out the cache, the repeats and malloc).
+    """
     args = parse_args(argv)
     malloc_kept = keep_freed_memory()  # as a kedro run does (SKIN_LESION_MALLOC=system: not)
     device = engine.resolve_device(args.device)
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name()
+    settings = {
+        "batch": args.batch,
+        "cache": args.cache,
+        "crop": args.crop,
+        "repeats": args.repeats,
+    }
+    stem = f"augment-cost-{device_slug(device.type, name)}-{args.batch}x{args.crop}"
+    check_not_overwriting(
+        args.results_dir / f"{stem}.json",
+        settings | {"malloc_kept": malloc_kept},
+        flag="--results-dir",
+        recorded=comparable_settings,
+    )
     torch.manual_seed(0)
     kornia = kornia_version()
     if kornia is None:
@@ -211,15 +251,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             reference = KorniaAugment(config).to(device)
             stages[stage]["kornia"] = measure(reference, batch, args.cache_hw, device, args.repeats)
 
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name()
     result = {
         "device": name,
-        "settings": {
-            "batch": args.batch,
-            "cache": args.cache,
-            "crop": args.crop,
-            "repeats": args.repeats,
-        },
+        "settings": settings,
         "torch": torch.__version__,
         "kornia": kornia or "not installed",
         "python": platform.python_version(),
@@ -228,7 +262,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "code": code_version(),
         "stages": stages,
     }
-    stem = f"augment-cost-{device_slug(device.type, name)}-{args.batch}x{args.crop}"
     args.results_dir.mkdir(parents=True, exist_ok=True)
     (args.results_dir / f"{stem}.json").write_text(json.dumps(result, indent=2) + "\n")
     table = markdown(result)

@@ -21,7 +21,10 @@ run's image cache), and scores at argmax:
 
 ``none``'s validation figure reads high: training chose its epoch on validation scored with
 that same single view. The test figures are for reading after a decision, as everywhere in
-these benchmarks. Writes ``benchmarks/results/decision-rules-<run>.json`` and ``.md``.
+these benchmarks. Writes ``benchmarks/results/decision-rules-<run>.json`` and ``.md``
+(``--results-dir``, where the run's records are read; ``--out FILE`` writes elsewhere, so a trial
+leaves a committed result alone); a result there made with other ``--halves`` or on another
+device is refused before any classifier is scored.
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ if str(ROOT) not in sys.path:  # run as a script: `benchmarks` is not on the pat
     sys.path.insert(0, str(ROOT))
 
 from benchmarks import accuracy  # noqa: E402
+from benchmarks.overwrite import check_not_overwriting, recorded_at_top  # noqa: E402
 
 from skin_lesion import engine, lineage  # noqa: E402
 from skin_lesion import splits as splitting  # noqa: E402
@@ -55,6 +59,7 @@ from skin_lesion.lineage import SPLIT_KEY, split_fingerprint  # noqa: E402
 from skin_lesion.prediction import TTA_VIEWS, dihedral  # noqa: E402
 
 TAUS = np.round(np.arange(-1.0, 2.0001, 0.05), 2)
+TAU_GRID = [float(TAUS[0]), float(TAUS[-1]), 0.05]  # first, last, step: as a result records it
 RULES = ("none", "flips", "dihedral", "flips + prior shift")
 
 
@@ -316,7 +321,7 @@ def evaluate_run(
         "device": accuracy.device_name(),
         "code": accuracy.code_record(),
         "halves": halves,
-        "taus": [float(TAUS[0]), float(TAUS[-1]), 0.05],
+        "taus": TAU_GRID,
         "per_run": per_run,
         "summary": summarize(per_run),
     }
@@ -386,15 +391,34 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work-dir", type=Path, default=ROOT / "data" / "benchmarks")
     parser.add_argument("--halves", type=int, default=50, help="random halvings of validation")
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--results-dir", type=Path, default=accuracy.RESULTS)
+    parser.add_argument(
+        "--results-dir",
+        type=Path,
+        default=accuracy.RESULTS,
+        help="where the run's records are (accuracy/<run>/) and, without --out, the result goes",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        help="the JSON to write, its markdown beside it with .md "
+        "(default: <results-dir>/decision-rules-<run>.json)",
+    )
     args = parser.parse_args(argv)
     if args.halves < 1:
         parser.error(f"--halves must be at least 1, got {args.halves}")
+    out = args.out or args.results_dir / f"decision-rules-{args.run}.json"
+    planned = {
+        "run": args.run,
+        "halves": args.halves,
+        "taus": TAU_GRID,
+        "device": accuracy.device_name(),
+    }
+    check_not_overwriting(out, planned, flag="--out", recorded=recorded_at_top, what="a scoring")
     device = engine.resolve_device(args.device)
     result = evaluate_run(args.run, args.work_dir, args.halves, device, args.results_dir)
-    stem = args.results_dir / f"decision-rules-{args.run}"
-    Path(f"{stem}.json").write_text(json.dumps(result, indent=2) + "\n")
-    Path(f"{stem}.md").write_text(markdown(result))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    out.with_suffix(".md").write_text(markdown(result))
     print(markdown(result))
     return 0
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -50,6 +51,11 @@ from skin_lesion.provenance import code_version
 from skin_lesion.splits import align_to_cache
 
 ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # run as a script: `benchmarks` is not on the path
+    sys.path.insert(0, str(ROOT))
+
+from benchmarks.overwrite import check_not_overwriting as _check_not_overwriting  # noqa: E402
+from benchmarks.overwrite import recorded_at_top  # noqa: E402
 
 
 @torch.no_grad()
@@ -75,16 +81,7 @@ def check_not_overwriting(path: Path, planned: dict[str, Any]) -> None:
     Raises:
         SystemExit: Naming the file, each setting that differs, and ``--out``.
     """
-    if not path.exists():
-        return
-    previous = json.loads(path.read_text())
-    differ = {k: (previous.get(k), v) for k, v in planned.items() if previous.get(k) != v}
-    if differ:
-        shown = ", ".join(f"{k} {old!r} there, {new!r} now" for k, (old, new) in differ.items())
-        raise SystemExit(
-            f"{path} holds a baseline with other settings ({shown}); pass another --out to "
-            "keep both, or move it aside"
-        )
+    _check_not_overwriting(path, planned, flag="--out", recorded=recorded_at_top, what="a baseline")
 
 
 def probe_scores(

@@ -14,7 +14,8 @@ already in memory (no augmentation), so the figures are the model's steps alone:
 
 The variants alternate within each round; the table gives the median over ``--rounds`` and
 each process's peak resident memory (VmHWM). Results go to
-``benchmarks/results/host-allocator-<device>-<crop>px.{json,md}``.
+``benchmarks/results/host-allocator-cpu-<crop>px.{json,md}`` (``--results-dir``); a file there
+made with another encoder, batches, steps, warm-up or rounds is refused before any measurement.
 
     python benchmarks/host_allocator.py                       # Lite0 at 128 px, 3 rounds
     python benchmarks/host_allocator.py --encoder efficientnet_b0 --crop 224 --train-batches 32
@@ -34,6 +35,11 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # run as a script: `benchmarks` is not on the path
+    sys.path.insert(0, str(ROOT))
+
+from benchmarks.overwrite import check_not_overwriting  # noqa: E402
+
 VARIANTS = ("system", "kept")
 
 
@@ -172,12 +178,49 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def settings_of(args: argparse.Namespace) -> dict[str, Any]:
+    """The settings a result records (the file name holds the crop alone)."""
+    return {
+        "encoder": args.encoder,
+        "crop": args.crop,
+        "train_batches": args.batches,
+        "eval_batch": args.eval_batch,
+        "steps": args.steps,
+        "eval_steps": args.eval_steps,
+        "warmup": args.warmup,
+        "rounds": args.rounds,
+    }
+
+
+def comparable_settings(result: dict[str, Any]) -> dict[str, Any]:
+    """A result file's settings, its training batches read from its tasks where the settings
+    do not list them (older files)."""
+    settings = dict(result.get("settings") or {})
+    tasks = result.get("tasks") or {}
+    if "train_batches" not in settings and tasks:
+        settings["train_batches"] = [int(t.split(":")[1]) for t in tasks if t.startswith("train:")]
+    return settings
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any] | None:
+    """Measure both malloc variants on every task, each in a fresh process; write the results.
+
+    Raises:
+        SystemExit: Before any measurement, where the result file there was made with other
+            settings; off Linux; where a measurement's process fails.
+    """
     args = parse_args(argv)
     if args.child:
         variant, task = args.child
         print(json.dumps(child(variant, task, args)))
         return None
+    stem = f"host-allocator-cpu-{args.crop}px"
+    check_not_overwriting(
+        args.results_dir / f"{stem}.json",
+        settings_of(args),
+        flag="--results-dir",
+        recorded=comparable_settings,
+    )
     if platform.system() != "Linux":
         raise SystemExit("host_allocator.py: glibc's malloc is only on Linux")
     import torch
@@ -198,15 +241,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
                 )
     result = {
         "device": cpu_name(),
-        "settings": {
-            "encoder": args.encoder,
-            "crop": args.crop,
-            "eval_batch": args.eval_batch,
-            "steps": args.steps,
-            "eval_steps": args.eval_steps,
-            "warmup": args.warmup,
-            "rounds": args.rounds,
-        },
+        "settings": settings_of(args),
         "torch": torch.__version__,
         "torch_threads": torch.get_num_threads(),
         "python": platform.python_version(),
@@ -223,7 +258,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
             for task, by_variant in runs.items()
         },
     }
-    stem = f"host-allocator-cpu-{args.crop}px"
     args.results_dir.mkdir(parents=True, exist_ok=True)
     (args.results_dir / f"{stem}.json").write_text(json.dumps(result, indent=2) + "\n")
     table = markdown(result)

@@ -31,7 +31,9 @@ process so that its memory peaks are its own, and the fastest run counts. Per ru
 * host peak: the process's resident-memory high-water mark (``VmHWM``); GPU peak:
   ``torch.cuda.max_memory_allocated``.
 
-Results go to a JSON file and a markdown table (FILE with ``.md``), also printed.
+Results go to a JSON file and a markdown table (FILE with ``.md``), also printed. A file there
+made with other settings (classifier, images folder, TTA settings, repeats, batch and chunk
+sizes, device, malloc) is refused before any measurement: ``--out`` keeps both.
 """
 
 from __future__ import annotations
@@ -47,6 +49,11 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # run as a script: `benchmarks` is not on the path
+    sys.path.insert(0, str(ROOT))
+
+from benchmarks.overwrite import check_not_overwriting  # noqa: E402
+
 DATA = ROOT.parent / "shared" / "data" / "ham10000_200x150"
 TTAS = ("default", "none", "flips", "dihedral")
 MIB = 2**20
@@ -149,10 +156,17 @@ def run_isolated(args: argparse.Namespace, tta: str) -> dict[str, Any]:
     if args.batch_size is not None:
         command.append(f"--batch-size={args.batch_size}")
     start = time.perf_counter()
-    # stdout is the result; stderr (warnings, a traceback) passes through.
-    done = subprocess.run(command, check=True, stdout=subprocess.PIPE, text=True)
-    result = json.loads(done.stdout.strip().splitlines()[-1])
+    # stdout is the result; stderr is kept so that a failure is reported by its last line (the
+    # error itself) rather than as this process's CalledProcessError traceback.
+    done = subprocess.run(command, check=False, capture_output=True, text=True)
     process = time.perf_counter() - start
+    if done.returncode:
+        last = (done.stderr.strip().splitlines() or ["(no message)"])[-1]
+        raise SystemExit(
+            f"inference_speed.py: the --tta {tta} run failed (exit {done.returncode}): {last}"
+        )
+    sys.stderr.write(done.stderr)  # its warnings, as when they passed through
+    result = json.loads(done.stdout.strip().splitlines()[-1])
     result["process_s"] = round(process, 2)
     result["end_to_end_s"] = round(process - result["decode_s"], 2)
     return result
@@ -177,6 +191,50 @@ def describe(args: argparse.Namespace) -> dict[str, Any]:
         "batch_size": args.batch_size,
         "repeats": args.repeats,
     }
+
+
+def planned_settings(args: argparse.Namespace, described: dict[str, Any]) -> dict[str, Any]:
+    """The settings a run records, as :func:`comparable_settings` reads them from a file.
+
+    Args:
+        args: The parsed command line (``--tta``, ``--chunk-size``, ``--device``).
+        described: :func:`describe`'s record: the machine, the classifier, the images folder.
+
+    Returns:
+        Everything the result records that makes it another measurement (not its code).
+    """
+    import torch
+
+    from skin_lesion.engine import resolve_device
+    from skin_lesion.host_memory import keep_freed_memory
+
+    device = resolve_device(args.device)
+    planned = {k: v for k, v in described.items() if k != "code"}
+    return planned | {
+        # The folder, wherever it is mounted (a GPU machine has its own copy).
+        "images_dir": Path(described["images_dir"]).name,
+        "tta": list(args.tta),
+        "chunk_size": args.chunk_size or None,
+        "device": str(device),
+        "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
+        # The children ask the same of the same environment, so this answer is theirs.
+        "malloc_kept": keep_freed_memory(),
+    }
+
+
+def comparable_settings(result: dict[str, Any]) -> dict[str, Any]:
+    """A result file's settings: its description, the TTA settings asked for, and the rest
+    from its first row where the row records them (older files lack some: unknown)."""
+    settings = {k: v for k, v in result.items() if k not in ("code", "rows")}
+    if "images_dir" in settings:
+        settings["images_dir"] = Path(settings["images_dir"]).name
+    rows = result.get("rows") or []
+    if rows:
+        settings["tta"] = [row.get("asked") for row in rows]
+        settings |= {
+            k: rows[0][k] for k in ("chunk_size", "device", "gpu", "malloc_kept") if k in rows[0]
+        }
+    return settings
 
 
 def markdown(result: dict[str, Any]) -> str:
@@ -247,6 +305,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=OUT)
     parser.add_argument("--child", choices=TTAS, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.repeats < 1:
+        parser.error(f"--repeats must be at least 1, got {args.repeats}")
     args.metadata = args.metadata or args.images.parent / "HAM10000_metadata.csv"
     if args.child:
         print(json.dumps(measure(args, args.child)))
@@ -263,6 +323,9 @@ def main(argv: list[str] | None = None) -> int:
     if not args.images.is_dir():
         raise SystemExit(f"--images '{args.images}' is not a folder")
     result = describe(args)
+    check_not_overwriting(
+        args.out, planned_settings(args, result), flag="--out", recorded=comparable_settings
+    )
     rows = []
     for tta in args.tta:
         runs = [run_isolated(args, tta) for _ in range(args.repeats)]

@@ -23,7 +23,9 @@ just before it: what the measurement itself added (mostly the output array). The
 images go through the PIL loop once beforehand (libraries loaded). The two methods then
 alternate ``--repeats`` times and the fastest run of each counts: other work on the machine
 only slows runs down, and after the first run every file is in the page cache for both.
-Results go to a JSON file and a markdown table (FILE with ``.md``), also printed.
+Results go to a JSON file and a markdown table (FILE with ``.md``), also printed; a file there
+measured with other settings (images a row, cache size, repeats, CPU) is refused before any
+measurement: ``--out`` keeps both. ``--images`` is at least the demo generator's minimum.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ import json
 import logging
 import os
 import re
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -43,11 +46,18 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from skin_lesion.demo import generate_demo_dataset
+from skin_lesion.demo import MIN_IMAGES, generate_demo_dataset
 from skin_lesion.pipelines.data_processing.nodes import decode_images
 from skin_lesion.provenance import code_version, cpu_name, describe_code
 
 ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # run as a script: `benchmarks` is not on the path
+    sys.path.insert(0, str(ROOT))
+
+from benchmarks.cli import image_size  # noqa: E402
+from benchmarks.overwrite import check_not_overwriting  # noqa: E402
+
+REAL, UPSCALED, DEMO = "HAM10000 (real)", "HAM10000 upscaled x3", "demo generator"
 FULL_SIZE = (600, 450)
 UPSCALE_QUALITY = 95
 WARM_IMAGES = 50
@@ -162,9 +172,13 @@ def markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main() -> None:
-    """Run the benchmark, write JSON and markdown, print the table."""
-    logging.basicConfig(level=logging.WARNING)
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line, checked before any work: ``--cache`` as HxW (``args.cache_hw``),
+    ``--images`` at least the demo generator's minimum, ``--repeats`` at least 1.
+
+    Raises:
+        SystemExit: Through ``parser.error``, naming the option, its value and what it takes.
+    """
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--real", type=Path, default=ROOT.parent / "shared/data/ham10000_200x150")
     parser.add_argument(
@@ -174,8 +188,37 @@ def main() -> None:
     parser.add_argument("--cache", default="256x341", help="HxW of the cached images")
     parser.add_argument("--repeats", type=int, default=3, help="runs of each; the fastest counts")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/preprocessing.json")
-    args = parser.parse_args()
-    height, width = (int(v) for v in args.cache.split("x"))
+    args = parser.parse_args(argv)
+    args.cache_hw = image_size(parser, "--cache", args.cache)
+    # The demo rows, made in every run, take min(--images, MAX_FULL_SIZE_IMAGES) images: fewer
+    # than the generator's minimum failed only after the real rows were measured.
+    if args.images < MIN_IMAGES:
+        parser.error(
+            f"--images must be at least {MIN_IMAGES} (the demo generator's minimum, for its "
+            f"rows), got {args.images}"
+        )
+    if args.repeats < 1:
+        parser.error(f"--repeats must be at least 1, got {args.repeats}")
+    return args
+
+
+def comparable_settings(result: dict[str, Any]) -> dict[str, Any]:
+    """A result file's settings, read from its rows: the images of each, the cache size and
+    the repeats; and the CPU."""
+    settings = {k: result[k] for k in ("cpu", "cores") if k in result}
+    rows = result.get("rows") or []
+    if rows:
+        settings["images"] = {row["data"]: row["images"] for row in rows}
+        settings["cache"] = rows[0]["cache_size"]
+        settings["repeats"] = rows[0]["repeats"]
+    return settings
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the benchmark, write JSON and markdown, print the table."""
+    logging.basicConfig(level=logging.WARNING)
+    args = parse_args(argv)
+    height, width = args.cache_hw
     full = min(args.images, MAX_FULL_SIZE_IMAGES)
     real = [] if args.no_real else _files(args.real, args.images)
     if not args.no_real and not real:
@@ -183,15 +226,24 @@ def main() -> None:
             f"--real {args.real}: no .jpg files there (is it a HAM10000 folder?); pass the "
             "folder of your download, or --no-real to measure the demo images only"
         )
+    images = {REAL: len(real), UPSCALED: len(real[:full])} if real else {}
+    planned = {
+        "cpu": cpu_name(),
+        "cores": os.cpu_count(),
+        "images": images | {DEMO: full},
+        "cache": f"{height}x{width}",
+        "repeats": args.repeats,
+    }
+    check_not_overwriting(args.out, planned, flag="--out", recorded=comparable_settings)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         if real:
-            rows.append(measure("HAM10000 (real)", real, height, width, args.repeats))
+            rows.append(measure(REAL, real, height, width, args.repeats))
             upscaled = upscale(real[:full], Path(tmp))
-            rows.append(measure("HAM10000 upscaled x3", upscaled, height, width, args.repeats))
+            rows.append(measure(UPSCALED, upscaled, height, width, args.repeats))
         demo = Path(tmp) / "demo"
         generate_demo_dataset(demo, n_images=full, seed=0, size=FULL_SIZE)
-        rows.append(measure("demo generator", _files(demo, full), height, width, args.repeats))
+        rows.append(measure(DEMO, _files(demo, full), height, width, args.repeats))
     result = {"cpu": cpu_name(), "cores": os.cpu_count(), "code": code_version(ROOT), "rows": rows}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")

@@ -46,7 +46,9 @@ memory figures are its own; they are read at the end of the timed steps:
 ``--data`` takes any folder in HAM10000's layout (``HAM10000_metadata.csv`` and JPEGs in any
 subfolders), e.g. the demo generator's ``python -m skin_lesion.demo DIR``. Writes
 speed-<device>-<encoder>-<crop>.json and .md to ``--results-dir`` (benchmarks/results) and
-prints the markdown.
+prints the markdown. A file there measured with another batch, cache, steps, workers,
+threads, malloc setting, data folder (by name) or image count is refused before anything is
+measured; a setting an older file does not record is not held against it.
 """
 
 from __future__ import annotations
@@ -94,9 +96,15 @@ from skin_lesion.models import ContrastiveModel, create_encoder, resolve_preproc
 from skin_lesion.pretraining import PretrainConfig, make_supcon_step
 from skin_lesion.provenance import code_version, cpu_name, device_slug
 
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # run as a script: `benchmarks` is not on the path
+    sys.path.insert(0, str(ROOT))
+
+from benchmarks.cli import image_size  # noqa: E402
+from benchmarks.overwrite import check_not_overwriting  # noqa: E402
+
 logger = logging.getLogger("speed")
 
-ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf/base"
 RESULTS = ROOT / "benchmarks/results"
 METADATA_FILE = "HAM10000_metadata.csv"
@@ -428,15 +436,25 @@ def list_images(data: Path, limit: int, classes: list[str]) -> pd.DataFrame:
             f"'{data}': {len(unknown)} of {len(files)} images without a metadata row: {unknown[:5]}"
         )
     table = pd.DataFrame({"image_id": [f.stem for f in files], "file": [str(f) for f in files]})
-    table["label"] = metadata.loc[table["image_id"], "dx"].map(classes.index).to_numpy()
+    dx = metadata.loc[table["image_id"], "dx"]
+    unknown_dx = sorted(set(dx) - set(classes), key=str)
+    if unknown_dx:
+        raise ValueError(
+            f"{metadata_path}: diagnoses outside the classes {classes} (conf/base/parameters.yml): "
+            f"{unknown_dx}"
+        )
+    table["label"] = dx.map(classes.index).to_numpy()
     if 0 < limit < len(table):
         table = table.sample(limit, random_state=0).sort_index()
     return table.reset_index(drop=True)
 
 
-def build_cache(table: pd.DataFrame, cache: str, folder: Path, classes: list[str]) -> dict:
-    """Decode the images once into ``folder`` as the catalog's image cache; decode stats."""
-    height, width = (int(v) for v in cache.split("x"))
+def build_cache(
+    table: pd.DataFrame, cache: tuple[int, int], folder: Path, classes: list[str]
+) -> dict:
+    """Decode the images once into ``folder`` at ``cache`` (height, width) as the catalog's
+    image cache; decode stats."""
+    height, width = cache
     loaders = {row.image_id: Path(row.file).read_bytes for row in table.itertuples()}
     start = time.perf_counter()
     built, failures = build_image_cache(loaders, PreprocessConfig(height=height, width=width))
@@ -538,8 +556,12 @@ def markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def parse_args() -> argparse.Namespace:
-    """The command line; ``--child`` and ``--cache-dir`` are internal."""
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line; ``--child`` and ``--cache-dir`` are internal.
+
+    Raises:
+        SystemExit: Through ``parser.error``, for a ``--cache`` that is not HxW.
+    """
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--encoder", default="efficientnet_b0")
     parser.add_argument("--crop", type=int, default=224)
@@ -561,35 +583,65 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--results-dir", type=Path, default=RESULTS, help="where to write")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--cache-dir", type=Path, help=argparse.SUPPRESS)
-    return parser.parse_args()
+    args = parser.parse_args(argv)
+    # Checked here, not after the images are listed: a bad size failed in build_cache.
+    args.cache_hw = image_size(parser, "--cache", args.cache)
+    args.cache = "x".join(map(str, args.cache_hw))  # as recorded and compared: 256x341
+    return args
 
 
-def check_not_overwriting(path: Path, planned: dict[str, Any]) -> None:
-    """Refuse, before measuring, to replace a result measured with other settings.
+def data_name(data: Path | str) -> str:
+    """The data folder's name: the same images at another path are the same measurement."""
+    return Path(data).resolve().name
 
-    The file name holds device, encoder and crop; a quick trial with fewer images or steps,
-    or another batch or cache, would otherwise overwrite a full measurement.
 
-    Raises:
-        SystemExit: Naming the file, the settings that differ, and ``--results-dir``.
+def comparable_settings(result: dict[str, Any]) -> dict[str, Any]:
+    """A result file's settings as :func:`planned_settings` gives them: the data folder by
+    name, and malloc from the feeds where the settings do not record it (older files record
+    it per feed only, or not at all)."""
+    settings = dict(result.get("settings") or {})
+    if "data" in settings:
+        settings["data"] = Path(settings["data"]).name
+    if "malloc_kept" not in settings:
+        kept = {
+            feed.get("malloc_kept")
+            for stage in (result.get("stages") or {}).values()
+            for feed in stage.values()
+            if isinstance(feed, dict)
+        }
+        if len(kept) == 1 and isinstance(next(iter(kept)), bool):
+            settings["malloc_kept"] = kept.pop()
+    return settings
+
+
+def planned_settings(args: argparse.Namespace, images: int, malloc_kept: bool) -> dict[str, Any]:
+    """The settings a run will record that its file name (device, encoder, crop) leaves out.
+
+    Args:
+        args: The parsed command line.
+        images: The images the run measures (``--images``, or all under ``--data``).
+        malloc_kept: Whether malloc keeps freed memory (``SKIN_LESION_MALLOC=system``: not).
+
+    Returns:
+        Batch, cache, steps, workers, threads, malloc, the data folder's name and the images.
     """
-    if not path.exists():
-        return
-    settings = json.loads(path.read_text())["settings"]
-    differ = {k: (settings.get(k), v) for k, v in planned.items() if settings.get(k) != v}
-    if differ:
-        shown = ", ".join(f"{k} {old!r} there, {new!r} now" for k, (old, new) in differ.items())
-        raise SystemExit(
-            f"{path} holds a measurement with other settings ({shown}); pass another "
-            "--results-dir to keep both, or move it aside"
-        )
+    return {
+        "batch": args.batch,
+        "cache": args.cache,
+        "steps": args.steps,
+        "workers": args.workers,
+        "threads": args.threads,
+        "malloc_kept": malloc_kept,
+        "data": data_name(args.data),
+        "images": images,
+    }
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     """Decode the cache, measure every (stage, feed) in its own process, write the results."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    args = parse_args()
-    keep_freed_memory()  # as a kedro run does (SKIN_LESION_MALLOC=system: malloc as it is)
+    args = parse_args(argv)
+    malloc_kept = keep_freed_memory()  # as a kedro run does (SKIN_LESION_MALLOC=system: not)
     if args.child:
         stage, feed = args.child.split(":")
         result = measure(args, stage, feed)
@@ -598,22 +650,24 @@ def main() -> None:
     device = engine.resolve_device(args.device)
     args.device = str(device)
     classes = yaml.safe_load((CONF / "parameters.yml").read_text())["classes"]
-    table = list_images(args.data.resolve(), args.images, classes)
+    try:
+        table = list_images(args.data.resolve(), args.images, classes)
+    except (FileNotFoundError, ValueError) as error:  # the data given: no traceback
+        raise SystemExit(f"speed.py: {error}") from None
     with Image.open(table["file"][0]) as img:
         source_size = f"{img.width}x{img.height}"
     name = device_name(device)
     stem = f"speed-{device_slug(device.type, name)}-{args.encoder}-{args.crop}"
-    planned = {
-        "batch": args.batch,
-        "cache": args.cache,
-        "steps": args.steps,
-        "workers": args.workers,
-    }
-    check_not_overwriting(args.results_dir / f"{stem}.json", planned | {"images": len(table)})
+    check_not_overwriting(
+        args.results_dir / f"{stem}.json",
+        planned_settings(args, len(table), malloc_kept),
+        flag="--results-dir",
+        recorded=comparable_settings,
+    )
     stages: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="skin-lesion-speed-") as tmp:
         args.cache_dir = Path(tmp)
-        decode = build_cache(table, args.cache, args.cache_dir, classes)
+        decode = build_cache(table, args.cache_hw, args.cache_dir, classes)
         logger.info("decoded into the cache: %s", decode)
         for stage in STAGES:
             feeds = {feed: run_isolated(args, stage, feed) for feed in FEEDS}
@@ -642,6 +696,8 @@ def main() -> None:
             "cache": args.cache,
             "steps": args.steps,
             "workers": args.workers,
+            "threads": args.threads,
+            "malloc_kept": malloc_kept,
             "device": args.device,
             "precision": stages["supcon"]["ours"]["precision"],
             "channels_last": stages["supcon"]["ours"]["channels_last"],

@@ -38,6 +38,40 @@ def test_augment_cost_refuses_a_malformed_cache_size(capsys: pytest.CaptureFixtu
 
     assert exc.value.code == 2
     assert "--cache must look like 256x341" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        augment_cost.parse_args(["--cache=0x341"])
+    assert "--cache must have a height and width of at least 1, got '0x341'" in (
+        capsys.readouterr().err
+    )
+
+
+def test_augment_cost_refuses_to_overwrite_another_settings_result_before_measuring(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The file name holds batch and crop only: a trial at another cache, repeats or malloc
+    # setting replaced the measurement silently.
+    path = tmp_path / "augment-cost-cpu-6x32.json"
+    settings = {"batch": 6, "cache": "40x48", "crop": 32, "repeats": 10}
+    path.write_text(json.dumps({"settings": settings, "malloc_kept": False}))
+    before = path.read_bytes()
+
+    def measure(*args, **kwargs):
+        raise AssertionError("measured before the check")
+
+    monkeypatch.setattr(augment_cost, "measure", measure)
+    monkeypatch.setattr(augment_cost, "keep_freed_memory", lambda: False)  # as the file's
+    argv = ["--batch=6", "--crop=32", "--device=cpu", f"--results-dir={tmp_path}"]
+    for changed, message in [
+        (["--cache=40x48", "--repeats=2"], "repeats 10 there, 2 now"),
+        (["--cache=48x40", "--repeats=10"], "cache '40x48' there, '48x40' now"),
+    ]:
+        with pytest.raises(SystemExit, match=rf"{message}.*pass another --results-dir"):
+            augment_cost.main([*argv, *changed])
+    # malloc is a setting too: measured with SKIN_LESION_MALLOC=system there, not now.
+    monkeypatch.setattr(augment_cost, "keep_freed_memory", lambda: True)
+    with pytest.raises(SystemExit, match=r"malloc_kept False there, True now"):
+        augment_cost.main([*argv, "--cache=40x48", "--repeats=10"])
+    assert path.read_bytes() == before
 
 
 def test_hue_strength_compares_both_hue_shifts(tmp_path: Path) -> None:

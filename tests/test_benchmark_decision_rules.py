@@ -1,5 +1,6 @@
 """benchmarks/decision_rules.py: the prior shift, its cross-fitting, the TTA views, the split."""
 
+import json
 from dataclasses import replace
 
 import numpy as np
@@ -197,3 +198,39 @@ def test_the_summary_and_table_gather_every_classifier():
     assert "| flips | 0.690 | 0.700 | +0.000 |" in dr.markdown(
         {**result, "summary": one_run, "per_run": {"split1": one(0.70, 0.68, 0.65)}}
     )
+
+
+def test_a_trial_writes_to_out_and_is_refused_over_a_result_with_other_settings(
+    tmp_path, monkeypatch
+):
+    """--results-dir is where the run's records are read: a trial with other --halves wrote
+    over the committed decision-rules-<run>.json there."""
+    calls, taus = [], [-1.0, 2.0, 0.05]
+
+    def evaluate_run(run, work_dir, halves, device, results):
+        calls.append(results)
+        return {"run": run, "halves": halves, "taus": taus, "device": "CPU test"}
+
+    monkeypatch.setattr(dr, "evaluate_run", evaluate_run)
+    monkeypatch.setattr(dr, "markdown", lambda result: f"halves {result['halves']}\n")
+    monkeypatch.setattr(dr.accuracy, "device_name", lambda: "CPU test")
+    committed = tmp_path / "decision-rules-r.json"
+    recorded = {"run": "r", "halves": 50, "taus": taus, "device": "CPU test"}
+    committed.write_text(json.dumps(recorded))
+    argv = ["--run", "r", "--results-dir", str(tmp_path), "--device", "cpu"]
+    with pytest.raises(SystemExit, match=r"halves 50 there, 5 now\); pass another --out"):
+        dr.main([*argv, "--halves", "5"])
+    assert calls == []  # refused before any classifier was scored
+    trial = tmp_path / "trial" / "rules.json"
+    assert dr.main([*argv, "--halves", "5", "--out", str(trial)]) == 0
+    assert calls == [tmp_path]  # the records are still read from --results-dir
+    assert json.loads(trial.read_text())["halves"] == 5
+    assert trial.with_suffix(".md").read_text() == "halves 5\n"
+    assert json.loads(committed.read_text()) == recorded
+    # Another device is another scoring; the same settings replace it.
+    monkeypatch.setattr(dr.accuracy, "device_name", lambda: "CPU other")
+    with pytest.raises(SystemExit, match=r"device 'CPU test' there, 'CPU other' now"):
+        dr.main(argv)
+    monkeypatch.setattr(dr.accuracy, "device_name", lambda: "CPU test")
+    assert dr.main(argv) == 0
+    assert (tmp_path / "decision-rules-r.md").read_text() == "halves 50\n"

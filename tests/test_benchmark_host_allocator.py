@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from benchmarks import host_allocator
 
+ROOT = Path(__file__).resolve().parents[1]
 GLIBC = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
 
 
@@ -43,3 +44,32 @@ def test_bad_settings_are_refused(capsys: pytest.CaptureFixture) -> None:
             host_allocator.parse_args(bad)
         assert exc.value.code == 2
     assert "--train-batches must be integers" in capsys.readouterr().err
+
+
+def test_a_result_made_with_other_settings_is_refused_before_any_measurement(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The file name holds the crop alone: another encoder replaced the measurement silently.
+    def run_child(*args):
+        raise AssertionError("measured before the check")
+
+    monkeypatch.setattr(host_allocator, "run_child", run_child)
+    committed = ROOT / "benchmarks" / "results" / "host-allocator-cpu-128px.json"
+    before = committed.read_bytes()
+    argv = [f"--results-dir={committed.parent}"]
+    with pytest.raises(SystemExit, match=r"encoder 'tf_efficientnet_lite0' there, 'x' now"):
+        host_allocator.main([*argv, "--encoder=x"])
+    # Batches read from an older file's tasks; a setting it does not record is not refused.
+    with pytest.raises(SystemExit, match=r"train_batches \[32, 128\] there, \[32\] now.*--results"):
+        host_allocator.main([*argv, "--train-batches=32"])
+    with pytest.raises(SystemExit, match=r"rounds 3 there, 1 now"):
+        host_allocator.main([*argv, "--rounds=1"])
+    assert committed.read_bytes() == before
+    assert host_allocator.comparable_settings(json.loads(before))["train_batches"] == [32, 128]
+    # The committed settings themselves pass the check (they would measure it again).
+    host_allocator.check_not_overwriting(
+        committed,
+        host_allocator.settings_of(host_allocator.parse_args([])),
+        flag="--results-dir",
+        recorded=host_allocator.comparable_settings,
+    )

@@ -73,3 +73,79 @@ def test_inference_speed_passes_a_batch_size_on(kedro_project: Path) -> None:
 def test_inference_speed_names_what_is_missing(tmp_path: Path) -> None:
     with pytest.raises(SystemExit, match=r"no classifier checkpoint at '.*classifier\.pt'"):
         inference_speed.main(["--data-dir", str(tmp_path), "--images", str(tmp_path)])
+
+
+def test_fewer_than_one_repeat_is_refused_by_the_parser(capsys: pytest.CaptureFixture) -> None:
+    # min() of no runs failed after the first TTA setting's processes had run.
+    with pytest.raises(SystemExit) as exc:
+        inference_speed.main(["--repeats", "0"])
+    assert exc.value.code == 2
+    assert "--repeats must be at least 1, got 0" in capsys.readouterr().err
+
+
+def test_a_failing_measurement_is_named_by_its_error_not_a_traceback(tmp_path: Path) -> None:
+    import argparse
+
+    args = argparse.Namespace(
+        data_dir=tmp_path,  # no classifier there: the child process fails on loading it
+        images=tmp_path,
+        metadata=tmp_path / "HAM10000_metadata.csv",
+        device="cpu",
+        chunk_size=0,
+        batch_size=None,
+    )
+    with pytest.raises(SystemExit) as exc:
+        inference_speed.run_isolated(args, "none")
+    message = str(exc.value)
+    assert message.startswith("inference_speed.py: the --tta none run failed (exit 1): ")
+    assert message.endswith(
+        f"FileNotFoundError: No checkpoint at '{tmp_path}/06_models/classifier.pt'"
+    )
+
+
+COMMITTED = Path(inference_speed.OUT)
+
+
+@pytest.fixture
+def committed_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """A run of the committed result's settings, with its description as recorded; argv."""
+    recorded = json.loads(COMMITTED.read_text())
+
+    def describe(args):
+        described = {k: v for k, v in recorded.items() if k != "rows"}
+        return described | {"repeats": args.repeats, "batch_size": args.batch_size}
+
+    def run_isolated(args, tta):
+        raise RuntimeError("measuring")
+
+    monkeypatch.setattr(inference_speed, "describe", describe)
+    monkeypatch.setattr(inference_speed, "run_isolated", run_isolated)
+    monkeypatch.setattr("skin_lesion.host_memory.keep_freed_memory", lambda: True)
+    data = tmp_path / "data"
+    for needed in ("06_models/classifier.pt", "08_reporting/test_metrics.json"):
+        (data / needed).parent.mkdir(parents=True, exist_ok=True)
+        (data / needed).write_text("")
+    images = tmp_path / "HAM10000_images_part_1"
+    images.mkdir()
+    return ["--data-dir", str(data), "--images", str(images), "--device", "cpu"]
+
+
+def test_a_trial_is_refused_before_it_replaces_the_committed_result(
+    committed_settings: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    before = COMMITTED.read_bytes()
+    # The committed settings would measure it again (the images folder at another path).
+    with pytest.raises(RuntimeError, match="measuring"):
+        inference_speed.main(committed_settings)
+    for changed, message in [
+        (["--repeats", "1"], r"repeats 2 there, 1 now"),
+        (["--tta", "none"], r"tta \['default', 'none'\] there, \['none'\] now"),
+        (["--chunk-size", "0"], r"chunk_size 2048 there, None now"),
+        (["--batch-size", "64"], r"batch_size None there, 64 now"),
+    ]:
+        with pytest.raises(SystemExit, match=rf"{message}\); pass another --out"):
+            inference_speed.main([*committed_settings, *changed])
+    monkeypatch.setattr("skin_lesion.host_memory.keep_freed_memory", lambda: False)
+    with pytest.raises(SystemExit, match=r"malloc_kept True there, False now"):
+        inference_speed.main(committed_settings)
+    assert COMMITTED.read_bytes() == before

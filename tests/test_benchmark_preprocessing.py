@@ -1,6 +1,7 @@
 """The preprocessing benchmark on generated images: its rows, and no silent loss of real ones."""
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -50,3 +51,68 @@ def test_a_missing_real_folder_is_an_error_not_a_smaller_table(
     done = _run("--no-real", "--images=84", "--repeats=1", "--cache=32x40", f"--out={out}")
     assert done.returncode == 0, done.stderr[-3000:]
     assert [r["data"] for r in json.loads(out.read_text())["rows"]] == ["demo generator"]
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        # Below the demo generator's minimum: failed after the real rows were measured.
+        (["--images=83"], "--images must be at least 84 (the demo generator's minimum"),
+        (["--images=0"], "--images must be at least 84"),  # blamed --real: no .jpg files
+        (["--repeats=0"], "--repeats must be at least 1, got 0"),
+        (["--cache=64"], "--cache must look like 256x341 (HxW), got '64'"),
+    ],
+)
+def test_bad_settings_are_refused_before_any_measurement(
+    argv: list[str],
+    message: str,
+    demo_raw_dir: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture,
+) -> None:
+    out = tmp_path / "pre.json"
+    script = ["preprocessing_speed.py", f"--real={demo_raw_dir}", f"--out={out}", *argv]
+    monkeypatch.setattr(sys, "argv", script)
+    with pytest.raises(SystemExit) as exc:
+        preprocessing_speed.main()
+    assert exc.value.code == 2
+    assert message in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_a_result_with_other_settings_is_refused_before_any_measurement(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from skin_lesion.provenance import cpu_name
+
+    def measure(*args):
+        raise AssertionError("measured before the check")
+
+    monkeypatch.setattr(preprocessing_speed, "measure", measure)
+    out = tmp_path / "pre.json"
+    row = {"data": "demo generator", "images": 84, "cache_size": "32x40", "repeats": 3}
+    out.write_text(json.dumps({"cpu": cpu_name(), "cores": os.cpu_count(), "rows": [row]}))
+    before = out.read_bytes()
+    argv = ["--no-real", "--cache=32x40", f"--out={out}"]
+    for changed, expected in [
+        (["--images=84", "--repeats=1"], r"repeats 3 there, 1 now"),
+        (
+            ["--images=100", "--repeats=3"],
+            r"images \{'demo generator': 84\} there, \{'demo generator': 100\} now",
+        ),
+    ]:
+        with pytest.raises(SystemExit, match=rf"{expected}\); pass another --out"):
+            preprocessing_speed.main([*argv, *changed])
+    with pytest.raises(AssertionError, match="measured"):  # the same settings measure again
+        preprocessing_speed.main([*argv, "--images=84", "--repeats=3"])
+    assert out.read_bytes() == before
+    # The committed result's settings as its rows record them.
+    committed = json.loads((ROOT / "benchmarks/results/preprocessing.json").read_text())
+    assert preprocessing_speed.comparable_settings(committed) | {"cpu": None} == {
+        "cpu": None,
+        "cores": 2,
+        "images": {"HAM10000 (real)": 2000, "HAM10000 upscaled x3": 1000, "demo generator": 1000},
+        "cache": "256x341",
+        "repeats": 3,
+    }

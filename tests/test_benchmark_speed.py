@@ -37,6 +37,9 @@ def test_speed_command_measures_every_stage_and_feed(demo_raw_dir: Path, tmp_pat
     malloc_settable = _reason_to_leave_alone() is None
     assert result["settings"]["images"] == 24
     assert result["settings"]["precision"] == "fp32"
+    # Recorded, so that a run with other threads or malloc is refused over this one.
+    assert result["settings"]["threads"] == 1
+    assert result["settings"]["malloc_kept"] is malloc_settable
     for stage in ("supcon", "classifier"):
         feeds = result["stages"][stage]
         for feed in ("limit", "conventional", "ours"):
@@ -56,17 +59,124 @@ def test_speed_command_measures_every_stage_and_feed(demo_raw_dir: Path, tmp_pat
     assert ("malloc keeping freed memory as the pipelines" in table) is malloc_settable
 
 
-def test_a_trial_with_other_settings_does_not_overwrite_a_measurement(tmp_path: Path) -> None:
+def _planned(**changes) -> dict:
+    import argparse
+
     from benchmarks import speed
 
+    args = argparse.Namespace(
+        batch=32, cache="150x200", steps=30, workers=2, threads=0, data=Path("/d/ham10000_200x150")
+    )
+    return speed.planned_settings(argparse.Namespace(**{**vars(args), **changes}), 10015, True)
+
+
+def test_a_trial_with_other_settings_does_not_overwrite_a_measurement(tmp_path: Path) -> None:
+    from benchmarks import speed
+    from benchmarks.overwrite import check_not_overwriting
+
+    def check(planned: dict) -> None:
+        check_not_overwriting(
+            path, planned, flag="--results-dir", recorded=speed.comparable_settings
+        )
+
     path = tmp_path / "speed-cpu-lite0-96.json"
-    speed.check_not_overwriting(path, {"images": 200})  # nothing there yet
-    settings = {"batch": 32, "cache": "120x160", "steps": 10, "workers": 2, "images": 10015}
+    check(_planned())  # nothing there yet
+    settings = _planned() | {"data": "/elsewhere/ham10000_200x150"}  # recorded as given
     path.write_text(json.dumps({"settings": settings}))
-    speed.check_not_overwriting(path, settings)  # the same measurement again
+    check(_planned())  # the same measurement again, the same folder at another path
     with pytest.raises(SystemExit, match=r"images 10015 there, 200 now\); pass another"):
-        speed.check_not_overwriting(path, settings | {"images": 200})
+        check(_planned() | {"images": 200})
+    # Threads, malloc and the data folder are settings too (they were not compared).
+    with pytest.raises(SystemExit, match=r"threads 0 there, 1 now\); pass another --results-dir"):
+        check(_planned(threads=1))
+    with pytest.raises(SystemExit, match=r"malloc_kept True there, False now"):
+        check(_planned() | {"malloc_kept": False})
+    with pytest.raises(SystemExit, match=r"data 'ham10000_200x150' there, 'demo' now"):
+        check(_planned(data=Path("/d/demo")))
     assert json.loads(path.read_text())["settings"] == settings
+
+
+def test_an_older_result_is_compared_on_what_it_records() -> None:
+    """Files from before threads and malloc were settings: a key they lack is unknown, and
+    malloc is read from their feeds where each records it."""
+    from benchmarks import speed
+    from benchmarks.overwrite import check_not_overwriting
+
+    committed = ROOT / "benchmarks" / "results" / "speed-cpu-tf_efficientnet_lite0-128.json"
+    before = committed.read_bytes()
+    result = json.loads(before)
+    assert "threads" not in result["settings"] and "malloc_kept" not in result["settings"]
+    planned = _planned() | {"steps": 30, "images": 10015}
+
+    def check(planned: dict) -> None:
+        check_not_overwriting(
+            committed, planned, flag="--results-dir", recorded=speed.comparable_settings
+        )
+
+    check(planned)  # the same settings may measure it again
+    with pytest.raises(SystemExit, match=r"malloc_kept True there, False now"):
+        check(planned | {"malloc_kept": False})  # every feed recorded malloc kept
+    assert committed.read_bytes() == before
+    # Feeds without a malloc record (older still): unknown, not refused.
+    unknown = speed.comparable_settings(
+        json.loads((committed.parent / "speed-cpu-tf_efficientnet_lite0-96.json").read_text())
+    )
+    assert "malloc_kept" not in unknown and unknown["data"] == "ham10000_200x150"
+
+
+def test_a_run_with_other_threads_is_refused_before_it_measures(
+    demo_raw_dir: Path, tmp_path: Path
+) -> None:
+    argv = ["--encoder=test_efficientnet", "--crop=32", "--batch=4", "--cache=40x48"]
+    argv += ["--steps=2", "--workers=1", "--images=24", "--device=cpu", f"--data={demo_raw_dir}"]
+    # Measured with --threads 1; malloc not recorded (unknown there: not held against the run).
+    settings = {"batch": 4, "cache": "40x48", "steps": 2, "workers": 1, "threads": 1}
+    settings |= {"data": str(demo_raw_dir), "images": 24}
+    result = tmp_path / "speed-cpu-test_efficientnet-32.json"
+    result.write_text(json.dumps({"settings": settings}))
+    command = [sys.executable, str(ROOT / "benchmarks" / "speed.py"), *argv, "--threads=2"]
+    env = {**os.environ, "KEDRO_DISABLE_TELEMETRY": "true"}
+    done = subprocess.run(
+        [*command, f"--results-dir={tmp_path}"], capture_output=True, text=True, env=env
+    )
+    assert done.returncode == 1, done.stderr[-3000:]
+    assert "threads 1 there, 2 now); pass another --results-dir" in done.stderr
+    assert "decoded into the cache" not in done.stderr  # refused before any work
+    assert json.loads(result.read_text()) == {"settings": settings}
+
+
+@pytest.mark.parametrize("cache", ["64", "64x", "axb", "0x64", "1x2x3"])
+def test_a_malformed_cache_size_is_refused_by_the_parser(
+    cache: str, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from benchmarks import speed
+
+    # Accepted here, it failed in build_cache, after the images were listed.
+    monkeypatch.setattr(sys, "argv", ["speed.py", f"--cache={cache}"])
+    with pytest.raises(SystemExit) as exc:
+        speed.parse_args()
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "--cache must" in err and repr(cache) in err
+
+
+def test_a_diagnosis_outside_the_classes_is_named_with_its_csv(tmp_path: Path) -> None:
+    csv = tmp_path / "HAM10000_metadata.csv"
+    csv.write_text("image_id,dx\nISIC_1,mel\nISIC_2,BKL\n")
+    (tmp_path / "ISIC_1.jpg").write_bytes(b"x")
+    (tmp_path / "ISIC_2.jpg").write_bytes(b"x")
+    command = [sys.executable, str(ROOT / "benchmarks" / "speed.py"), "--device=cpu"]
+    env = {**os.environ, "KEDRO_DISABLE_TELEMETRY": "true"}
+    done = subprocess.run(
+        [*command, f"--data={tmp_path}", f"--results-dir={tmp_path / 'r'}"],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert done.returncode == 1
+    assert f"{csv}: diagnoses outside the classes" in done.stderr
+    assert "['BKL']" in done.stderr and "Traceback" not in done.stderr
+    assert not (tmp_path / "r").exists()
 
 
 def test_list_images_takes_every_image_suffix_and_names_unknown_files(tmp_path: Path) -> None:
