@@ -5,6 +5,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 from benchmarks import inference_agreement
 
 from skin_lesion.calibration import apply_temperature
@@ -51,3 +52,38 @@ def test_agreement_matches_by_file_name_and_sees_a_difference(tmp_path: Path, ca
     predictions["image"] = ["p.jpg", "q.jpg", "r.jpg", "s.jpg"]
     predictions.to_csv(csv, index=False)
     assert inference_agreement.main([str(csv), "--data-dir", str(tmp_path)]) == 1
+
+
+def test_missing_files_and_columns_are_named_not_a_traceback(tmp_path: Path) -> None:
+    probs = np.full((2, 7), 1 / 7)
+    data = tmp_path / "data"
+    data.mkdir()
+    _reporting(data, probs, ["a", "b"])
+    reporting_csv = data / "07_model_output" / "test_predictions.csv"
+    argv = ["--data-dir", str(data)]
+    # A predictions file that is not there (was a FileNotFoundError traceback).
+    with pytest.raises(SystemExit, match=r"predictions CSV '.*absent\.csv' not found"):
+        inference_agreement.main([str(tmp_path / "absent.csv"), *argv])
+    # Reporting's test_predictions.csv passed as the predictions (was KeyError: 'image').
+    with pytest.raises(
+        SystemExit,
+        match=r"predictions CSV '.*test_predictions\.csv' has no column image, melanoma_flag "
+        r"\(its columns: p_akiec, ",
+    ):
+        inference_agreement.main([str(reporting_csv), *argv])
+    # Predictions without one of reporting's classes.
+    predictions = pd.DataFrame(probs[:, :6], columns=[f"p_{c}" for c in CLASSES[:6]])
+    predictions.insert(0, "image", ["a.jpg", "b.jpg"])
+    predictions["melanoma_flag"] = False
+    csv = tmp_path / "predictions.csv"
+    predictions.to_csv(csv, index=False)
+    with pytest.raises(SystemExit, match=r"the predictions have no p_vasc"):
+        inference_agreement.main([str(csv), *argv])
+    # Reporting's files missing: --data-dir not a reported run's.
+    with pytest.raises(
+        SystemExit, match=r"reporting's test predictions '.*test_predictions\.csv' not found"
+    ):
+        inference_agreement.main([str(csv), "--data-dir", str(tmp_path / "elsewhere")])
+    (data / "08_reporting" / "test_metrics.json").unlink()
+    with pytest.raises(SystemExit, match=r"reporting's metrics '.*test_metrics\.json' not found"):
+        inference_agreement.main([str(csv), *argv])
