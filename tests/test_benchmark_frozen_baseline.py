@@ -59,9 +59,12 @@ def test_baseline_scores_validation_and_keeps_another_settings_result(
     with pytest.raises(SystemExit, match=r"crop 32 there, 40 now.*--out"):
         frozen_baseline.main([*argv, "--crop", "40"])
     assert json.loads(out.read_text()) == saved
-    # The same settings may replace it (a rerun; random weights here, so other scores).
+    # The same settings may replace it, and give the same baseline: the random weights of
+    # --weights none are seeded (they were not, so each run scored other features).
     saved = frozen_baseline.main([*argv, "--crop", "32"])
     assert json.loads(out.read_text()) == saved
+    scores = ("val_balanced_accuracy", "val_macro_f1", "train_balanced_accuracy", "knn")
+    assert {k: saved[k] for k in scores} == {k: result[k] for k in scores}
     # Another split of the same sizes (one train and one val image trade places) is another
     # baseline too: refused after reading the split, before the features.
     _swap_a_train_and_a_val_image(kedro_project / "data" / "test")
