@@ -3,7 +3,7 @@
 # still leaves the headline figures: the GPU tests, the speed benchmarks (augmentation cost,
 # then training steps), gpu-full, inference throughput with gpu-full's last classifier, then
 # the four ablations of gpu-full, then the comparison table. Results land in
-# benchmarks/results/.
+# benchmarks/results/ (inference throughput in inference_speed-<gpu>.json, after the GPU).
 #
 #   bash benchmarks/gpu.sh                       # seed 0 of everything
 #   SEEDS="0 1 2" bash benchmarks/gpu.sh         # the issue's three seeds
@@ -99,6 +99,17 @@ if [[ ! -f "$DATA/HAM10000_metadata.csv" ]]; then
 fi
 
 step() { echo "== $(date -u +%H:%M:%S) $*" >&2; }
+# The GPU's name for a file name, as skin_lesion.provenance.device_slug makes it ("NVIDIA H100
+# 80GB HBM3" -> h100-80gb-hbm3), so that one GPU's results never take another's file (and
+# inference_speed.py refuses to replace a result measured on another GPU); "gpu" where
+# nvidia-smi does not answer.
+gpu_slug() {
+    local slug
+    slug=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -n 1 |
+        tr '[:upper:]' '[:lower:]' |
+        sed -e 's/nvidia//g' -e 's/[^a-z0-9][^a-z0-9]*/-/g' -e 's/^-*//' -e 's/-*$//')
+    echo "${slug:-gpu}"
+}
 # --pretraining-from gpu-full for an ablation of the classifier alone, where gpu-full kept
 # every seed's outputs on this machine; nothing otherwise.
 reuse() {
@@ -184,7 +195,7 @@ for name in $STEPS; do
             run inference "$PYTHON" benchmarks/inference_speed.py \
                 --data-dir "${WORK_DIR:-data/benchmarks}/gpu-full/data/gpu_full" \
                 --images "$DATA" --metadata "$DATA/HAM10000_metadata.csv" \
-                --out benchmarks/results/inference_speed-gpu.json
+                --out "benchmarks/results/inference_speed-$(gpu_slug).json"
             ;;
         ablations)
             if [[ $PARALLEL == 1 ]] && parallel_ablations; then

@@ -73,6 +73,16 @@ def run_script(fake: dict[str, Path], **env: str) -> tuple[subprocess.CompletedP
 CHECK = "benchmarks/check_dependencies.py"
 
 
+def _nvidia_smi(tmp_path: Path, script: str) -> str:
+    """A PATH whose nvidia-smi runs ``script`` (this machine's own, if any, is not asked)."""
+    tools = tmp_path / "bin"
+    tools.mkdir(exist_ok=True)
+    smi = tools / "nvidia-smi"
+    smi.write_text(f"#!/usr/bin/env bash\n{script}\n")
+    smi.chmod(0o755)
+    return f"{tools}:{os.environ['PATH']}"
+
+
 def test_the_dependencies_are_checked_first_and_a_misfit_is_reported_not_fatal(
     fake: dict[str, Path],
 ) -> None:
@@ -83,8 +93,11 @@ def test_the_dependencies_are_checked_first_and_a_misfit_is_reported_not_fatal(
     assert "dependencies missing or out of range (above); going on" in result.stderr
 
 
-def test_runs_every_step_in_order_with_the_seeds_and_data(fake: dict[str, Path]) -> None:
-    result, calls = run_script(fake, SEEDS="0 1")
+def test_runs_every_step_in_order_with_the_seeds_and_data(
+    fake: dict[str, Path], tmp_path: Path
+) -> None:
+    path = _nvidia_smi(tmp_path, "echo 'NVIDIA H200'")
+    result, calls = run_script(fake, SEEDS="0 1", PATH=path)
     assert result.returncode == 0, result.stderr
     data = fake["data"]
     accuracy = f"benchmarks/accuracy.py --setting gpu-full --data {data} --seeds 0 1"
@@ -96,7 +109,7 @@ def test_runs_every_step_in_order_with_the_seeds_and_data(fake: dict[str, Path])
         accuracy,
         "benchmarks/inference_speed.py --data-dir data/benchmarks/gpu-full/data/gpu_full "
         f"--images {data} --metadata {data}/HAM10000_metadata.csv "
-        "--out benchmarks/results/inference_speed-gpu.json",
+        "--out benchmarks/results/inference_speed-h200.json",
         *(
             f"benchmarks/accuracy.py --setting gpu-full --ablation {name} --data {data} --seeds 0 1"
             for name in ("no-contrastive", "metadata-fusion", "cross-entropy", "weighted-sampling")
@@ -104,6 +117,24 @@ def test_runs_every_step_in_order_with_the_seeds_and_data(fake: dict[str, Path])
         "benchmarks/accuracy.py --setting gpu-full --compare",
     ]
     assert "cuda.is_available" in calls[0]
+
+
+@pytest.mark.parametrize(
+    ("smi", "out"),
+    [
+        ("echo 'NVIDIA H100 80GB HBM3'", "inference_speed-h100-80gb-hbm3.json"),
+        ("exit 9", "inference_speed-gpu.json"),  # nvidia-smi does not answer
+    ],
+)
+def test_inference_results_are_named_after_the_gpu(
+    smi: str, out: str, fake: dict[str, Path], tmp_path: Path
+) -> None:
+    # A fixed inference_speed-gpu.json: an H100 session overwrote an H200's figures (and is
+    # now refused by inference_speed.py's check, losing the step).
+    result, calls = run_script(fake, STEPS="inference", PATH=_nvidia_smi(tmp_path, smi))
+    assert result.returncode == 0, result.stderr
+    assert calls[1].startswith("benchmarks/inference_speed.py ")
+    assert calls[1].endswith(f" --out benchmarks/results/{out}")
 
 
 def test_a_failed_step_does_not_stop_the_rest_and_is_named(fake: dict[str, Path]) -> None:
@@ -257,12 +288,7 @@ def test_parallel_reuses_the_kept_pretraining_like_the_sequential_runs(
 def test_parallel_falls_back_to_one_at_a_time_on_an_exclusive_gpu(
     fake: dict[str, Path], tmp_path: Path
 ) -> None:
-    tools = tmp_path / "bin"
-    tools.mkdir()
-    smi = tools / "nvidia-smi"
-    smi.write_text("#!/usr/bin/env bash\necho Exclusive_Process\n")
-    smi.chmod(0o755)
-    path = f"{tools}:{os.environ['PATH']}"
+    path = _nvidia_smi(tmp_path, "echo Exclusive_Process")
     result, calls = run_script(fake, PARALLEL="1", STEPS="ablations", PATH=path)
     assert result.returncode == 0, result.stderr
     assert "Exclusive_Process" in result.stderr
