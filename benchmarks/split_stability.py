@@ -39,6 +39,11 @@ from skin_lesion.datasets import RawMetadataDataset
 from skin_lesion.splits import SPLITS, SplitConfig, split_by_lesion
 
 ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # run as a script: `benchmarks` is not on the path
+    sys.path.insert(0, str(ROOT))
+
+from benchmarks.overwrite import check_not_overwriting, recorded_at_top  # noqa: E402
+
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "ham10000_200x150"
 CLASSES = ["akiec", "bcc", "bkl", "df", "mel", "nv", "vasc"]
 SEED = 42  # conf/base/parameters.yml
@@ -207,6 +212,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.trials < 1:
         parser.error(f"--trials must be at least 1, got {args.trials}")
     metadata, name, digest = read_metadata(args.data)
+    planned = {"data": args.data.name, "metadata_sha256": digest, "trials": args.trials}
+    check_not_overwriting(args.out, planned, flag="--out", recorded=recorded_at_top)
     result = run(metadata, args.trials)
     result.update(data=args.data.name, metadata=name, metadata_sha256=digest, trials=args.trials)
     table = markdown(result)

@@ -106,3 +106,13 @@ def test_lesions_are_drawn_uniformly_and_each_change_has_its_own_stream() -> Non
     # one-image lesion.
     firsts = {k: split_stability.changes_rng(k).integers(10**9) for k in split_stability.CHANGES}
     assert len(set(firsts.values())) == len(split_stability.CHANGES)
+
+
+def test_a_trial_with_other_settings_is_refused_before_it_replaces_a_result(tmp_path: Path):
+    _metadata_csv(tmp_path)
+    out = tmp_path / "results" / "split-stability.json"
+    assert split_stability.main(["--data", str(tmp_path), "--trials", "2", "--out", str(out)]) == 0
+    before = out.read_text()
+    with pytest.raises(SystemExit, match=r"trials 2 there, 1 now\); pass another --out"):
+        split_stability.main(["--data", str(tmp_path), "--trials", "1", "--out", str(out)])
+    assert out.read_text() == before
