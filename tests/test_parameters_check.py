@@ -207,12 +207,15 @@ def test_a_scoring_run_refuses_a_classifier_of_other_settings_before_any_node():
     with pytest.raises(StaleInputError, match=r"seed=42"):
         check_classifier_current(gradcam, catalog(trained))
     check_classifier_current(scoring, catalog(trained, seed=42))
-    # A run that trains the classifier first, one that only uses it (inference), one with
-    # none saved yet (it fails at `classifier`, naming it), and figures without it pass.
+    # The report alone lists the parameters beside the classifier's metrics: checked too
+    # (it passed until 2026-12-07, reading no classifier).
+    with pytest.raises(StaleInputError, match=r"seed=42"):
+        check_classifier_current(scoring.only_nodes("build_report"), catalog(trained))
+    # A run that trains the classifier first, one that only uses it (inference) and one with
+    # none saved yet (it fails at `classifier`, naming it) pass.
     check_classifier_current(classifier_training.create_pipeline() + scoring, catalog(trained))
     check_classifier_current(inference.create_pipeline(), catalog(trained))
     check_classifier_current(scoring, DataCatalog({"classifier": MemoryDataset()}))
-    check_classifier_current(scoring.only_nodes("plot_confusion_matrix"), catalog(trained))
 
 
 def test_an_unknown_encoder_is_named_before_any_work(kedro_project: Path):

@@ -20,9 +20,10 @@ import torch
 
 from skin_lesion import bootstrap as bs
 from skin_lesion import calibration as cal
-from skin_lesion import engine
+from skin_lesion import engine, lineage
 from skin_lesion import metrics as m
 from skin_lesion.augment import AugmentConfig, build_eval_transform, build_train_augment
+from skin_lesion.checkpoints import state_fingerprint
 from skin_lesion.classifier import classifier_from_checkpoint, predict_with_checkpoint
 from skin_lesion.config import check_at_least, from_dict
 from skin_lesion.gradcam import gradcam_heatmaps, normalise_maps
@@ -114,7 +115,9 @@ def predict_split(
         config: Reporting parameters (TTA, batch size).
 
     Returns:
-        ``image_id, lesion_id, label, dx`` and ``p_<class>`` for every class.
+        ``image_id, lesion_id, label, dx``, ``classifier_sha256`` and ``tta`` (what made
+        them, which ``lineage.check_predictions`` compares before they are scored), and
+        ``p_<class>`` for every class.
     """
     classes = checkpoint["class_names"]
     chosen = np.flatnonzero(rows["split"].to_numpy() == split)
@@ -129,6 +132,8 @@ def predict_split(
         progress=config.progress,
     )
     out = rows.iloc[chosen][["image_id", "lesion_id", "label", "dx"]].reset_index(drop=True)
+    out[lineage.PREDICTED_BY] = state_fingerprint(checkpoint)
+    out[lineage.PREDICTED_TTA] = config.tta
     return pd.concat([out, pd.DataFrame(probs, columns=[f"p_{c}" for c in classes])], axis=1)
 
 

@@ -612,3 +612,92 @@ def check_settings(
             f"now say ({'; '.join(differences)}). Rerun `kedro run --pipelines {rerun}` (add "
             "the same --env/--params) to remake it, or restore the settings."
         )
+
+
+# Columns with which reporting's predictions name what made them (since 2026-12-07).
+PREDICTED_BY = "classifier_sha256"
+PREDICTED_TTA = "tta"
+
+
+def check_predictions(
+    predictions: pd.DataFrame, what: str, classifier_sha256: str, tta: str
+) -> None:
+    """Refuse predictions made by another classifier or with another TTA than ``tta``: a run
+    that starts after the predicting nodes (``--from-nodes evaluate_test``) fitted the
+    operating point on them and recorded the current classifier's fingerprint and ``tta``,
+    so inference accepted a temperature and threshold fitted for another model.
+
+    Raises:
+        StaleInputError: Naming ``what``, the fingerprints or TTAs and the command to rerun;
+            also for predictions that record neither (made before they did).
+    """
+    rerun = "Rerun `kedro run --pipelines reporting` (it predicts again)."
+    if PREDICTED_BY not in predictions.columns or PREDICTED_TTA not in predictions.columns:
+        raise StaleInputError(
+            f"`{what}` does not record the classifier and TTA it was made with (made before "
+            f"predictions did), so it cannot be scored as this classifier's. {rerun}"
+        )
+    made_by = sorted(set(predictions[PREDICTED_BY].astype(str)))
+    if made_by != [classifier_sha256]:
+        raise StaleInputError(
+            f"`{what}` is stale: it was predicted by classifier {', '.join(made_by)[:40]}…, "
+            f"not by the current classifier.pt ({classifier_sha256[:12]}…). {rerun}"
+        )
+    made_with = sorted(set(predictions[PREDICTED_TTA].astype(str)))
+    if made_with != [tta]:
+        raise StaleInputError(
+            f"`{what}` is stale: it was predicted with tta {', '.join(made_with)}, but "
+            f"reporting.tta is now {tta!r}. {rerun}"
+        )
+
+
+def check_operating_point(point: Mapping[str, Any], classifier_sha256: str, tta: str) -> None:
+    """Refuse ``test_metrics`` fitted for another classifier or TTA than the current ones
+    (a run of its figures or report alone would show them beside this classifier's
+    settings); an operating point that records neither passes."""
+    recorded = point.get(PREDICTED_BY)
+    if recorded is not None and recorded != classifier_sha256:
+        raise StaleInputError(
+            f"`test_metrics` is stale: it scores classifier {str(recorded)[:12]}…, not the "
+            f"current classifier.pt ({classifier_sha256[:12]}…). Rerun `kedro run --pipelines "
+            "reporting`."
+        )
+    if point.get(PREDICTED_TTA) not in (None, tta):
+        raise StaleInputError(
+            f"`test_metrics` is stale: it was fitted with tta {point.get(PREDICTED_TTA)!r}, but "
+            f"reporting.tta is now {tta!r}. Rerun `kedro run --pipelines reporting`."
+        )
+
+
+def check_fine_tuned_from(classifier: Mapping[str, Any], encoder_sha256: str) -> None:
+    """Refuse SupCon outputs (curves, embeddings) of another encoder than the one the
+    classifier was fine-tuned from, e.g. after ``--pipelines contrastive_pretraining`` was
+    rerun alone; a classifier that does not record its encoder passes."""
+    recorded = (classifier.get("params") or {}).get(ENCODER_KEY)
+    if recorded is not None and recorded != encoder_sha256:
+        raise StaleInputError(
+            f"`pretrained_encoder` (with its pretraining_history and contrastive_embeddings) is "
+            f"not the encoder the classifier was fine-tuned from ({encoder_sha256[:12]}… now, "
+            f"{str(recorded)[:12]}… then): contrastive pretraining was rerun without "
+            "classifier training. Rerun `kedro run --pipelines classifier_training,reporting`, "
+            "or restore the encoder."
+        )
+
+
+def _as_json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+def check_history(history: Any, checkpoint: Mapping[str, Any], what: str, made_by: str) -> None:
+    """Refuse a training history (``what``) other than the one ``checkpoint`` recorded: a
+    classifier copied in from another run was plotted with the curves left by this one.
+    A checkpoint without a history passes."""
+    recorded = checkpoint.get("history")
+    if recorded is None:
+        return
+    if _as_json(history) != _as_json(json.loads(_as_json(recorded))):
+        raise StaleInputError(
+            f"`{what}` is not the history `{made_by}` recorded (it was left by another run: "
+            f"the figure would show curves of a model other than the one reported). Rerun the "
+            f"pipeline that makes `{made_by}`, or restore the history it wrote with it."
+        )

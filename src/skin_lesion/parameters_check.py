@@ -629,31 +629,88 @@ def check_embedded_encoder_current(pipeline: Any, catalog: Any) -> None:
 
 
 def check_classifier_current(pipeline: Any, catalog: Any) -> None:
-    """``reporting.nodes.check_classifier_settings`` for a pipeline whose reporting nodes
-    read a ``classifier`` the pipeline does not train (``--pipelines reporting``).
+    """For a run of reporting nodes that does not train the classifier (``--pipelines
+    reporting``, ``--from-nodes evaluate_test``, ``--nodes build_report``), before any node:
+
+    * ``reporting.nodes.check_classifier_settings``: a classifier trained with other settings
+      than the parameters now say (the report would list settings it was not trained with);
+    * the image cache against the current preprocessing;
+    * predictions (``test_predictions``, ``reporting_val_predictions``) and ``test_metrics``
+      the run reads without making them, against the classifier and ``reporting.tta``
+      (``lineage.check_predictions``; the operating point's fingerprint and TTA);
+    * the SupCon outputs it reads without making them (``pretraining_history``,
+      ``contrastive_embeddings``): the pretrained encoder must be the one the classifier was
+      fine-tuned from, or the report's SupCon curves and embedding map describe another;
+    * the training histories it reads: those the classifier and encoder recorded (a
+      classifier copied in from another run was plotted with this run's curves).
 
     Other pipelines that read the classifier (``inference``) use it whatever it was trained
     with and pass, as do runs with no classifier saved yet (they fail at ``classifier``,
-    naming it). The splits and the image cache are still checked by the nodes themselves.
+    naming it). The splits are still checked by the nodes themselves.
     """
-    if "classifier" not in pipeline.inputs() or "classifier" not in catalog:
+    if not any(node.func.__module__ == REPORTING_NODES for node in pipeline.nodes):
         return
-    if not any(
-        node.func.__module__ == REPORTING_NODES and "classifier" in node.inputs
-        for node in pipeline.nodes
-    ):
-        return
-    if not catalog.exists("classifier"):
+    made = set(pipeline.all_outputs())
+    if "classifier" in made or "classifier" not in catalog or not catalog.exists("classifier"):
         return
     # Imports torch and the reporting code: only for the runs that score a classifier.
+    from skin_lesion import lineage
+    from skin_lesion.checkpoints import state_fingerprint
     from skin_lesion.pipelines.reporting import nodes
 
+    classifier = catalog.load("classifier")
     now = {
         keyword: catalog.load(f"params:{group}")
         for keyword, group in nodes.UPSTREAM.items()
         if f"params:{group}" in catalog
     }
-    nodes.check_classifier_settings(catalog.load("classifier"), **now)
+    checks = [lambda: nodes.check_classifier_settings(classifier, **now)]
+    reads = set(pipeline.inputs())
+
+    def present(name: str) -> bool:
+        return name in reads and name in catalog and catalog.exists(name)
+
+    if present("image_cache") and CACHE_SETTINGS in catalog:
+        from skin_lesion.preprocessing import PreprocessConfig
+
+        configured = from_dict(
+            PreprocessConfig, catalog.load(CACHE_SETTINGS), "data_processing.preprocessing"
+        )
+        checks.append(
+            lambda: lineage.check_cache_settings(
+                catalog.load("image_cache").preprocessing, configured.to_dict()
+            )
+        )
+    scored = [n for n in ("test_predictions", "reporting_val_predictions") if present(n)]
+    if scored or present("test_metrics"):
+        from skin_lesion.evaluation import ReportingConfig
+
+        made_by = state_fingerprint(classifier)
+        tta = from_dict(ReportingConfig, catalog.load("params:reporting"), "reporting").tta
+    for name in scored:
+        frame = catalog.load(name)
+        checks.append(lambda f=frame, n=name: lineage.check_predictions(f, n, made_by, tta))
+    if present("test_metrics"):
+        point = catalog.load("test_metrics").get("operating_point") or {}
+        checks.append(lambda: lineage.check_operating_point(point, made_by, tta))
+    if present("training_history"):
+        history = catalog.load("training_history")
+        checks.append(
+            lambda: lineage.check_history(history, classifier, "training_history", "classifier")
+        )
+    pretrained = "pretrained_encoder" in catalog and catalog.exists("pretrained_encoder")
+    if (present("pretraining_history") or present("contrastive_embeddings")) and pretrained:
+        encoder = catalog.load("pretrained_encoder")
+        made_from = state_fingerprint(encoder)
+        checks.append(lambda: lineage.check_fine_tuned_from(classifier, made_from))
+        if present("pretraining_history"):
+            supcon = catalog.load("pretraining_history")
+            checks.append(
+                lambda: lineage.check_history(
+                    supcon, encoder, "pretraining_history", "pretrained_encoder"
+                )
+            )
+    lineage.all_of(*checks)
 
 
 def _path(dataset: Any) -> str | None:

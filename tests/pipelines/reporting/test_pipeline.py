@@ -113,3 +113,45 @@ def test_report_lists_every_parameter_group_but_inference():
     for path in conf.glob("parameters*.yml"):
         groups |= set(yaml.safe_load(path.read_text()) or {})
     assert set(REPORTED_PARAMETERS) == groups - {"inference"}
+
+
+def test_reporting_refuses_outputs_of_another_classifier_encoder_or_tta(kedro_project):
+    """Runs that start after the predicting nodes, or plot histories and embeddings alone,
+    reported outputs of another model as this classifier's (and inference accepted an
+    operating point fitted on another classifier's predictions)."""
+    import torch
+
+    from skin_lesion.lineage import StaleInputError
+
+    run_kedro(kedro_project)
+    root = kedro_project / "data" / "test"
+    # Another TTA than the predictions were made with: the operating point claimed it.
+    with pytest.raises(StaleInputError, match=r"predicted with tta flips, but reporting.tta is"):
+        run_kedro(
+            kedro_project, "reporting", from_nodes=["evaluate_test"], reporting={"tta": "none"}
+        )
+    # Predictions of another classifier (as after classifier_training was rerun alone).
+    path = root / "07_model_output" / "test_predictions.csv"
+    original = path.read_text()
+    pd.read_csv(path).assign(classifier_sha256="0" * 64).to_csv(path, index=False)
+    with pytest.raises(StaleInputError, match=r"`test_predictions` is stale: it was predicted by"):
+        run_kedro(kedro_project, "reporting", from_nodes=["evaluate_test"])
+    path.write_text(original)
+    # The report alone with another seed listed beside this classifier's metrics.
+    with pytest.raises(StaleInputError, match=r"seed=42, but the parameters now"):
+        run_kedro(kedro_project, "reporting", from_nodes=["build_report"], seed=7)
+    # Another run's classifier history beside this classifier.
+    history = root / "08_reporting" / "training_history.json"
+    kept = history.read_text()
+    history.write_text(json.dumps(json.loads(kept)[:-1]))
+    with pytest.raises(StaleInputError, match=r"`training_history` is not the history"):
+        run_kedro(kedro_project, "reporting")
+    history.write_text(kept)
+    # An encoder pretrained again alone: not the one the classifier was fine-tuned from.
+    encoder_path = root / "06_models" / "pretrained_encoder.pt"
+    encoder = torch.load(encoder_path, weights_only=True)
+    name = next(iter(encoder["state_dict"]))
+    encoder["state_dict"][name] = encoder["state_dict"][name] + 1
+    torch.save(encoder, encoder_path)
+    with pytest.raises(StaleInputError, match=r"not the encoder the classifier was fine-tuned"):
+        run_kedro(kedro_project, "reporting")

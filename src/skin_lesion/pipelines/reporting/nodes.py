@@ -198,16 +198,27 @@ def evaluate_test(
 ) -> dict[str, Any]:
     """Metrics, calibration (fitted on val), melanoma operating points, lesion bootstrap.
 
-    With ``classifier``, the operating point records its weights' SHA-256, so that inference
-    refuses to apply this temperature and threshold to another classifier, and
-    ``split_sha256`` the split it was trained on.
+    With ``classifier``, predictions made by another classifier or with another TTA than
+    ``params`` says are refused (a run started after the predicting nodes would otherwise
+    fit this classifier's operating point on them), the operating point records its weights'
+    SHA-256, so that inference refuses to apply this temperature and threshold to another
+    classifier, and ``split_sha256`` the split it was trained on.
     """
-    metrics = ev.evaluate_test(
-        test_predictions, val_predictions, classes, config=_config(params), seed=seed
-    )
+    config = _config(params)
+    if classifier is not None:
+        made_by = state_fingerprint(classifier)
+        lineage.all_of(
+            lambda: lineage.check_predictions(
+                test_predictions, "test_predictions", made_by, config.tta
+            ),
+            lambda: lineage.check_predictions(
+                val_predictions, "reporting_val_predictions", made_by, config.tta
+            ),
+        )
+    metrics = ev.evaluate_test(test_predictions, val_predictions, classes, config=config, seed=seed)
     if classifier is not None:
         metrics["split_sha256"] = (classifier.get("params") or {}).get(lineage.SPLIT_KEY)
-        metrics["operating_point"]["classifier_sha256"] = state_fingerprint(classifier)
+        metrics["operating_point"]["classifier_sha256"] = made_by
     return metrics
 
 
