@@ -4,6 +4,7 @@ A mistyped top-level ``--params`` name would otherwise be ignored by Kedro, and 
 inside a group (a runtime one or one in ``conf/local``) would surface only when its node runs.
 """
 
+import json
 import logging
 import re
 from pathlib import Path
@@ -390,3 +391,25 @@ def test_an_edited_metadata_file_stops_training_on_the_old_cache(kedro_project: 
     with pytest.raises(StaleInputError, match=r"different runs.*holds images `validated_meta"):
         run_kedro(kedro_project, from_nodes=["split_by_lesion"])
     assert not (kedro_project / "data" / "test" / "06_models" / "pretrained_encoder.pt").exists()
+
+
+@pytest.mark.slow
+def test_other_metadata_limits_stop_a_run_on_data_validated_with_the_old_ones(kedro_project: Path):
+    """The classifier recorded the current limits, not those data_processing applied, and
+    inference then refused the classifier's own training images as out of range."""
+    from skin_lesion.lineage import StaleInputError
+
+    run_kedro(kedro_project, "data_processing")
+    limits = {"metadata": {"max_age": 100}}
+    with pytest.raises(
+        StaleInputError,
+        match=r"metadata.max_age=120.0 then, 100.0 now\). Rerun `kedro run --env test`",
+    ):
+        run_kedro(kedro_project, "contrastive_pretraining", data_processing=limits)
+    assert not (kedro_project / "data" / "test" / "06_models" / "pretrained_encoder.pt").exists()
+    # Validating again with them is what the refusal advises: then the limits agree.
+    run_kedro(kedro_project, "data_processing", data_processing=limits)
+    record = json.loads(
+        (kedro_project / "data" / "test" / "05_model_input" / "raw_data_record.json").read_text()
+    )
+    assert record["metadata_validation"]["max_age"] == 100

@@ -701,3 +701,36 @@ def check_history(history: Any, checkpoint: Mapping[str, Any], what: str, made_b
             f"the figure would show curves of a model other than the one reported). Rerun the "
             f"pipeline that makes `{made_by}`, or restore the history it wrote with it."
         )
+
+
+# The raw-data record's key for the metadata validation limits data_processing applied
+# (since 2026-12-07).
+VALIDATION_KEY = "metadata_validation"
+
+
+def check_validation_settings(
+    recorded: Mapping[str, Any], now: Mapping[str, Any], rerun: str
+) -> None:
+    """Refuse outputs of data_processing validated with other ``data_processing.metadata``
+    limits (ages, sexes) than the parameters now say: a training run records the current
+    ones in the classifier, and inference then applied limits the training data were not
+    held to (it refused the classifier's own training images as out of range). A record
+    without them (made before they were recorded) passes.
+
+    Raises:
+        StaleInputError: Naming each limit, then and now, and the command that remakes the
+            outputs.
+    """
+    then = recorded.get(VALIDATION_KEY)
+    if not isinstance(then, Mapping):
+        return
+    differ = {k: (then.get(k), v) for k, v in now.items() if k in then and then[k] != v}
+    if differ:
+        shown = ", ".join(
+            f"data_processing.metadata.{k}={old!r} then, {new!r} now"
+            for k, (old, new) in differ.items()
+        )
+        raise StaleInputError(
+            f"the outputs of data_processing were validated with other metadata limits ({shown}). "
+            f"Rerun `{rerun}` to validate with the new ones, or pass the ones they were made with."
+        )

@@ -437,6 +437,17 @@ def check_raw_data_current(
     recorded = catalog.load(reference)
     if not isinstance(recorded, Mapping):
         return
+    if "params:data_processing" in catalog:
+        from skin_lesion.pipelines.data_processing.nodes import (
+            DataProcessingParams,
+            metadata_limits,
+        )
+
+        group = from_dict(
+            DataProcessingParams, catalog.load("params:data_processing"), "data_processing"
+        )
+        now = metadata_limits(group.metadata)
+        lineage.check_validation_settings(recorded, now, _run(env))
     if reference == RAW_READ:
         _check_outputs_kept(pipeline, catalog, recorded)
     where = _path(catalog.get("raw_images")) or "raw_images"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 import pandas as pd
@@ -35,6 +35,11 @@ class DataProcessingParams:
 
 def _params(params: dict[str, Any]) -> DataProcessingParams:
     return from_dict(DataProcessingParams, params, "data_processing")
+
+
+def metadata_limits(config: meta.MetadataConfig) -> dict[str, Any]:
+    """The validation limits as the raw-data record and the checkpoints keep them (JSON)."""
+    return {**asdict(config), "sexes": list(config.sexes)}
 
 
 def record_raw_data(
@@ -96,6 +101,7 @@ def validate_metadata(
     logger.info("%d of %d metadata rows are valid", len(valid), rows)
     read = lineage.raw_data_record(raw_images, raw_metadata, valid["file"])
     read[lineage.VALIDATED_KEY] = lineage.rows_fingerprint(valid)
+    read[lineage.VALIDATION_KEY] = metadata_limits(config.metadata)
     return valid, rejections, read
 
 
