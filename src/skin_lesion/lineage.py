@@ -684,10 +684,6 @@ def check_fine_tuned_from(classifier: Mapping[str, Any], encoder_sha256: str) ->
         )
 
 
-def _as_json(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, default=str)
-
-
 def check_history(history: Any, checkpoint: Mapping[str, Any], what: str, made_by: str) -> None:
     """Refuse a training history (``what``) other than the one ``checkpoint`` recorded: a
     classifier copied in from another run was plotted with the curves left by this one.
@@ -695,7 +691,7 @@ def check_history(history: Any, checkpoint: Mapping[str, Any], what: str, made_b
     recorded = checkpoint.get("history")
     if recorded is None:
         return
-    if _as_json(history) != _as_json(json.loads(_as_json(recorded))):
+    if _canonical(history) != _canonical(json.loads(_canonical(recorded))):
         raise StaleInputError(
             f"`{what}` is not the history `{made_by}` recorded (it was left by another run: "
             f"the figure would show curves of a model other than the one reported). Rerun the "
