@@ -91,3 +91,27 @@ def test_a_replaced_checkpoint_keeps_its_permissions(tmp_path) -> None:
     path.chmod(0o600)
     save_checkpoint({"x": torch.ones(1)}, path)
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+def test_atomic_writes_reach_the_disk_before_the_rename(tmp_path, monkeypatch) -> None:
+    """A power loss after the rename must not leave an empty checkpoint or cache."""
+    import os
+
+    from skin_lesion import files
+
+    events: list[str] = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd: int) -> None:
+        events.append("fsync folder" if os.path.isdir(f"/proc/self/fd/{fd}") else "fsync file")
+        real_fsync(fd)
+
+    def replace(src, dst) -> None:
+        events.append("rename")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(files.os, "fsync", fsync)
+    monkeypatch.setattr(files.os, "replace", replace)
+    files.atomic_write(tmp_path / "x.bin", lambda f: f.write(b"weights"))
+    assert (tmp_path / "x.bin").read_bytes() == b"weights"
+    assert events == ["fsync file", "rename", "fsync folder"]

@@ -359,6 +359,25 @@ def test_image_cache_validation_names_the_bad_value(images, ids, match):
         ImageCache(images, ids, {"height": 4, "width": 5})
 
 
+def test_image_cache_fingerprint_is_per_image_whatever_the_row_order():
+    images = np.stack([np.full((4, 5, 3), v, np.uint8) for v in (1, 2, 3)])
+    cache = ImageCache(images, ("a", "b", "c"), {"height": 4, "width": 5})
+    assert len(set(cache.image_sha256)) == 3
+    reordered = ImageCache(images[::-1].copy(), ("c", "b", "a"), {"height": 4, "width": 5})
+    assert reordered.fingerprint() == cache.fingerprint()
+    assert reordered.fingerprint(["a", "b"]) == cache.fingerprint(("b", "a"))
+    # One pixel of one image counts; an image outside the ids asked for does not.
+    changed = images.copy()
+    changed[2, 0, 0, 0] = 9
+    edited = ImageCache(changed, ("a", "b", "c"), {"height": 4, "width": 5})
+    assert edited.fingerprint() != cache.fingerprint()
+    assert edited.fingerprint(["a", "b"]) == cache.fingerprint(["a", "b"])
+    with pytest.raises(KeyError, match=r"1 image_id\(s\) not in the image cache: \['z'\]"):
+        cache.fingerprint(["a", "z"])
+    with pytest.raises(ValueError, match=r"one string per image \(3\)"):
+        ImageCache(images, ("a", "b", "c"), {"height": 4, "width": 5}, image_sha256=("x",))
+
+
 # --- build_image_cache -------------------------------------------------------------------
 
 SMALL = PreprocessConfig(height=12, width=16)

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from skin_lesion.lineage import (
+    DATA_KEY,
     SPLIT_KEY,
     StaleInputError,
     all_of,
@@ -20,6 +23,7 @@ from skin_lesion.lineage import (
     check_seed,
     check_settings,
     check_split_settings,
+    data_fingerprint,
     encoder_of,
     raw_data_at_hand,
     raw_data_record,
@@ -492,3 +496,131 @@ def test_all_of_within_all_of_counts_and_numbers_every_difference_once() -> None
         "3 inputs or settings differ from what the output was made with:\n"
         "  1. `a` is stale\n  2. `b` is stale\n  3. `c` is stale"
     )
+
+
+def _cache(pixels: dict[str, int]):
+    from skin_lesion.images import ImageCache
+
+    images = np.stack([np.full((4, 6, 3), value, np.uint8) for value in pixels.values()])
+    return ImageCache(images, tuple(pixels), {"height": 4, "width": 6})
+
+
+def _fusion(ages: dict[str, float]) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "image_id": list(ages),
+            "age": list(ages.values()),
+            "sex": ["male"] * len(ages),
+            "localization": ["back"] * len(ages),
+            "dx": ["nv"] * len(ages),
+        }
+    )
+
+
+def test_the_data_fingerprint_covers_train_and_val_pixels_and_fusion_rows_only() -> None:
+    splits = splits_frame()  # ISIC_3, ISIC_4 train; ISIC_1 val; ISIC_2 test
+    pixels = {"ISIC_1": 1, "ISIC_2": 2, "ISIC_3": 3, "ISIC_4": 4}
+    ages = {"ISIC_1": 40.0, "ISIC_2": 50.0, "ISIC_3": 60.0, "ISIC_4": 70.0}
+    then = data_fingerprint(_cache(pixels), splits, _fusion(ages))
+    assert set(then) == {"images", "metadata"}
+    assert set(data_fingerprint(_cache(pixels), splits)) == {"images"}
+    # Row order, columns fusion does not read, and test images change nothing.
+    reordered = _cache(dict(reversed(list(pixels.items()))))
+    other_dx = _fusion(ages).assign(dx="mel").iloc[::-1]
+    assert data_fingerprint(reordered, splits, other_dx) == then
+    test_changed = _cache({**pixels, "ISIC_2": 9})
+    assert data_fingerprint(test_changed, splits, _fusion({**ages, "ISIC_2": 5.0})) == then
+    # One train pixel, one val pixel or one train age does.
+    for changed in ({**pixels, "ISIC_3": 9}, {**pixels, "ISIC_1": 9}):
+        now = data_fingerprint(_cache(changed), splits, _fusion(ages))
+        assert now["images"] != then["images"] and now["metadata"] == then["metadata"]
+    now = data_fingerprint(_cache(pixels), splits, _fusion({**ages, "ISIC_4": 71.0}))
+    assert now["images"] == then["images"] and now["metadata"] != then["metadata"]
+    with pytest.raises(ValueError, match=r"lacks column\(s\) \['localization'\]"):
+        data_fingerprint(_cache(pixels), splits, _fusion(ages).drop(columns="localization"))
+
+
+def test_a_checkpoint_trained_on_other_data_is_refused_naming_which() -> None:
+    splits = splits_frame()
+    pixels = {"ISIC_1": 1, "ISIC_2": 2, "ISIC_3": 3, "ISIC_4": 4}
+    ages = {"ISIC_1": 40.0, "ISIC_2": 50.0, "ISIC_3": 60.0, "ISIC_4": 70.0}
+    recorded = data_fingerprint(_cache(pixels), splits, _fusion(ages))
+    checkpoint = {"params": {SPLIT_KEY: split_fingerprint(splits), DATA_KEY: recorded}}
+    check_checkpoint_inputs(checkpoint, "classifier", "classifier_training", data=recorded)
+    now = data_fingerprint(_cache({**pixels, "ISIC_3": 9}), splits, _fusion({**ages, "ISIC_3": 1}))
+    with pytest.raises(StaleInputError) as caught:
+        check_checkpoint_inputs(checkpoint, "classifier", "classifier_training", data=now)
+    message = str(caught.value)
+    assert message.startswith("`classifier` is stale: it was trained on other train/val images")
+    assert f"{recorded['images'][:12]} then, {now['images'][:12]} now" in message
+    assert "and it was trained on other train/val age/sex/localization values" in message
+    assert "`kedro run --pipelines classifier_training`" in message
+    # A classifier without fusion records no metadata, so only the images are compared.
+    images_only = {"params": {DATA_KEY: {"images": recorded["images"]}}}
+    metadata_changed = {**recorded, "metadata": now["metadata"]}
+    check_checkpoint_inputs(images_only, "classifier", "classifier_training", data=metadata_changed)
+    # Checkpoints from before it was recorded pass; other splits are named, not also the data.
+    check_checkpoint_inputs({"params": {}}, "classifier", "classifier_training", data=now)
+    other_split = splits.assign(split=["train", "train", "test", "val"])
+    with pytest.raises(StaleInputError) as caught:
+        check_checkpoint_inputs(
+            checkpoint,
+            "classifier",
+            "classifier_training",
+            splits=other_split,
+            data=data_fingerprint(_cache(pixels), other_split),
+        )
+    assert "other splits" in str(caught.value) and "train/val images" not in str(caught.value)
+
+
+@pytest.mark.slow
+def test_a_model_trained_on_other_images_is_refused_after_data_processing_reran(
+    kedro_project,
+) -> None:
+    """Replace a train image and rerun data_processing, as the raw-data check advises: the
+    split and the settings are unchanged, and the stages after used the old models."""
+    from PIL import Image
+
+    run_kedro(kedro_project)
+    data = kedro_project / "data" / "test"
+    splits = pd.read_parquet(data / "05_model_input" / "splits.parquet")
+    raw = data / "01_raw" / "HAM10000"
+
+    def file_of(split: str) -> Path:
+        image_id = sorted(splits.loc[splits["split"] == split, "image_id"])[0]
+        return next(raw.glob(f"*/{image_id}.jpg"))
+
+    def replace(path: Path) -> bytes:
+        original = path.read_bytes()
+        with Image.open(path) as image:
+            image.transpose(Image.Transpose.ROTATE_180).save(path, quality=95)
+        return original
+
+    # A test image replaced: the models never saw it, so reporting scores it as it now is.
+    replace(file_of("test"))
+    run_kedro(kedro_project, "data_processing")
+    run_kedro(kedro_project, "reporting", reporting={"tta": "none"})
+    # A train image replaced.
+    train_image = file_of("train")
+    original = replace(train_image)
+    run_kedro(kedro_project, "data_processing")
+    with pytest.raises(
+        StaleInputError,
+        match=r"`classifier` is stale: it was trained on other "
+        r"train/val images",
+    ) as caught:
+        run_kedro(kedro_project, "reporting")
+    assert "check_classifier_current" in {entry.name for entry in caught.traceback}
+    with pytest.raises(
+        StaleInputError, match=r"`pretrained_encoder` is stale: it was trained on other train/val"
+    ) as caught:
+        run_kedro(kedro_project, "classifier_training")
+    assert "check_training_inputs_current" in {entry.name for entry in caught.traceback}
+    with pytest.raises(ValueError, match=r"cannot resume.*data_sha256.images.*data_processing ran"):
+        run_kedro(
+            kedro_project, "contrastive_pretraining", contrastive_pretraining={"resume": True}
+        )
+    # The old image back, data_processing rerun: the same fingerprints, nothing refused.
+    train_image.write_bytes(original)
+    run_kedro(kedro_project, "data_processing")
+    run_kedro(kedro_project, "reporting", reporting={"tta": "none"})

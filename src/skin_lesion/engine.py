@@ -27,7 +27,7 @@ from skin_lesion.config import (
     check_probability,
     parameter_differences,
 )
-from skin_lesion.lineage import CACHE_KEY, ENCODER_KEY, SETTINGS_KEY, SPLIT_KEY
+from skin_lesion.lineage import CACHE_KEY, DATA_KEY, ENCODER_KEY, SETTINGS_KEY, SPLIT_KEY
 
 logger = logging.getLogger(__name__)
 
@@ -525,7 +525,7 @@ def _warn_if_interrupted(store: Any, epochs: int, desc: str) -> None:
 
 
 # Recorded with a run's parameters since a later version (not a parameter file's key).
-RECORDED_SINCE = frozenset({SPLIT_KEY, SETTINGS_KEY, CACHE_KEY, ENCODER_KEY})
+RECORDED_SINCE = frozenset({SPLIT_KEY, SETTINGS_KEY, CACHE_KEY, ENCODER_KEY, DATA_KEY})
 # Parameters that may change between an interrupted run and its resumption.
 RESUME_EXEMPT_KEYS = frozenset({"resume", "progress", "compile", "keep_epochs", "knn_monitor"})
 
@@ -571,6 +571,9 @@ def _check_resumable(latest: dict[str, Any], current: dict[str, Any]) -> None:
                 now.pop(group, None)
     prefix = f"{SETTINGS_KEY}."
     differences = [d.removeprefix(prefix) for d in parameter_differences(saved, now)]
+    if any(d.startswith(f"{SPLIT_KEY}:") for d in differences):
+        # Other train/val images: their data fingerprint differs too, and says no more.
+        differences = [d for d in differences if not d.startswith(f"{DATA_KEY}.")]
     if not differences:
         return
     advice = "Restore those values, or set resume: false to start over"
@@ -583,6 +586,12 @@ def _check_resumable(latest: dict[str, Any], current: dict[str, Any]) -> None:
         advice = (
             "The image cache changed since the run started (data_processing ran again with "
             "other preprocessing): rerun it as before to resume, or set resume: false"
+        )
+    elif any(d.startswith(f"{DATA_KEY}.") for d in differences):
+        advice = (
+            "The images (or the fusion metadata) changed since the run started "
+            "(data_processing ran again on other data): resume would mix two datasets' "
+            "training; put the old data back and rerun data_processing, or set resume: false"
         )
     elif any(d.startswith(f"{ENCODER_KEY}:") for d in differences):
         advice = (

@@ -144,10 +144,13 @@ DEFAULT_FILE_MODE = 0o666
 def atomic_write(target: str | os.PathLike, write: Callable[[IO[bytes]], Any]) -> None:
     """Write through ``write(file)`` to a temporary file beside ``target``, then rename it.
 
-    A crash mid-write leaves the previous file intact. The file gets the permissions a plain
-    ``open`` would leave it with: those of the file it replaces, else 0666 less the umask
-    (``mkstemp``'s 0600 left image caches and checkpoints unreadable to the group of a
-    shared data folder, or to a container running as another user).
+    A crash mid-write leaves the previous file intact, and so does a power loss: the data is
+    flushed to disk (``fsync``) before the rename, and the folder after it (a rename can
+    reach the disk before the data, leaving an empty file under the old name on some file
+    systems). The file gets the permissions a plain ``open`` would leave it with: those of
+    the file it replaces, else 0666 less the umask (``mkstemp``'s 0600 left image caches and
+    checkpoints unreadable to the group of a shared data folder, or to a container running
+    as another user).
     """
     target = Path(target)
     try:
@@ -158,11 +161,29 @@ def atomic_write(target: str | os.PathLike, write: Callable[[IO[bytes]], Any]) -
     try:
         with os.fdopen(fd, "wb") as file:
             write(file)
+            file.flush()
+            os.fsync(file.fileno())
         os.chmod(tmp, mode)
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    _sync_folder(target.parent)
+
+
+def _sync_folder(folder: Path) -> None:
+    """Flush a folder's entries (a rename) to disk, where the system allows it (not on
+    Windows, nor some network file systems: the data itself is on disk by then)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def _umask() -> int:

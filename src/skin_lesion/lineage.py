@@ -33,6 +33,15 @@ SETTINGS_KEY = "settings"
 # classifier, the weights of the encoder it starts from (contrastive_pretraining may have).
 CACHE_KEY = "cache_preprocessing"
 ENCODER_KEY = "encoder_sha256"
+# The content the run learnt from, beyond the split (ids, labels) and the cache's settings:
+# ``images``, the fingerprint of the train and val images' pixels; for a classifier with
+# metadata fusion, ``metadata``, that of their age/sex/localization rows. An image replaced
+# (or a fusion value edited) and data_processing rerun leaves the split and the settings as
+# they were; only this tells. Test images do not count: the model never saw them, and a
+# replaced test image is scored as it now is.
+DATA_KEY = "data_sha256"
+# The metadata a classifier with metadata fusion reads, with the key that joins it.
+FUSION_COLUMNS = ("image_id", "age", "sex", "localization")
 
 
 class StaleInputError(RuntimeError):
@@ -98,6 +107,51 @@ def rows_fingerprint(frame: pd.DataFrame) -> str:
         ordered = ordered.sort_values("image_id", kind="stable")
     text = ordered.astype(object).where(ordered.notna(), "").astype(str)
     return hashlib.sha256(text.to_csv(index=False, lineterminator="\n").encode()).hexdigest()
+
+
+# The splits whose images a model learns from (train) or is chosen on (val).
+LEARNT_FROM = ("train", "val")
+
+
+def data_fingerprint(
+    image_cache: Any, splits: pd.DataFrame, cached_metadata: pd.DataFrame | None = None
+) -> dict[str, str]:
+    """``DATA_KEY``'s value: the fingerprint of ``image_cache``'s train and val images (by
+    ``splits``) and, where ``cached_metadata`` is given, of their fusion columns."""
+    learnt = splits["split"].isin(LEARNT_FROM).to_numpy()
+    ids = set(splits["image_id"].astype(str)[learnt]) & set(image_cache.image_ids)
+    recorded = {"images": image_cache.fingerprint(ids)}
+    if cached_metadata is not None:
+        missing = [c for c in FUSION_COLUMNS if c not in cached_metadata.columns]
+        if missing:
+            raise ValueError(f"cached_metadata lacks column(s) {missing}")
+        rows = cached_metadata[list(FUSION_COLUMNS)]
+        rows = rows[rows["image_id"].astype(str).isin(ids)]
+        recorded["metadata"] = rows_fingerprint(rows.reset_index(drop=True))
+    return recorded
+
+
+DATA_CHANGES = {
+    "images": "other train/val images than the current `image_cache` holds (pixels "
+    "fingerprint {then} then, {now} now: an image was replaced, edited or decoded "
+    "differently since)",
+    "metadata": "other train/val age/sex/localization values (metadata fusion) than the "
+    "current `cached_metadata` lists (fingerprint {then} then, {now} now)",
+}
+
+
+def data_changes(recorded: Any, current: Mapping[str, Any] | None) -> list[str]:
+    """What of ``DATA_KEY``'s ``recorded`` value differs from ``current`` (each part both
+    hold; a checkpoint or cache from before it was recorded has none), as message parts."""
+    if not isinstance(recorded, Mapping) or not current:
+        return []
+    return [
+        DATA_CHANGES[part].format(then=str(recorded[part])[:12], now=str(current[part])[:12])
+        for part in DATA_CHANGES
+        if recorded.get(part) is not None
+        and current.get(part) is not None
+        and recorded[part] != current[part]
+    ]
 
 
 def _labelled(frame: pd.DataFrame) -> set[tuple[str, int]]:
@@ -325,8 +379,9 @@ def check_checkpoint_inputs(
     *,
     splits: pd.DataFrame | None = None,
     cache_preprocessing: Mapping[str, Any] | None = None,
+    data: Mapping[str, Any] | None = None,
 ) -> None:
-    """Refuse ``checkpoint`` when it was made from other splits or another cache.
+    """Refuse ``checkpoint`` when it was made from other splits, another cache or other data.
 
     Args:
         checkpoint: A ``pretrained_encoder`` or ``classifier`` checkpoint.
@@ -335,6 +390,8 @@ def check_checkpoint_inputs(
         splits: The current splits; compared with the recorded fingerprint.
         cache_preprocessing: The current ``image_cache.preprocessing``; compared with the
             settings of the cache the checkpoint was trained on.
+        data: The current :func:`data_fingerprint`; compared with the recorded one, part by
+            part (a part either side lacks is not compared), unless the splits differ.
 
     Raises:
         StaleInputError: Naming what differs and the command that fixes it. A checkpoint
@@ -343,9 +400,11 @@ def check_checkpoint_inputs(
     """
     problems = []
     recorded = (checkpoint.get("params") or {}).get(SPLIT_KEY)
+    split_changed = False
     if splits is not None and recorded is not None:
         current = split_fingerprint(splits)
         if recorded != current:
+            split_changed = True  # other train/val images, so their data differs too
             problems.append(
                 f"it was trained on other splits (fingerprint {recorded[:12]}) than the current "
                 f"`splits` ({current[:12]}), so images now in val or test may have been training "
@@ -358,6 +417,11 @@ def check_checkpoint_inputs(
             f"it was trained on an image cache made with {_canonical(trained_on)}, but the "
             f"current `image_cache` was made with {current_cache}"
         )
+    if not split_changed:
+        problems += [
+            f"it was trained on {change}"
+            for change in data_changes((checkpoint.get("params") or {}).get(DATA_KEY), data)
+        ]
     if problems:
         raise StaleInputError(
             f"`{what}` is stale: {'; and '.join(problems)}. Rerun "
@@ -631,7 +695,9 @@ def check_predictions(
         StaleInputError: Naming ``what``, the fingerprints or TTAs and the command to rerun;
             also for predictions that record neither (made before they did).
     """
-    rerun = "Rerun `kedro run --pipelines reporting` (it predicts again)."
+    rerun = (
+        "Rerun `kedro run --pipelines reporting` (add the same --env/--params; it predicts again)."
+    )
     if PREDICTED_BY not in predictions.columns or PREDICTED_TTA not in predictions.columns:
         raise StaleInputError(
             f"`{what}` does not record the classifier and TTA it was made with (made before "
@@ -660,12 +726,13 @@ def check_operating_point(point: Mapping[str, Any], classifier_sha256: str, tta:
         raise StaleInputError(
             f"`test_metrics` is stale: it scores classifier {str(recorded)[:12]}…, not the "
             f"current classifier.pt ({classifier_sha256[:12]}…). Rerun `kedro run --pipelines "
-            "reporting`."
+            "reporting` (add the same --env/--params)."
         )
     if point.get(PREDICTED_TTA) not in (None, tta):
         raise StaleInputError(
             f"`test_metrics` is stale: it was fitted with tta {point.get(PREDICTED_TTA)!r}, but "
-            f"reporting.tta is now {tta!r}. Rerun `kedro run --pipelines reporting`."
+            f"reporting.tta is now {tta!r}. Rerun `kedro run --pipelines reporting` (add the "
+            "same --env/--params)."
         )
 
 

@@ -612,11 +612,15 @@ def check_training_inputs_current(pipeline: Any, catalog: Any) -> None:
         for keyword, name in TRAINING_SETTINGS.items()
         if f"params:{name}" in catalog
     }
+    from skin_lesion import lineage
+
+    cache = catalog.load("image_cache")
     nodes.check_inputs_current(
-        catalog.load("image_cache").preprocessing,
+        cache.preprocessing,
         catalog.load("splits"),
         catalog.load("pretrained_encoder"),
         **settings,
+        data=lineage.data_fingerprint(cache, catalog.load("splits")),
     )
 
 
@@ -646,6 +650,9 @@ def check_classifier_current(pipeline: Any, catalog: Any) -> None:
     * ``reporting.nodes.check_classifier_settings``: a classifier trained with other settings
       than the parameters now say (the report would list settings it was not trained with);
     * the image cache against the current preprocessing;
+    * the splits, image cache and data (``lineage.check_checkpoint_inputs``) against those the
+      classifier recorded, where the run reads them (an image replaced and data_processing
+      rerun: the classifier did not learn from the current images);
     * predictions (``test_predictions``, ``reporting_val_predictions``) and ``test_metrics``
       the run reads without making them, against the classifier and ``reporting.tta``
       (``lineage.check_predictions``; the operating point's fingerprint and TTA);
@@ -657,7 +664,8 @@ def check_classifier_current(pipeline: Any, catalog: Any) -> None:
 
     Other pipelines that read the classifier (``inference``) use it whatever it was trained
     with and pass, as do runs with no classifier saved yet (they fail at ``classifier``,
-    naming it). The splits are still checked by the nodes themselves.
+    naming it). The nodes check the splits, cache and data again, for calls made outside a
+    ``kedro run``.
     """
     if not any(node.func.__module__ == REPORTING_NODES for node in pipeline.nodes):
         return
@@ -681,16 +689,31 @@ def check_classifier_current(pipeline: Any, catalog: Any) -> None:
     def present(name: str) -> bool:
         return name in reads and name in catalog and catalog.exists(name)
 
-    if present("image_cache") and CACHE_SETTINGS in catalog:
+    cache = catalog.load("image_cache") if present("image_cache") else None
+    splits = catalog.load("splits") if present("splits") else None
+    if cache is not None or splits is not None:  # what the nodes would refuse, refused first
+        cached = catalog.load("cached_metadata") if present("cached_metadata") else None
+        data = None
+        if cache is not None and splits is not None:
+            data = lineage.data_fingerprint(cache, splits, cached)
+        checks.append(
+            lambda: lineage.check_checkpoint_inputs(
+                classifier,
+                "classifier",
+                "classifier_training",
+                splits=splits,
+                cache_preprocessing=None if cache is None else cache.preprocessing,
+                data=data,
+            )
+        )
+    if cache is not None and CACHE_SETTINGS in catalog:
         from skin_lesion.preprocessing import PreprocessConfig
 
         configured = from_dict(
             PreprocessConfig, catalog.load(CACHE_SETTINGS), "data_processing.preprocessing"
         )
         checks.append(
-            lambda: lineage.check_cache_settings(
-                catalog.load("image_cache").preprocessing, configured.to_dict()
-            )
+            lambda: lineage.check_cache_settings(cache.preprocessing, configured.to_dict())
         )
     scored = [n for n in ("test_predictions", "reporting_val_predictions") if present(n)]
     if scored or present("test_metrics"):

@@ -96,3 +96,22 @@ def test_a_save_that_cannot_write_its_index_leaves_the_old_cache(tmp_path):
     with pytest.raises(DatasetError, match="cannot record the cache's index"):
         dataset.save(bad)
     assert dataset.load().image_ids == _cache(3).image_ids
+
+
+def test_the_pixels_digests_are_recorded_and_a_cache_saved_before_them_gets_them(tmp_path):
+    cache = _cache()
+    dataset = ImageCacheDataset(path=str(tmp_path / "cache"))
+    dataset.save(cache)
+    index_path = tmp_path / "cache" / "index.json"
+    index = json.loads(index_path.read_text())
+    assert index["image_sha256"] == list(cache.image_sha256)
+    # The recorded digests are what a load returns, not recomputed from the array.
+    index["image_sha256"][0] = "0" * 64
+    index_path.write_text(json.dumps(index))
+    assert dataset.load().image_sha256[0] == "0" * 64
+    # An index from before they were recorded: computed from the pixels at load.
+    del index["image_sha256"]
+    index_path.write_text(json.dumps(index))
+    loaded = dataset.load()
+    assert loaded.image_sha256 == cache.image_sha256
+    assert loaded.fingerprint() == cache.fingerprint()

@@ -22,12 +22,13 @@ class ImageCacheDataset(AbstractDataset[ImageCache, ImageCache]):
     """Saves an ``ImageCache`` as a folder; ``load()`` returns an equal ``ImageCache``.
 
     The folder holds ``images.npy`` (uint8, ``(N, H, W, 3)``, written with ``np.save``) and
-    ``index.json`` (the image_id order, the preprocessing that produced the pixels, shape and
-    dtype). With ``mmap_mode: r`` (the default) loading is instant and pages are read on
-    demand, so a later pipeline can gather batches by index without holding all images in
-    memory; ``mmap_mode: null`` reads the whole array into RAM. Memory mapping needs a local
-    file, so this dataset is local-only. Files are written to temporary names and renamed,
-    so an interrupted save never leaves a half-written cache that loads.
+    ``index.json`` (the image_id order, the preprocessing that produced the pixels, shape,
+    dtype and each image's SHA-256). With ``mmap_mode: r`` (the default) loading is
+    instant and pages are read on demand, so a later pipeline can gather batches by index
+    without holding all images in memory; ``mmap_mode: null`` reads the whole array into RAM.
+    Memory mapping needs a local file, so this dataset is local-only. Files are written to
+    temporary names and renamed, so an interrupted save never leaves a half-written cache
+    that loads.
 
     Example catalog entry::
 
@@ -82,6 +83,8 @@ class ImageCacheDataset(AbstractDataset[ImageCache, ImageCache]):
             images=images,
             image_ids=tuple(index["image_ids"]),
             preprocessing=index["preprocessing"],
+            # Caches saved before they were recorded: computed here (one read of the array).
+            image_sha256=index.get("image_sha256"),
         )
 
     def save(self, data: ImageCache) -> None:
@@ -94,6 +97,7 @@ class ImageCacheDataset(AbstractDataset[ImageCache, ImageCache]):
             "dtype": str(data.images.dtype),
             "image_ids": list(data.image_ids),
             "preprocessing": data.preprocessing,
+            "image_sha256": list(data.image_sha256),
         }
         # Serialised before anything is touched: an index that cannot be written (a value
         # JSON does not take) used to fail after the old cache was already gone.

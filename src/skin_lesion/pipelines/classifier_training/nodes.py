@@ -27,10 +27,13 @@ def check_inputs_current(
     encoder: dict[str, Any] | None = None,
     preprocessing: dict[str, Any] | None = None,
     contrastive: dict[str, Any] | None = None,
+    data: dict[str, Any] | None = None,
 ) -> None:
     """The cache and the pretrained encoder must have been made with the current settings
-    and splits (arguments as :func:`train_classifier`'s). Run by the node, and before the
-    run starts by ``parameters_check`` (before any node, and before MLflow opens a run).
+    and splits (arguments as :func:`train_classifier`'s; ``data``, the cache's
+    ``lineage.data_fingerprint``, which a SupCon encoder must have learnt from). Run by the
+    node, and before the run starts by ``parameters_check`` (before any node, and before
+    MLflow opens a run).
 
     Raises:
         lineage.StaleInputError: Naming every stale input at once, and what to rerun.
@@ -60,6 +63,7 @@ def check_inputs_current(
                 "contrastive_pretraining",
                 splits=splits,
                 cache_preprocessing=cache_preprocessing,
+                data=data,
             )
         )
     lineage.all_of(*checks)  # every stale input named at once
@@ -117,6 +121,7 @@ def train_classifier(
         encoder=encoder,
         preprocessing=preprocessing,
         contrastive=contrastive,
+        data=lineage.data_fingerprint(image_cache, splits),
     )
     if not pretrained_encoder.get("history"):  # initial weights: only their cache is current
         pretrained_encoder = {
@@ -143,6 +148,9 @@ def train_classifier(
             "classes": list(classes),
             lineage.SPLIT_KEY: lineage.split_fingerprint(splits),
             lineage.CACHE_KEY: image_cache.preprocessing,
+            lineage.DATA_KEY: lineage.data_fingerprint(
+                image_cache, splits, cached_metadata if config.metadata_fusion else None
+            ),
             lineage.ENCODER_KEY: state_fingerprint(pretrained_encoder),
             lineage.SETTINGS_KEY: {
                 "classifier_training": asdict(config),

@@ -75,6 +75,7 @@ def pretrain_encoder(
             "seed": seed,
             lineage.SPLIT_KEY: lineage.split_fingerprint(splits),
             lineage.CACHE_KEY: image_cache.preprocessing,
+            lineage.DATA_KEY: lineage.data_fingerprint(image_cache, splits),
             lineage.SETTINGS_KEY: {"contrastive_pretraining": asdict(config)},
         },
         store=pretraining_run,
@@ -107,6 +108,7 @@ def export_embeddings(
             "contrastive_pretraining",
             splits=splits,
             cache_preprocessing=image_cache.preprocessing,
+            data=lineage.data_fingerprint(image_cache, splits),
         )
     rows = align_to_cache(image_cache.image_ids, splits)
     chosen = np.flatnonzero(rows["split"].isin(["val", "test"]).to_numpy())

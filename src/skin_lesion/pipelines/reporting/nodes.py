@@ -55,9 +55,12 @@ UPSTREAM = {
 RERUN_ALL = "contrastive_pretraining,classifier_training"
 
 
-def _check_classifier(classifier: dict[str, Any], image_cache: ImageCache, splits, **now) -> None:
-    """Refuse a classifier trained on other splits, another cache or other settings than the
-    current ones (the report would list settings the classifier was not trained with).
+def _check_classifier(
+    classifier: dict[str, Any], image_cache: ImageCache, splits, cached_metadata, **now
+) -> None:
+    """Refuse a classifier trained on other splits, another cache, other data (images, or
+    fusion metadata) or other settings than the current ones (the report would list settings
+    the classifier was not trained with, or score it on images it did not learn from).
 
     ``now``: the current parameters by ``UPSTREAM`` keyword; one not given is not checked,
     nor is one the classifier did not record (made by an older version).
@@ -69,6 +72,7 @@ def _check_classifier(classifier: dict[str, Any], image_cache: ImageCache, split
             "classifier_training",
             splits=splits,
             cache_preprocessing=image_cache.preprocessing,
+            data=lineage.data_fingerprint(image_cache, splits, cached_metadata),
         ),
         lambda: check_classifier_settings(classifier, **now),
     )
@@ -117,7 +121,7 @@ def check_classifier_settings(classifier: dict[str, Any], **now) -> None:
 
 def _predict(split: str, classifier, image_cache, splits, cached_metadata, params, device, now):
     """``split`` through the classifier, with reporting's TTA and batch size."""
-    _check_classifier(classifier, image_cache, splits, **now)
+    _check_classifier(classifier, image_cache, splits, cached_metadata, **now)
     return ev.predict_split(
         classifier,
         image_cache.images,
@@ -353,7 +357,7 @@ def plot_gradcam(
     """Grad-CAM overlays for the most confident correct and wrong test images of each
     class, confidence as calibrated P(predicted class) (``now`` as in ``predict_test``)."""
     classes = classifier["class_names"]
-    _check_classifier(classifier, image_cache, splits, **now)
+    _check_classifier(classifier, image_cache, splits, cached_metadata, **now)
     chosen = ev.pick_gradcam_examples(
         _calibrated_frame(test_predictions, test_metrics, classes),
         classes,
