@@ -700,7 +700,7 @@ def check_classifier_current(pipeline: Any, catalog: Any) -> None:
             lambda: lineage.check_checkpoint_inputs(
                 classifier,
                 "classifier",
-                "classifier_training",
+                nodes.RERUN_ALL,
                 splits=splits,
                 cache_preprocessing=None if cache is None else cache.preprocessing,
                 data=data,

@@ -69,7 +69,7 @@ def _check_classifier(
         lambda: lineage.check_checkpoint_inputs(
             classifier,
             "classifier",
-            "classifier_training",
+            RERUN_ALL,  # the SupCon encoder learnt from the same splits, cache and images
             splits=splits,
             cache_preprocessing=image_cache.preprocessing,
             data=lineage.data_fingerprint(image_cache, splits, cached_metadata),
