@@ -11,6 +11,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+import torch
 import yaml
 from kedro.framework.session import KedroSession
 from kedro.framework.startup import bootstrap_project
@@ -413,3 +414,25 @@ def test_other_metadata_limits_stop_a_run_on_data_validated_with_the_old_ones(ke
         (kedro_project / "data" / "test" / "05_model_input" / "raw_data_record.json").read_text()
     )
     assert record["metadata_validation"]["max_age"] == 100
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_a_cuda_device_this_machine_lacks_is_refused_before_any_model_node(kedro_project):
+    from tests.conftest import run_kedro
+
+    # data_processing runs no model: it runs (the device only warned).
+    run_kedro(kedro_project, "data_processing", device="cuda")
+    with pytest.raises(ConfigError, match=r"device 'cuda' was requested but CUDA is not") as no:
+        run_kedro(kedro_project, "contrastive_pretraining", device="cuda")
+    assert "check_device_present" in {entry.name for entry in no.traceback}
+    assert not (kedro_project / "data" / "test" / "06_models").exists()
+
+
+def test_a_cuda_index_past_the_machine_s_gpus_is_named(monkeypatch):
+    from skin_lesion import engine
+
+    monkeypatch.setattr(engine.torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(engine.torch.cuda, "device_count", lambda: 2)
+    assert engine.resolve_device("cuda:1") == torch.device("cuda:1")
+    with pytest.raises(RuntimeError, match=r"has 2 CUDA device\(s\): cuda:0 to cuda:1"):
+        engine.resolve_device("cuda:3")

@@ -87,6 +87,13 @@ def resolve_device(name: str = "auto") -> torch.device:
         device = torch.device(name)
         if device.type == "cuda" and not torch.cuda.is_available():
             raise RuntimeError(f"device {name!r} was requested but CUDA is not available")
+        if device.type == "cuda" and device.index is not None:
+            count = torch.cuda.device_count()
+            if device.index >= count:  # else the first copy fails: "invalid device ordinal"
+                raise RuntimeError(
+                    f"device {name!r} was requested but this machine has {count} CUDA "
+                    f"device(s): cuda:0 to cuda:{count - 1}"
+                )
         return device
     if torch.cuda.is_available():
         return torch.device("cuda")

@@ -244,10 +244,31 @@ def check_device(device: Any) -> None:
         )
     if parsed.type == "cuda" and not torch.cuda.is_available():
         logger.warning(
-            "device %r: CUDA is not available here; the nodes that run a model will fail "
-            "(use device=auto to take the CPU)",
+            "device %r: CUDA is not available here; a run of nodes that run a model is "
+            "refused (use device=auto to take the CPU)",
             device,
         )
+
+
+def check_device_present(pipeline: Any, catalog: Any) -> None:
+    """For a run whose nodes take ``params:device`` (training, embedding, prediction): a
+    CUDA device this machine lacks (no CUDA, or ``cuda:N`` past its GPUs) is refused before
+    any node and before MLflow opens a run, not by the first node that runs a model, after
+    the nodes before it ran. Runs that need no device pass (``check_device`` warns)."""
+    if "params:device" not in pipeline.inputs() or "params:device" not in catalog:
+        return
+    device = catalog.load("params:device")
+    if not isinstance(device, str) or not device.startswith("cuda"):
+        return
+    from skin_lesion.engine import resolve_device
+
+    try:
+        resolve_device(device)
+    except RuntimeError as error:
+        raise ConfigError(
+            f"{error}, and this run's nodes run a model on it. Use --params device=auto "
+            "(the GPU where there is one, else the CPU) or another device"
+        ) from error
 
 
 def check_run_settings(params: Mapping[str, Any]) -> None:
@@ -849,6 +870,7 @@ class ParametersCheck:
             params = {"inference": catalog.load("params:inference")}
             check_runtime_only(params, run_params.get("runtime_params") or {}, reads)
         check_inputs_exist(pipeline, catalog, run_params.get("env"))
+        check_device_present(pipeline, catalog)
         check_raw_data_current(
             pipeline, catalog, run_params.get("env"), run_params.get("runtime_params")
         )
