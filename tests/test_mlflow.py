@@ -93,6 +93,12 @@ def test_lineage_tags_name_split_classifier_and_data():
     assert lineage_tags("classifier", changed)["classifier_sha256"] != tags["classifier_sha256"]
     # A checkpoint made before the split was recorded: no tag rather than "None".
     assert lineage_tags("pretrained_encoder", {"params": {}}) == {}
+    # The fingerprint of the train/val images it learnt from, where recorded.
+    learnt = {"params": {"split_sha256": "s", "data_sha256": {"images": "i", "metadata": "m"}}}
+    assert lineage_tags("pretrained_encoder", learnt) == {
+        "split_sha256": "s",
+        "train_val_images_sha256": "i",
+    }
     metrics = {"split_sha256": "s", "operating_point": {"classifier_sha256": "c"}}
     assert lineage_tags("test_metrics", metrics) == {"split_sha256": "s", "classifier_sha256": "c"}
     metadata = pd.DataFrame({"image_id": ["a"], "lesion_id": ["L"]})

@@ -151,7 +151,7 @@ def lineage_tags(dataset_name: str, data: Any) -> dict[str, str]:
     """MLflow tags naming the data, split and classifier a saved output belongs to."""
     # Imported here: Kedro loads this module for every command, and these bring in torch.
     from skin_lesion.checkpoints import state_fingerprint
-    from skin_lesion.lineage import SPLIT_KEY, split_fingerprint
+    from skin_lesion.lineage import DATA_KEY, SPLIT_KEY, split_fingerprint
     from skin_lesion.provenance import dataset_fingerprint
 
     tags: dict[str, Any] = {}
@@ -161,6 +161,8 @@ def lineage_tags(dataset_name: str, data: Any) -> dict[str, str]:
         tags[SPLIT_KEY] = split_fingerprint(data)
     elif dataset_name in ("pretrained_encoder", "classifier"):
         tags[SPLIT_KEY] = (data.get("params") or {}).get(SPLIT_KEY)
+        learnt_from = (data.get("params") or {}).get(DATA_KEY) or {}
+        tags["train_val_images_sha256"] = learnt_from.get("images")
         if dataset_name == "classifier":
             tags["classifier_sha256"] = state_fingerprint(data)
     elif dataset_name == TEST_METRICS:
