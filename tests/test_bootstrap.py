@@ -186,6 +186,13 @@ def test_stratified_bootstrap_keeps_every_class_in_every_resample() -> None:
     assert report["melanoma_sensitivity"]["high"] == 1.0
     assert report["balanced_accuracy"]["n_valid"] == 1000
     assert report["balanced_accuracy"]["stratified"] is True
+    # The one df lesion is redrawn as itself every time: counted, so the report can say so.
+    assert report["balanced_accuracy"]["single_lesion_strata"] == 1
+    two_df = np.append(labels, df), np.vstack([probs, np.eye(7)[df]]), np.arange(31)
+    many = lesion_bootstrap(*two_df, standard_bootstrap_metrics(CLASSES, MEL), stratify=True)
+    assert many["balanced_accuracy"]["single_lesion_strata"] == 0
+    plain = lesion_bootstrap(labels, probs, groups, standard_bootstrap_metrics(CLASSES, MEL))
+    assert "single_lesion_strata" not in plain["balanced_accuracy"]
 
 
 def test_stratified_bootstrap_puts_mixed_groups_in_a_stratum_of_their_own() -> None:

@@ -70,8 +70,21 @@ def test_scalar_test_metrics_flatten_numbers_and_leave_out_settings():
         },
         "bootstrap": {"macro_f1": {"estimate": 0.4, "low": 0.3, "high": 0.5, "n_resamples": 50}},
         "operating_point": {"temperature": 1.2},
+        "melanoma": {
+            "validated_threshold": {
+                "threshold": 0.1375,
+                "target_sensitivity": 0.9,
+                "val_sensitivity": 0.91,
+                "val_specificity": 0.6,
+                "sensitivity": 0.93,
+            }
+        },
     }
     assert scalar_test_metrics(metrics) == {
+        "test/melanoma/validated_threshold/sensitivity": 0.93,
+        "val/melanoma/validated_threshold/threshold": 0.1375,
+        "val/melanoma/validated_threshold/sensitivity": 0.91,
+        "val/melanoma/validated_threshold/specificity": 0.6,
         "test/test_images": 24.0,
         "test/balanced_accuracy": 0.5,
         "test/per_class/mel/recall": 0.25,

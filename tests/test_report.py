@@ -188,7 +188,7 @@ def test_report_formats_numbers_and_shows_missing_as_na(report_path: Path) -> No
     # Melanoma: both operating points, labelled, and the validation result of the threshold.
     assert "A: argmax" in html and "B: validated threshold" in html
     assert "0.599" in html and "0.961" in html and "0.820" in html and "0.796" in html
-    assert "Threshold B = 0.188" in html and "target sensitivity of 0.850" in html
+    assert "Threshold B = 0.1875 was" in html and "target sensitivity of 0.850" in html
     assert "sensitivity 0.857" in html
     # Each rule's lesion-bootstrap interval, labelled with its rule.
     assert (
@@ -227,6 +227,38 @@ def test_report_labels_intervals_with_the_confidence_they_were_computed_at() -> 
     assert "80% interval (lesion bootstrap)" in html
     assert "Intervals are 80% percentile intervals" in html
     assert "estimate 0.610, 80% interval 0.532 – 0.684" in html
+
+
+def test_thresholds_and_temperatures_show_the_digits_they_are_applied_with() -> None:
+    """Rounded to 3 decimals, a threshold in a gap narrower than 0.0005 between validation
+    scores flags other images than the rule; one under 0.0005 read as 0 (flag everything)."""
+    metrics = _metrics()
+    metrics["melanoma"]["validated_threshold"]["threshold"] = 0.016536300281777157
+    metrics["calibration"]["temperature"] = 1.43214567
+    html = render_report(
+        title="t", metrics=metrics, split_summary={}, params={}, fingerprint={},
+        environment={}, figures={},
+    )  # fmt: skip
+    assert "Threshold B = 0.0165363 was" in html and "<td class='num'>0.0165363</td>" in html
+    assert "<td class='num'>1.43215</td>" in html
+    assert "0.017" not in html
+
+
+def test_report_says_when_a_stratum_of_one_lesion_narrows_the_intervals() -> None:
+    metrics = _metrics()
+    for entry in metrics["bootstrap"].values():
+        entry.update(stratified=True, single_lesion_strata=2)
+
+    def html() -> str:
+        return render_report(
+            title="t", metrics=metrics, split_summary={}, params={}, fingerprint={},
+            environment={}, figures={},
+        )  # fmt: skip
+
+    assert "2 diagnosis stratum/strata hold a single test lesion" in html()
+    for entry in metrics["bootstrap"].values():
+        entry["single_lesion_strata"] = 0
+    assert "single test lesion" not in html()
 
 
 def test_report_escapes_strings(report_path: Path) -> None:

@@ -101,6 +101,14 @@ def _stratified_draws(rng: np.random.Generator, strata: np.ndarray, n_resamples:
     return np.concatenate(columns, axis=1)
 
 
+def _single_lesion_strata(labels: np.ndarray, groups: np.ndarray) -> int:
+    """How many strata of a stratified resample hold one group (lesion) only."""
+    _, group_of_row = np.unique(np.asarray(groups), return_inverse=True)
+    n_groups = int(group_of_row.max()) + 1 if group_of_row.size else 0
+    strata = _group_strata(np.asarray(labels), group_of_row, n_groups)
+    return int((np.unique(strata, return_counts=True)[1] == 1).sum())
+
+
 def lesion_bootstrap(
     labels: np.ndarray,
     probs: np.ndarray,
@@ -128,7 +136,9 @@ def lesion_bootstrap(
         confidence: Two-sided coverage of the interval, in (0, 1).
         seed: Seed of the resampling generator.
         stratify: Resample each class's lesions separately (see
-            :func:`bootstrap_distribution`); recorded as ``stratified`` in each entry.
+            :func:`bootstrap_distribution`); recorded as ``stratified`` in each entry, with
+            ``single_lesion_strata``, the strata of one lesion (redrawn as that lesion in
+            every resample: they add no spread, and the intervals are too narrow).
     """
     if not 0.0 < confidence < 1.0:
         raise ValueError(f"confidence must be in (0, 1), got {confidence}")
@@ -137,6 +147,14 @@ def lesion_bootstrap(
         labels, probs, groups, metrics, n_resamples=n_resamples, seed=seed, stratify=stratify
     )
     labels, probs = check_labels_probs(labels, probs)
+    single = _single_lesion_strata(labels, groups) if stratify else 0
+    if single:
+        logger.warning(
+            "lesion bootstrap: %d diagnosis stratum/strata hold a single lesion; every "
+            "stratified resample redraws it, so it adds no spread and the intervals are too "
+            "narrow (a split this small gives no reliable interval)",
+            single,
+        )
     tail = 100.0 * (1.0 - confidence) / 2.0
     report = {}
     for name, metric in metrics.items():
@@ -151,6 +169,8 @@ def lesion_bootstrap(
             "confidence": float(confidence),
             "stratified": bool(stratify),
         }
+        if stratify:
+            report[name]["single_lesion_strata"] = single
         if valid.size < n_resamples:
             logger.info(
                 "%s undefined in %d of %d resamples", name, n_resamples - valid.size, n_resamples

@@ -64,7 +64,19 @@ ARTIFACTS = {
 # The reporting figures ("{name}_plot" in the catalog) go to reporting/figures/.
 FIGURE_SUFFIX, FIGURE_FOLDER = "_plot", "reporting/figures"
 # test_metrics leaves that are settings (already logged as parameters), not results.
-TEST_SETTINGS = {"operating_point", "n_resamples", "confidence", "bins", "target_sensitivity"}
+TEST_SETTINGS = {
+    "operating_point",
+    "n_resamples",
+    "confidence",
+    "bins",
+    "target_sensitivity",
+    "single_lesion_strata",  # a count about the split, shown by the report
+}
+# test_metrics.json's numbers that come from the validation split (the melanoma threshold
+# chosen there, and its result there): logged under ``val/``, not among the test scores.
+_FROM_VALIDATION = re.compile(
+    r"^test/(?P<path>.*/)(?:val_(?P<score>\w+)|(?P<threshold>threshold))$"
+)
 # Characters MLflow accepts in a metric name (mlflow.utils.validation); others become "_".
 _INVALID_NAME_CHARS = re.compile(r"[^\w\-. /]")
 
@@ -122,9 +134,18 @@ def scalar_test_metrics(metrics: Mapping[str, Any]) -> dict[str, float]:
     one level (``test/accuracy``, not ``test/test/accuracy``). Lists (the confusion matrix),
     strings and undefined values (``None``) are left out; the JSON itself is an artifact.
     Settings repeated in the JSON (the operating point, bootstrap size) are left out too.
+    The validation numbers in it (the melanoma threshold chosen on validation and its
+    ``val_sensitivity``/``val_specificity``) go under ``val/`` (until 2026-12-07 they were
+    logged under ``test/``, where a search on ``test/*`` mixed them with test scores).
     """
     results = {**metrics.get("test", {}), **{k: v for k, v in metrics.items() if k != "test"}}
-    return _numbers(results, "test")
+    out = {}
+    for name, value in _numbers(results, "test").items():
+        found = _FROM_VALIDATION.match(name)
+        if found:
+            name = f"val/{found['path']}{found['score'] or found['threshold']}"
+        out[name] = value
+    return out
 
 
 def _saved_file(dataset: AbstractDataset) -> Path | None:

@@ -219,6 +219,16 @@ def _fmt(value: object) -> str:
     return _esc(value)
 
 
+def _exact(value: object) -> str:
+    """A value applied as it is (a threshold, a temperature): six significant digits, since
+    rounded to 3 decimals a validated threshold can fall on the other side of a validation
+    score (a gap under 0.0005 is common on ~1,000 images) and one under 0.0005 reads 0."""
+    exact = isinstance(value, numbers.Real) and not isinstance(value, numbers.Integral)
+    if exact and not isinstance(value, (bool, np.bool_)) and not _is_missing(value):
+        return f"{float(value):.6g}"
+    return _fmt(value)
+
+
 def _get(mapping: object, *keys: str) -> object:
     """``mapping[k1][k2]...`` or None where any level is missing or not a mapping."""
     for key in keys:
@@ -287,6 +297,14 @@ def _summary_table(test: Mapping, bootstrap: Mapping) -> str:
             " Each diagnosis's lesions are resampled separately, so every resample holds "
             "every class of the test split in the same number of lesions."
         )
+        single = _get(first, "single_lesion_strata")
+        if isinstance(single, numbers.Integral) and single > 0:
+            how += (
+                f" <strong>{int(single)} diagnosis stratum/strata hold a single test lesion"
+                "</strong>, redrawn as itself in every resample: it adds no spread, so these "
+                "intervals are too narrow (a test split this small gives no reliable "
+                "interval)."
+            )
     elif stratified is False:
         how = (
             " Resamples are not stratified by diagnosis: one that lacks a class scores the "
@@ -354,7 +372,7 @@ def _melanoma_section(metrics: Mapping) -> str:
         [
             _cell("B: validated threshold on P(melanoma)", header=True),
             _cell(tuned.get("rule")),
-            _cell(tuned.get("threshold")),
+            f"<td class='num'>{_exact(tuned.get('threshold'))}</td>",
             _cell(tuned.get("sensitivity")),
             _cell(tuned.get("specificity")),
         ],
@@ -368,12 +386,13 @@ def _melanoma_section(metrics: Mapping) -> str:
         f" (predicted with test-time augmentation {_esc(tta)}, as the test set is)" if tta else ""
     )
     how = (
-        f"<p>Threshold B = {_fmt(tuned.get('threshold'))} was chosen on the "
+        f"<p>Threshold B = {_exact(tuned.get('threshold'))} was chosen on the "
         f"<strong>{_esc(chosen_on)}</strong> set{predicted} to reach a target sensitivity of "
         f"{_fmt(tuned.get('target_sensitivity'))}; there it achieved sensitivity "
         f"{_fmt(tuned.get('val_sensitivity'))} and specificity "
         f"{_fmt(tuned.get('val_specificity'))}. The test columns above are its result on the "
-        "held-out test set, where it was not tuned.</p>"
+        "held-out test set, where it was not tuned. <code>test_metrics.json</code> holds the "
+        "exact threshold, which inference applies.</p>"
     )
     boot_lines = []
     for key, label in (
@@ -401,7 +420,10 @@ def _melanoma_section(metrics: Mapping) -> str:
 
 def _calibration_table(calibration: Mapping) -> str:
     rows = [
-        [_cell("Temperature", header=True), _cell(calibration.get("temperature"))],
+        [
+            _cell("Temperature", header=True),
+            f"<td class='num'>{_exact(calibration.get('temperature'))}</td>",
+        ],
         [_cell("ECE before scaling", header=True), _cell(calibration.get("ece_before"))],
         [_cell("ECE after scaling", header=True), _cell(calibration.get("ece_after"))],
         [_cell("Fitted on", header=True), _cell(calibration.get("fitted_on"))],

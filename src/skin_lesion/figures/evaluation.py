@@ -181,7 +181,7 @@ def plot_precision_recall(
             color="black",
             markerfacecolor=colour,
             linestyle="none",
-            label=f"operating point (threshold {threshold:.3f}, from val)",
+            label=f"operating point (threshold {threshold:.6g}, from val)",
         )
         right = r > ANNOTATE_LEFT_OF  # keep the label inside the axes near recall 1
         # Nothing flagged: precision is undefined (the curve's end convention puts it at 1).
