@@ -452,3 +452,27 @@ def test_cuda_rng_states_restore_on_a_machine_with_fewer_gpus(monkeypatch):
     saved = [torch.full((8,), i, dtype=torch.uint8) for i in range(4)]
     engine.set_rng_state({"torch": torch.get_rng_state(), "cuda": saved})
     assert len(restored) == 1 and torch.equal(restored[0], saved[0])
+
+
+def test_resume_names_a_setting_or_preprocessing_change_not_other_data() -> None:
+    """metadata_fusion switched records a metadata fingerprint one side lacks, and other
+    preprocessing makes other pixels: neither is data replaced since the run started."""
+    from skin_lesion.engine import _check_resumable
+
+    def run(**params) -> dict:
+        return {"params": {"cache_preprocessing": {"clahe": False}, **params}}
+
+    saved = run(data_sha256={"images": "i"}, fusion=False)
+    with pytest.raises(ValueError) as caught:
+        _check_resumable(saved, run(data_sha256={"images": "i", "metadata": "m"}, fusion=True))
+    assert "differs in fusion: False before, now True. Restore" in str(caught.value)
+    assert "data_sha256" not in str(caught.value)
+    other_cache = {
+        "params": {"cache_preprocessing": {"clahe": True}, "data_sha256": {"images": "j"}}
+    }
+    with pytest.raises(ValueError) as caught:
+        _check_resumable(run(data_sha256={"images": "i"}), other_cache)
+    assert "cache_preprocessing.clahe" in str(caught.value)
+    assert "data_sha256" not in str(caught.value)
+    with pytest.raises(ValueError, match=r"differs in data_sha256.images: 'i' before, now 'j'"):
+        _check_resumable(run(data_sha256={"images": "i"}), run(data_sha256={"images": "j"}))

@@ -571,6 +571,15 @@ def test_a_checkpoint_trained_on_other_data_is_refused_naming_which() -> None:
             data=data_fingerprint(_cache(pixels), other_split),
         )
     assert "other splits" in str(caught.value) and "train/val images" not in str(caught.value)
+    # Other preprocessing makes other pixels: named as such, not as a replaced image.
+    made_with = {**checkpoint, "preprocessing": {"cache": {"clahe": False}}}
+    with pytest.raises(StaleInputError) as caught:
+        check_checkpoint_inputs(
+            made_with, "classifier", "c", cache_preprocessing={"clahe": True}, data=now
+        )
+    message = str(caught.value)
+    assert "image cache made with" in message and "train/val images" not in message
+    assert "age/sex/localization" in message  # the edited age still counts
 
 
 @pytest.mark.slow
@@ -611,6 +620,10 @@ def test_a_model_trained_on_other_images_is_refused_after_data_processing_reran(
     ) as caught:
         run_kedro(kedro_project, "reporting")
     assert "check_classifier_current" in {entry.name for entry in caught.traceback}
+    # A run that reads neither the cache nor the splits (it refitted the operating point on
+    # the old predictions and reported the classifier of other data).
+    with pytest.raises(StaleInputError, match=r"other train/val images"):
+        run_kedro(kedro_project, "reporting", from_nodes=["evaluate_test"])
     with pytest.raises(
         StaleInputError, match=r"`pretrained_encoder` is stale: it was trained on other train/val"
     ) as caught:

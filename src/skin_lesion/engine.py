@@ -563,6 +563,12 @@ def _check_resumable(latest: dict[str, Any], current: dict[str, Any]) -> None:
     """Refuse to resume a run whose parameters differ from the current ones, naming them."""
     saved, now = _strip(latest.get("params")), _strip(current.get("params"))
     if isinstance(saved, dict) and isinstance(now, dict):
+        # The data fingerprint's parts both record: ``metadata`` comes and goes with
+        # metadata_fusion, which is then named as the change (not the data).
+        if isinstance(saved.get(DATA_KEY), dict) and isinstance(now.get(DATA_KEY), dict):
+            both = set(saved[DATA_KEY]) & set(now[DATA_KEY])
+            saved[DATA_KEY] = {k: v for k, v in saved[DATA_KEY].items() if k in both}
+            now[DATA_KEY] = {k: v for k, v in now[DATA_KEY].items() if k in both}
         # Recorded only since a later version: a run saved before cannot be compared on it.
         now = {k: v for k, v in now.items() if k in saved or k not in RECORDED_SINCE}
         # Likewise a settings group recorded since (the classifier's pretrained encoder's).
@@ -581,6 +587,9 @@ def _check_resumable(latest: dict[str, Any], current: dict[str, Any]) -> None:
     if any(d.startswith(f"{SPLIT_KEY}:") for d in differences):
         # Other train/val images: their data fingerprint differs too, and says no more.
         differences = [d for d in differences if not d.startswith(f"{DATA_KEY}.")]
+    elif any(d.startswith(f"{CACHE_KEY}.") for d in differences):
+        # Other preprocessing makes other pixels: not a replaced image.
+        differences = [d for d in differences if not d.startswith(f"{DATA_KEY}.images:")]
     if not differences:
         return
     advice = "Restore those values, or set resume: false to start over"

@@ -391,7 +391,8 @@ def check_checkpoint_inputs(
         cache_preprocessing: The current ``image_cache.preprocessing``; compared with the
             settings of the cache the checkpoint was trained on.
         data: The current :func:`data_fingerprint`; compared with the recorded one, part by
-            part (a part either side lacks is not compared), unless the splits differ.
+            part (a part either side lacks is not compared), unless the splits differ (and
+            the images unless the cache's preprocessing does: either explains the change).
 
     Raises:
         StaleInputError: Naming what differs and the command that fixes it. A checkpoint
@@ -412,15 +413,21 @@ def check_checkpoint_inputs(
             )
     trained_on = (checkpoint.get("preprocessing") or {}).get("cache")
     current_cache = None if cache_preprocessing is None else _canonical(dict(cache_preprocessing))
-    if trained_on is not None and current_cache not in (None, _canonical(trained_on)):
+    cache_changed = trained_on is not None and current_cache not in (
+        None,
+        _canonical(trained_on),
+    )
+    if cache_changed:
         problems.append(
             f"it was trained on an image cache made with {_canonical(trained_on)}, but the "
             f"current `image_cache` was made with {current_cache}"
         )
-    if not split_changed:
+    if not split_changed and data:
+        # Other preprocessing makes other pixels: that is said above, not as a new image.
+        now = {k: v for k, v in data.items() if not (cache_changed and k == "images")}
         problems += [
             f"it was trained on {change}"
-            for change in data_changes((checkpoint.get("params") or {}).get(DATA_KEY), data)
+            for change in data_changes((checkpoint.get("params") or {}).get(DATA_KEY), now)
         ]
     if problems:
         raise StaleInputError(

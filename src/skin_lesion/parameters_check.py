@@ -672,8 +672,8 @@ def check_classifier_current(pipeline: Any, catalog: Any) -> None:
       than the parameters now say (the report would list settings it was not trained with);
     * the image cache against the current preprocessing;
     * the splits, image cache and data (``lineage.check_checkpoint_inputs``) against those the
-      classifier recorded, where the run reads them (an image replaced and data_processing
-      rerun: the classifier did not learn from the current images);
+      classifier recorded, where they exist, read by the run or not (an image replaced and
+      data_processing rerun: the classifier did not learn from the current images);
     * predictions (``test_predictions``, ``reporting_val_predictions``) and ``test_metrics``
       the run reads without making them, against the classifier and ``reporting.tta``
       (``lineage.check_predictions``; the operating point's fingerprint and TTA);
@@ -710,10 +710,15 @@ def check_classifier_current(pipeline: Any, catalog: Any) -> None:
     def present(name: str) -> bool:
         return name in reads and name in catalog and catalog.exists(name)
 
-    cache = catalog.load("image_cache") if present("image_cache") else None
-    splits = catalog.load("splits") if present("splits") else None
+    def at_hand(name: str) -> bool:
+        return name in catalog and catalog.exists(name)
+
+    # Loaded where they exist, read or not: `--nodes evaluate_test,build_report` reads
+    # neither, yet refitted the operating point and reported a classifier of other data.
+    cache = catalog.load("image_cache") if at_hand("image_cache") else None
+    splits = catalog.load("splits") if at_hand("splits") else None
     if cache is not None or splits is not None:  # what the nodes would refuse, refused first
-        cached = catalog.load("cached_metadata") if present("cached_metadata") else None
+        cached = catalog.load("cached_metadata") if at_hand("cached_metadata") else None
         data = None
         if cache is not None and splits is not None:
             data = lineage.data_fingerprint(cache, splits, cached)
@@ -727,7 +732,7 @@ def check_classifier_current(pipeline: Any, catalog: Any) -> None:
                 data=data,
             )
         )
-    if cache is not None and CACHE_SETTINGS in catalog:
+    if present("image_cache") and CACHE_SETTINGS in catalog:
         from skin_lesion.preprocessing import PreprocessConfig
 
         configured = from_dict(
