@@ -4,8 +4,10 @@ Kedro reruns only the pipelines asked for. After a new split (another ``seed`` o
 ``validation_fold``) or a new image cache (other preprocessing), ``kedro run --pipeline
 reporting`` would score the old classifier on test images it may have trained on, and
 ``classifier_training`` would fine-tune a SupCon encoder that learnt from the old labels.
-Each checkpoint therefore records the split's fingerprint and the cache's settings, and the
-stage that reads it checks them against its own inputs, naming the pipeline to rerun.
+Each checkpoint therefore records the split's fingerprint, the cache's settings and the
+fingerprint of the data it learnt from (an image replaced and data_processing rerun changes
+neither of the others), and the stage that reads it checks them against its own inputs,
+naming the pipeline to rerun.
 """
 
 from __future__ import annotations
