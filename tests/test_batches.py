@@ -156,3 +156,12 @@ def test_auto_placement_counts_memory_the_allocator_holds_unused_as_free(
     source = object.__new__(BatchSource)
     source.device = torch.device("cuda")
     assert source._place(torch.zeros(cache, dtype=torch.uint8), "auto") is expected
+
+
+def test_a_class_absent_from_the_labels_gives_no_division_warning():
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # numpy's divide-by-zero RuntimeWarning fails here
+        weights = class_sampling_weights(np.array([0, 0, 2, 2, 2]), "inverse")
+    np.testing.assert_allclose(weights, [0.25, 0.25, 1 / 6, 1 / 6, 1 / 6])

@@ -465,3 +465,43 @@ def test_frozen_stages_batchnorm_updates_or_stays_fixed_as_configured(mode):
     assert (all if mode == "update" else lambda c: not any(c))(frozen_changed)
     model.eval()  # and eval() still turns every layer to eval
     assert not any(m.training for m in model.modules())
+
+
+@pytest.mark.parametrize(
+    "mix",
+    [
+        clf.MixConfig(mixup_alpha=0.4),
+        clf.MixConfig(cutmix_alpha=1.0),
+        clf.MixConfig(mixup_alpha=0.4, cutmix_alpha=1.0, switch_prob=0.5, prob=0.7),
+    ],
+)
+def test_batch_mix_mixes_the_metadata_as_the_images_and_targets(mix):
+    """timm's Mixup left the metadata unmixed: a mixed image kept one patient's age, sex and
+    site under a target partly the other image's class."""
+    from timm.data import Mixup
+
+    timm_mix = Mixup(
+        mixup_alpha=mix.mixup_alpha, cutmix_alpha=mix.cutmix_alpha, prob=mix.prob,
+        switch_prob=mix.switch_prob, label_smoothing=0.0, num_classes=3,
+    )  # fmt: skip
+    ours = clf.BatchMix(mix, 3)
+    labels = torch.tensor([0, 1, 2, 0])
+    meta = torch.arange(4, dtype=torch.float32)[:, None] * torch.tensor([[1.0, 10.0]])
+    mixed_any = False
+    for draw in range(20):
+        images = torch.rand(4, 3, 16, 16, generator=torch.Generator().manual_seed(draw))
+        np.random.seed(draw)
+        want_x, want_target = timm_mix(images.clone(), labels)
+        np.random.seed(draw)
+        x, target, mixed = ours(images.clone(), labels, meta)
+        # Without metadata, the same images and targets as timm's Mixup.
+        torch.testing.assert_close(x, want_x)
+        torch.testing.assert_close(target, want_target)
+        # The metadata mixed with the lam the target got (sample 0 pairs with sample 3,
+        # both class 0; sample 1 with sample 2: its target keeps lam of class 1).
+        lam = float(target[1, 1])
+        torch.testing.assert_close(mixed, meta * lam + meta.flip(0) * (1 - lam))
+        mixed_any |= lam < 1.0
+    assert mixed_any
+    # No metadata (no fusion): none comes back.
+    assert ours(torch.rand(4, 3, 16, 16), labels)[2] is None

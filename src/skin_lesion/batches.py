@@ -46,17 +46,18 @@ def class_sampling_weights(labels: np.ndarray, sampling: Sampling) -> np.ndarray
     if sampling == "uniform":
         return None
     counts = np.bincount(labels)
-    per_class = {
-        "balanced": 1.0 / counts,
-        "inverse": 1.0 / counts,
-        "sqrt_inverse": 1.0 / np.sqrt(counts),
-    }
+    # A class absent from the labels gets an infinite weight no image carries: no warning.
+    with np.errstate(divide="ignore"):
+        per_class = {
+            "balanced": 1.0 / counts,
+            "inverse": 1.0 / counts,
+            "sqrt_inverse": 1.0 / np.sqrt(counts),
+        }
     if sampling not in per_class:
         raise ValueError(
             f"sampling must be one of uniform, balanced, inverse, sqrt_inverse; got {sampling!r}"
         )
-    with np.errstate(divide="ignore"):
-        weights = per_class[sampling][labels]
+    weights = per_class[sampling][labels]
     return weights / weights.sum()
 
 

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import torch
 from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score
-from timm.data import Mixup
+from timm.data.mixup import cutmix_bbox_and_lam, mixup_target
 from torch import nn
 
 from skin_lesion import engine
@@ -272,8 +272,58 @@ class BestTracker:
         self.phase_stale = state["phase_stale"]
 
 
+class BatchMix:
+    """MixUp/CutMix of a batch with its metadata: timm's ``Mixup`` mixes the images and the
+    targets only, so with metadata fusion a mixed image carried one patient's age, sex and
+    site under a target that is partly the other image's class. The draws are timm's
+    ``Mixup`` in batch mode (one ``lam`` a batch, from NumPy's global generator, in the same
+    order), as are the CutMix box and its area-corrected ``lam`` and the targets (timm's
+    ``cutmix_bbox_and_lam`` and ``mixup_target``): without metadata, the same images and
+    targets as ``Mixup``. The metadata features are mixed with the ``lam`` the targets get
+    (for CutMix, the share of the area each image keeps), pairing each sample with the
+    batch's reverse, as the images are.
+    """
+
+    def __init__(self, config: MixConfig, num_classes: int) -> None:
+        self.config = config
+        self.num_classes = num_classes
+
+    def _draw(self) -> tuple[float, bool]:
+        """``lam`` and whether CutMix is used, as timm's ``Mixup._params_per_batch``."""
+        config, lam, use_cutmix = self.config, 1.0, False
+        if np.random.rand() < config.prob:
+            if config.mixup_alpha > 0 and config.cutmix_alpha > 0:
+                use_cutmix = bool(np.random.rand() < config.switch_prob)
+                alpha = config.cutmix_alpha if use_cutmix else config.mixup_alpha
+                lam = float(np.random.beta(alpha, alpha))
+            elif config.mixup_alpha > 0:
+                lam = float(np.random.beta(config.mixup_alpha, config.mixup_alpha))
+            else:
+                use_cutmix = True
+                lam = float(np.random.beta(config.cutmix_alpha, config.cutmix_alpha))
+        return lam, use_cutmix
+
+    def __call__(
+        self, x: torch.Tensor, target: torch.Tensor, meta: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Mixed images (in place), soft targets ``(B, num_classes)`` and mixed metadata."""
+        if len(x) % 2:
+            raise ValueError(f"MixUp/CutMix pair images within a batch: got {len(x)} images")
+        lam, use_cutmix = self._draw()
+        if lam != 1.0:
+            if use_cutmix:
+                (yl, yh, xl, xh), lam = cutmix_bbox_and_lam(x.shape, lam, correct_lam=True)
+                x[:, :, yl:yh, xl:xh] = x.flip(0)[:, :, yl:yh, xl:xh]
+            else:
+                partner = x.flip(0).mul_(1.0 - lam)  # before x is scaled in place
+                x.mul_(lam).add_(partner)
+            if meta is not None:
+                meta = meta * lam + meta.flip(0) * (1.0 - lam)
+        return x, mixup_target(target, self.num_classes, lam, 0.0), meta
+
+
 def make_classifier_step(
-    augment: nn.Module, loss_fn: nn.Module, mixup: Mixup | None, channels_last: bool
+    augment: nn.Module, loss_fn: nn.Module, mixup: BatchMix | None, channels_last: bool
 ):
     """The per-batch step: per-sample augmentation, optional MixUp/CutMix, loss."""
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
@@ -283,10 +333,10 @@ def make_classifier_step(
         # kornia's resampling and colour ops through bf16/fp16.
         with torch.autocast(batch.images.device.type, enabled=False):
             x = augment(batch.images).contiguous(memory_format=memory_format)
-        target = batch.labels
+        target, meta = batch.labels, batch.meta
         if mixup is not None:
-            x, target = mixup(x, target)
-        return loss_fn(model(x, batch.meta), target)
+            x, target, meta = mixup(x, target, meta)
+        return loss_fn(model(x, meta), target)
 
     return step
 
@@ -304,8 +354,8 @@ def _warn_double_reweighting(config: ClassifierConfig) -> None:
         )
 
 
-def build_mixup(config: ClassifierConfig, num_classes: int) -> Mixup | None:
-    """timm's MixUp/CutMix on the batch, or ``None`` when both alphas are 0."""
+def build_mixup(config: ClassifierConfig, num_classes: int) -> BatchMix | None:
+    """MixUp/CutMix on the batch (:class:`BatchMix`), or ``None`` when both alphas are 0."""
     if not config.mix.enabled:
         return None
     if config.batch_size % 2:
@@ -313,14 +363,7 @@ def build_mixup(config: ClassifierConfig, num_classes: int) -> Mixup | None:
             f"MixUp/CutMix pair images within a batch: batch_size must be even, "
             f"got {config.batch_size}"
         )
-    return Mixup(
-        mixup_alpha=config.mix.mixup_alpha,
-        cutmix_alpha=config.mix.cutmix_alpha,
-        prob=config.mix.prob,
-        switch_prob=config.mix.switch_prob,
-        label_smoothing=0.0,
-        num_classes=num_classes,
-    )
+    return BatchMix(config.mix, num_classes)
 
 
 def predictions_frame(probs: np.ndarray, rows: pd.DataFrame, classes: list[str]) -> pd.DataFrame:
