@@ -162,3 +162,28 @@ def test_drop_refuses_to_leave_a_class_without_images_and_keeps_the_old_cache(ke
     meta.to_csv(raw / "HAM10000_metadata.csv", index=False)
     with pytest.raises(Exception, match=r"no valid metadata rows left for class\(es\) \['akiec'"):
         run_kedro(kedro_project, "data_processing", data_processing={"on_invalid": "drop"})
+
+
+def test_identical_images_are_named_and_refused_across_lesions(caplog):
+    """An image filed twice under two lesion_ids could be split into train and test."""
+    import numpy as np
+
+    from skin_lesion.images import ImageCache
+    from skin_lesion.metadata import InvalidDataError
+    from skin_lesion.pipelines.data_processing.nodes import check_identical_images
+
+    pixels = np.stack([np.full((4, 5, 3), v, np.uint8) for v in (1, 2, 1, 3, 2)])
+    ids = ("ISIC_1", "ISIC_2", "ISIC_3", "ISIC_4", "ISIC_5")
+    cache = ImageCache(pixels, ids, {"height": 4, "width": 5})
+    one_lesion = pd.DataFrame({"image_id": ids, "lesion_id": ["A", "B", "A", "C", "B"]})
+    with caplog.at_level(logging.WARNING):
+        check_identical_images(cache, one_lesion)
+    assert "2 group(s) of images are identical pixel for pixel within one lesion" in caplog.text
+    assert "ISIC_1 (A) = ISIC_3 (A)" in caplog.text and "ISIC_2 (B) = ISIC_5 (B)" in caplog.text
+    two_lesions = one_lesion.assign(lesion_id=["A", "B", "D", "C", "B"])
+    with pytest.raises(InvalidDataError, match=r"1 group\(s\) .* ISIC_1 \(A\) = ISIC_3 \(D\)\."):
+        check_identical_images(cache, two_lesions)
+    distinct = ImageCache(pixels[[0, 1, 3]], ("ISIC_1", "ISIC_2", "ISIC_4"), cache.preprocessing)
+    caplog.clear()
+    check_identical_images(distinct, one_lesion)
+    assert "identical" not in caplog.text

@@ -143,7 +143,59 @@ def decode_images(
     cached = validated_metadata.set_index("image_id").loc[list(cache.image_ids)].reset_index()
     if classes is not None:
         meta.require_every_class(cached, classes, "images", len(rejections))
+    check_identical_images(cache, cached)
     return cache, cached, rejections
+
+
+# How many groups of identical images a message lists before "...".
+SHOWN_IDENTICAL = 10
+
+
+def check_identical_images(cache: ImageCache, cached: pd.DataFrame) -> None:
+    """Name images whose cached pixels are identical (the same image filed twice).
+
+    Within one lesion (HAM10000 has two such pairs, e.g. ISIC_0029861 and ISIC_0024366 of
+    HAM_0002300) they stay in one split: a warning, as each counts as an image. Across
+    lesions the lesion-grouped split could put one copy in train and the other in test, a
+    leak no split by lesion_id prevents: refused, naming both, until the metadata gives them
+    one lesion_id or one copy is removed.
+
+    Raises:
+        metadata.InvalidDataError: Naming every group of identical images of several lesions.
+    """
+    by_digest: dict[str, list[str]] = {}
+    for image_id, digest in zip(cache.image_ids, cache.image_sha256, strict=True):
+        by_digest.setdefault(digest, []).append(image_id)
+    groups = [ids for ids in by_digest.values() if len(ids) > 1]
+    if not groups:
+        return
+    lesion = dict(zip(cached["image_id"].astype(str), cached["lesion_id"].astype(str)))
+
+    def listed(chosen: list[list[str]]) -> str:
+        shown = "; ".join(
+            " = ".join(f"{i} ({lesion[i]})" for i in ids) for ids in chosen[:SHOWN_IDENTICAL]
+        )
+        return shown + (
+            f"; and {len(chosen) - SHOWN_IDENTICAL} more" if len(chosen) > SHOWN_IDENTICAL else ""
+        )
+
+    across = [ids for ids in groups if len({lesion[i] for i in ids}) > 1]
+    within = [ids for ids in groups if len({lesion[i] for i in ids}) == 1]
+    if within:
+        logger.warning(
+            "%d group(s) of images are identical pixel for pixel within one lesion (image "
+            "(lesion_id)): %s. Each stays an image of its own, in the same split (trained on, "
+            "or scored, once per copy)",
+            len(within),
+            listed(within),
+        )
+    if across:
+        raise meta.InvalidDataError(
+            f"{len(across)} group(s) of images are identical pixel for pixel but filed under "
+            f"different lesions (image (lesion_id)): {listed(across)}. A split by lesion_id "
+            "could put one copy in train and another in test. Give the copies one lesion_id "
+            "in the metadata, or remove all but one, then rerun data_processing."
+        )
 
 
 def collect_rejections(
