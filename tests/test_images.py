@@ -10,7 +10,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from skin_lesion.images import ImageCache, ImageDecodeError, build_image_cache, decode_image
+from skin_lesion.images import (
+    ImageCache,
+    ImageDecodeError,
+    build_image_cache,
+    decode_image,
+    image_digests,
+)
 from skin_lesion.preprocessing import HairRemovalConfig, PreprocessConfig, preprocess_image
 
 SKIN = (200, 150, 130)
@@ -425,6 +431,8 @@ def test_build_image_cache_order_values_and_failures(tmp_path):
     for row, path in enumerate(paths.values()):
         expected = preprocess_image(decode_image(path.read_bytes()), SMALL)
         np.testing.assert_array_equal(cache.images[row], expected)
+    # The digests hashed in the workers are those of the rows kept, after compaction.
+    assert cache.image_sha256 == image_digests(cache.images)
     assert list(failures) == ["bad_bytes", "missing", "os_error", "wrapped", "empty"]
     assert failures["bad_bytes"] == "not an image (cannot identify format)"
     assert failures["missing"].startswith("cannot read file: ")
