@@ -459,3 +459,40 @@ def test_a_subfolder_that_cannot_be_listed_is_named(tmp_path: Path, monkeypatch)
     monkeypatch.setattr(os, "scandir", denied)
     with pytest.raises(UnreadableFolderError, match=r"locked': Permission denied"):
         file_loaders([str(tmp_path)])
+
+
+def test_a_metadata_table_that_matches_no_image_is_refused():
+    """image_ids that are not the file names (a renamed export) gave every image unknown
+    metadata, under a melanoma threshold validated with it, and exit 0."""
+    from skin_lesion.inference import match_metadata
+
+    with pytest.raises(ValueError, match=r"matches none of the 2 image\(s\): its image_id values"):
+        match_metadata(["x/ISIC_1.jpg", "ISIC_2.jpg"], _table(image_id=["a", "b", "c"]))
+    _, given = match_metadata(["a.jpg", "z.jpg"], _table())  # one match: a warning only
+    assert given.tolist() == [True, False]
+
+
+@pytest.mark.parametrize(
+    ("changed", "match"),
+    [
+        ({"melanoma_threshold": float("nan")}, r"melanoma_threshold is nan, not a finite"),
+        ({"melanoma_threshold": 2.0}, r"melanoma_threshold is 2.0; it must lie in \[0, 1\]"),
+        ({"melanoma_threshold": None}, r"melanoma_threshold is None, not a finite number"),
+        ({"temperature": 0.0}, r"temperature is 0.0; it must be above 0"),
+        ({"temperature": "hot"}, r"temperature is 'hot', not a finite number"),
+    ],
+)
+def test_an_operating_point_out_of_range_is_refused_before_decoding(changed, match):
+    """A NaN or 2.0 threshold turned every melanoma flag off without a word."""
+    from skin_lesion.inference import check_operating_point
+
+    point = {"temperature": 1.3, "melanoma_threshold": 0.1375}
+    assert check_operating_point(point) == (1.3, 0.1375)
+    with pytest.raises(ValueError, match=match):
+        check_operating_point({**point, **changed})
+
+
+def test_a_folder_without_images_names_its_other_files(tmp_path):
+    (tmp_path / "d.tif").write_bytes(b"II*\x00")
+    with pytest.raises(FileNotFoundError, match=r"1 other file\(s\): d.tif; a file named on its"):
+        file_loaders([str(tmp_path)])

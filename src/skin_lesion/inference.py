@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -141,7 +142,36 @@ def check_operating_point(operating_point: Mapping[str, Any]) -> tuple[float, fl
             "test_metrics.json ('operating_point'): run `kedro run --pipelines reporting` first "
             "(with the --env and --params the classifier was trained with)"
         )
-    return float(operating_point["temperature"]), float(operating_point["melanoma_threshold"])
+    temperature = _operating_value(operating_point, "temperature")
+    threshold = _operating_value(operating_point, "melanoma_threshold")
+    # Reporting writes neither out of range; a hand-edited or damaged file could (a NaN or
+    # 2.0 threshold turned every melanoma flag off without a word, 0 failed after decoding).
+    if not temperature > 0:
+        raise ValueError(
+            f"the operating point's temperature is {temperature!r}; it must be above 0 (a "
+            "damaged or edited test_metrics.json? rerun `kedro run --pipelines reporting`)"
+        )
+    if not 0.0 <= threshold <= 1.0:
+        raise ValueError(
+            f"the operating point's melanoma_threshold is {threshold!r}; it must lie in [0, 1] "
+            "(a damaged or edited test_metrics.json? rerun `kedro run --pipelines reporting`)"
+        )
+    return temperature, threshold
+
+
+def _operating_value(operating_point: Mapping[str, Any], key: str) -> float:
+    """``operating_point[key]`` as a finite float, or an error naming it."""
+    value = operating_point[key]
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = math.nan
+    if isinstance(value, bool) or not math.isfinite(number):
+        raise ValueError(
+            f"the operating point's {key} is {value!r}, not a finite number (a damaged or "
+            "edited test_metrics.json? rerun `kedro run --pipelines reporting`)"
+        )
+    return number
 
 
 class OperatingPointMismatch(ValueError):
@@ -419,7 +449,8 @@ def match_metadata(
     Raises:
         ValueError: Naming missing columns, repeated ``image_id`` values, images in
             different folders whose file names (and so image_id) are the same and have a row,
-            or ages outside ``limits``, the range metadata validation kept for training.
+            ages outside ``limits``, the range metadata validation kept for training, or a
+            table that matches none of the images.
     """
     check_metadata_table(metadata)
     stems = pd.Series([PurePosixPath(name).stem for name in names], index=names, dtype=object)
@@ -434,6 +465,16 @@ def match_metadata(
             f"{_listed(list(clashes.index))}; classify them in separate runs"
         )
     given = stems.isin(table.index).to_numpy()
+    if len(names) and not given.any():
+        # Most often image_ids that are not the file names (a renamed export): every image
+        # would be classified with its metadata unknown, under a threshold validated with it.
+        raise ValueError(
+            f"the metadata table matches none of the {len(names)} image(s): its image_id "
+            f"values ({_listed(list(table.index.astype(str)))}) are not the images' file names "
+            f"without extension ({_listed(list(dict.fromkeys(stems)))}). Correct the image_id "
+            "column; for images whose age, sex and site are unknown, give them rows with those "
+            "left empty"
+        )
     rows = table.reindex(stems.to_numpy())[list(METADATA_COLUMNS[1:])]
     rows.index = pd.Index(names, name="image")
     rows.insert(0, "image_id", stems.to_numpy())
@@ -669,9 +710,15 @@ def file_loaders(paths: list[str]) -> dict[str, Callable[[], bytes]]:
                 if p.suffix.lower() not in IMAGE_SUFFIXES and not p.name.startswith(".")
             ]  # fmt: skip
             if not found:
+                listed = _listed([str(p.relative_to(path)) for p in others])
                 raise FileNotFoundError(
                     f"no {wanted} image in folder '{given}'"
-                    + (f" ({len(others)} other file(s))" if others else "")
+                    + (
+                        f" ({len(others)} other file(s): {listed}; a file named on its own is "
+                        "read whatever its ending, e.g. a TIFF)"
+                        if others
+                        else ""
+                    )
                 )
             for file in found:
                 _add(loaders, seen, repeats, file, file.read_bytes, position, renamed)

@@ -134,7 +134,8 @@ class ImageFolderDataset(AbstractDataset[None, dict[str, Callable[[], bytes]]]):
         warn_alike(renamed)
         wanted = "/".join(self._extensions)
         if not files and not self._allow_empty:  # left-out files are no images to classify
-            other = f" ({len(others)} other file(s))" if others else ""
+            shown = ", ".join(others[:5]) + (" and more" if len(others) > 5 else "")
+            other = f" ({len(others)} other file(s): {shown})" if others else ""
             raise InputDataError(
                 f"{self._description} '{self._path}' holds no {wanted} file{other}. {self._hint}"
             )
