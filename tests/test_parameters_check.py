@@ -54,7 +54,8 @@ def test_the_error_names_each_unknown_key_and_the_likely_intended_one():
         )
     # Each unknown key once, sorted, with a guess where one is close; 'seed' is valid.
     assert str(error.value).startswith(
-        "unknown runtime parameter(s) from --params: 'raw-dir' (did you mean 'raw_dir'?), "
+        "unknown runtime parameter(s) (--params, or a session's runtime_params): "
+        "'raw-dir' (did you mean 'raw_dir'?), "
         "'seeed' (did you mean 'seed'?), 'zzz'. "
     )
     check_runtime_params({"seed": 2, "raw_dir": "/x"}, ["seed"], ["raw_dir"])  # no error

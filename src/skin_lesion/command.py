@@ -218,7 +218,12 @@ def _predict(args: argparse.Namespace) -> int:
         try:
             device = resolve_device(args.device)
         except RuntimeError as error:  # torch's, for a name it does not know
-            raise ValueError(f"--device {args.device}: {error}") from None
+            first = str(error).splitlines()[0] if str(error) else type(error).__name__
+            if first.startswith("Expected one of"):  # torch's list of every backend it knows
+                first = "not a device torch knows"
+            raise ValueError(
+                f"--device {args.device}: {first} (use auto, cpu, cuda, cuda:N or mps)"
+            ) from None
         if args.checkpoint is not None and args.metrics is None:
             beside = _metrics_beside(args.checkpoint)
             args.metrics = str(beside) if beside else None

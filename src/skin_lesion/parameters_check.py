@@ -355,8 +355,9 @@ def check_runtime_params(
         close = difflib.get_close_matches(name.replace("-", "_"), known, n=1, cutoff=0.6)
         named.append(f"'{name}' (did you mean '{close[0]}'?)" if close else f"'{name}'")
     raise ConfigError(
-        f"unknown runtime parameter(s) from --params: {', '.join(named)}. No parameter file "
-        "defines it and no config file reads it, so the run would ignore it. Top-level "
+        "unknown runtime parameter(s) (--params, or a session's runtime_params): "
+        f"{', '.join(named)}. No parameter file defines it and no config file reads it, so "
+        "the run would ignore it. Top-level "
         f"parameters: {defined}; names the config reads at run time: {resolved}."
     )
 

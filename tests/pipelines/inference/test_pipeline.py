@@ -222,7 +222,10 @@ def test_clear_errors(trained, tmp_path, capsys):
     no_point = tmp_path / "no_point.json"
     no_point.write_text('{"operating_point": null}')
     cases = {
-        "--device=foo": (["--device", "foo", *good], "--device foo: "),
+        "--device=foo": (
+            ["--device", "foo", *good],
+            "--device foo: not a device torch knows (use auto, cpu, cuda, cuda:N or mps)",
+        ),
         "--csv in no folder": (
             ["--csv", str(tmp_path / "nowhere" / "out.csv"), *good],
             f"--csv '{tmp_path}/nowhere/out.csv': no folder",
