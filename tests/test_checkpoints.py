@@ -115,3 +115,25 @@ def test_atomic_writes_reach_the_disk_before_the_rename(tmp_path, monkeypatch) -
     files.atomic_write(tmp_path / "x.bin", lambda f: f.write(b"weights"))
     assert (tmp_path / "x.bin").read_bytes() == b"weights"
     assert events == ["fsync file", "rename", "fsync folder"]
+
+
+def test_atomic_writes_stand_where_the_file_system_offers_no_fsync(tmp_path, monkeypatch) -> None:
+    import errno
+
+    from skin_lesion import files
+
+    def no_fsync(fd: int) -> None:
+        raise OSError(errno.EINVAL, "Invalid argument")
+
+    monkeypatch.setattr(files.os, "fsync", no_fsync)
+    files.atomic_write(tmp_path / "x.bin", lambda f: f.write(b"weights"))
+    assert (tmp_path / "x.bin").read_bytes() == b"weights"
+
+    def broken_disk(fd: int) -> None:
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(files.os, "fsync", broken_disk)
+    with pytest.raises(OSError, match="Input/output error"):
+        files.atomic_write(tmp_path / "y.bin", lambda f: f.write(b"weights"))
+    assert not (tmp_path / "y.bin").exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["x.bin"]

@@ -368,7 +368,8 @@ def test_image_cache_validation_names_the_bad_value(images, ids, match):
 def test_image_cache_fingerprint_is_per_image_whatever_the_row_order():
     images = np.stack([np.full((4, 5, 3), v, np.uint8) for v in (1, 2, 3)])
     cache = ImageCache(images, ("a", "b", "c"), {"height": 4, "width": 5})
-    assert len(set(cache.image_sha256)) == 3
+    assert cache.image_sha256 is None  # hashed when first needed
+    assert len(set(cache.digests())) == 3 and cache.image_sha256 == cache.digests()
     reordered = ImageCache(images[::-1].copy(), ("c", "b", "a"), {"height": 4, "width": 5})
     assert reordered.fingerprint() == cache.fingerprint()
     assert reordered.fingerprint(["a", "b"]) == cache.fingerprint(("b", "a"))

@@ -437,3 +437,21 @@ def test_a_cuda_index_past_the_machine_s_gpus_is_named(monkeypatch):
     assert engine.resolve_device("cuda:1") == torch.device("cuda:1")
     with pytest.raises(RuntimeError, match=r"has 2 CUDA device\(s\): cuda:0 to cuda:1"):
         engine.resolve_device("cuda:3")
+
+
+def test_only_nodes_that_run_a_model_have_their_device_checked(monkeypatch):
+    """build_report takes params:device to name it in the report: a report-only run with
+    device=cuda on a CPU machine is not refused for it; a gpu-tagged node's run is."""
+    from kedro.io import DataCatalog, MemoryDataset
+    from kedro.pipeline import Pipeline, node
+
+    from skin_lesion import engine
+    from skin_lesion.parameters_check import check_device_present
+
+    monkeypatch.setattr(engine.torch.cuda, "is_available", lambda: False)
+    catalog = DataCatalog({"params:device": MemoryDataset("cuda")})
+    record = Pipeline([node(lambda d: d, "params:device", "report", name="build_report")])
+    check_device_present(record, catalog)
+    model = Pipeline([node(lambda d: d, "params:device", "preds", name="predict", tags="gpu")])
+    with pytest.raises(ConfigError, match="CUDA is not available"):
+        check_device_present(model, catalog)

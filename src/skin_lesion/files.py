@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import re
@@ -162,13 +163,23 @@ def atomic_write(target: str | os.PathLike, write: Callable[[IO[bytes]], Any]) -
         with os.fdopen(fd, "wb") as file:
             write(file)
             file.flush()
-            os.fsync(file.fileno())
+            _sync(file.fileno())
         os.chmod(tmp, mode)
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     _sync_folder(target.parent)
+
+
+def _sync(fd: int) -> None:
+    """``os.fsync``, except where the file system does not offer it (some FUSE and SMB
+    mounts say EINVAL or ENOTSUP): the write then stands as the system keeps it."""
+    try:
+        os.fsync(fd)
+    except OSError as error:
+        if error.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP):
+            raise
 
 
 def _sync_folder(folder: Path) -> None:

@@ -69,11 +69,12 @@ class ImageCache:
         images: uint8 array of shape (N, H, W, 3), RGB, C-contiguous.
         image_ids: The image_id of each row, in row order; unique.
         preprocessing: ``PreprocessConfig.to_dict()`` of the settings the images got.
-        image_sha256: The SHA-256 of each row's pixels; computed when not given
-            (``ImageCacheDataset`` records them, so a memory-mapped cache is not read to load
-            them). Checkpoints record :meth:`fingerprint` of the images they learnt from, so
-            that a model trained on other pixels (an image replaced, then data_processing
-            rerun) is refused by the stages after.
+        image_sha256: The SHA-256 of each row's pixels, or None: then :meth:`digests`
+            computes them when first needed (``ImageCacheDataset`` records them, so a
+            memory-mapped cache is not read to load them). Checkpoints record
+            :meth:`fingerprint` of the images they learnt from, so that a model trained on
+            other pixels (an image replaced, then data_processing rerun) is refused by the
+            stages after.
     """
 
     images: np.ndarray
@@ -125,12 +126,18 @@ class ImageCache:
                 f"says {size[0]}x{size[1]}"
             )
         object.__setattr__(self, "image_ids", ids)
+        if self.image_sha256 is not None:  # else computed when first needed (digests())
+            digests = tuple(self.image_sha256)
+            if len(digests) != len(ids) or not all(isinstance(d, str) for d in digests):
+                raise ValueError(f"image_sha256 must hold one string per image ({len(ids)})")
+            object.__setattr__(self, "image_sha256", digests)
+
+    def digests(self) -> tuple[str, ...]:
+        """``image_sha256``, hashed from the pixels the first time where not given (a cache
+        saved before they were recorded: one read of the array, once per loaded cache)."""
         if self.image_sha256 is None:
-            object.__setattr__(self, "image_sha256", image_digests(images))
-        digests = tuple(self.image_sha256)
-        if len(digests) != len(ids) or not all(isinstance(d, str) for d in digests):
-            raise ValueError(f"image_sha256 must hold one string per image ({len(ids)})")
-        object.__setattr__(self, "image_sha256", digests)
+            object.__setattr__(self, "image_sha256", image_digests(self.images))
+        return self.image_sha256
 
     def fingerprint(self, image_ids: Iterable[str] | None = None) -> str:
         """SHA-256 over the images' size and each image's ``image_id`` with the SHA-256 of
@@ -143,7 +150,7 @@ class ImageCache:
         Raises:
             KeyError: Naming image_ids the cache does not hold.
         """
-        by_id = dict(zip(self.image_ids, self.image_sha256, strict=True))
+        by_id = dict(zip(self.image_ids, self.digests(), strict=True))
         wanted = sorted(by_id if image_ids is None else {str(i) for i in image_ids})
         missing = [i for i in wanted if i not in by_id]
         if missing:

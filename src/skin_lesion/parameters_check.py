@@ -255,7 +255,10 @@ def check_device_present(pipeline: Any, catalog: Any) -> None:
     CUDA device this machine lacks (no CUDA, or ``cuda:N`` past its GPUs) is refused before
     any node and before MLflow opens a run, not by the first node that runs a model, after
     the nodes before it ran. Runs that need no device pass (``check_device`` warns)."""
-    if "params:device" not in pipeline.inputs() or "params:device" not in catalog:
+    # The nodes tagged gpu run a model on the device; others take it for a record only
+    # (build_report names it in the report) and must not be refused for it.
+    runs_model = any("params:device" in n.inputs and "gpu" in n.tags for n in pipeline.nodes)
+    if not runs_model or "params:device" not in catalog:
         return
     device = catalog.load("params:device")
     if not isinstance(device, str) or not device.startswith("cuda"):
@@ -711,8 +714,8 @@ def check_classifier_current(pipeline: Any, catalog: Any) -> None:
     def present(name: str) -> bool:
         return name in reads and name in catalog and catalog.exists(name)
 
-    def at_hand(name: str) -> bool:
-        return name in catalog and catalog.exists(name)
+    def at_hand(name: str) -> bool:  # made by this run: its nodes check what they make
+        return name not in made and name in catalog and catalog.exists(name)
 
     # Loaded where they exist, read or not: `--nodes evaluate_test,build_report` reads
     # neither, yet refitted the operating point and reported a classifier of other data.

@@ -83,7 +83,7 @@ class ImageCacheDataset(AbstractDataset[ImageCache, ImageCache]):
             images=images,
             image_ids=tuple(index["image_ids"]),
             preprocessing=index["preprocessing"],
-            # Caches saved before they were recorded: computed here (one read of the array).
+            # None for caches saved before they were recorded: hashed when first needed.
             image_sha256=index.get("image_sha256"),
         )
 
@@ -97,7 +97,7 @@ class ImageCacheDataset(AbstractDataset[ImageCache, ImageCache]):
             "dtype": str(data.images.dtype),
             "image_ids": list(data.image_ids),
             "preprocessing": data.preprocessing,
-            "image_sha256": list(data.image_sha256),
+            "image_sha256": list(data.digests()),
         }
         # Serialised before anything is touched: an index that cannot be written (a value
         # JSON does not take) used to fail after the old cache was already gone.

@@ -164,7 +164,7 @@ def check_identical_images(cache: ImageCache, cached: pd.DataFrame) -> None:
         metadata.InvalidDataError: Naming every group of identical images of several lesions.
     """
     by_digest: dict[str, list[str]] = {}
-    for image_id, digest in zip(cache.image_ids, cache.image_sha256, strict=True):
+    for image_id, digest in zip(cache.image_ids, cache.digests(), strict=True):
         by_digest.setdefault(digest, []).append(image_id)
     groups = [ids for ids in by_digest.values() if len(ids) > 1]
     if not groups:
