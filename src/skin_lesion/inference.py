@@ -47,6 +47,7 @@ from skin_lesion.files import (
     warn_left_out,
 )
 from skin_lesion.images import IMAGE_SUFFIXES, build_image_cache
+from skin_lesion.lineage import FUSION_COLUMNS
 from skin_lesion.metadata import MetadataConfig, set_aside_identical_copies
 from skin_lesion.preprocessing import PreprocessConfig
 from skin_lesion.tabular import MetadataEncoder
@@ -54,7 +55,7 @@ from skin_lesion.tabular import MetadataEncoder
 logger = logging.getLogger(__name__)
 
 REJECT_COLUMNS = ("image", "reason")
-METADATA_COLUMNS = ("image_id", "age", "sex", "localization")
+METADATA_COLUMNS = FUSION_COLUMNS  # what metadata fusion reads
 # How many names a warning or error lists before giving the count of the rest.
 SHOWN = 5
 # Images a lazy Grad-CAM batch holds (explain's own batch: crops and heatmaps of 16 at once).

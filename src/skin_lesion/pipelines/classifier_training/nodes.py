@@ -16,7 +16,7 @@ from skin_lesion.preprocessing import PreprocessConfig
 from skin_lesion.pretraining import EncoderConfig, PretrainConfig
 from skin_lesion.splits import align_to_cache
 
-METADATA_COLUMNS = ["image_id", "age", "sex", "localization"]
+METADATA_COLUMNS = list(lineage.FUSION_COLUMNS)  # what metadata fusion reads
 
 
 def check_inputs_current(

@@ -23,7 +23,7 @@ from skin_lesion.images import ImageCache
 from skin_lesion.pretraining import EncoderConfig
 from skin_lesion.splits import align_to_cache
 
-METADATA_COLUMNS = ["image_id", "age", "sex", "localization"]
+METADATA_COLUMNS = list(lineage.FUSION_COLUMNS)  # what metadata fusion reads
 # build_report's inputs with this prefix are parameter groups; the others are figures.
 PARAM_PREFIX = "param_"
 
