@@ -53,12 +53,13 @@ def run_kedro(
     pipeline: str | None = None,
     *,
     from_nodes: list[str] | None = None,
+    node_names: list[str] | None = None,
     runner=None,
     only_missing_outputs: bool = False,
     **runtime_params,
 ) -> dict:
-    """Run a pipeline (from ``from_nodes`` on) of the copied project in the ``test`` env,
-    with Kedro's default runner or ``runner``."""
+    """Run a pipeline (from ``from_nodes`` on, or only ``node_names``) of the copied project
+    in the ``test`` env, with Kedro's default runner or ``runner``."""
     from kedro.framework.session import KedroSession
     from kedro.framework.startup import bootstrap_project
 
@@ -69,6 +70,7 @@ def run_kedro(
         return session.run(
             pipeline_names=[pipeline] if pipeline else None,
             from_nodes=from_nodes,
+            node_names=node_names,
             runner=runner,
             only_missing_outputs=only_missing_outputs,
         )

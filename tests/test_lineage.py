@@ -18,8 +18,10 @@ from skin_lesion.lineage import (
     check_checkpoint_inputs,
     check_encoder_settings,
     check_made_from,
+    check_predictions,
     check_pretraining_settings,
     check_raw_data,
+    check_scored_pixels,
     check_seed,
     check_settings,
     check_split_settings,
@@ -29,6 +31,7 @@ from skin_lesion.lineage import (
     raw_data_record,
     recorded_config,
     rows_fingerprint,
+    scored_pixels,
     split_fingerprint,
     split_settings,
 )
@@ -605,9 +608,18 @@ def test_a_model_trained_on_other_images_is_refused_after_data_processing_reran(
             image.transpose(Image.Transpose.ROTATE_180).save(path, quality=95)
         return original
 
-    # A test image replaced: the models never saw it, so reporting scores it as it now is.
-    replace(file_of("test"))
+    # A test image replaced: the models never saw it, so reporting scores it as it now is,
+    # once it predicts again; the old predictions and the metrics made of them are refused.
+    test_image = file_of("test")
+    replace(test_image)
     run_kedro(kedro_project, "data_processing")
+    with pytest.raises(
+        StaleInputError,
+        match=rf"`test_predictions` is stale: .*1 now with other pixels .*\({test_image.stem}\)",
+    ):
+        run_kedro(kedro_project, "reporting", from_nodes=["evaluate_test"])
+    with pytest.raises(StaleInputError, match=r"`test_metrics` is stale: it scores predictions"):
+        run_kedro(kedro_project, "reporting", node_names=["build_report"])
     run_kedro(kedro_project, "reporting", reporting={"tta": "none"})
     # A train image replaced.
     train_image = file_of("train")
@@ -637,3 +649,43 @@ def test_a_model_trained_on_other_images_is_refused_after_data_processing_reran(
     train_image.write_bytes(original)
     run_kedro(kedro_project, "data_processing")
     run_kedro(kedro_project, "reporting", reporting={"tta": "none"})
+
+
+def test_predictions_and_their_metrics_are_refused_once_the_pixels_they_scored_change() -> None:
+    """The classifier and its train/val data unchanged, a test image replaced: the old
+    predictions (and the metrics fitted and scored on them) were taken as the current."""
+    pixels = {"ISIC_1": 1, "ISIC_2": 2, "ISIC_3": 3, "ISIC_4": 4}
+    cache = _cache(pixels)
+    digests = dict(zip(cache.image_ids, cache.digests(), strict=True))
+    made = pd.DataFrame(
+        {
+            "image_id": ["ISIC_3", "ISIC_4"],
+            "classifier_sha256": "c",
+            "tta": "none",
+            "image_sha256": [digests["ISIC_3"], digests["ISIC_4"]],
+        }
+    )
+    check_predictions(made, "test_predictions", "c", "none", digests)
+    check_predictions(made.drop(columns="image_sha256"), "test_predictions", "c", "none")
+    with pytest.raises(StaleInputError, match=r"does not record the pixels"):
+        check_predictions(made.drop(columns="image_sha256"), "test_predictions", "c", "none", {})
+    now = dict(zip(cache.image_ids, _cache({**pixels, "ISIC_4": 9}).digests(), strict=True))
+    with pytest.raises(StaleInputError, match=r"1 now with other pixels in the image cache "):
+        check_predictions(made, "test_predictions", "c", "none", now)
+    with pytest.raises(StaleInputError, match=r"1 no longer in the image cache \(ISIC_4\)"):
+        check_predictions(made, "test_predictions", "c", "none", {"ISIC_3": digests["ISIC_3"]})
+    # test_metrics: the val and test rows' pixels together, in any order.
+    splits = pd.DataFrame({"image_id": list(pixels), "split": ["train", "val", "test", "test"]})
+    val = made.iloc[:0].assign(image_id=["ISIC_2"], image_sha256=[digests["ISIC_2"]])
+    metrics = {"scored_images_sha256": scored_pixels(val, made)}
+    assert metrics["scored_images_sha256"] == scored_pixels(made.iloc[::-1], val)
+    check_scored_pixels(metrics, splits, digests)
+    check_scored_pixels({}, splits, now)  # made before they recorded it
+    assert scored_pixels(val, made.drop(columns="image_sha256")) is None
+    for changed in ({**pixels, "ISIC_4": 9}, {**pixels, "ISIC_2": 9}):
+        now = dict(zip(cache.image_ids, _cache(changed).digests(), strict=True))
+        with pytest.raises(StaleInputError, match=r"`test_metrics` is stale"):
+            check_scored_pixels(metrics, splits, now)
+    # A train image changing is the classifier's business (check_checkpoint_inputs), not this.
+    now = dict(zip(cache.image_ids, _cache({**pixels, "ISIC_1": 9}).digests(), strict=True))
+    check_scored_pixels(metrics, splits, now)

@@ -27,6 +27,7 @@ from skin_lesion.checkpoints import state_fingerprint
 from skin_lesion.classifier import classifier_from_checkpoint, predict_with_checkpoint
 from skin_lesion.config import check_at_least, from_dict
 from skin_lesion.gradcam import gradcam_heatmaps, normalise_maps
+from skin_lesion.images import image_digests
 from skin_lesion.prediction import TTA_VIEWS, dihedral, undo_dihedral
 from skin_lesion.tabular import MetadataEncoder
 
@@ -116,8 +117,9 @@ def predict_split(
 
     Returns:
         ``image_id, lesion_id, label, dx``, ``classifier_sha256`` and ``tta`` (what made
-        them, which ``lineage.check_predictions`` compares before they are scored), and
-        ``p_<class>`` for every class.
+        them) and ``image_sha256`` (the pixels each was made from), which
+        ``lineage.check_predictions`` compares before they are scored, and ``p_<class>``
+        for every class.
     """
     classes = checkpoint["class_names"]
     chosen = np.flatnonzero(rows["split"].to_numpy() == split)
@@ -134,6 +136,7 @@ def predict_split(
     out = rows.iloc[chosen][["image_id", "lesion_id", "label", "dx"]].reset_index(drop=True)
     out[lineage.PREDICTED_BY] = state_fingerprint(checkpoint)
     out[lineage.PREDICTED_TTA] = config.tta
+    out[lineage.PREDICTED_PIXELS] = image_digests(images, chosen)
     return pd.concat([out, pd.DataFrame(probs, columns=[f"p_{c}" for c in classes])], axis=1)
 
 

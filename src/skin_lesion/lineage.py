@@ -687,22 +687,33 @@ def check_settings(
         )
 
 
-# Columns with which reporting's predictions name what made them (since 2026-12-07).
+# Columns with which reporting's predictions name what made them (since 2026-12-07), and
+# the SHA-256 of the pixels each row was predicted from (added later that day).
 PREDICTED_BY = "classifier_sha256"
 PREDICTED_TTA = "tta"
+PREDICTED_PIXELS = "image_sha256"
 
 
 def check_predictions(
-    predictions: pd.DataFrame, what: str, classifier_sha256: str, tta: str
+    predictions: pd.DataFrame,
+    what: str,
+    classifier_sha256: str,
+    tta: str,
+    pixels: Mapping[str, str] | None = None,
 ) -> None:
     """Refuse predictions made by another classifier or with another TTA than ``tta``: a run
     that starts after the predicting nodes (``--from-nodes evaluate_test``) fitted the
     operating point on them and recorded the current classifier's fingerprint and ``tta``,
     so inference accepted a temperature and threshold fitted for another model.
 
+    ``pixels``: the SHA-256 of each image's pixels now, by ``image_id`` (the image cache's):
+    predictions made from other pixels are refused too (a test image replaced and
+    data_processing rerun: the classifier and its training data are unchanged, but the old
+    predictions scored an image that is no longer there).
+
     Raises:
-        StaleInputError: Naming ``what``, the fingerprints or TTAs and the command to rerun;
-            also for predictions that record neither (made before they did).
+        StaleInputError: Naming ``what``, the fingerprints, TTAs or images and the command to
+            rerun; also for predictions that record none of them (made before they did).
     """
     rerun = (
         "Rerun `kedro run --pipelines reporting` (add the same --env/--params; it predicts again)."
@@ -723,6 +734,73 @@ def check_predictions(
         raise StaleInputError(
             f"`{what}` is stale: it was predicted with tta {', '.join(made_with)}, but "
             f"reporting.tta is now {tta!r}. {rerun}"
+        )
+    if pixels is None:
+        return
+    if PREDICTED_PIXELS not in predictions.columns:
+        raise StaleInputError(
+            f"`{what}` does not record the pixels of the images it scored (made before "
+            f"predictions recorded them), so it cannot be told to be of the current images. "
+            f"{rerun}"
+        )
+    ids = predictions["image_id"].astype(str)
+    then = predictions[PREDICTED_PIXELS].astype(str)
+    gone = sorted(i for i in ids if i not in pixels)
+    changed = sorted(i for i, d in zip(ids, then, strict=True) if i in pixels and pixels[i] != d)
+    problems = [
+        f"{len(names)} {label} ({_named(names)})"
+        for names, label in (
+            (changed, "now with other pixels in the image cache"),
+            (gone, "no longer in the image cache"),
+        )
+        if names
+    ]
+    if problems:
+        raise StaleInputError(
+            f"`{what}` is stale: it was predicted from images that have changed since: "
+            f"{'; '.join(problems)} (data_processing was rerun on other images). {rerun}"
+        )
+
+
+# What ``test_metrics`` records of the pixels its val and test predictions were made from.
+SCORED_PIXELS = "scored_images_sha256"
+
+
+def pixels_fingerprint(image_ids: Iterable[str], digests: Iterable[str]) -> str:
+    """SHA-256 over each image's ``image_id`` and pixel SHA-256, in image_id order."""
+    digest = hashlib.sha256()
+    for image_id, pixels in sorted(zip(map(str, image_ids), map(str, digests), strict=True)):
+        digest.update(f"{image_id},{pixels}\n".encode())
+    return digest.hexdigest()
+
+
+def scored_pixels(*predictions: pd.DataFrame) -> str | None:
+    """:func:`pixels_fingerprint` of the rows of ``predictions`` together, or None where one
+    does not record its pixels."""
+    if any(PREDICTED_PIXELS not in frame.columns for frame in predictions):
+        return None
+    both = pd.concat([frame[["image_id", PREDICTED_PIXELS]] for frame in predictions])
+    return pixels_fingerprint(both["image_id"], both[PREDICTED_PIXELS])
+
+
+def check_scored_pixels(
+    metrics: Mapping[str, Any], splits: pd.DataFrame, pixels: Mapping[str, str]
+) -> None:
+    """Refuse a ``test_metrics`` whose val and test predictions were made from other pixels
+    than the image cache now holds for the val and test images of ``splits`` (a
+    ``--nodes build_report`` run after a test image was replaced reported the old scores);
+    one that records none passes (made before it did: the predictions are checked)."""
+    recorded = metrics.get(SCORED_PIXELS)
+    if recorded is None:
+        return
+    ids = [str(i) for i in splits.loc[splits["split"].isin(["val", "test"]), "image_id"]]
+    if any(i not in pixels for i in ids) or recorded != pixels_fingerprint(
+        ids, [pixels[i] for i in ids]
+    ):
+        raise StaleInputError(
+            "`test_metrics` is stale: it scores predictions of val and test images whose "
+            "pixels have changed since (data_processing was rerun on other images). Rerun "
+            "`kedro run --pipelines reporting` (add the same --env/--params; it predicts again)."
         )
 
 

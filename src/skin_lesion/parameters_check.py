@@ -680,7 +680,9 @@ def check_classifier_current(pipeline: Any, catalog: Any) -> None:
       data_processing rerun: the classifier did not learn from the current images);
     * predictions (``test_predictions``, ``reporting_val_predictions``) and ``test_metrics``
       the run reads without making them, against the classifier and ``reporting.tta``
-      (``lineage.check_predictions``; the operating point's fingerprint and TTA);
+      (``lineage.check_predictions``; the operating point's fingerprint and TTA), and the
+      predictions against the pixels of the image cache, where it exists (a test image
+      replaced: the classifier learnt nothing from it, but the predictions scored the old);
     * the SupCon outputs it reads without making them (``pretraining_history``,
       ``contrastive_embeddings``): the pretrained encoder must be the one the classifier was
       fine-tuned from, or the report's SupCon curves and embedding map describe another;
@@ -751,12 +753,18 @@ def check_classifier_current(pipeline: Any, catalog: Any) -> None:
 
         made_by = state_fingerprint(classifier)
         tta = from_dict(ReportingConfig, catalog.load("params:reporting"), "reporting").tta
+    pixels = None  # the cache's pixel digests, for what the predictions were made from
+    if cache is not None and (scored or present("test_metrics")):
+        pixels = dict(zip(cache.image_ids, cache.digests(), strict=True))
     for name in scored:
         frame = catalog.load(name)
-        checks.append(lambda f=frame, n=name: lineage.check_predictions(f, n, made_by, tta))
+        checks.append(lambda f=frame, n=name: lineage.check_predictions(f, n, made_by, tta, pixels))
     if present("test_metrics"):
-        point = catalog.load("test_metrics").get("operating_point") or {}
+        metrics = catalog.load("test_metrics")
+        point = metrics.get("operating_point") or {}
         checks.append(lambda: lineage.check_operating_point(point, made_by, tta))
+        if pixels is not None and splits is not None:
+            checks.append(lambda: lineage.check_scored_pixels(metrics, splits, pixels))
     if present("training_history"):
         history = catalog.load("training_history")
         checks.append(

@@ -206,7 +206,8 @@ def evaluate_test(
     ``params`` says are refused (a run started after the predicting nodes would otherwise
     fit this classifier's operating point on them), the operating point records its weights'
     SHA-256, so that inference refuses to apply this temperature and threshold to another
-    classifier, and ``split_sha256`` the split it was trained on.
+    classifier, and ``split_sha256`` the split it was trained on. ``scored_images_sha256``
+    records the pixels the predictions were made from (``lineage.scored_pixels``).
     """
     config = _config(params)
     if classifier is not None:
@@ -223,6 +224,9 @@ def evaluate_test(
     if classifier is not None:
         metrics["split_sha256"] = (classifier.get("params") or {}).get(lineage.SPLIT_KEY)
         metrics["operating_point"]["classifier_sha256"] = made_by
+    scored = lineage.scored_pixels(val_predictions, test_predictions)
+    if scored is not None:
+        metrics[lineage.SCORED_PIXELS] = scored
     return metrics
 
 
