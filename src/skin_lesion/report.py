@@ -117,6 +117,7 @@ def render_report(
     figure_captions: Mapping[str, str] | None = None,
     generated_at: datetime | None = None,
     notice: str | None = None,
+    recorded_groups: Sequence[str] = (),
 ) -> str:
     """Render one run as a self-contained HTML5 page.
 
@@ -133,6 +134,8 @@ def render_report(
             pipeline's figures); the name is used where neither gives one.
         generated_at: Timestamp to print (default: now, UTC).
         notice: A line shown under the title, before any figure (``reporting.notice``).
+        recorded_groups: The groups of ``params`` that are the settings the classifier
+            recorded as trained with, not the run's (said in the Parameters section).
 
     Returns:
         The HTML document.
@@ -166,7 +169,7 @@ def render_report(
         _section("Calibration", _calibration_table(metrics.get("calibration") or {})),
         _section("Confusion matrix", _confusion_table(metrics)),
         _section("Split protocol", _split_section(split_summary, metrics)),
-        _section("Parameters", _params_block(params)),
+        _section("Parameters", _params_block(params, recorded_groups)),
         _section("Dataset", _key_value_table(fingerprint)),
         _section("Environment", _environment_tables(environment)),
         _section("Figures", _figures(figures, captions)),
@@ -512,12 +515,20 @@ def _images_per_lesion(images: object, lesions: object) -> str:
     return f"{ratio:.2f}" if ratio > 0 else NA
 
 
-def _params_block(params: Mapping) -> str:
+def _params_block(params: Mapping, recorded: Sequence[str] = ()) -> str:
     text = json.dumps(params, indent=2, sort_keys=True, default=str, ensure_ascii=False)
+    source = ""
+    if recorded:
+        names = ", ".join(f"<code>{_esc(name)}</code>" for name in recorded)
+        source = (
+            f"<p>{names}: as the classifier recorded them when it was trained (every default "
+            "filled in; its speed settings, such as <code>amp</code> and <code>compile</code>, "
+            "may differ from this run's); the other groups are this run's.</p>"
+        )
     # Folded by default: the full parameter set is long and would push the figures far down.
     return (
-        f"<details><summary>All {len(params)} parameter groups of the run (JSON)</summary>"
-        f"<pre>{_esc(text)}</pre></details>"
+        f"{source}<details><summary>All {len(params)} parameter groups (JSON)"
+        f"</summary><pre>{_esc(text)}</pre></details>"
     )
 
 

@@ -1,6 +1,7 @@
 """End-to-end: every pipeline through a Kedro session, then the report's contents."""
 
 import base64
+import html as htmllib
 import json
 import re
 
@@ -93,11 +94,22 @@ def test_kedro_run_everything_ends_with_the_report(kedro_project):
 
     # ...so the report can be rebuilt on its own, from the saved figures.
     (root / "08_reporting" / "report.html").unlink()
-    run_kedro(kedro_project, "reporting", from_nodes=["build_report"])
+    # (With a speed setting the checks let differ: the report lists training's, not this run's.)
+    run_kedro(
+        kedro_project,
+        "reporting",
+        from_nodes=["build_report"],
+        classifier_training={"eval_batch_size": 3},
+    )
     rebuilt = (root / "08_reporting" / "report.html").read_text()
     assert re.findall(r'data:image/png;base64,([^"]+)"', rebuilt) == re.findall(
         r'data:image/png;base64,([^"]+)"', html
     )
+    listed = json.loads(htmllib.unescape(re.search(r"<pre>(.*?)</pre>", rebuilt, re.S)[1]))
+    trained = listed["classifier_training"]
+    assert trained["eval_batch_size"] != 3 and trained["head"]["hidden_dim"] == 32
+    assert trained["finetune"]["optim"]["lr"] > 0  # defaults filled in, as the checkpoint records
+    assert "as the classifier recorded them when it was trained" in rebuilt
 
 
 def test_report_lists_every_parameter_group_but_inference():

@@ -381,20 +381,43 @@ def plot_gradcam(
     return figures.figure_to_png(figures.plot_gradcam_grid(panels))
 
 
+# The parameter groups a classifier records as it was trained with (``lineage.SETTINGS_KEY``).
+TRAINED_WITH = ("encoder", "contrastive_pretraining", "classifier_training")
+
+
+def trained_settings(
+    params: dict[str, Any], classifier: dict[str, Any] | None
+) -> tuple[dict[str, Any], list[str]]:
+    """``params`` with the groups the classifier recorded (``TRAINED_WITH``) as it recorded
+    them, every default filled in, and the names of those groups.
+
+    The checks before reporting let only settings that do not change the weights differ
+    (``amp``, ``compile``, ``channels_last``, ``eval_batch_size``, ...): the run's values of
+    those describe this run, not the training the report is about.
+    """
+    made_with = ((classifier or {}).get("params") or {}).get(lineage.SETTINGS_KEY) or {}
+    groups = [g for g in TRAINED_WITH if g in params and isinstance(made_with.get(g), dict)]
+    return {**params, **{g: made_with[g] for g in groups}}, groups
+
+
 def build_report(
     test_metrics: dict[str, Any],
     split_summary: dict[str, Any],
     cached_metadata: pd.DataFrame,
+    classifier: dict[str, Any] | None = None,
     **inputs: Any,
 ) -> str:
     """One self-contained HTML file: metrics, intervals, protocol, parameters, figures.
 
+    ``classifier``: where given, the settings it was trained with replace the run's
+    parameter groups of training (``trained_settings``).
     ``inputs``: the parameter groups as ``param_<group>`` (``param_device`` among them) and
     the figures' PNG bytes by figure name, embedded in the pipeline's order.
     """
-    params = {
-        k.removeprefix(PARAM_PREFIX): v for k, v in inputs.items() if k.startswith(PARAM_PREFIX)
-    }
+    params, recorded = trained_settings(
+        {k.removeprefix(PARAM_PREFIX): v for k, v in inputs.items() if k.startswith(PARAM_PREFIX)},
+        classifier,
+    )
     return report.render_report(
         title="skin-lesion: HAM10000 classifier report",
         metrics=test_metrics,
@@ -404,4 +427,5 @@ def build_report(
         environment=provenance.environment_info(str(resolve_device(params["device"]))),
         figures={k: v for k, v in inputs.items() if not k.startswith(PARAM_PREFIX)},
         notice=_config(params["reporting"]).notice,
+        recorded_groups=recorded,
     )

@@ -127,6 +127,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                     "test_metrics": "test_metrics",
                     "split_summary": "split_summary",
                     "cached_metadata": "cached_metadata",
+                    "classifier": "classifier",
                     **{f"{nodes.PARAM_PREFIX}{k}": f"params:{k}" for k in REPORTED_PARAMETERS},
                     **{name: f"{name}_plot" for name in FIGURES},
                 },
