@@ -233,7 +233,8 @@ def predict_images(
         ``predictions`` (``image``, the calibrated ``p_<class>``, ``predicted``,
         ``melanoma_flag``, ``melanoma_threshold``, ``tta``, ``metadata``: ``given``,
         ``missing`` (classified as unknown) or ``unused`` by an image-only classifier,
-        ``classifier_sha256``), ``rejects`` (``image``, ``reason``, sorted by image) and,
+        ``classifier_sha256``, ``file_sha256``: the SHA-256 of the file's bytes),
+        ``rejects`` (``image``, ``reason``, sorted by image) and,
         with ``config.gradcam``, one callable per image returning its Grad-CAM panel
         (``image``, ``heatmap``, ``title``), computed when called, a batch at a time
         (:class:`LazyGradcam`; empty otherwise).
@@ -308,6 +309,7 @@ def predict_images(
         progress=config.progress and not many,
     )
     kept: list[int] = []  # positions in names_all of the decoded images, in order
+    files: dict[str, str] = {}  # the SHA-256 of each file's bytes as read, by name
     probs_parts: list[np.ndarray] = []
     failures: dict[str, str] = {}
     images = None  # the decoded images, kept for Grad-CAM only when there is one part
@@ -316,7 +318,7 @@ def predict_images(
     ) as bar:
         for part in parts:
             cache, failed = build_image_cache(
-                {names_all[i]: loaders[names_all[i]] for i in part},
+                {names_all[i]: _hashing(names_all[i], loaders[names_all[i]], files) for i in part},
                 preprocessing,
                 workers=config.workers,
                 progress=config.progress and not many,
@@ -361,6 +363,9 @@ def predict_images(
     predictions["metadata"] = status
     # Which classifier made them, as the operating point and the MLflow runs name it.
     predictions["classifier_sha256"] = fingerprint
+    # The file each row scored, as `sha256sum` names it: an audit trail that holds when the
+    # file is renamed, moved or replaced.
+    predictions["file_sha256"] = [files[name] for name in names]
     logger.info("Classified %d image(s); %d rejected", len(predictions), len(rejects))
     if not len(predictions):
         logger.warning("no image could be classified: all %d rejected", len(rejects))
@@ -385,6 +390,18 @@ def predict_images(
         source = decode_again if images is None else images
         panels = LazyGradcam(checkpoint, source, predictions, meta, device=device, tta=tta).panels()
     return predictions, rejects, panels
+
+
+def _hashing(name: str, load: Callable[[], bytes], into: dict[str, str]) -> Callable[[], bytes]:
+    """``load``, recording the SHA-256 of the bytes it returns in ``into[name]`` (called in
+    the decoding threads: one dict item set per file)."""
+
+    def loaded() -> bytes:
+        data = load()
+        into[name] = hashlib.sha256(data).hexdigest()
+        return data
+
+    return loaded
 
 
 def chunked(items: list[Any], size: int | None) -> list[range]:

@@ -1,6 +1,7 @@
 """Inference on generated images: the pipeline, the command, and agreement with reporting."""
 
 import contextlib
+import hashlib
 import json
 import logging
 import shutil
@@ -80,6 +81,10 @@ def test_inference_matches_reporting_and_sets_bad_files_aside(trained, tmp_path,
     out = pd.read_csv(root / "07_model_output" / "inference_predictions.csv")
     rejects = pd.read_csv(root / "07_model_output" / "inference_rejects.csv")
     assert sorted(rejects["image"]) == ["empty.jpg", "notes.png", "scan.tif"]
+    # Each row names the bytes it scored, as `sha256sum` does (the same in parts, below).
+    assert list(out["file_sha256"]) == [
+        hashlib.sha256((folder / image).read_bytes()).hexdigest() for image in out["image"]
+    ]
     # The overlays explain the predictions as they were made: with their TTA (here the
     # operating point's, none; another given is passed on as well, at the end).
     assert explained and set(explained) == set(out["tta"])
@@ -164,6 +169,9 @@ def test_command_prints_a_table_and_writes_csv(trained, tmp_path, capsys):
     # Each row names the classifier that made it, as the operating point does.
     metrics = json.loads((trained / "data/test/08_reporting/test_metrics.json").read_text())
     assert set(written["classifier_sha256"]) == {metrics["operating_point"]["classifier_sha256"]}
+    assert list(written["file_sha256"]) == [
+        hashlib.sha256(p.read_bytes()).hexdigest() for p in images
+    ]
     # Identical copies (Kaggle's folder holds every image twice): one line, not one per copy.
     for folder in ("a", "b"):
         (tmp_path / folder).mkdir()
