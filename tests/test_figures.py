@@ -215,6 +215,28 @@ def test_training_curves_panels_and_phase_boundary():
     assert {"SupCon pretraining", "classifier head"} <= set(legend_texts(lr))
 
 
+def test_training_curves_mark_the_epoch_the_classifier_kept():
+    pre, train = histories()
+    kept = {"phase": "finetune", "epoch": 1, "metric": "balanced_accuracy", "ema": True}
+    fig = figures.plot_training_curves(pre, train, kept)
+    _, loss, score, _ = fig.axes
+    label = "kept: epoch 4 (fine-tune; by balanced accuracy, EMA weights)"
+    for ax in (loss, score):
+        assert line_labelled(ax, label).get_xdata()[0] == 4  # 2 warm-up epochs, then 2nd
+    assert label in legend_texts(score)
+    # An epoch the history does not hold (another run's), or none: nothing marked.
+    for other in ({**kept, "epoch": 9}, None):
+        fig = figures.plot_training_curves(pre, train, other)
+        assert not any(t.startswith("kept") for t in legend_texts(fig.axes[2]))
+
+
+def test_gradcam_titles_say_when_a_map_holds_no_positive_evidence():
+    from skin_lesion.evaluation import evidence_note
+
+    assert evidence_note(np.zeros((7, 7), np.float32)) == "\nno positive Grad-CAM evidence"
+    assert evidence_note(np.eye(7, dtype=np.float32)) == ""
+
+
 def test_training_curves_draw_the_knn_monitor_on_its_own_axis():
     pre, train = histories()
     pre[0]["val_knn_balanced_accuracy"] = 0.4  # scored after epochs 1 and 3 (every: 2)

@@ -17,8 +17,9 @@ def test_roc_curves_use_the_calibrated_probabilities(monkeypatch: pytest.MonkeyP
     predictions["label"] = rng.integers(0, len(CLASSES), 40)
     seen = {}
 
-    def capture(labels, scores, classes):
+    def capture(labels, scores, classes, **kwargs):
         seen["scores"] = scores
+        seen["points"] = kwargs.get("operating_points")
         return "figure"
 
     monkeypatch.setattr(nodes.figures, "plot_roc_curves", capture)
@@ -27,6 +28,12 @@ def test_roc_curves_use_the_calibrated_probabilities(monkeypatch: pytest.MonkeyP
     assert nodes.plot_roc_curves(predictions, metrics, CLASSES) == b"png"
     np.testing.assert_allclose(seen["scores"], apply_temperature(probs, 2.5))
     assert not np.allclose(seen["scores"], probs)
+    metrics["melanoma"] = {
+        "argmax": {"sensitivity": 0.8, "specificity": 0.9},
+        "validated_threshold": {"sensitivity": 0.95, "specificity": 0.6},
+    }
+    nodes.plot_roc_curves(predictions, metrics, CLASSES)
+    np.testing.assert_allclose([p[1:] for p in seen["points"]], [(0.1, 0.8), (0.4, 0.95)])
 
 
 def test_evaluate_test_refuses_classes_in_another_order_than_the_labels() -> None:

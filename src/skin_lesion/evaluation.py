@@ -351,6 +351,12 @@ def explain(
     return np.concatenate(crops), np.concatenate(heatmaps)
 
 
+def evidence_note(heatmap: np.ndarray) -> str:
+    """A second title line for an all-zero Grad-CAM map (no positive evidence for the class
+    explained), which draws as an even blue wash that reads as a heatmap; else empty."""
+    return "" if np.any(np.asarray(heatmap) > 0) else "\nno positive Grad-CAM evidence"
+
+
 def gradcam_panels(
     checkpoint: dict[str, Any],
     images: np.ndarray,
@@ -390,7 +396,7 @@ def gradcam_panels(
             "heatmap": heat,
             "row": classes[r.label],
             "title": f"{classes[r.label]} -> {classes[r.predicted]} "
-            f"({r.confidence:.2f}, {r.outcome})",
+            f"(P={r.confidence:.2f}, {r.outcome}){evidence_note(heat)}",
         }
         for crop, heat, r in zip(crops, heatmaps, chosen.itertuples(), strict=True)
     ]

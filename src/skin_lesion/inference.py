@@ -35,7 +35,7 @@ from skin_lesion.calibration import apply_temperature
 from skin_lesion.checkpoints import require_kind, state_fingerprint
 from skin_lesion.classifier import CHECKPOINT_KIND, CheckpointPredictor
 from skin_lesion.config import check_at_least, from_dict
-from skin_lesion.evaluation import explain
+from skin_lesion.evaluation import evidence_note, explain
 from skin_lesion.files import (
     display_name,
     is_left_out,
@@ -593,7 +593,8 @@ def gradcam_panels(
         row.image: {
             "image": crop,
             "heatmap": heat,
-            "title": f"{row.image}: {row.predicted} (p={getattr(row, 'p_' + row.predicted):.2f})",
+            "title": f"{row.image}: {row.predicted} (p={getattr(row, 'p_' + row.predicted):.2f})"
+            + evidence_note(heat),
         }
         for crop, heat, row in zip(crops, heatmaps, predictions.itertuples(), strict=True)
     }

@@ -429,6 +429,7 @@ def _calibration_table(calibration: Mapping) -> str:
         ],
         [_cell("ECE before scaling", header=True), _cell(calibration.get("ece_before"))],
         [_cell("ECE after scaling", header=True), _cell(calibration.get("ece_after"))],
+        [_cell("ECE bins (equal width)", header=True), _cell(calibration.get("bins"))],
         [_cell("Fitted on", header=True), _cell(calibration.get("fitted_on"))],
         [_cell("Evaluated on", header=True), _cell(calibration.get("evaluated_on"))],
     ]

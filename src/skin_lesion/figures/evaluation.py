@@ -64,13 +64,24 @@ def plot_confusion_matrix(cm: np.ndarray | list, classes: Sequence[str]) -> Figu
     return fig
 
 
-def plot_roc_curves(labels: np.ndarray, probs: np.ndarray, classes: Sequence[str]) -> Figure:
+def plot_roc_curves(
+    labels: np.ndarray,
+    probs: np.ndarray,
+    classes: Sequence[str],
+    *,
+    operating_points: Sequence[tuple[str, float, float]] = (),
+    positive_name: str = "mel",
+) -> Figure:
     """One-vs-rest ROC curve per class, AUC in the legend, with the chance diagonal.
 
     Args:
         labels: True class index per example, ``(N,)``.
         probs: Predicted probabilities ``(N, K)``.
         classes: Class names in label order.
+        operating_points: ``(label, 1 - specificity, sensitivity)`` of ``positive_name``'s
+            operating points, marked: a threshold on its probability lies on its curve;
+            the argmax rule is no such threshold and need not.
+        positive_name: The class the operating points belong to (its colour).
 
     Returns:
         One panel. A class absent from ``labels`` (or making up all of them) has no ROC
@@ -92,6 +103,18 @@ def plot_roc_curves(labels: np.ndarray, probs: np.ndarray, classes: Sequence[str
         fpr, tpr, _ = roc_curve(positive, probs[:, k])
         aucs.append(auc(fpr, tpr))
         ax.plot(fpr, tpr, color=colour, linewidth=1.8, label=f"{name} (AUC = {aucs[-1]:.3f})")
+    colour = class_colours([positive_name])[0]
+    for (label, fpr_point, tpr_point), marker in zip(operating_points, "os^Dv"):
+        ax.plot(
+            [fpr_point],
+            [tpr_point],
+            marker=marker,
+            markersize=8,
+            color="black",
+            markerfacecolor=colour,
+            linestyle="none",
+            label=f"{positive_name} {label}",
+        )
     ax.plot([0, 1], [0, 1], color=NEUTRAL, linestyle="--", linewidth=1, label="chance")
     ax.set(xlim=(0, 1), ylim=(0, 1.01), aspect="equal")
     ax.set_xlabel("False positive rate (1 - specificity)")

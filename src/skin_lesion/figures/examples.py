@@ -124,5 +124,8 @@ def plot_gradcam_grid(panels: Sequence[dict], *, ncols: int = 4) -> Figure:
             ax.set_title(panel.get("title", ""), fontsize=9, parse_math=False)
             if c == 0 and label:
                 ax.set_ylabel(label)
-    fig.suptitle("Grad-CAM (encoder's final feature map; red = most evidence for the class)")
+    fig.suptitle(
+        "Grad-CAM of the predicted class (encoder's final feature map; "
+        "red = most evidence for that class)"
+    )
     return fig

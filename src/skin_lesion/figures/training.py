@@ -27,6 +27,8 @@ from skin_lesion.figures.base import (
 logger = logging.getLogger(__name__)
 
 
+# The line marking the epoch whose weights the classifier kept.
+KEPT_COLOUR = "#d62728"
 # A little above 1: a score of 1.0 (the demo's) was drawn on the axes' top edge, half hidden.
 SCORE_TOP = 1.02
 # The SupCon panel's axes reach this multiple of their data's span: the top fifth holds the
@@ -38,7 +40,21 @@ def _series(rows: Sequence[Mapping[str, Any]], key: str) -> np.ndarray:
     return np.array([np.nan if row.get(key) is None else row[key] for row in rows], dtype=float)
 
 
-def plot_training_curves(pretraining_history: list[dict], training_history: list[dict]) -> Figure:
+def _kept_at(training_history: Sequence[Mapping[str, Any]], selected: Mapping | None):
+    """The 1-based position in ``training_history`` of the epoch ``selected`` names, or None."""
+    if not selected:
+        return None
+    for position, row in enumerate(training_history, start=1):
+        if row.get("phase") == selected.get("phase") and row.get("epoch") == selected.get("epoch"):
+            return position
+    return None
+
+
+def plot_training_curves(
+    pretraining_history: list[dict],
+    training_history: list[dict],
+    selected: Mapping[str, Any] | None = None,
+) -> Figure:
     """Loss, validation metrics and learning rate of pretraining and both classifier phases.
 
     Args:
@@ -47,6 +63,9 @@ def plot_training_curves(pretraining_history: list[dict], training_history: list
             when pretraining was skipped.
         training_history: One row per classifier epoch in order (``phase`` ``warmup`` or
             ``finetune``, ``loss, val_loss, balanced_accuracy, macro_f1, lr, ...``).
+        selected: The epoch whose weights the classifier kept (its checkpoint's
+            ``selected``: ``phase``, ``epoch``, ``metric``, ``ema``), marked on the classifier
+            panels; none marked where None or not in the history.
 
     Returns:
         Four panels: SupCon loss (with the validation kNN score on a second axis when
@@ -101,7 +120,15 @@ def plot_training_curves(pretraining_history: list[dict], training_history: list
     supcon.set_ylabel("SupCon loss")
 
     panels = [
-        (loss, "Classifier loss", "Loss", [("loss", "train"), ("val_loss", "validation")]),
+        # Not one loss: train is the training objective (focal by default, class-weighted),
+        # validation the plain cross-entropy (classification_metrics); their gap is no
+        # overfitting measure.
+        (
+            loss,
+            "Classifier loss (train: training objective; validation: cross-entropy)",
+            "Loss",
+            [("loss", "train (training objective)"), ("val_loss", "validation (cross-entropy)")],
+        ),
         (
             score,
             "Validation metrics",
@@ -110,6 +137,12 @@ def plot_training_curves(pretraining_history: list[dict], training_history: list
         ),
     ]
     styles = [{"color": "black"}, {"color": NEUTRAL, "linestyle": "--"}]
+    kept = _kept_at(training_history, selected)
+    if kept is not None:
+        chosen_by = str(selected.get("metric") or "validation").replace("_", " ")
+        weights = ", EMA weights" if selected.get("ema") else ""
+        phase = {"warmup": "warm-up", "finetune": "fine-tune"}.get(selected["phase"], "")
+        kept_label = f"kept: epoch {kept} ({phase}; by {chosen_by}{weights})"
     for ax, title, ylabel, keys in panels:
         ax.set_title(title)
         ax.set_xlabel("Classifier epoch (warm-up, then fine-tune)")
@@ -122,6 +155,8 @@ def plot_training_curves(pretraining_history: list[dict], training_history: list
         if warmup:
             ax.axvspan(0.5, warmup + 0.5, color=NEUTRAL, alpha=0.12, label="warm-up (frozen)")
             ax.axvline(warmup + 0.5, color=NEUTRAL, linewidth=1)
+        if kept is not None:
+            ax.axvline(kept, color=KEPT_COLOUR, linestyle=":", linewidth=1.5, label=kept_label)
         # Scores lie high (the demo's at 1.0, real runs' above about 0.5): the legend goes
         # low, where "best" put it over the lines' right end.
         _legend(ax, fontsize=9, **({"loc": "lower right"} if ax is score else {}))

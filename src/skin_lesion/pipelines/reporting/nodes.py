@@ -249,8 +249,22 @@ def plot_roc_curves(
     drawn from the same calibrated probabilities as the AUC column of ``test_metrics``.
     """
     probs = _calibrated(test_predictions, test_metrics, classes)
+    melanoma = test_metrics.get("melanoma") or {}
+    points = [
+        (label, 1.0 - point["specificity"], point["sensitivity"])
+        for key, label in (("argmax", "argmax (A)"), ("validated_threshold", "threshold (B)"))
+        if (point := melanoma.get(key))
+        and point.get("sensitivity") is not None
+        and point.get("specificity") is not None
+    ]
     return figures.figure_to_png(
-        figures.plot_roc_curves(test_predictions["label"].to_numpy(), probs, classes)
+        figures.plot_roc_curves(
+            test_predictions["label"].to_numpy(),
+            probs,
+            classes,
+            operating_points=points,
+            positive_name=ev.POSITIVE_CLASS,
+        )
     )
 
 
@@ -267,10 +281,16 @@ def plot_melanoma_pr(
     )
 
 
-def plot_training_curves(pretraining_history: list[dict], training_history: list[dict]) -> bytes:
-    """SupCon loss, classifier losses, validation metrics and learning rates."""
+def plot_training_curves(
+    pretraining_history: list[dict],
+    training_history: list[dict],
+    classifier: dict[str, Any] | None = None,
+) -> bytes:
+    """SupCon loss, classifier losses, validation metrics and learning rates, with the
+    epoch whose weights the classifier kept marked (its ``selected``)."""
+    selected = (classifier or {}).get("selected")
     return figures.figure_to_png(
-        figures.plot_training_curves(pretraining_history, training_history)
+        figures.plot_training_curves(pretraining_history, training_history, selected)
     )
 
 
@@ -378,7 +398,12 @@ def plot_gradcam(
         # from before it was recorded.
         tta=test_metrics.get("tta") or "none",
     )
-    return figures.figure_to_png(figures.plot_gradcam_grid(panels))
+    fig = figures.plot_gradcam_grid(panels)
+    fig.suptitle(
+        "Grad-CAM of the predicted class\n(red = most evidence for it; rows: true class;\n"
+        "titles: true -> predicted, calibrated P, outcome)"
+    )
+    return figures.figure_to_png(fig)
 
 
 # The parameter groups a classifier records as it was trained with (``lineage.SETTINGS_KEY``).

@@ -20,7 +20,7 @@ FIGURES = {
     ),
     "training_curves": (
         nodes.plot_training_curves,
-        ["pretraining_history", "training_history"],
+        ["pretraining_history", "training_history", "classifier"],
     ),
     "per_class_f1": (nodes.plot_per_class_f1, ["test_metrics"]),
     "class_distribution": (nodes.plot_class_distribution, ["splits", "params:classes"]),
