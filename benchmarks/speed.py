@@ -670,7 +670,20 @@ def main(argv: list[str] | None = None) -> None:
         decode = build_cache(table, args.cache_hw, args.cache_dir, classes)
         logger.info("decoded into the cache: %s", decode)
         for stage in STAGES:
-            feeds = {feed: run_isolated(args, stage, feed) for feed in FEEDS}
+            feeds = {}
+            for feed in FEEDS:
+                try:
+                    feeds[feed] = run_isolated(args, stage, feed)
+                except subprocess.CalledProcessError as error:
+                    # Keep what finished (minutes of GPU time) instead of nothing at all.
+                    partial = args.results_dir / f"{stem}-partial.json"
+                    partial.parent.mkdir(parents=True, exist_ok=True)
+                    done = {**stages, stage: feeds}
+                    partial.write_text(json.dumps(done, indent=2) + "\n")
+                    raise SystemExit(
+                        f"speed.py: {stage} / {feed} failed (exit {error.returncode}); the "
+                        f"finished measurements are in {partial}"
+                    ) from None
             ours = feeds["ours"]["img_per_s"]
             stages[stage] = {
                 **feeds,

@@ -207,3 +207,27 @@ def test_the_conventional_loader_reaches_no_epoch_end_inside_the_timed_steps() -
     assert len(loader) >= max(speed.WARMUP_STEPS, 2 * args.workers) + args.steps
     order = list(loader.sampler)
     assert sorted(order[:5000]) == list(range(5000))  # each image once per pass
+
+
+def test_a_failed_measurement_keeps_the_finished_ones(
+    demo_raw_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One child failing (a DataLoader worker out of shared memory, say) threw away every
+    finished measurement: minutes of GPU time, the results written only at the end."""
+    from benchmarks import speed
+
+    def measured(args, stage: str, feed: str) -> dict:
+        if (stage, feed) == ("classifier", "conventional"):
+            raise subprocess.CalledProcessError(-9, ["child"])
+        return {"img_per_s": 10.0, "stage": stage, "feed": feed}
+
+    monkeypatch.setattr(speed, "run_isolated", measured)
+    argv = ["--encoder=test_efficientnet", "--crop=32", "--batch=4", "--cache=40x48"]
+    argv += ["--steps=2", "--workers=1", "--images=24", "--device=cpu", "--threads=1"]
+    argv += [f"--data={demo_raw_dir}", f"--results-dir={tmp_path}"]
+    with pytest.raises(SystemExit, match=r"classifier / conventional failed \(exit -9\)"):
+        speed.main(argv)
+    partial = json.loads((tmp_path / "speed-cpu-test_efficientnet-32-partial.json").read_text())
+    assert {"limit", "conventional", "ours"} <= set(partial["supcon"])
+    assert set(partial["classifier"]) == {"limit"}
+    assert not (tmp_path / "speed-cpu-test_efficientnet-32.json").exists()

@@ -79,6 +79,19 @@ def test_resume_after_interruption_matches_uninterrupted_run(tmp_path):
     assert [h["loss"] for h in history] == [h["loss"] for h in full_history]
 
 
+@pytest.mark.parametrize("first, then", [(None, torch.float16), (torch.float16, None)])
+def test_resume_across_loss_scaling_on_and_off(tmp_path, monkeypatch, first, then):
+    """A run saved without loss scaling (bf16 or float32: its disabled scaler saves {})
+    resumed where fp16 scaling is on, e.g. on a T4 after an A100, raised in GradScaler's
+    load_state_dict; the scaler starts afresh instead. The other way round loads too."""
+    store = CheckpointStore(tmp_path / "run")
+    monkeypatch.setattr(engine, "autocast_dtype", lambda device: first)
+    _fit(store, epochs=2)
+    monkeypatch.setattr(engine, "autocast_dtype", lambda device: then)
+    _, history = _fit(store, epochs=3, resume=True)
+    assert [h["epoch"] for h in history] == [0, 1, 2]
+
+
 def test_resume_with_nothing_to_resume_says_so_and_starts_over(tmp_path, caplog):
     with caplog.at_level(logging.WARNING, logger="skin_lesion.engine"):
         _, history = _fit(CheckpointStore(tmp_path / "empty"), epochs=2, resume=True)

@@ -436,7 +436,10 @@ def fit(
         getattr(model, "_orig_mod", model).load_state_dict(latest["state_dict"])
         optimizer.load_state_dict(latest["optimizer"])
         scheduler.load_state_dict(latest["scheduler"])
-        precision.scaler.load_state_dict(latest["scaler"])
+        # A run saved without loss scaling (bf16 or fp32: a disabled scaler saves {}) resumed
+        # where fp16 scaling is on starts the scaler afresh; load_state_dict({}) raises.
+        if latest["scaler"] or not precision.scaler.is_enabled():
+            precision.scaler.load_state_dict(latest["scaler"])
         for name, obj in stateful.items():
             obj.load_state_dict(latest["stateful"][name])
         set_rng_state(latest["rng"])
