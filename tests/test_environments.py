@@ -101,3 +101,29 @@ def test_the_rejections_read_back_as_written(tmp_path: Path, name: str) -> None:
     back = dataset.load()
     assert back["image_id"].tolist() == ["NA", "007"]
     assert back["file"].tolist() == ["a/NA.jpg", ""]  # written empty either way
+
+
+@pytest.mark.parametrize(
+    ("name", "column"),
+    [
+        ("val_predictions", "image_id"),
+        ("reporting_val_predictions", "image_id"),
+        ("test_predictions", "image_id"),
+        ("isic_predictions", "image"),
+    ],
+)
+def test_the_predictions_read_back_their_image_ids_as_written(
+    tmp_path: Path, name: str, column: str
+) -> None:
+    # The metadata is read as text, so "000024306" is a valid image_id; pandas read it back as
+    # the int 24306: plot_gradcam_examples failed (KeyError: 24306) and isic_predictions.csv,
+    # made from the reloaded test_predictions, named the image 24306.
+    import pandas as pd
+
+    config = dict(load_config("base")["catalog"][name], filepath=str(tmp_path / "p.csv"))
+    dataset = DataCatalog.from_config({name: config}).get(name)
+    frame = pd.DataFrame({column: ["000024306", "NA", "007"], "p_mel": [0.25, 0.5, 1.0]})
+    dataset.save(frame)
+    back = dataset.load()
+    assert back[column].tolist() == ["000024306", "NA", "007"]
+    assert back["p_mel"].tolist() == [0.25, 0.5, 1.0]

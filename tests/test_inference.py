@@ -496,3 +496,19 @@ def test_a_folder_without_images_names_its_other_files(tmp_path):
     (tmp_path / "d.tif").write_bytes(b"II*\x00")
     with pytest.raises(FileNotFoundError, match=r"1 other file\(s\): d.tif; a file named on its"):
         file_loaders([str(tmp_path)])
+
+
+def test_the_command_reads_the_latest_version_of_a_versioned_checkpoint(tmp_path: Path) -> None:
+    """catalog.yml suggests `versioned: true` for the checkpoints; `skin-lesion predict` then
+    found a folder at 06_models/classifier.pt and said "no checkpoint ...: train one"."""
+    from skin_lesion.command import latest_version
+
+    plain = tmp_path / "classifier.pt"
+    assert latest_version(str(plain)) == str(plain)  # not there: left for the caller's message
+    plain.write_bytes(b"x")
+    assert latest_version(str(plain)) == str(plain)
+    plain.unlink()
+    for version in ("2026-12-07T04.47.20.129Z", "2026-12-07T05.01.00.000Z"):
+        (plain / version).mkdir(parents=True)
+        (plain / version / "classifier.pt").write_bytes(b"x")
+    assert latest_version(str(plain)) == str(plain / "2026-12-07T05.01.00.000Z" / "classifier.pt")

@@ -407,3 +407,39 @@ def test_sigterm_is_left_alone_outside_the_kedro_command(monkeypatch):
     with pytest.raises(SystemExit) as stopped:
         hooks._exit_on_sigterm(signal.SIGTERM, None)
     assert stopped.value.code == 143 and seen == [(signal.SIGTERM, signal.SIG_DFL)]
+
+
+def test_inputs_loaded_on_another_thread_still_tag_the_run(tmp_path, monkeypatch):
+    """`kedro run --async` loads inputs in a thread pool, and ThreadRunner runs nodes (and
+    their loads) in worker threads; MLflow's active run is per thread, so the lineage tags
+    of what a `--nodes build_report` run read were silently left out there."""
+    import threading
+
+    import pandas as pd
+
+    monkeypatch.delenv("MLFLOW_EXPERIMENT_ID", raising=False)
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path.as_posix()}/mlflow.db")
+    experiment = MlflowClient().create_experiment("threads")
+    hook = MlflowOutputsHook()
+    splits = pd.DataFrame(
+        {
+            "image_id": ["a", "b"],
+            "lesion_id": ["l1", "l2"],
+            "label": [0, 1],
+            "split": ["train", "test"],
+        }
+    )
+    # As kedro-mlflow's before_pipeline_run does, on the main thread.
+    run = mlflow.start_run(experiment_id=experiment)
+    try:
+        hook.before_pipeline_run(run_params={}, pipeline=None, catalog=None)
+        loader = threading.Thread(target=hook.after_dataset_loaded, args=("splits", splits, None))
+        loader.start()
+        loader.join()
+        hook.after_pipeline_run(run_params={}, pipeline=None, catalog=None)
+        tags = MlflowClient().get_run(run.info.run_id).data.tags
+    finally:
+        mlflow.end_run()
+        mlflow.set_tracking_uri(previous)
+    assert tags["split_sha256"] == lineage_tags("splits", splits)["split_sha256"]

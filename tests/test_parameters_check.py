@@ -455,3 +455,22 @@ def test_only_nodes_that_run_a_model_have_their_device_checked(monkeypatch):
     model = Pipeline([node(lambda d: d, "params:device", "preds", name="predict", tags="gpu")])
     with pytest.raises(ConfigError, match="CUDA is not available"):
         check_device_present(model, catalog)
+
+
+@pytest.mark.parametrize("archive", ["gztar", "zip"])
+def test_a_mistyped_env_is_named_for_a_packaged_conf(tmp_path, archive):
+    """`python -m skin_lesion --conf-source=conf-skin_lesion.tar.gz --env demmo` (a packaged
+    project) skipped the check and failed in kedro-mlflow's file store, naming neither."""
+    import shutil
+
+    from skin_lesion.config import ConfigError
+    from skin_lesion.parameters_check import check_environment
+
+    for env in ("base", "demo", "local"):
+        (tmp_path / "conf" / env).mkdir(parents=True)
+        (tmp_path / "conf" / env / "parameters.yml").write_text("seed: 1\n")
+    source = shutil.make_archive(str(tmp_path / "conf-skin_lesion"), archive, tmp_path, "conf")
+    check_environment(source, "demo")
+    check_environment(source, None)
+    with pytest.raises(ConfigError, match=r"environment 'demmo' not found.*did you mean 'demo'"):
+        check_environment(source, "demmo")

@@ -192,6 +192,17 @@ def _check_outputs_differ(csv: str | None, rejects: str | None) -> None:
         raise ValueError(f"--csv and --rejects both name '{csv}'; give two files")
 
 
+def latest_version(path: str) -> str:
+    """``path`` itself, or for a catalog entry with ``versioned: true`` (which keeps
+    ``<file>/<version>/<file>``, the version a sortable timestamp) its latest version."""
+    folder = Path(path)
+    if folder.is_dir():
+        versions = sorted(folder.glob(f"*/{folder.name}"))
+        if versions:
+            return str(versions[-1])
+    return path
+
+
 def _metrics_beside(checkpoint: str) -> Path | None:
     """The test_metrics.json of the data folder holding ``checkpoint`` (DATA/06_models/x.pt
     -> DATA/08_reporting/test_metrics.json), where there is one."""
@@ -231,6 +242,8 @@ def _predict(args: argparse.Namespace) -> int:
             outputs = data_dir(args.env)
             args.checkpoint = args.checkpoint or str(outputs / "06_models" / "classifier.pt")
             args.metrics = args.metrics or str(outputs / "08_reporting" / "test_metrics.json")
+        args.checkpoint = latest_version(args.checkpoint)
+        args.metrics = latest_version(args.metrics)
         if not Path(args.checkpoint).is_file():
             run = f"kedro run --env {args.env}" if args.env else "kedro run"
             raise FileNotFoundError(

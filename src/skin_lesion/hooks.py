@@ -40,6 +40,7 @@ import math
 import re
 import signal
 import sys
+import threading
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -254,8 +255,10 @@ class MlflowOutputsHook:
         self._code_tagged = False
         self._tagged_inputs: set[str] = set()
         self._previous_sigterm: Any = None
+        self._run_id: str | None = None
+        self._lock = threading.Lock()
 
-    @hook_impl
+    @hook_impl(trylast=True)  # after kedro-mlflow's, which starts the run
     def before_pipeline_run(
         self, run_params: dict[str, Any], pipeline: Pipeline, catalog: CatalogProtocol
     ) -> None:
@@ -265,6 +268,10 @@ class MlflowOutputsHook:
         self._catalog = catalog
         self._code_tagged = False
         self._tagged_inputs: set[str] = set()
+        # MLflow's active run is per thread: `--async` loads inputs, and ThreadRunner runs
+        # nodes, in threads where it is None. The run's id, for tags set from those threads.
+        active = mlflow.active_run()
+        self._run_id = active.info.run_id if active is not None else None
         _RUNNING["pipeline"] = True
         self._previous_sigterm = None
         with contextlib.suppress(ValueError):  # not the main thread: signals left alone
@@ -281,6 +288,7 @@ class MlflowOutputsHook:
 
     def _finished(self) -> None:
         self._catalog = None
+        self._run_id = None
         _RUNNING["pipeline"] = False
         if self._previous_sigterm is not None:
             with contextlib.suppress(ValueError):
@@ -315,14 +323,23 @@ class MlflowOutputsHook:
         them (``reporting`` alone, a ``--from-nodes build_report`` rebuild, ``inference``):
         the metadata, split and classifier its outputs come from, as a full run's saves tag
         them. Each input once a run."""
-        if dataset_name not in LINEAGE_INPUTS or dataset_name in self._tagged_inputs:
+        if dataset_name not in LINEAGE_INPUTS:
             return
-        if mlflow.active_run() is None:
+        active = mlflow.active_run()
+        run_id = active.info.run_id if active is not None else self._run_id
+        if run_id is None:
             return
-        self._tagged_inputs.add(dataset_name)
+        with self._lock:  # ThreadRunner and --async load in several threads at once
+            if dataset_name in self._tagged_inputs:
+                return
+            self._tagged_inputs.add(dataset_name)
         tags = lineage_tags(dataset_name, data)
-        if tags:
+        if tags and active is not None:
             mlflow.set_tags(tags)
+        elif tags:  # a loading thread with no active run: tag the run by its id
+            client = mlflow.MlflowClient()
+            for key, value in tags.items():
+                client.set_tag(run_id, key, value)
 
     def _log_file(self, dataset_name: str, folder: str) -> None:
         path = _saved_file(self._catalog.get(dataset_name))

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import difflib
 import logging
+import mimetypes
 import re
 import shlex
 from collections.abc import Iterable, Mapping, Sequence
@@ -372,14 +373,38 @@ def check_environment(conf_source: str | Path, env: str | None) -> None:
     would fail on its default file store with an error that names neither.
     """
     conf = Path(str(conf_source))
-    if env is None or not conf.is_dir() or (conf / env).is_dir():
+    if env is None:
         return
-    known = sorted(p.name for p in conf.iterdir() if p.is_dir() and not p.name.startswith("."))
+    known = environments(conf)
+    if known is None or env in known:
+        return
     close = difflib.get_close_matches(env, known, n=1, cutoff=0.6)
     hint = f" (did you mean '{close[0]}'?)" if close else ""
     raise ConfigError(
         f"environment '{env}' not found: {conf} has no folder '{env}'{hint}; environments: {known}"
     )
+
+
+def environments(conf: Path) -> list[str] | None:
+    """The environment folders of a configuration folder, or of a ``.tar.gz``/``.zip`` of
+    one (``kedro package``'s ``conf-<package>.tar.gz``, read as Kedro's config loader reads
+    it: the last top-level folder); None for a source whose folders cannot be listed."""
+    if conf.is_dir():
+        return sorted(p.name for p in conf.iterdir() if p.is_dir() and not p.name.startswith("."))
+    kind, _ = mimetypes.guess_type(str(conf))
+    protocol = {"application/x-tar": "tar", "application/zip": "zip"}.get(kind or "")
+    if protocol is None or not conf.is_file():
+        return None
+    import fsspec
+
+    try:
+        fs = fsspec.filesystem(protocol, fo=str(conf))
+        root = fs.ls("", detail=False)[-1]
+        entries = fs.ls(root, detail=True)
+    except Exception:  # an unreadable archive is the loader's to report
+        return None
+    names = (PurePosixPath(e["name"]).name for e in entries if e.get("type") == "directory")
+    return sorted(n for n in names if n and not n.startswith("."))
 
 
 def _defined_names(loader: Any) -> set[str] | None:
