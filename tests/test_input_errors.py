@@ -54,3 +54,23 @@ def test_the_variable_restores_the_traceback_and_install_wraps_once(hook, monkey
     error = ConfigError("bad")
     sys.excepthook(ConfigError, error, None)
     assert hook == [error] and capsys.readouterr().err == ""
+
+
+def test_a_full_or_read_only_disk_prints_its_message_without_a_traceback(hook, capsys):
+    """`kedro run` on a full disk printed a 200-line traceback ending in Errno 28."""
+    from kedro.io import DatasetError
+
+    for code, words in ((28, "No space left on device"), (30, "Read-only file system")):
+        try:
+            try:
+                raise OSError(code, words)
+            except OSError as cause:
+                raise DatasetError(
+                    f"test_metrics: Failed while saving data\n[Errno {code}] {words}"
+                ) from cause
+        except DatasetError as error:
+            sys.excepthook(DatasetError, error, None)
+    assert hook == []
+    err = capsys.readouterr().err
+    assert err.count("(An error in the file system (a full disk") == 2
+    assert "[Errno 28] No space left on device" in err and "Read-only file system" in err

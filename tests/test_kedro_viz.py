@@ -221,10 +221,11 @@ def test_every_dataset_has_a_layer_and_gpu_nodes_a_tag(viz_build: Path, registry
 
 def _sample(dataset) -> object | None:
     """Something ``dataset`` can save, for the preview formats kedro-datasets supports."""
-    kind = type(dataset).__module__ + "." + type(dataset).__name__
-    if kind.startswith("kedro_datasets.pandas."):
+    # Of the class or a base (the project's atomic datasets subclass kedro-datasets').
+    kinds = [f"{kind.__module__}.{kind.__name__}" for kind in type(dataset).__mro__]
+    if any(kind.startswith("kedro_datasets.pandas.") for kind in kinds):
         return pd.DataFrame({"image_id": [f"ISIC_{i:07d}" for i in range(30)], "x": range(30)})
-    if kind.startswith("kedro_datasets.json."):
+    if any(kind.startswith("kedro_datasets.json.") for kind in kinds):
         return {"balanced_accuracy": 0.5, "classes": ["mel", "nv"]}
     if isinstance(dataset, MatplotlibDataset | PngDataset):
         fig = Figure(figsize=(2, 2))

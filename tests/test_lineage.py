@@ -689,3 +689,20 @@ def test_predictions_and_their_metrics_are_refused_once_the_pixels_they_scored_c
     # A train image changing is the classifier's business (check_checkpoint_inputs), not this.
     now = dict(zip(cache.image_ids, _cache({**pixels, "ISIC_1": 9}).digests(), strict=True))
     check_scored_pixels(metrics, splits, now)
+
+
+def test_predictions_cut_short_are_refused_not_scored_as_a_smaller_split() -> None:
+    """A test_predictions.csv cut at a row boundary (a full disk, a kill mid-write) reads
+    as a valid table: `--from-nodes evaluate_test` scored, calibrated and exported 31 of the
+    62 test images without a word."""
+    made = pd.DataFrame({"image_id": ["ISIC_1", "ISIC_2"], "classifier_sha256": "c", "tta": "none"})
+    check_predictions(made, "test_predictions", "c", "none", expected=["ISIC_2", "ISIC_1"])
+    with pytest.raises(StaleInputError, match=r"split's 3 images.*1 missing \(ISIC_3\)"):
+        check_predictions(
+            made, "test_predictions", "c", "none", expected=["ISIC_1", "ISIC_2", "ISIC_3"]
+        )
+    with pytest.raises(StaleInputError, match=r"1 not of that split \(ISIC_2\)"):
+        check_predictions(made, "test_predictions", "c", "none", expected=["ISIC_1"])
+    twice = pd.concat([made, made.iloc[:1]])
+    with pytest.raises(StaleInputError, match=r"1 listed twice \(ISIC_1\)"):
+        check_predictions(twice, "test_predictions", "c", "none", expected=["ISIC_1", "ISIC_2"])

@@ -395,6 +395,9 @@ def test_sigterm_is_left_alone_outside_the_kedro_command(monkeypatch):
         (["/venv/bin/kedro", "viz"], False),
         (["/venv/bin/kedro", "run", "--env", "demo"], True),
         (["/venv/lib/python3.11/site-packages/kedro/__main__.py", "run"], True),
+        (["python -m kedro", "run", "--env", "demo"], True),  # as kedro/__main__.py sets it
+        (["python -m kedro", "viz"], False),
+        (["/venv/lib/python3.11/site-packages/skin_lesion/__main__.py", "--env", "demo"], True),
     ):
         monkeypatch.setattr(sys, "argv", argv)
         hook.before_pipeline_run(run_params={}, pipeline=None, catalog=None)

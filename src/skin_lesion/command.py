@@ -17,7 +17,7 @@ import pandas as pd
 from skin_lesion.checkpoints import load_checkpoint, require_kind
 from skin_lesion.classifier import CHECKPOINT_KIND
 from skin_lesion.engine import resolve_device
-from skin_lesion.files import UnreadableFolderError
+from skin_lesion.files import UnreadableFolderError, atomic_write
 from skin_lesion.inference import (
     InferenceConfig,
     OperatingPointMismatch,
@@ -101,6 +101,9 @@ def main(argv: list[str] | None = None) -> int:
 
         keep_freed_memory()  # as in a kedro run: batches reuse memory already faulted in
         return _predict(args)
+    except KeyboardInterrupt:  # Ctrl-C: one line, not a traceback through torch
+        print("skin-lesion predict: interrupted; no file written", file=sys.stderr)
+        return 130
     finally:
         package_logger.setLevel(level)
 
@@ -292,10 +295,12 @@ def _predict(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     try:
+        # Through a temporary file and a rename: a full disk or a kill mid-write left the
+        # file cut short (a previous one already gone), which reads as a shorter table.
         if args.csv:
-            predictions.to_csv(args.csv, index=False)
+            atomic_write(args.csv, lambda file: predictions.to_csv(file, index=False))
         if args.rejects:
-            rejects.to_csv(args.rejects, index=False)
+            atomic_write(args.rejects, lambda file: rejects.to_csv(file, index=False))
     except OSError as error:
         print(f"skin-lesion predict: cannot write the output: {error}", file=sys.stderr)
         return 2

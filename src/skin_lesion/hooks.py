@@ -238,9 +238,14 @@ def _is_kedro_command() -> bool:
     test or another program running a session in-process, whose own handling of SystemExit
     (a notebook catches it) must not meet a SIGTERM turned into one."""
     program = Path(sys.argv[0])
-    kedro = program.name in ("kedro", "kedro.exe") or program.parts[-2:] == (
-        "kedro",
-        "__main__.py",
+    if program.parts[-2:] == ("skin_lesion", "__main__.py"):
+        return True  # `python -m skin_lesion`: the packaged project's `kedro run`
+    kedro = (
+        program.name in ("kedro", "kedro.exe")
+        or program.parts[-2:] == ("kedro", "__main__.py")
+        # kedro/__main__.py renames argv[0] so before its CLI starts: `python -m kedro run`
+        # never showed the path above, and a SIGTERM left its MLflow run RUNNING.
+        or sys.argv[0] == "python -m kedro"
     )
     return kedro and sys.argv[1:2] == ["run"]
 

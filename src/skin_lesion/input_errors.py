@@ -15,6 +15,7 @@ reaches ``sys.excepthook``, and IPython does not use it.
 
 from __future__ import annotations
 
+import errno
 import os
 import sys
 from types import TracebackType
@@ -47,11 +48,36 @@ def input_error_types() -> tuple[type[BaseException], ...]:
     )
 
 
+# What the disk said when an output could not be written: a full disk or quota, a
+# read-only mount, a folder without write permission. Not the code's fault either: the
+# message (Kedro's names the dataset and file) is all the user needs.
+DISK_ERRNOS = frozenset(
+    {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG}
+)
+
+
+def _disk_error(error: BaseException) -> OSError | None:
+    """The OSError of a full, read-only or forbidden disk that ``error`` was raised from."""
+    seen: set[int] = set()
+    cause: BaseException | None = error
+    while cause is not None and id(cause) not in seen:
+        if isinstance(cause, OSError) and cause.errno in DISK_ERRNOS:
+            return cause
+        seen.add(id(cause))
+        cause = cause.__cause__
+    return None
+
+
 def format_input_error(error: BaseException) -> str:
     """The lines printed for an uncaught input error in place of its traceback."""
+    what = (
+        "the run's input"
+        if _disk_error(error) is None
+        else "the file system (a full disk, a read-only folder, a missing permission)"
+    )
     return (
         f"Error: {type(error).__name__}: {error}\n"
-        f"(An error in the run's input, not in the code: the traceback is left out; "
+        f"(An error in {what}, not in the code: the traceback is left out; "
         f"{TRACEBACK_VARIABLE}=1 shows it.)\n"
     )
 
@@ -82,7 +108,8 @@ def install() -> None:
     def excepthook(
         kind: type[BaseException], error: BaseException, traceback: TracebackType | None
     ) -> None:
-        if _is_input_error(error) and os.environ.get(TRACEBACK_VARIABLE, "") in ("", "0"):
+        known = _is_input_error(error) or _disk_error(error) is not None
+        if known and os.environ.get(TRACEBACK_VARIABLE, "") in ("", "0"):
             sys.stderr.write(format_input_error(error))
             sys.stderr.flush()
             return

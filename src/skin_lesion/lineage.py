@@ -700,6 +700,7 @@ def check_predictions(
     classifier_sha256: str,
     tta: str,
     pixels: Mapping[str, str] | None = None,
+    expected: Iterable[str] | None = None,
 ) -> None:
     """Refuse predictions made by another classifier or with another TTA than ``tta``: a run
     that starts after the predicting nodes (``--from-nodes evaluate_test``) fitted the
@@ -711,6 +712,10 @@ def check_predictions(
     data_processing rerun: the classifier and its training data are unchanged, but the old
     predictions scored an image that is no longer there).
 
+    ``expected``: the image_ids the predictions must hold, each once (the split's): a file
+    cut short by a full disk or a kill at a row boundary reads as a valid, shorter table,
+    and ``--from-nodes evaluate_test`` scored, calibrated and exported that subset.
+
     Raises:
         StaleInputError: Naming ``what``, the fingerprints, TTAs or images and the command to
             rerun; also for predictions that record none of them (made before they did).
@@ -718,6 +723,27 @@ def check_predictions(
     rerun = (
         "Rerun `kedro run --pipelines reporting` (add the same --env/--params; it predicts again)."
     )
+    if expected is not None and "image_id" in predictions.columns:
+        wanted = {str(i) for i in expected}
+        held = predictions["image_id"].astype(str)
+        missing = sorted(wanted - set(held))
+        extra = sorted(set(held) - wanted)
+        repeated = sorted(set(held[held.duplicated()]))
+        problems = [
+            f"{len(names)} {label} ({_named(names)})"
+            for names, label in (
+                (missing, "missing"),
+                (extra, "not of that split"),
+                (repeated, "listed twice"),
+            )
+            if names
+        ]
+        if problems:
+            raise StaleInputError(
+                f"`{what}` does not hold the split's {len(wanted)} images, each once "
+                f"({len(held)} rows: {'; '.join(problems)}): a write that did not finish (a "
+                f"full disk, a killed run) or another split's file. {rerun}"
+            )
     if PREDICTED_BY not in predictions.columns or PREDICTED_TTA not in predictions.columns:
         raise StaleInputError(
             f"`{what}` does not record the classifier and TTA it was made with (made before "

@@ -781,9 +781,17 @@ def check_classifier_current(pipeline: Any, catalog: Any) -> None:
     pixels = None  # the cache's pixel digests, for what the predictions were made from
     if cache is not None and (scored or present("test_metrics")):
         pixels = dict(zip(cache.image_ids, cache.digests(), strict=True))
+    split_of = {"test_predictions": "test", "reporting_val_predictions": "val"}
     for name in scored:
         frame = catalog.load(name)
-        checks.append(lambda f=frame, n=name: lineage.check_predictions(f, n, made_by, tta, pixels))
+        expected = None  # the split's image_ids: a file cut short reads as a shorter table
+        if splits is not None:
+            expected = splits.loc[splits["split"] == split_of[name], "image_id"].astype(str)
+        checks.append(
+            lambda f=frame, n=name, e=expected: lineage.check_predictions(
+                f, n, made_by, tta, pixels, e
+            )
+        )
     if present("test_metrics"):
         metrics = catalog.load("test_metrics")
         point = metrics.get("operating_point") or {}

@@ -192,9 +192,14 @@ class MetadataEncoder:
 
 def separator(data: bytes) -> str:
     """``\\t`` for a tab-separated file (Harvard Dataverse serves HAM10000's metadata as
-    ``HAM10000_metadata.tab``), else ``,``: tabs and no comma in the header line."""
+    ``HAM10000_metadata.tab``), ``;`` for a semicolon-separated one (a spreadsheet's CSV in
+    a locale whose decimal mark is a comma), else ``,``: that separator and no comma in the
+    header line. (A ``;`` file was read as one column: the error blamed a value "past the
+    last column" on the first row holding a comma, such as an age ``75,0``.)"""
     header = data.split(b"\n", 1)[0]
-    return "\t" if b"\t" in header and b"," not in header else ","
+    if b"," in header:
+        return ","
+    return "\t" if b"\t" in header else ";" if b";" in header else ","
 
 
 def header_width(data: bytes, name: str, sep: str = ",", encoding: str = "utf-8") -> int | None:

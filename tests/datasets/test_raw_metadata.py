@@ -162,3 +162,13 @@ def test_an_unclosed_quote_is_refused_naming_the_lines_not_read_as_one_value(tmp
     path.write_text(f'{header}\n{stray}\n{second}\n{third}"\n')
     with pytest.raises(DatasetError, match=r"lines 2-4: one value runs over 3 lines"):
         RawMetadataDataset(filepath=str(path)).load()
+
+
+def test_a_semicolon_separated_export_is_read_as_such(tmp_path):
+    """A spreadsheet's CSV where the decimal mark is a comma: the error blamed a value "past
+    the last column" on the first row with an age ``80,0``, naming no separator."""
+    path = tmp_path / "HAM10000_metadata.csv"
+    path.write_bytes(b"\xef\xbb\xbf" + CSV.replace(",", ";").replace("80.0", "80").encode())
+    frame = RawMetadataDataset(filepath=str(path)).load()
+    assert list(frame.columns) == CSV.splitlines()[0].split(",")
+    assert frame.loc[0, "age"] == "80" and frame.loc[1, "localization"] == "back"

@@ -1,5 +1,11 @@
 """Custom Kedro datasets, one per storage format."""
 
+from skin_lesion.datasets.atomic import (
+    AtomicCSVDataset,
+    AtomicJSONDataset,
+    AtomicParquetDataset,
+    AtomicTextDataset,
+)
 from skin_lesion.datasets.checkpoint import CheckpointStoreDataset, TorchCheckpointDataset
 from skin_lesion.datasets.image_cache import ImageCacheDataset
 from skin_lesion.datasets.image_folder import ImageFolderDataset
@@ -8,6 +14,10 @@ from skin_lesion.datasets.png import PngDataset
 from skin_lesion.datasets.raw_metadata import RawMetadataDataset
 
 __all__ = [
+    "AtomicCSVDataset",
+    "AtomicJSONDataset",
+    "AtomicParquetDataset",
+    "AtomicTextDataset",
     "CheckpointStoreDataset",
     "ImageCacheDataset",
     "ImageFolderDataset",

@@ -172,6 +172,26 @@ def test_command_prints_a_table_and_writes_csv(trained, tmp_path, capsys):
     assert list(written["file_sha256"]) == [
         hashlib.sha256(p.read_bytes()).hexdigest() for p in images
     ]
+    # A full disk mid-write: the message, and the previous CSV whole (it was left cut short).
+    before = csv.read_bytes()
+    real = pd.DataFrame.to_csv
+
+    def half_then_full(frame, file, **kwargs):
+        real(frame.iloc[: len(frame) // 2], file, **kwargs)
+        raise OSError(28, "No space left on device")
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(pd.DataFrame, "to_csv", half_then_full)
+        options = [
+            "--csv",
+            str(csv),
+            "--checkpoint",
+            str(trained / "data/test/06_models/classifier.pt"),
+        ]
+        options += ["--metrics", str(trained / "data/test/08_reporting/test_metrics.json")]
+        assert main(["predict", *map(str, images), *options]) == 2
+    assert "cannot write the output: [Errno 28]" in capsys.readouterr().err
+    assert csv.read_bytes() == before and sorted(tmp_path.glob(".out.csv*")) == []
     # Identical copies (Kaggle's folder holds every image twice): one line, not one per copy.
     for folder in ("a", "b"):
         (tmp_path / folder).mkdir()
