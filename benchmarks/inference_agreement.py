@@ -38,7 +38,9 @@ def _read_csv(path: Path, what: str, needed: list[str]) -> pd.DataFrame:
     if not path.is_file():
         raise SystemExit(f"inference_agreement.py: {what} '{path}' not found")
     try:
-        table = pd.read_csv(path)
+        # Ids as text, as the catalog reads them: "000024306" is not the number 24306.
+        ids = {"image_id": str, "image": str}
+        table = pd.read_csv(path, dtype=ids, keep_default_na=False, na_values=[""])
     except (OSError, ValueError) as error:  # pandas' parser errors are ValueErrors
         raise SystemExit(f"inference_agreement.py: {what} '{path}' is not a CSV: {error}") from None
     missing = [c for c in needed if c not in table.columns]

@@ -678,7 +678,12 @@ def main(argv: list[str] | None = None) -> None:
                     # Keep what finished (minutes of GPU time) instead of nothing at all.
                     partial = args.results_dir / f"{stem}-partial.json"
                     partial.parent.mkdir(parents=True, exist_ok=True)
-                    done = {**stages, stage: feeds}
+                    done = {
+                        # What was measured: the file name holds only device, encoder, crop.
+                        "settings": planned_settings(args, len(table), malloc_kept),
+                        "code": code_version(ROOT),
+                        "stages": {**stages, stage: feeds},
+                    }
                     partial.write_text(json.dumps(done, indent=2) + "\n")
                     raise SystemExit(
                         f"speed.py: {stage} / {feed} failed (exit {error.returncode}); the "
@@ -735,6 +740,8 @@ def main(argv: list[str] | None = None) -> None:
     }
     args.results_dir.mkdir(parents=True, exist_ok=True)
     (args.results_dir / f"{stem}.json").write_text(json.dumps(result, indent=2) + "\n")
+    # A failed earlier attempt's partial file is superseded by this complete one.
+    (args.results_dir / f"{stem}-partial.json").unlink(missing_ok=True)
     table_md = markdown(result)
     (args.results_dir / f"{stem}.md").write_text(table_md)
     print(table_md)

@@ -228,6 +228,7 @@ def test_a_failed_measurement_keeps_the_finished_ones(
     with pytest.raises(SystemExit, match=r"classifier / conventional failed \(exit -9\)"):
         speed.main(argv)
     partial = json.loads((tmp_path / "speed-cpu-test_efficientnet-32-partial.json").read_text())
-    assert {"limit", "conventional", "ours"} <= set(partial["supcon"])
-    assert set(partial["classifier"]) == {"limit"}
+    assert {"limit", "conventional", "ours"} <= set(partial["stages"]["supcon"])
+    assert set(partial["stages"]["classifier"]) == {"limit"}
+    assert partial["settings"]["batch"] == 4 and partial["settings"]["steps"] == 2
     assert not (tmp_path / "speed-cpu-test_efficientnet-32.json").exists()

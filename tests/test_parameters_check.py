@@ -474,3 +474,37 @@ def test_a_mistyped_env_is_named_for_a_packaged_conf(tmp_path, archive):
     check_environment(source, None)
     with pytest.raises(ConfigError, match=r"environment 'demmo' not found.*did you mean 'demo'"):
         check_environment(source, "demmo")
+
+
+def test_a_run_that_rebuilds_the_cache_refuses_predictions_made_from_the_old_one():
+    """`--nodes decode_images,evaluate_test` after a test image was replaced: the pixel
+    check compared the predictions with the cache on disk (the old one: they matched), or
+    with none, and evaluate_test scored the replaced image's old prediction."""
+    import pandas as pd
+    from kedro.io import DataCatalog, MemoryDataset
+
+    from skin_lesion.checkpoints import state_fingerprint
+    from skin_lesion.lineage import StaleInputError
+    from skin_lesion.parameters_check import check_classifier_current
+    from skin_lesion.pipelines import data_processing, reporting
+
+    classifier = {"params": {"seed": 7}, "state_dict": {}}
+    made_by = state_fingerprint(classifier)
+    frame = pd.DataFrame({"image_id": ["a"], "classifier_sha256": made_by, "tta": "none"})
+    catalog = DataCatalog(
+        {
+            "classifier": MemoryDataset(classifier),
+            "params:seed": MemoryDataset(7),
+            "params:reporting": MemoryDataset({"tta": "none"}),
+            "test_predictions": MemoryDataset(frame),
+            "reporting_val_predictions": MemoryDataset(frame),
+        }
+    )
+    rebuild = data_processing.create_pipeline().only_nodes("decode_images")
+    scoring = reporting.create_pipeline().only_nodes("evaluate_test")
+    with pytest.raises(StaleInputError, match=r"rebuilds the image cache but reads 'test_pred"):
+        check_classifier_current(rebuild + scoring, catalog)
+    # Predicting again in the same run is fine: it scores the rebuilt cache.
+    check_classifier_current(
+        rebuild + reporting.create_pipeline().only_nodes("predict_test", "predict_val"), catalog
+    )

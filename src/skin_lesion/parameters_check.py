@@ -392,7 +392,11 @@ def environments(conf: Path) -> list[str] | None:
     if conf.is_dir():
         return sorted(p.name for p in conf.iterdir() if p.is_dir() and not p.name.startswith("."))
     kind, _ = mimetypes.guess_type(str(conf))
-    protocol = {"application/x-tar": "tar", "application/zip": "zip"}.get(kind or "")
+    protocol = {  # as Kedro's config loader maps them (Windows names a .zip the second)
+        "application/x-tar": "tar",
+        "application/zip": "zip",
+        "application/x-zip-compressed": "zip",
+    }.get(kind or "")
     if protocol is None or not conf.is_file():
         return None
     import fsspec
@@ -778,6 +782,21 @@ def check_classifier_current(pipeline: Any, catalog: Any) -> None:
 
         made_by = state_fingerprint(classifier)
         tta = from_dict(ReportingConfig, catalog.load("params:reporting"), "reporting").tta
+    if "image_cache" in made and (scored or present("test_metrics")):
+        # The cache this run rebuilds is not there to compare with yet (and the old one is
+        # not at_hand): without this, `--nodes validate_metadata,decode_images,...,
+        # evaluate_test` scored the old predictions of a replaced test image, unchecked.
+        read = [*scored, *(["test_metrics"] if present("test_metrics") else [])]
+
+        def rebuilt() -> None:
+            raise lineage.StaleInputError(
+                f"this run rebuilds the image cache but reads {', '.join(map(repr, read))} "
+                "without making them: they were made from the cache as it was. Add "
+                "predict_test and predict_val to the run, or rerun `kedro run --pipelines "
+                "reporting` (add the same --env/--params) after data_processing."
+            )
+
+        checks.append(rebuilt)
     pixels = None  # the cache's pixel digests, for what the predictions were made from
     if cache is not None and (scored or present("test_metrics")):
         pixels = dict(zip(cache.image_ids, cache.digests(), strict=True))
