@@ -508,3 +508,32 @@ def test_a_run_that_rebuilds_the_cache_refuses_predictions_made_from_the_old_one
     check_classifier_current(
         rebuild + reporting.create_pipeline().only_nodes("predict_test", "predict_val"), catalog
     )
+
+
+@pytest.mark.parametrize("archive", ["gztar", "zip"])
+def test_runtime_names_are_checked_for_a_packaged_conf(tmp_path, archive):
+    """`python -m skin_lesion --conf-source=conf-skin_lesion.tar.gz --params seeed=3` ran
+    with the seed at its default: a packaged conf's names went unchecked (a warning only)."""
+    import shutil
+
+    from kedro.config import OmegaConfigLoader
+
+    from skin_lesion.config import ConfigError
+    from skin_lesion.parameters_check import ParametersCheck
+
+    for env in ("base", "demo", "local"):
+        (tmp_path / "conf" / env).mkdir(parents=True)
+    (tmp_path / "conf" / "base" / "parameters.yml").write_text("seed: 1\n")
+    (tmp_path / "conf" / "base" / "catalog.yml").write_text(
+        "raw:\n  type: x\n  path: ${runtime_params:raw_dir,/data}\n"
+    )
+    (tmp_path / "conf" / "local" / "catalog.yml").write_text("c: ${runtime_params:other,1}\n")
+    source = shutil.make_archive(str(tmp_path / "conf-skin_lesion"), archive, tmp_path, "conf")
+    assert resolver_names(source, ["base"]) == resolver_names(tmp_path / "conf", ["base"])
+    assert resolver_names(source) == {"raw_dir", "other"}
+    loader = OmegaConfigLoader(conf_source=source, env="demo", base_env="base")
+    ParametersCheck._check_runtime_names(loader, {"seed": 3, "raw_dir": "/x"})
+    with pytest.raises(ConfigError, match=r"'seeed' \(did you mean 'seed'\?\)"):
+        ParametersCheck._check_runtime_names(loader, {"seeed": 3})
+    with pytest.raises(ConfigError, match=r"'other'"):  # read only in conf/local, not run
+        ParametersCheck._check_runtime_names(loader, {"other": 3})

@@ -301,23 +301,43 @@ def check_run_settings(params: Mapping[str, Any]) -> None:
             )
 
 
+def _config_texts(conf_source: str | Path, envs: Iterable[str] | None) -> Iterable[str]:
+    """The text of every .yml/.yaml/.json file of ``envs`` (default: all) in a configuration
+    folder or a packaged ``.tar.gz``/``.zip`` of one (:func:`_archive`)."""
+    root = Path(conf_source)
+    suffixes = {".yml", ".yaml", ".json"}
+    if root.is_dir():
+        folders = [root / env for env in envs] if envs is not None else [root]
+        for folder in folders:
+            for path in sorted(folder.rglob("*")):
+                if path.suffix.lower() in suffixes and path.is_file():
+                    yield path.read_text(encoding="utf-8", errors="replace")
+        return
+    archive = _archive(root)
+    if archive is None:
+        return
+    fs, top = archive
+    folders = [f"{top}/{env}" for env in envs] if envs is not None else [top]
+    for folder in folders:
+        if not fs.isdir(folder):
+            continue
+        for name in sorted(fs.find(folder)):
+            if PurePosixPath(name).suffix.lower() in suffixes:
+                yield fs.cat_file(name).decode("utf-8", errors="replace")
+
+
 def resolver_names(conf_source: str | Path, envs: Iterable[str] | None = None) -> set[str]:
     """Every name the config files read with ``${runtime_params:...}``.
 
     Args:
-        conf_source: The configuration folder.
+        conf_source: The configuration folder, or a packaged ``.tar.gz``/``.zip`` of one.
         envs: Only these environment folders (default: all); commented lines do not count.
     """
-    root = Path(conf_source)
-    folders = [root / env for env in envs] if envs is not None else [root]
     names: set[str] = set()
-    for folder in folders:
-        for path in sorted(folder.rglob("*")):
-            if path.suffix.lower() not in {".yml", ".yaml", ".json"} or not path.is_file():
-                continue
-            for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
-                if not line.lstrip().startswith("#"):
-                    names.update(_RESOLVER.findall(line))
+    for text in _config_texts(conf_source, envs):
+        for line in text.splitlines():
+            if not line.lstrip().startswith("#"):
+                names.update(_RESOLVER.findall(line))
     return names
 
 
@@ -385,14 +405,12 @@ def check_environment(conf_source: str | Path, env: str | None) -> None:
     )
 
 
-def environments(conf: Path) -> list[str] | None:
-    """The environment folders of a configuration folder, or of a ``.tar.gz``/``.zip`` of
-    one (``kedro package``'s ``conf-<package>.tar.gz``, read as Kedro's config loader reads
-    it: the last top-level folder); None for a source whose folders cannot be listed."""
-    if conf.is_dir():
-        return sorted(p.name for p in conf.iterdir() if p.is_dir() and not p.name.startswith("."))
+def _archive(conf: Path) -> tuple[Any, str] | None:
+    """``(filesystem, root folder)`` of a ``.tar.gz``/``.zip`` configuration (``kedro
+    package``'s ``conf-<package>.tar.gz``), read as Kedro's config loader reads it: its last
+    top-level folder; None for a folder or a source that cannot be read so."""
     kind, _ = mimetypes.guess_type(str(conf))
-    protocol = {  # as Kedro's config loader maps them (Windows names a .zip the second)
+    protocol = {  # as Kedro's config loader maps them (Windows names a .zip the third)
         "application/x-tar": "tar",
         "application/zip": "zip",
         "application/x-zip-compressed": "zip",
@@ -403,7 +421,21 @@ def environments(conf: Path) -> list[str] | None:
 
     try:
         fs = fsspec.filesystem(protocol, fo=str(conf))
-        root = fs.ls("", detail=False)[-1]
+        return fs, fs.ls("", detail=False)[-1]
+    except Exception:  # an unreadable archive is the loader's to report
+        return None
+
+
+def environments(conf: Path) -> list[str] | None:
+    """The environment folders of a configuration folder, or of a ``.tar.gz``/``.zip`` of
+    one (:func:`_archive`); None for a source whose folders cannot be listed."""
+    if conf.is_dir():
+        return sorted(p.name for p in conf.iterdir() if p.is_dir() and not p.name.startswith("."))
+    archive = _archive(conf)
+    if archive is None:
+        return None
+    fs, root = archive
+    try:
         entries = fs.ls(root, detail=True)
     except Exception:  # an unreadable archive is the loader's to report
         return None
@@ -953,12 +985,13 @@ class ParametersCheck:
     @staticmethod
     def _check_runtime_names(loader: Any, runtime: dict[str, Any]) -> None:
         conf = Path(str(loader.conf_source))
-        if not conf.is_dir():  # a packaged or remote conf source: its files are not at hand
+        present = environments(conf)  # a folder's or a packaged archive's environments
+        if present is None:  # a remote conf source: its files are not at hand
             logger.warning("--params names not checked: the configuration %s is not a folder", conf)
             return
         defined = _defined_names(loader)
         if defined is None:
             return
         envs = {loader.base_env, loader.env or loader.default_run_env} - {None}
-        envs = [env for env in envs if (conf / env).is_dir()]
+        envs = [env for env in envs if env in present]
         check_runtime_params(runtime, defined, resolver_names(conf, envs))
