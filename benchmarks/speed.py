@@ -286,6 +286,8 @@ def measure(args: argparse.Namespace, stage: str, feed: str) -> dict[str, Any]:
     cuda = device.type == "cuda"
     if args.threads:
         torch.set_num_threads(args.threads)
+    if cuda and args.cudnn_benchmark:
+        torch.backends.cudnn.benchmark = True  # autotuned in the warm-up steps, untimed
     torch.manual_seed(0)
     items = json.loads((args.cache_dir / ITEMS_FILE).read_text())
     labels = np.asarray(items["labels"])
@@ -407,6 +409,7 @@ def run_isolated(args: argparse.Namespace, stage: str, feed: str) -> dict[str, A
         f"--steps={args.steps}",
         f"--workers={args.workers}",
         f"--threads={args.threads}",
+        *(["--cudnn-benchmark"] if args.cudnn_benchmark else []),
     ]
     subprocess.run(command, check=True)
     result = json.loads((args.cache_dir / f"result-{stage}-{feed}.json").read_text())
@@ -580,6 +583,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--threads", type=int, default=0, help="torch intra-op threads (0: torch's default)"
     )
+    parser.add_argument(
+        "--cudnn-benchmark",
+        action="store_true",
+        help="on CUDA, let cuDNN pick its fastest kernels per shape (torch.backends.cudnn."
+        "benchmark, as timm's train.py sets it), in every feed: to measure before adopting it",
+    )
     parser.add_argument("--results-dir", type=Path, default=RESULTS, help="where to write")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--cache-dir", type=Path, help=argparse.SUPPRESS)
@@ -623,7 +632,8 @@ def planned_settings(args: argparse.Namespace, images: int, malloc_kept: bool) -
         malloc_kept: Whether malloc keeps freed memory (``SKIN_LESION_MALLOC=system``: not).
 
     Returns:
-        Batch, cache, steps, workers, threads, malloc, the data folder's name and the images.
+        Batch, cache, steps, workers, threads, malloc, the data folder's name and the images
+        (and ``cudnn_benchmark`` where on).
     """
     return {
         "batch": args.batch,
@@ -634,6 +644,8 @@ def planned_settings(args: argparse.Namespace, images: int, malloc_kept: bool) -
         "malloc_kept": malloc_kept,
         "data": data_name(args.data),
         "images": images,
+        # Recorded only when on: results from before the option compare as they were.
+        **({"cudnn_benchmark": True} if args.cudnn_benchmark else {}),
     }
 
 
@@ -722,6 +734,7 @@ def main(argv: list[str] | None = None) -> None:
             "data": str(args.data),
             "images": len(table),
             "source_size": source_size,
+            **({"cudnn_benchmark": True} if args.cudnn_benchmark else {}),
         },
         "decode": decode,
         "measures": {

@@ -65,7 +65,13 @@ def _planned(**changes) -> dict:
     from benchmarks import speed
 
     args = argparse.Namespace(
-        batch=32, cache="150x200", steps=30, workers=2, threads=0, data=Path("/d/ham10000_200x150")
+        batch=32,
+        cache="150x200",
+        steps=30,
+        workers=2,
+        threads=0,
+        data=Path("/d/ham10000_200x150"),
+        cudnn_benchmark=False,
     )
     return speed.planned_settings(argparse.Namespace(**{**vars(args), **changes}), 10015, True)
 
@@ -232,3 +238,27 @@ def test_a_failed_measurement_keeps_the_finished_ones(
     assert set(partial["stages"]["classifier"]) == {"limit"}
     assert partial["settings"]["batch"] == 4 and partial["settings"]["steps"] == 2
     assert not (tmp_path / "speed-cpu-test_efficientnet-32.json").exists()
+
+
+def test_cudnn_autotuning_is_passed_to_every_feed_and_recorded_only_when_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An A/B for a GPU session: the option reaches each measuring process and is recorded
+    (a run with it cannot replace one without), while older results compare as before."""
+    from benchmarks import speed
+
+    assert "cudnn_benchmark" not in _planned()
+    assert _planned(cudnn_benchmark=True)["cudnn_benchmark"] is True
+    commands = []
+
+    def run(command, check):
+        commands.append(command)
+        (tmp_path / "result-supcon-ours.json").write_text("{}")
+
+    monkeypatch.setattr(speed.subprocess, "run", run)
+    for flag in ([], ["--cudnn-benchmark"]):
+        args = speed.parse_args(["--device=cpu", *flag])
+        args.cache_dir = tmp_path
+        speed.run_isolated(args, "supcon", "ours")
+    assert ["--cudnn-benchmark" in c for c in commands] == [False, True]
+    assert speed.parse_args(["--child=supcon:ours", "--cudnn-benchmark"]).cudnn_benchmark
