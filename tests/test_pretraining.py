@@ -185,6 +185,42 @@ def test_knn_scores_match_a_brute_force_vote():
     assert 0.4 < scores["val_knn_balanced_accuracy"] < 1.0  # neither trivial nor perfect
 
 
+def test_knn_votes_do_not_underflow_at_a_small_temperature():
+    """Queries far from every train image at temperature 0.005: exp((s - 1) / t) underflowed
+    to all-zero votes, 0/0 shares, and class 0 for every query."""
+    train = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]).repeat(5, 1)
+    train_labels = torch.tensor([0, 1] * 5)
+    query = torch.tensor([[0.1, 1.0, 2.0], [1.0, 0.1, 2.0]])  # cosine <= 0.45 with any
+    query_labels = torch.tensor([1, 0])
+    scores = supcon.knn_scores(train, train_labels, query, query_labels, k=4, temperature=0.005)
+    assert scores["val_knn_balanced_accuracy"] == 1.0
+
+
+def test_pretraining_accepts_square_root_sampling():
+    from skin_lesion.config import from_dict
+
+    params = {"sampling": "sqrt_inverse"}
+    assert from_dict(supcon.PretrainConfig, params, "cp").sampling == "sqrt_inverse"
+    _, history = _pretrain(_config(epochs=1, sampling="sqrt_inverse"))
+    assert len(history) == 1 and np.isfinite(history[0]["loss"])
+    # HAM10000's train split: a rare class appears at least twice in nearly every batch.
+    from skin_lesion.batches import BatchSource
+
+    counts = [229, 360, 769, 80, 779, 4694, 99]  # 70% of akiec .. vasc
+    train_labels = np.repeat(np.arange(7), counts)
+    source = BatchSource(
+        np.zeros((len(train_labels), 1, 1, 3), np.uint8),
+        train_labels,
+        np.arange(len(train_labels)),
+        batch_size=128,
+        device=torch.device("cpu"),
+        seed=0,
+        sampling="sqrt_inverse",
+    )
+    df = [int((batch.labels == 3).sum()) for batch in source.epoch(0)]
+    assert np.mean(np.array(df) >= 2) > 0.9
+
+
 def test_knn_votes_are_divided_by_the_class_prior():
     """Six majority and four minority neighbours, all equally similar: the minority wins."""
     direction = torch.tensor([[1.0, 0.0]])

@@ -109,7 +109,10 @@ class PretrainConfig:
         epochs: Training epochs.
         batch_size: Images per batch (each gives two views).
         temperature: SupCon temperature tau.
-        sampling: ``uniform`` or class-``balanced`` sampling of the train split.
+        sampling: ``uniform``, class-``balanced`` or ``sqrt_inverse`` (each image weighed
+            1/sqrt(its class's count): milder, fewer repeats of the rarest images) sampling
+            of the train split. Under ``uniform`` the rarest classes often have no second
+            image in a batch, so no positive but an anchor's own other view.
         placement: Where the cached images live during training (``auto``, ``device``,
             ``host``).
         amp: Mixed precision on CUDA.
@@ -132,7 +135,7 @@ class PretrainConfig:
     epochs: int = 30
     batch_size: int = 128
     temperature: float = 0.1
-    sampling: Literal["uniform", "balanced"] = "uniform"
+    sampling: Literal["uniform", "balanced", "sqrt_inverse"] = "uniform"
     placement: Placement = "auto"
     amp: bool = True
     channels_last: bool = True
@@ -449,10 +452,12 @@ def knn_scores(
     for start in range(0, len(query), chunk):
         similarity = query[start : start + chunk] @ train.T
         top, where = similarity.topk(k, dim=1)
+        # Shifted by each query's best similarity: no overflow, and no underflow to all-zero
+        # votes (0/0 shares, class 0 for every image) at a small temperature.
         votes = torch.zeros(len(top), num_classes).scatter_add_(
             1,
             labels[where],
-            torch.exp((top - 1.0) / temperature),  # shifted: no overflow
+            torch.exp((top - top[:, :1]) / temperature),
         )
         share = votes / votes.sum(dim=1, keepdim=True)
         # A class absent from the train images gets no votes and is never predicted.
