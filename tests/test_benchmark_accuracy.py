@@ -604,11 +604,41 @@ def test_compare_refuses_runs_on_different_data(tmp_path: Path) -> None:
         accuracy.compare("gpu-full", tmp_path)
 
 
+def _stages_in_this_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Run each stage's Kedro session in the test's own process: ``accuracy.stage_main`` on
+    the same JSON ``--params`` a child gets, without the child's ~10 s of imports and start-up.
+    The child process itself (its command line, exit code and peak memory) is tested by
+    ``test_accuracy_command_runs_an_ablation_through_kedro``."""
+    import argparse
+    import resource
+    import time
+
+    def in_process(project: Path, env: str, pipeline: str, params: dict, out: Path) -> dict:
+        args = argparse.Namespace(
+            project=str(project), env=env, pipeline=pipeline, params=json.dumps(params), out=out
+        )
+        start = time.perf_counter()
+        accuracy.stage_main(args)
+        seconds = time.perf_counter() - start
+        stage = json.loads(out.read_text())
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        return {
+            "pipeline": pipeline,
+            "seconds": round(seconds, 1),
+            "peak_host_mib": round(peak, 1),
+            "peak_gpu_mib": stage["peak_gpu_mib"],
+            "timing": stage["timing"],
+        }
+
+    monkeypatch.setattr(accuracy, "run_stage", in_process)
+
+
 @pytest.mark.slow
 def test_accuracy_command_runs_an_ablation_through_kedro(
     demo_raw_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """One seed of an ablation on generated data: every stage in its own Kedro process."""
+    """One seed of an ablation on generated data: every stage in its own Kedro process
+    (--rescore's stages then run in this one: the child processes are tested by then)."""
     import sys
 
     import torch
@@ -716,6 +746,7 @@ def test_accuracy_command_runs_an_ablation_through_kedro(
     (work / "test-cross-entropy" / "data" / "test" / "06_models" / "classifier.pt").unlink()
     spoiled = {**record, "metrics": {}}
     (results / "accuracy" / "test-cross-entropy" / "seed3.json").write_text(json.dumps(spoiled))
+    _stages_in_this_process(monkeypatch)  # the child processes ran above
     monkeypatch.setattr(sys, "argv", [*argv, "--rescore"])
     accuracy.main()
     rescored = json.loads((results / "accuracy" / "test-cross-entropy" / "seed3.json").read_text())
@@ -926,7 +957,8 @@ def test_with_split_keeps_the_other_data_processing_overrides() -> None:
 def test_accuracy_command_cross_validates_through_kedro(
     demo_raw_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """One fold on generated data: the fold reaches data_processing's split in its process.
+    """One fold on generated data: the fold reaches data_processing's split through the
+    stage's --params (stages run in this process; the child is tested above).
     (The order of stages over several folds is checked without Kedro, below.)"""
     import sys
 
@@ -935,6 +967,7 @@ def test_accuracy_command_cross_validates_through_kedro(
     monkeypatch.setitem(accuracy.SETTINGS, "test", "test")
     monkeypatch.setenv("KEDRO_DISABLE_TELEMETRY", "true")
     work, results = tmp_path / "work", tmp_path / "results"
+    _stages_in_this_process(monkeypatch)
     argv = ["accuracy.py", "--setting", "test", "--folds", "3", "--seeds", "2"]
     argv += ["--data", str(demo_raw_dir), "--work-dir", str(work), "--results-dir", str(results)]
     argv += ["--params", "contrastive_pretraining.enabled=false"]
@@ -964,14 +997,16 @@ def test_accuracy_command_cross_validates_through_kedro(
 def test_accuracy_command_draws_other_splits_through_kedro(
     demo_raw_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """One split draw on generated data: the split seed reaches data_processing's split in
-    its process, and the training stages accept the splits it drew (they check them against
-    it). (The order of stages over several draws is checked without Kedro, below.)"""
+    """One split draw on generated data: the split seed reaches data_processing's split
+    through the stage's --params (stages run in this process), and the training stages
+    accept the splits it drew (they check them against it). (The order of stages over
+    several draws is checked without Kedro, below.)"""
     import sys
 
     monkeypatch.setitem(accuracy.SETTINGS, "test", "test")
     monkeypatch.setenv("KEDRO_DISABLE_TELEMETRY", "true")
     work, results = tmp_path / "work", tmp_path / "results"
+    _stages_in_this_process(monkeypatch)
     argv = ["accuracy.py", "--setting", "test", "--split-seeds", "5", "--seeds", "2"]
     argv += ["--data", str(demo_raw_dir), "--work-dir", str(work), "--results-dir", str(results)]
     argv += ["--params", "contrastive_pretraining.enabled=false"]

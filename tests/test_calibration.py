@@ -97,7 +97,7 @@ def test_reliability_bins_counts_and_empty_bins() -> None:
         "accuracy": None,
     }  # top-label confidence is at least 1/7 > 1/15
     json.dumps(report, allow_nan=False)
-    with pytest.raises(ValueError, match="0"):
+    with pytest.raises(ValueError, match=r"n_bins must be a positive integer, got 0"):
         reliability_bins(labels, probs, n_bins=0)
 
 
