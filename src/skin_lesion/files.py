@@ -8,7 +8,8 @@ import os
 import re
 import stat
 import tempfile
-from collections.abc import Callable, Container
+from collections.abc import Callable, Container, Iterator
+from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
 from typing import IO, Any
@@ -142,8 +143,10 @@ def warn_left_out(folder: str, names: list[str], wanted: str) -> None:
 DEFAULT_FILE_MODE = 0o666
 
 
-def atomic_write(target: str | os.PathLike, write: Callable[[IO[bytes]], Any]) -> None:
-    """Write through ``write(file)`` to a temporary file beside ``target``, then rename it.
+@contextmanager
+def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
+    """A temporary path beside ``target`` to write the whole file to: when the block ends
+    without error it is renamed onto ``target``, else removed.
 
     A crash mid-write leaves the previous file intact, and so does a power loss: the data is
     flushed to disk (``fsync``) before the rename, and the folder after it (a rename can
@@ -159,17 +162,26 @@ def atomic_write(target: str | os.PathLike, write: Callable[[IO[bytes]], Any]) -
     except FileNotFoundError:
         mode = DEFAULT_FILE_MODE & ~_umask()
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    os.close(fd)
     try:
-        with os.fdopen(fd, "wb") as file:
-            write(file)
-            file.flush()
-            _sync(file.fileno())
+        yield Path(tmp)
+        # Reopened for writing: fsync flushes the data whatever fd wrote it, but Windows
+        # commits only through a handle with write access.
+        with open(tmp, "r+b") as written:
+            _sync(written.fileno())
         os.chmod(tmp, mode)
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     _sync_folder(target.parent)
+
+
+def atomic_write(target: str | os.PathLike, write: Callable[[IO[bytes]], Any]) -> None:
+    """Write through ``write(file)`` to a temporary file beside ``target``, then rename it
+    (:func:`atomic_path`)."""
+    with atomic_path(target) as tmp, open(tmp, "wb") as file:
+        write(file)
 
 
 def _sync(fd: int) -> None:

@@ -11,9 +11,6 @@ kedro-datasets does.
 
 from __future__ import annotations
 
-import os
-import stat
-import tempfile
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -22,7 +19,7 @@ from kedro_datasets.json import JSONDataset
 from kedro_datasets.pandas import CSVDataset, ParquetDataset
 from kedro_datasets.text import TextDataset
 
-from skin_lesion.files import DEFAULT_FILE_MODE, _sync, _sync_folder, _umask
+from skin_lesion.files import atomic_path
 
 
 class _AtomicSave:
@@ -38,26 +35,13 @@ class _AtomicSave:
         final = self._filepath
         target = Path(get_filepath_str(final, self._protocol))
         target.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            mode = stat.S_IMODE(target.stat().st_mode)
-        except FileNotFoundError:
-            mode = DEFAULT_FILE_MODE & ~_umask()
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-        os.close(fd)
-        self._filepath = PurePosixPath(tmp)
-        try:
-            super().save(data)  # type: ignore[misc]
-            with open(tmp, "rb") as written:
-                _sync(written.fileno())
-            os.chmod(tmp, mode)
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        finally:
-            self._filepath = final
+        with atomic_path(target) as tmp:
+            self._filepath = PurePosixPath(tmp)
+            try:
+                super().save(data)  # type: ignore[misc]
+            finally:
+                self._filepath = final
         self._invalidate_cache()  # type: ignore[attr-defined]
-        _sync_folder(target.parent)
 
 
 def _named_init(base: type) -> Any:
