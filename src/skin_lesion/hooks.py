@@ -339,12 +339,14 @@ class MlflowOutputsHook:
                 return
             self._tagged_inputs.add(dataset_name)
         tags = lineage_tags(dataset_name, data)
-        if tags and active is not None:
+        if not tags:
+            return
+        if active is not None:
             mlflow.set_tags(tags)
-        elif tags:  # a loading thread with no active run: tag the run by its id
-            client = mlflow.MlflowClient()
-            for key, value in tags.items():
-                client.set_tag(run_id, key, value)
+            return
+        client = mlflow.MlflowClient()  # a loading thread with no active run: by the run's id
+        for key, value in tags.items():
+            client.set_tag(run_id, key, value)
 
     def _log_file(self, dataset_name: str, folder: str) -> None:
         path = _saved_file(self._catalog.get(dataset_name))

@@ -271,17 +271,20 @@ def _named(names: list[str]) -> str:
     return ", ".join(shown) + (", ..." if len(names) > SHOWN else "")
 
 
+def _counted(groups: Iterable[tuple[list[str], str]]) -> list[str]:
+    """``"2 changed (a, b)"`` for each non-empty ``(names, label)`` group, in order."""
+    return [f"{len(names)} {label} ({_named(names)})" for names, label in groups if names]
+
+
 def _row_changes(then: Mapping[str, Any], now: Mapping[str, Any], what: str) -> str | None:
     """``"meta.csv, the rows of image_id: 2 changed (a, b); 1 added (c)"``, or None."""
-    parts = [
-        f"{len(names)} {label} ({_named(names)})"
-        for names, label in (
+    parts = _counted(
+        (
             (sorted(k for k in then.keys() & now.keys() if then[k] != now[k]), "changed"),
             (sorted(now.keys() - then.keys()), "added"),
             (sorted(then.keys() - now.keys()), "removed"),
         )
-        if names
-    ]
+    )
     return f"{what}: {'; '.join(parts)}" if parts else None
 
 
@@ -290,11 +293,7 @@ def _file_changes(then: Mapping[str, Any], now: Mapping[str, Any]) -> str | None
     only (a file added since, used by no row then, is not one data_processing read)."""
     gone = sorted(p for p, size in then.items() if size is not None and now.get(p) is None)
     resized = sorted(p for p, size in then.items() if now.get(p) is not None and now.get(p) != size)
-    parts = [
-        f"{len(names)} {label} ({_named(names)})"
-        for names, label in ((resized, "changed size"), (gone, "missing"))
-        if names
-    ]
+    parts = _counted(((resized, "changed size"), (gone, "missing")))
     return f"image files: {'; '.join(parts)}" if parts else None
 
 
@@ -729,15 +728,9 @@ def check_predictions(
         missing = sorted(wanted - set(held))
         extra = sorted(set(held) - wanted)
         repeated = sorted(set(held[held.duplicated()]))
-        problems = [
-            f"{len(names)} {label} ({_named(names)})"
-            for names, label in (
-                (missing, "missing"),
-                (extra, "not of that split"),
-                (repeated, "listed twice"),
-            )
-            if names
-        ]
+        problems = _counted(
+            ((missing, "missing"), (extra, "not of that split"), (repeated, "listed twice"))
+        )
         if problems:
             raise StaleInputError(
                 f"`{what}` does not hold the split's {len(wanted)} images, each once "
@@ -773,14 +766,12 @@ def check_predictions(
     then = predictions[PREDICTED_PIXELS].astype(str)
     gone = sorted(i for i in ids if i not in pixels)
     changed = sorted(i for i, d in zip(ids, then, strict=True) if i in pixels and pixels[i] != d)
-    problems = [
-        f"{len(names)} {label} ({_named(names)})"
-        for names, label in (
+    problems = _counted(
+        (
             (changed, "now with other pixels in the image cache"),
             (gone, "no longer in the image cache"),
         )
-        if names
-    ]
+    )
     if problems:
         raise StaleInputError(
             f"`{what}` is stale: it was predicted from images that have changed since: "

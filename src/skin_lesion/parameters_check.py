@@ -809,12 +809,13 @@ def check_classifier_current(pipeline: Any, catalog: Any) -> None:
             lambda: lineage.check_cache_settings(cache.preprocessing, configured.to_dict())
         )
     scored = [n for n in ("test_predictions", "reporting_val_predictions") if present(n)]
-    if scored or present("test_metrics"):
+    scores = scored or present("test_metrics")  # reads predictions or metrics made before
+    if scores:
         from skin_lesion.evaluation import ReportingConfig
 
         made_by = state_fingerprint(classifier)
         tta = from_dict(ReportingConfig, catalog.load("params:reporting"), "reporting").tta
-    if "image_cache" in made and (scored or present("test_metrics")):
+    if "image_cache" in made and scores:
         # The cache this run rebuilds is not there to compare with yet (and the old one is
         # not at_hand): without this, `--nodes validate_metadata,decode_images,...,
         # evaluate_test` scored the old predictions of a replaced test image, unchecked.
@@ -830,7 +831,7 @@ def check_classifier_current(pipeline: Any, catalog: Any) -> None:
 
         checks.append(rebuilt)
     pixels = None  # the cache's pixel digests, for what the predictions were made from
-    if cache is not None and (scored or present("test_metrics")):
+    if cache is not None and scores:
         pixels = dict(zip(cache.image_ids, cache.digests(), strict=True))
     split_of = {"test_predictions": "test", "reporting_val_predictions": "val"}
     for name in scored:

@@ -73,7 +73,15 @@ def plot_augmentation_grid(
     return fig
 
 
-def plot_gradcam_grid(panels: Sequence[dict], *, ncols: int = 4) -> Figure:
+GRADCAM_TITLE = (
+    "Grad-CAM of the predicted class (encoder's final feature map; "
+    "red = most evidence for that class)"
+)
+
+
+def plot_gradcam_grid(
+    panels: Sequence[dict], *, ncols: int = 4, title: str = GRADCAM_TITLE
+) -> Figure:
     """Grad-CAM heatmaps over their images, arranged in rows.
 
     Args:
@@ -82,6 +90,7 @@ def plot_gradcam_grid(panels: Sequence[dict], *, ncols: int = 4) -> Figure:
             row (e.g. one row per class, correct then wrong predictions), rows in order of
             first appearance. Without ``"row"`` keys, panels fill ``ncols`` columns.
         ncols: Columns when rows are not given.
+        title: The figure's title.
 
     Returns:
         One image panel per entry (one note panel when there are none). The heatmap is
@@ -124,8 +133,5 @@ def plot_gradcam_grid(panels: Sequence[dict], *, ncols: int = 4) -> Figure:
             ax.set_title(panel.get("title", ""), fontsize=9, parse_math=False)
             if c == 0 and label:
                 ax.set_ylabel(label)
-    fig.suptitle(
-        "Grad-CAM of the predicted class (encoder's final feature map; "
-        "red = most evidence for that class)"
-    )
+    fig.suptitle(title)
     return fig

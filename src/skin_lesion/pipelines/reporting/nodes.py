@@ -398,12 +398,11 @@ def plot_gradcam(
         # from before it was recorded.
         tta=test_metrics.get("tta") or "none",
     )
-    fig = figures.plot_gradcam_grid(panels)
-    fig.suptitle(
+    title = (
         "Grad-CAM of the predicted class\n(red = most evidence for it; rows: true class;\n"
         "titles: true -> predicted, calibrated P, outcome)"
     )
-    return figures.figure_to_png(fig)
+    return figures.figure_to_png(figures.plot_gradcam_grid(panels, title=title))
 
 
 # The parameter groups a classifier records as it was trained with (``lineage.SETTINGS_KEY``).
