@@ -4,6 +4,8 @@ Usage:
     python benchmarks/accuracy.py --setting cpu-quick [--data DIR] [--seeds 0 1 2]
         [--ablation NAME] [--params key=value ...] [--work-dir data/benchmarks]
     python benchmarks/accuracy.py --setting cpu-quick --compare
+    python benchmarks/accuracy.py --compare-runs BASELINE RUN
+    python benchmarks/accuracy.py --compare-spread BASELINE RUN
     python benchmarks/accuracy.py --setting cpu-quick --folds 0 1 2 3 4 [--seeds 0]
     python benchmarks/accuracy.py --setting cpu-quick --split-seeds 1 2 3 42 [--seeds 0]
     python benchmarks/accuracy.py --setting cpu-quick [--seeds ...|--folds ...] --rescore
@@ -72,6 +74,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import math
 import os
 import re
 import shutil
@@ -85,6 +88,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from scipy import stats
 
 import skin_lesion
 from skin_lesion.command import data_dir as env_data_dir
@@ -636,6 +640,20 @@ def _spread(values: list[float]) -> dict:
     }
 
 
+def t_interval(values: list[float], confidence: float = 0.95) -> list[float] | None:
+    """Student's t interval of the mean of ``values`` (None for fewer than two).
+
+    It covers the spread between the runs only: each run's own test-sampling interval comes
+    on top, and cross-validation folds (which share training images) are not independent, so
+    over folds it is narrower than the truth.
+    """
+    if len(values) < 2:
+        return None
+    mean, sd = statistics.fmean(values), statistics.stdev(values)
+    half = stats.t.ppf(0.5 + confidence / 2, len(values) - 1) * sd / math.sqrt(len(values))
+    return [mean - half, mean + half]
+
+
 def parse_overrides(pairs: list[str]) -> dict:
     """``key=value`` strings to a dict, values parsed as YAML (``3`` -> int, ``null``).
 
@@ -822,6 +840,10 @@ def aggregate(name: str, results: Path = RESULTS) -> dict:
     summary = {}
     for label, _, _ in METRICS:
         summary[label] = _spread([s["metrics"][label]["value"] for s in seeds])
+        if len(seeds) > 1:
+            # Every figure here is a proportion: an interval past 0 or 1 is cut there.
+            low, high = t_interval(summary[label]["per_seed"])
+            summary[label]["mean_ci95_t"] = [max(low, 0.0), min(high, 1.0)]
         if all("ci95" in s["metrics"][label] for s in seeds):
             summary[label]["ci95_per_seed"] = [s["metrics"][label]["ci95"] for s in seeds]
     stages = {}
@@ -1059,6 +1081,116 @@ def compare_runs(baseline_name: str, name: str, results: Path = RESULTS) -> dict
     (results / f"{out}.json").write_text(json.dumps(result, indent=2) + "\n")
     (results / f"{out}.md").write_text(compare_markdown(result))
     return result
+
+
+def compare_spread(baseline_name: str, name: str, results: Path = RESULTS) -> dict:
+    """Does run ``name``'s test figure spread more than run ``baseline_name``'s?
+
+    An F-test of the ratio of their variances over their runs (seeds, folds or split draws),
+    one-sided (``name`` spreads more), assuming normal run-to-run noise: e.g. split draws
+    (each its own split and a training seed's noise) against training seeds on one split.
+    Unpaired, so the two may differ in kind and count; they must share data and setting.
+    Writes ``accuracy-spread-<name>-vs-<baseline_name>.json``/``.md``.
+
+    Raises:
+        SystemExit: When either run is missing or has fewer than two records, or the two
+            differ in data or setting.
+    """
+    loaded = {label: load_seeds(label, results) for label in (baseline_name, name)}
+    for label, records in loaded.items():
+        if len(records) < 2:
+            raise SystemExit(
+                f"{label} has {len(records)} seed, fold or split result(s) under "
+                f"{results / 'accuracy' / label}: a spread needs at least two"
+            )
+    first = next(iter(loaded[baseline_name].values()))
+    for label, records in loaded.items():
+        for key, record in records.items():
+            for field in ("data_sha256", "setting"):
+                if record[field] != first[field]:
+                    raise SystemExit(
+                        f"{label} {said(run_unit([record]))} {key} differs from {baseline_name} "
+                        f"in {field!r} ({record[field]!r} vs {first[field]!r}): their spreads "
+                        "do not compare"
+                    )
+    runs = {}
+    for label, records in loaded.items():
+        unit = run_unit(list(records.values()))
+        runs[label] = {
+            "unit": unit,
+            "keys": list(records),
+            "devices": sorted({r["device"] for r in records.values()}),
+        }
+    rows = {}
+    df_run, df_base = len(loaded[name]) - 1, len(loaded[baseline_name]) - 1
+    for label, _, _ in METRICS:
+        values = {
+            run: [r["metrics"][label]["value"] for r in records.values()]
+            for run, records in loaded.items()
+            if all(label in r["metrics"] for r in records.values())
+        }
+        if len(values) < 2:
+            continue
+        var_run = statistics.variance(values[name])
+        var_base = statistics.variance(values[baseline_name])
+        ratio = var_run / var_base if var_base > 0 else (math.inf if var_run > 0 else None)
+        rows[label] = {
+            "sd_baseline": math.sqrt(var_base),
+            "sd_run": math.sqrt(var_run),
+            "f": ratio,
+            "p_one_sided": (
+                None
+                if ratio is None
+                else 0.0
+                if ratio == math.inf
+                else stats.f.sf(ratio, df_run, df_base)
+            ),
+        }
+    result = {
+        "baseline": baseline_name,
+        "run": name,
+        "runs": runs,
+        "data_sha256": first["data_sha256"],
+        "setting": first["setting"],
+        "degrees_of_freedom": [df_run, df_base],
+        # The smallest ratio these counts call significant at 5%: what the test can see.
+        "f_critical_5pct": stats.f.isf(0.05, df_run, df_base),
+        "metrics": rows,
+    }
+    out = f"accuracy-spread-{name}-vs-{baseline_name}"
+    (results / f"{out}.json").write_text(json.dumps(result, indent=2) + "\n")
+    (results / f"{out}.md").write_text(spread_markdown(result))
+    return result
+
+
+def spread_markdown(result: dict) -> str:
+    """The table of ``compare_spread``'s result."""
+    name, base = result["run"], result["baseline"]
+
+    def runs_of(label: str) -> str:
+        run = result["runs"][label]
+        return (
+            f"{len(run['keys'])} {said(run['unit'])}s {run['keys']} on {', '.join(run['devices'])}"
+        )
+
+    df_run, df_base = result["degrees_of_freedom"]
+    lines = [
+        f"**Spread of {name} against {base}** (setting `{result['setting']}`, data SHA-256 "
+        f"`{result['data_sha256'][:12]}…`): {name} is {runs_of(name)}; {base} is "
+        f"{runs_of(base)}. F is the ratio of their variances ({name} over {base}); p is "
+        f"one-sided ({name} spreads more), from the F distribution with {df_run} and {df_base} "
+        "degrees of freedom, normal run-to-run noise assumed. At these counts p < 0.05 needs "
+        f"F > {result['f_critical_5pct']:.1f}: a large p says the runs cannot tell the two "
+        "spreads apart, not that they are alike.",
+        "",
+        f"| metric (test) | sd {base} | sd {name} | F | one-sided p |",
+        "|---|---|---|---|---|",
+    ]
+    for label, row in result["metrics"].items():
+        f = "-" if row["f"] is None else "inf" if row["f"] == math.inf else f"{row['f']:.2f}"
+        p = "-" if row["p_one_sided"] is None else f"{row['p_one_sided']:.2f}"
+        lines.append(f"| {label} | {row['sd_baseline']:.3f} | {row['sd_run']:.3f} | {f} | {p} |")
+    return "\n".join(lines) + "\n"
 
 
 def compare(
@@ -1347,6 +1479,26 @@ def markdown(name: str, result: dict) -> str:
             for v, ci in zip(entry["per_seed"], cis)
         )
         lines.append(f"| {label} | {entry['mean']:.3f}{sd} | {per_seed} |")
+    means = {k: e["mean_ci95_t"] for k, e in result["metrics"].items() if e.get("mean_ci95_t")}
+    if means:
+        caveat = (
+            " (folds share training images: not independent, so narrower than the truth)"
+            if folds
+            else ""
+        )
+        lines += [
+            "",
+            f"95% t-interval of the mean over the {n} {said(unit)}s, from their spread alone"
+            f"{caveat}; each {said(unit)}'s own test interval comes on top"
+            + (
+                " (cut at 0 and 1)"
+                if any(lo == 0.0 or hi == 1.0 for lo, hi in means.values())
+                else ""
+            )
+            + ": "
+            + "; ".join(f"{k} [{lo:.3f}, {hi:.3f}]" for k, (lo, hi) in means.items())
+            + ".",
+        ]
     if result.get("validation"):
         parts = []
         for label, entry in result["validation"].items():
@@ -1816,11 +1968,32 @@ def main() -> None:
         "runs on the same data, device, setting and split; the table names the parameters "
         "that differ",
     )
+    parser.add_argument(
+        "--compare-spread",
+        nargs=2,
+        metavar=("BASELINE", "RUN"),
+        help="only test whether run RUN's figures spread more over its runs than run "
+        "BASELINE's (an F-test of their variances, e.g. split draws against training seeds)",
+    )
     args = parser.parse_args()
+    for flag, pair in (
+        ("--compare-runs", args.compare_runs),
+        ("--compare-spread", args.compare_spread),
+    ):
+        if pair and (
+            args.compare
+            or args.ablation
+            or args.folds
+            or args.split_seeds
+            or args.seeds
+            or (args.compare_runs and args.compare_spread)
+        ):
+            raise SystemExit(f"{flag} takes the two run names alone")
     if args.compare_runs:
-        if args.compare or args.ablation or args.folds or args.split_seeds or args.seeds:
-            raise SystemExit("--compare-runs takes the two run names alone")
         print(compare_markdown(compare_runs(*args.compare_runs, args.results_dir)))
+        return
+    if args.compare_spread:
+        print(spread_markdown(compare_spread(*args.compare_spread, args.results_dir)))
         return
     if not args.setting:
         parser.error("the following arguments are required: --setting")

@@ -1739,3 +1739,94 @@ def test_a_comparison_names_the_code_of_its_runs_and_says_when_they_differ(
         "Code, by run: cpu-quick: commit `aaaaaaaaaa`. "
         "cpu-quick-cross-entropy: commit `bbbbbbbbbb`."
     )
+
+
+def test_aggregate_gives_a_t_interval_of_the_mean_over_the_runs(tmp_path: Path) -> None:
+    """Student's t over the runs (t 4.303 for 3 seeds: 0.7 ± 4.303 * 0.1 / sqrt(3)), cut at
+    0 and 1, none for one run, and over folds with the caveat that folds are not independent."""
+    for seed, balanced in enumerate([0.6, 0.7, 0.8]):
+        _write_seed(tmp_path, seed, balanced)
+    result = accuracy.aggregate("run", tmp_path)
+    assert result["metrics"]["balanced_accuracy"]["mean_ci95_t"] == pytest.approx(
+        [0.4516, 0.9484], abs=1e-4
+    )
+    table = (tmp_path / "accuracy-run.md").read_text()
+    assert (
+        "95% t-interval of the mean over the 3 seeds, from their spread alone; each seed's own "
+        "test interval comes on top: balanced_accuracy [0.452, 0.948]; "
+    ) in table
+    assert "not independent" not in table
+    # Two far-apart seeds: the interval is cut at 0 and 1, and says so.
+    for seed, balanced in enumerate([0.1, 0.9]):
+        _write_seed(tmp_path, seed, balanced, name="wide")
+    wide = accuracy.aggregate("wide", tmp_path)
+    assert wide["metrics"]["balanced_accuracy"]["mean_ci95_t"] == [0.0, 1.0]
+    assert (
+        "(cut at 0 and 1): balanced_accuracy [0.000, 1.000]"
+        in (tmp_path / "accuracy-wide.md").read_text()
+    )
+    _write_seed(tmp_path, 0, 0.7, name="one")
+    one = accuracy.aggregate("one", tmp_path)
+    assert "mean_ci95_t" not in one["metrics"]["balanced_accuracy"]
+    assert "t-interval" not in (tmp_path / "accuracy-one.md").read_text()
+    for fold, balanced in enumerate([0.6, 0.7, 0.8]):
+        _write_seed(tmp_path, 0, balanced, name="run-cv", fold=fold)
+    accuracy.aggregate("run-cv", tmp_path)
+    assert (
+        "over the 3 folds, from their spread alone (folds share training images: not "
+        in (tmp_path / "accuracy-run-cv.md").read_text()
+    )
+
+
+def test_compare_spread_tests_whether_one_run_spreads_more_than_another(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--compare-spread: the variance ratio of two runs' figures and its one-sided F-test p
+    (the README's split draws against seeds: F = 2.14 on 4 and 2 degrees of freedom, p = 0.34),
+    and refusals where the spreads do not compare."""
+    draws = [0.6968, 0.6559, 0.6272, 0.6939, 0.6953]
+    seeds = [0.6953, 0.6951, 0.6583]
+    for k, balanced in zip([1, 2, 3, 4, 42], draws):
+        _write_seed(tmp_path, 0, balanced, name="draws", split_seed=k)
+    for seed, balanced in enumerate(seeds):
+        _write_seed(tmp_path, seed, balanced, name="seeds")
+    monkeypatch.setattr(
+        sys,
+        "argv",
+        ["accuracy.py", "--compare-spread", "seeds", "draws", "--results-dir", str(tmp_path)],
+    )
+    accuracy.main()
+    table = capsys.readouterr().out
+    result = json.loads((tmp_path / "accuracy-spread-draws-vs-seeds.json").read_text())
+    row = result["metrics"]["balanced_accuracy"]
+    assert row["f"] == pytest.approx(2.14, abs=0.01)
+    assert row["p_one_sided"] == pytest.approx(0.343, abs=0.002)
+    assert result["degrees_of_freedom"] == [4, 2]
+    assert result["f_critical_5pct"] == pytest.approx(19.25, abs=0.01)
+    # Identical other figures in every run: no ratio to speak of.
+    assert result["metrics"]["macro_f1"]["f"] is None
+    assert "draws is 5 split seeds [1, 2, 3, 4, 42] on cpu; seeds is 3 seeds [0, 1, 2]" in table
+    assert "p < 0.05 needs F > 19.2" in table
+    assert "| balanced_accuracy | 0.021 | 0.031 | 2.14 | 0.34 |" in table
+    assert "| macro_f1 | 0.000 | 0.000 | - | - |" in table
+    assert table.strip() == (tmp_path / "accuracy-spread-draws-vs-seeds.md").read_text().strip()
+    # The other way round, the ratio inverts and p is large.
+    reverse = accuracy.compare_spread("draws", "seeds", tmp_path)["metrics"]["balanced_accuracy"]
+    assert reverse["f"] == pytest.approx(1 / 2.14, abs=0.01) and reverse["p_one_sided"] > 0.5
+
+    _write_seed(tmp_path, 0, 0.7, name="single")
+    with pytest.raises(SystemExit, match=r"single has 1 seed, fold or split result\(s\)"):
+        accuracy.compare_spread("seeds", "single", tmp_path)
+    with pytest.raises(SystemExit, match=r"missing has 0 seed"):
+        accuracy.compare_spread("missing", "seeds", tmp_path)
+    for seed in (0, 1):
+        _write_seed(tmp_path, seed, 0.7 + seed / 10, name="other-data")
+    path = tmp_path / "accuracy" / "other-data" / "seed1.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), "data_sha256": "cd" * 32}))
+    with pytest.raises(SystemExit, match=r"other-data seed 1 differs from seeds in 'data_sha256'"):
+        accuracy.compare_spread("seeds", "other-data", tmp_path)
+    monkeypatch.setattr(
+        sys, "argv", ["accuracy.py", "--compare-spread", "seeds", "draws", "--seeds", "0"]
+    )
+    with pytest.raises(SystemExit, match="--compare-spread takes the two run names alone"):
+        accuracy.main()
