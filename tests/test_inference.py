@@ -289,10 +289,11 @@ def test_lazy_gradcam_computes_a_batch_when_asked_and_holds_one(monkeypatch) -> 
 
     from skin_lesion import inference
 
-    calls = []
+    calls, built = [], []
 
-    def fake_panels(checkpoint, images, predictions, meta, *, device, tta):
+    def fake_panels(checkpoint, images, predictions, meta, *, device, tta, model):
         assert tta == "dihedral"  # the TTA the predictions were made with, passed on
+        assert model is built[0]  # the classifier built once, for every batch
         calls.append(list(predictions["image"]))
         assert len(images) == len(predictions)  # the batch's own rows of the cache
         return {
@@ -301,6 +302,9 @@ def test_lazy_gradcam_computes_a_batch_when_asked_and_holds_one(monkeypatch) -> 
         }
 
     monkeypatch.setattr(inference, "gradcam_panels", fake_panels)
+    monkeypatch.setattr(
+        inference, "gradcam_model", lambda checkpoint, device: built.append(object()) or built[-1]
+    )
     names = ["b/1.jpg", "a.jpg", "b__0.jpg", "c.jpg", "b/0.jpg"]
     images = np.arange(len(names))
     predictions = pd.DataFrame({"image": names})
@@ -315,6 +319,7 @@ def test_lazy_gradcam_computes_a_batch_when_asked_and_holds_one(monkeypatch) -> 
     assert order == ["a.jpg", "b__0.jpg", "b/0.jpg", "b/1.jpg", "c.jpg"]
     got = {name: panels[name]() for name in order}
     assert calls == [["a.jpg", "b__0.jpg"], ["b/0.jpg", "b/1.jpg"], ["c.jpg"]]
+    assert len(built) == 1  # not rebuilt for each batch
     assert all(got[name]["image"] == names.index(name) for name in names)
     assert len(lazy._held) == 1  # only the last batch is held
 
@@ -330,13 +335,14 @@ def test_lazy_gradcam_names_an_image_it_cannot_read_again_instead_of_failing(
 
     from skin_lesion import inference
 
-    def fake_panels(checkpoint, images, predictions, meta, *, device, tta):
+    def fake_panels(checkpoint, images, predictions, meta, *, device, tta, model):
         return {
             name: {"image": image, "heatmap": np.ones((2, 2)), "title": name}
             for name, image in zip(predictions["image"], images)
         }
 
     monkeypatch.setattr(inference, "gradcam_panels", fake_panels)
+    monkeypatch.setattr(inference, "gradcam_model", lambda checkpoint, device: None)
     names = ["a.jpg", "b.jpg", "c.jpg"]
 
     def decode_again(rows):

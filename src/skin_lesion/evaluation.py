@@ -316,8 +316,11 @@ def explain(
     meta: np.ndarray | None = None,
     batch_size: int = 16,
     tta: str = "none",
+    model: torch.nn.Module | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Grad-CAM of ``targets`` on cached ``images`` as the checkpoint's model sees them.
+    """Grad-CAM of ``targets`` on cached ``images`` as the checkpoint's model sees them
+    (``model``: that model already built on ``device``, for a caller explaining batch after
+    batch; built from the checkpoint when not given).
 
     With test-time augmentation (``tta`` as in :func:`skin_lesion.prediction.predict_proba`),
     which is how the explained predictions were made, each view's heatmap is turned back
@@ -333,7 +336,8 @@ def explain(
     if tta not in TTA_VIEWS:
         raise ValueError(f"tta must be one of {sorted(TTA_VIEWS)}, got {tta!r}")
     prep = checkpoint["preprocessing"]
-    model = classifier_from_checkpoint(checkpoint).to(device)
+    if model is None:
+        model = classifier_from_checkpoint(checkpoint).to(device)
     transform = build_eval_transform(prep["crop_size"], prep["mean"], prep["std"]).to(device)
     crops, heatmaps = [], []
     for start in range(0, len(images), batch_size):

@@ -33,7 +33,7 @@ from tqdm.auto import tqdm
 from skin_lesion import engine
 from skin_lesion.calibration import apply_temperature
 from skin_lesion.checkpoints import require_kind, state_fingerprint
-from skin_lesion.classifier import CHECKPOINT_KIND, CheckpointPredictor
+from skin_lesion.classifier import CHECKPOINT_KIND, CheckpointPredictor, classifier_from_checkpoint
 from skin_lesion.config import check_at_least, from_dict
 from skin_lesion.evaluation import evidence_note, explain
 from skin_lesion.files import (
@@ -578,8 +578,10 @@ def gradcam_panels(
     *,
     device: torch.device,
     tta: str = "none",
+    model: torch.nn.Module | None = None,
 ) -> dict[str, dict[str, Any]]:
-    """Grad-CAM (captum) of the predicted class on each image's model input crop.
+    """Grad-CAM (captum) of the predicted class on each image's model input crop
+    (``model``: the checkpoint's classifier already built on ``device``, else built here).
 
     ``meta`` (encoded metadata rows aligned with ``images``) feeds a classifier that fuses
     it, and ``tta`` is the test-time augmentation the predictions were made with (the views'
@@ -588,7 +590,9 @@ def gradcam_panels(
     """
     classes = checkpoint["class_names"]
     targets = [classes.index(c) for c in predictions["predicted"]]
-    crops, heatmaps = explain(checkpoint, images, targets, device=device, meta=meta, tta=tta)
+    crops, heatmaps = explain(
+        checkpoint, images, targets, device=device, meta=meta, tta=tta, model=model
+    )
     return {
         row.image: {
             "image": crop,
@@ -598,6 +602,11 @@ def gradcam_panels(
         }
         for crop, heat, row in zip(crops, heatmaps, predictions.itertuples(), strict=True)
     }
+
+
+def gradcam_model(checkpoint: dict[str, Any], device: torch.device) -> torch.nn.Module:
+    """The checkpoint's classifier on ``device``, built once for every Grad-CAM batch."""
+    return classifier_from_checkpoint(checkpoint).to(device)
 
 
 class LazyGradcam:
@@ -634,6 +643,7 @@ class LazyGradcam:
         self._rank = {row: k for k, row in enumerate(self._order)}
         self._batch_size = batch_size
         self._held: dict[int, dict[str, Any]] = {}
+        self._model: torch.nn.Module | None = None  # built at the first panel, then reused
 
     def panel(self, row: int) -> dict[str, Any]:
         """The panel of row ``row`` of the predictions."""
@@ -643,9 +653,11 @@ class LazyGradcam:
             checkpoint, images, predictions, meta = self._args
             chosen = predictions.iloc[rows]
             pixels, unreadable = images(rows) if callable(images) else (images[rows], {})
+            if self._model is None:
+                self._model = gradcam_model(checkpoint, self._device)
             batch = gradcam_panels(
                 checkpoint, pixels, chosen, None if meta is None else meta[rows],
-                device=self._device, tta=self._tta,
+                device=self._device, tta=self._tta, model=self._model,
             )  # fmt: skip
             for r, name in zip(rows, chosen["image"]):
                 if r in unreadable:  # classified, but gone or changed since: say so, not fail
