@@ -118,7 +118,7 @@ ABLATIONS = {
     "no-metadata-fusion": {"classifier_training.metadata_fusion": False},
     # Same inverse-frequency class weights, without the focal term.
     "cross-entropy": {"classifier_training.loss.name": "weighted_cross_entropy"},
-    # Re-balance by sampling instead of by loss weights (never both: see the README).
+    # Re-balance by sampling instead of by loss weights (never both: docs/classifier_training.md).
     "weighted-sampling": {
         "classifier_training.sampling": "inverse",
         "classifier_training.loss.alpha": "none",
