@@ -311,7 +311,8 @@ def test_without_mlflow_installed_runs_go_untracked():
         "import sys; sys.modules['mlflow'] = None\n"  # `import mlflow` now fails as if absent
         "from skin_lesion import settings\n"
         "hooks = [type(h).__name__ for h in settings.HOOKS]\n"
-        "expected = ['SessionProject', 'ParametersCheck', 'HostMemoryHook', 'RunTimer']\n"
+        "expected = ['SessionProject', 'RunLock', 'ParametersCheck', 'HostMemoryHook',"
+        " 'RunTimer']\n"
         "assert hooks == expected, hooks\n"
         "assert settings.CONFIG_LOADER_ARGS['merge_strategy']['parameters'] == 'soft'\n"
     )

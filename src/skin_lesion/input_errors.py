@@ -32,6 +32,7 @@ def input_error_types() -> tuple[type[BaseException], ...]:
     from skin_lesion.metadata import InvalidDataError
     from skin_lesion.parameters_check import MissingInputsError
     from skin_lesion.pipeline_registry import UnknownPipelineError
+    from skin_lesion.run_lock import RunInProgressError
     from skin_lesion.splits import SplitError
 
     return (
@@ -45,6 +46,7 @@ def input_error_types() -> tuple[type[BaseException], ...]:
         # `--pipelines reportng`: Kedro's ValueError ("Failed to find the pipeline named
         # ... Did you mean ... reporting") is raised from it.
         UnknownPipelineError,
+        RunInProgressError,
     )
 
 

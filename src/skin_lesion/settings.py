@@ -11,6 +11,7 @@ from omegaconf import OmegaConf
 
 from skin_lesion.host_memory import HostMemoryHook
 from skin_lesion.parameters_check import ParametersCheck
+from skin_lesion.run_lock import RunLock
 from skin_lesion.timing import RunTimer
 
 # A warning that every `kedro run` printed three times and no user of this project can act
@@ -47,15 +48,23 @@ class SessionProject:
 # RunTimer logs where the run's time went (per node, loading, saving) at its end.
 # HostMemoryHook keeps glibc's malloc from handing each batch's memory back to the kernel
 # (skin_lesion.host_memory: up to 2x faster CPU training and evaluation). SessionProject
-# anchors ${project_root:} (below) to the session's project.
+# anchors ${project_root:} (below) to the session's project. RunLock refuses a run while
+# another process runs one on the same data folder (skin_lesion.run_lock).
 try:
     from skin_lesion.hooks import MlflowOutputsHook
 except ModuleNotFoundError as error:  # tests/test_mlflow.py runs this without mlflow
     if error.name != "mlflow" and not (error.name or "").startswith("mlflow."):
         raise
-    HOOKS: tuple = (SessionProject(), ParametersCheck(), HostMemoryHook(), RunTimer())
+    HOOKS: tuple = (SessionProject(), RunLock(), ParametersCheck(), HostMemoryHook(), RunTimer())
 else:
-    HOOKS = (SessionProject(), ParametersCheck(), HostMemoryHook(), RunTimer(), MlflowOutputsHook())
+    HOOKS = (
+        SessionProject(),
+        RunLock(),
+        ParametersCheck(),
+        HostMemoryHook(),
+        RunTimer(),
+        MlflowOutputsHook(),
+    )
 
 
 def project_root() -> str:
