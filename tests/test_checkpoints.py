@@ -3,10 +3,13 @@ import torch
 
 from skin_lesion.checkpoints import (
     CheckpointStore,
+    describe_training_device,
     load_checkpoint,
     save_checkpoint,
     state_fingerprint,
+    training_device,
 )
+from skin_lesion.provenance import cpu_name
 
 
 def test_save_load_round_trip_weights_only(tmp_path):
@@ -137,3 +140,20 @@ def test_atomic_writes_stand_where_the_file_system_offers_no_fsync(tmp_path, mon
         files.atomic_write(tmp_path / "y.bin", lambda f: f.write(b"weights"))
     assert not (tmp_path / "y.bin").exists()
     assert [p.name for p in tmp_path.iterdir()] == ["x.bin"]
+
+
+def test_training_device_names_the_gpu_or_the_cpu(monkeypatch):
+    assert training_device(torch.device("cpu")) == {"type": "cpu", "name": cpu_name()}
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device: f"GPU of {device}")
+    assert training_device(torch.device("cuda:1")) == {"type": "cuda", "name": "GPU of cuda:1"}
+
+
+def test_training_device_is_described_with_the_torch_it_was_saved_with(tmp_path):
+    record = {"type": "cuda", "name": "NVIDIA H100 80GB HBM3"}
+    save_checkpoint({"trained_on": record}, tmp_path / "c.pt")
+    described = describe_training_device(load_checkpoint(tmp_path / "c.pt"))
+    assert described == f"cuda (NVIDIA H100 80GB HBM3), torch {torch.__version__}"
+    assert describe_training_device({"trained_on": record}) == "cuda (NVIDIA H100 80GB HBM3)"
+    # A checkpoint from before the device was recorded, or none at all.
+    assert describe_training_device({"kind": "classifier", "versions": {}}) == "not recorded"
+    assert describe_training_device(None) == "not recorded"

@@ -11,6 +11,7 @@ from skin_lesion import classifier, ema, prediction
 from skin_lesion import pretraining as supcon
 from skin_lesion.augment import AugmentConfig
 from skin_lesion.engine import OptimConfig
+from skin_lesion.provenance import cpu_name
 from tests.conftest import colour_images
 
 CLASSES = ["a", "b", "c", "d"]
@@ -139,6 +140,13 @@ def test_an_epoch_kept_from_the_warmup_is_not_called_ema():
     )
     assert checkpoint["selected"]["phase"] == "warmup"
     assert checkpoint["selected"]["ema"] is False
+
+
+def test_checkpoint_records_the_device_it_was_trained_on():
+    (checkpoint, _, _), _, _ = _train(
+        _config(warmup=clf.WarmupConfig(epochs=1), finetune=clf.FinetuneConfig(epochs=0)), n=64
+    )
+    assert checkpoint["trained_on"] == {"type": "cpu", "name": cpu_name()}
 
 
 def test_tracker_counts_stale_epochs_against_the_run_and_against_the_phase():

@@ -273,6 +273,32 @@ def test_training_curves_supcon_legend_clears_both_lines(knn):
             assert not any(legend.contains(x, y) for x, y in points), line.get_label()
 
 
+def test_training_curves_legends_of_the_classifier_panels_cover_nothing():
+    """The loss legend ("best") sat over the demo's train loss, which falls across the
+    panel from 0.72 to 0.01 and climbs back to 0.25."""
+    pre, train = histories()
+    for row, loss, val_loss in zip(
+        train, [0.72, 0.01, 0.04, 0.25, 0.07, 0.0], [0.07, 0.02, 0.01, 0.0, 0.0, 0.0]
+    ):
+        row.update(loss=loss, val_loss=val_loss, balanced_accuracy=1.0, macro_f1=1.0)
+    kept = {"phase": "finetune", "epoch": 2, "metric": "balanced_accuracy", "ema": True}
+    fig = figures.plot_training_curves(pre, train, kept)
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    _, loss, score, _ = fig.axes
+    for ax in (loss, score):
+        legend = ax.get_legend().get_window_extent(renderer)
+        covered = [a.get_title() for a in fig.axes if legend.overlaps(a.get_window_extent())]
+        covered += [
+            t.get_text()
+            for a in fig.axes
+            for t in (a.title, a.xaxis.label, *a.get_xticklabels())
+            if t.get_text() and legend.overlaps(t.get_window_extent(renderer))
+        ]
+        assert not covered, (ax.get_title(), covered)
+        assert "warm-up (frozen)" in legend_texts(ax)
+
+
 def test_training_curves_without_pretraining_or_any_history():
     _, train = histories()
     fig = figures.plot_training_curves([], train)
@@ -478,6 +504,39 @@ def test_gradcam_grid_one_row_per_label():
     assert overlay.get_alpha() == pytest.approx(0.45)
     assert overlay.get_cmap().name == "jet"
     assert overlay.get_extent() == [-0.5, 15.5, 15.5, -0.5]  # stretched over the image
+
+
+def test_gradcam_grid_keeps_correct_then_wrong_columns():
+    """A class with no correct example had its wrong one moved into the correct column."""
+    image = np.zeros((16, 16, 3), np.uint8)
+    heat = np.zeros((8, 8), np.float32)
+
+    def panel(row, outcome):
+        return {
+            "image": image,
+            "heatmap": heat,
+            "title": f"{row} {outcome}",
+            "row": row,
+            "column": outcome,
+        }
+
+    # mel right and wrong, bcc only wrong, nv only right
+    outcomes = [("mel", "correct"), ("mel", "wrong"), ("bcc", "wrong"), ("nv", "correct")]
+    fig = figures.plot_gradcam_grid([panel(*o) for o in outcomes])
+    cells = {
+        (ax.get_subplotspec().rowspan.start, ax.get_subplotspec().colspan.start): ax
+        for ax in fig.axes
+    }
+    assert sorted(cells) == [(r, c) for r in range(3) for c in range(2)]
+    assert [cells[0, 0].get_title(), cells[0, 1].get_title()] == ["mel correct", "mel wrong"]
+    assert cells[1, 1].get_title() == "bcc wrong"
+    assert [t.get_text() for t in cells[1, 0].texts] == ["no correct example"]
+    assert not cells[1, 0].images
+    assert [t.get_text() for t in cells[2, 1].texts] == ["no wrong example"]
+    assert [cells[r, 0].get_ylabel() for r in range(3)] == ["mel", "bcc", "nv"]
+    # A model wrong on no test image (the demo's) still has its wrong column, saying so.
+    fig = figures.plot_gradcam_grid([panel("mel", "correct"), panel("nv", "correct")])
+    assert [t.get_text() for ax in fig.axes for t in ax.texts] == ["no wrong example"] * 2
 
 
 def test_gradcam_grid_titles_are_file_names_not_mathtext():

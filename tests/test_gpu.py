@@ -62,7 +62,14 @@ def test_every_pipeline_on_cuda(kedro_project, spy):
     probs = pd.read_csv(data / "07_model_output" / "test_predictions.csv").filter(regex="^p_")
     assert np.isfinite(probs.to_numpy()).all()
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-3)
-    assert torch.cuda.get_device_name() in (data / "08_reporting" / "report.html").read_text()
+    report = (data / "08_reporting" / "report.html").read_text()
+    assert torch.cuda.get_device_name() in report
+    # Both checkpoints record the GPU they were trained on, and the report says it.
+    trained_on = {"type": "cuda", "name": torch.cuda.get_device_name()}
+    assert checkpoint["trained_on"] == trained_on
+    encoder = torch.load(data / "06_models" / "pretrained_encoder.pt", weights_only=True)
+    assert encoder["trained_on"] == trained_on
+    assert f"Classifier trained on: cuda ({trained_on['name']}), torch " in report
     # SupCon's kNN monitor (on by default) scored every epoch under autocast on the device.
     history = json.loads((data / "08_reporting" / "pretraining_history.json").read_text())
     assert history and all(0 <= h["val_knn_balanced_accuracy"] <= 1 for h in history), history

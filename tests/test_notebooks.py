@@ -10,6 +10,7 @@ from pathlib import Path
 import nbformat
 import pytest
 from nbclient import NotebookClient
+from nbclient.exceptions import CellExecutionError
 
 from tests.conftest import PROJECT_ROOT, run_kedro
 
@@ -23,6 +24,27 @@ CELL_TIMEOUT_S = 300
 KERNELS = {
     "01_explore_data.ipynb": ("notebooks", ["--ext", "kedro.ipython"]),
     "02_inspect_results.ipynb": (".", []),
+}
+# Cells added after a cell (by id) before the run, not to the committed notebook: each prints
+# "probe NAME: VALUE" about what that cell drew, for test_notebook_runs to check.
+PROBES = {
+    "01_explore_data.ipynb": {
+        # A log-scale bar chart must start at 1: from matplotlib's automatic limit (just
+        # below the smallest bar) a class of a dozen images drew as an empty bar.
+        "classes": 'print(f"probe classes-ymin: {ax.get_ylim()[0]}")',
+    },
+    "02_inspect_results.ipynb": {
+        # The report's ROC figure marks melanoma's two operating points; so must this one.
+        "figures": (
+            'print(f"probe roc-legend: '
+            '{[t.get_text() for t in roc.axes[0].get_legend().get_texts()]}")'
+        ),
+        # The report's training curves mark the epoch the classifier kept; so must these.
+        "history": (
+            'print(f"probe kept: {sorted({line.get_label() for ax in training_curves.axes '
+            "for line in ax.get_lines() if line.get_label().startswith('kept:')})}\")"
+        ),
+    },
 }
 # Cells that must draw a figure (an image/png output), by cell id.
 FIGURE_CELLS = {
@@ -44,6 +66,28 @@ def stdout_of(cell: nbformat.NotebookNode) -> str:
     return "".join(
         out.text for out in cell.outputs if out.output_type == "stream" and out.name == "stdout"
     )
+
+
+def text_of(cell: nbformat.NotebookNode) -> str:
+    """Everything a cell showed as text: its stdout and the plain-text form of its displays."""
+    shown = [out.get("data", {}).get("text/plain", "") for out in cell.outputs]
+    return stdout_of(cell) + "".join(shown)
+
+
+def probe(cell: nbformat.NotebookNode, name: str) -> str:
+    found = re.search(rf"^probe {name}: (.*)$", stdout_of(cell), re.MULTILINE)
+    assert found, f"probe {name} printed nothing: {stdout_of(cell)!r}"
+    return found[1]
+
+
+def with_probes(name: str, notebook: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    """``notebook`` with each of ``PROBES[name]`` inserted after the cell it names."""
+    for after, source in PROBES.get(name, {}).items():
+        at = next(i for i, cell in enumerate(notebook.cells) if cell.get("id") == after)
+        cell = nbformat.v4.new_code_cell(source)
+        cell.id = f"probe-{after}"
+        notebook.cells.insert(at + 1, cell)
+    return notebook
 
 
 def has_figure(cell: nbformat.NotebookNode) -> bool:
@@ -99,7 +143,9 @@ def executed(project_with_outputs: Path) -> dict[str, nbformat.NotebookNode | Ba
     two cores the second kernel's start-up costs little extra wall time.
     """
     folder = project_with_outputs / "notebooks"
-    notebooks = {name: nbformat.read(folder / name, as_version=4) for name in NOTEBOOKS}
+    notebooks = {
+        name: with_probes(name, nbformat.read(folder / name, as_version=4)) for name in NOTEBOOKS
+    }
     clients = [
         NotebookClient(
             notebook,
@@ -134,8 +180,87 @@ def test_notebook_runs(name: str, executed: dict):
     assert not missing, f"{name}: cells {missing} drew no figure"
     if name.startswith("01"):
         assert "lesions in more than one split: 0 " in stdout_of(cells["splits"])
+        assert float(probe(cells["probe-classes"], "classes-ymin")) <= 1.0
     else:
+        assert "mel threshold (B)" in probe(cells["probe-figures"], "roc-legend")
+        assert "kept: epoch" in probe(cells["probe-history"], "kept")
+        # The confusion matrix as a table too, true classes down, predicted across.
+        assert "true \\ predicted" in text_of(cells["metrics"]), text_of(cells["metrics"])
         wrong = re.search(r"(\d+) of (\d+) test images", stdout_of(cells["mistakes"]))
         assert wrong, stdout_of(cells["mistakes"])
         # Mistakes get their Grad-CAM figure; a perfect classifier gets a note instead.
         assert has_figure(cells["gradcam-mistakes"]) == (int(wrong[1]) > 0)
+
+
+@pytest.fixture(scope="module")
+def project_before_run(tmp_path_factory: pytest.TempPathFactory, demo_raw_dir: Path) -> Path:
+    """A copy of the project with its raw data and no pipeline output: a fresh clone."""
+    project = tmp_path_factory.mktemp("notebook_project_before_run")
+    shutil.copy(PROJECT_ROOT / "pyproject.toml", project / "pyproject.toml")
+    shutil.copytree(PROJECT_ROOT / "conf", project / "conf")
+    shutil.copytree(NOTEBOOK_DIR, project / "notebooks")
+    (project / "src").mkdir()
+    shutil.copytree(demo_raw_dir, project / "data" / "test" / "01_raw" / "HAM10000")
+    return project
+
+
+# What each notebook must tell a user who opened it before running its pipelines.
+RUN_FIRST = {
+    "01_explore_data.ipynb": "kedro run --pipelines data_processing --env test",
+    "02_inspect_results.ipynb": "kedro run --env test",
+}
+
+
+@pytest.mark.slow
+def test_notebooks_say_what_to_run_first(project_before_run: Path):
+    """Opened before `kedro run`, each notebook stops in its setup cell and names the command
+    (and environment) to run, not a file-not-found traceback from deep inside Kedro."""
+    folder = project_before_run / "notebooks"
+    notebooks = {name: nbformat.read(folder / name, as_version=4) for name in NOTEBOOKS}
+    clients = [
+        NotebookClient(
+            notebook,
+            timeout=CELL_TIMEOUT_S,
+            kernel_name="python3",
+            extra_arguments=KERNELS[name][1],
+            resources={"metadata": {"path": str(project_before_run / KERNELS[name][0])}},
+        )
+        for name, notebook in notebooks.items()
+    ]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("KEDRO_ENV", "test")
+        patch.setenv("KEDRO_DISABLE_TELEMETRY", "true")
+        results = asyncio.run(execute_all(clients))
+    for (name, notebook), error in zip(notebooks.items(), results, strict=True):
+        assert isinstance(error, CellExecutionError), f"{name} ran without pipeline outputs"
+        # Kedro's IPython extension shows a cell's exception as rich text (a display), which
+        # the error nbclient raises does not hold: read what the failing cell showed.
+        failed = [c for c in code_cells(notebook) if c.get("execution_count") is not None][-1]
+        shown = re.sub(r"\x1b\[[0-9;]*m", "", text_of(failed) + str(error))
+        assert failed.id == "setup", f"{name}: stopped in {failed.id}, not setup: {shown[-2000:]}"
+        assert "PipelineNotRunError" in shown, f"{name}: {shown[-2000:]}"
+        assert f"`{RUN_FIRST[name]}`" in " ".join(shown.split()), f"{name}: {shown[-2000:]}"
+        assert "'test'" in shown, f"{name}: {shown[-2000:]}"
+
+
+class FakeCatalog:
+    """Just what ``require_outputs`` asks of Kedro's catalog."""
+
+    def __init__(self, present: set[str]):
+        self.present = present
+
+    def exists(self, name: str) -> bool:
+        return name in self.present
+
+    def get(self, name: str):
+        raise KeyError(name)  # no location: the message still names the entry
+
+
+def test_require_outputs_names_what_is_missing_and_the_command():
+    from skin_lesion.notebook import PipelineNotRunError, require_outputs
+
+    require_outputs(FakeCatalog({"a", "b"}), ["a", "b"], env=None, run="kedro run")
+    with pytest.raises(PipelineNotRunError, match=r"'demo' has no b yet.*`kedro run --env demo`"):
+        require_outputs(FakeCatalog({"a"}), ["a", "b"], env="demo", run="kedro run")
+    with pytest.raises(PipelineNotRunError, match=r"'local \(default\)'.*`kedro run`;"):
+        require_outputs(FakeCatalog(set()), ["a"], env=None, run="kedro run")

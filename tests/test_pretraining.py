@@ -8,6 +8,7 @@ from skin_lesion import pretraining as supcon
 from skin_lesion.augment import AugmentConfig, build_eval_transform
 from skin_lesion.checkpoints import CheckpointStore
 from skin_lesion.engine import OptimConfig
+from skin_lesion.provenance import cpu_name
 from tests.conftest import colour_images
 
 ENCODER = supcon.EncoderConfig(name="test_efficientnet", weights="none")
@@ -96,6 +97,11 @@ def test_checkpoint_rebuilds_the_model_alone(caplog):
     assert np.allclose(np.linalg.norm(proj, axis=1), 1.0, atol=1e-5)
     with pytest.raises(ValueError, match="kind 'classifier'"):
         supcon.model_from_checkpoint({**checkpoint, "kind": "classifier"})
+
+
+def test_checkpoint_records_the_device_it_was_trained_on():
+    checkpoint, _ = _pretrain(_config(epochs=1))
+    assert checkpoint["trained_on"] == {"type": "cpu", "name": cpu_name()}
 
 
 def test_disabled_hands_on_initial_weights():

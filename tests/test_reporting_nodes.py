@@ -1,11 +1,14 @@
 """Reporting nodes draw from the same probabilities that the metrics were computed on."""
 
+import re
+
 import numpy as np
 import pandas as pd
 import pytest
 
 from skin_lesion.calibration import apply_temperature
 from skin_lesion.pipelines.reporting import nodes
+from tests.test_environments import load_config
 
 CLASSES = ["akiec", "bcc", "bkl", "df", "mel", "nv", "vasc"]
 
@@ -89,3 +92,42 @@ def test_gradcam_explains_with_the_tta_the_predictions_were_made_with(
         {"class_names": CLASSES}, cache, None, None, predictions, metrics, {}, "cpu"
     )
     assert png == b"png" and seen["tta"] == used
+
+
+def _report(env: str, classifier: dict | None) -> str:
+    """build_report's page for the parameters of ``conf/<env>`` and no figures."""
+    params = load_config(env)["parameters"]
+    metadata = pd.DataFrame({"image_id": ["ISIC_1"], "lesion_id": ["HAM_1"]})
+    return nodes.build_report(
+        {}, {}, metadata, classifier, param_device="cpu", param_reporting=params["reporting"]
+    )
+
+
+@pytest.mark.parametrize(
+    ("env", "title"),
+    [
+        ("local", "skin-lesion: classifier report on HAM10000"),
+        ("demo", "skin-lesion: classifier report on synthetic demo data (not HAM10000)"),
+    ],
+)
+def test_report_title_names_the_data_it_is_about(env: str, title: str) -> None:
+    """The demo's report was titled a HAM10000 report over its cartoon images."""
+    html = _report(env, None)
+    assert re.search(r"<h1>(.*?)</h1>", html).group(1) == title
+    assert re.search(r"<title>(.*?)</title>", html).group(1) == title
+
+
+@pytest.mark.parametrize(
+    ("recorded", "shown"),
+    [
+        ({"type": "cuda", "name": "NVIDIA H100 80GB HBM3"}, "cuda (NVIDIA H100 80GB HBM3)"),
+        (None, "not recorded"),  # a classifier saved before the device was recorded
+    ],
+)
+def test_report_says_where_the_classifier_was_trained(recorded, shown) -> None:
+    """The Environment section named only the device of the reporting run."""
+    classifier = {"kind": "classifier", "params": {}}
+    if recorded:
+        classifier["trained_on"] = recorded
+    environment = _report("local", classifier).split("<h2>Environment</h2>")[1]
+    assert f"Classifier trained on: {shown}." in environment

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +19,10 @@ import numpy as np
 import torch
 
 from skin_lesion.files import atomic_write
+from skin_lesion.provenance import cpu_name
 
 LAST = "last.pt"
+NOT_RECORDED = "not recorded"
 
 
 def library_versions() -> dict[str, str]:
@@ -36,6 +39,32 @@ def library_versions() -> dict[str, str]:
         "timm": str(timm.__version__),
         "skin_lesion": skin_lesion.__version__,
     }
+
+
+def training_device(device: torch.device) -> dict[str, str | None]:
+    """The device a checkpoint's weights were trained on, for its ``trained_on``: ``type``
+    (``cuda``, ``mps`` or ``cpu``) and ``name`` (the GPU's, the CPU model, None for mps).
+
+    The torch version is in the ``versions`` that :func:`save_checkpoint` adds.
+    """
+    name = None
+    if device.type == "cuda":
+        name = torch.cuda.get_device_name(device)
+    elif device.type == "cpu":
+        name = cpu_name()
+    return {"type": device.type, "name": name}
+
+
+def describe_training_device(checkpoint: Mapping[str, Any] | None) -> str:
+    """``checkpoint``'s training device and torch version as one line, e.g. ``cuda (NVIDIA
+    H100 80GB HBM3), torch 2.9.1``; "not recorded" for a checkpoint saved before they were
+    (2026-12-07), or none."""
+    trained_on = (checkpoint or {}).get("trained_on")
+    if not trained_on:
+        return NOT_RECORDED
+    text = trained_on["type"] + (f" ({trained_on['name']})" if trained_on.get("name") else "")
+    torch_version = (checkpoint.get("versions") or {}).get("torch")
+    return f"{text}, torch {torch_version}" if torch_version else text
 
 
 def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> None:

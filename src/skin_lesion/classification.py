@@ -28,7 +28,7 @@ from skin_lesion.augment import (
     eval_settings,
 )
 from skin_lesion.batches import Batch, BatchSource, Placement
-from skin_lesion.checkpoints import CheckpointStore, to_cpu
+from skin_lesion.checkpoints import CheckpointStore, to_cpu, training_device
 from skin_lesion.classifier import (
     CHECKPOINT_KIND,
     Classifier,
@@ -654,6 +654,7 @@ def train_classifier(
         "metrics": {"val": best_metrics},
         "params": params,
         "history": history,
+        "trained_on": training_device(device),
     }
     predictions = predictions_frame(probs, rows.iloc[setup.val_idx], classes)
     return to_cpu(checkpoint), history, predictions

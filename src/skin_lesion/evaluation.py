@@ -70,6 +70,8 @@ class ReportingConfig:
         progress: Progress bars.
         notice: A line shown at the top of the report, before any figure (the demo
             environment says there that its data are synthetic); none by default.
+        dataset: What the data are, named in the report's title ("classifier report on
+            HAM10000"; the demo environment's names its synthetic data).
     """
 
     tta: Literal["none", "flips", "dihedral"] = "flips"
@@ -83,6 +85,7 @@ class ReportingConfig:
     augment_views: int = 5
     progress: bool = True
     notice: str | None = None
+    dataset: str = "HAM10000"
 
     def __post_init__(self) -> None:
         check_at_least(self, 1, "batch_size", "calibration_bins", "augment_views")
@@ -252,6 +255,20 @@ def evaluate_test(
     }
 
 
+def melanoma_roc_points(metrics: dict[str, Any]) -> list[tuple[str, float, float]]:
+    """The melanoma operating points of :func:`evaluate_test`'s ``metrics`` as the ROC figure
+    marks them: ``(label, 1 - specificity, sensitivity)`` of the argmax rule (A) and of the
+    validated threshold (B), each where both of its rates are defined."""
+    melanoma = metrics.get("melanoma") or {}
+    return [
+        (label, 1.0 - point["specificity"], point["sensitivity"])
+        for key, label in (("argmax", "argmax (A)"), ("validated_threshold", "threshold (B)"))
+        if (point := melanoma.get(key))
+        and point.get("sensitivity") is not None
+        and point.get("specificity") is not None
+    ]
+
+
 def pick_gradcam_examples(
     test: pd.DataFrame, classes: Sequence[str], per_class: int
 ) -> pd.DataFrame:
@@ -375,7 +392,8 @@ def gradcam_panels(
 
     Returns:
         One dict per image: ``image`` (the model's input crop, uint8), ``heatmap`` (in
-        [0, 1]) and ``title`` (true and predicted class, confidence, outcome).
+        [0, 1]), ``row`` (true class), ``column`` (outcome) and ``title`` (true and
+        predicted class, confidence, outcome).
     """
     if chosen.empty:
         return []
@@ -399,6 +417,7 @@ def gradcam_panels(
             "image": crop,
             "heatmap": heat,
             "row": classes[r.label],
+            "column": r.outcome,
             "title": f"{classes[r.label]} -> {classes[r.predicted]} "
             f"(P={r.confidence:.2f}, {r.outcome}){evidence_note(heat)}",
         }

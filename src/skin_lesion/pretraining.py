@@ -28,7 +28,7 @@ from skin_lesion.augment import (
     two_views,
 )
 from skin_lesion.batches import Batch, BatchSource, Placement
-from skin_lesion.checkpoints import CheckpointStore, require_kind, to_cpu
+from skin_lesion.checkpoints import CheckpointStore, require_kind, to_cpu, training_device
 from skin_lesion.config import check_at_least, check_finite
 from skin_lesion.losses import SupConLoss
 from skin_lesion.models import (
@@ -248,6 +248,7 @@ def pretrain(
             "params": params,
             "preprocessing": preprocessing,
             "history": history,
+            "trained_on": training_device(device),
         }
 
     if epochs == 0:

@@ -118,6 +118,7 @@ def render_report(
     generated_at: datetime | None = None,
     notice: str | None = None,
     recorded_groups: Sequence[str] = (),
+    trained_on: str | None = None,
 ) -> str:
     """Render one run as a self-contained HTML5 page.
 
@@ -136,6 +137,8 @@ def render_report(
         notice: A line shown under the title, before any figure (``reporting.notice``).
         recorded_groups: The groups of ``params`` that are the settings the classifier
             recorded as trained with, not the run's (said in the Parameters section).
+        trained_on: The device the classifier was trained on (its checkpoint's record),
+            said above the Environment section's tables, which describe this run.
 
     Returns:
         The HTML document.
@@ -171,7 +174,7 @@ def render_report(
         _section("Split protocol", _split_section(split_summary, metrics)),
         _section("Parameters", _params_block(params, recorded_groups)),
         _section("Dataset", _key_value_table(fingerprint)),
-        _section("Environment", _environment_tables(environment)),
+        _section("Environment", _environment_tables(environment, trained_on)),
         _section("Figures", _figures(figures, captions)),
     ]
     return "\n".join(
@@ -539,10 +542,15 @@ def _key_value_table(values: Mapping) -> str:
     return _table(["Field", "Value"], rows) if rows else f"<p>{NA}</p>"
 
 
-def _environment_tables(environment: Mapping) -> str:
+def _environment_tables(environment: Mapping, trained_on: str | None = None) -> str:
     scalars = {k: v for k, v in environment.items() if not isinstance(v, Mapping)}
     packages = environment.get("packages") or {}
     out = _key_value_table(scalars)
+    if trained_on:
+        out = (
+            f"<p>Classifier trained on: {_esc(trained_on)}. The tables describe the run that "
+            "made this report.</p>" + out
+        )
     if packages:
         rows = [[_cell(name, header=True), f"<td>{_fmt(v)}</td>"] for name, v in packages.items()]
         out += "<h3>Package versions</h3>" + _table(["Package", "Version"], rows)

@@ -79,18 +79,46 @@ GRADCAM_TITLE = (
 )
 
 
+# The column labels of Grad-CAM panels, in order (``evaluation.gradcam_panels``'s outcomes).
+GRADCAM_COLUMNS = ("correct", "wrong")
+
+
+def _in_columns(groups: dict[str, list[dict]], columns: Sequence[str]) -> dict[str, list]:
+    """Each row's panels in fixed columns by their ``"column"`` label: ``columns`` first
+    (shown even where no row has one: a demo model is wrong on no test image), then other
+    labels by first appearance, each as wide as its fullest row; a row's empty slot holds
+    the text to show there instead."""
+    labels = list(dict.fromkeys([*columns, *(p.get("column") for g in groups.values() for p in g)]))
+    laid_out: dict[str, list] = {label: [] for label in groups}
+    for column in labels:
+        fullest = max(sum(p.get("column") == column for p in g) for g in groups.values())
+        width = max(fullest, 1 if column in columns else 0)
+        for row, members in groups.items():
+            mine = [p for p in members if p.get("column") == column]
+            missing = [f"no {'other ' if mine else ''}{column} example"] * (width - len(mine))
+            laid_out[row] += mine + missing
+    return laid_out
+
+
 def plot_gradcam_grid(
-    panels: Sequence[dict], *, ncols: int = 4, title: str = GRADCAM_TITLE
+    panels: Sequence[dict],
+    *,
+    ncols: int = 4,
+    title: str = GRADCAM_TITLE,
+    columns: Sequence[str] = GRADCAM_COLUMNS,
 ) -> Figure:
     """Grad-CAM heatmaps over their images, arranged in rows.
 
     Args:
         panels: ``{"image": uint8 (H, W, 3), "heatmap": float (h, w) in [0, 1],
             "title": str}``, optionally ``"row"``: panels sharing a row label go on one
-            row (e.g. one row per class, correct then wrong predictions), rows in order of
-            first appearance. Without ``"row"`` keys, panels fill ``ncols`` columns.
+            row (e.g. one row per class), rows in order of first appearance; and with rows,
+            ``"column"``: panels go in fixed columns by that label (``columns``), a row
+            without one shows a blank panel saying so ("no correct example"). Without
+            ``"row"`` keys, panels fill ``ncols`` columns.
         ncols: Columns when rows are not given.
         title: The figure's title.
+        columns: The order of the ``"column"`` labels; labels not in it follow.
 
     Returns:
         One image panel per entry (one note panel when there are none). The heatmap is
@@ -107,6 +135,10 @@ def plot_gradcam_grid(
         groups: dict[str, list[dict]] = {}
         for p in panels:
             groups.setdefault(str(p.get("row", "")), []).append(p)
+        if any("column" in p for p in panels):
+            # Fixed columns: a class with no correct example had its wrong one moved under
+            # the other classes' correct ones.
+            groups = _in_columns(groups, columns)
         rows = list(groups.items())
     else:
         rows = [("", list(panels[i : i + ncols])) for i in range(0, len(panels), ncols)]
@@ -115,6 +147,12 @@ def plot_gradcam_grid(
     for r, (label, members) in enumerate(rows):
         for c, panel in enumerate(members):
             ax = fig.add_subplot(len(rows), width, r * width + c + 1)
+            if c == 0 and label:
+                ax.set_ylabel(label)
+            if isinstance(panel, str):  # a slot of the fixed columns with no example
+                _image_axes(ax)
+                _note(ax, panel)
+                continue
             image = np.asarray(panel["image"])
             height, wide = image.shape[:2]
             ax.imshow(image)
@@ -131,7 +169,5 @@ def plot_gradcam_grid(
             # parse_math off: a title holds a file name, and one with two `$` in it is no
             # mathtext (saving the figure failed on it).
             ax.set_title(panel.get("title", ""), fontsize=9, parse_math=False)
-            if c == 0 and label:
-                ax.set_ylabel(label)
     fig.suptitle(title)
     return fig

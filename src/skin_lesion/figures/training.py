@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
+from matplotlib.transforms import offset_copy
 from sklearn.manifold import TSNE
 
 from skin_lesion.figures.base import (
@@ -34,6 +35,9 @@ SCORE_TOP = 1.02
 # The SupCon panel's axes reach this multiple of their data's span: the top fifth holds the
 # legend, clear of both lines.
 LEGEND_ROOM = 1.25
+# Inches from the bottom of a classifier panel to its legend: below the tick labels and the
+# x label.
+LEGEND_BELOW = 0.5
 
 
 def _series(rows: Sequence[Mapping[str, Any]], key: str) -> np.ndarray:
@@ -73,7 +77,7 @@ def plot_training_curves(
         both phases (the warm-up shaded); validation balanced accuracy and macro-F1; and
         the learning rate of each stage.
     """
-    fig = new_figure(12.0, 8.0)
+    fig = new_figure(12.0, 10.0)
     (supcon, loss, score, lr) = fig.subplots(2, 2).ravel()
     pre_x = np.arange(1, len(pretraining_history) + 1)
     x = np.arange(1, len(training_history) + 1)
@@ -157,9 +161,11 @@ def plot_training_curves(
             ax.axvline(warmup + 0.5, color=NEUTRAL, linewidth=1)
         if kept is not None:
             ax.axvline(kept, color=KEPT_COLOUR, linestyle=":", linewidth=1.5, label=kept_label)
-        # Scores lie high (the demo's at 1.0, real runs' above about 0.5): the legend goes
-        # low, where "best" put it over the lines' right end.
-        _legend(ax, fontsize=9, **({"loc": "lower right"} if ax is score else {}))
+        # Under the panel's x label, clear of the data: inside, "best" put the loss legend
+        # over the demo's train loss, which crosses the panel, and no corner is free of a
+        # real run's lines and the kept-epoch line.
+        below = offset_copy(ax.transAxes, fig=fig, y=-LEGEND_BELOW, units="inches")
+        _legend(ax, fontsize=9, loc="upper center", bbox_to_anchor=(0.5, 0), bbox_transform=below)
     score.set_ylim(0, SCORE_TOP)
 
     lr.set_title("Learning rate")

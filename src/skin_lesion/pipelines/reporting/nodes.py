@@ -15,7 +15,7 @@ import pandas as pd
 
 from skin_lesion import calibration, figures, lineage, provenance, report
 from skin_lesion import evaluation as ev
-from skin_lesion.checkpoints import state_fingerprint
+from skin_lesion.checkpoints import describe_training_device, state_fingerprint
 from skin_lesion.classification import ClassifierConfig
 from skin_lesion.config import from_dict
 from skin_lesion.engine import resolve_device
@@ -249,20 +249,12 @@ def plot_roc_curves(
     drawn from the same calibrated probabilities as the AUC column of ``test_metrics``.
     """
     probs = _calibrated(test_predictions, test_metrics, classes)
-    melanoma = test_metrics.get("melanoma") or {}
-    points = [
-        (label, 1.0 - point["specificity"], point["sensitivity"])
-        for key, label in (("argmax", "argmax (A)"), ("validated_threshold", "threshold (B)"))
-        if (point := melanoma.get(key))
-        and point.get("sensitivity") is not None
-        and point.get("specificity") is not None
-    ]
     return figures.figure_to_png(
         figures.plot_roc_curves(
             test_predictions["label"].to_numpy(),
             probs,
             classes,
-            operating_points=points,
+            operating_points=ev.melanoma_roc_points(test_metrics),
             positive_name=ev.POSITIVE_CLASS,
         )
     )
@@ -442,14 +434,16 @@ def build_report(
         {k.removeprefix(PARAM_PREFIX): v for k, v in inputs.items() if k.startswith(PARAM_PREFIX)},
         classifier,
     )
+    config = _config(params["reporting"])
     return report.render_report(
-        title="skin-lesion: HAM10000 classifier report",
+        title=f"skin-lesion: classifier report on {config.dataset}",
         metrics=test_metrics,
         split_summary=split_summary,
         params=params,
         fingerprint=provenance.dataset_fingerprint(cached_metadata),
         environment=provenance.environment_info(str(resolve_device(params["device"]))),
         figures={k: v for k, v in inputs.items() if not k.startswith(PARAM_PREFIX)},
-        notice=_config(params["reporting"]).notice,
+        notice=config.notice,
         recorded_groups=recorded,
+        trained_on=describe_training_device(classifier),
     )
