@@ -10,6 +10,8 @@ from torch import nn
 from skin_lesion import engine
 from skin_lesion.batches import BatchSource
 from skin_lesion.checkpoints import CheckpointStore
+from skin_lesion.engine import ResumeMismatchError
+from skin_lesion.input_errors import input_error_types
 
 
 def _problem(n: int = 64):
@@ -162,8 +164,12 @@ def test_resume_refuses_other_parameters(tmp_path):
     state = store.latest()
     state["params"] = {"lr": 0.1}
     store.save(state)
-    with pytest.raises(ValueError, match=r"cannot resume: the saved run differs in lr: 0.1 before"):
+    with pytest.raises(
+        ResumeMismatchError, match=r"cannot resume: the saved run differs in lr: 0.1 before"
+    ):
         _fit(store, epochs=2, resume=True)
+    # An error in the run's input: one line on the command line, not Kedro's traceback.
+    assert issubclass(ResumeMismatchError, input_error_types())
 
 
 def test_resume_of_a_run_saved_before_the_split_was_recorded(tmp_path):

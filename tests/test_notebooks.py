@@ -192,6 +192,52 @@ def test_notebook_runs(name: str, executed: dict):
         assert has_figure(cells["gradcam-mistakes"]) == (int(wrong[1]) > 0)
 
 
+def shown_by_failure(notebook: nbformat.NotebookNode, error: BaseException) -> tuple[str, str]:
+    """The id of the cell a notebook stopped in and what it showed, colour codes removed.
+
+    Kedro's IPython extension shows a cell's exception as rich text (a display), which the
+    error nbclient raises does not hold: read what the failing cell showed.
+    """
+    failed = [c for c in code_cells(notebook) if c.get("execution_count") is not None][-1]
+    return failed.id, re.sub(r"\x1b\[[0-9;]*m", "", text_of(failed) + str(error))
+
+
+@pytest.mark.slow
+def test_02_refuses_results_made_before_data_processing_ran_again(
+    project_with_outputs: Path, executed: dict
+):
+    """`kedro run --pipelines data_processing` with another split, and nothing after it:
+    02 stops in its setup cell, naming the stale outputs and the command that remakes them,
+    instead of showing the old classifier's metrics beside the new splits. (``executed``:
+    the notebooks ran on the full run's outputs before they are changed here.)"""
+    name = "02_inspect_results.ipynb"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(project_with_outputs)
+        patch.setenv("KEDRO_DISABLE_TELEMETRY", "true")
+        run_kedro(project_with_outputs, "data_processing", data_processing={"split": {"seed": 7}})
+        patch.setenv("KEDRO_ENV", "test")
+        notebook = nbformat.read(project_with_outputs / "notebooks" / name, as_version=4)
+        client = NotebookClient(
+            notebook,
+            timeout=CELL_TIMEOUT_S,
+            kernel_name="python3",
+            extra_arguments=KERNELS[name][1],
+            resources={"metadata": {"path": str(project_with_outputs / KERNELS[name][0])}},
+        )
+        with pytest.raises(CellExecutionError) as caught:
+            client.execute()
+    cell, shown = shown_by_failure(notebook, caught.value)
+    said = " ".join(shown.split())
+    assert cell == "setup", f"stopped in {cell}, not setup: {said[-2000:]}"
+    assert "StaleOutputsError" in said, said[-2000:]
+    assert "`classifier` is stale: it was trained on other splits" in said, said[-2000:]
+    assert "`test_predictions` does not hold the split's" in said, said[-2000:]
+    command = (
+        "`kedro run --pipelines contrastive_pretraining,classifier_training,reporting --env test`"
+    )
+    assert command in said, said[-2000:]
+
+
 @pytest.fixture(scope="module")
 def project_before_run(tmp_path_factory: pytest.TempPathFactory, demo_raw_dir: Path) -> Path:
     """A copy of the project with its raw data and no pipeline output: a fresh clone."""
@@ -233,11 +279,8 @@ def test_notebooks_say_what_to_run_first(project_before_run: Path):
         results = asyncio.run(execute_all(clients))
     for (name, notebook), error in zip(notebooks.items(), results, strict=True):
         assert isinstance(error, CellExecutionError), f"{name} ran without pipeline outputs"
-        # Kedro's IPython extension shows a cell's exception as rich text (a display), which
-        # the error nbclient raises does not hold: read what the failing cell showed.
-        failed = [c for c in code_cells(notebook) if c.get("execution_count") is not None][-1]
-        shown = re.sub(r"\x1b\[[0-9;]*m", "", text_of(failed) + str(error))
-        assert failed.id == "setup", f"{name}: stopped in {failed.id}, not setup: {shown[-2000:]}"
+        failed, shown = shown_by_failure(notebook, error)
+        assert failed == "setup", f"{name}: stopped in {failed}, not setup: {shown[-2000:]}"
         assert "PipelineNotRunError" in shown, f"{name}: {shown[-2000:]}"
         assert f"`{RUN_FIRST[name]}`" in " ".join(shown.split()), f"{name}: {shown[-2000:]}"
         assert "'test'" in shown, f"{name}: {shown[-2000:]}"
@@ -264,3 +307,159 @@ def test_require_outputs_names_what_is_missing_and_the_command():
         require_outputs(FakeCatalog({"a"}), ["a", "b"], env="demo", run="kedro run")
     with pytest.raises(PipelineNotRunError, match=r"'local \(default\)'.*`kedro run`;"):
         require_outputs(FakeCatalog(set()), ["a"], env=None, run="kedro run")
+
+
+def consistent_outputs() -> dict:
+    """What 02_inspect_results reads, as one full run makes it: each output recording the
+    fingerprints of those it was made from."""
+    import numpy as np
+    import pandas as pd
+    import torch
+
+    from skin_lesion import lineage
+    from skin_lesion.checkpoints import state_fingerprint
+    from skin_lesion.images import ImageCache
+
+    ids = [f"ISIC_{k}" for k in range(6)]
+    splits = pd.DataFrame(
+        {
+            "image_id": ids,
+            "lesion_id": [f"L{k}" for k in range(6)],
+            "label": [0, 1, 0, 1, 0, 1],
+            "split": ["train", "train", "val", "val", "test", "test"],
+        }
+    )
+    pixels = np.arange(6 * 4 * 4 * 3, dtype=np.uint8).reshape(6, 4, 4, 3)
+    cache = ImageCache(pixels, ids, {"height": 4, "width": 4})
+    cached = pd.DataFrame(
+        {"image_id": ids, "age": [50.0] * 6, "sex": ["male"] * 6, "localization": ["back"] * 6}
+    )
+    encoder = {"state_dict": {"w": torch.ones(3)}, "history": [{"epoch": 0, "loss": 2.0}]}
+    classifier = {
+        "state_dict": {"w": torch.zeros(3)},
+        "history": [{"phase": "finetune", "epoch": 0, "val_loss": 1.0}],
+        "preprocessing": {"cache": dict(cache.preprocessing)},
+        "params": {
+            lineage.SPLIT_KEY: lineage.split_fingerprint(splits),
+            lineage.DATA_KEY: lineage.data_fingerprint(cache, splits, cached),
+            lineage.ENCODER_KEY: state_fingerprint(encoder),
+        },
+    }
+    made_by = state_fingerprint(classifier)
+    digest = dict(zip(ids, cache.digests(), strict=True))
+    test = splits[splits["split"] == "test"]
+    predictions = test.assign(
+        **{
+            lineage.PREDICTED_BY: made_by,
+            lineage.PREDICTED_TTA: "flips",
+            lineage.PREDICTED_PIXELS: [digest[i] for i in test["image_id"]],
+        }
+    )
+    scored = ids[2:]  # val and test
+    metrics = {
+        "tta": "flips",
+        "operating_point": {lineage.PREDICTED_BY: made_by, lineage.PREDICTED_TTA: "flips"},
+        lineage.SCORED_PIXELS: lineage.pixels_fingerprint(scored, [digest[i] for i in scored]),
+    }
+    return {
+        "classifier": classifier,
+        "image_cache": cache,
+        "splits": splits,
+        "cached_metadata": cached,
+        "test_predictions": predictions,
+        "test_metrics": metrics,
+        "training_history": classifier["history"],
+        "pretrained_encoder": encoder,
+        "pretraining_history": encoder["history"],
+    }
+
+
+def memory_catalog(outputs: dict):
+    from kedro.io import DataCatalog, MemoryDataset
+
+    return DataCatalog({name: MemoryDataset(value) for name, value in outputs.items()})
+
+
+def test_require_results_current_refuses_outputs_of_other_runs_naming_the_command():
+    import torch
+
+    from skin_lesion.notebook import StaleOutputsError, require_results_current
+
+    outputs = consistent_outputs()
+    require_results_current(memory_catalog(outputs), env="demo")
+    # Without the pretrained encoder (none saved): the rest is still checked, and passes.
+    without = {k: v for k, v in outputs.items() if k != "pretrained_encoder"}
+    require_results_current(memory_catalog(without), env=None)
+
+    # `--pipelines classifier_training` rerun without reporting: the predictions and the
+    # metrics are the old classifier's.
+    retrained = outputs["classifier"] | {"state_dict": {"w": torch.full((3,), 0.5)}}
+    with pytest.raises(StaleOutputsError) as caught:
+        require_results_current(memory_catalog(outputs | {"classifier": retrained}), env="demo")
+    said = " ".join(str(caught.value).split())
+    assert "`test_predictions` is stale: it was predicted by classifier" in said
+    assert "`test_metrics` is stale: it scores classifier" in said
+    assert "`classifier` is stale" not in said
+    assert "Kedro environment 'demo'" in said
+    assert "`kedro run --pipelines reporting --env demo`" in said
+
+    # `--pipelines data_processing` rerun with another split (a test and a train image
+    # swapped): the classifier may have trained on today's test images, and the
+    # predictions are of another test split.
+    swapped = outputs["splits"].copy()
+    swapped.loc[[0, 4], "split"] = ["test", "train"]
+    with pytest.raises(StaleOutputsError) as caught:
+        require_results_current(memory_catalog(outputs | {"splits": swapped}), env=None)
+    said = " ".join(str(caught.value).split())
+    assert "`classifier` is stale: it was trained on other splits" in said
+    assert "`test_predictions` does not hold the split's 2 images" in said
+    assert "'local (default)'" in said
+    assert "`kedro run --pipelines contrastive_pretraining,classifier_training,reporting`" in said
+
+    # A train image replaced and data_processing rerun: same splits, other pixels.
+    pixels = outputs["image_cache"].images.copy()
+    pixels[0] += 1
+    cache = outputs["image_cache"]
+    replaced = type(cache)(pixels, cache.image_ids, cache.preprocessing)
+    with pytest.raises(StaleOutputsError) as caught:
+        require_results_current(memory_catalog(outputs | {"image_cache": replaced}), env=None)
+    said = " ".join(str(caught.value).split())
+    assert "`classifier` is stale: it was trained on other train/val images" in said
+    # The test predictions are still of today's pixels, but retraining makes them stale.
+    assert "`kedro run --pipelines contrastive_pretraining,classifier_training,reporting`" in said
+
+    # Contrastive pretraining rerun alone; a training history left by another run.
+    encoder = outputs["pretrained_encoder"] | {"state_dict": {"w": torch.full((3,), 2.0)}}
+    history = [{"phase": "finetune", "epoch": 0, "val_loss": 9.0}]
+    with pytest.raises(StaleOutputsError) as caught:
+        require_results_current(
+            memory_catalog(outputs | {"pretrained_encoder": encoder, "training_history": history}),
+            env="test",
+        )
+    said = " ".join(str(caught.value).split())
+    assert "`pretrained_encoder` (with its pretraining_history" in said
+    assert "`training_history` is not the history `classifier` recorded" in said
+
+
+def test_require_data_current_refuses_outputs_of_other_raw_data():
+    import pandas as pd
+
+    from skin_lesion import lineage
+    from skin_lesion.notebook import StaleOutputsError, require_data_current
+
+    raw = pd.DataFrame({"image_id": ["a", "b", "c"], "dx": ["nv", "mel", "nv"]})
+    validated = raw.assign(label=[0, 1, 0])
+    read = lineage.raw_data_record({}, raw) | {
+        lineage.VALIDATED_KEY: lineage.rows_fingerprint(validated)
+    }
+    outputs = {"raw_metadata": raw, "raw_images": {}, "raw_data_read": read}
+    outputs["validated_metadata"] = validated
+    require_data_current(memory_catalog(outputs), ["validated_metadata"], env="test")
+    # The metadata file edited after data_processing read it: 01_explore_data would count
+    # the new file's rows beside the rows validated from the old one.
+    edited = outputs | {"raw_metadata": raw.iloc[:2]}
+    with pytest.raises(StaleOutputsError) as caught:
+        require_data_current(memory_catalog(edited), ["validated_metadata"], env="test")
+    said = " ".join(str(caught.value).split())
+    assert "the rows of image_id: 1 removed (c)" in said
+    assert "run in that environment `kedro run --pipelines data_processing --env test`" in said

@@ -22,6 +22,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from skin_lesion.config import (
+    ConfigError,
     check_at_least,
     check_finite,
     check_probability,
@@ -35,6 +36,11 @@ logger = logging.getLogger(__name__)
 StepFn = Callable[[nn.Module, Any], torch.Tensor]
 # Check for a non-finite loss every this many steps: one host sync per window, not per step.
 SYNC_EVERY = 10
+
+
+class ResumeMismatchError(ConfigError):
+    """``resume: true`` on a saved run whose parameters or inputs differ from the current
+    ones: an error in the run's input (one line on the command line, no traceback)."""
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -618,4 +624,6 @@ def _check_resumable(latest: dict[str, Any], current: dict[str, Any]) -> None:
             "(contrastive_pretraining ran again): resume would mix two encoders' training; "
             "set resume: false"
         )
-    raise ValueError(f"cannot resume: the saved run differs in {'; '.join(differences)}. {advice}")
+    raise ResumeMismatchError(
+        f"cannot resume: the saved run differs in {'; '.join(differences)}. {advice}"
+    )

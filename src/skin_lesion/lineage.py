@@ -815,9 +815,10 @@ def check_scored_pixels(
         ids, [pixels[i] for i in ids]
     ):
         raise StaleInputError(
-            "`test_metrics` is stale: it scores predictions of val and test images whose "
-            "pixels have changed since (data_processing was rerun on other images). Rerun "
-            "`kedro run --pipelines reporting` (add the same --env/--params; it predicts again)."
+            "`test_metrics` is stale: it scores predictions of val and test images that have "
+            "changed since (other pixels, or other images in those splits: data_processing was "
+            "rerun on other images or with another split). Rerun `kedro run --pipelines "
+            "reporting` (add the same --env/--params; it predicts again)."
         )
 
 
