@@ -94,6 +94,17 @@ def has_figure(cell: nbformat.NotebookNode) -> bool:
     return any("image/png" in out.get("data", {}) for out in cell.outputs)
 
 
+def client_for(name: str, notebook: nbformat.NotebookNode, project: Path) -> NotebookClient:
+    """A client that runs notebook ``name`` of ``project`` as its kernel would start."""
+    return NotebookClient(
+        notebook,
+        timeout=CELL_TIMEOUT_S,
+        kernel_name="python3",
+        extra_arguments=KERNELS[name][1],
+        resources={"metadata": {"path": str(project / KERNELS[name][0])}},
+    )
+
+
 @pytest.fixture(scope="module")
 def project_with_outputs(tmp_path_factory: pytest.TempPathFactory, demo_raw_dir: Path) -> Path:
     """A copy of the project (conf, notebooks, generated raw data) after a full ``kedro run``."""
@@ -147,14 +158,7 @@ def executed(project_with_outputs: Path) -> dict[str, nbformat.NotebookNode | Ba
         name: with_probes(name, nbformat.read(folder / name, as_version=4)) for name in NOTEBOOKS
     }
     clients = [
-        NotebookClient(
-            notebook,
-            timeout=CELL_TIMEOUT_S,
-            kernel_name="python3",
-            extra_arguments=KERNELS[name][1],
-            resources={"metadata": {"path": str(project_with_outputs / KERNELS[name][0])}},
-        )
-        for name, notebook in notebooks.items()
+        client_for(name, notebook, project_with_outputs) for name, notebook in notebooks.items()
     ]
     with pytest.MonkeyPatch.context() as patch:
         # Kernels inherit this environment; Kedro reads KEDRO_ENV when the session starts.
@@ -217,13 +221,7 @@ def test_02_refuses_results_made_before_data_processing_ran_again(
         run_kedro(project_with_outputs, "data_processing", data_processing={"split": {"seed": 7}})
         patch.setenv("KEDRO_ENV", "test")
         notebook = nbformat.read(project_with_outputs / "notebooks" / name, as_version=4)
-        client = NotebookClient(
-            notebook,
-            timeout=CELL_TIMEOUT_S,
-            kernel_name="python3",
-            extra_arguments=KERNELS[name][1],
-            resources={"metadata": {"path": str(project_with_outputs / KERNELS[name][0])}},
-        )
+        client = client_for(name, notebook, project_with_outputs)
         with pytest.raises(CellExecutionError) as caught:
             client.execute()
     cell, shown = shown_by_failure(notebook, caught.value)
@@ -264,14 +262,7 @@ def test_notebooks_say_what_to_run_first(project_before_run: Path):
     folder = project_before_run / "notebooks"
     notebooks = {name: nbformat.read(folder / name, as_version=4) for name in NOTEBOOKS}
     clients = [
-        NotebookClient(
-            notebook,
-            timeout=CELL_TIMEOUT_S,
-            kernel_name="python3",
-            extra_arguments=KERNELS[name][1],
-            resources={"metadata": {"path": str(project_before_run / KERNELS[name][0])}},
-        )
-        for name, notebook in notebooks.items()
+        client_for(name, notebook, project_before_run) for name, notebook in notebooks.items()
     ]
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("KEDRO_ENV", "test")
