@@ -1094,8 +1094,10 @@ def compare_spread(baseline_name: str, name: str, results: Path = RESULTS) -> di
 
     Raises:
         SystemExit: When either run is missing or has fewer than two records, or the two
-            differ in data or setting.
+            differ in data or setting, or are one run.
     """
+    if baseline_name == name:
+        raise SystemExit(f"--compare-spread compares two runs, not {name} against itself")
     loaded = {label: load_seeds(label, results) for label in (baseline_name, name)}
     for label, records in loaded.items():
         if len(records) < 2:

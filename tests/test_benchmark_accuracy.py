@@ -1830,3 +1830,13 @@ def test_compare_spread_tests_whether_one_run_spreads_more_than_another(
     )
     with pytest.raises(SystemExit, match="--compare-spread takes the two run names alone"):
         accuracy.main()
+
+
+def test_compare_spread_refuses_a_run_against_itself(tmp_path: Path) -> None:
+    """The two names keyed one dict: every row was dropped, and an empty table was written
+    as the result (F = 1 by definition, no test to make)."""
+    for seed, balanced in enumerate([0.6953, 0.6951, 0.6583]):
+        _write_seed(tmp_path, seed, balanced, name="seeds")
+    with pytest.raises(SystemExit, match="seeds against itself"):
+        accuracy.compare_spread("seeds", "seeds", tmp_path)
+    assert not list(tmp_path.glob("accuracy-spread-*"))

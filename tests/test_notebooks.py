@@ -454,3 +454,31 @@ def test_require_data_current_refuses_outputs_of_other_raw_data():
     said = " ".join(str(caught.value).split())
     assert "the rows of image_id: 1 removed (c)" in said
     assert "run in that environment `kedro run --pipelines data_processing --env test`" in said
+
+
+def test_require_data_current_passes_outputs_validated_with_run_time_limits():
+    """`kedro run --params data_processing.metadata.max_age=100`: the outputs of that run
+    belong together; the notebook, which shows outputs and not settings (and has no
+    --params), refused them as "not made from each other", and rerunning with those
+    --params, as it advised, was refused again."""
+    import pandas as pd
+
+    from skin_lesion import lineage
+    from skin_lesion.metadata import MetadataConfig
+    from skin_lesion.notebook import require_data_current
+    from skin_lesion.pipelines.data_processing.nodes import metadata_limits
+
+    raw = pd.DataFrame({"image_id": ["a", "b", "c"], "dx": ["nv", "mel", "nv"]})
+    validated = raw.assign(label=[0, 1, 0])
+    read = lineage.raw_data_record({}, raw) | {
+        lineage.VALIDATED_KEY: lineage.rows_fingerprint(validated),
+        lineage.VALIDATION_KEY: metadata_limits(MetadataConfig(max_age=100)),
+    }
+    outputs = {
+        "raw_metadata": raw,
+        "raw_images": {},
+        "raw_data_read": read,
+        "validated_metadata": validated,
+        "params:data_processing": {"metadata": {"max_age": 120}},
+    }
+    require_data_current(memory_catalog(outputs), ["validated_metadata"], env="demo")

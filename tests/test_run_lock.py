@@ -9,6 +9,8 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from kedro.framework.hooks import hook_impl
+from kedro.framework.hooks.manager import _create_hook_manager
 
 from skin_lesion.input_errors import input_error_types
 from skin_lesion.run_lock import INFO_NAME, LOCK_NAME, RunInProgressError, RunLock
@@ -70,6 +72,15 @@ def _run(hook: RunLock):
     return wrapper
 
 
+def _end(hook: RunLock, call: str) -> None:
+    """The run's end (``after_pipeline_run`` or ``on_pipeline_error``, wrappers both) with
+    no other hook's call inside."""
+    wrapper = getattr(hook, call)()
+    next(wrapper)
+    with pytest.raises(StopIteration):
+        wrapper.send(None)
+
+
 def test_a_second_process_is_refused_naming_the_run_that_holds_the_folder(
     tmp_path: Path, holder
 ) -> None:
@@ -86,7 +97,7 @@ def test_a_second_process_is_refused_naming_the_run_that_holds_the_folder(
     wrapper = _run(other)
     with pytest.raises(StopIteration):
         wrapper.send(None)
-    other.after_pipeline_run()
+    _end(other, "after_pipeline_run")
     assert not RunLock._held
     # Once the holder ends, the folder is free, and its note of who held it is gone.
     process.stdin.close()
@@ -95,7 +106,7 @@ def test_a_second_process_is_refused_naming_the_run_that_holds_the_folder(
     hook = _hook("data/test", tmp_path)
     _run(hook)
     assert (tmp_path / "data" / "test" / LOCK_NAME).exists()
-    hook.on_pipeline_error()
+    _end(hook, "on_pipeline_error")
     assert not RunLock._held
 
 
@@ -117,7 +128,7 @@ def test_a_second_run_in_the_process_holding_the_lock_goes_on(tmp_path: Path) ->
     first, second = _hook("data", tmp_path), _hook("data", tmp_path)
     _run(first)
     _run(second)
-    second.after_pipeline_run()
+    _end(second, "after_pipeline_run")
     assert not RunLock._held
 
 
@@ -127,3 +138,46 @@ def test_a_kedro_run_beside_another_stops_before_any_work(kedro_project: Path, h
     with pytest.raises(RunInProgressError, match="another run is using"):
         run_kedro(kedro_project, "data_processing")
     assert not (kedro_project / "data" / "test" / "02_intermediate").exists()
+
+
+class _FailingAtTheEnd:
+    """A hook whose end-of-run call fails (kedro-mlflow unable to end its MLflow run)."""
+
+    @hook_impl
+    def after_pipeline_run(self) -> None:
+        raise OSError("database is locked")
+
+    @hook_impl
+    def on_pipeline_error(self) -> None:
+        raise OSError("database is locked")
+
+
+@pytest.mark.parametrize("end", ["after_pipeline_run", "on_pipeline_error"])
+def test_the_lock_is_given_back_when_another_hook_fails_at_the_end_of_the_run(
+    tmp_path: Path, holder, end: str
+) -> None:
+    """Kedro registers plugin hooks (kedro-mlflow's) after settings.HOOKS, and pluggy calls
+    the last registered first: one that raises at the run's end stopped RunLock's call, and a
+    notebook kernel kept the folder locked against every other process."""
+    manager = _create_hook_manager()
+    manager.register(RunLock())
+    manager.register(_FailingAtTheEnd())
+    manager.hook.after_context_created(
+        context=SimpleNamespace(
+            config_loader={"globals": {"data_dir": "data"}}, project_path=str(tmp_path)
+        )
+    )
+    manager.hook.before_pipeline_run(run_params={"env": None}, pipeline=None, catalog=None)
+    assert RunLock._held
+    with pytest.raises(OSError, match="locked"):
+        if end == "after_pipeline_run":
+            manager.hook.after_pipeline_run(
+                run_params={}, run_result={}, pipeline=None, catalog=None
+            )
+        else:
+            manager.hook.on_pipeline_error(
+                error=ValueError("node failed"), run_params={}, pipeline=None, catalog=None
+            )
+    assert not RunLock._held
+    assert not (tmp_path / "data" / INFO_NAME).exists()
+    holder("data", tmp_path)  # another process takes it at once

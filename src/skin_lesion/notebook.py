@@ -156,13 +156,16 @@ def check_data_current(catalog: Any, names: Sequence[str], env: str | None) -> N
     """Refuse outputs of data_processing (``names``, read beside ``raw_metadata`` by
     ``01_explore_data``) made from other raw data than is there now, or by different runs,
     with the check ``kedro run`` makes before a pipeline that reads them
-    (:func:`skin_lesion.parameters_check.check_raw_data_current`)."""
+    (:func:`skin_lesion.parameters_check.check_raw_data_current`), minus the one against the
+    parameters, as in :func:`check_results_current`: a notebook shows the outputs, not the
+    settings, and has no ``--params`` (outputs validated with ``--params
+    data_processing.metadata.max_age=...`` were refused, however often remade)."""
     from kedro.pipeline import Node, Pipeline
 
     from skin_lesion.parameters_check import check_raw_data_current
 
     reads = Pipeline([Node(_reads, list(names), None, name="notebook")])
-    check_raw_data_current(reads, catalog, env)
+    check_raw_data_current(reads, catalog, env, settings=False)
 
 
 def _reads(*_: Any) -> None:

@@ -484,7 +484,12 @@ RAW_RECORD = "raw_data_record"
 
 
 def check_raw_data_current(
-    pipeline: Any, catalog: Any, env: str | None = None, runtime: Mapping[str, Any] | None = None
+    pipeline: Any,
+    catalog: Any,
+    env: str | None = None,
+    runtime: Mapping[str, Any] | None = None,
+    *,
+    settings: bool = True,
 ) -> None:
     """``lineage.check_raw_data`` for a pipeline that reads outputs of data_processing (the
     image cache, the splits) without running validation: a HAM10000 metadata file edited
@@ -497,7 +502,9 @@ def check_raw_data_current(
     metadata alone is compared. Where ``raw_dir`` now names no data (a run that leaves out
     the ``--params raw_dir=...`` data_processing ran with) but the folder data_processing read
     is still there, that folder is checked. ``runtime``: the run's ``--params``, so that the
-    commands the refusal gives name the same ``raw_dir``.
+    commands the refusal gives name the same ``raw_dir``. ``settings=False`` leaves out the
+    check of the metadata limits against the parameters (a notebook, which shows outputs and
+    has no ``--params``, reads outputs validated with run-time limits).
 
     Raises:
         StaleInputError: Naming what changed and the commands that remake the outputs.
@@ -523,7 +530,7 @@ def check_raw_data_current(
     recorded = catalog.load(reference)
     if not isinstance(recorded, Mapping):
         return
-    if "params:data_processing" in catalog:
+    if settings and "params:data_processing" in catalog:
         from skin_lesion.pipelines.data_processing.nodes import (
             DataProcessingParams,
             metadata_limits,

@@ -111,10 +111,21 @@ class RunLock:
             (self._folder / INFO_NAME).unlink(missing_ok=True)
             lock.release()
 
-    @hook_impl
-    def after_pipeline_run(self) -> None:
-        self._release()
+    # Wrappers too: Kedro registers plugin hooks (kedro-mlflow's) after settings.HOOKS and
+    # pluggy calls the last registered first, so one that raised at the run's end (an MLflow
+    # run it could not end) stopped a plain hook's call, and a notebook kernel kept the folder
+    # locked against every other process. The lock is given back after the others, whatever
+    # they do.
+    @hook_impl(wrapper=True)
+    def after_pipeline_run(self) -> Any:
+        try:
+            return (yield)
+        finally:
+            self._release()
 
-    @hook_impl
-    def on_pipeline_error(self) -> None:
-        self._release()
+    @hook_impl(wrapper=True)
+    def on_pipeline_error(self) -> Any:
+        try:
+            return (yield)
+        finally:
+            self._release()
