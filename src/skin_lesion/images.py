@@ -139,6 +139,10 @@ class ImageCache:
             object.__setattr__(self, "image_sha256", image_digests(self.images))
         return self.image_sha256
 
+    def digests_by_id(self) -> dict[str, str]:
+        """``{image_id: pixel SHA-256}`` of every cached image (:meth:`digests`)."""
+        return dict(zip(self.image_ids, self.digests(), strict=True))
+
     def fingerprint(self, image_ids: Iterable[str] | None = None) -> str:
         """SHA-256 over the images' size and each image's ``image_id`` with the SHA-256 of
         its pixels, in image_id order: the same for two caches holding the same images
@@ -150,7 +154,7 @@ class ImageCache:
         Raises:
             KeyError: Naming image_ids the cache does not hold.
         """
-        by_id = dict(zip(self.image_ids, self.digests(), strict=True))
+        by_id = self.digests_by_id()
         wanted = sorted(by_id if image_ids is None else {str(i) for i in image_ids})
         missing = [i for i in wanted if i not in by_id]
         if missing:

@@ -118,7 +118,7 @@ def check_results_current(catalog: Any) -> None:
     metrics = catalog.load("test_metrics")
     made_by = state_fingerprint(classifier)
     tta = str(metrics.get("tta"))  # the TTA the notebook's Grad-CAM averages over
-    pixels = dict(zip(cache.image_ids, cache.digests(), strict=True))
+    pixels = cache.digests_by_id()
     test_ids = splits.loc[splits["split"] == "test", "image_id"].astype(str)
     checks = [
         lambda: lineage.check_checkpoint_inputs(

@@ -839,7 +839,7 @@ def check_classifier_current(pipeline: Any, catalog: Any) -> None:
         checks.append(rebuilt)
     pixels = None  # the cache's pixel digests, for what the predictions were made from
     if cache is not None and scores:
-        pixels = dict(zip(cache.image_ids, cache.digests(), strict=True))
+        pixels = cache.digests_by_id()
     split_of = {"test_predictions": "test", "reporting_val_predictions": "val"}
     for name in scored:
         frame = catalog.load(name)

@@ -115,7 +115,7 @@ class RunLock:
     # pluggy calls the last registered first, so one that raised at the run's end (an MLflow
     # run it could not end) stopped a plain hook's call, and a notebook kernel kept the folder
     # locked against every other process. The lock is given back after the others, whatever
-    # they do.
+    # they do, when the run ends and when it fails alike.
     @hook_impl(wrapper=True)
     def after_pipeline_run(self) -> Any:
         try:
@@ -123,9 +123,4 @@ class RunLock:
         finally:
             self._release()
 
-    @hook_impl(wrapper=True)
-    def on_pipeline_error(self) -> Any:
-        try:
-            return (yield)
-        finally:
-            self._release()
+    on_pipeline_error = after_pipeline_run
