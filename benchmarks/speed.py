@@ -16,7 +16,9 @@ device, fed three ways:
 * ``conventional``: a ``torch.utils.data.DataLoader`` over the JPEG files whose Dataset
   decodes each file with PIL and augments it on the CPU with torchvision transforms
   (RandomResizedCrop, flips, rotation, ColorJitter, ToTensor, Normalize; two views per image
-  for SupCon), ``--workers`` worker processes, pinned memory and non-blocking copies on CUDA.
+  for SupCon), ``--workers`` worker processes (default: every core this process may use but
+  one), pinned memory and non-blocking copies on CUDA. Its timed steps are rounded up to whole
+  rounds of its workers (``timed_steps``): loader-bound, the workers deliver in bursts.
 * ``ours``: the images decoded once with ``skin_lesion.images`` into the uint8 cache at
   ``--cache``, saved and memory-mapped as the catalog's ``ImageCacheDataset`` does, gathered
   by ``skin_lesion.batches.BatchSource`` (on the GPU when it fits) and augmented per sample
@@ -113,7 +115,6 @@ STAGES = ("supcon", "classifier")
 FEEDS = ("limit", "conventional", "ours")
 STAGE_NAMES = {"supcon": "SupCon pretraining (2 views/image)", "classifier": "classifier"}
 WARMUP_STEPS = 5
-MAX_DEFAULT_WORKERS = 8
 MIB = 2**20
 
 
@@ -157,6 +158,32 @@ def torchvision_augment(config: AugmentConfig, mean: list[float], std: list[floa
         blur = T.GaussianBlur(config.blur_kernel, config.blur_sigma)
         ops.append(T.RandomApply([blur], p=config.blur_p))
     return T.Compose([*ops, T.ToTensor(), T.Normalize(mean, std)])
+
+
+def timed_steps(feed: str, steps: int, workers: int) -> int:
+    """The steps ``feed`` is timed over: ``steps``, and for the conventional feed rounded up
+    to whole rounds of its ``workers``.
+
+    Loader-bound, the workers (started together, each a batch at a time) deliver their batches
+    in bursts of ``workers``, one burst a round, and the timed steps start as the training
+    loop waits for a burst; timed steps that end inside a burst are charged the whole round
+    for part of its batches: 30 steps of 8 workers took four rounds' time for 3.75 rounds'
+    batches, (b) 6% slow (30 of 14 workers: 29%). A whole number of rounds is charged its
+    own time wherever in a round the warm-up ended. Images/s do not depend on the count.
+    """
+    if feed != "conventional" or workers < 2:
+        return steps
+    return -(-steps // workers) * workers
+
+
+def default_workers() -> int:
+    """The conventional loader's default workers: every core this process may run on but one
+    (for the training loop itself), as a loader tuned for the machine would take."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cores = os.cpu_count() or 1
+    return max(1, cores - 1)
 
 
 def _repeat_epochs(loader: DataLoader) -> Iterator[Any]:
@@ -245,7 +272,8 @@ def conventional_feed(
     # would stall the loader there (about 7-9% of the H200 result's 30 steps, which crossed
     # one at 5,000 images, batch 128). Without replacement, RandomSampler repeats
     # permutations past len(dataset), so every image is still served once per pass.
-    steps = max(WARMUP_STEPS, 2 * args.workers) + args.steps + 1
+    warmup = max(WARMUP_STEPS, 2 * args.workers)
+    steps = warmup + timed_steps("conventional", args.steps, args.workers) + 1
     loader = DataLoader(
         dataset,
         batch_size=args.batch,
@@ -280,7 +308,7 @@ def our_feed(
 
 
 def measure(args: argparse.Namespace, stage: str, feed: str) -> dict[str, Any]:
-    """Train ``args.steps`` timed steps of ``stage`` fed by ``feed``: images/s and memory."""
+    """Train ``timed_steps`` steps of ``stage`` fed by ``feed``, timed: images/s and memory."""
     malloc_kept = keep_freed_memory()  # in effect since main(); DataLoader workers fork with it
     device = torch.device(args.device)
     cuda = device.type == "cuda"
@@ -302,6 +330,7 @@ def measure(args: argparse.Namespace, stage: str, feed: str) -> dict[str, Any]:
         model.to(memory_format=torch.channels_last)
     loss_fn.to(device)
     warmup, extra = WARMUP_STEPS, {}
+    steps = timed_steps(feed, args.steps, args.workers)
     if feed == "limit":
         batches = limit_feed(stage, args.batch, args.crop, labels, device, cl)
         step = tensor_step(stage, loss_fn, cl)
@@ -324,7 +353,7 @@ def measure(args: argparse.Namespace, stage: str, feed: str) -> dict[str, Any]:
     else:
         optim = config.finetune.optim
         optimizer = build_finetune_optimizer(model, config.finetune)
-    scheduler = engine.build_scheduler(optimizer, optim, warmup + args.steps, 1)
+    scheduler = engine.build_scheduler(optimizer, optim, warmup + steps, 1)
     precision = engine.Precision(device, enabled=config.amp)
     common = {"grad_clip": optim.grad_clip, "progress": False}
     warm = itertools.islice(batches, warmup)
@@ -332,14 +361,15 @@ def measure(args: argparse.Namespace, stage: str, feed: str) -> dict[str, Any]:
         model, step, warm, optimizer, scheduler, precision, epoch=0, total=warmup, **common
     )
     load_before = os.getloadavg()[0]
-    timed = itertools.islice(batches, args.steps)
+    timed = itertools.islice(batches, steps)
     stats = engine.train_one_epoch(
-        model, step, timed, optimizer, scheduler, precision, epoch=1, total=args.steps, **common
+        model, step, timed, optimizer, scheduler, precision, epoch=1, total=steps, **common
     )
     return {
         "img_per_s": round(stats["img_per_s"], 1),
         "seconds": round(stats["seconds"], 2),
         "warmup_steps": warmup,
+        "timed_steps": steps,
         "precision": precision.name,
         "channels_last": cl,
         "malloc_kept": malloc_kept,
@@ -449,6 +479,15 @@ def list_images(data: Path, limit: int, classes: list[str]) -> pd.DataFrame:
     table["label"] = dx.map(classes.index).to_numpy()
     if 0 < limit < len(table):
         table = table.sample(limit, random_state=0).sort_index()
+    # The classifier's loss weights each class by its count (focal, alpha inverse): a class
+    # without images failed its measurement after SupCon's three had run.
+    absent = [c for k, c in enumerate(classes) if not (table["label"] == k).any()]
+    if absent:
+        drawn = f"the {len(table)} images drawn (--images {limit})" if limit else "the images"
+        raise ValueError(
+            f"'{data}': {drawn} hold no {absent}: the classifier's loss weights every class by "
+            "its count; pass more --images (0: all)"
+        )
     return table.reset_index(drop=True)
 
 
@@ -500,6 +539,18 @@ def _threads(result: dict[str, Any]) -> str:
     return f"torch threads: {listed}; "
 
 
+def _conventional_steps(result: dict[str, Any]) -> str:
+    """`` (conventional: N, whole rounds of its workers)`` where its timed steps were rounded
+    up (:func:`timed_steps`); nothing where they were not or the file does not record them."""
+    steps = {result["stages"][st]["conventional"].get("timed_steps") for st in STAGES}
+    steps.discard(None)
+    steps.discard(result["settings"]["steps"])
+    if not steps:
+        return ""
+    listed = "/".join(str(n) for n in sorted(steps))
+    return f" (conventional: {listed}, whole rounds of its workers)"
+
+
 def markdown(result: dict[str, Any]) -> str:
     """The README's tables: throughput with the ratios, then memory per stage and feed."""
     s = result["settings"]
@@ -514,7 +565,8 @@ def markdown(result: dict[str, Any]) -> str:
         f"{s['crop']} px crops, batch {s['batch']}, {s['precision']}"
         f"{', channels_last' if s['channels_last'] else ''}; {s['images']:,} HAM10000 JPEGs "
         f"({s['source_size']}) from `{s['data']}`, cache {s['cache']} (HxW), "
-        f"{s['workers']} DataLoader workers, {s['steps']} timed steps; torch {result['torch']}, "
+        f"{s['workers']} DataLoader workers, {s['steps']} timed steps"
+        f"{_conventional_steps(result)}; torch {result['torch']}, "
         f"timm {result['timm']}, torchvision {result['torchvision']}; "
         + _threads(result)
         + (
@@ -576,8 +628,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--workers",
         type=int,
-        default=min(MAX_DEFAULT_WORKERS, os.cpu_count() or 1),
-        help="DataLoader workers of the conventional pipeline",
+        default=default_workers(),
+        help="DataLoader workers of the conventional pipeline (default: the cores this "
+        "process may use, less one)",
     )
     parser.add_argument("--images", type=int, default=0, help="use N images (0: all)")
     parser.add_argument(
