@@ -13,6 +13,7 @@
 #   REUSE_PRETRAINING=0 bash benchmarks/gpu.sh   # ablations train their own SupCon stage
 #   WORK_DIR=/scratch/runs bash benchmarks/gpu.sh  # accuracy.py --work-dir (default data/benchmarks)
 #   PARALLEL=1 STEPS=ablations bash benchmarks/gpu.sh  # the ablations at once on the one GPU
+#   SPEED_ARGS="--workers 8 --steps 60" STEPS=speed bash benchmarks/gpu.sh  # speed.py's options
 #
 # It refuses to start without CUDA: on a CPU these settings take days, and the CPU figures
 # come from `python benchmarks/accuracy.py --setting cpu-quick` instead. A step that fails
@@ -43,6 +44,10 @@ REUSE_PRETRAINING=${REUSE_PRETRAINING:-1}
 # $LOG_DIR/<ablation>.log; its records say it shared the device (accuracy.py --concurrent), so
 # its wall times are not read as those of a run alone. The test figures are not affected.
 PARALLEL=${PARALLEL:-0}
+# SPEED_ARGS: more arguments for benchmarks/speed.py, e.g. "--workers 8" where /dev/shm cannot
+# hold the default loader's batches in flight (every core but one, two batches each: about
+# 4.6 GB for SupCon at batch 128 with 15 workers), or "--steps 60" for a longer timed window.
+SPEED_ARGS=${SPEED_ARGS:-}
 LOG_DIR=${LOG_DIR:-${WORK_DIR:-data/benchmarks}/logs}
 work=()
 [[ -n ${WORK_DIR:-} ]] && work=(--work-dir "$WORK_DIR")
@@ -181,7 +186,8 @@ for name in $STEPS; do
             step "augmentation cost a batch (ours; kornia's too where it is installed)"
             run augment-cost "$PYTHON" benchmarks/augment_cost.py
             step "speed benchmark (defaults: efficientnet_b0, 224 px, batch 128)"
-            run speed "$PYTHON" benchmarks/speed.py --data "$DATA"
+            # shellcheck disable=SC2086
+            run speed "$PYTHON" benchmarks/speed.py --data "$DATA" $SPEED_ARGS
             ;;
         gpu-full)
             step "gpu-full, seeds $SEEDS"

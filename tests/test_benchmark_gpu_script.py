@@ -119,6 +119,17 @@ def test_runs_every_step_in_order_with_the_seeds_and_data(
     assert "cuda.is_available" in calls[0]
 
 
+def test_speed_args_reach_the_speed_benchmark_only(fake: dict[str, Path]) -> None:
+    result, calls = run_script(fake, STEPS="speed gpu-full", SPEED_ARGS="--workers 8 --steps 60")
+    assert result.returncode == 0, result.stderr
+    data = fake["data"]
+    assert calls[1:] == [
+        "benchmarks/augment_cost.py",
+        f"benchmarks/speed.py --data {data} --workers 8 --steps 60",
+        f"benchmarks/accuracy.py --setting gpu-full --data {data} --seeds 0",
+    ]
+
+
 @pytest.mark.parametrize(
     ("smi", "out"),
     [
