@@ -2,8 +2,11 @@ import pytest
 import torch
 
 from skin_lesion.checkpoints import (
+    SUPCON_OFF,
     CheckpointStore,
+    describe_encoder_training_device,
     describe_training_device,
+    encoder_training_record,
     load_checkpoint,
     save_checkpoint,
     state_fingerprint,
@@ -157,3 +160,26 @@ def test_training_device_is_described_with_the_torch_it_was_saved_with(tmp_path)
     # A checkpoint from before the device was recorded, or none at all.
     assert describe_training_device({"kind": "classifier", "versions": {}}) == "not recorded"
     assert describe_training_device(None) == "not recorded"
+
+
+def test_a_classifier_says_where_its_supcon_encoder_was_pretrained(tmp_path):
+    """The report named the classifier's device only, not the SupCon encoder's."""
+    record = {"type": "cuda", "name": "NVIDIA H100 80GB HBM3"}
+    save_checkpoint({"trained_on": record, "history": [{"epoch": 0}]}, tmp_path / "e.pt")
+    encoder = load_checkpoint(tmp_path / "e.pt")  # as classifier training reads it
+    classifier = {"encoder_trained_on": encoder_training_record(encoder)}
+    save_checkpoint(classifier, tmp_path / "c.pt")
+    described = describe_encoder_training_device(load_checkpoint(tmp_path / "c.pt"))
+    assert described == f"cuda (NVIDIA H100 80GB HBM3), torch {torch.__version__}"
+    # SupCon off (or 0 epochs): the initial weights, whose trained_on names a device that
+    # trained nothing.
+    initial = {"trained_on": record, "history": [], "versions": {"torch": "2.9.1"}}
+    assert encoder_training_record(initial) == {"supcon": False}
+    off = {"encoder_trained_on": encoder_training_record(initial)}
+    assert describe_encoder_training_device(off) == SUPCON_OFF
+    assert SUPCON_OFF.startswith("none (contrastive pretraining off")
+    # A classifier saved before it recorded this, or an encoder saved before its device was.
+    assert describe_encoder_training_device({"trained_on": record}) == "not recorded"
+    assert describe_encoder_training_device(None) == "not recorded"
+    unrecorded = encoder_training_record({"history": [{"epoch": 0}]})
+    assert describe_encoder_training_device({"encoder_trained_on": unrecorded}) == "not recorded"

@@ -147,6 +147,8 @@ def test_checkpoint_records_the_device_it_was_trained_on():
         _config(warmup=clf.WarmupConfig(epochs=1), finetune=clf.FinetuneConfig(epochs=0)), n=64
     )
     assert checkpoint["trained_on"] == {"type": "cpu", "name": cpu_name()}
+    # Its encoder, of SupCon off (_pretrained): not pretrained, so no device named.
+    assert checkpoint["encoder_trained_on"] == {"supcon": False}
 
 
 def test_tracker_counts_stale_epochs_against_the_run_and_against_the_phase():

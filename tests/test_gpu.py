@@ -70,6 +70,7 @@ def test_every_pipeline_on_cuda(kedro_project, spy):
     encoder = torch.load(data / "06_models" / "pretrained_encoder.pt", weights_only=True)
     assert encoder["trained_on"] == trained_on
     assert f"Classifier trained on: cuda ({trained_on['name']}), torch " in report
+    assert f"SupCon encoder pretrained on: cuda ({trained_on['name']}), torch " in report
     # SupCon's kNN monitor (on by default) scored every epoch under autocast on the device.
     history = json.loads((data / "08_reporting" / "pretraining_history.json").read_text())
     assert history and all(0 <= h["val_knn_balanced_accuracy"] <= 1 for h in history), history

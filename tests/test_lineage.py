@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from pathlib import Path
 
 import numpy as np
@@ -499,6 +500,72 @@ def test_all_of_within_all_of_counts_and_numbers_every_difference_once() -> None
         "3 inputs or settings differ from what the output was made with:\n"
         "  1. `a` is stale\n  2. `b` is stale\n  3. `c` is stale"
     )
+
+
+def test_a_refusal_names_the_pipelines_to_rerun_as_data_not_only_in_its_words() -> None:
+    """The notebooks took the pipelines to rerun from the message's "`kedro run --pipelines
+    X`" text: ``pipelines`` says it whatever the wording (and where the text names none)."""
+    import pickle
+
+    from skin_lesion.lineage import (
+        ENCODER_KEY,
+        PIPELINE_ORDER,
+        PREDICTED_BY,
+        VALIDATION_KEY,
+        check_fine_tuned_from,
+        check_history,
+        check_operating_point,
+        check_validation_settings,
+    )
+
+    splits = splits_frame()
+    moved = splits.assign(split=["train", "train", "test", "val"])
+    both = "contrastive_pretraining,classifier_training"
+    cases = [
+        (
+            lambda: check_checkpoint_inputs(checkpoint(splits, CACHE), "c", both, splits=moved),
+            ("contrastive_pretraining", "classifier_training"),
+        ),
+        (lambda: check_cache_settings(CACHE, {**CACHE, "height": 40}), ("data_processing",)),
+        (lambda: check_seed({"params": {"seed": 1}}, 2, "c", both), tuple(both.split(","))),
+        (lambda: check_operating_point({PREDICTED_BY: "a"}, "b", "none"), ("reporting",)),
+        (
+            lambda: check_fine_tuned_from({"params": {ENCODER_KEY: "a"}}, "b"),
+            ("classifier_training", "reporting"),
+        ),
+        # The message names no command: "Rerun the pipeline that makes `classifier`".
+        (lambda: check_history([1], {"history": [2]}, "h", "classifier"), ("classifier_training",)),
+        (
+            lambda: check_history([1], {"history": [2]}, "h", "pretrained_encoder"),
+            ("contrastive_pretraining",),
+        ),
+        # "Rerun `kedro run`": the whole run.
+        (
+            lambda: check_validation_settings(
+                {VALIDATION_KEY: {"max_age": 90}}, {"max_age": 80}, "kedro run"
+            ),
+            PIPELINE_ORDER,
+        ),
+    ]
+    for refuse, pipelines in cases:
+        with pytest.raises(StaleInputError) as caught:
+            refuse()
+        assert caught.value.pipelines == pipelines, str(caught.value)
+        for named in re.findall(r"`kedro run --pipelines ([\w,]+)", str(caught.value)):
+            assert tuple(named.split(",")) == pipelines  # the words say the same
+    # Several at once: each pipeline once, in the order they run.
+    with pytest.raises(StaleInputError) as caught:
+        all_of(cases[3][0], cases[1][0], cases[0][0])
+    assert caught.value.pipelines == PIPELINE_ORDER
+    assert pickle.loads(pickle.dumps(caught.value)).pipelines == PIPELINE_ORDER  # ParallelRunner
+
+    # A refusal raised without them (code of its own) says so: None, not "nothing to rerun".
+    def own() -> None:
+        raise StaleInputError("`x` is stale")
+
+    with pytest.raises(StaleInputError) as caught:
+        all_of(cases[1][0], own)
+    assert caught.value.pipelines is None
 
 
 def _cache(pixels: dict[str, int]):

@@ -382,6 +382,49 @@ def test_a_run_without_its_raw_data_stops_before_an_mlflow_run_opens(tracked_pro
     assert not mlflow.MlflowClient(uri).search_runs([e.experiment_id for e in experiments])
 
 
+@pytest.mark.slow
+def test_a_resume_that_is_refused_stops_before_an_mlflow_run_opens(tracked_project, monkeypatch):
+    """``resume`` of a saved run with other settings was refused by the training node as it
+    started, after kedro-mlflow had opened a run, which then sat in the history as FAILED."""
+    from skin_lesion import parameters_check
+    from skin_lesion.engine import ResumeMismatchError
+
+    project, uri = tracked_project
+    for pipeline in ("data_processing", "contrastive_pretraining", "classifier_training"):
+        run_kedro(project, pipeline)
+    client = mlflow.MlflowClient(uri)
+
+    def statuses() -> list[str]:
+        ids = [e.experiment_id for e in client.search_experiments()]
+        return sorted(run.info.status for run in client.search_runs(ids))
+
+    assert statuses() == ["FINISHED"] * 3
+    other_lr = {"resume": True, "finetune": {"optim": {"lr": 0.0005}}}
+    refusal = (
+        r"^cannot resume: the saved run differs in classifier_training.finetune.optim.lr: "
+        r"0.001 before, now 0.0005. Restore those values, or set resume: false to start over$"
+    )
+    with pytest.raises(ResumeMismatchError, match=refusal) as refused:
+        run_kedro(project, "classifier_training", classifier_training=other_lr)
+    assert statuses() == ["FINISHED"] * 3  # no run opened
+    assert "check_resume_current" in {entry.name for entry in refused.traceback}
+    other_temperature = {"resume": True, "temperature": 0.2}
+    with pytest.raises(ResumeMismatchError, match=r"temperature: 0.1 before, now 0.2") as refused:
+        run_kedro(project, "contrastive_pretraining", contrastive_pretraining=other_temperature)
+    assert "check_resume_current" in {entry.name for entry in refused.traceback}
+    assert statuses() == ["FINISHED"] * 3
+    # The same settings resume (nothing left to train) and are tracked as before.
+    run_kedro(project, "classifier_training", classifier_training={"resume": True})
+    assert statuses() == ["FINISHED"] * 4
+    # The node's own check stays as the backstop, with the same error: without the hook's
+    # it refuses once started, and the run it was in ends FAILED.
+    monkeypatch.setattr(parameters_check, "check_resume_current", lambda pipeline, catalog: None)
+    with pytest.raises(ResumeMismatchError, match=refusal) as refused:
+        run_kedro(project, "classifier_training", classifier_training=other_lr)
+    assert "check_resume_current" not in {entry.name for entry in refused.traceback}
+    assert statuses() == ["FAILED"] + ["FINISHED"] * 4
+
+
 def test_sigterm_is_left_alone_outside_the_kedro_command(monkeypatch):
     """A notebook catches SystemExit: a SIGTERM turned into one would not end its kernel."""
     import signal

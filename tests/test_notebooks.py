@@ -432,6 +432,53 @@ def test_require_results_current_refuses_outputs_of_other_runs_naming_the_comman
     assert "`training_history` is not the history `classifier` recorded" in said
 
 
+def test_the_command_comes_from_the_pipelines_the_error_names_not_its_wording(monkeypatch):
+    """The notebook took the pipelines to rerun from the refusal's wording (a regex on
+    "`kedro run --pipelines X`"): a message that names none (a history left by another run)
+    fell back to the whole `kedro run`, and so would any reworded one."""
+    import torch
+
+    from skin_lesion import lineage
+    from skin_lesion.notebook import StaleOutputsError, require_results_current
+
+    outputs = consistent_outputs()
+    history = [{"phase": "finetune", "epoch": 0, "val_loss": 9.0}]
+    with pytest.raises(StaleOutputsError) as caught:
+        require_results_current(memory_catalog(outputs | {"training_history": history}), env=None)
+    said = " ".join(str(caught.value).split())
+    assert "Rerun the pipeline that makes `classifier`" in said
+    assert "run in that environment `kedro run --pipelines classifier_training,reporting`" in said
+    assert caught.value.pipelines == ("classifier_training", "reporting")
+
+    # The raise sites of a retrained classifier's refusals reworded, naming no command: the
+    # command is the same.
+    def reworded(check):
+        def wrapper(*args, **kwargs):
+            try:
+                check(*args, **kwargs)
+            except lineage.StaleInputError as error:
+                error.args = ("stale, in other words",)
+                raise
+
+        return wrapper
+
+    for name in ("check_predictions", "check_operating_point"):
+        monkeypatch.setattr(lineage, name, reworded(getattr(lineage, name)))
+    retrained = outputs["classifier"] | {"state_dict": {"w": torch.full((3,), 0.5)}}
+    with pytest.raises(StaleOutputsError) as caught:
+        require_results_current(memory_catalog(outputs | {"classifier": retrained}), env="demo")
+    said = " ".join(str(caught.value).split())
+    assert "stale, in other words" in said and said.count("kedro run") == 1  # the notebook's
+    assert "run in that environment `kedro run --pipelines reporting --env demo`" in said
+
+    # A refusal raised without them (code of its own) is still read from its text.
+    from skin_lesion.notebook import _stale
+
+    own = lineage.StaleInputError("`x` is stale. Rerun `kedro run --pipelines reporting`.")
+    assert own.pipelines is None
+    assert _stale(own, None, "reporting").pipelines == ("reporting",)
+
+
 def test_require_data_current_refuses_outputs_of_other_raw_data():
     import pandas as pd
 

@@ -131,3 +131,24 @@ def test_report_says_where_the_classifier_was_trained(recorded, shown) -> None:
         classifier["trained_on"] = recorded
     environment = _report("local", classifier).split("<h2>Environment</h2>")[1]
     assert f"Classifier trained on: {shown}." in environment
+
+
+@pytest.mark.parametrize(
+    ("record", "shown"),
+    [
+        (
+            {"supcon": True, "trained_on": {"type": "cpu", "name": "AMD EPYC"}, "versions": {}},
+            "cpu (AMD EPYC)",
+        ),
+        ({"supcon": False}, "none (contrastive pretraining off: the classifier was fine-tuned"),
+        (None, "not recorded"),  # a classifier saved before it recorded its encoder's device
+    ],
+)
+def test_report_says_where_the_supcon_encoder_was_pretrained(record, shown) -> None:
+    """Only the classifier's device was named, not that of the encoder it was fine-tuned from
+    (SupCon on a GPU, the classifier on another machine)."""
+    classifier = {"kind": "classifier", "params": {}, "trained_on": {"type": "cuda", "name": "G"}}
+    if record:
+        classifier["encoder_trained_on"] = record
+    environment = _report("local", classifier).split("<h2>Environment</h2>")[1]
+    assert f"Classifier trained on: cuda (G). SupCon encoder pretrained on: {shown}" in environment

@@ -67,6 +67,45 @@ def describe_training_device(checkpoint: Mapping[str, Any] | None) -> str:
     return f"{text}, torch {torch_version}" if torch_version else text
 
 
+# What a classifier says of its encoder's training where contrastive pretraining was off.
+SUPCON_OFF = (
+    "none (contrastive pretraining off: the classifier was fine-tuned from the encoder's "
+    "initial weights)"
+)
+
+
+def encoder_training_record(pretrained: Mapping[str, Any]) -> dict[str, Any]:
+    """What a classifier records of the encoder it was fine-tuned from, for its
+    ``encoder_trained_on``: whether contrastive pretraining trained it (``supcon``) and, if
+    so, the encoder checkpoint's ``trained_on`` and torch version (``versions``), which
+    :func:`describe_encoder_training_device` reads as :func:`describe_training_device` does.
+
+    An encoder without a history is the initial weights (SupCon off, or 0 epochs): its
+    ``trained_on`` names the device of a run that trained nothing, and is left out.
+    """
+    if not pretrained.get("history"):
+        return {"supcon": False}
+    torch_version = (pretrained.get("versions") or {}).get("torch")
+    return {
+        "supcon": True,
+        "trained_on": pretrained.get("trained_on"),
+        "versions": {"torch": torch_version} if torch_version else {},
+    }
+
+
+def describe_encoder_training_device(classifier: Mapping[str, Any] | None) -> str:
+    """Where ``classifier``'s SupCon encoder was pretrained, as one line (as
+    :func:`describe_training_device`); :data:`SUPCON_OFF` where contrastive pretraining was
+    off; "not recorded" for a classifier saved before it was (2026-12-07), or an encoder
+    saved before its device was."""
+    record = (classifier or {}).get("encoder_trained_on")
+    if not isinstance(record, Mapping):
+        return NOT_RECORDED
+    if not record.get("supcon"):
+        return SUPCON_OFF
+    return describe_training_device(record)
+
+
 def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> None:
     """Write ``state`` to ``path`` atomically: a temporary file beside it, then a rename.
 

@@ -28,7 +28,12 @@ from skin_lesion.augment import (
     eval_settings,
 )
 from skin_lesion.batches import Batch, BatchSource, Placement
-from skin_lesion.checkpoints import CheckpointStore, to_cpu, training_device
+from skin_lesion.checkpoints import (
+    CheckpointStore,
+    encoder_training_record,
+    to_cpu,
+    training_device,
+)
 from skin_lesion.classifier import (
     CHECKPOINT_KIND,
     Classifier,
@@ -555,6 +560,24 @@ def prepare_phase_stores(store: CheckpointStore, config: ClassifierConfig) -> No
         finetune.clear()
 
 
+def check_resumable(
+    store: CheckpointStore, config: ClassifierConfig, params: dict[str, Any]
+) -> None:
+    """What :func:`train_classifier` with ``resume`` refuses, without training: the warm-up's
+    checkpoint, and the fine-tune one where it follows a complete warm-up (otherwise
+    :func:`prepare_phase_stores` discards it), against ``params``. Nothing for a fresh run.
+
+    Raises:
+        engine.ResumeMismatchError: Naming each difference, as the training does.
+    """
+    if not config.resume:
+        return
+    warmup = store.child("warmup")
+    engine.check_resumable(warmup, params)
+    if engine.run_complete(warmup, config.warmup.epochs):
+        engine.check_resumable(store.child("finetune"), params)
+
+
 def train_classifier(
     images: np.ndarray,
     rows: pd.DataFrame,
@@ -655,6 +678,8 @@ def train_classifier(
         "params": params,
         "history": history,
         "trained_on": training_device(device),
+        # Where its SupCon encoder was pretrained (or that it was not), for the report.
+        "encoder_trained_on": encoder_training_record(pretrained),
     }
     predictions = predictions_frame(probs, rows.iloc[setup.val_idx], classes)
     return to_cpu(checkpoint), history, predictions

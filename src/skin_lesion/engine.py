@@ -503,6 +503,18 @@ def fit(
     return history
 
 
+def check_resumable(store: Any, params: dict[str, Any]) -> None:
+    """What ``fit(resume=True)`` refuses, without training: ``store``'s latest checkpoint
+    against the ``params`` the run would record (``describe``'s); none saved passes.
+
+    Raises:
+        ResumeMismatchError: Naming each difference, as ``fit`` does.
+    """
+    latest = store.latest() if store is not None else None
+    if latest is not None:
+        _check_resumable(latest, {"params": params})
+
+
 def discard_run(store: Any, desc: str) -> None:
     """A fresh run: say so if ``store`` holds an interrupted run, then forget it."""
     _warn_if_interrupted(store, 0, desc)

@@ -46,8 +46,34 @@ DATA_KEY = "data_sha256"
 FUSION_COLUMNS = ("image_id", "age", "sex", "localization")
 
 
+# The default pipelines in the order they run: each reads what the one before it made.
+PIPELINE_ORDER = ("data_processing", "contrastive_pretraining", "classifier_training", "reporting")
+
+
 class StaleInputError(RuntimeError):
-    """A checkpoint was made from other splits or another image cache than the current ones."""
+    """A checkpoint was made from other splits or another image cache than the current ones.
+
+    Attributes:
+        pipelines: The pipelines the message says to rerun, in :data:`PIPELINE_ORDER` (all of
+            them for a whole ``kedro run``), for code that acts on it (the notebooks'
+            check) rather than reading the message; None where the raise site names none.
+    """
+
+    def __init__(self, message: str, *, pipelines: Iterable[str] | None = None) -> None:
+        super().__init__(message)
+        self.pipelines = None if pipelines is None else _ordered(pipelines)
+
+
+def _ordered(pipelines: Iterable[str]) -> tuple[str, ...]:
+    """``pipelines`` once each, those of :data:`PIPELINE_ORDER` in its order, others after."""
+    named = set(pipelines)
+    rank = {name: k for k, name in enumerate(PIPELINE_ORDER)}
+    return tuple(sorted(named, key=lambda name: (rank.get(name, len(rank)), name)))
+
+
+def rerun_pipelines(rerun: str) -> tuple[str, ...]:
+    """The pipelines of a ``rerun`` argument (``"contrastive_pretraining,classifier_training"``)."""
+    return _ordered(name.strip() for name in rerun.split(",") if name.strip())
 
 
 def all_of(*checks: Callable[[], None]) -> None:
@@ -58,17 +84,21 @@ def all_of(*checks: Callable[[], None]) -> None:
         StaleInputError: The one failure's message, or each failure's, numbered.
     """
     problems: list[str] = []
+    pipelines: list[str] | None = []  # None once a failure names none
     for check in checks:
         try:
             check()
         except StaleInputError as error:  # one of all_of's own keeps its items apart
             problems += getattr(error, "problems", None) or [str(error)]
+            named = getattr(error, "pipelines", None)
+            pipelines = None if pipelines is None or named is None else [*pipelines, *named]
     if len(problems) == 1:
-        raise StaleInputError(problems[0])
+        raise StaleInputError(problems[0], pipelines=pipelines)
     if problems:
         error = StaleInputError(
             f"{len(problems)} inputs or settings differ from what the output was made with:\n"
-            + "\n".join(f"  {k}. {problem}" for k, problem in enumerate(problems, 1))
+            + "\n".join(f"  {k}. {problem}" for k, problem in enumerate(problems, 1)),
+            pipelines=pipelines,
         )
         error.problems = problems
         raise error
@@ -198,7 +228,8 @@ def check_made_from(
         raise StaleInputError(
             "data_processing's outputs come from different runs (one stopped midway, then a "
             f"part of the pipeline run alone): {'; '.join(problems)}. Rerun `kedro run "
-            "--pipelines data_processing` in full (add the same --env/--params)."
+            "--pipelines data_processing` in full (add the same --env/--params).",
+            pipelines=("data_processing",),
         )
 
 
@@ -365,7 +396,8 @@ def check_raw_data(
         f"data_processing (`{rerun} --pipelines data_processing`, then the stages after it, "
         f"each naming what it needs) or the whole `{rerun}` (any other --params of yours in the "
         "same --params, comma-separated: a second --params replaces the first), or put "
-        "the old data back."
+        "the old data back.",
+        pipelines=("data_processing",),
     )
 
 
@@ -434,7 +466,8 @@ def check_checkpoint_inputs(
         raise StaleInputError(
             f"`{what}` is stale: {'; and '.join(problems)}. Rerun "
             f"`kedro run --pipelines {rerun}` (add the same --env/--params) to remake it "
-            "from the current inputs."
+            "from the current inputs.",
+            pipelines=rerun_pipelines(rerun),
         )
 
 
@@ -459,7 +492,8 @@ def check_cache_settings(
             "`image_cache` is stale: it was made with other preprocessing than "
             f"data_processing.preprocessing now says ({'; '.join(changed)}). Rerun `kedro run "
             "--pipelines data_processing` (add the same --env/--params) to remake it, then the "
-            "stages after it, or restore the settings."
+            "stages after it, or restore the settings.",
+            pipelines=("data_processing",),
         )
 
 
@@ -494,7 +528,8 @@ def check_encoder_settings(
             + ", but the parameters now say "
             + ", ".join(f"encoder.{k}={wanted[k]!r}" for k in differing)
             + f". Rerun `kedro run --pipelines {rerun}` (add the same --env/--params) to "
-            "remake it, or restore the settings."
+            "remake it, or restore the settings.",
+            pipelines=rerun_pipelines(rerun),
         )
 
 
@@ -553,7 +588,8 @@ def check_seed(checkpoint: Mapping[str, Any], seed: int, what: str, rerun: str) 
             f"`{what}` is stale: it was trained with seed={recorded}, but the parameters now "
             f"say seed={seed}. Rerun `kedro run --pipelines {rerun} --params seed={seed}` (add "
             f"the same --env/--params) to train it with this seed, or pass --params "
-            f"seed={recorded}."
+            f"seed={recorded}.",
+            pipelines=rerun_pipelines(rerun),
         )
 
 
@@ -631,7 +667,8 @@ def check_split_settings(split_summary: Mapping[str, Any], split: Any, classes: 
             f"`splits` is stale: they were made with other settings than the parameters now "
             f"say ({'; '.join(differences)}). Rerun `kedro run --pipelines data_processing` (add "
             "the same --env/--params) to remake them, then the stages after it, or restore "
-            "the settings."
+            "the settings.",
+            pipelines=("data_processing",),
         )
 
 
@@ -682,7 +719,8 @@ def check_settings(
         raise StaleInputError(
             f"`{what}` is stale: it was made with other {group} settings than the parameters "
             f"now say ({'; '.join(differences)}). Rerun `kedro run --pipelines {rerun}` (add "
-            "the same --env/--params) to remake it, or restore the settings."
+            "the same --env/--params) to remake it, or restore the settings.",
+            pipelines=rerun_pipelines(rerun),
         )
 
 
@@ -735,24 +773,28 @@ def check_predictions(
             raise StaleInputError(
                 f"`{what}` does not hold the split's {len(wanted)} images, each once "
                 f"({len(held)} rows: {'; '.join(problems)}): a write that did not finish (a "
-                f"full disk, a killed run) or another split's file. {rerun}"
+                f"full disk, a killed run) or another split's file. {rerun}",
+                pipelines=("reporting",),
             )
     if PREDICTED_BY not in predictions.columns or PREDICTED_TTA not in predictions.columns:
         raise StaleInputError(
             f"`{what}` does not record the classifier and TTA it was made with (made before "
-            f"predictions did), so it cannot be scored as this classifier's. {rerun}"
+            f"predictions did), so it cannot be scored as this classifier's. {rerun}",
+            pipelines=("reporting",),
         )
     made_by = sorted(set(predictions[PREDICTED_BY].astype(str)))
     if made_by != [classifier_sha256]:
         raise StaleInputError(
             f"`{what}` is stale: it was predicted by classifier {', '.join(made_by)[:40]}…, "
-            f"not by the current classifier.pt ({classifier_sha256[:12]}…). {rerun}"
+            f"not by the current classifier.pt ({classifier_sha256[:12]}…). {rerun}",
+            pipelines=("reporting",),
         )
     made_with = sorted(set(predictions[PREDICTED_TTA].astype(str)))
     if made_with != [tta]:
         raise StaleInputError(
             f"`{what}` is stale: it was predicted with tta {', '.join(made_with)}, but "
-            f"reporting.tta is now {tta!r}. {rerun}"
+            f"reporting.tta is now {tta!r}. {rerun}",
+            pipelines=("reporting",),
         )
     if pixels is None:
         return
@@ -760,7 +802,8 @@ def check_predictions(
         raise StaleInputError(
             f"`{what}` does not record the pixels of the images it scored (made before "
             f"predictions recorded them), so it cannot be told to be of the current images. "
-            f"{rerun}"
+            f"{rerun}",
+            pipelines=("reporting",),
         )
     ids = predictions["image_id"].astype(str)
     then = predictions[PREDICTED_PIXELS].astype(str)
@@ -775,7 +818,8 @@ def check_predictions(
     if problems:
         raise StaleInputError(
             f"`{what}` is stale: it was predicted from images that have changed since: "
-            f"{'; '.join(problems)} (data_processing was rerun on other images). {rerun}"
+            f"{'; '.join(problems)} (data_processing was rerun on other images). {rerun}",
+            pipelines=("reporting",),
         )
 
 
@@ -818,7 +862,8 @@ def check_scored_pixels(
             "`test_metrics` is stale: it scores predictions of val and test images that have "
             "changed since (other pixels, or other images in those splits: data_processing was "
             "rerun on other images or with another split). Rerun `kedro run --pipelines "
-            "reporting` (add the same --env/--params; it predicts again)."
+            "reporting` (add the same --env/--params; it predicts again).",
+            pipelines=("reporting",),
         )
 
 
@@ -831,13 +876,15 @@ def check_operating_point(point: Mapping[str, Any], classifier_sha256: str, tta:
         raise StaleInputError(
             f"`test_metrics` is stale: it scores classifier {str(recorded)[:12]}…, not the "
             f"current classifier.pt ({classifier_sha256[:12]}…). Rerun `kedro run --pipelines "
-            "reporting` (add the same --env/--params)."
+            "reporting` (add the same --env/--params).",
+            pipelines=("reporting",),
         )
     if point.get(PREDICTED_TTA) not in (None, tta):
         raise StaleInputError(
             f"`test_metrics` is stale: it was fitted with tta {point.get(PREDICTED_TTA)!r}, but "
             f"reporting.tta is now {tta!r}. Rerun `kedro run --pipelines reporting` (add the "
-            "same --env/--params)."
+            "same --env/--params).",
+            pipelines=("reporting",),
         )
 
 
@@ -852,8 +899,13 @@ def check_fine_tuned_from(classifier: Mapping[str, Any], encoder_sha256: str) ->
             f"not the encoder the classifier was fine-tuned from ({encoder_sha256[:12]}… now, "
             f"{str(recorded)[:12]}… then): contrastive pretraining was rerun without "
             "classifier training. Rerun `kedro run --pipelines classifier_training,reporting`, "
-            "or restore the encoder."
+            "or restore the encoder.",
+            pipelines=("classifier_training", "reporting"),
         )
+
+
+# The pipeline that makes each checkpoint.
+MADE_BY = {"pretrained_encoder": "contrastive_pretraining", "classifier": "classifier_training"}
 
 
 def check_history(history: Any, checkpoint: Mapping[str, Any], what: str, made_by: str) -> None:
@@ -867,7 +919,8 @@ def check_history(history: Any, checkpoint: Mapping[str, Any], what: str, made_b
         raise StaleInputError(
             f"`{what}` is not the history `{made_by}` recorded (it was left by another run: "
             f"the figure would show curves of a model other than the one reported). Rerun the "
-            f"pipeline that makes `{made_by}`, or restore the history it wrote with it."
+            f"pipeline that makes `{made_by}`, or restore the history it wrote with it.",
+            pipelines=[MADE_BY[made_by]] if made_by in MADE_BY else None,
         )
 
 
@@ -900,5 +953,6 @@ def check_validation_settings(
         )
         raise StaleInputError(
             f"the outputs of data_processing were validated with other metadata limits ({shown}). "
-            f"Rerun `{rerun}` to validate with the new ones, or pass the ones they were made with."
+            f"Rerun `{rerun}` to validate with the new ones, or pass the ones they were made with.",
+            pipelines=PIPELINE_ORDER,
         )

@@ -64,8 +64,18 @@ class StaleOutputsError(StaleInputError):
 
 
 # The default pipelines in the order they run: each reads what the one before it made.
-PIPELINE_ORDER = ("data_processing", "contrastive_pretraining", "classifier_training", "reporting")
+PIPELINE_ORDER = lineage.PIPELINE_ORDER
+# For an error raised without ``pipelines`` (by code of its own): the ones its text names.
 _RERUN = re.compile(r"`kedro run(?: --env \S+)? --pipelines ([\w,]+)")
+
+
+def _rerun(error: StaleInputError) -> set[str]:
+    """The pipelines ``error`` says to rerun: its ``pipelines``, else those its message names
+    in a ``kedro run --pipelines`` command."""
+    named = getattr(error, "pipelines", None)
+    if named is not None:
+        return set(named)
+    return {name for found in _RERUN.findall(str(error)) for name in found.split(",")}
 
 
 def _stale(error: StaleInputError, env: str | None, last: str) -> StaleOutputsError:
@@ -73,7 +83,7 @@ def _stale(error: StaleInputError, env: str | None, last: str) -> StaleOutputsEr
     notebook: in which environment, and one command that runs every pipeline from the
     earliest one it names through ``last`` (the last whose outputs the notebook reads: once
     a pipeline is rerun, those after it are stale in turn)."""
-    named = {name for found in _RERUN.findall(str(error)) for name in found.split(",")}
+    named = _rerun(error)
     first = min((PIPELINE_ORDER.index(n) for n in named if n in PIPELINE_ORDER), default=0)
     chain = PIPELINE_ORDER[first : PIPELINE_ORDER.index(last) + 1]
     command = "kedro run" if chain == PIPELINE_ORDER else f"kedro run --pipelines {','.join(chain)}"
@@ -83,7 +93,8 @@ def _stale(error: StaleInputError, env: str | None, last: str) -> StaleOutputsEr
         "not made from each other (a pipeline was rerun without the ones after it, or the raw "
         "data changed), so it would show stale results beside current ones. "
         f"{error}\nTo make them all current, run in that environment `{command}` (with any "
-        "--params your runs used), then restart the kernel and run this notebook again."
+        "--params your runs used), then restart the kernel and run this notebook again.",
+        pipelines=chain,
     )
 
 

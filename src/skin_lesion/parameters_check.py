@@ -25,7 +25,8 @@ pipeline that scores a classifier it does not train (``reporting``) refuses one 
 other settings, another seed, or from an encoder made with other encoder or SupCon settings
 (``check_classifier_current``): the report and MLflow would list settings the model was not
 made with. Both refusals come before any node runs and before kedro-mlflow opens a run, so
-no FAILED run is left in the tracking store.
+no FAILED run is left in the tracking store; as does a training node's refusal to resume a
+saved run with other settings or inputs (``check_resume_current``).
 
 Likewise a pipeline that reads outputs of data_processing without validating compares the
 raw data with what data_processing read (``check_raw_data_current``), and every one of these
@@ -578,7 +579,8 @@ def check_raw_data_current(
     except Exception as error:  # named in the refusal, with its cause
         raise lineage.StaleInputError(
             f"the raw data in {where} no longer read as data_processing read them ({error}). "
-            f"Fix them, or rerun `{rerun}` to remake everything from them."
+            f"Fix them, or rerun `{rerun}` to remake everything from them.",
+            pipelines=lineage.PIPELINE_ORDER,  # the whole run
         ) from error
     compare_images = lineage.raw_data_at_hand(recorded, current)
     if not compare_images:
@@ -736,6 +738,40 @@ def check_embedded_encoder_current(pipeline: Any, catalog: Any) -> None:
     )
 
 
+# The training nodes that resume, each with its pipeline: the parameter group whose
+# ``resume`` asks for it, and the package whose nodes module has its ``check_resumable``
+# (which takes the node's own arguments).
+RESUMING_NODES = {
+    "pretrain_encoder": "contrastive_pretraining",
+    "train_classifier": "classifier_training",
+}
+
+
+def check_resume_current(pipeline: Any, catalog: Any) -> None:
+    """The training nodes' refusal to resume a saved run whose parameters or inputs differ
+    (``engine.ResumeMismatchError``, same message), for each training node of the run with
+    ``resume: true`` whose inputs the run does not make: before any node and before MLflow
+    opens a run, not by the node once started (which left a FAILED run). A run that makes
+    the inputs (``--pipelines data_processing,classifier_training``) leaves it to the node,
+    which checks again in any case."""
+    import importlib
+
+    made = set(pipeline.all_outputs())
+    for node in pipeline.nodes:
+        found = [v for k, v in RESUMING_NODES.items() if node.name.endswith(k)]
+        if not found:
+            continue
+        group = found[0]
+        asked = catalog.load(f"params:{group}") if f"params:{group}" in catalog else None
+        if not (isinstance(asked, Mapping) and asked.get("resume")):
+            continue  # the usual case: nothing loaded
+        inputs = list(node.inputs)
+        if set(inputs) & made or not all(n in catalog and catalog.exists(n) for n in inputs):
+            continue  # made by this run, or not yet: the node checks, or check_inputs_exist
+        nodes = importlib.import_module(f"skin_lesion.pipelines.{group}.nodes")
+        nodes.check_resumable(*(catalog.load(name) for name in inputs))
+
+
 def check_classifier_current(pipeline: Any, catalog: Any) -> None:
     """For a run of reporting nodes that does not train the classifier (``--pipelines
     reporting``, ``--from-nodes evaluate_test``, ``--nodes build_report``), before any node:
@@ -833,7 +869,8 @@ def check_classifier_current(pipeline: Any, catalog: Any) -> None:
                 f"this run rebuilds the image cache but reads {', '.join(map(repr, read))} "
                 "without making them: they were made from the cache as it was. Add "
                 "predict_test and predict_val to the run, or rerun `kedro run --pipelines "
-                "reporting` (add the same --env/--params) after data_processing."
+                "reporting` (add the same --env/--params) after data_processing.",
+                pipelines=("reporting",),
             )
 
         checks.append(rebuilt)
@@ -971,8 +1008,9 @@ class ParametersCheck:
         from other raw data than is there now, or splits made with other split settings or
         classes than the parameters say, in a run that reads them without making them; a
         pretrained encoder made with other SupCon settings in a run that embeds with it
-        without making it; and a classifier made with other settings in a run that scores it
-        without training it; before any node runs."""
+        without making it; a resume of a saved training run that differs from this one; and
+        a classifier made with other settings in a run that scores it without training it;
+        before any node runs."""
         pipeline = nodes_to_run(pipeline, catalog, run_params)
         reads = set(pipeline.inputs())
         if reads & set(RUNTIME_ONLY.values()) and "params:inference" in catalog:
@@ -988,6 +1026,7 @@ class ParametersCheck:
         check_training_inputs_current(pipeline, catalog)
         check_embedded_encoder_current(pipeline, catalog)
         check_encoder_weights_readable(pipeline, catalog)
+        check_resume_current(pipeline, catalog)
         check_classifier_current(pipeline, catalog)
 
     @staticmethod

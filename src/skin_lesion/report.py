@@ -119,6 +119,7 @@ def render_report(
     notice: str | None = None,
     recorded_groups: Sequence[str] = (),
     trained_on: str | None = None,
+    encoder_trained_on: str | None = None,
 ) -> str:
     """Render one run as a self-contained HTML5 page.
 
@@ -139,6 +140,8 @@ def render_report(
             recorded as trained with, not the run's (said in the Parameters section).
         trained_on: The device the classifier was trained on (its checkpoint's record),
             said above the Environment section's tables, which describe this run.
+        encoder_trained_on: Likewise the device its SupCon encoder was pretrained on (the
+            classifier's record of it), or that it was not pretrained.
 
     Returns:
         The HTML document.
@@ -174,7 +177,7 @@ def render_report(
         _section("Split protocol", _split_section(split_summary, metrics)),
         _section("Parameters", _params_block(params, recorded_groups)),
         _section("Dataset", _key_value_table(fingerprint)),
-        _section("Environment", _environment_tables(environment, trained_on)),
+        _section("Environment", _environment_tables(environment, trained_on, encoder_trained_on)),
         _section("Figures", _figures(figures, captions)),
     ]
     return "\n".join(
@@ -542,15 +545,17 @@ def _key_value_table(values: Mapping) -> str:
     return _table(["Field", "Value"], rows) if rows else f"<p>{NA}</p>"
 
 
-def _environment_tables(environment: Mapping, trained_on: str | None = None) -> str:
+def _environment_tables(
+    environment: Mapping, trained_on: str | None = None, encoder_trained_on: str | None = None
+) -> str:
     scalars = {k: v for k, v in environment.items() if not isinstance(v, Mapping)}
     packages = environment.get("packages") or {}
     out = _key_value_table(scalars)
-    if trained_on:
-        out = (
-            f"<p>Classifier trained on: {_esc(trained_on)}. The tables describe the run that "
-            "made this report.</p>" + out
-        )
+    said = [f"Classifier trained on: {_esc(trained_on)}."] if trained_on else []
+    if encoder_trained_on:
+        said.append(f"SupCon encoder pretrained on: {_esc(encoder_trained_on)}.")
+    if said:
+        out = f"<p>{' '.join(said)} The tables describe the run that made this report.</p>" + out
     if packages:
         rows = [[_cell(name, header=True), f"<td>{_fmt(v)}</td>"] for name, v in packages.items()]
         out += "<h3>Package versions</h3>" + _table(["Package", "Version"], rows)

@@ -123,6 +123,16 @@ def train_classifier(
         contrastive=contrastive,
         data=lineage.data_fingerprint(image_cache, splits),
     )
+    recorded = run_params(
+        image_cache,
+        splits,
+        cached_metadata,
+        pretrained_encoder,
+        classes,
+        params,
+        seed,
+        metadata_validation,
+    )
     if not pretrained_encoder.get("history"):  # initial weights: only their cache is current
         pretrained_encoder = {
             **pretrained_encoder,
@@ -142,25 +152,79 @@ def train_classifier(
         config=config,
         seed=seed,
         device=engine.resolve_device(device),
-        params={
-            "classifier_training": params,
-            "seed": seed,
-            "classes": list(classes),
-            lineage.SPLIT_KEY: lineage.split_fingerprint(splits),
-            lineage.CACHE_KEY: image_cache.preprocessing,
-            lineage.DATA_KEY: lineage.data_fingerprint(
-                image_cache, splits, cached_metadata if config.metadata_fusion else None
-            ),
-            lineage.ENCODER_KEY: state_fingerprint(pretrained_encoder),
-            lineage.SETTINGS_KEY: {
-                "classifier_training": asdict(config),
-                # What the encoder it starts from was made with, which reporting checks.
-                **_pretrained_settings(pretrained_encoder),
-                **_validation_settings(metadata_validation),
-            },
-        },
+        params=recorded,
         store=classifier_run,
     )
+
+
+def run_params(
+    image_cache: ImageCache,
+    splits: pd.DataFrame,
+    cached_metadata: pd.DataFrame,
+    pretrained_encoder: dict[str, Any],
+    classes: list[str],
+    params: dict[str, Any],
+    seed: int,
+    metadata_validation: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """What :func:`train_classifier` records as the run's ``params`` in its checkpoints,
+    which ``resume`` compares with the saved run's (arguments as its)."""
+    config = from_dict(classification.ClassifierConfig, params, "classifier_training")
+    return {
+        "classifier_training": params,
+        "seed": seed,
+        "classes": list(classes),
+        lineage.SPLIT_KEY: lineage.split_fingerprint(splits),
+        lineage.CACHE_KEY: image_cache.preprocessing,
+        lineage.DATA_KEY: lineage.data_fingerprint(
+            image_cache, splits, cached_metadata if config.metadata_fusion else None
+        ),
+        lineage.ENCODER_KEY: state_fingerprint(pretrained_encoder),
+        lineage.SETTINGS_KEY: {
+            "classifier_training": asdict(config),
+            # What the encoder it starts from was made with, which reporting checks.
+            **_pretrained_settings(pretrained_encoder),
+            **_validation_settings(metadata_validation),
+        },
+    }
+
+
+def check_resumable(
+    image_cache: ImageCache,
+    splits: pd.DataFrame,
+    cached_metadata: pd.DataFrame,
+    pretrained_encoder: dict[str, Any],
+    classifier_run: CheckpointStore,
+    classes: list[str],
+    params: dict[str, Any],
+    seed: int,
+    device: str,
+    encoder: dict[str, Any] | None = None,
+    preprocessing: dict[str, Any] | None = None,
+    contrastive: dict[str, Any] | None = None,
+    metadata_validation: dict[str, Any] | None = None,
+) -> None:
+    """The refusal of :func:`train_classifier` with ``resume`` (its arguments), without
+    training: run by ``parameters_check`` before the run, so that a refused resume leaves
+    no FAILED MLflow run; the node's own check stays for calls outside a ``kedro run``.
+
+    Raises:
+        engine.ResumeMismatchError: Naming each difference from the saved run.
+    """
+    config = from_dict(classification.ClassifierConfig, params, "classifier_training")
+    if not config.resume:
+        return
+    recorded = run_params(
+        image_cache,
+        splits,
+        cached_metadata,
+        pretrained_encoder,
+        classes,
+        params,
+        seed,
+        metadata_validation,
+    )
+    classification.check_resumable(classifier_run, config, recorded)
 
 
 def _validation_settings(metadata_validation: dict[str, Any] | None) -> dict[str, Any]:

@@ -69,19 +69,56 @@ def pretrain_encoder(
         seed=seed,
         device=engine.resolve_device(device),
         cache_preprocessing=image_cache.preprocessing,
-        params={
-            "encoder": encoder,
-            "contrastive_pretraining": params,
-            "seed": seed,
-            lineage.SPLIT_KEY: lineage.split_fingerprint(splits),
-            lineage.CACHE_KEY: image_cache.preprocessing,
-            lineage.DATA_KEY: lineage.data_fingerprint(image_cache, splits),
-            lineage.SETTINGS_KEY: {"contrastive_pretraining": asdict(config)},
-        },
+        params=run_params(image_cache, splits, encoder, params, seed),
         store=pretraining_run,
         val_indices=np.flatnonzero(split == "val"),
     )
     return checkpoint, history
+
+
+def run_params(
+    image_cache: ImageCache,
+    splits: pd.DataFrame,
+    encoder: dict[str, Any],
+    params: dict[str, Any],
+    seed: int,
+) -> dict[str, Any]:
+    """What :func:`pretrain_encoder` records as the run's ``params`` in its checkpoints,
+    which ``resume`` compares with the saved run's (arguments as its)."""
+    config = from_dict(supcon.PretrainConfig, params, "contrastive_pretraining")
+    return {
+        "encoder": encoder,
+        "contrastive_pretraining": params,
+        "seed": seed,
+        lineage.SPLIT_KEY: lineage.split_fingerprint(splits),
+        lineage.CACHE_KEY: image_cache.preprocessing,
+        lineage.DATA_KEY: lineage.data_fingerprint(image_cache, splits),
+        lineage.SETTINGS_KEY: {"contrastive_pretraining": asdict(config)},
+    }
+
+
+def check_resumable(
+    image_cache: ImageCache,
+    splits: pd.DataFrame,
+    pretraining_run: CheckpointStore,
+    encoder: dict[str, Any],
+    params: dict[str, Any],
+    seed: int,
+    device: str,
+    preprocessing: dict[str, Any] | None = None,
+) -> None:
+    """The refusal of :func:`pretrain_encoder` with ``resume`` (its arguments), without
+    training: run by ``parameters_check`` before the run, so that a refused resume leaves
+    no FAILED MLflow run; the engine's own check stays for calls outside a ``kedro run``.
+    SupCon off (``enabled: false`` or ``epochs: 0``) trains nothing and resumes nothing.
+
+    Raises:
+        engine.ResumeMismatchError: Naming each difference from the saved run.
+    """
+    config = from_dict(supcon.PretrainConfig, params, "contrastive_pretraining")
+    if not (config.resume and config.enabled and config.epochs > 0):
+        return
+    engine.check_resumable(pretraining_run, run_params(image_cache, splits, encoder, params, seed))
 
 
 def export_embeddings(

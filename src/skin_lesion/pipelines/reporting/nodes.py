@@ -430,6 +430,8 @@ def build_report(
     ``inputs``: the parameter groups as ``param_<group>`` (``param_device`` among them) and
     the figures' PNG bytes by figure name, embedded in the pipeline's order.
     """
+    from skin_lesion.checkpoints import describe_encoder_training_device
+
     params, recorded = trained_settings(
         {k.removeprefix(PARAM_PREFIX): v for k, v in inputs.items() if k.startswith(PARAM_PREFIX)},
         classifier,
@@ -446,4 +448,5 @@ def build_report(
         notice=config.notice,
         recorded_groups=recorded,
         trained_on=describe_training_device(classifier),
+        encoder_trained_on=describe_encoder_training_device(classifier),
     )
