@@ -425,6 +425,19 @@ def test_a_resume_that_is_refused_stops_before_an_mlflow_run_opens(tracked_proje
     assert statuses() == ["FAILED"] + ["FINISHED"] * 4
 
 
+def test_an_unknown_encoder_stops_the_run_before_an_mlflow_run_opens(tracked_project):
+    """The encoder check needs timm, so it runs when the run starts, not when the context is
+    created: still before kedro-mlflow opens a run, which would end FAILED."""
+    from skin_lesion.config import ConfigError
+
+    project, uri = tracked_project
+    with pytest.raises(ConfigError, match=r"encoder.name: 'efficientnet_b9' is not a timm"):
+        run_kedro(project, "data_processing", encoder={"name": "efficientnet_b9"})
+    experiments = mlflow.MlflowClient(uri).search_experiments()
+    assert not mlflow.MlflowClient(uri).search_runs([e.experiment_id for e in experiments])
+    assert not (project / "data" / "test" / "02_intermediate").exists()
+
+
 def test_sigterm_is_left_alone_outside_the_kedro_command(monkeypatch):
     """A notebook catches SystemExit: a SIGTERM turned into one would not end its kernel."""
     import signal

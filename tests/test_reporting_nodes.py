@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from skin_lesion import evaluation, figures
 from skin_lesion.calibration import apply_temperature
 from skin_lesion.pipelines.reporting import nodes
 from tests.test_environments import load_config
@@ -25,8 +26,8 @@ def test_roc_curves_use_the_calibrated_probabilities(monkeypatch: pytest.MonkeyP
         seen["points"] = kwargs.get("operating_points")
         return "figure"
 
-    monkeypatch.setattr(nodes.figures, "plot_roc_curves", capture)
-    monkeypatch.setattr(nodes.figures, "figure_to_png", lambda fig: b"png")
+    monkeypatch.setattr(figures, "plot_roc_curves", capture)
+    monkeypatch.setattr(figures, "figure_to_png", lambda fig: b"png")
     metrics = {"calibration": {"temperature": 2.5}}
     assert nodes.plot_roc_curves(predictions, metrics, CLASSES) == b"png"
     np.testing.assert_allclose(seen["scores"], apply_temperature(probs, 2.5))
@@ -84,8 +85,8 @@ def test_gradcam_explains_with_the_tta_the_predictions_were_made_with(
 
     monkeypatch.setattr(nodes, "_check_classifier", lambda *args, **kwargs: None)
     monkeypatch.setattr(nodes, "_rows", lambda *args: None)
-    monkeypatch.setattr(nodes.ev, "gradcam_panels", capture)
-    monkeypatch.setattr(nodes.figures, "figure_to_png", lambda fig: b"png")
+    monkeypatch.setattr(evaluation, "gradcam_panels", capture)
+    monkeypatch.setattr(figures, "figure_to_png", lambda fig: b"png")
     metrics = {"calibration": {"temperature": 1.5}} | ({"tta": recorded} if recorded else {})
     cache = type("Cache", (), {"images": None})()
     png = nodes.plot_gradcam(

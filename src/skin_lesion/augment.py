@@ -17,14 +17,16 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from skin_lesion.config import check_finite
+# The parameter dataclasses live in skin_lesion.configs, which imports no torch (the
+# start-up parameter check builds them); named here as before.
+from skin_lesion.configs import PADDING_MODES as PADDING_MODES
+from skin_lesion.configs import AugmentConfig
 
 logger = logging.getLogger(__name__)
 
@@ -32,95 +34,6 @@ UINT8_MAX = 255.0
 CHANNELS = 3
 NUM_VIEWS = 2
 INTERPOLATION_MODES = ("bilinear", "bicubic")
-PADDING_MODES = ("zeros", "border", "reflection")
-
-
-@dataclass(frozen=True)
-class AugmentConfig:
-    """Knobs of the training augmentation (``params:augment``).
-
-    Defaults adapted from SimCLR/SupCon (Chen et al. 2020, Appendix A; Khosla et al. 2020):
-    random resized crop, flips, colour jitter with p=0.8, optional Gaussian blur with a
-    kernel of about 10% of the crop; gentler saturation and hue and no grayscale, since
-    colour carries diagnosis in dermoscopy (the pipelines' values are in
-    ``conf/base/parameters*.yml``, which differ from these dataclass defaults in places).
-    Dermoscopy has no canonical orientation, so vertical flips and rotations by any angle
-    are label-preserving.
-
-    Attributes:
-        crop_size: Side of the square output crop, in pixels.
-        crop_scale: Range of the crop's area as a fraction of the image's.
-        crop_ratio: Range of the crop's aspect ratio (width / height).
-        hflip_p: Probability of a horizontal flip.
-        vflip_p: Probability of a vertical flip.
-        rotation_degrees: Rotations are drawn uniformly from ``[-deg, +deg]``.
-        rotation_p: Probability of a rotation.
-        rotation_padding: How the corners uncovered by a rotation are filled:
-            ``"reflection"`` (default: no black corners), ``"border"`` or ``"zeros"``.
-        color_jitter: Brightness, contrast, saturation and hue strengths, drawn as
-            torchvision's ``ColorJitter`` draws them. The hue shift is a rotation of the YIQ
-            chroma plane by up to ``hue`` turns (:func:`colour_matrices`), not an HSV shift: on
-            256 HAM10000 images it moves the pixels about 1.7x as far as torchvision's HSV
-            shift by the same value, so 0.03 here is about torchvision's 0.05.
-        color_jitter_p: Probability of colour jitter.
-        blur_p: Probability of a Gaussian blur.
-        blur_sigma: Range of the blur's standard deviation, in pixels.
-        blur_kernel: Side of the blur kernel, in pixels; must be odd.
-    """
-
-    crop_size: int = 224
-    crop_scale: tuple[float, float] = (0.2, 1.0)
-    crop_ratio: tuple[float, float] = (0.75, 1.3333)
-    hflip_p: float = 0.5
-    vflip_p: float = 0.5
-    rotation_degrees: float = 180.0
-    rotation_p: float = 0.5
-    rotation_padding: str = "reflection"
-    color_jitter: tuple[float, float, float, float] = (0.4, 0.4, 0.2, 0.03)
-    color_jitter_p: float = 0.8
-    blur_p: float = 0.0
-    blur_sigma: tuple[float, float] = (0.1, 2.0)
-    blur_kernel: int = 23
-
-    def __post_init__(self) -> None:
-        """Reject values that would fail later, or be silently misused."""
-        if self.crop_size <= 0:
-            raise ValueError(f"crop_size must be positive, got {self.crop_size}")
-        for name in ("hflip_p", "vflip_p", "rotation_p", "color_jitter_p", "blur_p"):
-            value = getattr(self, name)
-            if not 0.0 <= value <= 1.0:
-                raise ValueError(f"{name} must be a probability in [0, 1], got {value}")
-        for name in ("crop_scale", "crop_ratio", "blur_sigma"):
-            low, high = getattr(self, name)
-            if not 0 < low <= high < math.inf:
-                raise ValueError(
-                    f"{name} must be (low, high) with 0 < low <= high, finite, got {(low, high)}"
-                )
-        if self.crop_scale[1] > 1:
-            raise ValueError(f"crop_scale must lie in (0, 1], got {self.crop_scale}")
-        if self.blur_kernel <= 0 or self.blur_kernel % 2 == 0:
-            raise ValueError(f"blur_kernel must be a positive odd number, got {self.blur_kernel}")
-        if self.blur_p > 0 and self.blur_kernel // 2 >= self.crop_size:
-            raise ValueError(
-                f"blur_kernel {self.blur_kernel} is too large for crop_size {self.crop_size}: "
-                f"its half-width must be below the crop's side"
-            )
-        if self.rotation_padding not in PADDING_MODES:
-            raise ValueError(
-                f"rotation_padding must be one of {PADDING_MODES}, got '{self.rotation_padding}'"
-            )
-        # Written to refuse NaN and infinity too: a NaN angle or strength made every image
-        # one flat colour or NaN, and the run went on.
-        if not all(0 <= v < math.inf for v in self.color_jitter):
-            raise ValueError(
-                f"color_jitter strengths must be finite numbers >= 0, got {self.color_jitter}"
-            )
-        check_finite(self, "rotation_degrees")
-        if not self.color_jitter[3] <= 0.5:
-            raise ValueError(
-                f"color_jitter hue must be at most 0.5 (a half turn, as in torchvision), "
-                f"got {self.color_jitter[3]}"
-            )
 
 
 def to_float_nchw(images: torch.Tensor) -> torch.Tensor:

@@ -15,9 +15,12 @@ from typing import Literal, NamedTuple
 import numpy as np
 import torch
 
+# The parameter dataclasses live in skin_lesion.configs, which imports no torch (the
+# start-up parameter check builds them); named here as before.
+from skin_lesion.configs import Placement
+
 logger = logging.getLogger(__name__)
 
-Placement = Literal["auto", "device", "host"]
 Sampling = Literal["uniform", "balanced", "inverse", "sqrt_inverse"]
 # ``auto`` puts the images on the GPU when they take at most this share of free memory.
 AUTO_GPU_SHARE = 0.5

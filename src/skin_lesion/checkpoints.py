@@ -13,13 +13,17 @@ import hashlib
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from skin_lesion.files import atomic_write
 from skin_lesion.provenance import cpu_name
+
+# torch is imported by the functions that need it: the catalog's checkpoint datasets import
+# this module, and kedro-viz or a notebook that builds every dataset need not load torch.
+if TYPE_CHECKING:
+    import torch
 
 LAST = "last.pt"
 NOT_RECORDED = "not recorded"
@@ -30,6 +34,7 @@ def library_versions() -> dict[str, str]:
     import platform
 
     import timm
+    import torch
 
     import skin_lesion
 
@@ -49,6 +54,8 @@ def training_device(device: torch.device) -> dict[str, str | None]:
     """
     name = None
     if device.type == "cuda":
+        import torch
+
         name = torch.cuda.get_device_name(device)
     elif device.type == "cpu":
         name = cpu_name()
@@ -114,6 +121,8 @@ def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> None:
     :func:`library_versions`) unless ``state`` names them already; they are recorded, not
     compared on load.
     """
+    import torch
+
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     if "versions" not in state:
@@ -129,6 +138,8 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
         ValueError: Naming the path when the file is not a checkpoint dict (truncated,
             another format, or tensors that are not in a dict).
     """
+    import torch
+
     target = Path(path)
     if not target.is_file():
         raise FileNotFoundError(f"No checkpoint at '{target}'")
@@ -152,6 +163,8 @@ def state_fingerprint(checkpoint: dict[str, Any]) -> str:
     Ties an output made from a model, such as the operating point fitted for a classifier,
     to exactly that model.
     """
+    import torch
+
     digest = hashlib.sha256()
     for name, tensor in sorted(checkpoint["state_dict"].items()):
         flat = tensor.detach().cpu().contiguous().reshape(-1)
@@ -171,6 +184,8 @@ def to_cpu(obj: Any) -> Any:
     turn NumPy scalars (``np.float64(0.5)``, a ``float`` to Python) into Python numbers:
     pickled as NumPy objects, ``torch.load(weights_only=True)`` refused the checkpoint that
     had been saved over a readable one."""
+    import torch
+
     if isinstance(obj, torch.Tensor):
         return obj.detach().cpu()
     if isinstance(obj, np.generic):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 import logging
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 import numpy as np
@@ -21,13 +21,8 @@ from timm.data.mixup import cutmix_bbox_and_lam, mixup_target
 from torch import nn
 
 from skin_lesion import engine
-from skin_lesion.augment import (
-    AugmentConfig,
-    build_eval_transform,
-    build_train_augment,
-    eval_settings,
-)
-from skin_lesion.batches import Batch, BatchSource, Placement
+from skin_lesion.augment import build_eval_transform, build_train_augment, eval_settings
+from skin_lesion.batches import Batch, BatchSource
 from skin_lesion.checkpoints import (
     CheckpointStore,
     encoder_training_record,
@@ -37,12 +32,16 @@ from skin_lesion.checkpoints import (
 from skin_lesion.classifier import (
     CHECKPOINT_KIND,
     Classifier,
-    HeadConfig,
     check_unfreeze_stages,
     unfreeze_last_stages,
 )
-from skin_lesion.config import check_at_least, check_probability
-from skin_lesion.ema import EmaConfig, StepEma
+
+# The parameter dataclasses live in skin_lesion.configs, which imports no torch (the
+# start-up parameter check builds them); named here as before.
+from skin_lesion.configs import ClassifierConfig, FinetuneConfig, LossConfig, MixConfig
+from skin_lesion.configs import EarlyStoppingConfig as EarlyStoppingConfig
+from skin_lesion.configs import WarmupConfig as WarmupConfig
+from skin_lesion.ema import StepEma
 from skin_lesion.losses import build_classification_loss
 from skin_lesion.prediction import predict_proba
 from skin_lesion.pretraining import model_from_checkpoint as pretrained_from_checkpoint
@@ -51,147 +50,6 @@ from skin_lesion.tabular import MetadataEncoder, fit_metadata_encoder
 logger = logging.getLogger(__name__)
 
 METRICS = ("balanced_accuracy", "macro_f1")
-
-
-@dataclass(frozen=True)
-class WarmupConfig:
-    """Phase 1: encoder frozen, head only."""
-
-    epochs: int = 2
-    optim: engine.OptimConfig = field(default_factory=lambda: engine.OptimConfig(lr=1e-3))
-
-    def __post_init__(self) -> None:
-        check_at_least(self, 0, "epochs")
-        engine.check_warmup_fits(self.optim, self.epochs)
-
-
-@dataclass(frozen=True)
-class FinetuneConfig:
-    """Phase 2: unfreeze the encoder (all of it, or its last ``unfreeze_stages`` stages).
-
-    Attributes:
-        epochs: Maximum epochs (early stopping may end sooner).
-        encoder_lr_scale: Encoder learning rate as a fraction of the head's.
-        unfreeze_stages: Number of trailing encoder stages to train (timm's coarse
-            parameter groups: stem, each block stage, head conv); null trains all.
-        frozen_batchnorm: With ``unfreeze_stages``, what the BatchNorm layers of the stages
-            left frozen do in training: ``update`` normalises with the batch's statistics
-            and updates the running ones (their weights stay fixed), ``fixed`` keeps them in
-            eval mode, so those stages compute exactly what they did in the warm-up.
-        optim: Optimiser and schedule (``lr`` is the head's).
-    """
-
-    epochs: int = 20
-    encoder_lr_scale: float = 0.1
-    unfreeze_stages: int | None = None
-    frozen_batchnorm: Literal["update", "fixed"] = "update"
-    optim: engine.OptimConfig = field(default_factory=lambda: engine.OptimConfig(lr=1e-3))
-
-    def __post_init__(self) -> None:
-        check_at_least(self, 0, "epochs", "encoder_lr_scale")
-        check_at_least(self, 1, "unfreeze_stages")
-        engine.check_warmup_fits(self.optim, self.epochs)
-
-
-@dataclass(frozen=True)
-class LossConfig:
-    """``focal``, ``cross_entropy`` or ``weighted_cross_entropy``; alpha for focal."""
-
-    name: Literal["focal", "cross_entropy", "weighted_cross_entropy"] = "focal"
-    gamma: float = 2.0
-    alpha: str | tuple[float, ...] | None = "inverse"
-    label_smoothing: float = 0.0
-
-    def __post_init__(self) -> None:
-        check_at_least(self, 0, "gamma")
-        check_probability(self, "label_smoothing", below_one=True)
-        if isinstance(self.alpha, str) and self.alpha not in ("inverse", "none"):
-            raise ValueError(
-                f"alpha must be 'inverse', 'none', null or one weight per class, got {self.alpha!r}"
-            )
-        if isinstance(self.alpha, tuple) and not all(a >= 0 for a in self.alpha):
-            raise ValueError(f"alpha weights must be >= 0, got {list(self.alpha)}")
-        if isinstance(self.alpha, tuple) and not any(a > 0 for a in self.alpha):
-            raise ValueError(
-                f"alpha weights must not all be 0 (the loss would be 0: nothing to learn), "
-                f"got {list(self.alpha)}"
-            )
-
-
-@dataclass(frozen=True)
-class MixConfig:
-    """timm ``Mixup``: MixUp and/or CutMix on the augmented batch (0 disables each)."""
-
-    mixup_alpha: float = 0.0
-    cutmix_alpha: float = 0.0
-    prob: float = 1.0
-    switch_prob: float = 0.5
-
-    @property
-    def enabled(self) -> bool:
-        """Whether MixUp or CutMix is on (either alpha above 0)."""
-        return self.mixup_alpha > 0 or self.cutmix_alpha > 0
-
-    def __post_init__(self) -> None:
-        check_at_least(self, 0, "mixup_alpha", "cutmix_alpha")
-        check_probability(self, "prob", "switch_prob")
-
-
-@dataclass(frozen=True)
-class EarlyStoppingConfig:
-    """Choose the best epoch on ``metric`` (validation); stop after ``patience`` without gain.
-
-    ``scope`` says what fine-tuning's epochs must beat to count as a gain: ``run``, the best
-    epoch of either phase (a fine-tune that starts below the warm-up's best stops after
-    ``patience`` epochs unless it overtakes it); ``phase``, fine-tuning's own best so far (it
-    may climb for as long as it keeps improving). Either way the epoch kept is the best of
-    both phases.
-    """
-
-    metric: Literal["balanced_accuracy", "macro_f1"] = "balanced_accuracy"
-    patience: int = 5
-    scope: Literal["run", "phase"] = "run"
-
-    def __post_init__(self) -> None:
-        check_at_least(self, 1, "patience")
-
-
-@dataclass(frozen=True)
-class ClassifierConfig:
-    """``params:classifier_training``."""
-
-    batch_size: int = 64
-    eval_batch_size: int | None = None
-    sampling: Literal["none", "inverse", "sqrt_inverse"] = "none"
-    metadata_fusion: bool = False
-    placement: Placement = "auto"
-    amp: bool = True
-    channels_last: bool = True
-    compile: bool = False
-    resume: bool = False
-    progress: bool = True
-    head: HeadConfig = field(default_factory=HeadConfig)
-    warmup: WarmupConfig = field(default_factory=WarmupConfig)
-    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
-    loss: LossConfig = field(default_factory=LossConfig)
-    mix: MixConfig = field(default_factory=MixConfig)
-    ema: EmaConfig = field(default_factory=EmaConfig)
-    early_stopping: EarlyStoppingConfig = field(default_factory=EarlyStoppingConfig)
-    augment: AugmentConfig = field(default_factory=AugmentConfig)
-
-    def __post_init__(self) -> None:
-        check_at_least(self, 1, "batch_size", "eval_batch_size")
-        if self.warmup.epochs + self.finetune.epochs == 0:
-            raise ValueError(
-                "warmup.epochs and finetune.epochs are both 0: there is nothing to train "
-                "(set either to 1 or more)"
-            )
-        # Checked here too (build_mixup does), so that a run refuses it up front.
-        if self.mix.enabled and self.batch_size % 2:
-            raise ValueError(
-                f"MixUp/CutMix pair images within a batch: batch_size must be even, "
-                f"got {self.batch_size}"
-            )
 
 
 def build_finetune_optimizer(model: Classifier, config: FinetuneConfig) -> torch.optim.AdamW:

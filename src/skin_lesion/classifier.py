@@ -7,7 +7,6 @@ alone and predicting with the preprocessing that checkpoint records.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -19,24 +18,15 @@ from torch import nn
 from skin_lesion import engine
 from skin_lesion.augment import build_eval_transform
 from skin_lesion.checkpoints import require_kind
-from skin_lesion.config import check_at_least, check_probability
+
+# The parameter dataclasses live in skin_lesion.configs, which imports no torch (the
+# start-up parameter check builds them); named here as before.
+from skin_lesion.configs import HeadConfig as HeadConfig
 from skin_lesion.models import encoder_architecture
 from skin_lesion.prediction import predict_proba
 from skin_lesion.tabular import MetadataEncoder
 
 CHECKPOINT_KIND = "classifier"
-
-
-@dataclass(frozen=True)
-class HeadConfig:
-    """MLP head: ``hidden_dim`` 0 gives a single linear layer."""
-
-    hidden_dim: int = 512
-    dropout: float = 0.3
-
-    def __post_init__(self) -> None:
-        check_at_least(self, 0, "hidden_dim")
-        check_probability(self, "dropout", below_one=True)
 
 
 class Classifier(nn.Module):

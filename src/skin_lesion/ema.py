@@ -2,32 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from timm.utils import ModelEmaV3
 from torch import nn
 
-from skin_lesion.config import check_probability
-
-
-@dataclass(frozen=True)
-class EmaConfig:
-    """Exponential moving average of the weights in phase 2 (timm ``ModelEmaV3``).
-
-    Attributes:
-        enabled: Evaluate and keep the EMA weights instead of the raw ones.
-        decay: The largest decay.
-        warmup: Ramp the decay up as ``1 - (1 + step)^(-2/3)`` (timm's warm-up), so that a
-            short run is not dominated by the weights it started from.
-    """
-
-    enabled: bool = True
-    decay: float = 0.998
-    warmup: bool = True
-
-    def __post_init__(self) -> None:
-        check_probability(self, "decay", below_one=True)
+# The parameter dataclasses live in skin_lesion.configs, which imports no torch (the
+# start-up parameter check builds them); named here as before.
+from skin_lesion.configs import EmaConfig
 
 
 class StepEma:

@@ -13,7 +13,6 @@ import math
 import random
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -23,11 +22,13 @@ from tqdm.auto import tqdm
 
 from skin_lesion.config import (
     ConfigError,
-    check_at_least,
-    check_finite,
-    check_probability,
     parameter_differences,
 )
+
+# The parameter dataclasses live in skin_lesion.configs, which imports no torch (the
+# start-up parameter check builds them); named here as before.
+from skin_lesion.configs import OptimConfig
+from skin_lesion.configs import check_warmup_fits as check_warmup_fits
 from skin_lesion.lineage import CACHE_KEY, DATA_KEY, ENCODER_KEY, SETTINGS_KEY, SPLIT_KEY
 
 logger = logging.getLogger(__name__)
@@ -45,46 +46,6 @@ class ResumeMismatchError(ConfigError):
 
 class NonFiniteLossError(FloatingPointError):
     """The training loss became NaN or infinite."""
-
-
-@dataclass(frozen=True)
-class OptimConfig:
-    """AdamW with linear warm-up then cosine decay, and gradient clipping.
-
-    Attributes:
-        lr: Peak learning rate (of the group with ``lr_scale`` 1).
-        weight_decay: AdamW decoupled weight decay.
-        warmup_epochs: Linear warm-up length in epochs (fractions allowed).
-        min_lr_ratio: Final learning rate as a fraction of the peak.
-        grad_clip: Max global gradient norm; null (or 0) disables clipping.
-    """
-
-    lr: float = 1e-3
-    weight_decay: float = 1e-4
-    warmup_epochs: float = 1.0
-    min_lr_ratio: float = 0.01
-    grad_clip: float | None = 1.0
-
-    def __post_init__(self) -> None:
-        if not self.lr > 0:
-            raise ValueError(f"lr must be > 0, got {self.lr!r}")
-        check_finite(self, "lr")
-        check_at_least(self, 0, "weight_decay", "warmup_epochs", "grad_clip")  # clip 0: off
-        check_probability(self, "min_lr_ratio")
-
-
-def check_warmup_fits(optim: OptimConfig, epochs: int) -> None:
-    """Refuse a learning-rate warm-up longer than the training it belongs to.
-
-    The schedule would still be rising when training ends: the peak learning rate never
-    reached and the cosine decay never begun. A warm-up as long as the training is allowed.
-    """
-    if epochs > 0 and optim.warmup_epochs > epochs:
-        raise ValueError(
-            f"optim.warmup_epochs ({optim.warmup_epochs:g}) is longer than epochs ({epochs}): "
-            "the learning rate would still be rising when training ends and never decay; "
-            "shorten the warm-up or train for more epochs"
-        )
 
 
 def resolve_device(name: str = "auto") -> torch.device:

@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -25,7 +24,12 @@ from skin_lesion import metrics as m
 from skin_lesion.augment import AugmentConfig, build_eval_transform, build_train_augment
 from skin_lesion.checkpoints import state_fingerprint
 from skin_lesion.classifier import classifier_from_checkpoint, predict_with_checkpoint
-from skin_lesion.config import check_at_least, from_dict
+from skin_lesion.config import from_dict
+
+# The parameter dataclasses live in skin_lesion.configs, which imports no torch (the
+# start-up parameter check builds them); named here as before.
+from skin_lesion.configs import BootstrapConfig as BootstrapConfig
+from skin_lesion.configs import ReportingConfig
 from skin_lesion.gradcam import gradcam_heatmaps, normalise_maps
 from skin_lesion.images import image_digests
 from skin_lesion.prediction import TTA_VIEWS, dihedral, undo_dihedral
@@ -35,67 +39,6 @@ logger = logging.getLogger(__name__)
 
 ISIC_ORDER = ("mel", "nv", "bcc", "akiec", "bkl", "df", "vasc")
 POSITIVE_CLASS = "mel"
-
-
-@dataclass(frozen=True)
-class BootstrapConfig:
-    """Lesion-level percentile bootstrap; ``stratified`` resamples each diagnosis's lesions
-    separately (every resample keeps each class's number of lesions)."""
-
-    n_resamples: int = 1000
-    confidence: float = 0.95
-    stratified: bool = True
-
-    def __post_init__(self) -> None:
-        check_at_least(self, 1, "n_resamples")
-        if not 0 < self.confidence < 1:
-            raise ValueError(f"confidence must lie in (0, 1), got {self.confidence!r}")
-
-
-@dataclass(frozen=True)
-class ReportingConfig:
-    """``params:reporting``.
-
-    Attributes:
-        tta: Test-time augmentation: ``none``, ``flips`` or ``dihedral``.
-        batch_size: Prediction batch size; null (the default) takes the device's
-            (:func:`skin_lesion.engine.forward_batch_size`: 256 on a GPU, 16 on a CPU).
-        target_sensitivity: Melanoma sensitivity the validated threshold aims for.
-        calibration_bins: Bins of the expected calibration error and reliability diagram.
-        bootstrap: Resamples and confidence level of the lesion bootstrap.
-        tsne_perplexity: Perplexity of the embedding map.
-        gradcam_per_class: Correct and wrong test examples per class for Grad-CAM.
-        augment_examples: Images in the augmentation grid.
-        augment_views: Augmented views per image in the grid.
-        progress: Progress bars.
-        notice: A line shown at the top of the report, before any figure (the demo
-            environment says there that its data are synthetic); none by default.
-        dataset: What the data are, named in the report's title ("classifier report on
-            HAM10000"; the demo environment's names its synthetic data).
-    """
-
-    tta: Literal["none", "flips", "dihedral"] = "flips"
-    batch_size: int | None = None
-    target_sensitivity: float = 0.90
-    calibration_bins: int = 15
-    bootstrap: BootstrapConfig = field(default_factory=BootstrapConfig)
-    tsne_perplexity: float = 30.0
-    gradcam_per_class: int = 1
-    augment_examples: int = 4
-    augment_views: int = 5
-    progress: bool = True
-    notice: str | None = None
-    dataset: str = "HAM10000"
-
-    def __post_init__(self) -> None:
-        check_at_least(self, 1, "batch_size", "calibration_bins", "augment_views")
-        check_at_least(self, 0, "gradcam_per_class", "augment_examples")
-        if not 0 < self.target_sensitivity <= 1:
-            raise ValueError(
-                f"target_sensitivity must lie in (0, 1], got {self.target_sensitivity!r}"
-            )
-        if not self.tsne_perplexity > 0:
-            raise ValueError(f"tsne_perplexity must be > 0, got {self.tsne_perplexity!r}")
 
 
 def predict_split(

@@ -20,10 +20,9 @@ import logging
 import math
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from functools import partial
 from pathlib import Path, PurePosixPath
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -34,7 +33,11 @@ from skin_lesion import engine
 from skin_lesion.calibration import apply_temperature
 from skin_lesion.checkpoints import require_kind, state_fingerprint
 from skin_lesion.classifier import CHECKPOINT_KIND, CheckpointPredictor, classifier_from_checkpoint
-from skin_lesion.config import check_at_least, from_dict
+from skin_lesion.config import from_dict
+
+# The parameter dataclasses live in skin_lesion.configs, which imports no torch (the
+# start-up parameter check builds them); named here as before.
+from skin_lesion.configs import InferenceConfig
 from skin_lesion.evaluation import evidence_note, explain
 from skin_lesion.files import (
     display_name,
@@ -60,47 +63,6 @@ METADATA_COLUMNS = FUSION_COLUMNS  # what metadata fusion reads
 SHOWN = 5
 # Images a lazy Grad-CAM batch holds (explain's own batch: crops and heatmaps of 16 at once).
 GRADCAM_BATCH = 16
-
-
-@dataclass(frozen=True)
-class InferenceConfig:
-    """``params:inference``.
-
-    Attributes:
-        input_dir: The folder to classify, given at run time
-            (``--params inference.input_dir=PATH``); the catalog's ``inference_images``
-            reads it, so the node itself never opens files.
-        metadata: A CSV of the images' age, sex and localization (HAM10000's columns,
-            ``image_id`` being the file name without its extension), given at run time
-            (``--params inference.metadata=PATH``) and read by the catalog's
-            ``inference_metadata``; needed by a classifier trained with metadata fusion.
-        tta: Test-time augmentation: ``none``, ``flips`` or ``dihedral``; null (the
-            default) takes the operating point's, the TTA its temperature and melanoma
-            threshold were fitted with, so the flag keeps its validated sensitivity.
-        batch_size: Images per forward pass; null (the default) takes
-            :data:`BATCH_SIZE_CUDA` on a GPU and :data:`BATCH_SIZE_CPU` on a CPU (see
-            :func:`skin_lesion.engine.forward_batch_size`).
-        workers: Decoding threads; null uses every core.
-        chunk_size: Images decoded and classified at a time, so that memory does not grow
-            with the number of images (about 0.26 MB an image at the default 256x341
-            cache); null or 0 decodes all at once. With several parts, Grad-CAM decodes each
-            batch's images again rather than keep them.
-        gradcam: Also return a Grad-CAM overlay of the predicted class for every image.
-        progress: Progress bars.
-    """
-
-    input_dir: str | None = None
-    metadata: str | None = None
-    tta: Literal["none", "flips", "dihedral"] | None = None
-    batch_size: int | None = None
-    workers: int | None = None
-    chunk_size: int | None = 2048
-    gradcam: bool = False
-    progress: bool = True
-
-    def __post_init__(self) -> None:
-        check_at_least(self, 1, "batch_size", "workers")
-        check_at_least(self, 0, "chunk_size")  # 0, as null: all at once
 
 
 BATCH_SIZE_CUDA = 64

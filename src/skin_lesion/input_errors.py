@@ -27,7 +27,6 @@ def input_error_types() -> tuple[type[BaseException], ...]:
     """The exception types that mean bad input, each raised with a message for the user."""
     from skin_lesion.config import ConfigError
     from skin_lesion.datasets.errors import InputDataError
-    from skin_lesion.inference import OperatingPointMismatch
     from skin_lesion.lineage import StaleInputError
     from skin_lesion.metadata import InvalidDataError
     from skin_lesion.parameters_check import MissingInputsError
@@ -35,6 +34,9 @@ def input_error_types() -> tuple[type[BaseException], ...]:
     from skin_lesion.run_lock import RunInProgressError
     from skin_lesion.splits import SplitError
 
+    # skin_lesion.inference imports torch (seconds): where it was never imported, none of its
+    # errors was raised, and a parameter refused at start-up prints without waiting for it.
+    mismatch = getattr(sys.modules.get("skin_lesion.inference"), "OperatingPointMismatch", None)
     return (
         ConfigError,
         InputDataError,
@@ -42,7 +44,7 @@ def input_error_types() -> tuple[type[BaseException], ...]:
         MissingInputsError,
         InvalidDataError,
         SplitError,
-        OperatingPointMismatch,
+        *([mismatch] if mismatch is not None else []),
         # `--pipelines reportng`: Kedro's ValueError ("Failed to find the pipeline named
         # ... Did you mean ... reporting") is raised from it.
         UnknownPipelineError,

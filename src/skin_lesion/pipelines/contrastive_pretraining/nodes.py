@@ -9,13 +9,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from skin_lesion import engine, lineage
-from skin_lesion import pretraining as supcon
+from skin_lesion import lineage
 from skin_lesion.checkpoints import CheckpointStore
 from skin_lesion.config import from_dict
+from skin_lesion.configs import PretrainConfig
 from skin_lesion.images import ImageCache
 from skin_lesion.preprocessing import PreprocessConfig
 from skin_lesion.splits import align_to_cache
+
+# skin_lesion.pretraining and engine import torch and timm: each node imports them, so that
+# loading the pipelines (every `kedro` command, kedro-viz, `%reload_kedro`) does not.
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +54,9 @@ def pretrain_encoder(
         The checkpoint's ``params`` record the split's fingerprint, so that a later stage
         (and ``resume``) can tell when the splits have changed since.
     """
+    from skin_lesion import engine
+    from skin_lesion import pretraining as supcon
+
     config = from_dict(supcon.PretrainConfig, params, "contrastive_pretraining")
     encoder_config = from_dict(supcon.EncoderConfig, encoder, "encoder")
     if preprocessing is not None:
@@ -85,7 +91,7 @@ def run_params(
 ) -> dict[str, Any]:
     """What :func:`pretrain_encoder` records as the run's ``params`` in its checkpoints,
     which ``resume`` compares with the saved run's (arguments as its)."""
-    config = from_dict(supcon.PretrainConfig, params, "contrastive_pretraining")
+    config = from_dict(PretrainConfig, params, "contrastive_pretraining")
     return {
         "encoder": encoder,
         "contrastive_pretraining": params,
@@ -115,9 +121,11 @@ def check_resumable(
     Raises:
         engine.ResumeMismatchError: Naming each difference from the saved run.
     """
-    config = from_dict(supcon.PretrainConfig, params, "contrastive_pretraining")
+    config = from_dict(PretrainConfig, params, "contrastive_pretraining")
     if not (config.resume and config.enabled and config.epochs > 0):
         return
+    from skin_lesion import engine
+
     engine.check_resumable(pretraining_run, run_params(image_cache, splits, encoder, params, seed))
 
 
@@ -134,6 +142,9 @@ def export_embeddings(
         One row per val/test image: ``image_id, split, label, dx`` and the normalised
         projection ``z0 .. z{d-1}`` (no rows when ``export_embeddings`` is false).
     """
+    from skin_lesion import engine
+    from skin_lesion import pretraining as supcon
+
     config = from_dict(supcon.PretrainConfig, params, "contrastive_pretraining")
     # Run alone (`--nodes export_embeddings`) after the SupCon settings changed, it would map
     # an encoder the settings no longer describe.

@@ -5,14 +5,17 @@ from __future__ import annotations
 import gc
 from collections.abc import Callable
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
-from matplotlib.figure import Figure
 
-from skin_lesion import figures, inference
 from skin_lesion.config import from_dict
-from skin_lesion.engine import resolve_device
+
+# skin_lesion.inference, engine and figures import torch, timm and matplotlib: each node
+# imports what it calls, so that loading the pipelines (every `kedro` command, kedro-viz,
+# `%reload_kedro`) does not.
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 SHOWN = 5  # rejects named in the error of a run that classified nothing
 
@@ -36,6 +39,9 @@ def classify_images(
         its overlay figure when the catalog's PartitionedDataset saves it, so that only one
         batch of Grad-CAM and one figure are in memory at a time.
     """
+    from skin_lesion import inference
+    from skin_lesion.engine import resolve_device
+
     config = from_dict(inference.InferenceConfig, params, "inference")
     predictions, rejects, panels = inference.predict_images(
         classifier,
@@ -65,5 +71,7 @@ def _overlay(panel: Callable[[], dict[str, Any]]) -> Figure:
     collecting the young generations here keeps memory flat over thousands of overlays, at
     no measurable cost (a full collection per overlay would take several times the run).
     """
+    from skin_lesion import figures
+
     gc.collect(1)
     return figures.plot_gradcam_grid([panel()])

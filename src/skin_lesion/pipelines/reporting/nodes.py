@@ -13,23 +13,24 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from skin_lesion import calibration, figures, lineage, provenance, report
-from skin_lesion import evaluation as ev
+from skin_lesion import lineage, provenance, report
 from skin_lesion.checkpoints import describe_training_device, state_fingerprint
-from skin_lesion.classification import ClassifierConfig
 from skin_lesion.config import from_dict
-from skin_lesion.engine import resolve_device
+from skin_lesion.configs import ClassifierConfig, EncoderConfig, ReportingConfig
 from skin_lesion.images import ImageCache
-from skin_lesion.pretraining import EncoderConfig
 from skin_lesion.splits import align_to_cache
+
+# The library modules that score and draw (calibration, engine, evaluation, figures) import
+# torch, timm, scipy or matplotlib: each node imports what it calls, so that loading the
+# pipelines (every `kedro` command, kedro-viz, `%reload_kedro`) does not.
 
 METADATA_COLUMNS = list(lineage.FUSION_COLUMNS)  # what metadata fusion reads
 # build_report's inputs with this prefix are parameter groups; the others are figures.
 PARAM_PREFIX = "param_"
 
 
-def _config(params: dict[str, Any]) -> ev.ReportingConfig:
-    return from_dict(ev.ReportingConfig, params, "reporting")
+def _config(params: dict[str, Any]) -> ReportingConfig:
+    return from_dict(ReportingConfig, params, "reporting")
 
 
 def _rows(image_cache: ImageCache, splits: pd.DataFrame, cached_metadata: pd.DataFrame):
@@ -121,6 +122,9 @@ def check_classifier_settings(classifier: dict[str, Any], **now) -> None:
 
 def _predict(split: str, classifier, image_cache, splits, cached_metadata, params, device, now):
     """``split`` through the classifier, with reporting's TTA and batch size."""
+    from skin_lesion import evaluation as ev
+    from skin_lesion.engine import resolve_device
+
     _check_classifier(classifier, image_cache, splits, cached_metadata, **now)
     return ev.predict_split(
         classifier,
@@ -136,6 +140,9 @@ def _calibrated(
     test_predictions: pd.DataFrame, test_metrics: dict[str, Any], classes: list[str]
 ) -> np.ndarray:
     """The test probabilities scaled with the temperature ``evaluate_test`` fitted."""
+    from skin_lesion import calibration
+    from skin_lesion import evaluation as ev
+
     return calibration.apply_temperature(
         ev.probabilities(test_predictions, classes), test_metrics["calibration"]["temperature"]
     )
@@ -175,6 +182,8 @@ def export_isic(
     """The calibrated test probabilities in the ISIC 2018 Task 3 CSV layout: the ones every
     reported metric and the melanoma threshold are computed on, so that an official
     scoring tool, or the threshold applied to ``MEL``, gives the report's figures."""
+    from skin_lesion import evaluation as ev
+
     return ev.to_isic_format(_calibrated_frame(test_predictions, test_metrics, classes))
 
 
@@ -209,6 +218,8 @@ def evaluate_test(
     classifier, and ``split_sha256`` the split it was trained on. ``scored_images_sha256``
     records the pixels the predictions were made from (``lineage.scored_pixels``).
     """
+    from skin_lesion import evaluation as ev
+
     config = _config(params)
     if classifier is not None:
         made_by = state_fingerprint(classifier)
@@ -232,6 +243,8 @@ def evaluate_test(
 
 def plot_confusion_matrix(test_metrics: dict[str, Any]) -> bytes:
     """Confusion matrix, counts and row-normalised."""
+    from skin_lesion import figures
+
     return figures.figure_to_png(
         figures.plot_confusion_matrix(
             test_metrics["test"]["confusion_matrix"], test_metrics["classes"]
@@ -248,6 +261,9 @@ def plot_roc_curves(
     (each probability also depends on the other logits), so the curves and their AUCs are
     drawn from the same calibrated probabilities as the AUC column of ``test_metrics``.
     """
+    from skin_lesion import evaluation as ev
+    from skin_lesion import figures
+
     probs = _calibrated(test_predictions, test_metrics, classes)
     return figures.figure_to_png(
         figures.plot_roc_curves(
@@ -264,6 +280,9 @@ def plot_melanoma_pr(
     test_predictions: pd.DataFrame, test_metrics: dict[str, Any], classes: list[str]
 ) -> bytes:
     """Melanoma precision-recall on calibrated test probabilities, validated threshold marked."""
+    from skin_lesion import evaluation as ev
+    from skin_lesion import figures
+
     probs = _calibrated(test_predictions, test_metrics, classes)
     mel = classes.index(ev.POSITIVE_CLASS)
     is_mel = (test_predictions["label"].to_numpy() == mel).astype(int)
@@ -280,6 +299,8 @@ def plot_training_curves(
 ) -> bytes:
     """SupCon loss, classifier losses, validation metrics and learning rates, with the
     epoch whose weights the classifier kept marked (its ``selected``)."""
+    from skin_lesion import figures
+
     selected = (classifier or {}).get("selected")
     return figures.figure_to_png(
         figures.plot_training_curves(pretraining_history, training_history, selected)
@@ -288,6 +309,8 @@ def plot_training_curves(
 
 def plot_per_class_f1(test_metrics: dict[str, Any]) -> bytes:
     """F1 (with precision and recall) per class on test."""
+    from skin_lesion import figures
+
     return figures.figure_to_png(
         figures.plot_per_class_f1(test_metrics["test"]["per_class"], test_metrics["classes"])
     )
@@ -295,6 +318,8 @@ def plot_per_class_f1(test_metrics: dict[str, Any]) -> bytes:
 
 def plot_class_distribution(splits: pd.DataFrame, classes: list[str]) -> bytes:
     """Images per class per split."""
+    from skin_lesion import figures
+
     return figures.figure_to_png(figures.plot_class_distribution(splits, classes))
 
 
@@ -306,6 +331,9 @@ def plot_augmentations(
     seed: int,
 ) -> bytes:
     """A grid of training images and their per-sample augmented views."""
+    from skin_lesion import evaluation as ev
+    from skin_lesion import figures
+
     config = _config(params)
     rows = align_to_cache(image_cache.image_ids, splits)
     train = np.flatnonzero(rows["split"].to_numpy() == "train")
@@ -329,6 +357,9 @@ def plot_reliability(
     test_predictions: pd.DataFrame, test_metrics: dict[str, Any], classes: list[str]
 ) -> bytes:
     """Reliability diagram before and after temperature scaling."""
+    from skin_lesion import calibration, figures
+    from skin_lesion import evaluation as ev
+
     fitted = test_metrics["calibration"]
     labels = test_predictions["label"].to_numpy()
     before = ev.probabilities(test_predictions, classes)
@@ -347,6 +378,8 @@ def plot_embedding_map(
     contrastive_embeddings: pd.DataFrame, classes: list[str], params: dict[str, Any], seed: int
 ) -> bytes:
     """t-SNE of the contrastive embeddings of the val and test images, coloured by class."""
+    from skin_lesion import figures
+
     z = contrastive_embeddings.filter(regex=r"^z\d+$").to_numpy()
     return figures.figure_to_png(
         figures.plot_embedding_map(
@@ -372,6 +405,10 @@ def plot_gradcam(
 ) -> bytes:
     """Grad-CAM overlays for the most confident correct and wrong test images of each
     class, confidence as calibrated P(predicted class) (``now`` as in ``predict_test``)."""
+    from skin_lesion import evaluation as ev
+    from skin_lesion import figures
+    from skin_lesion.engine import resolve_device
+
     classes = classifier["class_names"]
     _check_classifier(classifier, image_cache, splits, cached_metadata, **now)
     chosen = ev.pick_gradcam_examples(
@@ -431,6 +468,7 @@ def build_report(
     the figures' PNG bytes by figure name, embedded in the pipeline's order.
     """
     from skin_lesion.checkpoints import describe_encoder_training_device
+    from skin_lesion.engine import resolve_device
 
     params, recorded = trained_settings(
         {k.removeprefix(PARAM_PREFIX): v for k, v in inputs.items() if k.startswith(PARAM_PREFIX)},
