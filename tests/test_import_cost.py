@@ -74,6 +74,45 @@ def test_registering_the_pipelines_imports_no_heavy_library():
     assert heavy_imported(SCRIPT, PROJECT_ROOT) == ["heavy: []"]
 
 
+# Kedro's parameter validation (KedroContext.params) resolves every node's type hints with
+# typing.get_type_hints: a name imported for type checking only does not resolve.
+HINTS = (
+    SCRIPT.replace('print("heavy:"', "#")
+    + """
+from typing import get_type_hints
+unresolved = []
+for pipeline in pipelines.values():
+    for node in pipeline.nodes:
+        try:
+            get_type_hints(node.func)
+        except Exception as error:
+            unresolved.append(f"{node.name}: {error}")
+print("unresolved:", sorted(set(unresolved)))
+print("heavy:", sorted(m for m in {heavy!r} if m in sys.modules))
+""".replace("{heavy!r}", repr(HEAVY))
+)
+
+
+def test_every_node_s_type_hints_resolve_without_a_heavy_library():
+    """``classify_images`` returned ``Callable[[], Figure]`` with matplotlib's Figure imported
+    for type checking only: every `kedro run` and `%reload_kedro` logged "Could not extract
+    type hints from function classify_images: name 'Figure' is not defined"."""
+    source = str(Path(skin_lesion.__file__).parents[1])
+    path = os.pathsep.join(p for p in (source, os.environ.get("PYTHONPATH")) if p)
+    result = subprocess.run(
+        [sys.executable, "-c", HINTS],
+        cwd=PROJECT_ROOT,
+        env={**os.environ, "PYTHONPATH": path, "KEDRO_DISABLE_TELEMETRY": "true"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "unresolved: []" in result.stdout, result.stdout[-2000:]
+    assert re.findall(r"heavy: \[[^]]*\]", result.stdout) == ["heavy: []"]
+
+
 @pytest.mark.parametrize("env", ["", "test"])  # local (base's device: auto), test (cpu)
 def test_a_session_s_context_imports_neither_torch_nor_timm(kedro_project: Path, env: str):
     assert heavy_imported(SESSION, kedro_project, env) == ["heavy: []", "heavy: []"]

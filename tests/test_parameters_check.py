@@ -227,6 +227,31 @@ def test_an_unknown_encoder_is_named_before_any_work(kedro_project: Path):
     assert not (kedro_project / "data" / "test" / "02_intermediate").exists()
 
 
+def test_a_mistyped_encoder_with_offline_weights_is_named_as_a_mistyped_encoder():
+    """The demo and cpu_quick environments' ``imagenet-offline`` are tf_efficientnet_lite0's:
+    with the timm check moved to the run's start, the context's weights check named a
+    mistyped ``encoder.name`` as the wrong encoder for those weights, not as a typo."""
+    from skin_lesion.parameters_check import check_node_configs
+
+    offline = {"weights": "imagenet-offline"}
+    with pytest.raises(ConfigError, match=r"'tf_efficientnet_lite00' is not a timm model"):
+        check_node_configs({"encoder": {**offline, "name": "tf_efficientnet_lite00"}})
+    with pytest.raises(ConfigError, match=r"'efficientnet_b9' is not a timm model"):
+        check_node_configs({"encoder": {"name": "efficientnet_b9", "weights": "imagenet_offln"}})
+    # unfreeze_stages as before the move: checked with the name, ahead of the weights.
+    with pytest.raises(ConfigError, match=r"finetune.unfreeze_stages: 99, but .* stage\(s\)"):
+        check_node_configs(
+            {
+                "encoder": {**offline, "name": "resnet18"},
+                "classifier_training": {"finetune": {"unfreeze_stages": 99}},
+            }
+        )
+    # A real encoder other than lite0: the weights are the mistake.
+    with pytest.raises(ConfigError, match=r"ImageNet weights of tf_efficientnet_lite0, not of"):
+        check_node_configs({"encoder": {**offline, "name": "resnet18"}})
+    check_node_configs({"encoder": {**offline, "name": "tf_efficientnet_lite0"}})
+
+
 def test_unfreeze_stages_beyond_the_encoder_is_named_before_any_work(kedro_project: Path):
     # Found otherwise when fine-tuning starts: after data_processing, SupCon and the warm-up.
     with pytest.raises(ConfigError, match=r"finetune.unfreeze_stages: 99, but .* stage\(s\)"):

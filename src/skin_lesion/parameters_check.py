@@ -18,7 +18,8 @@ These mistakes would otherwise cost a run or hide behind another error:
   the model is built, after data_processing (and SupCon and the warm-up). This one needs
   timm, so it runs when a run starts (every run, before any node and before kedro-mlflow
   opens a run), not when the context is created: a notebook or ``kedro viz`` does not hear
-  of it.
+  of it, unless the context refuses ``encoder.weights`` against the name (``imagenet-offline``
+  beside another encoder), when the name is checked first, a typo being the likelier mistake.
 
 Building the contexts' checks imports neither torch nor timm (the dataclasses are in
 :mod:`skin_lesion.configs`; ``device`` is parsed by torch only when it is neither ``auto``
@@ -101,7 +102,15 @@ def check_node_configs(params: Mapping[str, Any]) -> None:
             f"{len(classes)} classes {list(classes)}; give one per class, in that order"
         )
     if "encoder" in built:
-        check_encoder_weights(built["encoder"].name, built["encoder"].weights)
+        encoder = built["encoder"]
+        try:
+            check_encoder_weights(encoder.name, encoder.weights)
+        except ConfigError:
+            # The weights are refused against the name (imagenet-offline is lite0's): a
+            # mistyped name is the mistake to name first, as before the timm check moved to
+            # the run's start. timm is imported on this path only: the context fails anyway.
+            check_encoder(encoder.name, training.finetune if training is not None else None)
+            raise
 
 
 def check_run_encoder(catalog: Any) -> None:

@@ -16,6 +16,11 @@ from skin_lesion.config import from_dict
 # `%reload_kedro`) does not.
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
+else:
+    # Kedro's parameter validation resolves every node's type hints (typing.get_type_hints)
+    # when a context reads its parameters: an unresolved name logged "Could not extract type
+    # hints from function classify_images" at every `kedro run` and `%reload_kedro`.
+    Figure = Any
 
 SHOWN = 5  # rejects named in the error of a run that classified nothing
 
