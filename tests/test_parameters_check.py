@@ -562,3 +562,28 @@ def test_runtime_names_are_checked_for_a_packaged_conf(tmp_path, archive):
         ParametersCheck._check_runtime_names(loader, {"seeed": 3})
     with pytest.raises(ConfigError, match=r"'other'"):  # read only in conf/local, not run
         ParametersCheck._check_runtime_names(loader, {"other": 3})
+
+
+def test_the_resume_check_reads_the_parameters_without_a_loading_line(caplog):
+    """It looks at ``resume`` before every run with a training node; through ``catalog.load``
+    each run's log carried two extra "Loading data from params:..." lines."""
+    from kedro.io import DataCatalog, MemoryDataset
+    from kedro.pipeline import Pipeline, node
+
+    from skin_lesion.parameters_check import check_resume_current
+
+    catalog = DataCatalog(
+        {
+            "params:classifier_training": MemoryDataset({"resume": False}),
+            "params:contrastive_pretraining": MemoryDataset({"resume": False}),
+        }
+    )
+    pipeline = Pipeline(
+        [
+            node(lambda p: p, "params:contrastive_pretraining", "a", name="pretrain_encoder"),
+            node(lambda p: p, "params:classifier_training", "b", name="train_classifier"),
+        ]
+    )
+    with caplog.at_level(logging.DEBUG):
+        check_resume_current(pipeline, catalog)
+    assert not [r for r in caplog.records if "Loading data" in r.getMessage()]

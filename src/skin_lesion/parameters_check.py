@@ -805,7 +805,9 @@ def check_resume_current(pipeline: Any, catalog: Any) -> None:
         if not found:
             continue
         group = found[0]
-        asked = catalog.load(f"params:{group}") if f"params:{group}" in catalog else None
+        # From the dataset, not catalog.load: no "Loading data from" line before every run.
+        name = f"params:{group}"
+        asked = catalog.get(name).load() if name in catalog else None
         if not (isinstance(asked, Mapping) and asked.get("resume")):
             continue  # the usual case: nothing loaded
         inputs = list(node.inputs)
