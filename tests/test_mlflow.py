@@ -19,7 +19,9 @@ from skin_lesion.hooks import (
     MlflowOutputsHook,
     history_metrics,
     lineage_tags,
+    name_slice,
     scalar_test_metrics,
+    slice_description,
 )
 from skin_lesion.provenance import code_version, dataset_fingerprint
 from tests.conftest import run_kedro
@@ -436,6 +438,37 @@ def test_an_unknown_encoder_stops_the_run_before_an_mlflow_run_opens(tracked_pro
     experiments = mlflow.MlflowClient(uri).search_experiments()
     assert not mlflow.MlflowClient(uri).search_runs([e.experiment_id for e in experiments])
     assert not (project / "data" / "test" / "02_intermediate").exists()
+
+
+def test_a_partial_run_is_named_with_its_slicing(tracked_project):
+    """kedro-mlflow names a run after its pipelines only: every `--from-nodes`/`--nodes` run
+    of the default pipeline was `__default__`, as a whole run, in the MLflow UI's list."""
+    project, uri = tracked_project
+    run_kedro(project, "data_processing", node_names=["validate_metadata"])
+    run_kedro(project, "data_processing")
+    client = mlflow.MlflowClient(uri)
+    ids = [e.experiment_id for e in client.search_experiments()]
+    names = sorted(run.info.run_name for run in client.search_runs(ids))
+    assert names == ["data_processing", "data_processing --nodes validate_metadata"]
+
+
+def test_the_slicing_is_described_as_on_the_command_line():
+    assert slice_description({"pipeline_names": ["reporting"], "tags": None}) == ""
+    described = slice_description(
+        {
+            "from_nodes": ["evaluate_test"],
+            "node_names": ["a", "b"],
+            "tags": ("gpu",),
+            "only_missing_outputs": True,
+        }
+    )
+    assert described == "--from-nodes evaluate_test --nodes a,b --tags gpu --only-missing-outputs"
+
+
+def test_a_run_name_set_in_mlflow_yml_is_kept(tmp_path, monkeypatch):
+    monkeypatch.setattr(mlflow, "MlflowClient", lambda: pytest.fail("renamed a named run"))
+    name_slice("run-id", "my experiment", {"from_nodes": ["x"], "pipeline_names": None})
+    name_slice("run-id", "__default__", {"pipeline_names": None})  # a whole run: kept
 
 
 def test_sigterm_is_left_alone_outside_the_kedro_command(monkeypatch):

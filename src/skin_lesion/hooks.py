@@ -250,6 +250,53 @@ def _is_kedro_command() -> bool:
     return kedro and sys.argv[1:2] == ["run"]
 
 
+# The run's slicing options as `kedro run` spells them, in its --help's order.
+SLICE_OPTIONS = (
+    ("from_inputs", "--from-inputs"),
+    ("to_outputs", "--to-outputs"),
+    ("from_nodes", "--from-nodes"),
+    ("to_nodes", "--to-nodes"),
+    ("node_names", "--nodes"),
+    ("tags", "--tags"),
+    ("namespaces", "--namespaces"),
+)
+RUN_NAME_LIMIT = 250  # MLflow refuses longer run names
+
+
+def slice_description(run_params: Mapping[str, Any]) -> str:
+    """The slicing options of a run as on its command line (``--from-nodes evaluate_test``),
+    empty for a whole pipeline."""
+    parts = []
+    for key, option in SLICE_OPTIONS:
+        value = run_params.get(key)
+        if value:
+            listed = [value] if isinstance(value, str) else list(value)
+            parts.append(f"{option} {','.join(map(str, listed))}")
+    if run_params.get("only_missing_outputs"):
+        parts.append("--only-missing-outputs")
+    return " ".join(parts)
+
+
+def name_slice(run_id: str, run_name: str | None, run_params: Mapping[str, Any]) -> None:
+    """Add the slicing options to a run that kedro-mlflow named after its pipeline alone.
+
+    Every partial run (``--from-nodes evaluate_test``, ``--nodes build_report``) was named
+    ``__default__`` like a whole run, so the MLflow UI's list could not tell them apart. A
+    name set in ``mlflow.yml`` (``tracking.run.name``) is left as it is: only a name equal to
+    the pipelines' (kedro-mlflow's default) is extended.
+    """
+    described = slice_description(run_params)
+    # kedro-mlflow's default name, as it makes it.
+    names = run_params.get("pipeline_name") or run_params.get("pipeline_names") or "__default__"
+    default = names if isinstance(names, str) else "+".join(names)
+    if not described or run_name != default:
+        return
+    name = f"{run_name} {described}"
+    if len(name) > RUN_NAME_LIMIT:
+        name = name[: RUN_NAME_LIMIT - 3] + "..."
+    mlflow.MlflowClient().update_run(run_id, name=name)
+
+
 class MlflowOutputsHook:
     """Logs training histories, test metrics and checkpoint/report files to the active run,
     and marks a run interrupted before its end ``KILLED``."""
@@ -277,6 +324,8 @@ class MlflowOutputsHook:
         # nodes, in threads where it is None. The run's id, for tags set from those threads.
         active = mlflow.active_run()
         self._run_id = active.info.run_id if active is not None else None
+        if active is not None:
+            name_slice(active.info.run_id, active.info.run_name, run_params)
         _RUNNING["pipeline"] = True
         self._previous_sigterm = None
         with contextlib.suppress(ValueError):  # not the main thread: signals left alone
