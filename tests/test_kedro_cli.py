@@ -34,6 +34,10 @@ def test_kedro_registry_lists_every_pipeline():
         "inference",
     ):
         assert f"- {name}" in result.stdout, result.stdout
+    # mlflow's "Add type hints to the `predict` method" (14 lines, from kedro-mlflow's plugin
+    # class) is dropped by the kedro.init entry point (skin_lesion.warning_filters).
+    output = " ".join((result.stdout + result.stderr).split())  # rich wraps long lines
+    assert "type hints" not in output, output[-3000:]
 
 
 def test_kedro_run_pipelines_prints_no_deprecation_warning(kedro_project):
@@ -127,3 +131,38 @@ def test_the_installed_package_runs_with_a_packaged_conf(kedro_project):
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-3000:]
     assert (kedro_project / "data" / "test" / "05_model_input" / "splits.parquet").is_file()
+
+
+def test_only_the_listed_third_party_warnings_are_dropped(caplog):
+    """mlflow raises its warning under its own "once" filter, ahead of any warnings filter of
+    ours: it is dropped where Kedro logs warnings, and only it (and the OmegaConf one)."""
+    import logging
+    import warnings
+
+    from skin_lesion import warning_filters
+
+    warning_filters.install()
+    warning_filters.install()  # once per process, whoever calls it
+    assert (
+        sum(
+            isinstance(f, warning_filters.DropMessages)
+            for f in logging.getLogger("py.warnings").filters
+        )
+        == 1
+    )
+    logging.captureWarnings(True)
+    try:
+        with caplog.at_level(logging.WARNING, logger="py.warnings"), warnings.catch_warnings():
+            warnings.simplefilter("always", UserWarning)  # as mlflow does: filters bypassed
+            warnings.warn(
+                "\x1b[33mAdd type hints to the `predict` method to enable data "
+                "validation and automatic signature inference",
+                UserWarning,
+                stacklevel=1,
+            )
+            warnings.warn("register_new_resolver() is deprecated", UserWarning, stacklevel=1)
+            warnings.warn("a warning someone should read", UserWarning, stacklevel=1)
+    finally:
+        logging.captureWarnings(False)
+    shown = [r.getMessage() for r in caplog.records if r.name == "py.warnings"]
+    assert len(shown) == 1 and "a warning someone should read" in shown[0]

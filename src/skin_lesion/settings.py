@@ -1,6 +1,5 @@
 """Kedro project settings."""
 
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -9,20 +8,15 @@ from kedro.framework.hooks import hook_impl
 from kedro.utils import find_kedro_project
 from omegaconf import OmegaConf
 
+from skin_lesion import warning_filters
 from skin_lesion.host_memory import HostMemoryHook
 from skin_lesion.parameters_check import ParametersCheck
 from skin_lesion.run_lock import RunLock
 from skin_lesion.timing import RunTimer
 
-# A warning that every `kedro run` printed three times and no user of this project can act
-# on: Kedro 1.7's config loader and kedro-mlflow's hook register their own resolvers with
-# OmegaConf's deprecated register_new_resolver. Matched on the exact message, so any other
-# warning from these packages still shows; pyproject.toml filters it for pytest the same way.
-# (mlflow's "Add type hints to the `predict` method" fires when the Kedro CLI loads the
-# kedro-mlflow plugin, before this file is read, so it cannot be filtered here.)
-warnings.filterwarnings(
-    "ignore", message=r"register_new_resolver\(\) is deprecated", category=UserWarning
-)
+# Third-party warnings no user of this project can act on, for sessions made without the
+# Kedro CLI (notebooks, scripts); the CLI installs them first (a kedro.init entry point).
+warning_filters.install()
 
 
 class SessionProject:
