@@ -565,7 +565,8 @@ def markdown(result: dict[str, Any]) -> str:
         f"{s['crop']} px crops, batch {s['batch']}, {s['precision']}"
         f"{', channels_last' if s['channels_last'] else ''}; {s['images']:,} HAM10000 JPEGs "
         f"({s['source_size']}) from `{s['data']}`, cache {s['cache']} (HxW), "
-        f"{s['workers']} DataLoader workers, {s['steps']} timed steps"
+        f"{s['workers']} DataLoader worker{'' if s['workers'] == 1 else 's'}, "
+        f"{s['steps']} timed steps"
         f"{_conventional_steps(result)}; torch {result['torch']}, "
         f"timm {result['timm']}, torchvision {result['torchvision']}; "
         + _threads(result)
