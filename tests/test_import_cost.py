@@ -53,9 +53,10 @@ with KedroSession.create(project_path=Path.cwd(), env=env) as session:
 """
 
 
-def heavy_imported(script: str, cwd: Path, *args: str) -> list[str]:
-    """The ``heavy:`` lines ``script`` prints, run in a fresh interpreter in ``cwd``."""
-    source = str(Path(skin_lesion.__file__).parents[1])  # the package these tests import
+def run_fresh(script: str, cwd: Path, *args: str) -> str:
+    """``script``'s output, run in a fresh interpreter in ``cwd`` on the package these tests
+    import; it must succeed."""
+    source = str(Path(skin_lesion.__file__).parents[1])
     path = os.pathsep.join(p for p in (source, os.environ.get("PYTHONPATH")) if p)
     result = subprocess.run(
         [sys.executable, "-c", script, *args],
@@ -67,7 +68,12 @@ def heavy_imported(script: str, cwd: Path, *args: str) -> list[str]:
         check=False,
     )
     assert result.returncode == 0, result.stderr[-2000:]
-    return re.findall(r"heavy: \[[^]]*\]", result.stdout)  # Kedro's log lines around them
+    return result.stdout
+
+
+def heavy_imported(script: str, cwd: Path, *args: str) -> list[str]:
+    """The ``heavy:`` lines ``script`` prints, run in a fresh interpreter in ``cwd``."""
+    return re.findall(r"heavy: \[[^]]*\]", run_fresh(script, cwd, *args))  # amid Kedro's logs
 
 
 def test_registering_the_pipelines_imports_no_heavy_library():
@@ -97,20 +103,9 @@ def test_every_node_s_type_hints_resolve_without_a_heavy_library():
     """``classify_images`` returned ``Callable[[], Figure]`` with matplotlib's Figure imported
     for type checking only: every `kedro run` and `%reload_kedro` logged "Could not extract
     type hints from function classify_images: name 'Figure' is not defined"."""
-    source = str(Path(skin_lesion.__file__).parents[1])
-    path = os.pathsep.join(p for p in (source, os.environ.get("PYTHONPATH")) if p)
-    result = subprocess.run(
-        [sys.executable, "-c", HINTS],
-        cwd=PROJECT_ROOT,
-        env={**os.environ, "PYTHONPATH": path, "KEDRO_DISABLE_TELEMETRY": "true"},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert "unresolved: []" in result.stdout, result.stdout[-2000:]
-    assert re.findall(r"heavy: \[[^]]*\]", result.stdout) == ["heavy: []"]
+    output = run_fresh(HINTS, PROJECT_ROOT)
+    assert "unresolved: []" in output, output[-2000:]
+    assert re.findall(r"heavy: \[[^]]*\]", output) == ["heavy: []"]
 
 
 @pytest.mark.parametrize("env", ["", "test"])  # local (base's device: auto), test (cpu)
