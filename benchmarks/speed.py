@@ -142,7 +142,8 @@ class JpegDataset(Dataset):
 def torchvision_augment(config: AugmentConfig, mean: list[float], std: list[float]) -> T.Compose:
     """torchvision's CPU counterpart of ``skin_lesion.augment.TrainAugment`` for ``config``.
 
-    Same operations, order and strengths; rotation pads with zeros (torchvision's
+    Same operations, order and strengths; rotation resamples bilinearly as ours does
+    (torchvision's default is nearest-neighbour, cheaper) and pads with zeros (its
     ``RandomRotation`` has no reflection padding), and the hue strength is passed as it is
     although ours turns the YIQ chroma plane and torchvision shifts HSV hue (the cost of
     either does not depend on the strength).
@@ -151,7 +152,10 @@ def torchvision_augment(config: AugmentConfig, mean: list[float], std: list[floa
         T.RandomResizedCrop(config.crop_size, scale=config.crop_scale, ratio=config.crop_ratio),
         T.RandomHorizontalFlip(config.hflip_p),
         T.RandomVerticalFlip(config.vflip_p),
-        T.RandomApply([T.RandomRotation(config.rotation_degrees)], p=config.rotation_p),
+        T.RandomApply(
+            [T.RandomRotation(config.rotation_degrees, interpolation=T.InterpolationMode.BILINEAR)],
+            p=config.rotation_p,
+        ),
         T.RandomApply([T.ColorJitter(*config.color_jitter)], p=config.color_jitter_p),
     ]
     if config.blur_p > 0:

@@ -338,3 +338,22 @@ def test_an_image_count_that_leaves_a_class_out_is_refused_before_measuring(
         speed.list_images(tmp_path, 2, classes)  # one class of three left out, whichever
     with pytest.raises(ValueError, match=r"the images hold no \['akiec'\]"):
         speed.list_images(tmp_path, 0, [*classes, "akiec"])
+
+
+def test_the_conventional_augmentation_rotates_bilinearly_as_ours_does() -> None:
+    """torchvision's RandomRotation defaults to nearest-neighbour, cheaper than the bilinear
+    resampling of ours (one grid_sample): the baseline did less work than ours."""
+    import torchvision.transforms as T
+    from benchmarks import speed
+
+    config = speed.load_stage_config("classifier", 224, 32)
+    compose = speed.torchvision_augment(config.augment, [0.5] * 3, [0.5] * 3)
+    rotations = [
+        t
+        for op in compose.transforms
+        if isinstance(op, T.RandomApply)
+        for t in op.transforms
+        if isinstance(t, T.RandomRotation)
+    ]
+    assert len(rotations) == 1
+    assert rotations[0].interpolation == T.InterpolationMode.BILINEAR
