@@ -26,7 +26,8 @@ PYTHON=${PYTHON:-python}
 DATA=${DATA:-../shared/data/ham10000_200x150}
 SEEDS=${SEEDS:-0}
 STEPS=${STEPS:-tests speed gpu-full inference ablations compare}
-ABLATIONS=${ABLATIONS:-no-contrastive metadata-fusion cross-entropy weighted-sampling}
+DEFAULT_ABLATIONS="no-contrastive metadata-fusion cross-entropy weighted-sampling"
+ABLATIONS=${ABLATIONS:-$DEFAULT_ABLATIONS}
 # RESUME=1: the accuracy runs keep the seeds already recorded and the stages an interrupted
 # run finished (benchmarks/accuracy.py --resume), so a killed session loses only the stage
 # it was in.
@@ -89,6 +90,17 @@ case "$RESUME" in
         exit 2
         ;;
 esac
+
+# ABLATIONS and SPEED_ARGS reach accuracy.py and speed.py only when their steps come: read by
+# those scripts' own names and parser here, first (only where set and their step is asked for).
+settings=()
+if [[ " $STEPS " == *" ablations "* && $ABLATIONS != "$DEFAULT_ABLATIONS" ]]; then
+    settings+=(--ablations "$ABLATIONS")
+fi
+[[ -n $SPEED_ARGS && " $STEPS " == *" speed "* ]] && settings+=(--speed-args "$SPEED_ARGS")
+if ((${#settings[@]})) && ! "$PYTHON" benchmarks/gpu_settings.py "${settings[@]}"; then
+    exit 2
+fi
 
 if ! "$PYTHON" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)"; then
     echo "benchmarks/gpu.sh: no CUDA device visible to $PYTHON; nothing run" >&2

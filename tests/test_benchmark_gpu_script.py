@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -65,8 +66,9 @@ def run_script(fake: dict[str, Path], **env: str) -> tuple[subprocess.CompletedP
     calls = fake["log"].read_text().splitlines() if fake["log"].exists() else []
     # The dependency check runs right after the CUDA probe, every time; left out of the calls
     # the tests compare (test_the_dependencies_are_checked_first checks it).
-    if calls[1:2] == [CHECK]:
-        del calls[1]
+    probe = next((i for i, call in enumerate(calls) if "cuda.is_available" in call), None)
+    if probe is not None and calls[probe + 1 : probe + 2] == [CHECK]:
+        del calls[probe + 1]
     return result, calls
 
 
@@ -123,7 +125,10 @@ def test_speed_args_reach_the_speed_benchmark_only(fake: dict[str, Path]) -> Non
     result, calls = run_script(fake, STEPS="speed gpu-full", SPEED_ARGS="--workers 8 --steps 60")
     assert result.returncode == 0, result.stderr
     data = fake["data"]
-    assert calls[1:] == [
+    # Read by speed.py's parser first (gpu_settings.py), before the CUDA probe.
+    assert calls[0] == "benchmarks/gpu_settings.py --speed-args --workers 8 --steps 60"
+    assert "cuda.is_available" in calls[1]
+    assert calls[2:] == [
         "benchmarks/augment_cost.py",
         f"benchmarks/speed.py --data {data} --workers 8 --steps 60",
         f"benchmarks/accuracy.py --setting gpu-full --data {data} --seeds 0",
@@ -292,7 +297,8 @@ def test_parallel_reuses_the_kept_pretraining_like_the_sequential_runs(
     assert result.returncode == 0, result.stderr
     reused = [c for c in calls if "--pretraining-from gpu-full" in c]
     assert len(reused) == 1 and "--ablation cross-entropy" in reused[0]
-    assert all("--concurrent 2" in c for c in calls[1:])
+    assert calls[0] == "benchmarks/gpu_settings.py --ablations no-contrastive cross-entropy"
+    assert all("--concurrent 2" in c for c in calls[2:])
     assert (work / "logs" / "no-contrastive.log").exists()  # LOG_DIR defaults under WORK_DIR
 
 
@@ -311,3 +317,41 @@ def test_a_bad_parallel_setting_stops_before_any_benchmark(fake: dict[str, Path]
     assert result.returncode == 2
     assert "PARALLEL=yes: expected 1 or 0" in result.stderr
     assert calls == []
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        (
+            {"ABLATIONS": "cross-entropy crossentropy", "STEPS": "ablations"},
+            "ABLATIONS: unknown ablation(s) crossentropy (known: contrastive cross-entropy",
+        ),
+        (
+            {"SPEED_ARGS": "--workers eight", "STEPS": "tests speed"},
+            "argument --workers: invalid int value: 'eight'\nbenchmarks/gpu.sh: SPEED_ARGS="
+            "--workers eight: refused by benchmarks/speed.py",
+        ),
+    ],
+)
+def test_ablations_and_speed_args_are_read_before_any_gpu_work(
+    env: dict[str, str], message: str, fake: dict[str, Path]
+) -> None:
+    """They reached accuracy.py and speed.py only at their steps, minutes into a session.
+    Here the real interpreter reads them (the CUDA probe, after, fails on a CPU)."""
+    result, _ = run_script(fake, PYTHON=sys.executable, **env)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert "no CUDA device" not in result.stderr  # refused before the probe
+
+
+def test_valid_ablations_and_speed_args_pass_the_check(fake: dict[str, Path]) -> None:
+    from benchmarks import gpu_settings
+
+    assert gpu_settings.check("cross-entropy weighted-sampling", "--workers 8 --steps 60") == []
+    assert gpu_settings.check(None, None) == []
+    assert gpu_settings.check("crossentropy", None)  # the same reader refuses a typo
+    # Read only where their step is asked for (and ABLATIONS only where set).
+    for env in ({"ABLATIONS": "crossentropy", "STEPS": "speed"}, {"SPEED_ARGS": "-x"}):
+        result, calls = run_script(fake, **{"STEPS": "tests", **env})
+        assert result.returncode == 0, result.stderr
+        assert not any("gpu_settings" in call for call in calls)
