@@ -619,9 +619,22 @@ def param_value_problems(
 
 
 def check_kedro(command: Command, program: str = "kedro run") -> Iterator[str]:
-    known, flags = kedro_run_options()
-    found = list(options(command.tokens, set(known) - flags))
-    env = command.setting("KEDRO_ENV") or "local"  # --env's default, as Kedro's session reads it
+    yield from _click_command_problems(command, command.tokens, *kedro_run_options(), program)
+
+
+def _click_command_problems(
+    command: Command,
+    tokens: tuple[str, ...],
+    known: dict[str, str],
+    flags: frozenset[str],
+    program: str,
+) -> Iterator[str]:
+    """The options of a Kedro-style click command (``kedro run``, ``kedro viz run``) in
+    ``tokens``: each known, each value naming what exists, ``--params`` read as Kedro reads
+    them and checked as the project checks parameters (in the ``--env`` given, else
+    ``KEDRO_ENV``'s, else ``local``, as Kedro's session reads it)."""
+    found = list(options(tokens, set(known) - flags))
+    env = command.setting("KEDRO_ENV") or "local"
     for flag, values in found:
         if known.get(flag) == "--env" and values and not is_placeholder(values[0]):
             env = values[0]
@@ -677,22 +690,7 @@ def check_viz(command: Command) -> Iterator[str]:
         yield f"kedro viz has no subcommand {subcommand} (it has {viz_subcommands()})"
         return
     known, flags = viz_options(subcommand)
-    found = list(options(tokens, set(known) - flags))
-    env = command.setting("KEDRO_ENV") or "local"  # kedro viz run's --env reads it so
-    for flag, values in found:
-        if known.get(flag) == "--env" and values and not is_placeholder(values[0]):
-            env = values[0]
-    for flag, values in found:
-        if flag not in known:
-            yield f"kedro viz {subcommand} has no option {flag}"
-            continue
-        for value in values:
-            yield from _value_problems(flag, known[flag], value, env)
-    params = [v for flag, values in found if known.get(flag) == "--params" for v in values]
-    if params and (CONF / env).is_dir():
-        overrides, unread = kedro_overrides(params)
-        yield from unread
-        yield from param_value_problems(overrides, env)
+    yield from _click_command_problems(command, tokens, known, flags, f"kedro viz {subcommand}")
 
 
 def check_notebook(command: Command) -> Iterator[str]:
