@@ -93,11 +93,13 @@ esac
 
 # ABLATIONS and SPEED_ARGS reach accuracy.py and speed.py only when their steps come: read by
 # those scripts' own names and parser here, first (only where set and their step is asked for).
+# `--option=value`: a value that starts with "-" (SPEED_ARGS=--cudnn-benchmark) is not taken
+# for an option of gpu_settings.py's own.
 settings=()
 if [[ " $STEPS " == *" ablations "* && $ABLATIONS != "$DEFAULT_ABLATIONS" ]]; then
-    settings+=(--ablations "$ABLATIONS")
+    settings+=("--ablations=$ABLATIONS")
 fi
-[[ -n $SPEED_ARGS && " $STEPS " == *" speed "* ]] && settings+=(--speed-args "$SPEED_ARGS")
+[[ -n $SPEED_ARGS && " $STEPS " == *" speed "* ]] && settings+=("--speed-args=$SPEED_ARGS")
 if ((${#settings[@]})) && ! "$PYTHON" benchmarks/gpu_settings.py "${settings[@]}"; then
     exit 2
 fi

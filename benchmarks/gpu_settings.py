@@ -11,7 +11,6 @@ what is wrong:
 from __future__ import annotations
 
 import argparse
-import shlex
 import sys
 from pathlib import Path
 
@@ -35,12 +34,16 @@ def check(ablations: str | None, speed_args: str | None) -> list[str]:
     if speed_args:
         from benchmarks import speed
 
-        sys.argv[0] = "benchmarks/speed.py"  # argparse's usage line names the script
+        # argparse's usage line names the script; put back after, for an in-process caller.
+        program, sys.argv[0] = sys.argv[0], "benchmarks/speed.py"
         try:
-            speed.parse_args(shlex.split(speed_args))
+            # Split as gpu.sh's unquoted $SPEED_ARGS is: at spaces, quotes kept as text.
+            speed.parse_args(speed_args.split())
         except SystemExit as refused:  # argparse has printed its message
             if refused.code:
                 problems.append(f"SPEED_ARGS={speed_args}: refused by benchmarks/speed.py (above)")
+        finally:
+            sys.argv[0] = program
     return problems
 
 

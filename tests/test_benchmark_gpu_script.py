@@ -126,7 +126,7 @@ def test_speed_args_reach_the_speed_benchmark_only(fake: dict[str, Path]) -> Non
     assert result.returncode == 0, result.stderr
     data = fake["data"]
     # Read by speed.py's parser first (gpu_settings.py), before the CUDA probe.
-    assert calls[0] == "benchmarks/gpu_settings.py --speed-args --workers 8 --steps 60"
+    assert calls[0] == "benchmarks/gpu_settings.py --speed-args=--workers 8 --steps 60"
     assert "cuda.is_available" in calls[1]
     assert calls[2:] == [
         "benchmarks/augment_cost.py",
@@ -297,7 +297,7 @@ def test_parallel_reuses_the_kept_pretraining_like_the_sequential_runs(
     assert result.returncode == 0, result.stderr
     reused = [c for c in calls if "--pretraining-from gpu-full" in c]
     assert len(reused) == 1 and "--ablation cross-entropy" in reused[0]
-    assert calls[0] == "benchmarks/gpu_settings.py --ablations no-contrastive cross-entropy"
+    assert calls[0] == "benchmarks/gpu_settings.py --ablations=no-contrastive cross-entropy"
     assert all("--concurrent 2" in c for c in calls[2:])
     assert (work / "logs" / "no-contrastive.log").exists()  # LOG_DIR defaults under WORK_DIR
 
@@ -355,3 +355,34 @@ def test_valid_ablations_and_speed_args_pass_the_check(fake: dict[str, Path]) ->
         result, calls = run_script(fake, **{"STEPS": "tests", **env})
         assert result.returncode == 0, result.stderr
         assert not any("gpu_settings" in call for call in calls)
+
+
+@pytest.mark.parametrize("speed_args", ["--cudnn-benchmark", "--workers=8"])
+def test_speed_args_of_one_word_pass_the_check(speed_args: str, fake: dict[str, Path]) -> None:
+    """A SPEED_ARGS of one word that starts with "-" was taken for an option of
+    gpu_settings.py's own (``--speed-args: expected one argument``): refused though valid.
+    The real interpreter reads it; no CUDA device is visible to it, so the probe after stops."""
+    result, _ = run_script(
+        fake, PYTHON=sys.executable, SPEED_ARGS=speed_args, STEPS="speed", CUDA_VISIBLE_DEVICES=""
+    )
+    assert "expected one argument" not in result.stderr
+    assert "no CUDA device" in result.stderr  # past the check, stopped at the probe
+
+
+def test_speed_args_are_split_as_gpu_sh_splits_them() -> None:
+    from benchmarks import gpu_settings
+
+    # gpu.sh passes $SPEED_ARGS unquoted: speed.py gets "'/tmp/a" and "b'", and refuses them.
+    assert gpu_settings.check(None, "--results-dir '/tmp/a b'")
+    assert gpu_settings.check(None, "--results-dir it's") == []  # no shlex error either
+
+
+def test_the_check_leaves_sys_argv_as_it_was(monkeypatch: pytest.MonkeyPatch) -> None:
+    """It named speed.py in argparse's usage line by setting sys.argv[0], and left it so: the
+    test process's later parsers, and run_lock's record of the command, said speed.py."""
+    from benchmarks import gpu_settings
+
+    monkeypatch.setattr(sys, "argv", ["pytest", "-q"])
+    gpu_settings.check(None, "--workers 8")
+    gpu_settings.check(None, "--workers eight")
+    assert sys.argv == ["pytest", "-q"]

@@ -62,7 +62,8 @@ PROGRAM = re.compile(
     r"|(?P<predict>(?<![\w-])skin-lesion\s+predict\b)"
     r"|(?P<demo>\bpython3?\s+-m\s+skin_lesion\.demo\b)"
     r"|\bpython3?\s+-m\s+(?P<module>skin_lesion(?:\.\w+)*)(?![\w.])"
-    r"|(?P<script>(?<![\w/.-])(?:benchmarks/)?(?P<name>\w+)\.py\b)"
+    # ``benchmarks/x.py`` by any path to it (``./benchmarks/x.py``, ``/repo/benchmarks/x.py``).
+    r"|(?P<script>(?<![\w/.-])(?:/?(?:[\w.-]+/)*benchmarks/)?(?P<name>\w+)\.py\b)"
 )
 # ``VAR=value`` environment settings a segment starts with (a quoted value may hold spaces):
 # ``SEEDS="0 1" STEPS=gpu-full bash benchmarks/gpu.sh``, ``KEDRO_ENV=demo kedro jupyter lab``.
@@ -215,7 +216,7 @@ def _segment_commands(doc: str, here: int, segment: str) -> list[Command]:
         elif begin.group("module"):
             found.append(Command(doc, where, "module", (begin.group("module"), *tokens), own))
         else:
-            written = begin.group("script").startswith("benchmarks/")
+            written = "benchmarks/" in begin.group("script")
             name = begin.group("name")
             # A bare ``x.py`` is one of ours only when benchmarks/ has it (the src modules,
             # ``settings.py``, are named so too); benchmarks/x.py must exist.
@@ -505,8 +506,9 @@ def param_key_problem(key: str, env: str) -> str | None:
 def param_keys(values: list[str]) -> Iterator[str]:
     """The keys of ``key=value`` items, comma-separated as Kedro splits them."""
     for value in values:
-        for item in value.split(","):
-            key, equals, _ = item.partition("=")
+        # A shell's quotes around the value are not part of the first key (nor the last value).
+        for item in value.strip("\"'").split(","):
+            key, equals, _ = item.strip().partition("=")
             # A placeholder (``...,seed=0``), or a comma inside a value (``x=[1, 2]``).
             if equals and not is_placeholder(key) and re.fullmatch(r"[\w.]+", key):
                 yield key
@@ -788,6 +790,10 @@ def check_script(command: Command) -> Iterator[str]:
     name = command.program
     if not (SCRIPTS / f"{name}.py").is_file():
         yield f"no script benchmarks/{name}.py"
+        return
+    if name not in scripts():  # a helper module (cli.py, overwrite.py): no command line
+        if any(True for _ in options(command.tokens, set())):
+            yield f"benchmarks/{name}.py has no command line"
         return
     known = script_options(name)
     takes_one = {f for f, a in known.items() if a.nargs is None and a.const is None}
@@ -1171,4 +1177,29 @@ def test_bogus_module_commands_are_found() -> None:
         "doc.md:7: --env cpu-quick: no folder conf/cpu-quick",
         "doc.md:7: --pipelines xyz: no such pipeline",
         "doc.md:8: python -m skin_lesion.command has no subcommand predct",
+    ]
+
+
+def test_quoted_params_and_paths_to_a_script_are_checked() -> None:
+    # A shell's quotes around --params hid the key from the check; a path before benchmarks/
+    # hid the script.
+    assert _broken('kedro run --params "seeed=1"') == [
+        "doc.md:4: --params key 'seeed': no 'seeed' under the top level in env 'local'"
+    ]
+    assert _broken("kedro run --env demo --params 'classifier_training.finetune.epoch=3'") == [
+        "doc.md:4: --params key 'classifier_training.finetune.epoch': no 'epoch' under "
+        "classifier_training.finetune in env 'demo'"
+    ]
+    for path in ("./benchmarks", "/srv/skin-lesion/benchmarks"):
+        assert _broken(f"python {path}/speed.py --bogus") == [
+            "doc.md:4: benchmarks/speed.py has no option --bogus"
+        ]
+    assert problems("doc.md", "See `src/skin_lesion/speed.py --x`.\n") == []  # not ours
+
+
+def test_a_helper_module_of_the_benchmarks_is_not_a_command() -> None:
+    # It has no parser to read: naming it crashed the check (no attribute 'main').
+    assert problems("doc.md", "The helpers in `benchmarks/cli.py` and `overwrite.py`.\n") == []
+    assert _broken("python benchmarks/cli.py --x") == [
+        "doc.md:4: benchmarks/cli.py has no command line"
     ]
