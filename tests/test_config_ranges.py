@@ -138,6 +138,7 @@ def test_both_classifier_phases_empty_is_refused() -> None:
         {"classifier_training": {"warmup": {"epochs": 0, "optim": {"warmup_epochs": 3}}}},
         {"contrastive_pretraining": {"enabled": False, "epochs": 2, "optim": {"warmup_epochs": 5}}},
         {"reporting": {"gradcam_per_class": 0, "target_sensitivity": 1.0}},
+        {"classifier_training": {"loss": {"alpha": "sqrt_inverse"}}},
         {"data_processing": {"metadata": {"min_age": 20, "max_age": 20}}},
     ],
 )

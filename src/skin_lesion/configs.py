@@ -359,9 +359,10 @@ class LossConfig:
     def __post_init__(self) -> None:
         check_at_least(self, 0, "gamma")
         check_probability(self, "label_smoothing", below_one=True)
-        if isinstance(self.alpha, str) and self.alpha not in ("inverse", "none"):
+        if isinstance(self.alpha, str) and self.alpha not in ("inverse", "sqrt_inverse", "none"):
             raise ValueError(
-                f"alpha must be 'inverse', 'none', null or one weight per class, got {self.alpha!r}"
+                "alpha must be 'inverse', 'sqrt_inverse', 'none', null or one weight per class, "
+                f"got {self.alpha!r}"
             )
         if isinstance(self.alpha, tuple) and not all(a >= 0 for a in self.alpha):
             raise ValueError(f"alpha weights must be >= 0, got {list(self.alpha)}")

@@ -10,7 +10,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from skin_lesion.losses import FocalLoss, build_classification_loss, inverse_frequency_weights
+from skin_lesion.losses import (
+    FocalLoss,
+    build_classification_loss,
+    inverse_frequency_weights,
+    sqrt_inverse_frequency_weights,
+)
 
 # Two samples, three classes, logits chosen so that softmax gives these probabilities.
 PROBS = [[0.7, 0.2, 0.1], [0.25, 0.25, 0.5]]
@@ -246,6 +251,32 @@ def test_inverse_frequency_weights_name_a_zero_count() -> None:
         inverse_frequency_weights([2.5, 1])
 
 
+def test_sqrt_inverse_frequency_weights() -> None:
+    weights = sqrt_inverse_frequency_weights([1, 4])
+    torch.testing.assert_close(weights, torch.tensor([5 / 3, 5 / 6]))
+    # Mean 1 over training samples, as the inverse-frequency weights; each ratio between two
+    # classes is the square root of theirs.
+    counts = [5, 1, 30, 7]
+    w = sqrt_inverse_frequency_weights(counts)
+    share = torch.tensor(counts, dtype=torch.float32) / sum(counts)
+    assert (share * w).sum().item() == pytest.approx(1.0)
+    full = inverse_frequency_weights(counts)
+    assert (w[1] / w[2]).item() == pytest.approx(((full[1] / full[2]) ** 0.5).item())
+    with pytest.raises(ValueError, match=r"class_counts\[2\] is -1.*square-root"):
+        sqrt_inverse_frequency_weights([3, 4, -1])
+
+
+def test_build_focal_with_sqrt_inverse_alpha() -> None:
+    logits, targets = _random_batch(classes=3)
+    counts = [10, 30, 60]
+    loss = build_classification_loss(
+        "focal", num_classes=3, class_counts=counts, alpha="sqrt_inverse"
+    )
+    expected = FocalLoss(alpha=sqrt_inverse_frequency_weights(counts))(logits, targets)
+    torch.testing.assert_close(loss(logits, targets), expected)
+    assert not torch.allclose(loss(logits, targets), FocalLoss()(logits, targets))
+
+
 def test_build_focal_with_inverse_alpha() -> None:
     logits, targets = _random_batch(classes=3)
     counts = [10, 30, 60]
@@ -323,6 +354,7 @@ def test_build_ignores_alpha_for_cross_entropy_with_a_warning(
         ("dice", {}, "Unknown classification loss 'dice'"),
         ("weighted_cross_entropy", {}, "weighted_cross_entropy needs class_counts"),
         ("focal", {"alpha": "inverse"}, "alpha='inverse' needs class_counts"),
+        ("focal", {"alpha": "sqrt_inverse"}, "alpha='sqrt_inverse' needs class_counts"),
         ("focal", {"alpha": "balanced"}, "got 'balanced'"),
         ("focal", {"alpha": [1.0, 2.0]}, "alpha has 2 weights ([1.0, 2.0]) but num_classes is 3"),
         ("focal", {"class_counts": [1, 2]}, "class_counts has 2 entries ([1, 2])"),
