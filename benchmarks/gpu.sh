@@ -14,6 +14,7 @@
 #   WORK_DIR=/scratch/runs bash benchmarks/gpu.sh  # accuracy.py --work-dir (default data/benchmarks)
 #   PARALLEL=1 STEPS=ablations bash benchmarks/gpu.sh  # the ablations at once on the one GPU
 #   SPEED_ARGS="--workers 8 --steps 60" STEPS=speed bash benchmarks/gpu.sh  # speed.py's options
+#   STEP_TIMEOUT=25m bash benchmarks/gpu.sh      # stop any one command after 25 minutes
 #
 # It refuses to start without CUDA: on a CPU these settings take days, and the CPU figures
 # come from `python benchmarks/accuracy.py --setting cpu-quick` instead. A step that fails
@@ -49,6 +50,11 @@ PARALLEL=${PARALLEL:-0}
 # hold the default loader's batches in flight (every core but one, two batches each: about
 # 4.6 GB for SupCon at batch 128 with 15 workers), or "--steps 60" for a longer timed window.
 SPEED_ARGS=${SPEED_ARGS:-}
+# STEP_TIMEOUT: a limit for each command a step runs (each ablation's run on its own), as
+# coreutils `timeout` reads it (90s, 25m, 2h; empty: none). A command past it is stopped with
+# its child processes, named among the failed steps, and the later steps still run; the
+# accuracy runs keep what they finished, for RESUME=1 to go on from.
+STEP_TIMEOUT=${STEP_TIMEOUT:-}
 LOG_DIR=${LOG_DIR:-${WORK_DIR:-data/benchmarks}/logs}
 work=()
 [[ -n ${WORK_DIR:-} ]] && work=(--work-dir "$WORK_DIR")
@@ -81,6 +87,12 @@ case "$PARALLEL" in
         exit 2
         ;;
 esac
+
+if [[ -n $STEP_TIMEOUT && ! $STEP_TIMEOUT =~ ^[0-9]+(\.[0-9]+)?[smhd]?$ ]]; then
+    echo "benchmarks/gpu.sh: STEP_TIMEOUT=$STEP_TIMEOUT: expected a duration such as 90s," \
+        "25m or 2h (coreutils timeout), or empty for none" >&2
+    exit 2
+fi
 
 case "$RESUME" in
     "" | 0) resume=() ;;
@@ -143,12 +155,21 @@ reuse() {
     done
     echo --pretraining-from gpu-full
 }
+# A command under STEP_TIMEOUT, where set: past it, TERM to the command's process group (its
+# children too), KILL 60 s later; exit status 124 (137 after the KILL).
+limited() {
+    if [[ -n $STEP_TIMEOUT ]]; then
+        timeout -k 60 "$STEP_TIMEOUT" "$@"
+    else
+        "$@"
+    fi
+}
 # One ablation's accuracy run; arguments after the name are added at the end.
 run_ablation() {
     local name=$1
     shift
     # shellcheck disable=SC2086
-    "$PYTHON" benchmarks/accuracy.py --setting gpu-full --ablation "$name" --data "$DATA" \
+    limited "$PYTHON" benchmarks/accuracy.py --setting gpu-full --ablation "$name" --data "$DATA" \
         --seeds $SEEDS "${resume[@]}" "${work[@]}" "$@"
 }
 # The ablations at once (PARALLEL=1), each in the background with its own log; a run that
@@ -178,15 +199,29 @@ parallel_ablations() {
         pids+=($!)
     done
     for i in "${!pids[@]}"; do
-        wait "${pids[$i]}" || failed+=("${names[$i]}")
+        wait "${pids[$i]}" || note_failure "${names[$i]}" $?
     done
     trap - INT TERM
 }
 failed=()
+# A failed step's name, marked where STEP_TIMEOUT stopped it.
+note_failure() {
+    local label=$1 status=$2
+    if [[ -n $STEP_TIMEOUT ]] && ((status == 124 || status == 137)); then
+        label+=" (stopped at STEP_TIMEOUT=$STEP_TIMEOUT)"
+    fi
+    failed+=("$label")
+}
+# One step's command (run_ablation applies STEP_TIMEOUT itself: timeout runs programs only).
 run() {
-    local label=$1
+    local label=$1 status=0
     shift
-    "$@" || failed+=("$label")
+    if declare -F "$1" >/dev/null; then
+        "$@" || status=$?
+    else
+        limited "$@" || status=$?
+    fi
+    ((status == 0)) || note_failure "$label" "$status"
 }
 
 for name in $STEPS; do
@@ -235,7 +270,8 @@ for name in $STEPS; do
     esac
 done
 if ((${#failed[@]})); then
-    step "failed: ${failed[*]}; results so far in benchmarks/results/"
+    joined=$(printf '%s, ' "${failed[@]}")
+    step "failed: ${joined%, }; results so far in benchmarks/results/"
     exit 1
 fi
 step "done; results in benchmarks/results/"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -19,7 +20,8 @@ ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "benchmarks" / "gpu.sh"
 
 # Logs each call's arguments on one line; answers the CUDA probe with $FAKE_CUDA (0 = yes)
-# and fails any call whose arguments contain $FAKE_FAIL.
+# and fails any call whose arguments contain $FAKE_FAIL; one whose arguments contain $FAKE_SLOW
+# first sleeps 30 s (in a child process, as a benchmark's workers would be).
 # With $FAKE_BARRIER set, each ablation waits (up to 20 s) until $FAKE_BARRIER_N ablations have
 # started: only runs started together get past it. Each call also logs its OMP_NUM_THREADS.
 FAKE_PYTHON = """#!/usr/bin/env bash
@@ -34,6 +36,11 @@ if [[ -n "${FAKE_BARRIER:-}" && "$*" == *--ablation* ]]; then
     done
     (( $(ls "$FAKE_BARRIER" | wc -l) >= FAKE_BARRIER_N )) || exit 4
     echo "output of $*"
+fi
+if [[ -n "${FAKE_SLOW:-}" && "$*" == *"$FAKE_SLOW"* ]]; then
+    sleep 30 &
+    echo $! >> "$FAKE_LOG.slow"
+    wait
 fi
 if [[ -n "${FAKE_FAIL:-}" && "$*" == *"$FAKE_FAIL"* ]]; then exit 3; fi
 exit 0
@@ -161,6 +168,54 @@ def test_a_failed_step_does_not_stop_the_rest_and_is_named(fake: dict[str, Path]
     assert calls[-1].endswith("--compare")
 
 
+def test_step_timeout_stops_a_command_and_its_children_and_goes_on(
+    fake: dict[str, Path],
+) -> None:
+    start = time.monotonic()
+    result, calls = run_script(
+        fake,
+        STEPS="speed gpu-full ablations",
+        STEP_TIMEOUT="1",
+        FAKE_SLOW="speed.py",
+        ABLATIONS="no-contrastive cross-entropy",
+    )
+    assert time.monotonic() - start < 20  # not the 30 s the stand-in sleeps
+    assert result.returncode == 1
+    assert "failed: speed (stopped at STEP_TIMEOUT=1); results so far" in result.stderr
+    assert [call.split()[0] for call in calls if "gpu_settings" not in call][1:] == [
+        "benchmarks/augment_cost.py",
+        "benchmarks/speed.py",
+        *["benchmarks/accuracy.py"] * 3,
+    ]
+    (sleeper,) = Path(f"{fake['log']}.slow").read_text().split()
+    assert not Path(f"/proc/{sleeper}").exists() or "zombie" in _state(sleeper)
+
+
+def _state(pid: str) -> str:
+    """A process's state as /proc reads it ("zombie", "sleeping", ...), "" once it is gone."""
+    try:
+        return Path(f"/proc/{pid}/status").read_text().split("State:")[1].split("\n")[0]
+    except (FileNotFoundError, IndexError):
+        return ""
+
+
+def test_step_timeout_applies_to_each_ablation_and_is_named_with_its_step(
+    fake: dict[str, Path],
+) -> None:
+    result, _ = run_script(
+        fake,
+        STEPS="ablations",
+        STEP_TIMEOUT="1s",
+        FAKE_SLOW="--ablation cross-entropy",
+        FAKE_FAIL="--ablation weighted-sampling",
+    )
+    assert result.returncode == 1
+    assert (
+        "failed: cross-entropy (stopped at STEP_TIMEOUT=1s), weighted-sampling; results"
+        in result.stderr
+    )
+
+
 def test_steps_select_and_order_the_work(fake: dict[str, Path]) -> None:
     result, calls = run_script(fake, STEPS="speed tests")
     assert result.returncode == 0, result.stderr
@@ -187,6 +242,7 @@ def test_resume_finishes_the_accuracy_runs_only(fake: dict[str, Path]) -> None:
     ("env", "message"),
     [
         ({"RESUME": "yes"}, "RESUME=yes: expected 1"),
+        ({"STEP_TIMEOUT": "25 min"}, "STEP_TIMEOUT=25 min: expected a duration"),
         ({"STEPS": "tests sped"}, "unknown step 'sped'"),
         ({"FAKE_CUDA": "1"}, "no CUDA device"),
         ({"DATA": "/nonexistent/ham"}, "/nonexistent/ham has no HAM10000_metadata.csv"),

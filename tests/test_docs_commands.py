@@ -1074,7 +1074,7 @@ def test_bogus_gpu_settings_are_found() -> None:
     assert _broken('SEED=2 STEPS="tests sped" RESUME=2 bash benchmarks/gpu.sh') == [
         "doc.md:4: benchmarks/gpu.sh reads no setting SEED (it reads ['ABLATIONS', 'DATA', "
         "'LOG_DIR', 'PARALLEL', 'PYTHON', 'RESUME', 'REUSE_PRETRAINING', 'SEEDS', 'SPEED_ARGS', "
-        "'STEPS', 'WORK_DIR'])",
+        "'STEPS', 'STEP_TIMEOUT', 'WORK_DIR'])",
         "doc.md:4: STEPS=tests sped: 'sped' is not one of ['ablations', 'compare', 'gpu-full', "
         "'inference', 'speed', 'tests']",
         "doc.md:4: RESUME=2: '2' is not one of ['', '0', '1']",
