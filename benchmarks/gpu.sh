@@ -156,13 +156,24 @@ reuse() {
     echo --pretraining-from gpu-full
 }
 # A command under STEP_TIMEOUT, where set: past it, TERM to the command's process group (its
-# children too), KILL 60 s later; exit status 124 (137 after the KILL).
+# children too), KILL 60 s later; exit status 124 (137 after the KILL). timeout puts the
+# command in a process group of its own, which a Ctrl-C at the terminal does not reach: it
+# waits in the background here, and an INT or TERM to this script is passed on to it.
 limited() {
-    if [[ -n $STEP_TIMEOUT ]]; then
-        timeout -k 60 "$STEP_TIMEOUT" "$@"
-    else
+    if [[ -z $STEP_TIMEOUT ]]; then
         "$@"
+        return
     fi
+    local pid status=0
+    timeout -k 60 "$STEP_TIMEOUT" "$@" &
+    pid=$!
+    # shellcheck disable=SC2064  # the pid is meant to be expanded now
+    trap "kill -INT $pid 2>/dev/null; wait $pid; exit 130" INT
+    # shellcheck disable=SC2064
+    trap "kill -TERM $pid 2>/dev/null; wait $pid; exit 143" TERM
+    wait "$pid" || status=$?
+    trap - INT TERM
+    return "$status"
 }
 # One ablation's accuracy run; arguments after the name are added at the end.
 run_ablation() {

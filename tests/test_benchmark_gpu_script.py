@@ -9,6 +9,7 @@ CPU without running (or, on a GPU machine, accidentally launching) any benchmark
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -21,7 +22,7 @@ SCRIPT = ROOT / "benchmarks" / "gpu.sh"
 
 # Logs each call's arguments on one line; answers the CUDA probe with $FAKE_CUDA (0 = yes)
 # and fails any call whose arguments contain $FAKE_FAIL; one whose arguments contain $FAKE_SLOW
-# first sleeps 30 s (in a child process, as a benchmark's workers would be).
+# first sleeps 30 s in a child process (as a benchmark's workers would), logging its pid.
 # With $FAKE_BARRIER set, each ablation waits (up to 20 s) until $FAKE_BARRIER_N ablations have
 # started: only runs started together get past it. Each call also logs its OMP_NUM_THREADS.
 FAKE_PYTHON = """#!/usr/bin/env bash
@@ -38,9 +39,7 @@ if [[ -n "${FAKE_BARRIER:-}" && "$*" == *--ablation* ]]; then
     echo "output of $*"
 fi
 if [[ -n "${FAKE_SLOW:-}" && "$*" == *"$FAKE_SLOW"* ]]; then
-    sleep 30 &
-    echo $! >> "$FAKE_LOG.slow"
-    wait
+    bash -c 'echo $$ >> "$FAKE_LOG.slow"; exec sleep 30'
 fi
 if [[ -n "${FAKE_FAIL:-}" && "$*" == *"$FAKE_FAIL"* ]]; then exit 3; fi
 exit 0
@@ -214,6 +213,66 @@ def test_step_timeout_applies_to_each_ablation_and_is_named_with_its_step(
         "failed: cross-entropy (stopped at STEP_TIMEOUT=1s), weighted-sampling; results"
         in result.stderr
     )
+
+
+@pytest.mark.parametrize(
+    ("env", "signal_to", "sleepers", "status"),
+    [
+        # Ctrl-C at a terminal: INT to the script's process group (timeout's is another).
+        ({"STEPS": "speed"}, "group-INT", 1, 130),
+        # A wrapper's TERM (coreutils timeout, a scheduler) to the script alone.
+        ({"STEPS": "speed"}, "script-TERM", 1, 143),
+        (
+            {"STEPS": "ablations", "PARALLEL": "1", "ABLATIONS": "cross-entropy contrastive"},
+            "group-TERM",
+            2,
+            None,
+        ),
+    ],
+)
+def test_a_signal_to_the_script_stops_the_command_under_step_timeout(
+    env: dict[str, str], signal_to: str, sleepers: int, status: int | None, fake: dict[str, Path]
+) -> None:
+    environment = {
+        **os.environ,
+        "PYTHON": str(fake["python"]),
+        "DATA": str(fake["data"]),
+        "FAKE_LOG": str(fake["log"]),
+        "FAKE_CUDA": "0",
+        "STEP_TIMEOUT": "5m",
+        "FAKE_SLOW": "speed.py" if env["STEPS"] == "speed" else "--setting gpu-full --ablation",
+        **env,
+    }
+    script = subprocess.Popen(
+        ["bash", str(SCRIPT)],
+        env=environment,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    slow = Path(f"{fake['log']}.slow")
+    try:
+        for _ in range(200):
+            if slow.exists() and len(slow.read_text().split()) == sleepers:
+                break
+            time.sleep(0.1)
+        pids = slow.read_text().split()
+        assert len(pids) == sleepers
+        where, name = signal_to.split("-")
+        number = getattr(signal, f"SIG{name}")
+        if where == "group":
+            os.killpg(script.pid, number)
+        else:
+            script.send_signal(number)
+        returned = script.wait(timeout=20)
+    finally:
+        if script.poll() is None:
+            os.killpg(script.pid, signal.SIGKILL)
+    if status is not None:
+        assert returned == status
+    assert returned != 0
+    time.sleep(0.5)
+    assert all(not _state(pid) or "zombie" in _state(pid) for pid in pids)
 
 
 def test_steps_select_and_order_the_work(fake: dict[str, Path]) -> None:
