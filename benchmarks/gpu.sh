@@ -164,16 +164,23 @@ limited() {
         "$@"
         return
     fi
-    local pid status=0
+    local status=0
+    # Set before the command starts, so that no signal falls between the two.
+    trap 'stop_jobs INT 130' INT
+    trap 'stop_jobs TERM 143' TERM
     timeout -k 60 "$STEP_TIMEOUT" "$@" &
-    pid=$!
-    # shellcheck disable=SC2064  # the pid is meant to be expanded now
-    trap "kill -INT $pid 2>/dev/null; wait $pid; exit 130" INT
-    # shellcheck disable=SC2064
-    trap "kill -TERM $pid 2>/dev/null; wait $pid; exit 143" TERM
-    wait "$pid" || status=$?
+    wait "$!" || status=$?
     trap - INT TERM
     return "$status"
+}
+# Pass a signal on to this shell's background jobs (limited's timeout), wait for them, exit.
+stop_jobs() {
+    local pids
+    pids=$(jobs -p)
+    # shellcheck disable=SC2086  # one pid a word
+    [[ -n $pids ]] && kill -s "$1" $pids 2>/dev/null
+    wait
+    exit "$2"
 }
 # One ablation's accuracy run; arguments after the name are added at the end.
 run_ablation() {
