@@ -93,6 +93,10 @@ if [[ -n $STEP_TIMEOUT && ! $STEP_TIMEOUT =~ ^[0-9]+(\.[0-9]+)?[smhd]?$ ]]; then
         "25m or 2h (coreutils timeout), or empty for none" >&2
     exit 2
 fi
+# STEP_TIMEOUT in milliseconds (0: no limit, as timeout reads 0), to tell its stop from a
+# command's own exit status 124 or 137 (an OOM kill is 137 too).
+step_timeout_ms=$(awk -v d="${STEP_TIMEOUT:-0}" 'BEGIN { u = substr(d, length(d))
+    f = u == "m" ? 60 : u == "h" ? 3600 : u == "d" ? 86400 : 1; printf "%d", (d + 0) * f * 1000 }')
 
 case "$RESUME" in
     "" | 0) resume=() ;;
@@ -164,13 +168,22 @@ limited() {
         "$@"
         return
     fi
-    local status=0
-    # Set before the command starts, so that no signal falls between the two.
+    local status=0 start=$SECONDS
+    # Set before the command starts, so that no signal falls between the two. HUP too: the
+    # command is out of the terminal's process group, so a hangup would not reach it.
     trap 'stop_jobs INT 130' INT
     trap 'stop_jobs TERM 143' TERM
+    trap 'stop_jobs HUP 129' HUP
     timeout -k 60 "$STEP_TIMEOUT" "$@" &
     wait "$!" || status=$?
-    trap - INT TERM
+    trap - INT TERM HUP
+    # 124 and 137 name a stop at STEP_TIMEOUT only where the limit was reached (SECONDS counts
+    # whole seconds: at least the limit's whole seconds have passed by then).
+    if ((status == 124 || status == 137)) &&
+        ((step_timeout_ms == 0 || SECONDS - start < step_timeout_ms / 1000)); then
+        echo "benchmarks/gpu.sh: ${*:1:2} exited with status $status before STEP_TIMEOUT" >&2
+        status=1
+    fi
     return "$status"
 }
 # Pass a signal on to this shell's background jobs (limited's timeout), wait for them, exit.
@@ -206,7 +219,9 @@ parallel_ablations() {
     mkdir -p "$LOG_DIR"
     # Background jobs of a script ignore Ctrl-C, and so do their Kedro stages: stop the whole
     # process group instead.
-    trap 'trap - INT TERM; kill -TERM 0 2>/dev/null; exit 130' INT TERM
+    trap 'stop_parallel 130' INT
+    trap 'stop_parallel 143' TERM
+    trap 'stop_parallel 129' HUP
     for name in "${names[@]}"; do
         from=$(reuse "$name")
         step "gpu-full ablation $name, seeds $SEEDS${from:+ ($from)}, in parallel" \
@@ -219,7 +234,16 @@ parallel_ablations() {
     for i in "${!pids[@]}"; do
         wait "${pids[$i]}" || note_failure "${names[$i]}" $?
     done
-    trap - INT TERM
+    trap - INT TERM HUP
+}
+# TERM to the runs (this process group; under STEP_TIMEOUT each run passes it on to its
+# timeout's group), then wait for them before exiting: this shell ignores its own TERM, which
+# would otherwise end it at once, before its runs had stopped (and with 143 for a Ctrl-C).
+stop_parallel() {
+    trap '' INT TERM HUP
+    kill -TERM 0 2>/dev/null
+    wait
+    exit "$1"
 }
 failed=()
 # A failed step's name, marked where STEP_TIMEOUT stopped it.

@@ -21,8 +21,11 @@ ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "benchmarks" / "gpu.sh"
 
 # Logs each call's arguments on one line; answers the CUDA probe with $FAKE_CUDA (0 = yes)
-# and fails any call whose arguments contain $FAKE_FAIL; one whose arguments contain $FAKE_SLOW
-# first sleeps 30 s in a child process (as a benchmark's workers would), logging its pid.
+# and fails any call whose arguments contain $FAKE_FAIL (exit status $FAKE_FAIL_STATUS, 3 by
+# default); one whose arguments contain $FAKE_SLOW first sleeps 30 s in a child process (as a
+# benchmark's workers would), logging its pid; with $FAKE_SLOW_EXIT set, the call itself
+# sleeps, logs its own pid, and takes 2 s to stop after a signal (as a run saving its state
+# would).
 # With $FAKE_BARRIER set, each ablation waits (up to 20 s) until $FAKE_BARRIER_N ablations have
 # started: only runs started together get past it. Each call also logs its OMP_NUM_THREADS.
 FAKE_PYTHON = """#!/usr/bin/env bash
@@ -38,10 +41,15 @@ if [[ -n "${FAKE_BARRIER:-}" && "$*" == *--ablation* ]]; then
     (( $(ls "$FAKE_BARRIER" | wc -l) >= FAKE_BARRIER_N )) || exit 4
     echo "output of $*"
 fi
-if [[ -n "${FAKE_SLOW:-}" && "$*" == *"$FAKE_SLOW"* ]]; then
+if [[ -n "${FAKE_SLOW:-}" && "$*" == *"$FAKE_SLOW"* && -n "${FAKE_SLOW_EXIT:-}" ]]; then
+    trap 'kill $!; sleep 2; exit 1' INT TERM HUP
+    echo $$ >> "$FAKE_LOG.slow"
+    sleep 30 &
+    wait
+elif [[ -n "${FAKE_SLOW:-}" && "$*" == *"$FAKE_SLOW"* ]]; then
     bash -c 'echo $$ >> "$FAKE_LOG.slow"; exec sleep 30'
 fi
-if [[ -n "${FAKE_FAIL:-}" && "$*" == *"$FAKE_FAIL"* ]]; then exit 3; fi
+if [[ -n "${FAKE_FAIL:-}" && "$*" == *"$FAKE_FAIL"* ]]; then exit "${FAKE_FAIL_STATUS:-3}"; fi
 exit 0
 """
 
@@ -215,6 +223,21 @@ def test_step_timeout_applies_to_each_ablation_and_is_named_with_its_step(
     )
 
 
+def test_a_command_s_own_exit_status_124_or_137_is_not_called_a_timeout(
+    fake: dict[str, Path],
+) -> None:
+    for status in ("124", "137"):
+        result, _ = run_script(
+            fake, STEPS="speed", STEP_TIMEOUT="1h", FAKE_FAIL="speed.py", FAKE_FAIL_STATUS=status
+        )
+        assert result.returncode == 1
+        assert "failed: speed; results so far" in result.stderr
+        assert f"speed.py exited with status {status} before STEP_TIMEOUT" in result.stderr
+
+
+PARALLEL_PAIR = {"STEPS": "ablations", "PARALLEL": "1", "ABLATIONS": "cross-entropy contrastive"}
+
+
 @pytest.mark.parametrize(
     ("env", "signal_to", "sleepers", "status"),
     [
@@ -222,16 +245,16 @@ def test_step_timeout_applies_to_each_ablation_and_is_named_with_its_step(
         ({"STEPS": "speed"}, "group-INT", 1, 130),
         # A wrapper's TERM (coreutils timeout, a scheduler) to the script alone.
         ({"STEPS": "speed"}, "script-TERM", 1, 143),
-        (
-            {"STEPS": "ablations", "PARALLEL": "1", "ABLATIONS": "cross-entropy contrastive"},
-            "group-TERM",
-            2,
-            None,
-        ),
+        # A terminal's hangup: HUP to its foreground process group.
+        ({"STEPS": "speed"}, "group-HUP", 1, 129),
+        (PARALLEL_PAIR, "group-INT", 2, 130),
+        (PARALLEL_PAIR, "group-TERM", 2, 143),
+        (PARALLEL_PAIR, "script-TERM", 2, 143),
+        (PARALLEL_PAIR, "group-HUP", 2, 129),
     ],
 )
 def test_a_signal_to_the_script_stops_the_command_under_step_timeout(
-    env: dict[str, str], signal_to: str, sleepers: int, status: int | None, fake: dict[str, Path]
+    env: dict[str, str], signal_to: str, sleepers: int, status: int, fake: dict[str, Path]
 ) -> None:
     environment = {
         **os.environ,
@@ -241,6 +264,8 @@ def test_a_signal_to_the_script_stops_the_command_under_step_timeout(
         "FAKE_CUDA": "0",
         "STEP_TIMEOUT": "5m",
         "FAKE_SLOW": "speed.py" if env["STEPS"] == "speed" else "--setting gpu-full --ablation",
+        # The commands take 2 s to stop: the script must not return before they have.
+        "FAKE_SLOW_EXIT": "1",
         **env,
     }
     script = subprocess.Popen(
@@ -268,10 +293,7 @@ def test_a_signal_to_the_script_stops_the_command_under_step_timeout(
     finally:
         if script.poll() is None:
             os.killpg(script.pid, signal.SIGKILL)
-    if status is not None:
-        assert returned == status
-    assert returned != 0
-    time.sleep(0.5)
+    assert returned == status
     assert all(not _state(pid) or "zombie" in _state(pid) for pid in pids)
 
 
