@@ -198,6 +198,12 @@ def test_step_timeout_stops_a_command_and_its_children_and_goes_on(
     assert not Path(f"/proc/{sleeper}").exists() or "zombie" in _state(sleeper)
 
 
+def _default_signals() -> None:
+    """Give INT, TERM and HUP their default actions (in the child, before it runs bash)."""
+    for number in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(number, signal.SIG_DFL)
+
+
 def _state(pid: str) -> str:
     """A process's state as /proc reads it ("zombie", "sleeping", ...), "" once it is gone."""
     try:
@@ -272,6 +278,9 @@ def test_a_signal_to_the_script_stops_the_command_under_step_timeout(
         ["bash", str(SCRIPT)],
         env=environment,
         start_new_session=True,
+        # As at a terminal: a shell cannot trap a signal ignored when it starts, and pytest
+        # may run with INT or HUP ignored (started in the background, or under nohup).
+        preexec_fn=_default_signals,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
