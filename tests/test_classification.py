@@ -1,3 +1,4 @@
+import functools
 import logging
 
 import numpy as np
@@ -394,10 +395,12 @@ def test_resume_in_phase_two_equals_uninterrupted(tmp_path, monkeypatch, mix):
     assert [h["loss"] for h in history] == [h["loss"] for h in full_history]
 
 
-@pytest.mark.slow
-def test_compiled_training_saves_a_plain_checkpoint():
-    """``compile: true`` (torch.compile, about a minute on a CPU): the checkpoint holds the
-    plain module's keys (no ``_orig_mod.``) and rebuilds into a classifier that still fits."""
+def test_compiled_training_saves_a_plain_checkpoint(monkeypatch):
+    """``compile: true`` (torch.compile): the checkpoint holds the plain module's keys (no
+    ``_orig_mod.``) and rebuilds into a classifier that still fits. TorchDynamo's capture and
+    AOTAutograd run as in a real compile; Inductor's C++ code generation (about a minute on 2
+    cores) is left to the GPU test, which compiles both training nodes with it."""
+    monkeypatch.setattr(torch, "compile", functools.partial(torch.compile, backend="aot_eager"))
     (checkpoint, history, _), _, _ = _train(_config(compile=True))
     assert not [k for k in checkpoint["state_dict"] if "_orig_mod" in k]
     assert all(np.isfinite(h["loss"]) for h in history)

@@ -76,6 +76,25 @@ def test_every_pipeline_on_cuda(kedro_project, spy):
     assert history and all(0 <= h["val_knn_balanced_accuracy"] <= 1 for h in history), history
 
 
+def test_both_training_nodes_compile_with_inductor_on_cuda(kedro_project):
+    """``compile: true`` with torch.compile's default backend (Inductor, which the CPU
+    tests replace with ``aot_eager`` to save its minute of C++ code generation)."""
+    run_kedro(
+        kedro_project,
+        device="cuda",
+        contrastive_pretraining={"compile": True},
+        classifier_training={"compile": True},
+    )
+    models = kedro_project / "data" / "test" / "06_models"
+    for name in ("pretrained_encoder.pt", "classifier.pt"):
+        state = torch.load(models / name, map_location="cpu", weights_only=False)["state_dict"]
+        assert state and not [k for k in state if "_orig_mod" in k], name
+    history = json.loads(
+        (kedro_project / "data" / "test" / "08_reporting" / "training_history.json").read_text()
+    )
+    assert history and all(np.isfinite(r["loss"]) for r in history)
+
+
 def test_classifier_resumes_on_cuda(kedro_project, monkeypatch):
     run_kedro(kedro_project, "data_processing")
     run_kedro(kedro_project, "contrastive_pretraining", device="cuda")
