@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -35,17 +37,61 @@ def demo_raw_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+def copy_project(folder: Path, demo_raw_dir: Path) -> Path:
+    """The project's conf/ and pyproject.toml in ``folder``, the generated raw data in place."""
+    shutil.copy(PROJECT_ROOT / "pyproject.toml", folder / "pyproject.toml")
+    shutil.copytree(PROJECT_ROOT / "conf", folder / "conf")
+    (folder / "src").mkdir()  # bootstrap_project wants it; the package is installed
+    shutil.copytree(demo_raw_dir, folder / "data" / "test" / "01_raw" / "HAM10000")
+    return folder
+
+
 @pytest.fixture
 def kedro_project(tmp_path: Path, demo_raw_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A copy of the project's conf/ in a temp folder (the cwd), raw data in place."""
-    shutil.copy(PROJECT_ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
-    shutil.copytree(PROJECT_ROOT / "conf", tmp_path / "conf")
-    (tmp_path / "src").mkdir()  # bootstrap_project wants it; the package is installed
-    raw = tmp_path / "data" / "test" / "01_raw" / "HAM10000"
-    shutil.copytree(demo_raw_dir, raw)
+    copy_project(tmp_path, demo_raw_dir)
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("KEDRO_DISABLE_TELEMETRY", "true")
     return tmp_path
+
+
+@pytest.fixture(scope="session")
+def full_run_outputs(
+    tmp_path_factory: pytest.TempPathFactory, demo_raw_dir: Path
+) -> Callable[..., Path]:
+    """``outputs(**params)``: the ``data/test`` folder of a project after ``kedro run`` (every
+    pipeline, the test env) with those runtime parameters, made once per test session for
+    each set of parameters. A full run takes about 10 s; copies of it take milliseconds."""
+    made: dict[str, Path] = {}
+
+    def outputs(**params) -> Path:
+        key = json.dumps(params, sort_keys=True)
+        if key not in made:
+            project = copy_project(tmp_path_factory.mktemp("full_run"), demo_raw_dir)
+            with pytest.MonkeyPatch.context() as patch:
+                patch.chdir(project)
+                patch.setenv("KEDRO_DISABLE_TELEMETRY", "true")
+                run_kedro(project, **params)
+            made[key] = project / "data" / "test"
+        return made[key]
+
+    return outputs
+
+
+def copy_full_run(project: Path, outputs: Path) -> Path:
+    """Put ``outputs`` (from :func:`full_run_outputs`) into ``project``'s ``data/test``, as if
+    ``project`` had made them: the same raw images, so every lineage check accepts them."""
+    # The run lock of the finished run stays with it (01_raw is the same generated data).
+    skip = shutil.ignore_patterns("01_raw", ".skin-lesion-run.lock")
+    shutil.copytree(outputs, project / "data" / "test", ignore=skip, dirs_exist_ok=True)
+    return project
+
+
+@pytest.fixture
+def after_full_run(kedro_project: Path, full_run_outputs: Callable[..., Path]) -> Path:
+    """``kedro_project`` after ``kedro run`` with the test env's parameters (a copy of one
+    such run made once per session: the tests that start from it use it, not run it again)."""
+    return copy_full_run(kedro_project, full_run_outputs())
 
 
 def run_kedro(

@@ -43,8 +43,8 @@ def test_inference_speed_records_each_tta_of_a_fusion_classifier(kedro_project: 
     assert table[5].startswith(f"| dihedral, 8 | {dihedral['classify_s']} |")
 
 
-def test_inference_speed_passes_a_batch_size_on(kedro_project: Path) -> None:
-    run_kedro(kedro_project)
+def test_inference_speed_passes_a_batch_size_on(after_full_run: Path) -> None:
+    kedro_project = after_full_run
     raw = kedro_project / "data" / "test" / "01_raw" / "HAM10000"
     out = kedro_project / "results" / "speed.json"
     argv = [

@@ -396,8 +396,8 @@ class Config:
 
 
 @pytest.mark.slow
-def test_each_stage_refuses_upstream_outputs_made_from_other_inputs(kedro_project) -> None:
-    run_kedro(kedro_project)  # everything, consistent
+def test_each_stage_refuses_upstream_outputs_made_from_other_inputs(after_full_run) -> None:
+    kedro_project = after_full_run  # everything run, consistent
     # Other split settings than the splits were made with, in a run that does not make them.
     fold = {"data_processing": {"split": {"validation_fold": 1}}}
     with pytest.raises(StaleInputError, match=r"`splits` is stale.*validation_fold: None bef"):
@@ -654,13 +654,13 @@ def test_a_checkpoint_trained_on_other_data_is_refused_naming_which() -> None:
 
 @pytest.mark.slow
 def test_a_model_trained_on_other_images_is_refused_after_data_processing_reran(
-    kedro_project,
+    after_full_run,
 ) -> None:
     """Replace a train image and rerun data_processing, as the raw-data check advises: the
     split and the settings are unchanged, and the stages after used the old models."""
     from PIL import Image
 
-    run_kedro(kedro_project)
+    kedro_project = after_full_run
     data = kedro_project / "data" / "test"
     splits = pd.read_parquet(data / "05_model_input" / "splits.parquet")
     raw = data / "01_raw" / "HAM10000"

@@ -12,7 +12,7 @@ import pytest
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 
-from tests.conftest import PROJECT_ROOT, run_kedro
+from tests.conftest import PROJECT_ROOT, copy_full_run, copy_project, run_kedro
 
 NOTEBOOK_DIR = PROJECT_ROOT / "notebooks"
 NOTEBOOKS = ("01_explore_data.ipynb", "02_inspect_results.ipynb")
@@ -106,19 +106,14 @@ def client_for(name: str, notebook: nbformat.NotebookNode, project: Path) -> Not
 
 
 @pytest.fixture(scope="module")
-def project_with_outputs(tmp_path_factory: pytest.TempPathFactory, demo_raw_dir: Path) -> Path:
-    """A copy of the project (conf, notebooks, generated raw data) after a full ``kedro run``."""
-    project = tmp_path_factory.mktemp("notebook_project")
-    shutil.copy(PROJECT_ROOT / "pyproject.toml", project / "pyproject.toml")
-    shutil.copytree(PROJECT_ROOT / "conf", project / "conf")
+def project_with_outputs(
+    tmp_path_factory: pytest.TempPathFactory, demo_raw_dir: Path, full_run_outputs
+) -> Path:
+    """A copy of the project (conf, notebooks, generated raw data) after a full ``kedro run``
+    (a copy of the session's one, ``full_run_outputs``)."""
+    project = copy_project(tmp_path_factory.mktemp("notebook_project"), demo_raw_dir)
     shutil.copytree(NOTEBOOK_DIR, project / "notebooks")
-    (project / "src").mkdir()  # bootstrap_project wants it; the package is installed
-    shutil.copytree(demo_raw_dir, project / "data" / "test" / "01_raw" / "HAM10000")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.chdir(project)  # relative paths (the MLflow store) stay in the copy
-        patch.setenv("KEDRO_DISABLE_TELEMETRY", "true")
-        run_kedro(project)
-    return project
+    return copy_full_run(project, full_run_outputs())
 
 
 def test_notebooks_are_committed_clean():
@@ -239,12 +234,8 @@ def test_02_refuses_results_made_before_data_processing_ran_again(
 @pytest.fixture(scope="module")
 def project_before_run(tmp_path_factory: pytest.TempPathFactory, demo_raw_dir: Path) -> Path:
     """A copy of the project with its raw data and no pipeline output: a fresh clone."""
-    project = tmp_path_factory.mktemp("notebook_project_before_run")
-    shutil.copy(PROJECT_ROOT / "pyproject.toml", project / "pyproject.toml")
-    shutil.copytree(PROJECT_ROOT / "conf", project / "conf")
+    project = copy_project(tmp_path_factory.mktemp("notebook_project_before_run"), demo_raw_dir)
     shutil.copytree(NOTEBOOK_DIR, project / "notebooks")
-    (project / "src").mkdir()
-    shutil.copytree(demo_raw_dir, project / "data" / "test" / "01_raw" / "HAM10000")
     return project
 
 

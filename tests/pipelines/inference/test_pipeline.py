@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from kedro.io import DatasetError
-from tests.conftest import run_kedro
+from tests.conftest import copy_full_run, run_kedro
 
 from skin_lesion.calibration import apply_temperature
 from skin_lesion.checkpoints import load_checkpoint, state_fingerprint
@@ -45,10 +45,10 @@ def caplog_at_warning():
 
 
 @pytest.fixture
-def trained(kedro_project):
-    """A project that has run every training and reporting pipeline (TTA off, to compare)."""
-    run_kedro(kedro_project, reporting={"tta": "none"})
-    return kedro_project
+def trained(kedro_project, full_run_outputs):
+    """A project that has run every training and reporting pipeline (TTA off, to compare):
+    a copy of one such run, made once per session."""
+    return copy_full_run(kedro_project, full_run_outputs(reporting={"tta": "none"}))
 
 
 def test_inference_matches_reporting_and_sets_bad_files_aside(trained, tmp_path, monkeypatch):

@@ -127,7 +127,7 @@ def test_report_lists_every_parameter_group_but_inference():
     assert set(REPORTED_PARAMETERS) == groups - {"inference"}
 
 
-def test_reporting_refuses_outputs_of_another_classifier_encoder_or_tta(kedro_project):
+def test_reporting_refuses_outputs_of_another_classifier_encoder_or_tta(after_full_run):
     """Runs that start after the predicting nodes, or plot histories and embeddings alone,
     reported outputs of another model as this classifier's (and inference accepted an
     operating point fitted on another classifier's predictions)."""
@@ -135,7 +135,7 @@ def test_reporting_refuses_outputs_of_another_classifier_encoder_or_tta(kedro_pr
 
     from skin_lesion.lineage import StaleInputError
 
-    run_kedro(kedro_project)
+    kedro_project = after_full_run
     root = kedro_project / "data" / "test"
     # Another TTA than the predictions were made with: the operating point claimed it.
     with pytest.raises(StaleInputError, match=r"predicted with tta flips, but reporting.tta is"):
