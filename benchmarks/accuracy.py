@@ -91,7 +91,6 @@ import yaml
 from scipy import stats
 
 import skin_lesion
-from skin_lesion.command import data_dir as env_data_dir
 from skin_lesion.provenance import code_version, cpu_name
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -516,6 +515,10 @@ def make_project(work: Path, env: str) -> Path:
 
 def data_dir(project: Path, env: str) -> Path:
     """The environment's ``data_dir`` global, inside ``project``."""
+    # Here, not at the top: skin_lesion.command imports torch and timm (about 8 s), which
+    # gpu.sh's check of ABLATIONS (benchmarks/gpu_settings.py) and --help do not need.
+    from skin_lesion.command import data_dir as env_data_dir
+
     return project / env_data_dir(env, project / "conf")
 
 

@@ -32,7 +32,7 @@ def check(ablations: str | None, speed_args: str | None) -> list[str]:
                 f"(known: {' '.join(sorted(ABLATIONS))})"
             )
     if speed_args:
-        from benchmarks import speed
+        from benchmarks import speed_args as speed  # the script's parser, without torch
 
         # argparse's usage line names the script; put back after, for an in-process caller.
         program, sys.argv[0] = sys.argv[0], "benchmarks/speed.py"

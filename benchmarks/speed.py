@@ -102,13 +102,14 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as a script: `benchmarks` is not on the path
     sys.path.insert(0, str(ROOT))
 
-from benchmarks.cli import image_size  # noqa: E402
+# The command line is a module of its own that imports neither torch nor timm: gpu.sh's
+# check of SPEED_ARGS (benchmarks/gpu_settings.py) reads it in a second instead of eight.
 from benchmarks.overwrite import check_not_overwriting  # noqa: E402
+from benchmarks.speed_args import parse_args  # noqa: E402
 
 logger = logging.getLogger("speed")
 
 CONF = ROOT / "conf/base"
-RESULTS = ROOT / "benchmarks/results"
 METADATA_FILE = "HAM10000_metadata.csv"
 ITEMS_FILE = "items.json"
 STAGES = ("supcon", "classifier")
@@ -178,16 +179,6 @@ def timed_steps(feed: str, steps: int, workers: int) -> int:
     if feed != "conventional" or workers < 2:
         return steps
     return -(-steps // workers) * workers
-
-
-def default_workers() -> int:
-    """The conventional loader's default workers: every core this process may run on but one
-    (for the training loop itself), as a loader tuned for the machine would take."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        cores = os.cpu_count() or 1
-    return max(1, cores - 1)
 
 
 def _repeat_epochs(loader: DataLoader) -> Iterator[Any]:
@@ -614,47 +605,6 @@ def markdown(result: dict[str, Any]) -> str:
                 f"| {r['host_pss_mib']:,} | {_fmt(r['gpu_peak_mib'])} |"
             )
     return "\n".join(lines) + "\n"
-
-
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    """The command line; ``--child`` and ``--cache-dir`` are internal.
-
-    Raises:
-        SystemExit: Through ``parser.error``, for a ``--cache`` that is not HxW.
-    """
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--encoder", default="efficientnet_b0")
-    parser.add_argument("--crop", type=int, default=224)
-    parser.add_argument("--batch", type=int, default=128)
-    parser.add_argument("--cache", default="256x341", help="HxW of the cached images")
-    parser.add_argument("--steps", type=int, default=30, help="timed steps per measurement")
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared/data/ham10000_200x150")
-    parser.add_argument(
-        "--workers",
-        type=int,
-        default=default_workers(),
-        help="DataLoader workers of the conventional pipeline (default: the cores this "
-        "process may use, less one)",
-    )
-    parser.add_argument("--images", type=int, default=0, help="use N images (0: all)")
-    parser.add_argument(
-        "--threads", type=int, default=0, help="torch intra-op threads (0: torch's default)"
-    )
-    parser.add_argument(
-        "--cudnn-benchmark",
-        action="store_true",
-        help="on CUDA, let cuDNN pick its fastest kernels per shape (torch.backends.cudnn."
-        "benchmark, as timm's train.py sets it), in every feed: to measure before adopting it",
-    )
-    parser.add_argument("--results-dir", type=Path, default=RESULTS, help="where to write")
-    parser.add_argument("--child", help=argparse.SUPPRESS)
-    parser.add_argument("--cache-dir", type=Path, help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-    # Checked here, not after the images are listed: a bad size failed in build_cache.
-    args.cache_hw = image_size(parser, "--cache", args.cache)
-    args.cache = "x".join(map(str, args.cache_hw))  # as recorded and compared: 256x341
-    return args
 
 
 def data_name(data: Path | str) -> str:

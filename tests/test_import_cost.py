@@ -112,3 +112,20 @@ def test_every_node_s_type_hints_resolve_without_a_heavy_library():
 @pytest.mark.parametrize("env", ["", "test"])  # local (base's device: auto), test (cpu)
 def test_a_session_s_context_imports_neither_torch_nor_timm(kedro_project: Path, env: str):
     assert heavy_imported(SESSION, kedro_project, env) == ["heavy: []", "heavy: []"]
+
+
+# gpu.sh's first step on a GPU machine: check ABLATIONS and SPEED_ARGS with accuracy.py's
+# names and speed.py's parser. It imported torch and timm twice over (about 8 s each, through
+# skin_lesion.command and speed.py's training code) before it could say a word.
+CHECK = f"""
+import sys
+from benchmarks import gpu_settings
+assert gpu_settings.check("cross-entropy", "--workers 8 --steps 60") == []
+assert gpu_settings.check("crossentropy", "--workers eight")  # refused, by the same readers
+print("heavy:", sorted(m for m in {CATALOG_HEAVY!r} if m in sys.modules))
+"""
+
+
+def test_gpu_sh_s_check_of_its_settings_imports_neither_torch_nor_timm():
+    """(scipy, for accuracy.py's statistics, costs under a second and is allowed.)"""
+    assert heavy_imported(CHECK, PROJECT_ROOT) == ["heavy: []"]
