@@ -604,41 +604,47 @@ def test_compare_refuses_runs_on_different_data(tmp_path: Path) -> None:
         accuracy.compare("gpu-full", tmp_path)
 
 
-def _stages_in_this_process(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Run each stage's Kedro session in the test's own process: ``accuracy.stage_main`` on
-    the same JSON ``--params`` a child gets, without the child's ~10 s of imports and start-up.
-    The child process itself (its command line, exit code and peak memory) is tested by
+def _stage_in_this_process(
+    project: Path, env: str, pipeline: str, params: dict, out: Path
+) -> dict:
+    """``accuracy.run_stage`` in the test's own process: ``accuracy.stage_main`` on the same
+    JSON ``--params`` a child gets, without the child's ~10 s of imports and start-up. The
+    child process itself (its command line, exit code and peak memory) is tested by
     ``test_accuracy_command_runs_an_ablation_through_kedro``."""
     import argparse
     import resource
     import time
 
-    def in_process(project: Path, env: str, pipeline: str, params: dict, out: Path) -> dict:
-        args = argparse.Namespace(
-            project=str(project), env=env, pipeline=pipeline, params=json.dumps(params), out=out
-        )
-        start = time.perf_counter()
-        accuracy.stage_main(args)
-        seconds = time.perf_counter() - start
-        stage = json.loads(out.read_text())
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        return {
-            "pipeline": pipeline,
-            "seconds": round(seconds, 1),
-            "peak_host_mib": round(peak, 1),
-            "peak_gpu_mib": stage["peak_gpu_mib"],
-            "timing": stage["timing"],
-        }
+    args = argparse.Namespace(
+        project=str(project), env=env, pipeline=pipeline, params=json.dumps(params), out=out
+    )
+    start = time.perf_counter()
+    accuracy.stage_main(args)
+    seconds = time.perf_counter() - start
+    stage = json.loads(out.read_text())
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {
+        "pipeline": pipeline,
+        "seconds": round(seconds, 1),
+        "peak_host_mib": round(peak, 1),
+        "peak_gpu_mib": stage["peak_gpu_mib"],
+        "timing": stage["timing"],
+    }
 
-    monkeypatch.setattr(accuracy, "run_stage", in_process)
+
+def _stages_in_this_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Run each stage's Kedro session in the test's own process (``_stage_in_this_process``)."""
+    monkeypatch.setattr(accuracy, "run_stage", _stage_in_this_process)
 
 
 @pytest.mark.slow
 def test_accuracy_command_runs_an_ablation_through_kedro(
     demo_raw_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """One seed of an ablation on generated data: every stage in its own Kedro process
-    (--rescore's stages then run in this one: the child processes are tested by then)."""
+    """One seed of an ablation on generated data: the training stage, and the reporting of
+    the resumed run, each in its own Kedro process as the command runs every stage (the
+    stages before training run in this one, to save a child's ~10 s start-up each; so do
+    --rescore's: the child processes are tested by then)."""
     import sys
 
     import torch
@@ -656,6 +662,8 @@ def test_accuracy_command_runs_an_ablation_through_kedro(
     def killed_at_reporting(project: Path, env: str, pipeline: str, *args) -> dict:
         if pipeline == "reporting":
             raise _Killed(pipeline)
+        if pipeline in ("data_processing", "contrastive_pretraining"):
+            return _stage_in_this_process(project, env, pipeline, *args)
         return real_stage(project, env, pipeline, *args)
 
     monkeypatch.setattr(accuracy, "run_stage", killed_at_reporting)
