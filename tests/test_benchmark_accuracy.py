@@ -604,9 +604,7 @@ def test_compare_refuses_runs_on_different_data(tmp_path: Path) -> None:
         accuracy.compare("gpu-full", tmp_path)
 
 
-def _stage_in_this_process(
-    project: Path, env: str, pipeline: str, params: dict, out: Path
-) -> dict:
+def _stage_in_this_process(project: Path, env: str, pipeline: str, params: dict, out: Path) -> dict:
     """``accuracy.run_stage`` in the test's own process: ``accuracy.stage_main`` on the same
     JSON ``--params`` a child gets, without the child's ~10 s of imports and start-up. The
     child process itself (its command line, exit code and peak memory) is tested by
