@@ -11,6 +11,7 @@ ROOT = Path(__file__).resolve().parents[1]
 GLIBC = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not GLIBC, reason="glibc's malloc only")
 def test_both_variants_are_measured_in_fresh_processes(tmp_path: Path) -> None:
     argv = [

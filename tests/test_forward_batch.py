@@ -48,6 +48,7 @@ def test_the_batch_sizes_accept_null_and_refuse_zero(key: str) -> None:
         config(**{name: 0})
 
 
+@pytest.mark.slow
 def test_every_forward_only_pass_of_a_run_uses_the_cpus_batch(
     kedro_project: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

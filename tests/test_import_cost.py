@@ -109,6 +109,7 @@ def test_every_node_s_type_hints_resolve_without_a_heavy_library():
     assert re.findall(r"heavy: \[[^]]*\]", output) == ["heavy: []"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("env", ["", "test"])  # local (base's device: auto), test (cpu)
 def test_a_session_s_context_imports_neither_torch_nor_timm(kedro_project: Path, env: str):
     assert heavy_imported(SESSION, kedro_project, env) == ["heavy: []", "heavy: []"]

@@ -355,6 +355,7 @@ else:  # the pipeline ends; kedro-mlflow ends the run
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("how", "status", "exit_code"),
     [("sigterm", "KILLED", 143), ("ctrl-c", "KILLED", -2), ("end", "FINISHED", 0)],
