@@ -37,12 +37,14 @@ def demo_raw_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-def copy_project(folder: Path, demo_raw_dir: Path) -> Path:
-    """The project's conf/ and pyproject.toml in ``folder``, the generated raw data in place."""
+def copy_project(folder: Path, demo_raw_dir: Path | None = None) -> Path:
+    """The project's conf/ and pyproject.toml in ``folder``, and the generated raw data in
+    place where ``demo_raw_dir`` is given."""
     shutil.copy(PROJECT_ROOT / "pyproject.toml", folder / "pyproject.toml")
     shutil.copytree(PROJECT_ROOT / "conf", folder / "conf")
     (folder / "src").mkdir()  # bootstrap_project wants it; the package is installed
-    shutil.copytree(demo_raw_dir, folder / "data" / "test" / "01_raw" / "HAM10000")
+    if demo_raw_dir is not None:
+        shutil.copytree(demo_raw_dir, folder / "data" / "test" / "01_raw" / "HAM10000")
     return folder
 
 

@@ -15,7 +15,6 @@ import inspect
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -31,10 +30,10 @@ from PIL import Image
 from skin_lesion.datasets import PngDataset
 from skin_lesion.figures import figure_to_png
 from tests.browser import ensure_chromium, render, serve_directory
+from tests.conftest import copy_project
 
 pytestmark = pytest.mark.slow
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
 LAYERS = {"raw", "intermediate", "primary", "model_input", "models", "model_output", "reporting"}
 BUILD_TIMEOUT_S = 300
 WINDOW = (1600, 1000)
@@ -93,14 +92,6 @@ def viz_graph(response: dict) -> Graph:
         parameters=of_type("parameters"),
         edges=frozenset((name(edge["source"]), name(edge["target"])) for edge in response["edges"]),
     )
-
-
-def copy_project(target: Path) -> Path:
-    """conf/ and pyproject.toml of the project in ``target``; the package is installed."""
-    shutil.copy(PROJECT_ROOT / "pyproject.toml", target / "pyproject.toml")
-    shutil.copytree(PROJECT_ROOT / "conf", target / "conf")
-    (target / "src").mkdir()  # bootstrap_project wants it
-    return target
 
 
 def build_viz(project: Path) -> Path:
