@@ -318,3 +318,17 @@ def test_split_does_not_depend_on_how_lesion_ids_sort():
         a = split_by_lesion(numbers, SplitConfig(folds=0), seed=seed)
         b = split_by_lesion(numbers.astype({"lesion_id": str}), SplitConfig(folds=0), seed=seed)
         assert a["split"].tolist() == b["split"].tolist(), seed
+
+
+def test_a_lesion_with_two_diagnoses_is_named_not_split_by_its_first():
+    meta = _metadata()
+    lesion = meta.groupby("lesion_id").size().loc[lambda n: n > 1].index[0]
+    rows = meta.index[meta["lesion_id"] == lesion]
+    dx = meta.loc[rows[0], "dx"]
+    other = "nv" if dx != "nv" else "mel"
+    meta.loc[rows[1], ["dx", "label"]] = [other, CLASSES.index(other)]
+    with pytest.raises(
+        SplitError, match=rf"1 lesion\(s\) have images with different diagnoses: {lesion} \("
+    ) as raised:
+        split_by_lesion(meta, SplitConfig(), seed=0)
+    assert dx in str(raised.value) and other in str(raised.value)

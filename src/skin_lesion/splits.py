@@ -117,9 +117,13 @@ def split_by_lesion(metadata: pd.DataFrame, config: SplitConfig, seed: int) -> p
         order; ``fold`` is -1 for test rows (and everywhere when folds are off).
 
     Raises:
-        SplitError: When ``folds`` equal parts of train+val cannot each hold a lesion, or
-            (under ``validation_fold``) a class has fewer train+val lesions than folds.
+        SplitError: When a lesion's images carry more than one diagnosis (each class's
+            lesions are laid out apart, so such a lesion has no one place; the pipeline's
+            validation sets them aside before this), when ``folds`` equal parts of train+val
+            cannot each hold a lesion, or (under ``validation_fold``) a class has fewer
+            train+val lesions than folds.
     """
+    _check_one_diagnosis_a_lesion(metadata)
     seed = split_seed(config, seed)
     fractions = np.array([config.train, config.val, config.test])
     lesions = metadata.groupby("lesion_id", sort=True).agg(
@@ -144,6 +148,22 @@ def split_by_lesion(metadata: pd.DataFrame, config: SplitConfig, seed: int) -> p
             held_out = out.loc[dev, "fold"] == config.validation_fold
             out.loc[dev, "split"] = np.where(held_out, "val", "train")
     return out.reset_index(drop=True)
+
+
+def _check_one_diagnosis_a_lesion(metadata: pd.DataFrame) -> None:
+    """Refuse lesions whose images carry different diagnoses, naming them with their labels."""
+    counts = metadata.groupby("lesion_id", sort=True)["dx"].nunique()
+    mixed = counts.index[counts > 1]
+    if len(mixed) == 0:
+        return
+    diagnoses = metadata.groupby("lesion_id", sort=True)["dx"].agg(lambda d: sorted(set(d)))
+    shown = [f"{lesion} ({', '.join(diagnoses[lesion])})" for lesion in mixed[:5]]
+    more = f" and {len(mixed) - 5} more" if len(mixed) > 5 else ""
+    raise SplitError(
+        f"{len(mixed)} lesion(s) have images with different diagnoses: {'; '.join(shown)}{more}. "
+        "A lesion goes to one split and is stratified by its diagnosis; correct the labels or "
+        "set those images aside (data_processing's validation does so with `on_invalid: drop`)."
+    )
 
 
 def split_seed(config: SplitConfig, seed: int) -> int:
