@@ -83,6 +83,7 @@ def test_scalar_test_metrics_flatten_numbers_and_leave_out_settings():
         },
         "bootstrap": {"macro_f1": {"estimate": 0.4, "low": 0.3, "high": 0.5, "n_resamples": 50}},
         "operating_point": {"temperature": 1.2},
+        "calibration": {"temperature": 1.3, "ece_before": 0.08, "ece_after": 0.02},
         "melanoma": {
             "validated_threshold": {
                 "threshold": 0.1375,
@@ -105,6 +106,9 @@ def test_scalar_test_metrics_flatten_numbers_and_leave_out_settings():
         "test/bootstrap/macro_f1/estimate": 0.4,
         "test/bootstrap/macro_f1/low": 0.3,
         "test/bootstrap/macro_f1/high": 0.5,
+        "val/calibration/temperature": 1.3,  # fitted on validation
+        "test/calibration/ece_before": 0.08,
+        "test/calibration/ece_after": 0.02,
     }
 
 

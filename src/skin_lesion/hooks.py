@@ -78,6 +78,9 @@ TEST_SETTINGS = {
 _FROM_VALIDATION = re.compile(
     r"^test/(?P<path>.*/)(?:val_(?P<score>\w+)|(?P<threshold>threshold))$"
 )
+# Fitted on the validation split and applied to test (the calibration's temperature): under
+# ``val/`` too.
+_FITTED_ON_VALIDATION = {"test/calibration/temperature"}
 # Characters MLflow accepts in a metric name (mlflow.utils.validation); others become "_".
 _INVALID_NAME_CHARS = re.compile(r"[^\w\-. /]")
 
@@ -137,7 +140,9 @@ def scalar_test_metrics(metrics: Mapping[str, Any]) -> dict[str, float]:
     Settings repeated in the JSON (the operating point, bootstrap size) are left out too.
     The validation numbers in it (the melanoma threshold chosen on validation and its
     ``val_sensitivity``/``val_specificity``) go under ``val/`` (until 2026-12-07 they were
-    logged under ``test/``, where a search on ``test/*`` mixed them with test scores).
+    logged under ``test/``, where a search on ``test/*`` mixed them with test scores), as does
+    the calibration's temperature, fitted there (``val/calibration/temperature``; under
+    ``test/`` until 2026-12-07, the second time).
     """
     results = {**metrics.get("test", {}), **{k: v for k, v in metrics.items() if k != "test"}}
     out = {}
@@ -145,6 +150,8 @@ def scalar_test_metrics(metrics: Mapping[str, Any]) -> dict[str, float]:
         found = _FROM_VALIDATION.match(name)
         if found:
             name = f"val/{found['path']}{found['score'] or found['threshold']}"
+        elif name in _FITTED_ON_VALIDATION:
+            name = "val/" + name.removeprefix("test/")
         out[name] = value
     return out
 
