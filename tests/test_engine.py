@@ -281,6 +281,25 @@ def test_optimizer_groups_scale_lr_and_skip_decay_on_biases():
     assert groups["head"]["weight_decay"] == 0.05
 
 
+def test_a_vits_position_embedding_and_class_token_get_no_weight_decay():
+    """As timm's param_groups_weight_decay: the names a model's no_weight_decay() lists are
+    exempt, found in the encoder inside our wrappers (a 2-D pos_embed otherwise decays)."""
+    from skin_lesion.classifier import Classifier
+    from skin_lesion.models import ContrastiveModel, create_encoder
+
+    cfg = engine.OptimConfig(lr=1e-3, weight_decay=0.05)
+    encoder = create_encoder("vit_tiny_patch16_224", img_size=32, patch_size=16, depth=1)
+    for model in (Classifier(encoder, 7), ContrastiveModel(encoder)):
+        exempt = engine.no_weight_decay_parameters(model)
+        assert {id(p) for p in exempt} == {id(encoder.pos_embed), id(encoder.cls_token)}
+        opt = engine.build_optimizer([{"params": model.parameters()}], cfg, no_decay=exempt)
+        decayed = {id(p) for g in opt.param_groups if g["weight_decay"] for p in g["params"]}
+        assert id(encoder.pos_embed) not in decayed and id(encoder.cls_token) not in decayed
+        assert id(encoder.patch_embed.proj.weight) in decayed
+    # A CNN declares none: its groups are as before.
+    assert engine.no_weight_decay_parameters(nn.Sequential(nn.Conv2d(3, 4, 3))) == []
+
+
 def test_resolve_device():
     assert engine.resolve_device("cpu").type == "cpu"
     assert engine.resolve_device("auto").type in {"cpu", "cuda", "mps"}

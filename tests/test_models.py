@@ -240,3 +240,15 @@ def test_imagenet_offline_weights_recognise_a_real_photo(
 
     top5 = [ImageNetInfo().index_to_description(i) for i in logits[0].topk(5).indices.tolist()]
     assert "daisy" in top5
+
+
+@pytest.mark.parametrize("name", ["mobilenetv3_small_050", "efficientnet_b0"])
+def test_heads_fit_the_width_the_encoder_returns(name: str) -> None:
+    """timm's num_features is not the width of encoder(x) where a model has a pre-logits head
+    (MobileNetV3: 288 against 1024): both heads are sized from what the encoder returns."""
+    from skin_lesion.classifier import Classifier
+
+    encoder = create_encoder(name).eval()
+    x = torch.zeros(2, 3, 64, 64)
+    assert ContrastiveModel(encoder)(x).shape == (2, 128)
+    assert Classifier(encoder, 7).eval()(x).shape == (2, 7)

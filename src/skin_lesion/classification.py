@@ -43,6 +43,7 @@ from skin_lesion.configs import EarlyStoppingConfig as EarlyStoppingConfig
 from skin_lesion.configs import WarmupConfig as WarmupConfig
 from skin_lesion.ema import StepEma
 from skin_lesion.losses import build_classification_loss
+from skin_lesion.models import feature_width
 from skin_lesion.prediction import predict_proba
 from skin_lesion.pretraining import model_from_checkpoint as pretrained_from_checkpoint
 from skin_lesion.tabular import MetadataEncoder, fit_metadata_encoder
@@ -62,6 +63,7 @@ def build_finetune_optimizer(model: Classifier, config: FinetuneConfig) -> torch
             {"params": model.head.parameters(), "name": "head"},
         ],
         config.optim,
+        no_decay=engine.no_weight_decay_parameters(model),
     )
 
 
@@ -517,7 +519,7 @@ def train_classifier(
         "kind": CHECKPOINT_KIND,
         "architecture": {
             "encoder": pretrained["architecture"]["encoder"],
-            "num_features": model.encoder.num_features,
+            "num_features": feature_width(model.encoder),
             "num_classes": len(classes),
             "head": asdict(config.head),
             "meta_features": model.meta_features,

@@ -22,7 +22,7 @@ from skin_lesion.checkpoints import require_kind
 # The parameter dataclasses live in skin_lesion.configs, which imports no torch (the
 # start-up parameter check builds them); named here as before.
 from skin_lesion.configs import HeadConfig as HeadConfig
-from skin_lesion.models import encoder_architecture
+from skin_lesion.models import encoder_architecture, feature_width
 from skin_lesion.prediction import predict_proba
 from skin_lesion.tabular import MetadataEncoder
 
@@ -41,11 +41,11 @@ class Classifier(nn.Module):
         dropout: float = 0.3,
         meta_features: int = 0,
     ) -> None:
-        """Build the head on top of ``encoder`` (which exposes ``num_features``)."""
+        """Build the head on top of ``encoder`` (its output width: ``models.feature_width``)."""
         super().__init__()
         self.encoder = encoder
         self.meta_features = meta_features
-        width = encoder.num_features + meta_features
+        width = feature_width(encoder) + meta_features
         if hidden_dim:
             self.head = nn.Sequential(
                 nn.Dropout(dropout),

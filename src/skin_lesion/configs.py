@@ -327,7 +327,9 @@ class FinetuneConfig:
         epochs: Maximum epochs (early stopping may end sooner).
         encoder_lr_scale: Encoder learning rate as a fraction of the head's.
         unfreeze_stages: Number of trailing encoder stages to train (timm's coarse
-            parameter groups: stem, each block stage, head conv); null trains all.
+            parameter groups: the stem, then each block stage, the last with the head conv:
+            8 in all for EfficientNet-B0 and Lite0, so 5 trains ``blocks.2`` to the head
+            conv); null trains all.
         frozen_batchnorm: With ``unfreeze_stages``, what the BatchNorm layers of the stages
             left frozen do in training: ``update`` normalises with the batch's statistics
             and updates the running ones (their weights stay fixed), ``fixed`` keeps them in

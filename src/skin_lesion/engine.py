@@ -196,20 +196,42 @@ class Precision:
         return {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(self.dtype, "fp32")
 
 
-def build_optimizer(param_groups: list[dict[str, Any]], config: OptimConfig) -> torch.optim.AdamW:
+def no_weight_decay_parameters(model: nn.Module) -> list[nn.Parameter]:
+    """The parameters a timm model exempts from weight decay by name (``no_weight_decay()``:
+    a ViT's ``pos_embed`` and ``cls_token``, a Swin's relative position tables), looked up in
+    every submodule that declares them, as timm's ``param_groups_weight_decay`` does for the
+    model it is given (here the encoder sits inside our wrappers)."""
+    exempt: list[nn.Parameter] = []
+    for module in model.modules():
+        declared = getattr(module, "no_weight_decay", None)
+        if not callable(declared):
+            continue
+        names = set(declared())
+        exempt += [p for name, p in module.named_parameters() if name in names]
+    return exempt
+
+
+def build_optimizer(
+    param_groups: list[dict[str, Any]],
+    config: OptimConfig,
+    no_decay: Iterable[torch.Tensor] = (),
+) -> torch.optim.AdamW:
     """AdamW over ``param_groups``; each group's ``lr_scale`` multiplies ``config.lr``.
 
     Discriminative learning rates (encoder lower than head) are groups with different
-    ``lr_scale``. No weight decay on biases and norm weights (1-D tensors), as in timm.
+    ``lr_scale``. No weight decay on biases and norm weights (1-D tensors), nor on the
+    parameters in ``no_decay`` (:func:`no_weight_decay_parameters`), as in timm.
     """
+    exempt = {id(p) for p in no_decay}
     groups = []
     for group in param_groups:
         scale = group.get("lr_scale", 1.0)
         params = [p for p in group["params"] if p.requires_grad]
-        decay = [p for p in params if p.ndim > 1]
-        no_decay = [p for p in params if p.ndim <= 1]
+        decay = [p for p in params if p.ndim > 1 and id(p) not in exempt]
+        no_decay_params = [p for p in params if p.ndim <= 1 or id(p) in exempt]
         name = group.get("name", "params")
-        for subset, wd, suffix in ((decay, config.weight_decay, ""), (no_decay, 0.0, "/no_decay")):
+        subsets = ((decay, config.weight_decay, ""), (no_decay_params, 0.0, "/no_decay"))
+        for subset, wd, suffix in subsets:
             if subset:
                 groups.append(
                     {

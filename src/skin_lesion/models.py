@@ -1,7 +1,8 @@
 """Encoders, projection heads and the contrastive model built on them.
 
 The encoder API is timm's: ``timm.create_model(name, num_classes=0)`` returns a network
-whose forward gives pooled features of size ``encoder.num_features``, and
+whose forward gives pooled features of width :func:`feature_width` (``num_features``, or
+``head_hidden_size`` where the model has a pre-logits head, as MobileNetV3 has), and
 ``timm.data.resolve_model_data_config`` says how its input must be preprocessed.
 
 Weights come from one of four places (``create_encoder(weights=...)``):
@@ -98,7 +99,7 @@ def create_encoder(
             ``drop_path_rate``). ``num_classes`` and ``pretrained`` are set here.
 
     Returns:
-        The encoder; ``encoder(x)`` has shape ``(batch, encoder.num_features)``.
+        The encoder; ``encoder(x)`` has shape ``(batch, feature_width(encoder))``.
 
     Raises:
         ValueError: On ``num_classes``/``pretrained`` in ``timm_kwargs``, a weights path
@@ -339,6 +340,17 @@ def resolve_preprocessing(encoder: nn.Module) -> dict[str, Any]:
     }
 
 
+def feature_width(encoder: nn.Module) -> int:
+    """The width of ``encoder(x)`` for a timm model built with ``num_classes=0``.
+
+    timm's ``num_features`` is the width *before* a model's pre-logits head; models with one
+    (MobileNetV3/V4, ...) return ``head_hidden_size`` features from ``forward`` (e.g.
+    ``mobilenetv3_small_050``: 288 and 1024). Where there is no such head the two agree.
+    """
+    width = getattr(encoder, "head_hidden_size", None) or encoder.num_features
+    return int(width)
+
+
 class ProjectionHead(nn.Module):
     """MLP projection head of SupCon/SimCLR: Linear-ReLU-Linear, then L2 normalisation.
 
@@ -373,19 +385,19 @@ class ContrastiveModel(nn.Module):
     def __init__(
         self, encoder: nn.Module, *, hidden_dim: int | None = None, out_dim: int = 128
     ) -> None:
-        """Wrap ``encoder`` (which must expose ``num_features``) with a projection head.
+        """Wrap ``encoder`` (a timm model: :func:`feature_width`) with a projection head.
 
         Args:
             encoder: A pooled-feature encoder, e.g. from :func:`create_encoder`.
-            hidden_dim: Hidden width of the head; ``None`` uses ``encoder.num_features``.
+            hidden_dim: Hidden width of the head; ``None`` uses the encoder's output width.
             out_dim: Width of the normalised projection.
         """
         super().__init__()
         self.encoder = encoder
-        self.head = ProjectionHead(encoder.num_features, hidden_dim=hidden_dim, out_dim=out_dim)
+        self.head = ProjectionHead(feature_width(encoder), hidden_dim=hidden_dim, out_dim=out_dim)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        """Return the encoder's pooled features ``(batch, encoder.num_features)``."""
+        """Return the encoder's pooled features ``(batch, feature_width(encoder))``."""
         return self.encoder(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -38,6 +38,7 @@ from skin_lesion.models import (
     ContrastiveModel,
     create_encoder,
     encoder_architecture,
+    feature_width,
     resolve_preprocessing,
 )
 
@@ -125,7 +126,7 @@ def pretrain(
             "architecture": {
                 "encoder": encoder.name,
                 "projection": asdict(config.projection),
-                "num_features": model.encoder.num_features,
+                "num_features": feature_width(model.encoder),
             },
             "constructor": {"encoder": {"name": encoder.name, "weights": "none"}},
             "initial_weights": encoder.weights,
@@ -157,7 +158,11 @@ def pretrain(
         SupConLoss(config.temperature),
         channels_last,
     )
-    optimizer = engine.build_optimizer([{"params": model.parameters()}], config.optim)
+    optimizer = engine.build_optimizer(
+        [{"params": model.parameters()}],
+        config.optim,
+        no_decay=engine.no_weight_decay_parameters(model),
+    )
     scheduler = engine.build_scheduler(optimizer, config.optim, len(source), epochs)
     precision = engine.Precision(device, enabled=config.amp)
     compiled = torch.compile(model) if config.compile else model
@@ -383,7 +388,7 @@ def embed(
     """
     if len(indices) == 0:
         return (
-            np.zeros((0, model.encoder.num_features), np.float32),
+            np.zeros((0, feature_width(model.encoder)), np.float32),
             np.zeros((0, model.head.out_dim), np.float32),
         )
     engine.place_model(model, device, channels_last)
