@@ -35,6 +35,18 @@ def test_order_depends_on_seed_and_epoch_only():
     assert not torch.equal(a.order(2), c.order(2))
 
 
+def test_each_stream_draws_orders_of_its_own_from_the_same_images():
+    source, _ = _source()
+    warmup, finetune = source.with_stream("warmup"), source.with_stream("finetune")
+    assert warmup.images is source.images and source.stream == ""  # a view, no copy
+    assert torch.equal(warmup.order(0), source.with_stream("warmup").order(0))
+    assert not torch.equal(warmup.order(0), finetune.order(0))
+    assert not torch.equal(warmup.order(0), source.order(0))
+    # The default stream keeps the formula it had before streams (SupCon's earlier orders).
+    earlier = torch.randperm(20, generator=torch.Generator().manual_seed(3 * 100_003 + 2))
+    assert torch.equal(source.order(2), earlier)
+
+
 def test_balanced_sampling_draws_classes_equally():
     source, _ = _source(sampling="balanced")
     drawn = torch.cat([source.order(e) for e in range(200)])

@@ -120,6 +120,31 @@ def test_tiny_run_learns_separable_classes_and_checkpoint_rebuilds(caplog):
     assert checkpoint["selected"]["metric"] == "balanced_accuracy"
 
 
+def test_the_warmup_and_the_finetuning_draw_orders_of_their_own(monkeypatch):
+    """Each phase counts its epochs from 0: from one stream, fine-tuning epoch 0 would
+    replay the warm-up's epoch 0 batch for batch."""
+    from skin_lesion.batches import BatchSource
+
+    drawn = {}
+    original = BatchSource.order
+
+    def order(self, epoch):
+        drawn[self.stream, epoch] = original(self, epoch)
+        return drawn[self.stream, epoch]
+
+    monkeypatch.setattr(BatchSource, "order", order)
+    fast = OptimConfig(lr=1e-2, warmup_epochs=0.2)
+    _train(
+        _config(
+            warmup=clf.WarmupConfig(epochs=1, optim=fast),
+            finetune=clf.FinetuneConfig(epochs=1, optim=fast),
+        ),
+        n=64,
+    )
+    assert set(drawn) == {("warmup", 0), ("finetune", 0)}
+    assert not torch.equal(drawn["warmup", 0], drawn["finetune", 0])
+
+
 def test_warmup_leaves_every_encoder_weight_unchanged():
     pretrained = _pretrained()
     (checkpoint, history, _), _, _ = _train(

@@ -8,6 +8,8 @@ gather; otherwise batches are gathered in pinned host memory and copied asynchro
 
 from __future__ import annotations
 
+import copy
+import hashlib
 import logging
 from collections.abc import Iterator
 from typing import Literal, NamedTuple
@@ -67,8 +69,12 @@ def class_sampling_weights(labels: np.ndarray, sampling: Sampling) -> np.ndarray
 class BatchSource:
     """Seeded ``Batch``es (uint8 images NHWC, int64 labels, optional features) on ``device``.
 
-    The order of epoch ``e`` depends only on ``(seed, e)``, so a resumed run sees exactly
-    the batches an uninterrupted run would, without saving sampler state.
+    The order of epoch ``e`` depends only on ``(seed, stream, e)``, so a resumed run sees
+    exactly the batches an uninterrupted run would, without saving sampler state. The
+    classifier's two phases draw from streams of their own (:meth:`with_stream`): with one
+    stream, each counting its epochs from 0, warm-up epoch ``e`` and fine-tuning epoch ``e``
+    had the same order, and so had SupCon's epoch ``e`` (its batches of 64 the classifier's
+    batches of 32 two by two) until 2026-12-07.
     """
 
     def __init__(
@@ -127,6 +133,7 @@ class BatchSource:
             )
         self.device = device
         self.seed = seed
+        self.stream = ""
         self.drop_last = drop_last
         self.labels = torch.as_tensor(np.asarray(labels)[indices], dtype=torch.int64)
         self.meta = (
@@ -172,9 +179,23 @@ class BatchSource:
         n = len(self.labels)
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
+    def with_stream(self, stream: str) -> BatchSource:
+        """This source (the same placed images, no copy) drawing the orders of ``stream``."""
+        view = copy.copy(self)
+        view.stream = stream
+        return view
+
+    def _epoch_seed(self, epoch: int) -> int:
+        """The seed of ``epoch``'s order; the default stream keeps the formula it had before
+        streams (SupCon's orders, and so its encoders, are those of earlier runs)."""
+        if not self.stream:
+            return self.seed * 100_003 + epoch
+        key = f"{self.stream}:{self.seed}:{epoch}".encode()
+        return int.from_bytes(hashlib.sha256(key).digest()[:8], "big") >> 1
+
     def order(self, epoch: int) -> torch.Tensor:
         """The sample order of ``epoch`` (a function of the seed and the epoch only)."""
-        generator = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
+        generator = torch.Generator().manual_seed(self._epoch_seed(epoch))
         n = len(self.labels)
         if self.weights is None:
             return torch.randperm(n, generator=generator)

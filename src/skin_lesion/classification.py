@@ -372,7 +372,7 @@ def _fit_phase(
     history = engine.fit(
         torch.compile(model) if config.compile and finetune else model,
         setup.step,
-        setup.source,
+        setup.source.with_stream(phase),  # each phase its own orders (not warm-up's again)
         optimizer,
         scheduler,
         setup.precision,
