@@ -259,12 +259,81 @@ def test_unfreeze_stages_beyond_the_encoder_is_named_before_any_work(kedro_proje
     assert not (kedro_project / "data" / "test" / "02_intermediate").exists()
 
 
+def test_a_vit_at_other_crops_or_with_grad_cam_is_refused_before_any_work(kedro_project: Path):
+    vit = {"name": "vit_tiny_patch16_224"}
+    with pytest.raises(ConfigError, match=r"'vit_tiny_patch16_224' takes 224x224 images only"):
+        run_kedro(kedro_project, encoder=vit)
+    at_224 = {"augment": {"crop_size": 224}}
+    with pytest.raises(ConfigError, match=r"which need one: set reporting.gradcam_per_class: 0,"):
+        run_kedro(
+            kedro_project, encoder=vit, contrastive_pretraining=at_224, classifier_training=at_224
+        )
+    assert not (kedro_project / "data" / "test" / "02_intermediate").exists()
+
+
 def test_a_hub_encoder_name_is_left_to_the_hub():
     from skin_lesion.parameters_check import check_encoder
 
     check_encoder("hf-hub:timm/resnet18.a1_in1k")  # timm.is_model does not know hub names
     with pytest.raises(ConfigError, match="not a timm model"):
         check_encoder("resnet18_typo")
+
+
+def test_an_encoder_of_one_input_size_needs_every_crop_at_that_size():
+    """A ViT failed at SupCon's first batch ("Input height (32) doesn't match model (224)")."""
+    from skin_lesion.parameters_check import check_fixed_input_size
+
+    crops = {"contrastive_pretraining.augment.crop_size": 224}
+    check_fixed_input_size("vit_tiny_patch16_224", crops)
+    check_fixed_input_size("efficientnet_b0", {"a.crop_size": 128})  # any size
+    check_fixed_input_size("hf-hub:timm/vit_tiny_patch16_224.augreg_in21k", {"a": 32})  # hub's
+    crops["classifier_training.augment.crop_size"] = 128
+    with pytest.raises(ConfigError) as refused:
+        check_fixed_input_size("vit_tiny_patch16_224", crops)
+    assert str(refused.value) == (
+        "encoder.name: 'vit_tiny_patch16_224' takes 224x224 images only (timm's fixed input "
+        "size), but classifier_training.augment.crop_size is 128; set "
+        "classifier_training.augment.crop_size to 224 (`--params "
+        "classifier_training.augment.crop_size=224`)"
+    )
+
+
+def _identity(x):
+    return x
+
+
+def test_grad_cam_on_an_encoder_without_a_feature_map_is_refused_before_the_run():
+    """Found otherwise by plot_gradcam_examples, after SupCon and the classifier's training."""
+    from kedro.io import DataCatalog, MemoryDataset
+    from kedro.pipeline import Node, Pipeline
+
+    from skin_lesion.parameters_check import check_gradcam_encoder
+
+    def catalog(name: str, per_class: int, gradcam: bool) -> DataCatalog:
+        return DataCatalog(
+            {
+                "params:encoder": MemoryDataset({"name": name}),
+                "params:reporting": MemoryDataset({"gradcam_per_class": per_class}),
+                "params:inference": MemoryDataset({"gradcam": gradcam}),
+            }
+        )
+
+    def pipeline(*names: str) -> Pipeline:
+        return Pipeline([Node(_identity, "x", f"{name}_out", name=name) for name in names])
+
+    both = pipeline("plot_gradcam_examples", "classify_images")
+    with pytest.raises(ConfigError) as refused:
+        check_gradcam_encoder(both, catalog("vit_tiny_patch16_224", 1, True))
+    assert "gives features of shape (1, 197, 192), not a (B, C, H, W) feature map" in str(
+        refused.value
+    )
+    assert "set inference.gradcam: false and reporting.gradcam_per_class: 0," in str(refused.value)
+    with pytest.raises(ConfigError, match=r"\(1, 7, 7, 768\).*set inference.gradcam: false,"):
+        check_gradcam_encoder(both, catalog("swin_tiny_patch4_window7_224", 0, True))
+    check_gradcam_encoder(both, catalog("vit_tiny_patch16_224", 0, False))  # none asked for
+    check_gradcam_encoder(pipeline("train_classifier"), catalog("vit_tiny_patch16_224", 1, True))
+    check_gradcam_encoder(both, catalog("coatnet_0_rw_224", 1, True))  # a (B, C, H, W) map
+    check_gradcam_encoder(both, catalog("efficientnet_b0", 1, True))
 
 
 def test_encoder_weights_are_a_keyword_or_a_file_that_exists(tmp_path: Path) -> None:

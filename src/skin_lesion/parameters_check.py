@@ -121,15 +121,23 @@ def check_run_encoder(catalog: Any) -> None:
     were checked when the context was created (:func:`check_node_configs`)."""
     if "params:encoder" not in catalog:
         return
-    from skin_lesion.configs import ClassifierConfig, EncoderConfig
+    from skin_lesion.configs import ClassifierConfig, EncoderConfig, PretrainConfig
 
     # Read from the datasets, not catalog.load: no "Loading data from" line before every run.
     encoder = from_dict(EncoderConfig, catalog.get("params:encoder").load(), "encoder")
     finetune = None
+    crops = {}
+    if "params:contrastive_pretraining" in catalog:
+        group = "contrastive_pretraining"
+        pretraining = from_dict(PretrainConfig, catalog.get(f"params:{group}").load(), group)
+        crops[f"{group}.augment.crop_size"] = pretraining.augment.crop_size
     if "params:classifier_training" in catalog:
         training = catalog.get("params:classifier_training").load()
-        finetune = from_dict(ClassifierConfig, training, "classifier_training").finetune
+        classifier = from_dict(ClassifierConfig, training, "classifier_training")
+        finetune = classifier.finetune
+        crops["classifier_training.augment.crop_size"] = classifier.augment.crop_size
     check_encoder(encoder.name, finetune)
+    check_fixed_input_size(encoder.name, crops)
 
 
 # Parameters the catalog reads through ${runtime_params:...} only: a value in a parameter file
@@ -203,6 +211,79 @@ def check_encoder(name: str, finetune: Any = None) -> None:
             check_unfreeze_stages(encoder_architecture(name), finetune.unfreeze_stages)
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
+
+
+def check_fixed_input_size(name: str, crops: Mapping[str, int]) -> None:
+    """An encoder that takes one input size only (timm's ``fixed_input_size``: ViT, DeiT,
+    Swin, ...) needs every crop at that size (``crops``: parameter name to crop size).
+
+    Otherwise SupCon's first batch fails deep in timm ("Input height (128) doesn't match
+    model (224)"), after data_processing. Models timm has no configuration for pass.
+    """
+    import timm  # as check_encoder: only when a run starts
+
+    if ":" in name:  # known only to the hub, checked there
+        return
+    config = timm.models.get_pretrained_cfg(name)
+    if config is None or not config.fixed_input_size:
+        return
+    height, width = config.input_size[-2:]
+    wrong = {key: size for key, size in crops.items() if (size, size) != (height, width)}
+    if not wrong:
+        return
+    said = ", ".join(f"{key} is {size}" for key, size in wrong.items())
+    if height == width:
+        given = ",".join(f"{key}={height}" for key in wrong)
+        fix = f"set {' and '.join(wrong)} to {height} (`--params {given}`)"
+    else:
+        fix = "choose another encoder (the crops are square)"
+    raise ConfigError(
+        f"encoder.name: {name!r} takes {height}x{width} images only (timm's fixed input "
+        f"size), but {said}; {fix}"
+    )
+
+
+# The nodes that draw Grad-CAM maps, each with the parameter that asks for them and its "off".
+GRADCAM_NODES = {
+    "plot_gradcam_examples": ("reporting", "gradcam_per_class", "0"),
+    "classify_images": ("inference", "gradcam", "false"),
+}
+
+
+def check_gradcam_encoder(pipeline: Any, catalog: Any) -> None:
+    """Refuse Grad-CAM on an encoder without a (B, C, H, W) feature map (a ViT's tokens, a
+    Swin's channels-last map), for a run whose nodes draw it with it asked for: found
+    otherwise by the node, after the whole training. Only encoders of a fixed input size
+    (transformers, in timm) are looked at, on PyTorch's ``meta`` device: no weights, no
+    arithmetic (about 0.2 s)."""
+    off = []  # what turns off each Grad-CAM the run would draw
+    for node in pipeline.nodes:
+        for suffix, (group, key, value) in GRADCAM_NODES.items():
+            if not node.name.endswith(suffix) or f"params:{group}" not in catalog:
+                continue
+            config = from_dict(node_configs()[group], catalog.get(f"params:{group}").load(), group)
+            if getattr(config, key):
+                off.append(f"{group}.{key}: {value}")
+    encoder = catalog.get("params:encoder").load() if "params:encoder" in catalog else None
+    name = encoder.get("name") if isinstance(encoder, Mapping) else None
+    if not off or not isinstance(name, str) or ":" in name:
+        return
+    import timm
+    import torch
+
+    config = timm.models.get_pretrained_cfg(name)
+    if config is None or not config.fixed_input_size:
+        return
+    with torch.device("meta"):
+        model = timm.create_model(name, num_classes=0, pretrained=False)
+        features = model.forward_features(torch.empty(1, *config.input_size))
+    if features.ndim == 4 and features.shape[1] == model.num_features:
+        return
+    raise ConfigError(
+        f"encoder.name: {name!r} gives features of shape {tuple(features.shape)}, not a "
+        "(B, C, H, W) feature map, and this run draws Grad-CAM maps, which need one: set "
+        f"{' and '.join(sorted(set(off)))}, or choose a convolutional encoder"
+    )
 
 
 def check_encoder_weights(name: str, weights: str, *, file_needed: bool = False) -> None:
@@ -1074,6 +1155,7 @@ class ParametersCheck:
         check_training_inputs_current(pipeline, catalog)
         check_embedded_encoder_current(pipeline, catalog)
         check_encoder_weights_readable(pipeline, catalog)
+        check_gradcam_encoder(pipeline, catalog)
         check_resume_current(pipeline, catalog)
         check_classifier_current(pipeline, catalog)
 
