@@ -74,3 +74,49 @@ def test_a_full_or_read_only_disk_prints_its_message_without_a_traceback(hook, c
     err = capsys.readouterr().err
     assert err.count("(An error in the file system (a full disk") == 2
     assert "[Errno 28] No space left on device" in err and "Read-only file system" in err
+
+
+def _slice_error(**kwargs) -> ValueError:
+    """Kedro's own refusal of a slicing option, raised (with its traceback) by its Pipeline."""
+    from kedro.pipeline import node, pipeline
+
+    nodes = pipeline(
+        [
+            node(lambda x: x, "raw", "test_metrics", name="evaluate_test"),
+            node(lambda x: x, "test_metrics", "report", name="build_report"),
+        ]
+    )
+    try:
+        if "from_nodes" in kwargs:
+            nodes.from_nodes(*kwargs["from_nodes"])
+        else:
+            nodes.to_outputs(*kwargs["to_outputs"])
+    except ValueError as error:
+        return error
+    raise AssertionError("Kedro accepted the slice")
+
+
+def test_a_mistyped_node_or_dataset_of_a_slice_prints_one_line(hook, capsys, monkeypatch):
+    """`kedro run --from-nodes evaluate_tst` printed Kedro's 100-line traceback."""
+    monkeypatch.setattr(
+        input_errors, "_known_names", lambda: (["build_report", "evaluate_test"], ["report"])
+    )
+    error = _slice_error(from_nodes=["evaluate_tst"])
+    sys.excepthook(ValueError, error, error.__traceback__)
+    assert hook == []
+    err = capsys.readouterr().err
+    assert err.startswith("Error: ValueError: Pipeline does not contain nodes named")
+    assert "'evaluate_tst': did you mean 'evaluate_test'?" in err
+    error = _slice_error(to_outputs=["reprot"])
+    sys.excepthook(ValueError, error, error.__traceback__)
+    assert "'reprot': did you mean 'report'?" in capsys.readouterr().err
+
+
+def test_a_value_error_of_our_own_code_keeps_its_traceback(hook, capsys):
+    error = ValueError("Pipeline does not contain nodes named ['x'] (but raised elsewhere)")
+    try:
+        raise error
+    except ValueError:
+        pass
+    sys.excepthook(ValueError, error, error.__traceback__)
+    assert hook == [error] and capsys.readouterr().err == ""

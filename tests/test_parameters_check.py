@@ -20,6 +20,7 @@ from skin_lesion.config import ConfigError
 from skin_lesion.parameters_check import (
     ParametersCheck,
     check_environment,
+    check_params_given_once,
     check_runtime_params,
     resolver_names,
     unknown_runtime_params,
@@ -656,3 +657,34 @@ def test_the_resume_check_reads_the_parameters_without_a_loading_line(caplog):
     with caplog.at_level(logging.DEBUG):
         check_resume_current(pipeline, catalog)
     assert not [r for r in caplog.records if "Loading data" in r.getMessage()]
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["/venv/bin/kedro", "run", "--params", "raw_dir=/data", "--params", "seed=7"],
+        ["python -m kedro", "run", "--params=raw_dir=/data", "--params", "seed=7"],
+        ["/venv/lib/skin_lesion/__main__.py", "--params", "raw_dir=/data", "--params=seed=7"],
+    ],
+)
+def test_a_repeated_params_option_is_refused_naming_what_would_be_dropped(argv):
+    """click keeps the last --params only: `--params raw_dir=X --params seed=7` ran on the
+    default data folder with exit status 0."""
+    with pytest.raises(ConfigError) as refused:
+        check_params_given_once(argv)
+    message = str(refused.value)
+    assert "'raw_dir=/data' would be ignored" in message
+    assert message.endswith("--params raw_dir=/data,seed=7")
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["/venv/bin/kedro", "run", "--params", "raw_dir=/data,seed=7"],
+        ["/venv/bin/kedro", "run"],
+        ["/venv/bin/kedro", "viz", "run", "--params", "a=1", "--params", "b=2"],
+        ["/venv/bin/ipython", "--params", "a=1", "--params", "b=2"],
+    ],
+)
+def test_one_params_option_or_another_program_passes(argv):
+    check_params_given_once(argv)

@@ -15,9 +15,12 @@ reaches ``sys.excepthook``, and IPython does not use it.
 
 from __future__ import annotations
 
+import ast
+import difflib
 import errno
 import os
 import sys
+from pathlib import Path
 from types import TracebackType
 
 TRACEBACK_VARIABLE = "SKIN_LESION_TRACEBACK"
@@ -79,11 +82,77 @@ def format_input_error(error: BaseException) -> str:
         if _disk_error(error) is None
         else "the file system (a full disk, a read-only folder, a missing permission)"
     )
+    hint = slice_hint(error) if _is_slice_error(error) else ""
     return (
-        f"Error: {type(error).__name__}: {error}\n"
+        f"Error: {type(error).__name__}: {error}{hint}\n"
         f"(An error in {what}, not in the code: the traceback is left out; "
         f"{TRACEBACK_VARIABLE}=1 shows it.)\n"
     )
+
+
+# Kedro's own refusals of a run's slicing options (`--from-nodes evaluate_tst`, `--nodes`,
+# `--to-nodes`, `--from-inputs`, `--to-outputs`, `--tags`, `--namespaces`): plain ValueErrors
+# raised by kedro.pipeline, which printed as a 100-line traceback.
+KEDRO_SLICE_MESSAGES = (
+    "Pipeline does not contain nodes named",
+    "Pipeline does not contain datasets named",
+    "Pipeline does not contain nodes with the following namespaces",
+    "Pipeline contains no nodes after applying all provided filters",
+)
+
+
+def _is_slice_error(error: BaseException) -> bool:
+    """Whether ``error`` is Kedro's refusal of a slicing option naming what the pipeline lacks."""
+    if type(error) is not ValueError or not str(error).startswith(KEDRO_SLICE_MESSAGES):
+        return False
+    traceback, last = error.__traceback__, None
+    while traceback is not None:
+        last, traceback = traceback, traceback.tb_next
+    if last is None:
+        return False
+    parts = Path(last.tb_frame.f_code.co_filename).parts
+    return "kedro" in parts and "pipeline" in parts
+
+
+def _known_names() -> tuple[list[str], list[str]]:
+    """Every node and dataset name of the project's registered pipelines (empty where the
+    project cannot be read)."""
+    try:
+        from kedro.framework.project import pipelines
+
+        nodes: set[str] = set()
+        datasets: set[str] = set()
+        for pipeline in pipelines.values():
+            nodes |= {node.name for node in pipeline.nodes}
+            datasets |= set(pipeline.datasets())
+        return sorted(nodes), sorted(datasets)
+    except Exception:  # an error message must not fail on its hint
+        return [], []
+
+
+def slice_hint(error: BaseException) -> str:
+    """``did you mean ...`` for each name of a slicing error that is close to a real one."""
+    message = str(error)
+    names = message[message.find("[") : message.rfind("]") + 1]
+    try:
+        given = ast.literal_eval(names) if names else []
+    except (ValueError, SyntaxError):
+        return ""
+    nodes, datasets = _known_names()
+    known = datasets if "datasets named" in message else nodes
+    hints = []
+    for name in given:
+        close = difflib.get_close_matches(str(name), known, n=1, cutoff=0.6)
+        if close:
+            hints.append(f"'{name}': did you mean '{close[0]}'?")
+    lister = (
+        "`kedro catalog describe-datasets` lists them"
+        if known is datasets
+        else "`kedro registry describe <pipeline>` lists its nodes"
+    )
+    listed = f" ({lister})" if known else ""
+    separator = "" if message.rstrip().endswith(".") else "."
+    return separator + (" " + "; ".join(hints) if hints else "") + listed
 
 
 def _is_input_error(error: BaseException) -> bool:
@@ -112,7 +181,7 @@ def install() -> None:
     def excepthook(
         kind: type[BaseException], error: BaseException, traceback: TracebackType | None
     ) -> None:
-        known = _is_input_error(error) or _disk_error(error) is not None
+        known = _is_input_error(error) or _disk_error(error) is not None or _is_slice_error(error)
         if known and os.environ.get(TRACEBACK_VARIABLE, "") in ("", "0"):
             sys.stderr.write(format_input_error(error))
             sys.stderr.flush()

@@ -50,6 +50,7 @@ import logging
 import mimetypes
 import re
 import shlex
+import sys
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -1108,6 +1109,56 @@ class MissingInputsError(FileNotFoundError):
     """A run reads datasets that other pipelines make and have not made yet."""
 
 
+def _is_run_command(argv: Sequence[str]) -> bool:
+    """Whether ``argv`` is ``kedro run`` (or ``python -m kedro run``) or the packaged
+    project's ``python -m skin_lesion``, whose options are ``kedro run``'s."""
+    if not argv:
+        return False
+    program = Path(argv[0])
+    if program.parts[-2:] == ("skin_lesion", "__main__.py"):
+        return True
+    kedro = (
+        program.name in ("kedro", "kedro.exe")
+        or program.parts[-2:] == ("kedro", "__main__.py")
+        or argv[0] == "python -m kedro"
+    )
+    return kedro and list(argv[1:2]) == ["run"]
+
+
+def params_options(argv: Sequence[str]) -> list[str]:
+    """The value of each ``--params`` option in ``argv`` (``--params X`` or ``--params=X``),
+    in order."""
+    values: list[str] = []
+    args = list(argv)
+    for i, arg in enumerate(args):
+        if arg == "--":
+            break
+        if arg == "--params" and i + 1 < len(args):
+            values.append(args[i + 1])
+        elif arg.startswith("--params="):
+            values.append(arg.partition("=")[2])
+    return values
+
+
+def check_params_given_once(argv: Sequence[str] | None = None) -> None:
+    """Refuse ``kedro run --params A --params B``: click keeps the last ``--params`` only, so
+    ``A`` (a ``raw_dir``, a seed, ...) would be dropped without a word and the run would go on
+    with the defaults."""
+    argv = sys.argv if argv is None else argv
+    if not _is_run_command(argv):
+        return
+    given = params_options(argv)
+    if len(given) < 2:
+        return
+    dropped = ", ".join(repr(value) for value in given[:-1])
+    joined = ",".join(given)
+    raise ConfigError(
+        f"--params was given {len(given)} times; Kedro keeps only the last one "
+        f"({given[-1]!r}), so {dropped} would be ignored. Give them all in one --params, "
+        f"comma-separated: --params {joined}"
+    )
+
+
 class ParametersCheck:
     """Kedro hook: refuse bad parameters when the context is created, before any work (and
     an encoder timm does not know when a run starts, :func:`check_run_encoder`)."""
@@ -1116,6 +1167,7 @@ class ParametersCheck:
     def after_context_created(self, context: Any) -> None:
         # Here, not in settings.py: Kedro's rich traceback handler is installed after that.
         input_errors.install()
+        check_params_given_once()
         loader = context.config_loader
         check_environment(loader.conf_source, loader.env)
         runtime = dict(getattr(loader, "runtime_params", None) or {})
