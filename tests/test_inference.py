@@ -164,6 +164,8 @@ def test_the_command_finds_an_environments_outputs(tmp_path: Path, monkeypatch, 
     assert data_dir(None, conf) == Path("/scratch/runs")  # as plain `kedro run` reads it
     with pytest.raises(FileNotFoundError, match=r"no environment 'gpu' in .*\(there are: base, "):
         data_dir("gpu", conf)
+    with pytest.raises(FileNotFoundError, match=r"'dmeo' in .*\(did you mean 'demo'\? there are"):
+        data_dir("dmeo", conf)
     assert data_dir(None, tmp_path / "nowhere") == Path("data")
 
     # The command looks where the environment (or $KEDRO_ENV) writes, and says so.

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
 import logging
 import os
@@ -135,7 +136,11 @@ def data_dir(env: str | None, conf: Path | None = None) -> Path:
         return Path("data")
     if env and not (conf / env).is_dir():
         have = sorted(p.name for p in conf.iterdir() if p.is_dir())
-        raise FileNotFoundError(f"no environment '{env}' in {conf}/ (there are: {', '.join(have)})")
+        close = difflib.get_close_matches(env, have, n=1, cutoff=0.6)
+        hint = f"did you mean '{close[0]}'? " if close else ""
+        raise FileNotFoundError(
+            f"no environment '{env}' in {conf}/ ({hint}there are: {', '.join(have)})"
+        )
     found = "data"
     for name in ("base", env or "local"):
         file = conf / name / "globals.yml"
