@@ -194,7 +194,8 @@ class BatchSource:
         return int.from_bytes(hashlib.sha256(key).digest()[:8], "big") >> 1
 
     def order(self, epoch: int) -> torch.Tensor:
-        """The sample order of ``epoch`` (a function of the seed and the epoch only)."""
+        """The sample order of ``epoch`` (a function of the seed, the stream and the epoch
+        only)."""
         generator = torch.Generator().manual_seed(self._epoch_seed(epoch))
         n = len(self.labels)
         if self.weights is None:

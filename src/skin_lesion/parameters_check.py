@@ -214,6 +214,18 @@ def check_encoder(name: str, finetune: Any = None) -> None:
             raise ConfigError(str(exc)) from None
 
 
+def _fixed_input_config(name: str) -> Any:
+    """timm's pretrained configuration of ``name`` where the model takes one input size only
+    (``fixed_input_size``); None otherwise, for hub names and for models timm has none for.
+    Imports timm: only when a run starts, as :func:`check_encoder`."""
+    if ":" in name:  # known only to the hub, checked there
+        return None
+    import timm
+
+    config = timm.models.get_pretrained_cfg(name)
+    return config if config is not None and config.fixed_input_size else None
+
+
 def check_fixed_input_size(name: str, crops: Mapping[str, int]) -> None:
     """An encoder that takes one input size only (timm's ``fixed_input_size``: ViT, DeiT,
     Swin, ...) needs every crop at that size (``crops``: parameter name to crop size).
@@ -221,12 +233,8 @@ def check_fixed_input_size(name: str, crops: Mapping[str, int]) -> None:
     Otherwise SupCon's first batch fails deep in timm ("Input height (128) doesn't match
     model (224)"), after data_processing. Models timm has no configuration for pass.
     """
-    import timm  # as check_encoder: only when a run starts
-
-    if ":" in name:  # known only to the hub, checked there
-        return
-    config = timm.models.get_pretrained_cfg(name)
-    if config is None or not config.fixed_input_size:
+    config = _fixed_input_config(name)
+    if config is None:
         return
     height, width = config.input_size[-2:]
     wrong = {key: size for key, size in crops.items() if (size, size) != (height, width)}
@@ -267,14 +275,12 @@ def check_gradcam_encoder(pipeline: Any, catalog: Any) -> None:
                 off.append(f"{group}.{key}: {value}")
     encoder = catalog.get("params:encoder").load() if "params:encoder" in catalog else None
     name = encoder.get("name") if isinstance(encoder, Mapping) else None
-    if not off or not isinstance(name, str) or ":" in name:
+    config = _fixed_input_config(name) if off and isinstance(name, str) else None
+    if config is None:
         return
     import timm
     import torch
 
-    config = timm.models.get_pretrained_cfg(name)
-    if config is None or not config.fixed_input_size:
-        return
     with torch.device("meta"):
         model = timm.create_model(name, num_classes=0, pretrained=False)
         features = model.forward_features(torch.empty(1, *config.input_size))
