@@ -131,6 +131,24 @@ def test_the_installed_package_runs_with_a_packaged_conf(kedro_project):
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-3000:]
     assert (kedro_project / "data" / "test" / "05_model_input" / "splits.parquet").is_file()
+    # kedro-viz's run-events hook finds no project folder to write to: dropped, as a notice
+    # nobody running a package can act on (skin_lesion.warning_filters).
+    assert "No Kedro project found" not in " ".join(output.split()), output[-3000:]
+
+
+def test_sliced_runs_print_no_kedro_viz_workflow_notice(kedro_project):
+    kedro = Path(sys.executable).with_name("kedro")
+    result = subprocess.run(
+        [str(kedro), "run", "--env", "test", "--to-nodes", "validate_metadata"],
+        cwd=kedro_project,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    output = " ".join((result.stdout + result.stderr).split())  # rich wraps long lines
+    assert result.returncode == 0, output[-3000:]
+    assert "Workflow tracking is disabled" not in output, output[-3000:]
 
 
 def test_only_the_listed_third_party_warnings_are_dropped():
@@ -160,3 +178,47 @@ def test_only_the_listed_third_party_warnings_are_dropped():
     assert not shown("/venv/omegaconf.py:1: UserWarning: register_new_resolver() is deprecated")
     assert shown(where + "a warning someone should read")
     assert shown("UserWarning: Add type hints to your own code")  # not mlflow's sentence
+
+
+def test_kedro_viz_notices_no_user_can_act_on_are_dropped_on_their_own_loggers():
+    """kedro-viz logs "Workflow tracking is disabled during partial pipeline runs" on every
+    `kedro run --pipelines X` and "No Kedro project found ...; skipping write." after every
+    packaged run; FastAPI warns that kedro-viz's response class subclasses a deprecated one.
+    Only those: kedro-viz's other warnings (a non-sequential runner, a failed write) show."""
+    import logging
+    import warnings
+
+    from skin_lesion import warning_filters
+
+    warning_filters.install()
+
+    def shown(logger_name: str, message: str, *args: object) -> bool:
+        logger = logging.getLogger(logger_name)
+        record = logger.makeRecord(logger_name, logging.WARNING, __file__, 1, message, args, None)
+        return all(f.filter(record) for f in logger.filters)
+
+    run_hooks = "kedro_viz.integrations.kedro.run_hooks"
+    hooks_utils = "kedro_viz.integrations.kedro.hooks_utils"
+    partial = (
+        "Workflow tracking is disabled during partial pipeline runs (executed using --from-nodes, "
+        "--to-nodes, --tags, --pipeline, and more). `.viz/kedro_pipeline_events.json` will be "
+        "created only during a full kedro run."
+    )
+    assert not shown(run_hooks, partial)
+    assert not shown(hooks_utils, "No Kedro project found in %s; skipping write.", "/tmp/x")
+    # Left to show: kedro-viz's other warnings, and the same words on another logger.
+    assert shown(run_hooks, "Workflow tracking is disabled for non-sequential runners. ...")
+    assert shown(hooks_utils, "Failed writing events: %s", OSError("disk full"))
+    assert shown("skin_lesion.pipelines", partial)
+
+    from fastapi.exceptions import FastAPIDeprecationWarning
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        warning_filters.install()  # catch_warnings reset the filters: put ours back in front
+        for text in (
+            "ORJSONResponse is deprecated, FastAPI now serializes data directly to JSON bytes",
+            "UJSONResponse is deprecated, FastAPI now serializes data directly to JSON bytes",
+        ):
+            warnings.warn(text, FastAPIDeprecationWarning, stacklevel=1)
+    assert [str(w.message)[:21] for w in caught] == ["UJSONResponse is depr"]
