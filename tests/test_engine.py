@@ -514,3 +514,41 @@ def test_resume_names_a_setting_or_preprocessing_change_not_other_data() -> None
     assert "data_sha256" not in str(caught.value)
     with pytest.raises(ValueError, match=r"differs in data_sha256.images: 'i' before, now 'j'"):
         _check_resumable(run(data_sha256={"images": "i"}), run(data_sha256={"images": "j"}))
+
+
+def test_resume_refuses_the_same_images_cached_in_another_order(tmp_path):
+    # Each epoch's batches are a permutation of the train images' positions in the cache, so
+    # the same images cached in another order (an older version's cache, in the metadata's
+    # row order, rebuilt in image_id order) train another model. Every recorded fingerprint
+    # ignored the order, so resume went on, into a model that no uninterrupted run gives.
+    import numpy as np
+    import pandas as pd
+
+    from skin_lesion.images import ImageCache
+    from skin_lesion.pipelines.contrastive_pretraining import nodes as contrastive
+
+    images, _ = _problem(8)
+    ids = [f"ISIC_{i:07d}" for i in range(8)]
+    splits = pd.DataFrame(
+        {"image_id": ids, "label": [0, 1] * 4, "split": ["train"] * 6 + ["val"] * 2}
+    )
+    order = [3, 1, 0, 2, 5, 4, 7, 6]
+    prep = {"height": 4, "width": 4}
+    cached = ImageCache(images, tuple(ids), prep)
+    reordered = ImageCache(np.ascontiguousarray(images[order]), tuple(ids[i] for i in order), prep)
+    encoder = {"name": "test_efficientnet", "weights": "none"}
+
+    def params(cache):
+        return contrastive.run_params(cache, splits, encoder, {}, 0)
+
+    store = CheckpointStore(tmp_path)
+    _fit(store, epochs=1, params=params(cached))
+    _fit(store, epochs=2, resume=True, params=params(cached))  # the same order: resumed
+    assert store.latest()["epoch"] == 1
+    with pytest.raises(ResumeMismatchError, match=r"train_order_sha256.*another order"):
+        engine.check_resumable(store, params(reordered))
+    # A run saved before the order was recorded resumes, as with the split.
+    old = CheckpointStore(tmp_path / "old")
+    saved = {k: v for k, v in params(cached).items() if k != "train_order_sha256"}
+    _fit(old, epochs=1, params=saved)
+    engine.check_resumable(old, params(reordered))

@@ -29,7 +29,14 @@ from skin_lesion.config import (
 # start-up parameter check builds them); named here as before.
 from skin_lesion.configs import OptimConfig
 from skin_lesion.configs import check_warmup_fits as check_warmup_fits
-from skin_lesion.lineage import CACHE_KEY, DATA_KEY, ENCODER_KEY, SETTINGS_KEY, SPLIT_KEY
+from skin_lesion.lineage import (
+    CACHE_KEY,
+    DATA_KEY,
+    ENCODER_KEY,
+    ORDER_KEY,
+    SETTINGS_KEY,
+    SPLIT_KEY,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -536,7 +543,7 @@ def _warn_if_interrupted(store: Any, epochs: int, desc: str) -> None:
 
 
 # Recorded with a run's parameters since a later version (not a parameter file's key).
-RECORDED_SINCE = frozenset({SPLIT_KEY, SETTINGS_KEY, CACHE_KEY, ENCODER_KEY, DATA_KEY})
+RECORDED_SINCE = frozenset({SPLIT_KEY, SETTINGS_KEY, CACHE_KEY, ENCODER_KEY, DATA_KEY, ORDER_KEY})
 # Parameters that may change between an interrupted run and its resumption.
 RESUME_EXEMPT_KEYS = frozenset({"resume", "progress", "compile", "keep_epochs", "knn_monitor"})
 
@@ -612,6 +619,14 @@ def _check_resumable(latest: dict[str, Any], current: dict[str, Any]) -> None:
             "The images (or the fusion metadata) changed since the run started "
             "(data_processing ran again on other data): resume would mix two datasets' "
             "training; put the old data back and rerun data_processing, or set resume: false"
+        )
+    elif any(d.startswith(f"{ORDER_KEY}:") for d in differences):
+        advice = (
+            "The same train images are cached in another order since the run started "
+            "(data_processing ran again: a cache written before 2026-12-07 holds the metadata's "
+            "row order, a cache written since image_id order): each epoch's batches permute "
+            "cache positions, so the resumed run would match no uninterrupted one; set "
+            "resume: false to train from the start"
         )
     elif any(d.startswith(f"{ENCODER_KEY}:") for d in differences):
         advice = (

@@ -43,6 +43,11 @@ ENCODER_KEY = "encoder_sha256"
 # they were; only this tells. Test images do not count: the model never saw them, and a
 # replaced test image is scored as it now is.
 DATA_KEY = "data_sha256"
+# The order of the train images in the cache, which DATA_KEY leaves out: each epoch's batches
+# are a permutation of their positions, so the same images cached in another order train
+# another model. data_processing caches in image_id order (since 2026-12-07; before, in the
+# metadata's row order): resume compares it, for a cache rebuilt across that change.
+ORDER_KEY = "train_order_sha256"
 # The metadata a classifier with metadata fusion reads, with the key that joins it.
 FUSION_COLUMNS = ("image_id", "age", "sex", "localization")
 
@@ -140,6 +145,17 @@ def rows_fingerprint(frame: pd.DataFrame) -> str:
         ordered = ordered.sort_values("image_id", kind="stable")
     text = ordered.astype(object).where(ordered.notna(), "").astype(str)
     return hashlib.sha256(text.to_csv(index=False, lineterminator="\n").encode()).hexdigest()
+
+
+def train_order_fingerprint(image_cache: Any, splits: pd.DataFrame) -> str:
+    """SHA-256 of the train images' ``image_id``s in cache order (what the batch order
+    permutes), unlike :func:`data_fingerprint`, which does not depend on the order."""
+    train = set(splits.loc[splits["split"] == "train", "image_id"].astype(str))
+    digest = hashlib.sha256()
+    for image_id in image_cache.image_ids:
+        if image_id in train:
+            digest.update(f"{image_id}\n".encode())
+    return digest.hexdigest()
 
 
 # The splits whose images a model learns from (train) or is chosen on (val).

@@ -187,3 +187,39 @@ def test_identical_images_are_named_and_refused_across_lesions(caplog):
     caplog.clear()
     check_identical_images(distinct, one_lesion)
     assert "identical" not in caplog.text
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_the_cache_is_in_image_id_order_whatever_the_metadata_row_order(seed):
+    """Each epoch's batches permute cache positions: with the cache in the metadata's row
+    order, the same images, split and seed trained another model from a reordered copy of
+    the metadata (every fingerprint ignores row order, so nothing said so)."""
+    import io
+
+    from PIL import Image
+
+    from skin_lesion.pipelines.data_processing.nodes import decode_images
+
+    ids = [f"ISIC_{n:07d}" for n in (24306, 24307, 24308, 24309, 24310, 24311)]
+    files = {}
+    for n, image_id in enumerate(ids):
+        buffer = io.BytesIO()
+        Image.new("RGB", (10, 8), (40 * n, 255 - 40 * n, 17 * n)).save(buffer, "PNG")
+        files[f"part_1/{image_id}.png"] = buffer.getvalue()
+    raw_images = {name: (lambda data=data: data) for name, data in files.items()}
+    rows = pd.DataFrame(
+        {
+            "image_id": ids,
+            "lesion_id": [f"HAM_{n}" for n in range(6)],
+            "file": [f"part_1/{i}.png" for i in ids],
+        }
+    )
+    shuffled = rows.sample(frac=1.0, random_state=seed + 3).reset_index(drop=True)
+    assert list(shuffled["image_id"]) != ids
+    params = {"preprocessing": {"height": 8, "width": 10}, "workers": 1}
+    in_order, cached_in_order, _ = decode_images(raw_images, rows, params)
+    cache, cached, _ = decode_images(raw_images, shuffled, params)
+    assert list(cache.image_ids) == ids == list(in_order.image_ids)
+    np.testing.assert_array_equal(cache.images, in_order.images)
+    pd.testing.assert_frame_equal(cached, cached_in_order)
+    assert list(cached["image_id"]) == ids

@@ -181,6 +181,7 @@ def run_params(
         "classes": list(classes),
         lineage.SPLIT_KEY: lineage.split_fingerprint(splits),
         lineage.CACHE_KEY: image_cache.preprocessing,
+        lineage.ORDER_KEY: lineage.train_order_fingerprint(image_cache, splits),
         lineage.DATA_KEY: lineage.data_fingerprint(
             image_cache, splits, cached_metadata if config.metadata_fusion else None
         ),

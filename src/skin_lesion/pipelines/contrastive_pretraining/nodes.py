@@ -98,6 +98,7 @@ def run_params(
         "seed": seed,
         lineage.SPLIT_KEY: lineage.split_fingerprint(splits),
         lineage.CACHE_KEY: image_cache.preprocessing,
+        lineage.ORDER_KEY: lineage.train_order_fingerprint(image_cache, splits),
         lineage.DATA_KEY: lineage.data_fingerprint(image_cache, splits),
         lineage.SETTINGS_KEY: {"contrastive_pretraining": asdict(config)},
     }

@@ -121,10 +121,14 @@ def decode_images(
 
     Returns:
         The image cache, the metadata of the cached images in cache order, and the images
-        that could not be decoded with their reasons.
+        that could not be decoded with their reasons. The cache holds the images in
+        ``image_id`` order, whatever the order of the metadata's rows: each training epoch's
+        batches are a permutation of cache positions, so the same images and seed train the
+        same model from any copy of the metadata (Kaggle's, Dataverse's, one sorted or edited).
     """
     config = _params(params)
-    loaders = {row.image_id: raw_images[row.file] for row in validated_metadata.itertuples()}
+    in_order = validated_metadata.sort_values("image_id", kind="stable")
+    loaders = {row.image_id: raw_images[row.file] for row in in_order.itertuples()}
     # Failures are reported once, by the policy below (set aside, or the run stopped).
     cache, failures = build_image_cache(
         loaders, config.preprocessing, workers=config.workers, warn_failures=False
