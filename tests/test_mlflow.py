@@ -485,6 +485,33 @@ def test_a_run_name_set_in_mlflow_yml_is_kept(tmp_path, monkeypatch):
     monkeypatch.setattr(mlflow, "MlflowClient", lambda: pytest.fail("renamed a named run"))
     name_slice("run-id", "my experiment", {"from_nodes": ["x"], "pipeline_names": None})
     name_slice("run-id", "__default__", {"pipeline_names": None})  # a whole run: kept
+    name_slice("run-id", "a+b", {"pipeline_names": ["a", "b"]})  # already in order: kept
+
+
+@pytest.mark.parametrize(
+    ("pipelines", "described", "expected"),
+    [
+        (["reporting", "classifier_training"], {}, "classifier_training+reporting"),
+        (
+            ["reporting", "inference", "data_processing"],
+            {"tags": ("gpu",)},
+            "data_processing+inference+reporting --tags gpu",
+        ),
+        (["reporting"], {"from_nodes": ["evaluate_test"]}, "reporting --from-nodes evaluate_test"),
+    ],
+)
+def test_several_pipelines_are_named_in_one_order(monkeypatch, pipelines, described, expected):
+    """Kedro's CLI passes `--pipelines` on through a set: kedro-mlflow's name, the names
+    joined by `+`, came in another order from one run of a command to the next."""
+    renamed = []
+
+    class Client:
+        def update_run(self, run_id, name):
+            renamed.append((run_id, name))
+
+    monkeypatch.setattr(mlflow, "MlflowClient", Client)
+    name_slice("run-id", "+".join(pipelines), {"pipeline_names": pipelines, **described})
+    assert renamed == [("run-id", expected)]
 
 
 def test_sigterm_is_left_alone_outside_the_kedro_command(monkeypatch):

@@ -285,20 +285,27 @@ def slice_description(run_params: Mapping[str, Any]) -> str:
 
 
 def name_slice(run_id: str, run_name: str | None, run_params: Mapping[str, Any]) -> None:
-    """Add the slicing options to a run that kedro-mlflow named after its pipeline alone.
+    """Name a run that kedro-mlflow named after its pipelines alone: their names in
+    alphabetical order, then the slicing options.
 
     Every partial run (``--from-nodes evaluate_test``, ``--nodes build_report``) was named
-    ``__default__`` like a whole run, so the MLflow UI's list could not tell them apart. A
-    name set in ``mlflow.yml`` (``tracking.run.name``) is left as it is: only a name equal to
-    the pipelines' (kedro-mlflow's default) is extended.
+    ``__default__`` like a whole run, so the MLflow UI's list could not tell them apart; and
+    several pipelines came in no fixed order (Kedro's CLI passes ``--pipelines`` on through a
+    set, so one command was ``reporting+classifier_training`` in one run and
+    ``classifier_training+reporting`` in the next). A name set in ``mlflow.yml``
+    (``tracking.run.name``) is left as it is: only a name equal to the pipelines' (kedro-mlflow's
+    default) is changed.
     """
     described = slice_description(run_params)
     # kedro-mlflow's default name, as it makes it.
     names = run_params.get("pipeline_name") or run_params.get("pipeline_names") or "__default__"
     default = names if isinstance(names, str) else "+".join(names)
-    if not described or run_name != default:
+    if run_name != default:
         return
-    name = f"{run_name} {described}"
+    name = names if isinstance(names, str) else "+".join(sorted(names))
+    name = f"{name} {described}" if described else name
+    if name == run_name:
+        return
     if len(name) > RUN_NAME_LIMIT:
         name = name[: RUN_NAME_LIMIT - 3] + "..."
     mlflow.MlflowClient().update_run(run_id, name=name)
