@@ -153,3 +153,26 @@ def test_report_says_where_the_supcon_encoder_was_pretrained(record, shown) -> N
         classifier["encoder_trained_on"] = record
     environment = _report("local", classifier).split("<h2>Environment</h2>")[1]
     assert f"Classifier trained on: cuda (G). SupCon encoder pretrained on: {shown}" in environment
+
+
+def test_the_augmentation_figure_leaves_the_callers_generator_as_it_was() -> None:
+    """augmented_views seeded torch's global generator: a notebook that drew the figure and
+    then trained trained on the figure's seed. Its views still depend on its seed alone."""
+    import torch
+
+    from skin_lesion.configs import AugmentConfig
+
+    images = np.random.default_rng(0).integers(0, 256, (2, 40, 48, 3), dtype=np.uint8)
+    config = AugmentConfig(crop_size=32)
+    mean, std = [0.5, 0.5, 0.5], [0.25, 0.25, 0.25]
+    torch.manual_seed(1234)
+    expected_next = torch.rand(3)
+    torch.manual_seed(1234)
+    first = evaluation.augmented_views(images, config, mean, std, views=3, seed=7)
+    assert torch.equal(torch.rand(3), expected_next)
+    torch.manual_seed(99)  # another caller state: the same views
+    again = evaluation.augmented_views(images, config, mean, std, views=3, seed=7)
+    np.testing.assert_array_equal(first, again)
+    assert first.shape == (2, 3, 32, 32, 3)
+    other = evaluation.augmented_views(images, config, mean, std, views=3, seed=8)
+    assert not np.array_equal(first, other)

@@ -244,11 +244,17 @@ def augmented_views(
 
     Returns:
         ``(n, views, S, S, 3)`` uint8.
+
+    The augmentation draws from torch's global generator, seeded with ``seed`` inside a fork
+    of its state: the caller's generator is left as it was (a notebook that draws the figure
+    and then trains got the figure's seed in its training, since 2026-12-07 no longer).
     """
-    torch.manual_seed(seed)
-    module = build_train_augment(augment, mean, std)
-    batch = torch.from_numpy(np.ascontiguousarray(images)).repeat_interleave(views, dim=0)
-    pixels = to_uint8(module(batch), mean, std)
+    with torch.random.fork_rng(devices=[]):  # the batch is on the CPU
+        torch.manual_seed(seed)
+        module = build_train_augment(augment, mean, std)
+        batch = torch.from_numpy(np.ascontiguousarray(images)).repeat_interleave(views, dim=0)
+        augmented = module(batch)
+    pixels = to_uint8(augmented, mean, std)
     n, size = len(images), pixels.shape[1]
     return pixels.reshape(n, views, size, size, 3)
 
