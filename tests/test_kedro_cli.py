@@ -12,6 +12,18 @@ from tests.conftest import PROJECT_ROOT
 pytestmark = pytest.mark.slow
 
 
+def _kedro_run(project: Path, *args: str) -> subprocess.CompletedProcess:
+    """``kedro run --env test ARGS`` in ``project``, as a user types it."""
+    return subprocess.run(
+        [str(Path(sys.executable).with_name("kedro")), "run", "--env", "test", *args],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
 def test_kedro_registry_lists_every_pipeline():
     kedro = Path(sys.executable).with_name("kedro")
     env = {**os.environ, "KEDRO_DISABLE_TELEMETRY": "true"}
@@ -43,15 +55,7 @@ def test_kedro_registry_lists_every_pipeline():
 def test_kedro_run_pipelines_prints_no_deprecation_warning(kedro_project):
     # settings.py filters the register_new_resolver deprecation that Kedro's config loader and
     # kedro-mlflow's hook raise on every run; --pipelines is Kedro 1.7's spelling (the README's).
-    kedro = Path(sys.executable).with_name("kedro")
-    result = subprocess.run(
-        [str(kedro), "run", "--env", "test", "--pipelines", "data_processing"],
-        cwd=kedro_project,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    result = _kedro_run(kedro_project, "--pipelines", "data_processing")
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-3000:]
     assert (kedro_project / "data" / "test" / "05_model_input" / "splits.parquet").is_file()
@@ -60,15 +64,7 @@ def test_kedro_run_pipelines_prints_no_deprecation_warning(kedro_project):
 
 
 def test_a_mistyped_pipeline_name_is_named_with_the_intended_one(kedro_project):
-    kedro = Path(sys.executable).with_name("kedro")
-    result = subprocess.run(
-        [str(kedro), "run", "--env", "test", "--pipelines", "reportng"],
-        cwd=kedro_project,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    result = _kedro_run(kedro_project, "--pipelines", "reportng")
     output = " ".join((result.stdout + result.stderr).split())  # rich wraps long lines
     assert result.returncode != 0
     # Kedro's own message, once the registry reports a missing pipeline as a KeyError.
@@ -85,21 +81,13 @@ def test_an_error_in_the_input_prints_its_message_not_a_traceback(kedro_project)
     200-300-line traceback; the message alone names the culprit."""
     import shutil
 
-    kedro = Path(sys.executable).with_name("kedro")
     bad_value = ["--params", "classifier_training.finetune.encoder_lr_scale=-1"]
     shutil.rmtree(kedro_project / "data" / "test" / "01_raw" / "HAM10000")
     for extra, message in [
         (bad_value, "Error: ConfigError: classifier_training.finetune: encoder_lr_scale must "),
         ([], "Error: DatasetError: raw_images: HAM10000 image folder not found: "),
     ]:
-        result = subprocess.run(
-            [str(kedro), "run", "--env", "test", "--pipelines", "data_processing", *extra],
-            cwd=kedro_project,
-            capture_output=True,
-            text=True,
-            timeout=300,
-            check=False,
-        )
+        result = _kedro_run(kedro_project, "--pipelines", "data_processing", *extra)
         output = result.stdout + result.stderr
         assert result.returncode == 1, output[-3000:]
         assert message in result.stderr, output[-3000:]
@@ -137,15 +125,7 @@ def test_the_installed_package_runs_with_a_packaged_conf(kedro_project):
 
 
 def test_sliced_runs_print_no_kedro_viz_workflow_notice(kedro_project):
-    kedro = Path(sys.executable).with_name("kedro")
-    result = subprocess.run(
-        [str(kedro), "run", "--env", "test", "--to-nodes", "validate_metadata"],
-        cwd=kedro_project,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    result = _kedro_run(kedro_project, "--to-nodes", "validate_metadata")
     output = " ".join((result.stdout + result.stderr).split())  # rich wraps long lines
     assert result.returncode == 0, output[-3000:]
     assert "Workflow tracking is disabled" not in output, output[-3000:]

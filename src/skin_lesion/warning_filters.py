@@ -16,8 +16,9 @@ act on, dropped on their exact messages so that any other warning of those packa
 And two warnings kedro-viz logs (its loggers, not ``warnings``), :data:`LOGGED`:
 
 - "Workflow tracking is disabled during partial pipeline runs ..." (four lines wrapped, on every
-  ``kedro run --pipelines ...``, ``--from-nodes``, ``--tags`` ...): kedro-viz records run
-  events only for a whole default run; every pipeline a user runs on its own said so.
+  sliced run: ``--from-nodes``, ``--to-nodes``, ``--nodes``, ``--tags`` ...; not on
+  ``--pipelines`` alone, which Kedro 1.7 passes as ``pipeline_names``, a key kedro-viz does
+  not read): kedro-viz records run events only for a whole default run.
 - "No Kedro project found in ...; skipping write." (at the end of each packaged run, ``python
   -m skin_lesion --conf-source ...``): the same run-events file, with no project to put it in.
 
